@@ -1,0 +1,1599 @@
+//! Fixed-size blocks: the [`BlockStore`] trait, the in-memory [`MemPool`], and wrappers.
+//!
+//! File contents live in blocks of one size per store (4 KiB by default). The filesystem asks a
+//! store for a block, reads and writes byte ranges inside it, and gives it back when a file
+//! shrinks or is deleted. A store has a hard capacity: when it is full, [`BlockStore::allocate`]
+//! fails with [`StoreError::Full`] (the filesystem's `ENOSPC`) and nothing already stored changes.
+//!
+//! Like smoltcp's `phy` devices, extra behaviour comes from wrappers around any store rather than
+//! from flags inside one:
+//!
+//! - [`MemPool`]: the store behind `MemFs`, chunked arenas with a `bitvec` bitmap per chunk.
+//! - [`FaultInjector`]: fails allocations or writes after a countdown, for tests that prove a
+//!   failing store harms nothing already stored.
+//! - [`Tracer`]: reports every call to a closure, for debugging.
+//!
+//! `&B`, `Box<B>` and `Arc<B>` are stores too when `B` is, so a pool can be shared with a
+//! statistics reader while the filesystem owns it, and `dyn BlockStore` works.
+//!
+//! # Implementing a store
+//!
+//! Every method's documentation is a contract that `MemFs` relies on. A small but complete
+//! implementation:
+//!
+//! ```
+//! use std::sync::Mutex;
+//!
+//! use btfuse_core::block::{BlockNo, BlockStore, StoreError, block_byte_range};
+//!
+//! /// Eight 512-byte blocks behind one lock.
+//! struct TinyStore {
+//!     blocks: Mutex<[Option<Box<[u8; 512]>>; 8]>,
+//! }
+//!
+//! impl TinyStore {
+//!     fn slot(block: BlockNo) -> Result<usize, StoreError> {
+//!         let index = usize::try_from(block.0).map_err(|_| StoreError::OutOfRange)?;
+//!         if index < 8 { Ok(index) } else { Err(StoreError::OutOfRange) }
+//!     }
+//! }
+//!
+//! impl BlockStore for TinyStore {
+//!     fn block_size(&self) -> usize {
+//!         512
+//!     }
+//!     fn capacity_blocks(&self) -> u64 {
+//!         8
+//!     }
+//!     fn used_blocks(&self) -> u64 {
+//!         self.blocks.lock().unwrap().iter().filter(|b| b.is_some()).count() as u64
+//!     }
+//!     fn allocate(&self) -> Result<BlockNo, StoreError> {
+//!         let mut blocks = self.blocks.lock().unwrap();
+//!         let index = blocks.iter().position(Option::is_none).ok_or(StoreError::Full)?;
+//!         blocks[index] = Some(Box::new([0; 512])); // a fresh block reads as zeros
+//!         Ok(BlockNo(index as u32))
+//!     }
+//!     fn free(&self, block: BlockNo) -> Result<(), StoreError> {
+//!         let index = Self::slot(block)?;
+//!         let taken = self.blocks.lock().unwrap()[index].take();
+//!         taken.map(drop).ok_or(StoreError::NotAllocated)
+//!     }
+//!     fn read(&self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), StoreError> {
+//!         let (index, range) = (Self::slot(block)?, block_byte_range(512, offset, buf.len())?);
+//!         let blocks = self.blocks.lock().unwrap();
+//!         let bytes = blocks[index].as_ref().ok_or(StoreError::NotAllocated)?;
+//!         buf.copy_from_slice(&bytes[range]);
+//!         Ok(())
+//!     }
+//!     fn write(&self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), StoreError> {
+//!         let (index, range) = (Self::slot(block)?, block_byte_range(512, offset, data.len())?);
+//!         let mut blocks = self.blocks.lock().unwrap();
+//!         let bytes = blocks[index].as_mut().ok_or(StoreError::NotAllocated)?;
+//!         bytes[range].copy_from_slice(data);
+//!         Ok(())
+//!     }
+//!     fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError> {
+//!         let (index, range) = (Self::slot(block)?, block_byte_range(512, offset, len)?);
+//!         let mut blocks = self.blocks.lock().unwrap();
+//!         let bytes = blocks[index].as_mut().ok_or(StoreError::NotAllocated)?;
+//!         bytes[range].fill(0);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let store = TinyStore { blocks: Mutex::new(Default::default()) };
+//! let block = store.allocate()?;
+//! store.write(block, 10, b"hello")?;
+//! let mut buf = [0xff; 7];
+//! store.read(block, 9, &mut buf)?;
+//! assert_eq!(&buf, b"\0hello\0");
+//! store.free(block)?;
+//! assert_eq!(store.free(block), Err(StoreError::NotAllocated));
+//! # Ok::<(), StoreError>(())
+//! ```
+//!
+//! # `MemPool` layout and invariants
+//!
+//! The pool's blocks are grouped into chunks of [`MemPool::BLOCKS_PER_CHUNK`] (256) blocks; block
+//! `n` is slot `n % 256` of chunk `n / 256`, and only the last chunk may be partial. The table of
+//! chunks is made up front (112 bytes per chunk on 64-bit targets, no block memory); each chunk
+//! holds:
+//!
+//! - `state`, a `spin::Mutex` over the chunk's allocation bitmap (`bitvec`, 256 bits) and used
+//!   count: the allocator's view and the only place a block changes hands.
+//! - `memory`, a `spin::RwLock<Option<ChunkMemory>>`: the chunk's bytes, allocated zeroed when
+//!   its first block is allocated and dropped when its last block is freed, so memory returns
+//!   to the system as files are deleted. Beside the bytes sits a mirror of the bitmap, so that
+//!   `read`, `write` and `zero` check "is this block allocated" under this lock alone.
+//! - `free`, an `AtomicU32` count of free blocks, changed only under `state` and read without
+//!   it so the allocator can skip full chunks without locking them.
+//!
+//! Invariants, whenever no thread holds the chunk's `state` mutex:
+//!
+//! - `memory` is `Some` exactly when `state.used > 0`, and its mirror equals `state`'s bitmap;
+//! - `free + state.used` is the number of blocks in the chunk;
+//! - the pool's `used` counter is at least the number of set bits over all chunks, and exceeds
+//!   it only by allocations and frees in progress.
+//!
+//! **Lock order:** a chunk's `state` mutex before its `memory` lock; never two chunks at once.
+//! `allocate` and `free` take both; `read` takes only the `memory` read lock, `write` and `zero`
+//! only the `memory` write lock.
+//!
+//! **Capacity:** `allocate` first reserves one unit of the pool-wide `AtomicU64` used counter
+//! with a compare-exchange loop that refuses to pass the capacity, and only then looks for a free
+//! bit. `Full` is therefore exact and the pool never hands out more blocks than its capacity,
+//! however many threads race. A reservation guarantees that a free bit exists somewhere (bits are
+//! set only after a reservation and cleared before its release), so the search always ends.
+//!
+//! **Spreading the load:** the search starts at the chunk where the last allocation succeeded
+//! (an atomic hint) and skips full chunks by their `free` count. Its first sweep only
+//! `try_lock`s, passing over chunks another thread is working in, so concurrent allocators
+//! spread over chunks instead of queueing on one mutex; later sweeps wait for each lock.
+//!
+//! **Zeroing:** a block is zeroed when it is allocated, under the chunk's `memory` write lock,
+//! not when it is freed. `free` then only flips two bits (or drops the whole chunk), so deleting
+//! a large file touches none of its bytes; a block of a freshly made chunk needs no zeroing at
+//! all, since that memory comes from a zeroed allocation; and zeroing work is spent only on
+//! blocks that are used again. The cost is that a freed block's old bytes stay in the daemon's
+//! memory until the block is reused or its chunk is released.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::Range;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use bitvec::array::BitArray;
+use bitvec::order::Lsb0;
+use spin::{Mutex, RwLock};
+
+/// Number of a block in a store. `u32`: with 4 KiB blocks a store holds up to 16 TiB.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct BlockNo(pub u32);
+
+impl fmt::Display for BlockNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "block {}", self.0)
+    }
+}
+
+/// Why a [`BlockStore`] call failed.
+#[non_exhaustive]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StoreError {
+    /// Every block is allocated: the store is at its capacity. Nothing stored was changed.
+    Full,
+    /// The block number is beyond the store's capacity, or `offset + len` exceeds the block size.
+    OutOfRange,
+    /// The block is within range but not currently allocated (for example, already freed).
+    NotAllocated,
+    /// The store failed to carry out the operation (an injected fault, or a device error in a
+    /// store backed by one). The block's content is unspecified for the failed range only.
+    Io,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreError::Full => "block store is full",
+            StoreError::OutOfRange => "block number or byte range out of range",
+            StoreError::NotAllocated => "block is not allocated",
+            StoreError::Io => "block store I/O error",
+        })
+    }
+}
+
+impl core::error::Error for StoreError {}
+
+/// Checks a request for `len` bytes at `offset` against `block_size`, the way every store must,
+/// and returns the byte range inside the block.
+///
+/// Fails with [`StoreError::OutOfRange`] when `offset + len` overflows or exceeds `block_size`.
+/// An empty range ending exactly at `block_size` is allowed.
+pub fn block_byte_range(
+    block_size: usize,
+    offset: usize,
+    len: usize,
+) -> Result<Range<usize>, StoreError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= block_size => Ok(offset..end),
+        _ => Err(StoreError::OutOfRange),
+    }
+}
+
+/// A store of fixed-size blocks with a hard capacity.
+///
+/// # Thread safety
+///
+/// All methods take `&self` and may be called from many threads at once; the store keeps its
+/// own bookkeeping consistent under any interleaving. Concurrent calls on *different* blocks do
+/// not affect each other. Concurrent `write`/`zero` and `read` of the *same* block are memory-safe
+/// but the bytes a reader sees are unspecified (old, new or a mix): callers serialise access to
+/// a block themselves (`MemFs` does so per file). Likewise, using a block after freeing it is
+/// memory-safe but may touch whichever caller's data the block then holds.
+///
+/// # Errors
+///
+/// A call that fails changes nothing, except that a write or zero failing with
+/// [`StoreError::Io`] may leave the addressed range of that one block unspecified. When several
+/// errors apply, [`StoreError::OutOfRange`] is reported before [`StoreError::NotAllocated`].
+pub trait BlockStore: Send + Sync {
+    /// Size of every block in bytes: a power of two, at least 512, constant for the store's life.
+    fn block_size(&self) -> usize;
+
+    /// Number of blocks the store can hold at once. Constant for the store's life; block numbers
+    /// run from `0` to `capacity_blocks() - 1`.
+    fn capacity_blocks(&self) -> u64;
+
+    /// Number of blocks currently allocated. Exact when no allocation or free is in progress;
+    /// while some are, it may already count them.
+    fn used_blocks(&self) -> u64;
+
+    /// Number of blocks that can still be allocated: `capacity_blocks() - used_blocks()`, with
+    /// the same precision as [`used_blocks`](BlockStore::used_blocks).
+    fn free_blocks(&self) -> u64 {
+        self.capacity_blocks().saturating_sub(self.used_blocks())
+    }
+
+    /// Allocates a block and returns its number.
+    ///
+    /// **A fresh block reads as zeros**, whatever it held before it was last freed. A block
+    /// number is never handed out twice without a `free` in between, even under races.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Full`] when `capacity_blocks()` blocks are already allocated; nothing stored
+    /// changes, and an allocation succeeds again as soon as a block is freed.
+    fn allocate(&self) -> Result<BlockNo, StoreError>;
+
+    /// Returns `block` to the store. Its content is gone; the number may be handed out again.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::OutOfRange`] when `block` is beyond the capacity; [`StoreError::NotAllocated`]
+    /// when it is not allocated. A double free is reported, never corrupts the store.
+    fn free(&self, block: BlockNo) -> Result<(), StoreError>;
+
+    /// Copies `buf.len()` bytes starting at byte `offset` of `block` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::OutOfRange`] when `block` is beyond the capacity or `offset + buf.len()`
+    /// exceeds [`block_size`](BlockStore::block_size); [`StoreError::NotAllocated`] when `block`
+    /// is not allocated. `buf` is left unchanged on error.
+    fn read(&self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), StoreError>;
+
+    /// Copies `data` into `block` starting at byte `offset`; the rest of the block is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](BlockStore::read), with `data.len()` as the length; and [`StoreError::Io`] when
+    /// the store fails to write, which leaves only the addressed range unspecified.
+    fn write(&self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), StoreError>;
+
+    /// Sets `len` bytes of `block` starting at byte `offset` to zero, like a
+    /// [`write`](BlockStore::write) of zeros without a buffer.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](BlockStore::write).
+    fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError>;
+}
+
+/// Forwards every method to the store behind a reference or smart pointer.
+macro_rules! forward_block_store {
+    ($($target:ty),+ $(,)?) => {$(
+        impl<B: BlockStore + ?Sized> BlockStore for $target {
+            fn block_size(&self) -> usize {
+                (**self).block_size()
+            }
+            fn capacity_blocks(&self) -> u64 {
+                (**self).capacity_blocks()
+            }
+            fn used_blocks(&self) -> u64 {
+                (**self).used_blocks()
+            }
+            fn free_blocks(&self) -> u64 {
+                (**self).free_blocks()
+            }
+            fn allocate(&self) -> Result<BlockNo, StoreError> {
+                (**self).allocate()
+            }
+            fn free(&self, block: BlockNo) -> Result<(), StoreError> {
+                (**self).free(block)
+            }
+            fn read(
+                &self,
+                block: BlockNo,
+                offset: usize,
+                buf: &mut [u8],
+            ) -> Result<(), StoreError> {
+                (**self).read(block, offset, buf)
+            }
+            fn write(&self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), StoreError> {
+                (**self).write(block, offset, data)
+            }
+            fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError> {
+                (**self).zero(block, offset, len)
+            }
+        }
+    )+};
+}
+
+forward_block_store!(&B, Box<B>, Arc<B>);
+
+/// Why a [`MemPool`] could not be made.
+#[non_exhaustive]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PoolConfigError {
+    /// The block size (carried) is not a power of two between [`MemPool::MIN_BLOCK_SIZE`] and
+    /// [`MemPool::MAX_BLOCK_SIZE`].
+    BlockSize(usize),
+    /// The chunk table for the requested capacity could not be allocated.
+    ChunkTable,
+}
+
+impl fmt::Display for PoolConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolConfigError::BlockSize(size) => write!(
+                f,
+                "block size {size} is not a power of two in {}..={}",
+                MemPool::MIN_BLOCK_SIZE,
+                MemPool::MAX_BLOCK_SIZE
+            ),
+            PoolConfigError::ChunkTable => f.write_str("cannot allocate the chunk table"),
+        }
+    }
+}
+
+impl core::error::Error for PoolConfigError {}
+
+/// Blocks per chunk as the `u32` that block numbers use.
+const CHUNK_BLOCKS: u32 = 256;
+
+/// One allocation bit per block of a chunk.
+type ChunkBits = BitArray<[u64; 4], Lsb0>;
+
+const _: () = assert!(core::mem::size_of::<ChunkBits>() * 8 == CHUNK_BLOCKS as usize);
+
+/// The allocator's view of a chunk, guarded by [`Chunk::state`].
+struct ChunkState {
+    /// Bit `i` is set while slot `i` is allocated.
+    allocated: ChunkBits,
+    /// Number of set bits in `allocated`.
+    used: u32,
+}
+
+/// A chunk's block bytes, present while at least one of its blocks is allocated.
+struct ChunkMemory {
+    /// `blocks_in_chunk * block_size` bytes; slot `i` is `i * block_size..(i + 1) * block_size`.
+    bytes: Box<[u8]>,
+    /// Mirror of [`ChunkState::allocated`], so block access checks allocation under this lock.
+    allocated: ChunkBits,
+}
+
+impl ChunkMemory {
+    /// The bytes of `slot` if it is allocated.
+    fn block(&self, slot: usize, block_size: usize) -> Option<&[u8]> {
+        if !self.allocated.get(slot).is_some_and(|bit| *bit) {
+            return None;
+        }
+        self.bytes.get(slot_range(slot, block_size)?)
+    }
+
+    /// The bytes of `slot` if it is allocated, for writing.
+    fn block_mut(&mut self, slot: usize, block_size: usize) -> Option<&mut [u8]> {
+        if !self.allocated.get(slot).is_some_and(|bit| *bit) {
+            return None;
+        }
+        self.bytes.get_mut(slot_range(slot, block_size)?)
+    }
+
+    fn set_allocated(&mut self, slot: usize, value: bool) {
+        if let Some(mut bit) = self.allocated.get_mut(slot) {
+            *bit = value;
+        }
+    }
+}
+
+/// Byte range of `slot` inside its chunk's memory.
+fn slot_range(slot: usize, block_size: usize) -> Option<Range<usize>> {
+    let start = slot.checked_mul(block_size)?;
+    Some(start..start.checked_add(block_size)?)
+}
+
+/// 256 blocks' worth of bookkeeping and (lazily) memory. See the module documentation for the
+/// invariants that tie the fields together.
+struct Chunk {
+    /// Allocation bitmap and used count. Locked before `memory`.
+    state: Mutex<ChunkState>,
+    /// Block bytes plus the bitmap mirror; `None` while no block of the chunk is allocated.
+    memory: RwLock<Option<ChunkMemory>>,
+    /// Free blocks in the chunk. Changed only under `state`; read without it as a hint.
+    free: AtomicU32,
+}
+
+impl Chunk {
+    fn new(blocks: u32) -> Chunk {
+        Chunk {
+            state: Mutex::new(ChunkState {
+                allocated: ChunkBits::ZERO,
+                used: 0,
+            }),
+            memory: RwLock::new(None),
+            free: AtomicU32::new(blocks),
+        }
+    }
+}
+
+/// An in-memory [`BlockStore`] with a hard capacity, memory allocated chunk by chunk on demand.
+///
+/// Blocks are grouped in chunks of [`BLOCKS_PER_CHUNK`](MemPool::BLOCKS_PER_CHUNK); a chunk's
+/// memory exists only while at least one of its blocks is allocated. The module documentation
+/// describes the layout, the lock order and the invariants.
+///
+/// ```
+/// use btfuse_core::block::{BlockStore, MemPool, StoreError};
+///
+/// let pool = MemPool::new(8 * 4096);
+/// let block = pool.allocate()?;
+/// pool.write(block, 0, b"data")?;
+/// assert_eq!(pool.used_blocks(), 1);
+/// assert_eq!(pool.resident_chunks(), 1);
+/// pool.free(block)?;
+/// assert_eq!(pool.resident_bytes(), 0);
+/// # Ok::<(), StoreError>(())
+/// ```
+pub struct MemPool {
+    block_size: usize,
+    capacity_blocks: u32,
+    chunks: Box<[Chunk]>,
+    /// Allocated blocks plus reservations in progress; never above `capacity_blocks`.
+    used: AtomicU64,
+    /// Chunk where the last allocation succeeded: where the next search starts.
+    next_chunk: AtomicU32,
+    /// Chunks whose memory is present; changed under the chunk's locks.
+    resident_chunks: AtomicUsize,
+    /// Bytes of chunk memory present; changed under the chunk's locks.
+    resident_bytes: AtomicU64,
+}
+
+impl MemPool {
+    /// Block size of [`MemPool::new`]: 4 KiB.
+    pub const DEFAULT_BLOCK_SIZE: usize = 4096;
+    /// Smallest block size [`MemPool::with_block_size`] accepts.
+    pub const MIN_BLOCK_SIZE: usize = 512;
+    /// Largest block size [`MemPool::with_block_size`] accepts.
+    pub const MAX_BLOCK_SIZE: usize = 65536;
+    /// Blocks per chunk: the unit in which memory is allocated and released.
+    pub const BLOCKS_PER_CHUNK: usize = CHUNK_BLOCKS as usize;
+
+    /// A pool of 4 KiB blocks holding at most `capacity_bytes` (rounded down to whole blocks,
+    /// and to at most `u32::MAX` blocks).
+    ///
+    /// No block memory is allocated yet. The chunk table costs 112 bytes per 256 blocks (per MiB
+    /// of capacity) on 64-bit targets and is allocated like any `Vec`: an allocation failure
+    /// aborts. Use [`with_block_size`](MemPool::with_block_size) to get an error instead.
+    pub fn new(capacity_bytes: u64) -> MemPool {
+        let capacity_blocks = capacity_in_blocks(capacity_bytes, Self::DEFAULT_BLOCK_SIZE);
+        let mut chunks = Vec::with_capacity(chunk_count(capacity_blocks));
+        fill_chunk_table(&mut chunks, capacity_blocks);
+        Self::from_table(Self::DEFAULT_BLOCK_SIZE, capacity_blocks, chunks)
+    }
+
+    /// A pool of `block_size`-byte blocks holding at most `capacity_bytes` (rounded down to whole
+    /// blocks, and to at most `u32::MAX` blocks).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolConfigError::BlockSize`] unless `block_size` is a power of two in
+    /// [`MIN_BLOCK_SIZE`](MemPool::MIN_BLOCK_SIZE)`..=`[`MAX_BLOCK_SIZE`](MemPool::MAX_BLOCK_SIZE);
+    /// [`PoolConfigError::ChunkTable`] if the chunk table cannot be allocated.
+    pub fn with_block_size(
+        capacity_bytes: u64,
+        block_size: usize,
+    ) -> Result<MemPool, PoolConfigError> {
+        if !block_size.is_power_of_two()
+            || !(Self::MIN_BLOCK_SIZE..=Self::MAX_BLOCK_SIZE).contains(&block_size)
+        {
+            return Err(PoolConfigError::BlockSize(block_size));
+        }
+        let capacity_blocks = capacity_in_blocks(capacity_bytes, block_size);
+        let mut chunks = Vec::new();
+        chunks
+            .try_reserve_exact(chunk_count(capacity_blocks))
+            .map_err(|_| PoolConfigError::ChunkTable)?;
+        fill_chunk_table(&mut chunks, capacity_blocks);
+        Ok(Self::from_table(block_size, capacity_blocks, chunks))
+    }
+
+    fn from_table(block_size: usize, capacity_blocks: u32, chunks: Vec<Chunk>) -> MemPool {
+        MemPool {
+            block_size,
+            capacity_blocks,
+            chunks: chunks.into_boxed_slice(),
+            used: AtomicU64::new(0),
+            next_chunk: AtomicU32::new(0),
+            resident_chunks: AtomicUsize::new(0),
+            resident_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of chunks whose memory is currently allocated.
+    pub fn resident_chunks(&self) -> usize {
+        self.resident_chunks.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of block memory currently allocated (whole chunks, used blocks or not). Excludes the
+    /// chunk table.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of blocks in chunk `index` (256, or fewer for the last chunk).
+    fn blocks_in_chunk(&self, index: usize) -> usize {
+        let first = (index as u64).saturating_mul(CHUNK_BLOCKS.into());
+        let left = u64::from(self.capacity_blocks).saturating_sub(first);
+        // At most 256, so the conversion cannot fail.
+        usize::try_from(left.min(CHUNK_BLOCKS.into())).unwrap_or(0)
+    }
+
+    /// The chunk holding `block` and the block's slot in it.
+    fn locate(&self, block: BlockNo) -> Result<(&Chunk, usize), StoreError> {
+        if block.0 >= self.capacity_blocks {
+            return Err(StoreError::OutOfRange);
+        }
+        let index = (block.0 / CHUNK_BLOCKS) as usize;
+        let slot = (block.0 % CHUNK_BLOCKS) as usize;
+        let chunk = self.chunks.get(index).ok_or(StoreError::OutOfRange)?;
+        Ok((chunk, slot))
+    }
+
+    /// Takes one unit of capacity, or reports `Full` without changing anything.
+    fn reserve(&self) -> Result<(), StoreError> {
+        let capacity = u64::from(self.capacity_blocks);
+        // Acquire pairs with the Release decrement in `free`, so that a reservation made
+        // possible by a free also sees the bit that free cleared.
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < capacity).then_some(used + 1)
+            })
+            .map(drop)
+            .map_err(|_| StoreError::Full)
+    }
+
+    /// Finds and claims a free block for a reservation already taken.
+    fn claim_reserved(&self) -> Option<BlockNo> {
+        let count = self.chunks.len();
+        if count == 0 {
+            return None;
+        }
+        let start = self.next_chunk.load(Ordering::Relaxed) as usize % count;
+        // The reservation guarantees a free bit exists, but it may move while we sweep (freed
+        // behind us, taken ahead of us), so sweep again until we catch one.
+        let mut wait_for_locks = false;
+        loop {
+            for step in 0..count {
+                let index = (start + step) % count;
+                let Some(chunk) = self.chunks.get(index) else {
+                    continue;
+                };
+                if chunk.free.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                let state = if wait_for_locks {
+                    Some(chunk.state.lock())
+                } else {
+                    chunk.state.try_lock()
+                };
+                let Some(mut state) = state else { continue };
+                if let Some(block) = self.claim_in_chunk(index, chunk, &mut state) {
+                    // `index` < chunk count <= 2^24, so it fits.
+                    self.next_chunk.store(index as u32, Ordering::Relaxed);
+                    return Some(block);
+                }
+            }
+            wait_for_locks = true;
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Claims the first free slot of chunk `index`, whose `state` the caller holds, and hands it
+    /// out zeroed.
+    fn claim_in_chunk(
+        &self,
+        index: usize,
+        chunk: &Chunk,
+        state: &mut ChunkState,
+    ) -> Option<BlockNo> {
+        let blocks = self.blocks_in_chunk(index);
+        let slot = state.allocated.get(..blocks)?.first_zero()?;
+        let block = u32::try_from(index)
+            .ok()?
+            .checked_mul(CHUNK_BLOCKS)?
+            .checked_add(u32::try_from(slot).ok()?)?;
+        let mut memory = chunk.memory.write();
+        match memory.as_mut() {
+            Some(memory) => {
+                memory.set_allocated(slot, true);
+                if let Some(bytes) = memory.block_mut(slot, self.block_size) {
+                    bytes.fill(0);
+                }
+            }
+            None => {
+                // First block of the chunk: fresh zeroed memory, nothing to clear.
+                let len = blocks * self.block_size;
+                let mut fresh = ChunkMemory {
+                    bytes: vec![0u8; len].into_boxed_slice(),
+                    allocated: ChunkBits::ZERO,
+                };
+                fresh.set_allocated(slot, true);
+                *memory = Some(fresh);
+                self.resident_chunks.fetch_add(1, Ordering::Relaxed);
+                self.resident_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            }
+        }
+        drop(memory);
+        if let Some(mut bit) = state.allocated.get_mut(slot) {
+            *bit = true;
+        }
+        state.used += 1;
+        chunk.free.fetch_sub(1, Ordering::Relaxed);
+        Some(BlockNo(block))
+    }
+}
+
+/// `capacity_bytes` in whole blocks, capped at `u32::MAX`.
+fn capacity_in_blocks(capacity_bytes: u64, block_size: usize) -> u32 {
+    let blocks = capacity_bytes / (block_size as u64).max(1);
+    u32::try_from(blocks).unwrap_or(u32::MAX)
+}
+
+/// Chunks needed for `capacity_blocks` blocks (the last one may be partial).
+fn chunk_count(capacity_blocks: u32) -> usize {
+    capacity_blocks.div_ceil(CHUNK_BLOCKS) as usize
+}
+
+/// Appends the chunks for `capacity_blocks` blocks to an empty table.
+fn fill_chunk_table(chunks: &mut Vec<Chunk>, capacity_blocks: u32) {
+    let mut left = capacity_blocks;
+    while left > 0 {
+        let blocks = left.min(CHUNK_BLOCKS);
+        chunks.push(Chunk::new(blocks));
+        left -= blocks;
+    }
+}
+
+impl fmt::Debug for MemPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemPool")
+            .field("block_size", &self.block_size)
+            .field("capacity_blocks", &self.capacity_blocks)
+            .field("used_blocks", &self.used_blocks())
+            .field("resident_chunks", &self.resident_chunks())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockStore for MemPool {
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    fn capacity_blocks(&self) -> u64 {
+        self.capacity_blocks.into()
+    }
+
+    fn used_blocks(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn allocate(&self) -> Result<BlockNo, StoreError> {
+        self.reserve()?;
+        match self.claim_reserved() {
+            Some(block) => Ok(block),
+            None => {
+                // Unreachable while the invariants hold; give the reservation back regardless.
+                self.used.fetch_sub(1, Ordering::Release);
+                Err(StoreError::Full)
+            }
+        }
+    }
+
+    fn free(&self, block: BlockNo) -> Result<(), StoreError> {
+        let (chunk, slot) = self.locate(block)?;
+        let mut state = chunk.state.lock();
+        match state.allocated.get_mut(slot) {
+            Some(mut bit) if *bit => *bit = false,
+            _ => return Err(StoreError::NotAllocated),
+        }
+        state.used = state.used.saturating_sub(1);
+        chunk.free.fetch_add(1, Ordering::Relaxed);
+        let mut memory = chunk.memory.write();
+        if state.used == 0 {
+            if let Some(released) = memory.take() {
+                self.resident_chunks.fetch_sub(1, Ordering::Relaxed);
+                self.resident_bytes
+                    .fetch_sub(released.bytes.len() as u64, Ordering::Relaxed);
+            }
+        } else if let Some(memory) = memory.as_mut() {
+            memory.set_allocated(slot, false);
+        }
+        drop(memory);
+        drop(state);
+        // Release pairs with the Acquire in `reserve`: see there.
+        self.used.fetch_sub(1, Ordering::Release);
+        Ok(())
+    }
+
+    fn read(&self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), StoreError> {
+        let (chunk, slot) = self.locate(block)?;
+        let range = block_byte_range(self.block_size, offset, buf.len())?;
+        let memory = chunk.memory.read();
+        let bytes = memory
+            .as_ref()
+            .and_then(|memory| memory.block(slot, self.block_size))
+            .and_then(|bytes| bytes.get(range))
+            .ok_or(StoreError::NotAllocated)?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn write(&self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), StoreError> {
+        let (chunk, slot) = self.locate(block)?;
+        let range = block_byte_range(self.block_size, offset, data.len())?;
+        let mut memory = chunk.memory.write();
+        let bytes = memory
+            .as_mut()
+            .and_then(|memory| memory.block_mut(slot, self.block_size))
+            .and_then(|bytes| bytes.get_mut(range))
+            .ok_or(StoreError::NotAllocated)?;
+        bytes.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError> {
+        let (chunk, slot) = self.locate(block)?;
+        let range = block_byte_range(self.block_size, offset, len)?;
+        let mut memory = chunk.memory.write();
+        let bytes = memory
+            .as_mut()
+            .and_then(|memory| memory.block_mut(slot, self.block_size))
+            .and_then(|bytes| bytes.get_mut(range))
+            .ok_or(StoreError::NotAllocated)?;
+        bytes.fill(0);
+        Ok(())
+    }
+}
+
+/// Countdown value meaning "no fault armed".
+const DISARMED: u64 = u64::MAX;
+
+/// Takes one step of a fault countdown: `true` when the call must fail.
+fn countdown_fires(countdown: &AtomicU64) -> bool {
+    // Relaxed: the countdown orders nothing but itself.
+    let step = countdown.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| match left {
+        DISARMED | 0 => None,
+        left => Some(left - 1),
+    });
+    step == Err(0)
+}
+
+/// A [`BlockStore`] wrapper that makes calls fail on demand, for tests (smoltcp's
+/// `FaultInjector`, redb's `FuzzerBackend`).
+///
+/// Once armed with [`fail_allocations_after(n)`](FaultInjector::fail_allocations_after), the
+/// next `n` allocations pass through and every later one fails with [`StoreError::Full`] until
+/// [`heal`](FaultInjector::heal). [`fail_writes_after(n)`](FaultInjector::fail_writes_after)
+/// does the same for `write` and `zero` (one shared countdown) with [`StoreError::Io`]. A call
+/// that fails never reaches the inner store, so it changes nothing there. Everything else
+/// passes through untouched.
+///
+/// ```
+/// use btfuse_core::block::{BlockStore, FaultInjector, MemPool, StoreError};
+///
+/// let store = FaultInjector::new(MemPool::new(1 << 20));
+/// store.fail_allocations_after(1);
+/// let kept = store.allocate()?;
+/// assert_eq!(store.allocate(), Err(StoreError::Full));
+/// store.heal();
+/// assert!(store.allocate().is_ok());
+/// # let _ = kept;
+/// # Ok::<(), StoreError>(())
+/// ```
+#[derive(Debug)]
+pub struct FaultInjector<B> {
+    inner: B,
+    allocations_left: AtomicU64,
+    writes_left: AtomicU64,
+    injected: AtomicU64,
+}
+
+impl<B: BlockStore> FaultInjector<B> {
+    /// Wraps `inner` with no fault armed.
+    pub fn new(inner: B) -> FaultInjector<B> {
+        FaultInjector {
+            inner,
+            allocations_left: AtomicU64::new(DISARMED),
+            writes_left: AtomicU64::new(DISARMED),
+            injected: AtomicU64::new(0),
+        }
+    }
+
+    /// Lets the next `successes` allocations through, then fails every allocation with
+    /// [`StoreError::Full`]. `u64::MAX` disarms.
+    pub fn fail_allocations_after(&self, successes: u64) {
+        self.allocations_left.store(successes, Ordering::Relaxed);
+    }
+
+    /// Lets the next `successes` writes and zeroings through, then fails every one with
+    /// [`StoreError::Io`]. `u64::MAX` disarms.
+    pub fn fail_writes_after(&self, successes: u64) {
+        self.writes_left.store(successes, Ordering::Relaxed);
+    }
+
+    /// Disarms every fault: all calls pass through again.
+    pub fn heal(&self) {
+        self.allocations_left.store(DISARMED, Ordering::Relaxed);
+        self.writes_left.store(DISARMED, Ordering::Relaxed);
+    }
+
+    /// Number of calls failed on purpose so far.
+    pub fn injected_faults(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the store.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+
+    fn inject(&self, countdown: &AtomicU64) -> bool {
+        let fires = countdown_fires(countdown);
+        if fires {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        fires
+    }
+}
+
+impl<B: BlockStore> BlockStore for FaultInjector<B> {
+    fn block_size(&self) -> usize {
+        self.inner.block_size()
+    }
+
+    fn capacity_blocks(&self) -> u64 {
+        self.inner.capacity_blocks()
+    }
+
+    fn used_blocks(&self) -> u64 {
+        self.inner.used_blocks()
+    }
+
+    fn free_blocks(&self) -> u64 {
+        self.inner.free_blocks()
+    }
+
+    fn allocate(&self) -> Result<BlockNo, StoreError> {
+        if self.inject(&self.allocations_left) {
+            return Err(StoreError::Full);
+        }
+        self.inner.allocate()
+    }
+
+    fn free(&self, block: BlockNo) -> Result<(), StoreError> {
+        self.inner.free(block)
+    }
+
+    fn read(&self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.inner.read(block, offset, buf)
+    }
+
+    fn write(&self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), StoreError> {
+        if self.inject(&self.writes_left) {
+            return Err(StoreError::Io);
+        }
+        self.inner.write(block, offset, data)
+    }
+
+    fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError> {
+        if self.inject(&self.writes_left) {
+            return Err(StoreError::Io);
+        }
+        self.inner.zero(block, offset, len)
+    }
+}
+
+/// Which [`BlockStore`] method a [`TraceEvent`] reports.
+#[non_exhaustive]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TraceOp {
+    /// [`BlockStore::allocate`].
+    Allocate,
+    /// [`BlockStore::free`].
+    Free,
+    /// [`BlockStore::read`].
+    Read,
+    /// [`BlockStore::write`].
+    Write,
+    /// [`BlockStore::zero`].
+    Zero,
+}
+
+/// One call seen by a [`Tracer`].
+#[non_exhaustive]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TraceEvent {
+    /// The method called.
+    pub op: TraceOp,
+    /// The block operated on; for `allocate`, the block handed out (`None` if it failed).
+    pub block: Option<BlockNo>,
+    /// Byte offset inside the block (0 for `allocate` and `free`).
+    pub offset: usize,
+    /// Bytes read, written or zeroed (0 for `allocate` and `free`).
+    pub len: usize,
+    /// What the call returned.
+    pub result: Result<(), StoreError>,
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            TraceOp::Allocate => "allocate",
+            TraceOp::Free => "free",
+            TraceOp::Read => "read",
+            TraceOp::Write => "write",
+            TraceOp::Zero => "zero",
+        };
+        f.write_str(op)?;
+        if let Some(block) = self.block {
+            write!(f, " {block}")?;
+        }
+        if matches!(self.op, TraceOp::Read | TraceOp::Write | TraceOp::Zero) {
+            write!(f, " [{}..+{}]", self.offset, self.len)?;
+        }
+        match self.result {
+            Ok(()) => f.write_str(": ok"),
+            Err(error) => write!(f, ": {error}"),
+        }
+    }
+}
+
+/// A [`BlockStore`] wrapper that reports every allocate, free, read, write and zero to a closure
+/// after the call returns, for debugging (smoltcp's `Tracer`). Queries such as `used_blocks`
+/// are not reported.
+///
+/// ```
+/// use btfuse_core::block::{BlockStore, MemPool, StoreError, TraceOp, Tracer};
+///
+/// let store = Tracer::new(MemPool::new(1 << 20), |event| {
+///     if event.op == TraceOp::Write {
+///         assert_eq!(event.len, 3);
+///     }
+/// });
+/// let block = store.allocate()?;
+/// store.write(block, 0, b"abc")?;
+/// # Ok::<(), StoreError>(())
+/// ```
+pub struct Tracer<B, F> {
+    inner: B,
+    trace: F,
+}
+
+impl<B: BlockStore, F: Fn(TraceEvent) + Send + Sync> Tracer<B, F> {
+    /// Wraps `inner`, calling `trace` with one event per call.
+    pub fn new(inner: B, trace: F) -> Tracer<B, F> {
+        Tracer { inner, trace }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the store.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+
+    fn report(
+        &self,
+        op: TraceOp,
+        block: Option<BlockNo>,
+        offset: usize,
+        len: usize,
+        result: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (self.trace)(TraceEvent {
+            op,
+            block,
+            offset,
+            len,
+            result,
+        });
+        result
+    }
+}
+
+impl<B: fmt::Debug, F> fmt::Debug for Tracer<B, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracer")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: BlockStore, F: Fn(TraceEvent) + Send + Sync> BlockStore for Tracer<B, F> {
+    fn block_size(&self) -> usize {
+        self.inner.block_size()
+    }
+
+    fn capacity_blocks(&self) -> u64 {
+        self.inner.capacity_blocks()
+    }
+
+    fn used_blocks(&self) -> u64 {
+        self.inner.used_blocks()
+    }
+
+    fn free_blocks(&self) -> u64 {
+        self.inner.free_blocks()
+    }
+
+    fn allocate(&self) -> Result<BlockNo, StoreError> {
+        let result = self.inner.allocate();
+        self.report(TraceOp::Allocate, result.ok(), 0, 0, result.map(drop))?;
+        result
+    }
+
+    fn free(&self, block: BlockNo) -> Result<(), StoreError> {
+        let result = self.inner.free(block);
+        self.report(TraceOp::Free, Some(block), 0, 0, result)
+    }
+
+    fn read(&self, block: BlockNo, offset: usize, buf: &mut [u8]) -> Result<(), StoreError> {
+        let result = self.inner.read(block, offset, buf);
+        self.report(TraceOp::Read, Some(block), offset, buf.len(), result)
+    }
+
+    fn write(&self, block: BlockNo, offset: usize, data: &[u8]) -> Result<(), StoreError> {
+        let result = self.inner.write(block, offset, data);
+        self.report(TraceOp::Write, Some(block), offset, data.len(), result)
+    }
+
+    fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError> {
+        let result = self.inner.zero(block, offset, len);
+        self.report(TraceOp::Zero, Some(block), offset, len, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SMALL: usize = 512;
+
+    fn pool(blocks: u64) -> MemPool {
+        MemPool::with_block_size(blocks * SMALL as u64, SMALL).unwrap()
+    }
+
+    fn read_all(store: &impl BlockStore, block: BlockNo) -> Vec<u8> {
+        let mut buf = vec![0xa5; store.block_size()];
+        store.read(block, 0, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn fresh_block_reads_zero_even_after_reuse() {
+        let pool = pool(2);
+        let first = pool.allocate().unwrap();
+        let keep = pool.allocate().unwrap();
+        assert!(read_all(&pool, first).iter().all(|&b| b == 0));
+        pool.write(first, 0, &[0xff; SMALL]).unwrap();
+        pool.write(keep, 0, &[0x11; SMALL]).unwrap();
+        pool.free(first).unwrap();
+        // `keep` holds the chunk's memory, so the old bytes are still there to be cleared.
+        assert_eq!(pool.resident_chunks(), 1);
+        let again = pool.allocate().unwrap();
+        assert_eq!(again, first);
+        assert!(read_all(&pool, again).iter().all(|&b| b == 0));
+        assert!(read_all(&pool, keep).iter().all(|&b| b == 0x11));
+    }
+
+    #[test]
+    fn full_exactly_at_capacity_without_harm() {
+        let pool = pool(600);
+        let mut blocks = Vec::new();
+        for i in 0..600u32 {
+            let block = pool.allocate().unwrap();
+            pool.write(block, 0, &i.to_le_bytes()).unwrap();
+            blocks.push(block);
+        }
+        assert_eq!(pool.used_blocks(), 600);
+        assert_eq!(pool.free_blocks(), 0);
+        assert_eq!(pool.allocate(), Err(StoreError::Full));
+        assert_eq!(pool.allocate(), Err(StoreError::Full));
+        assert_eq!(pool.used_blocks(), 600);
+        let mut sorted = blocks.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 600);
+        for (i, &block) in (0u32..).zip(&blocks) {
+            let mut buf = [0; 4];
+            pool.read(block, 0, &mut buf).unwrap();
+            assert_eq!(buf, i.to_le_bytes());
+        }
+        pool.free(blocks[300]).unwrap();
+        assert_eq!(pool.allocate(), Ok(blocks[300]));
+        assert_eq!(pool.allocate(), Err(StoreError::Full));
+    }
+
+    #[test]
+    fn double_free_reports_not_allocated() {
+        let pool = pool(300);
+        let a = pool.allocate().unwrap();
+        let b = pool.allocate().unwrap();
+        pool.free(a).unwrap();
+        assert_eq!(pool.free(a), Err(StoreError::NotAllocated));
+        assert_eq!(pool.free(BlockNo(299)), Err(StoreError::NotAllocated));
+        assert_eq!(pool.used_blocks(), 1);
+        pool.free(b).unwrap();
+        assert_eq!(pool.free(b), Err(StoreError::NotAllocated));
+        assert_eq!(pool.used_blocks(), 0);
+        assert_eq!(pool.resident_chunks(), 0);
+    }
+
+    #[test]
+    fn out_of_range_and_unallocated_are_errors_not_panics() {
+        let pool = pool(300);
+        let block = pool.allocate().unwrap();
+        let mut buf = [0u8; 8];
+        for bad in [BlockNo(300), BlockNo(511), BlockNo(u32::MAX)] {
+            assert_eq!(pool.read(bad, 0, &mut buf), Err(StoreError::OutOfRange));
+            assert_eq!(pool.write(bad, 0, &buf), Err(StoreError::OutOfRange));
+            assert_eq!(pool.zero(bad, 0, 1), Err(StoreError::OutOfRange));
+            assert_eq!(pool.free(bad), Err(StoreError::OutOfRange));
+        }
+        assert_eq!(
+            pool.read(block, SMALL - 7, &mut buf),
+            Err(StoreError::OutOfRange)
+        );
+        assert_eq!(
+            pool.write(block, usize::MAX, &buf),
+            Err(StoreError::OutOfRange)
+        );
+        assert_eq!(pool.zero(block, 1, usize::MAX), Err(StoreError::OutOfRange));
+        assert_eq!(pool.zero(block, 0, SMALL + 1), Err(StoreError::OutOfRange));
+        // Ranges that end exactly at the block's end are fine, empty ones included.
+        pool.read(block, SMALL - 8, &mut buf).unwrap();
+        pool.write(block, SMALL, &[]).unwrap();
+        pool.zero(block, 0, SMALL).unwrap();
+        // Unallocated: in a resident chunk, in a chunk without memory, in the partial chunk.
+        for idle in [BlockNo(1), BlockNo(256), BlockNo(299)] {
+            assert_eq!(pool.read(idle, 0, &mut buf), Err(StoreError::NotAllocated));
+            assert_eq!(pool.write(idle, 0, &buf), Err(StoreError::NotAllocated));
+            assert_eq!(pool.zero(idle, 0, 8), Err(StoreError::NotAllocated));
+        }
+        // Range errors win over allocation errors.
+        assert_eq!(
+            pool.read(BlockNo(1), SMALL, &mut buf),
+            Err(StoreError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn chunk_memory_follows_its_blocks() {
+        let pool = pool(600);
+        assert_eq!((pool.resident_chunks(), pool.resident_bytes()), (0, 0));
+        let blocks: Vec<_> = (0..600).map(|_| pool.allocate().unwrap()).collect();
+        assert_eq!(pool.resident_chunks(), 3);
+        assert_eq!(pool.resident_bytes(), 600 * SMALL as u64);
+        // Free the whole first chunk: its memory goes, the others stay.
+        for &block in &blocks[..256] {
+            pool.free(block).unwrap();
+        }
+        assert_eq!(pool.resident_chunks(), 2);
+        assert_eq!(pool.resident_bytes(), 344 * SMALL as u64);
+        // One block left in a chunk keeps the whole chunk resident.
+        for &block in &blocks[256..511] {
+            pool.free(block).unwrap();
+        }
+        assert_eq!(pool.resident_chunks(), 2);
+        for &block in &blocks[511..] {
+            pool.free(block).unwrap();
+        }
+        assert_eq!((pool.resident_chunks(), pool.resident_bytes()), (0, 0));
+        assert_eq!(pool.used_blocks(), 0);
+    }
+
+    #[test]
+    fn configuration_is_checked_and_capacity_rounded_down() {
+        for bad in [0, 256, 1000, 4097, 131_072] {
+            assert_eq!(
+                MemPool::with_block_size(1 << 20, bad).unwrap_err(),
+                PoolConfigError::BlockSize(bad)
+            );
+        }
+        let pool = MemPool::with_block_size(3 * 65536 + 65535, 65536).unwrap();
+        assert_eq!((pool.block_size(), pool.capacity_blocks()), (65536, 3));
+        let pool = MemPool::new(4096 * 257 + 4095);
+        assert_eq!((pool.block_size(), pool.capacity_blocks()), (4096, 257));
+        assert_eq!(capacity_in_blocks(u64::MAX, 512), u32::MAX);
+        assert_eq!(chunk_count(u32::MAX), 1 << 24);
+        let empty = MemPool::new(4095);
+        assert_eq!(empty.capacity_blocks(), 0);
+        assert_eq!(empty.allocate(), Err(StoreError::Full));
+        assert_eq!(empty.free(BlockNo(0)), Err(StoreError::OutOfRange));
+        assert_eq!(empty.used_blocks(), 0);
+    }
+
+    #[test]
+    fn shared_handles_and_trait_objects_are_stores() {
+        let pool = Arc::new(pool(4));
+        let dynamic: Box<dyn BlockStore> = Box::new(Arc::clone(&pool));
+        let block = dynamic.allocate().unwrap();
+        fn write_through<S: BlockStore>(store: S, block: BlockNo) {
+            store.write(block, 0, b"via ref").unwrap();
+        }
+        write_through(&*pool, block);
+        assert_eq!(&read_all(&dynamic, block)[..7], b"via ref");
+        assert_eq!(pool.used_blocks(), 1);
+    }
+
+    #[test]
+    fn concurrent_allocation_never_hands_a_block_out_twice() {
+        const CAPACITY: usize = 1000;
+        const THREADS: u8 = 4;
+        let pool = pool(CAPACITY as u64);
+        let owned: Vec<AtomicBool> = (0..CAPACITY).map(|_| AtomicBool::new(false)).collect();
+        let full_seen = AtomicU64::new(0);
+        let tag = |thread: u8, block: BlockNo| {
+            let mut bytes = [thread; SMALL];
+            bytes[..4].copy_from_slice(&block.0.to_le_bytes());
+            bytes
+        };
+        let held: Vec<Vec<BlockNo>> = thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    let (pool, owned, full_seen) = (&pool, &owned, &full_seen);
+                    scope.spawn(move || {
+                        let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(thread);
+                        let mut held = Vec::new();
+                        for _ in 0..20_000 {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            if held.is_empty() || !rng.is_multiple_of(3) {
+                                match pool.allocate() {
+                                    Ok(block) => {
+                                        let flag = &owned[block.0 as usize];
+                                        assert!(
+                                            !flag.swap(true, Ordering::SeqCst),
+                                            "{block} twice"
+                                        );
+                                        assert!(read_all(pool, block).iter().all(|&b| b == 0));
+                                        pool.write(block, 0, &tag(thread, block)).unwrap();
+                                        held.push(block);
+                                    }
+                                    Err(StoreError::Full) => {
+                                        full_seen.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(other) => panic!("allocate failed: {other}"),
+                                }
+                            } else {
+                                let index = (rng >> 32) as usize % held.len();
+                                let block = held.swap_remove(index);
+                                assert_eq!(read_all(pool, block), tag(thread, block));
+                                owned[block.0 as usize].store(false, Ordering::SeqCst);
+                                pool.free(block).unwrap();
+                            }
+                        }
+                        held
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().unwrap())
+                .collect()
+        });
+        assert!(
+            full_seen.load(Ordering::Relaxed) > 0,
+            "the test never reached capacity"
+        );
+        let total: usize = held.iter().map(Vec::len).sum();
+        assert_eq!(pool.used_blocks(), total as u64);
+        for (thread, blocks) in (0..THREADS).zip(&held) {
+            for &block in blocks {
+                assert_eq!(read_all(&pool, block), tag(thread, block));
+                pool.free(block).unwrap();
+            }
+        }
+        assert_eq!(pool.used_blocks(), 0);
+        assert_eq!(pool.resident_chunks(), 0);
+    }
+
+    #[test]
+    fn failed_allocations_leave_stored_data_intact() {
+        let store = FaultInjector::new(pool(8));
+        let a = store.allocate().unwrap();
+        store.write(a, 0, b"precious").unwrap();
+        store.fail_allocations_after(2);
+        let b = store.allocate().unwrap();
+        let c = store.allocate().unwrap();
+        assert_eq!(store.allocate(), Err(StoreError::Full));
+        assert_eq!(store.allocate(), Err(StoreError::Full));
+        assert_eq!(store.injected_faults(), 2);
+        assert_eq!(store.used_blocks(), 3);
+        assert_eq!(&read_all(&store, a)[..8], b"precious");
+        store.free(b).unwrap();
+        store.heal();
+        assert_eq!(store.allocate(), Ok(b));
+        store.free(c).unwrap();
+        assert_eq!(store.inner().used_blocks(), 2);
+    }
+
+    #[test]
+    fn failed_writes_change_nothing() {
+        let store = FaultInjector::new(pool(8));
+        let block = store.allocate().unwrap();
+        store.fail_writes_after(1);
+        store.write(block, 0, b"kept").unwrap();
+        assert_eq!(store.write(block, 0, b"lost"), Err(StoreError::Io));
+        assert_eq!(store.zero(block, 0, 4), Err(StoreError::Io));
+        assert_eq!(&read_all(&store, block)[..4], b"kept");
+        // Allocation is not affected by the write countdown.
+        assert!(store.allocate().is_ok());
+        store.fail_writes_after(0);
+        assert_eq!(store.write(block, 0, b"x"), Err(StoreError::Io));
+        store.heal();
+        store.zero(block, 0, 4).unwrap();
+        assert_eq!(&read_all(&store, block)[..4], [0; 4]);
+        assert_eq!(store.injected_faults(), 3);
+        assert_eq!(store.into_inner().used_blocks(), 2);
+    }
+
+    #[test]
+    fn tracer_reports_every_call() {
+        let events = StdMutex::new(Vec::new());
+        let store = Tracer::new(pool(1), |event| events.lock().unwrap().push(event));
+        let block = store.allocate().unwrap();
+        assert_eq!(store.allocate(), Err(StoreError::Full));
+        store.write(block, 3, b"ab").unwrap();
+        store.read(block, 0, &mut [0; 4]).unwrap();
+        store.zero(block, 1, SMALL).unwrap_err();
+        store.free(block).unwrap();
+        let events = events.into_inner().unwrap();
+        let summary: Vec<_> = events.iter().map(|e| std::format!("{e}")).collect();
+        assert_eq!(
+            summary,
+            [
+                "allocate block 0: ok",
+                "allocate: block store is full",
+                "write block 0 [3..+2]: ok",
+                "read block 0 [0..+4]: ok",
+                "zero block 0 [1..+512]: block number or byte range out of range",
+                "free block 0: ok",
+            ]
+        );
+        assert_eq!(events[2].op, TraceOp::Write);
+        assert_eq!(events[2].len, 2);
+    }
+
+    /// One step of the model-based test. `pick` chooses among the live blocks.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Allocate(usize),
+        Free(usize),
+        FreeRun {
+            pick: usize,
+            count: usize,
+        },
+        FreeAny(u32),
+        Write {
+            pick: usize,
+            offset: usize,
+            len: usize,
+            byte: u8,
+        },
+        Zero {
+            pick: usize,
+            offset: usize,
+            len: usize,
+        },
+        Read {
+            pick: usize,
+            offset: usize,
+            len: usize,
+        },
+        ReadAny(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let offset = 0..=SMALL + 8;
+        let len = 0..=SMALL + 8;
+        prop_oneof![
+            3 => (1..=40usize).prop_map(Op::Allocate),
+            1 => (1..=600usize).prop_map(Op::Allocate),
+            2 => any::<usize>().prop_map(Op::Free),
+            1 => (any::<usize>(), 1..=300usize)
+                .prop_map(|(pick, count)| Op::FreeRun { pick, count }),
+            1 => (0..700u32).prop_map(Op::FreeAny),
+            3 => (any::<usize>(), offset.clone(), len.clone(), any::<u8>())
+                .prop_map(|(pick, offset, len, byte)| Op::Write { pick, offset, len, byte }),
+            1 => (any::<usize>(), offset.clone(), len.clone())
+                .prop_map(|(pick, offset, len)| Op::Zero { pick, offset, len }),
+            2 => (any::<usize>(), offset, len)
+                .prop_map(|(pick, offset, len)| Op::Read { pick, offset, len }),
+            1 => (0..700u32).prop_map(Op::ReadAny),
+        ]
+    }
+
+    /// The reference: every live block and its bytes.
+    struct Model {
+        capacity: usize,
+        blocks: BTreeMap<BlockNo, Vec<u8>>,
+    }
+
+    impl Model {
+        fn pick(&self, pick: usize) -> Option<BlockNo> {
+            let live = self.blocks.len();
+            (live > 0).then(|| *self.blocks.keys().nth(pick % live).unwrap())
+        }
+
+        fn range(offset: usize, len: usize) -> Result<Range<usize>, StoreError> {
+            if offset + len <= SMALL {
+                Ok(offset..offset + len)
+            } else {
+                Err(StoreError::OutOfRange)
+            }
+        }
+
+        fn lookup(&self, block: BlockNo) -> Result<&Vec<u8>, StoreError> {
+            if block.0 as usize >= self.capacity {
+                return Err(StoreError::OutOfRange);
+            }
+            self.blocks.get(&block).ok_or(StoreError::NotAllocated)
+        }
+    }
+
+    fn apply(pool: &MemPool, model: &mut Model, op: Op) -> Result<(), TestCaseError> {
+        match op {
+            Op::Allocate(times) => {
+                for _ in 0..times {
+                    match pool.allocate() {
+                        Ok(block) => {
+                            prop_assert!((block.0 as usize) < model.capacity);
+                            let old = model.blocks.insert(block, vec![0; SMALL]);
+                            prop_assert!(old.is_none(), "{} handed out twice", block);
+                            prop_assert_eq!(read_all(pool, block), vec![0; SMALL]);
+                        }
+                        Err(error) => {
+                            prop_assert_eq!(error, StoreError::Full);
+                            prop_assert_eq!(model.blocks.len(), model.capacity);
+                        }
+                    }
+                }
+            }
+            Op::Free(pick) => {
+                if let Some(block) = model.pick(pick) {
+                    model.blocks.remove(&block);
+                    prop_assert_eq!(pool.free(block), Ok(()));
+                    prop_assert_eq!(pool.free(block), Err(StoreError::NotAllocated));
+                }
+            }
+            Op::FreeRun { pick, count } => {
+                // Consecutive block numbers, so that whole chunks empty out.
+                let Some(first) = model.pick(pick) else {
+                    return Ok(());
+                };
+                let run: Vec<BlockNo> = model
+                    .blocks
+                    .range(first..)
+                    .take(count)
+                    .map(|(&b, _)| b)
+                    .collect();
+                for block in run {
+                    model.blocks.remove(&block);
+                    prop_assert_eq!(pool.free(block), Ok(()));
+                }
+            }
+            Op::FreeAny(number) => {
+                let block = BlockNo(number);
+                let expected = model.lookup(block).map(drop);
+                prop_assert_eq!(pool.free(block), expected);
+                model.blocks.remove(&block);
+            }
+            Op::Write {
+                pick,
+                offset,
+                len,
+                byte,
+            } => {
+                let Some(block) = model.pick(pick) else {
+                    return Ok(());
+                };
+                let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+                let expected = Model::range(offset, len);
+                prop_assert_eq!(pool.write(block, offset, &data), expected.clone().map(drop));
+                if let Ok(range) = expected {
+                    model.blocks.get_mut(&block).unwrap()[range].copy_from_slice(&data);
+                }
+            }
+            Op::Zero { pick, offset, len } => {
+                let Some(block) = model.pick(pick) else {
+                    return Ok(());
+                };
+                let expected = Model::range(offset, len);
+                prop_assert_eq!(pool.zero(block, offset, len), expected.clone().map(drop));
+                if let Ok(range) = expected {
+                    model.blocks.get_mut(&block).unwrap()[range].fill(0);
+                }
+            }
+            Op::Read { pick, offset, len } => {
+                let Some(block) = model.pick(pick) else {
+                    return Ok(());
+                };
+                let mut buf = vec![0xee; len];
+                let expected = Model::range(offset, len);
+                prop_assert_eq!(
+                    pool.read(block, offset, &mut buf),
+                    expected.clone().map(drop)
+                );
+                match expected {
+                    Ok(range) => prop_assert_eq!(&buf[..], &model.blocks[&block][range]),
+                    Err(_) => prop_assert!(buf.iter().all(|&b| b == 0xee)),
+                }
+            }
+            Op::ReadAny(number) => {
+                let block = BlockNo(number);
+                let mut buf = vec![0; SMALL];
+                match model.lookup(block) {
+                    Ok(bytes) => {
+                        prop_assert_eq!(pool.read(block, 0, &mut buf), Ok(()));
+                        prop_assert_eq!(&buf, bytes);
+                    }
+                    Err(error) => prop_assert_eq!(pool.read(block, 0, &mut buf), Err(error)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn matches_reference_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let capacity = 600;
+            let pool = pool(capacity as u64);
+            let mut model = Model { capacity, blocks: BTreeMap::new() };
+            for op in ops {
+                apply(&pool, &mut model, op)?;
+                prop_assert_eq!(pool.used_blocks(), model.blocks.len() as u64);
+                let mut chunks: Vec<u32> = model.blocks.keys().map(|b| b.0 / 256).collect();
+                chunks.dedup();
+                prop_assert_eq!(pool.resident_chunks(), chunks.len());
+                let resident_blocks: u64 =
+                    chunks.iter().map(|&c| if c == 2 { 88 } else { 256 }).sum();
+                prop_assert_eq!(pool.resident_bytes(), resident_blocks * SMALL as u64);
+            }
+        }
+    }
+}

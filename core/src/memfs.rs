@@ -1,0 +1,2010 @@
+//! [`MemFs`]: the in-memory implementation of [`Filesystem`] over any [`BlockStore`].
+//!
+//! # Layout
+//!
+//! - **Inode table**: [`SHARDS`] shards, each a `spin::RwLock` around a `hashbrown` map from
+//!   inode number to `Arc<Inode>`, chosen by the low bits of the number. Keyed by number, not
+//!   by path, so renaming a directory touches two entries and nothing below them.
+//! - **Inode**: immutable identity (number, type), atomic reference counts (kernel lookups,
+//!   open handles), the parent of a directory (atomic, see the lock order), and a
+//!   `spin::RwLock<State>` holding everything else: mode, owner, links, times, extended
+//!   attributes and the body (file block map, directory, symlink target).
+//! - **Directory**: an arena red-black tree of entries ordered by readdir cookie
+//!   ([`RbTree`]), and a `hashbrown::HashTable` of node handles hashed by name for O(1) average
+//!   lookup. The name is stored once, in the tree node.
+//! - **File**: its size and a `BTreeMap` from block index to [`BlockNo`]; absent indices are
+//!   holes that read as zeros and use no block.
+//! - **Handles**: sharded like the inode table; a handle holds an `Arc<Inode>`, so an unlinked
+//!   file stays readable until its last handle is released.
+//!
+//! # Invariants
+//!
+//! - An inode is in the table exactly while `nlink > 0`, its lookup count is non-zero, or a
+//!   handle is open on it. When the last of the three goes, [`MemFs::release_if_unused`]
+//!   marks its state `freed`, returns its blocks and removes it from the table, all decided under
+//!   its state write lock. Lookup counts only grow while the parent's lock is held and an
+//!   entry names the inode (so `nlink > 0`); open counts only grow under the inode's state lock
+//!   after checking `freed`. Hence nothing can revive an inode that is being freed.
+//! - Bytes of a file at or beyond its size are zero in every block it holds (truncation zeroes
+//!   the tail of the last block), so growing a file never exposes old data.
+//! - A directory's `nlink` is 2 plus its subdirectories; `parent` names the directory holding
+//!   its one entry (the root's parent is itself).
+//!
+//! # Lock order
+//!
+//! 1. `rename_lock` (only renames between two different directories take it; it freezes every
+//!    directory's parent, so ancestry checks read `parent` atomics without inode locks),
+//! 2. directory state locks, ancestors before descendants; two unrelated directories (only a
+//!    rename holds two, under `rename_lock`) in inode-number order,
+//! 3. state locks of non-parent inodes (the entries an operation touches), in inode-number
+//!    order,
+//! 4. table and handle shard locks, which are leaves: nothing is locked while one is held.
+//!
+//! Block store calls happen under the file's state lock; the store's own locks are below all
+//! of these.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::hash::BuildHasher;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use spin::{Mutex, RwLock, RwLockWriteGuard};
+
+use crate::block::{BlockNo, BlockStore, StoreError};
+use crate::error::{Errno, Result};
+use crate::fs::Filesystem;
+use crate::rbtree::{NodeId, RbTree};
+use crate::types::*;
+
+/// Number of shards of the inode and handle tables.
+pub const SHARDS: usize = 64;
+
+/// Bytes a directory's size grows by per entry, as tmpfs counts it.
+const BOGO_DIRENT_SIZE: u64 = 20;
+
+/// First cookie of a real entry: 1 and 2 are `.` and `..`.
+const FIRST_COOKIE: u64 = 3;
+
+/// Seconds after which relatime updates the access time regardless.
+const RELATIME_SECS: i64 = 24 * 60 * 60;
+
+/// When reads update the access time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum AtimePolicy {
+    /// Only when the access time is not after the modification or change time, or is a day
+    /// old (Linux's default `relatime` mount option).
+    #[default]
+    Relatime,
+    /// On every read (`strictatime`).
+    Strict,
+    /// Never (`noatime`).
+    Never,
+}
+
+/// Settings of a [`MemFs`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most live inodes, the root included; creating more is `ENOSPC`.
+    pub max_inodes: u64,
+    /// Most bytes of extended attributes per inode (names plus values); more is `ENOSPC`.
+    pub max_xattr_bytes: usize,
+    /// When reads update the access time.
+    pub atime: AtimePolicy,
+    /// Refuse hard links that Linux's `fs.protected_hardlinks = 1` refuses.
+    pub protected_hardlinks: bool,
+    /// Permission bits of the root directory.
+    pub root_perm: u32,
+    /// Owner of the root directory.
+    pub root_uid: u32,
+    /// Group of the root directory.
+    pub root_gid: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_inodes: 1 << 24,
+            max_xattr_bytes: 65536,
+            atime: AtimePolicy::Relatime,
+            protected_hardlinks: true,
+            root_perm: 0o755,
+            root_uid: 0,
+            root_gid: 0,
+        }
+    }
+}
+
+/// What a [`MemFs`] holds right now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Usage {
+    /// Live inodes, the root included.
+    pub inodes: u64,
+    /// Open handles.
+    pub handles: u64,
+    /// Blocks allocated in the store.
+    pub blocks_used: u64,
+    /// Blocks the store can hold.
+    pub blocks_total: u64,
+    /// Bytes per block.
+    pub block_size: u64,
+}
+
+/// One directory entry, stored in the directory's tree.
+struct Entry {
+    ino: Ino,
+    kind: FileType,
+    name: Box<[u8]>,
+}
+
+/// A directory's entries: ordered by cookie in `entries`, indexed by name in `index`.
+struct Dir {
+    entries: RbTree<u64, Entry>,
+    index: HashTable<NodeId>,
+    next_cookie: u64,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            entries: RbTree::new(),
+            index: HashTable::new(),
+            next_cookie: FIRST_COOKIE,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn node_name(entries: &RbTree<u64, Entry>, id: NodeId) -> &[u8] {
+        match entries.get(id) {
+            Some((_, e)) => &e.name,
+            None => &[],
+        }
+    }
+
+    fn get(&self, hasher: &DefaultHashBuilder, name: &[u8]) -> Option<&Entry> {
+        let hash = hasher.hash_one(name);
+        let entries = &self.entries;
+        let id = self
+            .index
+            .find(hash, |&id| Self::node_name(entries, id) == name)?;
+        entries.get(*id).map(|(_, e)| e)
+    }
+
+    /// Adds an entry the caller knows is absent; `ENOSPC` if memory for it cannot be had.
+    fn insert(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        name: &[u8],
+        ino: Ino,
+        kind: FileType,
+    ) -> Result<()> {
+        let entries = &self.entries;
+        self.index
+            .try_reserve(1, |&id| hasher.hash_one(Self::node_name(entries, id)))
+            .map_err(|_| Errno::NoSpace)?;
+        self.entries.try_reserve(1).map_err(|_| Errno::NoSpace)?;
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        let entry = Entry {
+            ino,
+            kind,
+            name: name.into(),
+        };
+        let id = self.entries.insert(cookie, entry).map_err(|_| Errno::Io)?;
+        let entries = &self.entries;
+        self.index.insert_unique(hasher.hash_one(name), id, |&id| {
+            hasher.hash_one(Self::node_name(entries, id))
+        });
+        Ok(())
+    }
+
+    fn remove(&mut self, hasher: &DefaultHashBuilder, name: &[u8]) -> Option<Entry> {
+        let hash = hasher.hash_one(name);
+        let entries = &self.entries;
+        let found = self
+            .index
+            .find_entry(hash, |&id| Self::node_name(entries, id) == name)
+            .ok()?;
+        let (id, _) = found.remove();
+        Some(self.entries.remove(id).1)
+    }
+}
+
+/// A regular file's data: holes are absent from `blocks`.
+#[derive(Default)]
+struct FileData {
+    size: u64,
+    blocks: BTreeMap<u64, BlockNo>,
+}
+
+enum Body {
+    File(FileData),
+    Dir(Box<Dir>),
+    Symlink(Box<[u8]>),
+    Special,
+}
+
+/// A name stored in the engine.
+type Name = Box<[u8]>;
+
+/// A sharded table from a number to a shared value.
+type Sharded<T> = Box<[RwLock<HashMap<u64, Arc<T>>>]>;
+
+/// Extended attributes of one inode, in the order they were set.
+#[derive(Default)]
+struct Xattrs {
+    entries: Vec<(Name, Box<[u8]>)>,
+    bytes: usize,
+}
+
+/// The mutable part of an inode, behind its lock.
+struct State {
+    perm: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u32,
+    rdev: u32,
+    freed: bool,
+    atime: Timestamp,
+    mtime: Timestamp,
+    ctime: Timestamp,
+    body: Body,
+    xattrs: Option<Box<Xattrs>>,
+}
+
+impl State {
+    fn dir(&self) -> Result<&Dir> {
+        match &self.body {
+            Body::Dir(d) => Ok(d),
+            _ => Err(Errno::NotADirectory),
+        }
+    }
+
+    fn dir_mut(&mut self) -> Result<&mut Dir> {
+        match &mut self.body {
+            Body::Dir(d) => Ok(d),
+            _ => Err(Errno::NotADirectory),
+        }
+    }
+
+    fn file_mut(&mut self) -> Option<&mut FileData> {
+        match &mut self.body {
+            Body::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    fn touch_modified(&mut self, now: Timestamp) {
+        self.mtime = now;
+        self.ctime = now;
+    }
+
+    /// Clears set-ID bits as a write or truncation by `cred` does (Linux
+    /// `setattr_should_drop_suidgid`): root keeps them; others lose set-user-ID, and
+    /// set-group-ID when group-execute is set or they are not in the file's group.
+    fn drop_privileges_on_write(&mut self, cred: &Credentials) -> bool {
+        if cred.is_root() {
+            return false;
+        }
+        let mut kill = self.perm & S_ISUID;
+        if self.perm & S_ISGID != 0 && (self.perm & 0o010 != 0 || !cred.in_group(self.gid)) {
+            kill |= S_ISGID;
+        }
+        self.perm &= !kill;
+        kill != 0
+    }
+}
+
+/// An inode: identity, reference counts and its locked state.
+struct Inode {
+    ino: Ino,
+    kind: FileType,
+    /// Directories: the inode number of the directory holding its entry. Changed only under
+    /// `rename_lock` (and the locks of both directories involved).
+    parent: AtomicU64,
+    lookups: AtomicU64,
+    opens: AtomicU64,
+    state: RwLock<State>,
+}
+
+/// What a new inode is made of.
+struct NewInode {
+    kind: FileType,
+    perm: u32,
+    rdev: u32,
+    body: Body,
+}
+
+/// An open file description as the engine knows it.
+struct Handle {
+    inode: Arc<Inode>,
+    read: bool,
+    write: bool,
+    append: bool,
+}
+
+/// Checks `mask` against `st` for `cred` (Linux `generic_permission`).
+fn permitted(cred: &Credentials, kind: FileType, st: &State, mask: AccessMask) -> bool {
+    if cred.is_root() {
+        return !mask.execute || kind == FileType::Directory || st.perm & 0o111 != 0;
+    }
+    let class = if cred.uid == st.uid {
+        st.perm >> 6
+    } else if cred.in_group(st.gid) {
+        st.perm >> 3
+    } else {
+        st.perm
+    } & 7;
+    (!mask.read || class & 4 != 0)
+        && (!mask.write || class & 2 != 0)
+        && (!mask.execute || class & 1 != 0)
+}
+
+fn check(cred: &Credentials, kind: FileType, st: &State, mask: AccessMask) -> Result<()> {
+    if permitted(cred, kind, st, mask) {
+        Ok(())
+    } else {
+        Err(Errno::PermissionDenied)
+    }
+}
+
+fn is_dot_or_dotdot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+/// A name for one directory entry: not empty, no `/` or NUL, at most `NAME_MAX` bytes.
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name.iter().any(|&b| b == b'/' || b == 0) {
+        Err(Errno::InvalidArgument)
+    } else if name.len() > NAME_MAX {
+        Err(Errno::NameTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// The sticky-directory rule: in a sticky directory only root or the owner of the entry or
+/// of the directory may remove or replace it.
+fn check_sticky(cred: &Credentials, dir: &State, victim_uid: u32) -> Result<()> {
+    if dir.perm & S_ISVTX != 0 && !cred.is_root() && cred.uid != victim_uid && cred.uid != dir.uid {
+        Err(Errno::NotPermitted)
+    } else {
+        Ok(())
+    }
+}
+
+fn store_err(e: StoreError) -> Errno {
+    match e {
+        StoreError::Full => Errno::NoSpace,
+        _ => Errno::Io,
+    }
+}
+
+/// The in-memory filesystem. See the module documentation for its layout and lock order.
+pub struct MemFs<B: BlockStore> {
+    store: B,
+    config: Config,
+    clock: Box<dyn Clock>,
+    hasher: DefaultHashBuilder,
+    inodes: Sharded<Inode>,
+    handles: Sharded<Handle>,
+    next_ino: AtomicU64,
+    next_fh: AtomicU64,
+    live_inodes: AtomicU64,
+    open_handles: AtomicU64,
+    rename_lock: Mutex<()>,
+}
+
+impl<B: BlockStore> MemFs<B> {
+    /// A filesystem holding only an empty root directory, storing data in `store`.
+    pub fn new(store: B, config: Config, clock: impl Clock + 'static) -> MemFs<B> {
+        let now = clock.now();
+        let fs = MemFs {
+            store,
+            clock: Box::new(clock),
+            hasher: DefaultHashBuilder::default(),
+            inodes: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            handles: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            next_ino: AtomicU64::new(Ino::ROOT.0 + 1),
+            next_fh: AtomicU64::new(1),
+            live_inodes: AtomicU64::new(1),
+            open_handles: AtomicU64::new(0),
+            rename_lock: Mutex::new(()),
+            config,
+        };
+        let root = Arc::new(Inode {
+            ino: Ino::ROOT,
+            kind: FileType::Directory,
+            parent: AtomicU64::new(Ino::ROOT.0),
+            lookups: AtomicU64::new(0),
+            opens: AtomicU64::new(0),
+            state: RwLock::new(State {
+                perm: fs.config.root_perm & PERM_MASK,
+                uid: fs.config.root_uid,
+                gid: fs.config.root_gid,
+                nlink: 2,
+                rdev: 0,
+                freed: false,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                body: Body::Dir(Box::new(Dir::new())),
+                xattrs: None,
+            }),
+        });
+        fs.shard(Ino::ROOT).write().insert(Ino::ROOT.0, root);
+        fs
+    }
+
+    /// The block store behind this filesystem.
+    pub fn store(&self) -> &B {
+        &self.store
+    }
+
+    /// The settings this filesystem was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counts of what the filesystem holds.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            inodes: self.live_inodes.load(Ordering::Relaxed),
+            handles: self.open_handles.load(Ordering::Relaxed),
+            blocks_used: self.store.used_blocks(),
+            blocks_total: self.store.capacity_blocks(),
+            block_size: self.store.block_size() as u64,
+        }
+    }
+
+    fn shard(&self, ino: Ino) -> &RwLock<HashMap<u64, Arc<Inode>>> {
+        &self.inodes[(ino.0 as usize) % SHARDS]
+    }
+
+    fn inode(&self, ino: Ino) -> Result<Arc<Inode>> {
+        self.shard(ino)
+            .read()
+            .get(&ino.0)
+            .cloned()
+            .ok_or(Errno::NotFound)
+    }
+
+    fn handle(&self, fh: Fh) -> Result<Arc<Handle>> {
+        self.handles[(fh.0 as usize) % SHARDS]
+            .read()
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::BadHandle)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn block_size(&self) -> u64 {
+        self.store.block_size() as u64
+    }
+
+    fn attr_of(&self, inode: &Inode, st: &State) -> Attr {
+        let bs = self.block_size();
+        let (size, blocks) = match &st.body {
+            Body::File(f) => (f.size, f.blocks.len() as u64 * (bs / 512)),
+            Body::Dir(d) => ((d.len() as u64 + 2) * BOGO_DIRENT_SIZE, 0),
+            Body::Symlink(t) => (t.len() as u64, 0),
+            Body::Special => (0, 0),
+        };
+        Attr {
+            ino: inode.ino,
+            kind: inode.kind,
+            perm: st.perm,
+            nlink: st.nlink,
+            uid: st.uid,
+            gid: st.gid,
+            rdev: st.rdev,
+            size,
+            blocks,
+            blksize: bs as u32,
+            atime: st.atime,
+            mtime: st.mtime,
+            ctime: st.ctime,
+        }
+    }
+
+    /// Whether `ancestor` is `ino` or a directory above it. Reads only `parent` atomics, so the
+    /// caller must hold `rename_lock` for the answer to stay true.
+    fn is_ancestor_or_self(&self, ancestor: Ino, mut ino: Ino) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            if ino == Ino::ROOT {
+                return false;
+            }
+            match self.inode(ino) {
+                Ok(inode) => ino = Ino(inode.parent.load(Ordering::Acquire)),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Reserves one inode of the budget.
+    fn reserve_inode(&self) -> Result<()> {
+        let max = self.config.max_inodes;
+        self.live_inodes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| Errno::NoSpace)
+    }
+
+    /// Makes a new inode (one lookup counted) and enters it in the table. The caller has
+    /// reserved it with [`reserve_inode`](Self::reserve_inode).
+    fn new_inode(&self, kind: FileType, parent: Ino, state: State) -> Arc<Inode> {
+        let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
+        let inode = Arc::new(Inode {
+            ino,
+            kind,
+            parent: AtomicU64::new(parent.0),
+            lookups: AtomicU64::new(1),
+            opens: AtomicU64::new(0),
+            state: RwLock::new(state),
+        });
+        self.shard(ino).write().insert(ino.0, inode.clone());
+        inode
+    }
+
+    /// Frees `inode` if nothing refers to it any more: no link, no lookup, no handle.
+    fn release_if_unused(&self, inode: &Inode) {
+        let body = {
+            let mut st = inode.state.write();
+            if st.freed
+                || st.nlink > 0
+                || inode.lookups.load(Ordering::Acquire) > 0
+                || inode.opens.load(Ordering::Acquire) > 0
+            {
+                return;
+            }
+            st.freed = true;
+            st.xattrs = None;
+            core::mem::replace(&mut st.body, Body::Special)
+        };
+        self.shard(inode.ino).write().remove(&inode.ino.0);
+        self.live_inodes.fetch_sub(1, Ordering::AcqRel);
+        if let Body::File(f) = body {
+            for block in f.blocks.values() {
+                let freed = self.store.free(*block);
+                debug_assert!(freed.is_ok(), "block {block:?} of a file was not allocated");
+            }
+        }
+    }
+
+    /// The state of a new inode created by `cred` in directory `parent` (state `pst`):
+    /// ownership and set-group-ID inheritance as Linux's `inode_init_owner`.
+    fn initial_state(
+        &self,
+        cred: &Credentials,
+        pst: &State,
+        kind: FileType,
+        mut perm: u32,
+        body: Body,
+        now: Timestamp,
+    ) -> State {
+        perm &= PERM_MASK;
+        let gid = if pst.perm & S_ISGID != 0 {
+            if kind == FileType::Directory {
+                perm |= S_ISGID;
+            } else if perm & (S_ISGID | 0o010) == (S_ISGID | 0o010)
+                && !cred.is_root()
+                && !cred.in_group(pst.gid)
+            {
+                perm &= !S_ISGID;
+            }
+            pst.gid
+        } else {
+            cred.gid
+        };
+        State {
+            perm,
+            uid: cred.uid,
+            gid,
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            rdev: 0,
+            freed: false,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            body,
+            xattrs: None,
+        }
+    }
+
+    /// The checks every entry-creating call makes on its parent, in order: directory, live,
+    /// searchable, valid name, name free; then returns the locked parent.
+    fn lock_parent_for_create<'a>(
+        &self,
+        cred: &Credentials,
+        parent: &'a Inode,
+        name: &[u8],
+    ) -> Result<RwLockWriteGuard<'a, State>> {
+        if parent.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let pst = parent.state.write();
+        if pst.freed {
+            return Err(Errno::NotFound);
+        }
+        check(cred, parent.kind, &pst, AccessMask::EXECUTE)?;
+        check_name(name)?;
+        if is_dot_or_dotdot(name) || pst.dir()?.get(&self.hasher, name).is_some() {
+            return Err(Errno::Exists);
+        }
+        Ok(pst)
+    }
+
+    /// Creates an inode named `name` in the locked parent: budget, entry, parent times.
+    fn create_locked(
+        &self,
+        cred: &Credentials,
+        parent: &Inode,
+        pst: &mut State,
+        name: &[u8],
+        new: NewInode,
+    ) -> Result<Arc<Inode>> {
+        let NewInode {
+            kind,
+            perm,
+            rdev,
+            body,
+        } = new;
+        if pst.nlink == 0 {
+            return Err(Errno::NotFound);
+        }
+        if kind == FileType::Directory && pst.nlink >= LINK_MAX {
+            return Err(Errno::TooManyLinks);
+        }
+        self.reserve_inode()?;
+        let now = self.now();
+        let mut state = self.initial_state(cred, pst, kind, perm, body, now);
+        state.rdev = rdev;
+        let inode = self.new_inode(kind, parent.ino, state);
+        if let Err(e) = pst.dir_mut()?.insert(&self.hasher, name, inode.ino, kind) {
+            inode.lookups.store(0, Ordering::Release);
+            inode.state.write().nlink = 0;
+            self.release_if_unused(&inode);
+            return Err(e);
+        }
+        if kind == FileType::Directory {
+            pst.nlink += 1;
+        }
+        pst.touch_modified(now);
+        Ok(inode)
+    }
+
+    fn read_locked(&self, st: &State, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let file = match &st.body {
+            Body::File(f) => f,
+            Body::Dir(_) => return Err(Errno::IsADirectory),
+            _ => return Err(Errno::InvalidArgument),
+        };
+        if offset >= file.size {
+            return Ok(0);
+        }
+        let len = buf
+            .len()
+            .min((file.size - offset).min(usize::MAX as u64) as usize);
+        let bs = self.block_size();
+        let mut done = 0usize;
+        while done < len {
+            let pos = offset + done as u64;
+            let within = (pos % bs) as usize;
+            let n = (bs as usize - within).min(len - done);
+            let out = &mut buf[done..done + n];
+            match file.blocks.get(&(pos / bs)) {
+                Some(&block) => self.store.read(block, within, out).map_err(store_err)?,
+                None => out.fill(0),
+            }
+            done += n;
+        }
+        Ok(len)
+    }
+
+    /// Updates the access time after a read, as the policy says.
+    fn accessed(&self, inode: &Inode) {
+        let needs = |st: &State, now: Timestamp| match self.config.atime {
+            AtimePolicy::Never => false,
+            AtimePolicy::Strict => st.atime != now,
+            AtimePolicy::Relatime => {
+                st.atime <= st.mtime
+                    || st.atime <= st.ctime
+                    || now.secs.saturating_sub(st.atime.secs) >= RELATIME_SECS
+            }
+        };
+        if self.config.atime == AtimePolicy::Never {
+            return;
+        }
+        let now = self.now();
+        if !needs(&inode.state.read(), now) {
+            return;
+        }
+        let mut st = inode.state.write();
+        if !st.freed && needs(&st, now) {
+            st.atime = now;
+        }
+    }
+
+    /// Frees every block at index `from` and above.
+    fn free_blocks_from(&self, file: &mut FileData, from: u64) {
+        for (_, block) in file.blocks.split_off(&from) {
+            let freed = self.store.free(block);
+            debug_assert!(freed.is_ok());
+        }
+    }
+
+    /// Sets a file's size, freeing blocks past the end and zeroing the tail of the last one.
+    fn set_size(&self, file: &mut FileData, size: u64) -> Result<()> {
+        let bs = self.block_size();
+        if size < file.size {
+            self.free_blocks_from(file, size.div_ceil(bs));
+            let tail = (size % bs) as usize;
+            if tail != 0
+                && let Some(&block) = file.blocks.get(&(size / bs))
+            {
+                self.store
+                    .zero(block, tail, bs as usize - tail)
+                    .map_err(store_err)?;
+            }
+        }
+        file.size = size;
+        Ok(())
+    }
+
+    fn write_locked(&self, file: &mut FileData, offset: u64, data: &[u8]) -> Result<usize> {
+        let bs = self.block_size();
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let index = pos / bs;
+            let within = (pos % bs) as usize;
+            let n = (bs as usize - within).min(data.len() - done);
+            let block = match file.blocks.get(&index) {
+                Some(&block) => block,
+                None => match self.store.allocate() {
+                    Ok(block) => {
+                        file.blocks.insert(index, block);
+                        block
+                    }
+                    Err(e) if done == 0 => return Err(store_err(e)),
+                    Err(_) => break,
+                },
+            };
+            if let Err(e) = self.store.write(block, within, &data[done..done + n]) {
+                if done == 0 {
+                    return Err(store_err(e));
+                }
+                break;
+            }
+            done += n;
+        }
+        let end = offset + done as u64;
+        if end > file.size {
+            file.size = end;
+        }
+        Ok(done)
+    }
+
+    /// Allocates every missing block of `[offset, end)`, all or nothing.
+    fn allocate_range(&self, file: &mut FileData, offset: u64, end: u64) -> Result<()> {
+        let bs = self.block_size();
+        let (first, last) = (offset / bs, end.div_ceil(bs));
+        let present = file.blocks.range(first..last).count() as u64;
+        if last - first - present > self.store.free_blocks() {
+            return Err(Errno::NoSpace);
+        }
+        let mut added = Vec::new();
+        for index in first..last {
+            if file.blocks.contains_key(&index) {
+                continue;
+            }
+            match self.store.allocate() {
+                Ok(block) => {
+                    file.blocks.insert(index, block);
+                    added.push(index);
+                }
+                Err(e) => {
+                    for index in added {
+                        if let Some(block) = file.blocks.remove(&index) {
+                            let _ = self.store.free(block);
+                        }
+                    }
+                    return Err(store_err(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees whole blocks inside `[offset, end)` and zeroes the partial ones at its edges.
+    fn punch_range(&self, file: &mut FileData, offset: u64, end: u64) -> Result<()> {
+        let bs = self.block_size();
+        let (first_whole, last_whole) = (offset.div_ceil(bs), end / bs);
+        if first_whole < last_whole {
+            let mut tail = file.blocks.split_off(&first_whole);
+            let mut keep = tail.split_off(&last_whole);
+            for block in tail.values() {
+                let _ = self.store.free(*block);
+            }
+            file.blocks.append(&mut keep);
+        }
+        let zero_part = |index: u64, from: u64, to: u64| -> Result<()> {
+            if from < to
+                && let Some(&block) = file.blocks.get(&index)
+            {
+                let start = (from - index * bs) as usize;
+                self.store
+                    .zero(block, start, (to - from) as usize)
+                    .map_err(store_err)?;
+            }
+            Ok(())
+        };
+        if !offset.is_multiple_of(bs) {
+            let index = offset / bs;
+            zero_part(index, offset, end.min((index + 1) * bs))?;
+        }
+        if !end.is_multiple_of(bs) && end / bs != offset / bs {
+            let index = end / bs;
+            zero_part(index, index * bs, end)?;
+        }
+        Ok(())
+    }
+
+    fn open_handle(&self, inode: Arc<Inode>, flags: OpenFlags) -> Fh {
+        let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
+        let handle = Handle {
+            inode,
+            read: flags.read,
+            write: flags.write,
+            append: flags.append,
+        };
+        self.handles[(fh.0 as usize) % SHARDS]
+            .write()
+            .insert(fh.0, Arc::new(handle));
+        self.open_handles.fetch_add(1, Ordering::Relaxed);
+        fh
+    }
+
+    /// `open` on an inode whose state the caller has locked for writing.
+    fn open_locked(
+        &self,
+        cred: &Credentials,
+        inode: &Arc<Inode>,
+        st: &mut State,
+        flags: OpenFlags,
+    ) -> Result<Fh> {
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        match inode.kind {
+            FileType::Symlink => return Err(Errno::TooManySymlinks),
+            FileType::Directory if flags.write => return Err(Errno::IsADirectory),
+            FileType::Directory => {}
+            _ if flags.directory => return Err(Errno::NotADirectory),
+            _ => {}
+        }
+        let mask = AccessMask {
+            read: flags.read,
+            write: flags.write,
+            execute: false,
+        };
+        check(cred, inode.kind, st, mask)?;
+        match inode.kind {
+            FileType::Socket => return Err(Errno::NoSuchDeviceOrAddress),
+            FileType::NamedPipe | FileType::CharDevice | FileType::BlockDevice => {
+                return Err(Errno::NotSupported);
+            }
+            _ => {}
+        }
+        if flags.truncate
+            && flags.write
+            && let Some(file) = st.file_mut()
+        {
+            {
+                self.set_size(file, 0)?;
+                st.drop_privileges_on_write(cred);
+                st.touch_modified(self.now());
+            }
+        }
+        inode.opens.fetch_add(1, Ordering::AcqRel);
+        Ok(self.open_handle(inode.clone(), flags))
+    }
+
+    /// Locks two distinct inodes' states for writing in inode-number order.
+    fn lock_pair<'a>(
+        a: &'a Inode,
+        b: &'a Inode,
+    ) -> (RwLockWriteGuard<'a, State>, RwLockWriteGuard<'a, State>) {
+        if a.ino < b.ino {
+            let ga = a.state.write();
+            (ga, b.state.write())
+        } else {
+            let gb = b.state.write();
+            (a.state.write(), gb)
+        }
+    }
+}
+
+/// Namespaces of extended attributes the engine stores.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum XattrNamespace {
+    User,
+    Trusted,
+    Security,
+}
+
+/// Checks an attribute name and returns its namespace.
+fn xattr_namespace(name: &[u8]) -> Result<XattrNamespace> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(Errno::Range);
+    }
+    let (ns, prefix_len) = if name.starts_with(b"user.") {
+        (XattrNamespace::User, 5)
+    } else if name.starts_with(b"trusted.") {
+        (XattrNamespace::Trusted, 8)
+    } else if name.starts_with(b"security.") {
+        (XattrNamespace::Security, 9)
+    } else {
+        return Err(Errno::NotSupported);
+    };
+    if name.len() == prefix_len {
+        return Err(Errno::InvalidArgument);
+    }
+    Ok(ns)
+}
+
+/// Copies `value` to `buf` the way the xattr calls reply: length only for an empty buffer,
+/// `ERANGE` for a short one.
+fn copy_out(value: &[u8], buf: &mut [u8]) -> Result<usize> {
+    if buf.is_empty() {
+        Ok(value.len())
+    } else if buf.len() < value.len() {
+        Err(Errno::Range)
+    } else {
+        buf[..value.len()].copy_from_slice(value);
+        Ok(value.len())
+    }
+}
+
+impl<B: BlockStore> MemFs<B> {
+    fn lookup_inner(
+        &self,
+        cred: &Credentials,
+        parent: Ino,
+        name: &[u8],
+        count: bool,
+    ) -> Result<Attr> {
+        let p = self.inode(parent)?;
+        if p.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let pst = p.state.read();
+        if pst.freed {
+            return Err(Errno::NotFound);
+        }
+        check(cred, p.kind, &pst, AccessMask::EXECUTE)?;
+        if name == b"." {
+            if count {
+                p.lookups.fetch_add(1, Ordering::AcqRel);
+            }
+            return Ok(self.attr_of(&p, &pst));
+        }
+        if name == b".." {
+            drop(pst);
+            let up = self.inode(Ino(p.parent.load(Ordering::Acquire)))?;
+            if count {
+                up.lookups.fetch_add(1, Ordering::AcqRel);
+            }
+            let ust = up.state.read();
+            return Ok(self.attr_of(&up, &ust));
+        }
+        check_name(name)?;
+        let ino = pst
+            .dir()?
+            .get(&self.hasher, name)
+            .ok_or(Errno::NotFound)?
+            .ino;
+        let child = self.inode(ino)?;
+        if count {
+            child.lookups.fetch_add(1, Ordering::AcqRel);
+        }
+        let cst = child.state.read();
+        Ok(self.attr_of(&child, &cst))
+    }
+
+    fn dir_handle(&self, fh: Fh) -> Result<Arc<Handle>> {
+        let h = self.handle(fh)?;
+        if h.inode.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        Ok(h)
+    }
+
+    fn make_node(
+        &self,
+        cred: &Credentials,
+        parent: Ino,
+        name: &[u8],
+        new: NewInode,
+    ) -> Result<Attr> {
+        let p = self.inode(parent)?;
+        let mut pst = self.lock_parent_for_create(cred, &p, name)?;
+        check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
+        if matches!(new.kind, FileType::CharDevice | FileType::BlockDevice) && !cred.is_root() {
+            return Err(Errno::NotPermitted);
+        }
+        let inode = self.create_locked(cred, &p, &mut pst, name, new)?;
+        let st = inode.state.read();
+        Ok(self.attr_of(&inode, &st))
+    }
+
+    fn xattr_write_permission(
+        cred: &Credentials,
+        kind: FileType,
+        st: &State,
+        ns: XattrNamespace,
+    ) -> Result<()> {
+        match ns {
+            XattrNamespace::Trusted | XattrNamespace::Security if !cred.is_root() => {
+                Err(Errno::NotPermitted)
+            }
+            XattrNamespace::Trusted | XattrNamespace::Security => Ok(()),
+            XattrNamespace::User => {
+                if !matches!(kind, FileType::RegularFile | FileType::Directory) {
+                    return Err(Errno::NotPermitted);
+                }
+                if kind == FileType::Directory
+                    && st.perm & S_ISVTX != 0
+                    && !cred.is_root()
+                    && cred.uid != st.uid
+                {
+                    return Err(Errno::NotPermitted);
+                }
+                check(cred, kind, st, AccessMask::WRITE)
+            }
+        }
+    }
+}
+
+impl<B: BlockStore> Filesystem for MemFs<B> {
+    fn lookup(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
+        self.lookup_inner(cred, parent, name, true)
+    }
+
+    fn find(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
+        self.lookup_inner(cred, parent, name, false)
+    }
+
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        let Ok(inode) = self.inode(ino) else { return };
+        let before = inode
+            .lookups
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(nlookup))
+            })
+            .unwrap_or(0);
+        if before <= nlookup {
+            self.release_if_unused(&inode);
+        }
+    }
+
+    fn getattr(&self, _cred: &Credentials, ino: Ino) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        let st = inode.state.read();
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        Ok(self.attr_of(&inode, &st))
+    }
+
+    fn setattr(&self, cred: &Credentials, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        let writable_handle = match fh {
+            Some(fh) => {
+                let h = self.handle(fh)?;
+                h.write && h.inode.ino == ino
+            }
+            None => false,
+        };
+        let mut st = inode.state.write();
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        let owner = cred.is_root() || cred.uid == st.uid;
+        if let Some(size) = set.size {
+            match inode.kind {
+                FileType::Directory => return Err(Errno::IsADirectory),
+                FileType::RegularFile => {}
+                _ => return Err(Errno::InvalidArgument),
+            }
+            if !writable_handle {
+                check(cred, inode.kind, &st, AccessMask::WRITE)?;
+            }
+            if size > MAX_FILE_SIZE {
+                return Err(Errno::FileTooLarge);
+            }
+        }
+        let may_chown = |uid: u32| cred.is_root() || (cred.uid == st.uid && uid == st.uid);
+        if set.uid.is_some_and(|uid| !may_chown(uid)) {
+            return Err(Errno::NotPermitted);
+        }
+        let may_chgrp = |gid: u32| {
+            cred.is_root() || (cred.uid == st.uid && (gid == st.gid || cred.in_group(gid)))
+        };
+        if set.gid.is_some_and(|gid| !may_chgrp(gid)) {
+            return Err(Errno::NotPermitted);
+        }
+        if set.mode.is_some() && !owner {
+            return Err(Errno::NotPermitted);
+        }
+        let explicit = matches!(set.atime, TimeSet::At(_)) || matches!(set.mtime, TimeSet::At(_));
+        let touch = set.atime == TimeSet::Now || set.mtime == TimeSet::Now;
+        if explicit && !owner {
+            return Err(Errno::NotPermitted);
+        }
+        if touch && !owner {
+            check(cred, inode.kind, &st, AccessMask::WRITE)?;
+        }
+
+        let now = self.now();
+        let mut changed = false;
+        if let Some(size) = set.size {
+            let file = st.file_mut().ok_or(Errno::InvalidArgument)?;
+            if size != file.size {
+                self.set_size(file, size)?;
+                st.drop_privileges_on_write(cred);
+                st.touch_modified(now);
+            }
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            if inode.kind != FileType::Directory {
+                let mut kill = S_ISUID;
+                if st.perm & S_ISGID != 0
+                    && (st.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(st.gid)))
+                {
+                    kill |= S_ISGID;
+                }
+                st.perm &= !kill;
+            }
+            if let Some(uid) = set.uid {
+                st.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                st.gid = gid;
+            }
+            changed = true;
+        }
+        if let Some(mode) = set.mode {
+            let mut perm = mode & PERM_MASK;
+            if !cred.is_root() && !cred.in_group(st.gid) {
+                perm &= !S_ISGID;
+            }
+            st.perm = perm;
+            changed = true;
+        }
+        match set.atime {
+            TimeSet::Omit => {}
+            TimeSet::Now => (st.atime, changed) = (now, true),
+            TimeSet::At(t) => (st.atime, changed) = (t, true),
+        }
+        match set.mtime {
+            TimeSet::Omit => {}
+            TimeSet::Now => (st.mtime, changed) = (now, true),
+            TimeSet::At(t) => (st.mtime, changed) = (t, true),
+        }
+        match set.ctime {
+            TimeSet::At(t) => st.ctime = t,
+            TimeSet::Now => st.ctime = now,
+            TimeSet::Omit if changed => st.ctime = now,
+            TimeSet::Omit => {}
+        }
+        Ok(self.attr_of(&inode, &st))
+    }
+
+    fn mknod(
+        &self,
+        cred: &Credentials,
+        parent: Ino,
+        name: &[u8],
+        kind: FileType,
+        perm: u32,
+        rdev: u32,
+    ) -> Result<Attr> {
+        let body = match kind {
+            FileType::RegularFile => Body::File(FileData::default()),
+            FileType::Directory | FileType::Symlink => return Err(Errno::InvalidArgument),
+            _ => Body::Special,
+        };
+        let rdev = if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+            rdev
+        } else {
+            0
+        };
+        self.make_node(
+            cred,
+            parent,
+            name,
+            NewInode {
+                kind,
+                perm,
+                rdev,
+                body,
+            },
+        )
+    }
+
+    fn mkdir(&self, cred: &Credentials, parent: Ino, name: &[u8], perm: u32) -> Result<Attr> {
+        let body = Body::Dir(Box::new(Dir::new()));
+        let kind = FileType::Directory;
+        self.make_node(
+            cred,
+            parent,
+            name,
+            NewInode {
+                kind,
+                perm,
+                rdev: 0,
+                body,
+            },
+        )
+    }
+
+    fn create(
+        &self,
+        cred: &Credentials,
+        parent: Ino,
+        name: &[u8],
+        perm: u32,
+        flags: OpenFlags,
+    ) -> Result<(Attr, Fh)> {
+        let p = self.inode(parent)?;
+        if p.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let mut pst = p.state.write();
+        if pst.freed {
+            return Err(Errno::NotFound);
+        }
+        check(cred, p.kind, &pst, AccessMask::EXECUTE)?;
+        check_name(name)?;
+        let existing = if is_dot_or_dotdot(name) {
+            Some(Ino(0))
+        } else {
+            pst.dir()?.get(&self.hasher, name).map(|e| e.ino)
+        };
+        if let Some(ino) = existing {
+            if flags.exclusive {
+                return Err(Errno::Exists);
+            }
+            if ino == Ino(0) {
+                return Err(Errno::IsADirectory);
+            }
+            let child = self.inode(ino)?;
+            if child.kind == FileType::Directory {
+                return Err(Errno::IsADirectory);
+            }
+            let mut cst = child.state.write();
+            let fh = self.open_locked(cred, &child, &mut cst, flags)?;
+            child.lookups.fetch_add(1, Ordering::AcqRel);
+            return Ok((self.attr_of(&child, &cst), fh));
+        }
+        check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
+        let body = Body::File(FileData::default());
+        let new = NewInode {
+            kind: FileType::RegularFile,
+            perm,
+            rdev: 0,
+            body,
+        };
+        let inode = self.create_locked(cred, &p, &mut pst, name, new)?;
+        drop(pst);
+        let st = inode.state.read();
+        inode.opens.fetch_add(1, Ordering::AcqRel);
+        let attr = self.attr_of(&inode, &st);
+        drop(st);
+        Ok((attr, self.open_handle(inode, flags)))
+    }
+
+    fn unlink(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<()> {
+        let p = self.inode(parent)?;
+        if p.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let child = {
+            let mut pst = p.state.write();
+            if pst.freed {
+                return Err(Errno::NotFound);
+            }
+            check(cred, p.kind, &pst, AccessMask::EXECUTE)?;
+            check_name(name)?;
+            if is_dot_or_dotdot(name) {
+                return Err(Errno::IsADirectory);
+            }
+            let ino = pst
+                .dir()?
+                .get(&self.hasher, name)
+                .ok_or(Errno::NotFound)?
+                .ino;
+            check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
+            let child = self.inode(ino)?;
+            let mut cst = child.state.write();
+            check_sticky(cred, &pst, cst.uid)?;
+            if child.kind == FileType::Directory {
+                return Err(Errno::IsADirectory);
+            }
+            let now = self.now();
+            pst.dir_mut()?.remove(&self.hasher, name);
+            pst.touch_modified(now);
+            cst.nlink -= 1;
+            cst.ctime = now;
+            drop(cst);
+            child
+        };
+        self.release_if_unused(&child);
+        Ok(())
+    }
+
+    fn rmdir(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<()> {
+        let p = self.inode(parent)?;
+        if p.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let child = {
+            let mut pst = p.state.write();
+            if pst.freed {
+                return Err(Errno::NotFound);
+            }
+            check(cred, p.kind, &pst, AccessMask::EXECUTE)?;
+            check_name(name)?;
+            if name == b"." {
+                return Err(Errno::InvalidArgument);
+            }
+            if name == b".." {
+                return Err(Errno::NotEmpty);
+            }
+            let ino = pst
+                .dir()?
+                .get(&self.hasher, name)
+                .ok_or(Errno::NotFound)?
+                .ino;
+            check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
+            let child = self.inode(ino)?;
+            let mut cst = child.state.write();
+            check_sticky(cred, &pst, cst.uid)?;
+            if child.kind != FileType::Directory {
+                return Err(Errno::NotADirectory);
+            }
+            if cst.dir()?.len() > 0 {
+                return Err(Errno::NotEmpty);
+            }
+            let now = self.now();
+            pst.dir_mut()?.remove(&self.hasher, name);
+            pst.nlink -= 1;
+            pst.touch_modified(now);
+            cst.nlink = 0;
+            cst.ctime = now;
+            drop(cst);
+            child
+        };
+        self.release_if_unused(&child);
+        Ok(())
+    }
+
+    fn rename(
+        &self,
+        cred: &Credentials,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
+        let p1 = self.inode(parent)?;
+        if p1.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let p2 = self.inode(new_parent)?;
+        if p2.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let same_dir = p1.ino == p2.ino;
+        let _rename_guard = (!same_dir).then(|| self.rename_lock.lock());
+        let (mut g1, mut g2) = if same_dir {
+            (p1.state.write(), None)
+        } else if self.is_ancestor_or_self(p1.ino, p2.ino) {
+            let g1 = p1.state.write();
+            (g1, Some(p2.state.write()))
+        } else if self.is_ancestor_or_self(p2.ino, p1.ino) || p2.ino < p1.ino {
+            let g2 = p2.state.write();
+            (p1.state.write(), Some(g2))
+        } else {
+            let g1 = p1.state.write();
+            (g1, Some(p2.state.write()))
+        };
+        macro_rules! st2 {
+            () => {
+                match g2.as_mut() {
+                    Some(g) => &mut **g,
+                    None => &mut *g1,
+                }
+            };
+        }
+        if g1.freed || st2!().freed {
+            return Err(Errno::NotFound);
+        }
+        check(cred, FileType::Directory, &g1, AccessMask::EXECUTE)?;
+        check(cred, FileType::Directory, st2!(), AccessMask::EXECUTE)?;
+        check_name(name)?;
+        check_name(new_name)?;
+        if is_dot_or_dotdot(name) || is_dot_or_dotdot(new_name) {
+            return Err(Errno::Busy);
+        }
+        let (src_ino, src_kind) = {
+            let e = g1.dir()?.get(&self.hasher, name).ok_or(Errno::NotFound)?;
+            (e.ino, e.kind)
+        };
+        let target = st2!()
+            .dir()?
+            .get(&self.hasher, new_name)
+            .map(|e| (e.ino, e.kind));
+        match (mode, target) {
+            (RenameMode::Exchange, None) => return Err(Errno::NotFound),
+            (RenameMode::NoReplace, Some(_)) => return Err(Errno::Exists),
+            _ => {}
+        }
+        let exchange = mode == RenameMode::Exchange;
+        if !same_dir {
+            if src_kind == FileType::Directory && self.is_ancestor_or_self(src_ino, p2.ino) {
+                return Err(Errno::InvalidArgument);
+            }
+            if let Some((tgt_ino, _)) = target
+                && self.is_ancestor_or_self(tgt_ino, p1.ino)
+            {
+                return Err(if exchange {
+                    Errno::InvalidArgument
+                } else {
+                    Errno::NotEmpty
+                });
+            }
+        }
+        if target.is_some_and(|(ino, _)| ino == src_ino) {
+            return Ok(());
+        }
+        check(cred, FileType::Directory, &g1, AccessMask::WRITE_EXECUTE)?;
+        let src = self.inode(src_ino)?;
+        let tgt = match target {
+            Some((ino, _)) => Some(self.inode(ino)?),
+            None => None,
+        };
+        let (mut cs, mut ct) = match &tgt {
+            Some(t) => {
+                let (a, b) = Self::lock_pair(&src, t);
+                (a, Some(b))
+            }
+            None => (src.state.write(), None),
+        };
+        check_sticky(cred, &g1, cs.uid)?;
+        let src_dir = src_kind == FileType::Directory;
+        let tgt_dir = target.is_some_and(|(_, k)| k == FileType::Directory);
+        check(cred, FileType::Directory, st2!(), AccessMask::WRITE_EXECUTE)?;
+        if let Some(ct) = &ct {
+            check_sticky(cred, st2!(), ct.uid)?;
+            if !exchange && src_dir && !tgt_dir {
+                return Err(Errno::NotADirectory);
+            }
+            if !exchange && !src_dir && tgt_dir {
+                return Err(Errno::IsADirectory);
+            }
+        }
+        if !same_dir {
+            if src_dir {
+                check(cred, FileType::Directory, &cs, AccessMask::WRITE)?;
+            }
+            if let (true, true, Some(ct)) = (exchange, tgt_dir, &ct) {
+                check(cred, FileType::Directory, ct, AccessMask::WRITE)?;
+            }
+        }
+        if !exchange
+            && tgt_dir
+            && let Some(ct) = &ct
+            && ct.dir()?.len() > 0
+        {
+            return Err(Errno::NotEmpty);
+        }
+        if !same_dir {
+            if src_dir && !tgt_dir && st2!().nlink >= LINK_MAX {
+                return Err(Errno::TooManyLinks);
+            }
+            if exchange && tgt_dir && !src_dir && g1.nlink >= LINK_MAX {
+                return Err(Errno::TooManyLinks);
+            }
+        }
+
+        // Every check passed: reserve memory so that nothing below can fail halfway.
+        {
+            let d2 = st2!().dir_mut()?;
+            let entries = &d2.entries;
+            let hasher = &self.hasher;
+            d2.index
+                .try_reserve(1, |&id| hasher.hash_one(Dir::node_name(entries, id)))
+                .map_err(|_| Errno::NoSpace)?;
+            d2.entries.try_reserve(1).map_err(|_| Errno::NoSpace)?;
+        }
+        let now = self.now();
+        let h = &self.hasher;
+        if let Some(ct) = ct.as_mut() {
+            st2!().dir_mut()?.remove(h, new_name);
+            if exchange {
+                g1.dir_mut()?.remove(h, name);
+                st2!().dir_mut()?.insert(h, new_name, src_ino, src_kind)?;
+                if let Some((tgt_ino, tgt_kind)) = target {
+                    g1.dir_mut()?.insert(h, name, tgt_ino, tgt_kind)?;
+                }
+                if !same_dir {
+                    if src_dir {
+                        g1.nlink -= 1;
+                        st2!().nlink += 1;
+                        src.parent.store(p2.ino.0, Ordering::Release);
+                    }
+                    if tgt_dir {
+                        st2!().nlink -= 1;
+                        g1.nlink += 1;
+                        if let Some(t) = &tgt {
+                            t.parent.store(p1.ino.0, Ordering::Release);
+                        }
+                    }
+                }
+            } else {
+                if tgt_dir {
+                    ct.nlink = 0;
+                    st2!().nlink -= 1;
+                } else {
+                    ct.nlink -= 1;
+                }
+                g1.dir_mut()?.remove(h, name);
+                st2!().dir_mut()?.insert(h, new_name, src_ino, src_kind)?;
+                if src_dir && !same_dir {
+                    g1.nlink -= 1;
+                    st2!().nlink += 1;
+                    src.parent.store(p2.ino.0, Ordering::Release);
+                }
+            }
+            ct.ctime = now;
+        } else {
+            g1.dir_mut()?.remove(h, name);
+            st2!().dir_mut()?.insert(h, new_name, src_ino, src_kind)?;
+            if src_dir && !same_dir {
+                g1.nlink -= 1;
+                st2!().nlink += 1;
+                src.parent.store(p2.ino.0, Ordering::Release);
+            }
+        }
+        cs.ctime = now;
+        g1.touch_modified(now);
+        st2!().touch_modified(now);
+        drop((cs, ct, g1, g2));
+        if let (Some(t), false) = (tgt, exchange) {
+            self.release_if_unused(&t);
+        }
+        Ok(())
+    }
+
+    fn link(&self, cred: &Credentials, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
+        let src = self.inode(ino)?;
+        let p = self.inode(new_parent)?;
+        if src.kind == FileType::Directory {
+            // A directory is never locked under another directory that might be below it;
+            // its owner is read before, and the answer is EPERM whatever happens meanwhile.
+            let uid = src.state.read().uid;
+            let pst = self.lock_parent_for_create(cred, &p, new_name)?;
+            if self.config.protected_hardlinks && !cred.is_root() && cred.uid != uid {
+                return Err(Errno::NotPermitted);
+            }
+            check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
+            return Err(Errno::NotPermitted);
+        }
+        let mut pst = self.lock_parent_for_create(cred, &p, new_name)?;
+        let mut cst = src.state.write();
+        if self.config.protected_hardlinks && !cred.is_root() && cred.uid != cst.uid {
+            let safe = src.kind == FileType::RegularFile
+                && cst.perm & S_ISUID == 0
+                && cst.perm & (S_ISGID | 0o010) != (S_ISGID | 0o010)
+                && permitted(
+                    cred,
+                    src.kind,
+                    &cst,
+                    AccessMask {
+                        read: true,
+                        write: true,
+                        execute: false,
+                    },
+                );
+            if !safe {
+                return Err(Errno::NotPermitted);
+            }
+        }
+        check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
+        if cst.freed || cst.nlink == 0 {
+            return Err(Errno::NotFound);
+        }
+        if cst.nlink >= LINK_MAX {
+            return Err(Errno::TooManyLinks);
+        }
+        if pst.nlink == 0 {
+            return Err(Errno::NotFound);
+        }
+        pst.dir_mut()?
+            .insert(&self.hasher, new_name, src.ino, src.kind)?;
+        let now = self.now();
+        pst.touch_modified(now);
+        cst.nlink += 1;
+        cst.ctime = now;
+        src.lookups.fetch_add(1, Ordering::AcqRel);
+        Ok(self.attr_of(&src, &cst))
+    }
+
+    fn symlink(&self, cred: &Credentials, parent: Ino, name: &[u8], target: &[u8]) -> Result<Attr> {
+        if target.is_empty() {
+            return Err(Errno::NotFound);
+        }
+        if target.len() >= PATH_MAX {
+            return Err(Errno::NameTooLong);
+        }
+        if target.contains(&0) {
+            return Err(Errno::InvalidArgument);
+        }
+        let body = Body::Symlink(target.into());
+        let kind = FileType::Symlink;
+        self.make_node(
+            cred,
+            parent,
+            name,
+            NewInode {
+                kind,
+                perm: 0o777,
+                rdev: 0,
+                body,
+            },
+        )
+    }
+
+    fn readlink(&self, _cred: &Credentials, ino: Ino) -> Result<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        let target = match &inode.state.read().body {
+            Body::Symlink(t) => t.to_vec(),
+            _ => return Err(Errno::InvalidArgument),
+        };
+        self.accessed(&inode);
+        Ok(target)
+    }
+
+    fn open(&self, cred: &Credentials, ino: Ino, flags: OpenFlags) -> Result<Fh> {
+        let inode = self.inode(ino)?;
+        let mut st = inode.state.write();
+        self.open_locked(cred, &inode, &mut st, flags)
+    }
+
+    fn release(&self, fh: Fh) -> Result<()> {
+        let handle = self.handles[(fh.0 as usize) % SHARDS]
+            .write()
+            .remove(&fh.0)
+            .ok_or(Errno::BadHandle)?;
+        self.open_handles.fetch_sub(1, Ordering::Relaxed);
+        if handle.inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.release_if_unused(&handle.inode);
+        }
+        Ok(())
+    }
+
+    fn read(&self, _cred: &Credentials, fh: Fh, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let h = self.handle(fh)?;
+        if !h.read {
+            return Err(Errno::BadHandle);
+        }
+        let n = self.read_locked(&h.inode.state.read(), offset, buf)?;
+        if !buf.is_empty() {
+            self.accessed(&h.inode);
+        }
+        Ok(n)
+    }
+
+    fn write(&self, cred: &Credentials, fh: Fh, offset: u64, data: &[u8]) -> Result<(usize, u64)> {
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Err(Errno::BadHandle);
+        }
+        let mut st = h.inode.state.write();
+        let file = match &mut st.body {
+            Body::File(f) => f,
+            Body::Dir(_) => return Err(Errno::IsADirectory),
+            _ => return Err(Errno::InvalidArgument),
+        };
+        let offset = if h.append { file.size } else { offset };
+        if offset >= MAX_FILE_SIZE && !data.is_empty() {
+            return Err(Errno::FileTooLarge);
+        }
+        let len = data
+            .len()
+            .min((MAX_FILE_SIZE - offset).min(usize::MAX as u64) as usize);
+        if len == 0 {
+            return Ok((0, offset));
+        }
+        let n = self.write_locked(file, offset, &data[..len])?;
+        st.drop_privileges_on_write(cred);
+        st.touch_modified(self.now());
+        Ok((n, offset + n as u64))
+    }
+
+    fn fallocate(
+        &self,
+        cred: &Credentials,
+        fh: Fh,
+        mode: FallocateMode,
+        offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Err(Errno::BadHandle);
+        }
+        if len == 0 {
+            return Err(Errno::InvalidArgument);
+        }
+        let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE);
+        let end = end.ok_or(Errno::FileTooLarge)?;
+        let mut st = h.inode.state.write();
+        let file = match &mut st.body {
+            Body::File(f) => f,
+            Body::Dir(_) => return Err(Errno::IsADirectory),
+            _ => return Err(Errno::InvalidArgument),
+        };
+        match mode {
+            FallocateMode::Allocate | FallocateMode::KeepSize => {
+                self.allocate_range(file, offset, end)?;
+                if mode == FallocateMode::Allocate && end > file.size {
+                    file.size = end;
+                }
+            }
+            FallocateMode::PunchHole => self.punch_range(file, offset, end)?,
+        }
+        st.drop_privileges_on_write(cred);
+        st.touch_modified(self.now());
+        Ok(())
+    }
+
+    fn lseek(&self, _cred: &Credentials, fh: Fh, offset: u64, whence: SeekWhence) -> Result<u64> {
+        let h = self.handle(fh)?;
+        let st = h.inode.state.read();
+        let file = match &st.body {
+            Body::File(f) => f,
+            _ => return Err(Errno::InvalidArgument),
+        };
+        if offset >= file.size {
+            return Err(Errno::NoSuchDeviceOrAddress);
+        }
+        let bs = self.block_size();
+        let first = offset / bs;
+        match whence {
+            SeekWhence::Data => {
+                let (&index, _) = file
+                    .blocks
+                    .range(first..)
+                    .next()
+                    .ok_or(Errno::NoSuchDeviceOrAddress)?;
+                let pos = offset.max(index * bs);
+                if pos >= file.size {
+                    Err(Errno::NoSuchDeviceOrAddress)
+                } else {
+                    Ok(pos)
+                }
+            }
+            SeekWhence::Hole => {
+                let mut expected = first;
+                for (&index, _) in file.blocks.range(first..) {
+                    if index != expected {
+                        break;
+                    }
+                    expected += 1;
+                }
+                Ok(offset.max(expected * bs).min(file.size))
+            }
+        }
+    }
+
+    fn readdir(
+        &self,
+        _cred: &Credentials,
+        fh: Fh,
+        cookie: u64,
+        sink: &mut dyn FnMut(DirEntry<'_>) -> bool,
+    ) -> Result<()> {
+        let h = self.dir_handle(fh)?;
+        let inode = &h.inode;
+        {
+            let st = inode.state.read();
+            let dir = st.dir()?;
+            let parent = Ino(inode.parent.load(Ordering::Acquire));
+            let dots = [(inode.ino, 1, &b"."[..]), (parent, 2, &b".."[..])];
+            let mut go_on = true;
+            for (ino, c, name) in dots {
+                if go_on && cookie < c {
+                    go_on = sink(DirEntry {
+                        ino,
+                        cookie: c,
+                        kind: FileType::Directory,
+                        name,
+                    });
+                }
+            }
+            if go_on {
+                for (_, &c, e) in dir.entries.iter_after(&cookie.max(2)) {
+                    if !sink(DirEntry {
+                        ino: e.ino,
+                        cookie: c,
+                        kind: e.kind,
+                        name: &e.name,
+                    }) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.accessed(inode);
+        Ok(())
+    }
+
+    fn statfs(&self, _cred: &Credentials) -> Result<StatFs> {
+        let used = self.store.used_blocks();
+        let total = self.store.capacity_blocks();
+        let inodes = self.live_inodes.load(Ordering::Relaxed);
+        Ok(StatFs {
+            block_size: self.store.block_size() as u32,
+            blocks: total,
+            blocks_free: total.saturating_sub(used),
+            blocks_available: total.saturating_sub(used),
+            files: self.config.max_inodes,
+            files_free: self.config.max_inodes.saturating_sub(inodes),
+            name_max: NAME_MAX as u32,
+        })
+    }
+
+    fn getxattr(&self, cred: &Credentials, ino: Ino, name: &[u8], buf: &mut [u8]) -> Result<usize> {
+        let ns = xattr_namespace(name)?;
+        let inode = self.inode(ino)?;
+        let st = inode.state.read();
+        match ns {
+            XattrNamespace::Trusted if !cred.is_root() => return Err(Errno::NoData),
+            XattrNamespace::User => {
+                if !matches!(inode.kind, FileType::RegularFile | FileType::Directory) {
+                    return Err(Errno::NoData);
+                }
+                check(cred, inode.kind, &st, AccessMask::READ)?;
+            }
+            _ => {}
+        }
+        let x = st.xattrs.as_deref().ok_or(Errno::NoData)?;
+        let (_, value) = x
+            .entries
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .ok_or(Errno::NoData)?;
+        copy_out(value, buf)
+    }
+
+    fn setxattr(
+        &self,
+        cred: &Credentials,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<()> {
+        let ns = xattr_namespace(name)?;
+        if value.len() > XATTR_SIZE_MAX {
+            return Err(Errno::ArgumentListTooLong);
+        }
+        let inode = self.inode(ino)?;
+        let mut st = inode.state.write();
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        Self::xattr_write_permission(cred, inode.kind, &st, ns)?;
+        let max = self.config.max_xattr_bytes;
+        let x = st.xattrs.get_or_insert_with(Default::default);
+        let pos = x.entries.iter().position(|(n, _)| &**n == name);
+        match (mode, pos) {
+            (XattrMode::Create, Some(_)) => return Err(Errno::Exists),
+            (XattrMode::Replace, None) => return Err(Errno::NoData),
+            _ => {}
+        }
+        let old = pos.map_or(0, |i| name.len() + x.entries[i].1.len());
+        let bytes = x.bytes - old + name.len() + value.len();
+        if bytes > max {
+            if x.entries.is_empty() {
+                st.xattrs = None;
+            }
+            return Err(Errno::NoSpace);
+        }
+        match pos {
+            Some(i) => x.entries[i].1 = value.into(),
+            None => x.entries.push((name.into(), value.into())),
+        }
+        x.bytes = bytes;
+        st.ctime = self.now();
+        Ok(())
+    }
+
+    fn listxattr(&self, cred: &Credentials, ino: Ino, buf: &mut [u8]) -> Result<usize> {
+        let inode = self.inode(ino)?;
+        let st = inode.state.read();
+        let visible = |n: &[u8]| cred.is_root() || !n.starts_with(b"trusted.");
+        let entries = st.xattrs.as_deref().map_or(&[][..], |x| &x.entries[..]);
+        let total: usize = entries
+            .iter()
+            .filter(|(n, _)| visible(n))
+            .map(|(n, _)| n.len() + 1)
+            .sum();
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        if buf.len() < total {
+            return Err(Errno::Range);
+        }
+        let mut at = 0;
+        for (n, _) in entries.iter().filter(|(n, _)| visible(n)) {
+            buf[at..at + n.len()].copy_from_slice(n);
+            buf[at + n.len()] = 0;
+            at += n.len() + 1;
+        }
+        Ok(total)
+    }
+
+    fn removexattr(&self, cred: &Credentials, ino: Ino, name: &[u8]) -> Result<()> {
+        let ns = xattr_namespace(name)?;
+        let inode = self.inode(ino)?;
+        let mut st = inode.state.write();
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        Self::xattr_write_permission(cred, inode.kind, &st, ns)?;
+        let x = st.xattrs.as_deref_mut().ok_or(Errno::NoData)?;
+        let i = x
+            .entries
+            .iter()
+            .position(|(n, _)| &**n == name)
+            .ok_or(Errno::NoData)?;
+        let (n, v) = x.entries.remove(i);
+        x.bytes -= n.len() + v.len();
+        if x.entries.is_empty() {
+            st.xattrs = None;
+        }
+        st.ctime = self.now();
+        Ok(())
+    }
+
+    fn access(&self, cred: &Credentials, ino: Ino, mask: AccessMask) -> Result<()> {
+        let inode = self.inode(ino)?;
+        let st = inode.state.read();
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        check(cred, inode.kind, &st, mask)
+    }
+
+    fn fsync(&self, _cred: &Credentials, fh: Fh, _datasync: bool) -> Result<()> {
+        self.handle(fh).map(|_| ())
+    }
+}
