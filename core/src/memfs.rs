@@ -1163,11 +1163,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         let mut changed = false;
         if let Some(size) = set.size {
             let file = st.file_mut().ok_or(Errno::InvalidArgument)?;
-            if size != file.size {
-                self.set_size(file, size)?;
-                st.drop_privileges_on_write(cred);
-                st.touch_modified(now);
-            }
+            self.set_size(file, size)?;
+            st.drop_privileges_on_write(cred);
+            st.touch_modified(now);
+            changed = true;
         }
         if set.uid.is_some() || set.gid.is_some() {
             if inode.kind != FileType::Directory {
