@@ -2007,3 +2007,287 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         self.handle(fh).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ZeroClock;
+    use crate::block::{FaultInjector, MemPool};
+    use alloc::vec;
+
+    fn fs() -> MemFs<MemPool> {
+        MemFs::new(MemPool::new(64 * 4096), Config::default(), ZeroClock)
+    }
+
+    fn names(fs: &impl Filesystem, dir: Ino, from: u64) -> Vec<(u64, Vec<u8>)> {
+        let root = Credentials::root();
+        let fh = fs.open(&root, dir, OpenFlags::READ).unwrap();
+        let mut out = Vec::new();
+        fs.readdir(&root, fh, from, &mut |e| {
+            out.push((e.cookie, e.name.to_vec()));
+            true
+        })
+        .unwrap();
+        fs.release(fh).unwrap();
+        out
+    }
+
+    #[test]
+    fn unlinked_open_file_keeps_data_until_last_release() {
+        let fs = fs();
+        let root = Credentials::root();
+        let (attr, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        fs.forget(attr.ino, 1);
+        fs.write(&root, fh, 0, &[7u8; 10000]).unwrap();
+        assert_eq!(fs.store().used_blocks(), 3);
+        fs.unlink(&root, Ino::ROOT, b"f").unwrap();
+        assert_eq!(fs.find(&root, Ino::ROOT, b"f"), Err(Errno::NotFound));
+        let mut buf = vec![0u8; 10000];
+        assert_eq!(fs.read(&root, fh, 0, &mut buf), Ok(10000));
+        assert!(buf.iter().all(|&b| b == 7));
+        assert_eq!(fs.getattr(&root, attr.ino).unwrap().nlink, 0);
+        fs.release(fh).unwrap();
+        assert_eq!(fs.store().used_blocks(), 0);
+        assert_eq!(fs.getattr(&root, attr.ino), Err(Errno::NotFound));
+        assert_eq!(fs.usage().inodes, 1);
+    }
+
+    #[test]
+    fn full_store_writes_what_fits_and_harms_nothing() {
+        let store = FaultInjector::new(MemPool::new(4 * 4096));
+        let fs = MemFs::new(store, Config::default(), ZeroClock);
+        let root = Credentials::root();
+        let (_, a) = fs
+            .create(&root, Ino::ROOT, b"a", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        assert_eq!(fs.write(&root, a, 0, &[1u8; 8192]), Ok((8192, 8192)));
+        let (_, b) = fs
+            .create(&root, Ino::ROOT, b"b", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        // Two blocks left: a 3-block write stores two and says so; the next one is ENOSPC.
+        assert_eq!(fs.write(&root, b, 0, &[2u8; 12288]), Ok((8192, 8192)));
+        assert_eq!(fs.write(&root, b, 8192, &[2u8; 10]), Err(Errno::NoSpace));
+        // Writing inside blocks already held still works on a full store.
+        assert_eq!(fs.write(&root, a, 100, &[3u8; 10]), Ok((10, 110)));
+        let fh = fs.open(
+            &root,
+            fs.find(&root, Ino::ROOT, b"a").unwrap().ino,
+            OpenFlags::READ,
+        );
+        let mut buf = vec![0u8; 8192];
+        assert_eq!(fs.read(&root, fh.unwrap(), 0, &mut buf), Ok(8192));
+        assert!(buf[..100].iter().all(|&x| x == 1) && buf[100..110].iter().all(|&x| x == 3));
+        // fallocate is all or nothing.
+        fs.setattr(
+            &root,
+            fs.find(&root, Ino::ROOT, b"b").unwrap().ino,
+            &SetAttr {
+                size: Some(4096),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            fs.fallocate(&root, b, FallocateMode::KeepSize, 0, 5 * 4096),
+            Err(Errno::NoSpace)
+        );
+        assert_eq!(fs.store().used_blocks(), 3);
+        // An injected allocation failure mid-write: the short write is reported.
+        fs.store().fail_allocations_after(0);
+        assert_eq!(fs.write(&root, b, 4096, &[9u8; 100]), Err(Errno::NoSpace));
+        fs.store().heal();
+        assert_eq!(fs.write(&root, b, 4096, &[9u8; 100]), Ok((100, 4196)));
+    }
+
+    #[test]
+    fn inode_budget_is_enospc() {
+        let config = Config {
+            max_inodes: 3,
+            ..Config::default()
+        };
+        let fs = MemFs::new(MemPool::new(4096), config, ZeroClock);
+        let root = Credentials::root();
+        fs.mkdir(&root, Ino::ROOT, b"a", 0o755).unwrap();
+        let b = fs
+            .mknod(&root, Ino::ROOT, b"b", FileType::NamedPipe, 0o644, 0)
+            .unwrap();
+        assert_eq!(fs.mkdir(&root, Ino::ROOT, b"c", 0o755), Err(Errno::NoSpace));
+        assert_eq!(fs.statfs(&root).unwrap().files_free, 0);
+        fs.unlink(&root, Ino::ROOT, b"b").unwrap();
+        // The kernel still holds a lookup of "b": the inode lives until it is forgotten.
+        assert_eq!(fs.mkdir(&root, Ino::ROOT, b"c", 0o755), Err(Errno::NoSpace));
+        fs.forget(b.ino, 1);
+        assert_eq!(
+            fs.mkdir(&root, Ino::ROOT, b"c", 0o755).map(|a| a.ino),
+            Ok(Ino(4))
+        );
+    }
+
+    #[test]
+    fn readdir_cookies_survive_inserts_and_removals() {
+        let fs = fs();
+        let root = Credentials::root();
+        for name in [b"a", b"b", b"c", b"d"] {
+            fs.mknod(&root, Ino::ROOT, name, FileType::RegularFile, 0o644, 0)
+                .unwrap();
+        }
+        let first = names(&fs, Ino::ROOT, 0);
+        assert_eq!(
+            first.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        let (cookie_b, _) = first[3].clone();
+        fs.unlink(&root, Ino::ROOT, b"b").unwrap();
+        fs.unlink(&root, Ino::ROOT, b"c").unwrap();
+        fs.mknod(&root, Ino::ROOT, b"e", FileType::RegularFile, 0o644, 0)
+            .unwrap();
+        // Resuming after the removed "b" continues with what is still there, then the new one.
+        let rest: Vec<_> = names(&fs, Ino::ROOT, cookie_b)
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(rest, [b"d".to_vec(), b"e".to_vec()]);
+    }
+
+    #[test]
+    fn rename_rules() {
+        let fs = fs();
+        let root = Credentials::root();
+        let a = fs.mkdir(&root, Ino::ROOT, b"a", 0o755).unwrap();
+        let b = fs.mkdir(&root, a.ino, b"b", 0o755).unwrap();
+        assert_eq!(
+            fs.rename(&root, Ino::ROOT, b"a", b.ino, b"x", RenameMode::Replace),
+            Err(Errno::InvalidArgument)
+        );
+        assert_eq!(
+            fs.rename(&root, a.ino, b"b", Ino::ROOT, b"a", RenameMode::Replace),
+            Err(Errno::NotEmpty)
+        );
+        fs.mknod(&root, Ino::ROOT, b"f", FileType::RegularFile, 0o644, 0)
+            .unwrap();
+        assert_eq!(
+            fs.rename(&root, Ino::ROOT, b"f", a.ino, b"b", RenameMode::Replace),
+            Err(Errno::IsADirectory)
+        );
+        assert_eq!(
+            fs.rename(&root, a.ino, b"b", Ino::ROOT, b"f", RenameMode::Replace),
+            Err(Errno::NotADirectory)
+        );
+        // Move b up to the root, replacing nothing: nlinks follow "..".
+        fs.rename(&root, a.ino, b"b", Ino::ROOT, b"b", RenameMode::NoReplace)
+            .unwrap();
+        assert_eq!(fs.getattr(&root, a.ino).unwrap().nlink, 2);
+        assert_eq!(fs.getattr(&root, Ino::ROOT).unwrap().nlink, 4);
+        assert_eq!(fs.find(&root, b.ino, b"..").unwrap().ino, Ino::ROOT);
+        // Exchange a file and a directory across directories.
+        fs.rename(&root, Ino::ROOT, b"f", b.ino, b"g", RenameMode::Replace)
+            .unwrap();
+        fs.rename(&root, b.ino, b"g", Ino::ROOT, b"a", RenameMode::Exchange)
+            .unwrap();
+        assert_eq!(
+            fs.find(&root, Ino::ROOT, b"a").unwrap().kind,
+            FileType::RegularFile
+        );
+        assert_eq!(fs.find(&root, b.ino, b"g").unwrap().ino, a.ino);
+        assert_eq!(fs.find(&root, a.ino, b"..").unwrap().ino, b.ino);
+        assert_eq!(fs.getattr(&root, b.ino).unwrap().nlink, 3);
+        assert_eq!(fs.getattr(&root, Ino::ROOT).unwrap().nlink, 3);
+        // Replacing an empty directory frees it.
+        let c = fs.mkdir(&root, Ino::ROOT, b"c", 0o755).unwrap();
+        fs.forget(c.ino, 1);
+        fs.forget(a.ino, 1);
+        fs.rename(&root, b.ino, b"g", Ino::ROOT, b"c", RenameMode::Replace)
+            .unwrap();
+        assert_eq!(fs.getattr(&root, c.ino), Err(Errno::NotFound));
+    }
+
+    #[test]
+    fn permissions_sticky_and_setgid() {
+        let fs = fs();
+        let root = Credentials::root();
+        let alice = Credentials::user(1000, 1000);
+        let bob = Credentials {
+            groups: vec![1000],
+            ..Credentials::user(1001, 1001)
+        };
+        let tmp = fs.mkdir(&root, Ino::ROOT, b"tmp", 0o1777).unwrap();
+        fs.mknod(&alice, tmp.ino, b"mine", FileType::RegularFile, 0o666, 0)
+            .unwrap();
+        assert_eq!(fs.unlink(&bob, tmp.ino, b"mine"), Err(Errno::NotPermitted));
+        fs.unlink(&alice, tmp.ino, b"mine").unwrap();
+        let shared = fs.mkdir(&root, Ino::ROOT, b"shared", 0o2775).unwrap();
+        let set = SetAttr {
+            gid: Some(1000),
+            ..Default::default()
+        };
+        fs.setattr(&root, shared.ino, &set, None).unwrap();
+        let sub = fs.mkdir(&root, shared.ino, b"sub", 0o755).unwrap();
+        assert_eq!((sub.gid, sub.perm), (1000, 0o2755));
+        assert_eq!(
+            fs.mkdir(&bob, shared.ino, b"x", 0o755).map(|a| a.gid),
+            Ok(1000)
+        );
+        let carol = Credentials::user(1002, 100);
+        assert_eq!(
+            fs.mkdir(&carol, shared.ino, b"y", 0o755),
+            Err(Errno::PermissionDenied)
+        );
+        let private = fs.mkdir(&alice, shared.ino, b"p", 0o700).unwrap();
+        assert_eq!(
+            fs.find(&bob, private.ino, b"z"),
+            Err(Errno::PermissionDenied)
+        );
+        assert_eq!(fs.find(&root, private.ino, b"z"), Err(Errno::NotFound));
+        // A write by a non-root caller clears set-user-ID.
+        let (f, fh) = fs
+            .create(&alice, private.ino, b"run", 0o4755, OpenFlags::WRITE)
+            .unwrap();
+        fs.write(&alice, fh, 0, b"x").unwrap();
+        assert_eq!(fs.getattr(&root, f.ino).unwrap().perm, 0o755);
+    }
+
+    #[test]
+    fn sparse_files_and_seek() {
+        let fs = fs();
+        let root = Credentials::root();
+        let (_, fh) = fs
+            .create(&root, Ino::ROOT, b"s", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        fs.write(&root, fh, 3 * 4096 + 5, b"data").unwrap();
+        assert_eq!(fs.store().used_blocks(), 1);
+        assert_eq!(fs.lseek(&root, fh, 0, SeekWhence::Data), Ok(3 * 4096));
+        assert_eq!(fs.lseek(&root, fh, 0, SeekWhence::Hole), Ok(0));
+        assert_eq!(
+            fs.lseek(&root, fh, 3 * 4096, SeekWhence::Hole),
+            Ok(3 * 4096 + 9)
+        );
+        assert_eq!(
+            fs.lseek(&root, fh, 3 * 4096 + 9, SeekWhence::Data),
+            Err(Errno::NoSuchDeviceOrAddress)
+        );
+        let mut buf = [1u8; 16];
+        assert_eq!(fs.read(&root, fh, 4096, &mut buf), Ok(16));
+        assert_eq!(buf, [0u8; 16]);
+        // Truncating into the block zeroes its tail; growing again reads zeros there.
+        let ino = fs.find(&root, Ino::ROOT, b"s").unwrap().ino;
+        let shrink = SetAttr {
+            size: Some(3 * 4096 + 6),
+            ..Default::default()
+        };
+        fs.setattr(&root, ino, &shrink, Some(fh)).unwrap();
+        let grow = SetAttr {
+            size: Some(4 * 4096),
+            ..Default::default()
+        };
+        fs.setattr(&root, ino, &grow, Some(fh)).unwrap();
+        let mut buf = [9u8; 4];
+        fs.read(&root, fh, 3 * 4096 + 5, &mut buf).unwrap();
+        assert_eq!(&buf, b"d\0\0\0");
+        fs.fallocate(&root, fh, FallocateMode::PunchHole, 3 * 4096, 4096)
+            .unwrap();
+        assert_eq!(fs.store().used_blocks(), 0);
+    }
+}

@@ -264,3 +264,110 @@ pub fn resolve_parent<F: Filesystem + ?Sized>(
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, MemFs, MemPool, ZeroClock};
+
+    fn sample() -> MemFs<MemPool> {
+        let fs = MemFs::new(MemPool::new(1 << 20), Config::default(), ZeroClock);
+        let root = Credentials::root();
+        let a = fs.mkdir(&root, Ino::ROOT, b"a", 0o755).unwrap();
+        let b = fs.mkdir(&root, a.ino, b"b", 0o700).unwrap();
+        fs.mknod(&root, b.ino, b"f", FileType::RegularFile, 0o644, 0)
+            .unwrap();
+        fs.symlink(&root, Ino::ROOT, b"rel", b"a/b/f").unwrap();
+        fs.symlink(&root, Ino::ROOT, b"abs", b"/a/b").unwrap();
+        fs.symlink(&root, Ino::ROOT, b"host", b"/etc/passwd")
+            .unwrap();
+        fs.symlink(&root, Ino::ROOT, b"mounted", b"/mnt/bt/a")
+            .unwrap();
+        fs.symlink(&root, Ino::ROOT, b"loop", b"loop").unwrap();
+        fs.symlink(&root, a.ino, b"up", b"../a/./b//f").unwrap();
+        fs
+    }
+
+    fn ino_of(fs: &MemFs<MemPool>, path: &[u8]) -> Result<Resolved<u64>> {
+        resolve(fs, &Credentials::root(), None, path, Follow::Follow).map(|r| match r {
+            Resolved::Inside(a) => Resolved::Inside(a.ino.0),
+            Resolved::Outside(p) => Resolved::Outside(p),
+        })
+    }
+
+    #[test]
+    fn walks_dots_slashes_and_links() {
+        let fs = sample();
+        let f = ino_of(&fs, b"/a/b/f").unwrap();
+        assert_eq!(ino_of(&fs, b"//a/./b/../b///f").unwrap(), f);
+        assert_eq!(ino_of(&fs, b"/rel").unwrap(), f);
+        assert_eq!(ino_of(&fs, b"/a/up").unwrap(), f);
+        assert_eq!(ino_of(&fs, b"/abs/f").unwrap(), f);
+        assert_eq!(ino_of(&fs, b"/..").unwrap(), Resolved::Inside(1));
+        assert_eq!(ino_of(&fs, b"/a/b/f/"), Err(Errno::NotADirectory));
+        assert_eq!(ino_of(&fs, b"/a/b/f/x"), Err(Errno::NotADirectory));
+        assert_eq!(ino_of(&fs, b"/a/nope/f"), Err(Errno::NotFound));
+        assert_eq!(ino_of(&fs, b""), Err(Errno::NotFound));
+        assert_eq!(ino_of(&fs, b"/loop"), Err(Errno::TooManySymlinks));
+        let long = [b'x'; 256];
+        assert_eq!(
+            ino_of(&fs, &[b"/".as_slice(), &long].concat()),
+            Err(Errno::NameTooLong)
+        );
+        assert_eq!(ino_of(&fs, &[b'/'; PATH_MAX]), Err(Errno::NameTooLong));
+        // lstat semantics: the link itself, unless a trailing slash asks for a directory.
+        let root = Credentials::root();
+        let link = resolve(&fs, &root, None, b"/abs", Follow::NoFollow).unwrap();
+        assert!(matches!(link, Resolved::Inside(a) if a.kind == FileType::Symlink));
+        let dir = resolve(&fs, &root, None, b"/abs/", Follow::NoFollow).unwrap();
+        assert!(matches!(dir, Resolved::Inside(a) if a.kind == FileType::Directory));
+    }
+
+    #[test]
+    fn search_permission_is_checked_per_component() {
+        let fs = sample();
+        let alice = Credentials::user(1000, 1000);
+        let walk = resolve(&fs, &alice, None, b"/a/b/f", Follow::Follow);
+        assert_eq!(walk, Err(Errno::PermissionDenied));
+        assert!(resolve(&fs, &alice, None, b"/a/b", Follow::Follow).is_ok());
+    }
+
+    #[test]
+    fn leaving_the_mount_names_the_host_path() {
+        let fs = sample();
+        let root = Credentials::root();
+        let mount = Some(&b"/mnt/bt"[..]);
+        let out = |p: &[u8]| resolve(&fs, &root, mount, p, Follow::Follow).unwrap();
+        assert_eq!(out(b"/host"), Resolved::Outside(b"/etc/passwd".to_vec()));
+        assert_eq!(
+            out(b"/a/../../x/y"),
+            Resolved::Outside(b"/mnt/x/y".to_vec())
+        );
+        assert_eq!(out(b"/a/b/.."), out(b"/a"));
+        let a = out(b"/a");
+        assert_eq!(out(b"/mounted"), a);
+        // Without a mount the filesystem is its own root.
+        let inside = resolve(&fs, &root, None, b"/mounted", Follow::Follow);
+        assert_eq!(inside, Err(Errno::NotFound));
+    }
+
+    #[test]
+    fn parent_of_last_component() {
+        let fs = sample();
+        let root = Credentials::root();
+        let Resolved::Inside(p) = resolve_parent(&fs, &root, None, b"/abs/../new/").unwrap() else {
+            panic!("outside")
+        };
+        assert_eq!(p.name, b"new");
+        assert!(p.trailing_slash);
+        let a = fs.find(&root, Ino::ROOT, b"a").unwrap();
+        assert_eq!(p.dir.ino, a.ino);
+        // A symlink to a file in the middle of a path is ENOTDIR.
+        let through_file = resolve_parent(&fs, &root, None, b"/rel/../x");
+        assert_eq!(through_file, Err(Errno::NotADirectory));
+        let Resolved::Inside(top) = resolve_parent(&fs, &root, None, b"/").unwrap() else {
+            panic!("outside")
+        };
+        assert_eq!((top.dir.ino, &top.name[..]), (Ino::ROOT, &b"."[..]));
+    }
+}
