@@ -451,6 +451,62 @@ impl<B: BlockStore> MemFs<B> {
         &self.config
     }
 
+    /// Checks every directory's structure: its red-black tree invariants, that the name index
+    /// and the tree hold the same entries, that every entry names a live inode of the recorded
+    /// type, and that a subdirectory's `parent` is the directory listing it. Returns the first
+    /// violation with the directory's inode number. For tests: it locks one directory at a time,
+    /// so run it while nothing else changes the tree.
+    pub fn check_directories(&self) -> core::result::Result<(), (Ino, &'static str)> {
+        let mut dirs = Vec::new();
+        for shard in self.inodes.iter() {
+            dirs.extend(
+                shard
+                    .read()
+                    .values()
+                    .filter(|i| i.kind == FileType::Directory)
+                    .cloned(),
+            );
+        }
+        for inode in dirs {
+            let fail = |why| Err((inode.ino, why));
+            let st = inode.state.read();
+            let Ok(dir) = st.dir() else {
+                return fail("directory without a directory body");
+            };
+            if dir.entries.check_invariants().is_err() {
+                return fail("red-black tree invariant broken");
+            }
+            if dir.index.len() != dir.entries.len() {
+                return fail("name index and tree differ in size");
+            }
+            let mut subdirs = 0;
+            for (_, &cookie, entry) in dir.entries.iter() {
+                if cookie < FIRST_COOKIE || cookie >= dir.next_cookie {
+                    return fail("cookie out of range");
+                }
+                if dir.get(&self.hasher, &entry.name).map(|e| e.ino) != Some(entry.ino) {
+                    return fail("entry not found through the name index");
+                }
+                let Ok(child) = self.inode(entry.ino) else {
+                    return fail("entry names no inode");
+                };
+                if child.kind != entry.kind {
+                    return fail("entry type differs from the inode's");
+                }
+                if child.kind == FileType::Directory {
+                    subdirs += 1;
+                    if child.parent.load(Ordering::Acquire) != inode.ino.0 {
+                        return fail("subdirectory's parent is not this directory");
+                    }
+                }
+            }
+            if !st.freed && st.nlink != 0 && st.nlink != 2 + subdirs {
+                return fail("directory nlink is not 2 + subdirectories");
+            }
+        }
+        Ok(())
+    }
+
     /// Counts of what the filesystem holds.
     pub fn usage(&self) -> Usage {
         Usage {
@@ -2033,6 +2089,12 @@ mod tests {
     }
 
     #[test]
+    fn memfs_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MemFs<MemPool>>();
+    }
+
+    #[test]
     fn unlinked_open_file_keeps_data_until_last_release() {
         let fs = fs();
         let root = Credentials::root();
@@ -2289,5 +2351,33 @@ mod tests {
         fs.fallocate(&root, fh, FallocateMode::PunchHole, 3 * 4096, 4096)
             .unwrap();
         assert_eq!(fs.store().used_blocks(), 0);
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::ZeroClock;
+    use crate::block::MemPool;
+
+    #[test]
+    fn check_directories_detects_corruption() {
+        let fs = MemFs::new(MemPool::new(1 << 20), Config::default(), ZeroClock);
+        let root = Credentials::root();
+        let a = fs.mkdir(&root, Ino::ROOT, b"a", 0o755).unwrap();
+        let b = fs.mkdir(&root, a.ino, b"b", 0o755).unwrap();
+        assert_eq!(fs.check_directories(), Ok(()));
+        let b_inode = fs.inode(b.ino).unwrap();
+        b_inode.parent.store(Ino::ROOT.0, Ordering::Release);
+        assert_eq!(
+            fs.check_directories(),
+            Err((a.ino, "subdirectory's parent is not this directory"))
+        );
+        b_inode.parent.store(a.ino.0, Ordering::Release);
+        fs.inode(a.ino).unwrap().state.write().nlink = 5;
+        assert_eq!(
+            fs.check_directories(),
+            Err((a.ino, "directory nlink is not 2 + subdirectories"))
+        );
     }
 }
