@@ -368,6 +368,16 @@ fn check_name(name: &[u8]) -> Result<()> {
     }
 }
 
+/// A directory removed while still referenced (nlink 0) takes no new entries (Linux
+/// `IS_DEADDIR`).
+fn check_not_removed(dir: &State) -> Result<()> {
+    if dir.nlink == 0 {
+        Err(Errno::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// The sticky-directory rule: in a sticky directory only root or the owner of the entry or
 /// of the directory may remove or replace it.
 fn check_sticky(cred: &Credentials, dir: &State, victim_uid: u32) -> Result<()> {
@@ -697,7 +707,11 @@ impl<B: BlockStore> MemFs<B> {
         }
         check(cred, parent.kind, &pst, AccessMask::EXECUTE)?;
         check_name(name)?;
-        if is_dot_or_dotdot(name) || pst.dir()?.get(&self.hasher, name).is_some() {
+        if is_dot_or_dotdot(name) {
+            return Err(Errno::Exists);
+        }
+        check_not_removed(&pst)?;
+        if pst.dir()?.get(&self.hasher, name).is_some() {
             return Err(Errno::Exists);
         }
         Ok(pst)
@@ -908,13 +922,15 @@ impl<B: BlockStore> MemFs<B> {
             }
             Ok(())
         };
-        if !offset.is_multiple_of(bs) {
-            let index = offset / bs;
-            zero_part(index, offset, end.min((index + 1) * bs))?;
+        if first_whole > last_whole {
+            // The range lies inside one block.
+            return zero_part(offset / bs, offset, end);
         }
-        if !end.is_multiple_of(bs) && end / bs != offset / bs {
-            let index = end / bs;
-            zero_part(index, index * bs, end)?;
+        if !offset.is_multiple_of(bs) {
+            zero_part(offset / bs, offset, first_whole * bs)?;
+        }
+        if !end.is_multiple_of(bs) {
+            zero_part(end / bs, last_whole * bs, end)?;
         }
         Ok(())
     }
@@ -1304,6 +1320,8 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
     fn mkdir(&self, cred: &Credentials, parent: Ino, name: &[u8], perm: u32) -> Result<Attr> {
         let body = Body::Dir(Box::new(Dir::new()));
         let kind = FileType::Directory;
+        // Linux `vfs_mkdir` keeps only the permission and sticky bits of the requested mode.
+        let perm = perm & 0o1777;
         self.make_node(
             cred,
             parent,
@@ -1338,6 +1356,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         let existing = if is_dot_or_dotdot(name) {
             Some(Ino(0))
         } else {
+            check_not_removed(&pst)?;
             pst.dir()?.get(&self.hasher, name).map(|e| e.ino)
         };
         if let Some(ino) = existing {
@@ -1471,10 +1490,18 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if p1.kind != FileType::Directory {
             return Err(Errno::NotADirectory);
         }
-        let p2 = self.inode(new_parent)?;
-        if p2.kind != FileType::Directory {
-            return Err(Errno::NotADirectory);
-        }
+        let p2 = match self.inode(new_parent) {
+            Ok(p2) if p2.kind == FileType::Directory => p2,
+            unusable => {
+                // Checked in the order of the walk: P1 first.
+                let g1 = p1.state.read();
+                if g1.freed {
+                    return Err(Errno::NotFound);
+                }
+                check(cred, FileType::Directory, &g1, AccessMask::EXECUTE)?;
+                return Err(unusable.err().unwrap_or(Errno::NotADirectory));
+            }
+        };
         let same_dir = p1.ino == p2.ino;
         let _rename_guard = (!same_dir).then(|| self.rename_lock.lock());
         let (mut g1, mut g2) = if same_dir {
@@ -1497,10 +1524,13 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 }
             };
         }
-        if g1.freed || st2!().freed {
+        if g1.freed {
             return Err(Errno::NotFound);
         }
         check(cred, FileType::Directory, &g1, AccessMask::EXECUTE)?;
+        if st2!().freed {
+            return Err(Errno::NotFound);
+        }
         check(cred, FileType::Directory, st2!(), AccessMask::EXECUTE)?;
         check_name(name)?;
         check_name(new_name)?;
@@ -1511,6 +1541,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             let e = g1.dir()?.get(&self.hasher, name).ok_or(Errno::NotFound)?;
             (e.ino, e.kind)
         };
+        check_not_removed(st2!())?;
         let target = st2!()
             .dir()?
             .get(&self.hasher, new_name)
@@ -1967,10 +1998,13 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         value: &[u8],
         mode: XattrMode,
     ) -> Result<()> {
-        let ns = xattr_namespace(name)?;
+        if name.is_empty() || name.len() > XATTR_NAME_MAX {
+            return Err(Errno::Range);
+        }
         if value.len() > XATTR_SIZE_MAX {
             return Err(Errno::ArgumentListTooLong);
         }
+        let ns = xattr_namespace(name)?;
         let inode = self.inode(ino)?;
         let mut st = inode.state.write();
         if st.freed {
