@@ -1,0 +1,6 @@
+//! Test support for btfuse: a reference model of the filesystem, clocks for tests, and the
+//! strategies the property tests draw operations from.
+
+pub mod clock;
+pub mod model;
+pub mod ops;
