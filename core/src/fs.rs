@@ -159,7 +159,8 @@ pub trait Filesystem: Send + Sync {
     /// List a directory opened with `open`, starting after `cookie` (0: from the start, so
     /// `.` has cookie 1 and `..` cookie 2). Calls `sink` per entry until it returns `false`.
     /// A cookie stays valid while entries are added and removed: no entry present for the
-    /// whole listing is skipped or repeated.
+    /// whole listing is skipped or repeated. `sink` runs with the directory locked for reading,
+    /// so it must not change the filesystem.
     fn readdir(
         &self,
         cred: &Credentials,

@@ -1384,11 +1384,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             body,
         };
         let inode = self.create_locked(cred, &p, &mut pst, name, new)?;
-        drop(pst);
-        let st = inode.state.read();
+        // Counted while the parent is still locked, so no unlink can free it in between.
         inode.opens.fetch_add(1, Ordering::AcqRel);
-        let attr = self.attr_of(&inode, &st);
-        drop(st);
+        drop(pst);
+        let attr = self.attr_of(&inode, &inode.state.read());
         Ok((attr, self.open_handle(inode, flags)))
     }
 
@@ -2314,9 +2313,12 @@ mod tests {
             .unwrap();
         assert_eq!(fs.unlink(&bob, tmp.ino, b"mine"), Err(Errno::NotPermitted));
         fs.unlink(&alice, tmp.ino, b"mine").unwrap();
+        // mkdir drops set-group-ID from the requested mode; chmod sets it.
         let shared = fs.mkdir(&root, Ino::ROOT, b"shared", 0o2775).unwrap();
+        assert_eq!(shared.perm, 0o775);
         let set = SetAttr {
             gid: Some(1000),
+            mode: Some(0o2775),
             ..Default::default()
         };
         fs.setattr(&root, shared.ino, &set, None).unwrap();
