@@ -995,12 +995,15 @@ impl<B: BlockStore> MemFs<B> {
         Ok(self.open_handle(inode.clone(), flags))
     }
 
-    /// Locks two distinct inodes' states for writing in inode-number order.
+    /// Locks two distinct inodes' states for writing: a directory before a non-directory (other
+    /// calls lock a directory and then an entry in it), else in inode-number order (two
+    /// directories here are never one above the other: rename has ruled that out).
     fn lock_pair<'a>(
         a: &'a Inode,
         b: &'a Inode,
     ) -> (RwLockWriteGuard<'a, State>, RwLockWriteGuard<'a, State>) {
-        if a.ino < b.ino {
+        let rank = |i: &Inode| (i.kind != FileType::Directory, i.ino);
+        if rank(a) < rank(b) {
             let ga = a.state.write();
             (ga, b.state.write())
         } else {
