@@ -36,8 +36,9 @@
 //!    directory's parent, so ancestry checks read `parent` atomics without inode locks),
 //! 2. directory state locks, ancestors before descendants; two unrelated directories (only a
 //!    rename holds two, under `rename_lock`) in inode-number order,
-//! 3. state locks of non-parent inodes (the entries an operation touches), in inode-number
-//!    order,
+//! 3. state locks of the entries an operation touches (not parents): directories before
+//!    other inodes, two of a kind in inode-number order. (`link`, `unlink` and `create` lock a
+//!    directory, then an entry in it; rename's source and target follow the same rule.)
 //! 4. table and handle shard locks, which are leaves: nothing is locked while one is held.
 //!
 //! Block store calls happen under the file's state lock; the store's own locks are below all
