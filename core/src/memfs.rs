@@ -6,9 +6,9 @@
 //!   inode number to `Arc<Inode>`, chosen by the low bits of the number. Keyed by number, not
 //!   by path, so renaming a directory touches two entries and nothing below them.
 //! - **Inode**: immutable identity (number, type), atomic reference counts (kernel lookups,
-//!   open handles), the parent of a directory (atomic, see the lock order), and a
-//!   `spin::RwLock<State>` holding everything else: mode, owner, links, times, extended
-//!   attributes and the body (file block map, directory, symlink target).
+//!   open handles), and a `spin::RwLock<State>` holding everything else: mode, owner, links,
+//!   times, extended attributes and the body (file block map, directory with its parent,
+//!   symlink target).
 //! - **Directory**: an arena red-black tree of entries ordered by readdir cookie
 //!   ([`RbTree`]), and a `hashbrown::HashTable` of node handles hashed by name for O(1) average
 //!   lookup. The name is stored once, in the tree node.
@@ -27,13 +27,14 @@
 //!   after checking `freed`. Hence nothing can revive an inode that is being freed.
 //! - Bytes of a file at or beyond its size are zero in every block it holds (truncation zeroes
 //!   the tail of the last block), so growing a file never exposes old data.
-//! - A directory's `nlink` is 2 plus its subdirectories; `parent` names the directory holding
-//!   its one entry (the root's parent is itself).
+//! - A directory's `nlink` is 2 plus its subdirectories; its `parent` names the directory
+//!   holding its one entry (the root's parent is itself).
 //!
 //! # Lock order
 //!
 //! 1. `rename_lock` (only renames between two different directories take it; it freezes every
-//!    directory's parent, so ancestry checks read `parent` atomics without inode locks),
+//!    directory's parent, so such a rename first walks each parent's ancestors, taking one
+//!    directory lock at a time, and then locks the parents),
 //! 2. directory state locks, ancestors before descendants; two unrelated directories (only a
 //!    rename holds two, under `rename_lock`) in inode-number order,
 //! 3. state locks of the entries an operation touches (not parents): directories before
@@ -145,14 +146,18 @@ struct Dir {
     entries: RbTree<u64, Entry>,
     index: HashTable<NodeId>,
     next_cookie: u64,
+    /// The directory holding this one's entry (the root's is itself). Changed only under
+    /// `rename_lock`, so a rename holding it can walk ancestors one lock at a time.
+    parent: Ino,
 }
 
 impl Dir {
-    fn new() -> Dir {
+    fn new(parent: Ino) -> Dir {
         Dir {
             entries: RbTree::new(),
             index: HashTable::new(),
             next_cookie: FIRST_COOKIE,
+            parent,
         }
     }
 
@@ -305,9 +310,6 @@ impl State {
 struct Inode {
     ino: Ino,
     kind: FileType,
-    /// Directories: the inode number of the directory holding its entry. Changed only under
-    /// `rename_lock` (and the locks of both directories involved).
-    parent: AtomicU64,
     lookups: AtomicU64,
     opens: AtomicU64,
     state: RwLock<State>,
@@ -431,7 +433,6 @@ impl<B: BlockStore> MemFs<B> {
         let root = Arc::new(Inode {
             ino: Ino::ROOT,
             kind: FileType::Directory,
-            parent: AtomicU64::new(Ino::ROOT.0),
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
             state: RwLock::new(State {
@@ -444,7 +445,7 @@ impl<B: BlockStore> MemFs<B> {
                 atime: now,
                 mtime: now,
                 ctime: now,
-                body: Body::Dir(Box::new(Dir::new())),
+                body: Body::Dir(Box::new(Dir::new(Ino::ROOT))),
                 xattrs: None,
             }),
         });
@@ -506,7 +507,7 @@ impl<B: BlockStore> MemFs<B> {
                 }
                 if child.kind == FileType::Directory {
                     subdirs += 1;
-                    if child.parent.load(Ordering::Acquire) != inode.ino.0 {
+                    if child.state.read().dir().map(|d| d.parent) != Ok(inode.ino) {
                         return fail("subdirectory's parent is not this directory");
                     }
                 }
@@ -582,21 +583,20 @@ impl<B: BlockStore> MemFs<B> {
         }
     }
 
-    /// Whether `ancestor` is `ino` or a directory above it. Reads only `parent` atomics, so the
-    /// caller must hold `rename_lock` for the answer to stay true.
-    fn is_ancestor_or_self(&self, ancestor: Ino, mut ino: Ino) -> bool {
-        loop {
-            if ino == ancestor {
-                return true;
+    /// `ino` and the directories above it, up to the root. Takes each directory's lock alone,
+    /// for reading: the caller holds `rename_lock` (so the answer stays true) and no inode lock.
+    fn ancestors(&self, mut ino: Ino) -> Vec<Ino> {
+        let mut chain = alloc::vec![ino];
+        while ino != Ino::ROOT {
+            let Ok(inode) = self.inode(ino) else { break };
+            let Ok(parent) = inode.state.read().dir().map(|d| d.parent) else { break };
+            if parent == ino {
+                break;
             }
-            if ino == Ino::ROOT {
-                return false;
-            }
-            match self.inode(ino) {
-                Ok(inode) => ino = Ino(inode.parent.load(Ordering::Acquire)),
-                Err(_) => return false,
-            }
+            ino = parent;
+            chain.push(ino);
         }
+        chain
     }
 
     /// Reserves one inode of the budget.
@@ -612,12 +612,11 @@ impl<B: BlockStore> MemFs<B> {
 
     /// Makes a new inode (one lookup counted) and enters it in the table. The caller has
     /// reserved it with [`reserve_inode`](Self::reserve_inode).
-    fn new_inode(&self, kind: FileType, parent: Ino, state: State) -> Arc<Inode> {
+    fn new_inode(&self, kind: FileType, state: State) -> Arc<Inode> {
         let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
         let inode = Arc::new(Inode {
             ino,
             kind,
-            parent: AtomicU64::new(parent.0),
             lookups: AtomicU64::new(1),
             opens: AtomicU64::new(0),
             state: RwLock::new(state),
@@ -743,7 +742,7 @@ impl<B: BlockStore> MemFs<B> {
         let now = self.now();
         let mut state = self.initial_state(cred, pst, kind, perm, body, now);
         state.rdev = rdev;
-        let inode = self.new_inode(kind, parent.ino, state);
+        let inode = self.new_inode(kind, state);
         if let Err(e) = pst.dir_mut()?.insert(&self.hasher, name, inode.ino, kind) {
             inode.lookups.store(0, Ordering::Release);
             inode.state.write().nlink = 0;
@@ -1079,8 +1078,9 @@ impl<B: BlockStore> MemFs<B> {
             return Ok(self.attr_of(&p, &pst));
         }
         if name == b".." {
+            let up = pst.dir()?.parent;
             drop(pst);
-            let up = self.inode(Ino(p.parent.load(Ordering::Acquire)))?;
+            let up = self.inode(up)?;
             if count {
                 up.lookups.fetch_add(1, Ordering::AcqRel);
             }
@@ -1322,7 +1322,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
     }
 
     fn mkdir(&self, cred: &Credentials, parent: Ino, name: &[u8], perm: u32) -> Result<Attr> {
-        let body = Body::Dir(Box::new(Dir::new()));
+        let body = Body::Dir(Box::new(Dir::new(parent)));
         let kind = FileType::Directory;
         // Linux `vfs_mkdir` keeps only the permission and sticky bits of the requested mode.
         let perm = perm & 0o1777;
@@ -1507,12 +1507,18 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         };
         let same_dir = p1.ino == p2.ino;
         let _rename_guard = (!same_dir).then(|| self.rename_lock.lock());
+        // Each parent with the directories above it; frozen while `rename_lock` is held.
+        let (above1, above2) = if same_dir {
+            (Vec::new(), Vec::new())
+        } else {
+            (self.ancestors(p1.ino), self.ancestors(p2.ino))
+        };
         let (mut g1, mut g2) = if same_dir {
             (p1.state.write(), None)
-        } else if self.is_ancestor_or_self(p1.ino, p2.ino) {
+        } else if above2.contains(&p1.ino) {
             let g1 = p1.state.write();
             (g1, Some(p2.state.write()))
-        } else if self.is_ancestor_or_self(p2.ino, p1.ino) || p2.ino < p1.ino {
+        } else if above1.contains(&p2.ino) || p2.ino < p1.ino {
             let g2 = p2.state.write();
             (p1.state.write(), Some(g2))
         } else {
@@ -1556,11 +1562,11 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         }
         let exchange = mode == RenameMode::Exchange;
         if !same_dir {
-            if src_kind == FileType::Directory && self.is_ancestor_or_self(src_ino, p2.ino) {
+            if src_kind == FileType::Directory && above2.contains(&src_ino) {
                 return Err(Errno::InvalidArgument);
             }
             if let Some((tgt_ino, _)) = target
-                && self.is_ancestor_or_self(tgt_ino, p1.ino)
+                && above1.contains(&tgt_ino)
             {
                 return Err(if exchange {
                     Errno::InvalidArgument
@@ -1646,14 +1652,12 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                     if src_dir {
                         g1.nlink -= 1;
                         st2!().nlink += 1;
-                        src.parent.store(p2.ino.0, Ordering::Release);
+                        cs.dir_mut()?.parent = p2.ino;
                     }
                     if tgt_dir {
                         st2!().nlink -= 1;
                         g1.nlink += 1;
-                        if let Some(t) = &tgt {
-                            t.parent.store(p1.ino.0, Ordering::Release);
-                        }
+                        ct.dir_mut()?.parent = p1.ino;
                     }
                 }
             } else {
@@ -1668,7 +1672,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 if src_dir && !same_dir {
                     g1.nlink -= 1;
                     st2!().nlink += 1;
-                    src.parent.store(p2.ino.0, Ordering::Release);
+                    cs.dir_mut()?.parent = p2.ino;
                 }
             }
             ct.ctime = now;
@@ -1678,7 +1682,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             if src_dir && !same_dir {
                 g1.nlink -= 1;
                 st2!().nlink += 1;
-                src.parent.store(p2.ino.0, Ordering::Release);
+                cs.dir_mut()?.parent = p2.ino;
             }
         }
         cs.ctime = now;
@@ -1925,8 +1929,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         {
             let st = inode.state.read();
             let dir = st.dir()?;
-            let parent = Ino(inode.parent.load(Ordering::Acquire));
-            let dots = [(inode.ino, 1, &b"."[..]), (parent, 2, &b".."[..])];
+            let dots = [(inode.ino, 1, &b"."[..]), (dir.parent, 2, &b".."[..])];
             let mut go_on = true;
             for (ino, c, name) in dots {
                 if go_on && cookie < c {
@@ -2408,12 +2411,12 @@ mod check_tests {
         let b = fs.mkdir(&root, a.ino, b"b", 0o755).unwrap();
         assert_eq!(fs.check_directories(), Ok(()));
         let b_inode = fs.inode(b.ino).unwrap();
-        b_inode.parent.store(Ino::ROOT.0, Ordering::Release);
+        b_inode.state.write().dir_mut().unwrap().parent = Ino::ROOT;
         assert_eq!(
             fs.check_directories(),
             Err((a.ino, "subdirectory's parent is not this directory"))
         );
-        b_inode.parent.store(a.ino.0, Ordering::Release);
+        b_inode.state.write().dir_mut().unwrap().parent = a.ino;
         fs.inode(a.ino).unwrap().state.write().nlink = 5;
         assert_eq!(
             fs.check_directories(),
