@@ -721,7 +721,6 @@ impl<B: BlockStore> MemFs<B> {
     fn create_locked(
         &self,
         cred: &Credentials,
-        parent: &Inode,
         pst: &mut State,
         name: &[u8],
         new: NewInode,
@@ -1122,7 +1121,7 @@ impl<B: BlockStore> MemFs<B> {
         if matches!(new.kind, FileType::CharDevice | FileType::BlockDevice) && !cred.is_root() {
             return Err(Errno::NotPermitted);
         }
-        let inode = self.create_locked(cred, &p, &mut pst, name, new)?;
+        let inode = self.create_locked(cred, &mut pst, name, new)?;
         let st = inode.state.read();
         Ok(self.attr_of(&inode, &st))
     }
@@ -1387,7 +1386,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             rdev: 0,
             body,
         };
-        let inode = self.create_locked(cred, &p, &mut pst, name, new)?;
+        let inode = self.create_locked(cred, &mut pst, name, new)?;
         // Counted while the parent is still locked, so no unlink can free it in between.
         inode.opens.fetch_add(1, Ordering::AcqRel);
         drop(pst);
