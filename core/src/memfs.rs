@@ -134,11 +134,87 @@ pub struct Usage {
     pub block_size: u64,
 }
 
-/// One directory entry, stored in the directory's tree.
+/// Longest name stored inside a directory entry itself; longer ones go to the heap.
+const INLINE_NAME: usize = 22;
+
+/// A directory entry's name: inline when it fits (most names do), so the common lookup reads
+/// the name from the tree slot it already loaded, and a short name costs no allocation.
+/// 24 bytes either way.
+enum NameBuf {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<[u8]>),
+}
+
+impl NameBuf {
+    fn new(name: &[u8]) -> NameBuf {
+        if name.len() <= INLINE_NAME {
+            let mut bytes = [0u8; INLINE_NAME];
+            bytes[..name.len()].copy_from_slice(name);
+            NameBuf::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            NameBuf::Heap(name.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            NameBuf::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            NameBuf::Heap(name) => name,
+        }
+    }
+}
+
+/// Bits of [`Entry::ino_kind`] that hold the inode's type: the top three. Inode numbers come
+/// from a counter and never reach 2^61.
+const KIND_SHIFT: u32 = 61;
+
+/// One directory entry, stored in the directory's tree: inode number and type packed into one
+/// word, and the name.
 struct Entry {
-    ino: Ino,
-    kind: FileType,
-    name: Box<[u8]>,
+    ino_kind: u64,
+    name: NameBuf,
+}
+
+impl Entry {
+    fn new(ino: Ino, kind: FileType, name: &[u8]) -> Entry {
+        debug_assert!(ino.0 < 1 << KIND_SHIFT);
+        let code = match kind {
+            FileType::RegularFile => 0,
+            FileType::Directory => 1,
+            FileType::Symlink => 2,
+            FileType::NamedPipe => 3,
+            FileType::Socket => 4,
+            FileType::CharDevice => 5,
+            FileType::BlockDevice => 6,
+        };
+        Entry {
+            ino_kind: ino.0 | (code << KIND_SHIFT),
+            name: NameBuf::new(name),
+        }
+    }
+
+    fn ino(&self) -> Ino {
+        Ino(self.ino_kind & ((1 << KIND_SHIFT) - 1))
+    }
+
+    fn kind(&self) -> FileType {
+        match self.ino_kind >> KIND_SHIFT {
+            0 => FileType::RegularFile,
+            1 => FileType::Directory,
+            2 => FileType::Symlink,
+            3 => FileType::NamedPipe,
+            4 => FileType::Socket,
+            5 => FileType::CharDevice,
+            _ => FileType::BlockDevice,
+        }
+    }
+
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
 }
 
 /// A directory's entries: ordered by cookie in `entries`, indexed by name in `index`.
@@ -167,7 +243,7 @@ impl Dir {
 
     fn node_name(entries: &RbTree<u64, Entry>, id: NodeId) -> &[u8] {
         match entries.get(id) {
-            Some((_, e)) => &e.name,
+            Some((_, e)) => e.name(),
             None => &[],
         }
     }
@@ -196,11 +272,7 @@ impl Dir {
         self.entries.try_reserve(1).map_err(|_| Errno::NoSpace)?;
         let cookie = self.next_cookie;
         self.next_cookie += 1;
-        let entry = Entry {
-            ino,
-            kind,
-            name: name.into(),
-        };
+        let entry = Entry::new(ino, kind, name);
         let id = self.entries.insert(cookie, entry).map_err(|_| Errno::Io)?;
         let entries = &self.entries;
         self.index.insert_unique(hasher.hash_one(name), id, |&id| {
@@ -496,13 +568,13 @@ impl<B: BlockStore> MemFs<B> {
                 if cookie < FIRST_COOKIE || cookie >= dir.next_cookie {
                     return fail("cookie out of range");
                 }
-                if dir.get(&self.hasher, &entry.name).map(|e| e.ino) != Some(entry.ino) {
+                if dir.get(&self.hasher, entry.name()).map(|e| e.ino()) != Some(entry.ino()) {
                     return fail("entry not found through the name index");
                 }
-                let Ok(child) = self.inode(entry.ino) else {
+                let Ok(child) = self.inode(entry.ino()) else {
                     return fail("entry names no inode");
                 };
-                if child.kind != entry.kind {
+                if child.kind != entry.kind() {
                     return fail("entry type differs from the inode's");
                 }
                 if child.kind == FileType::Directory {
@@ -589,7 +661,9 @@ impl<B: BlockStore> MemFs<B> {
         let mut chain = alloc::vec![ino];
         while ino != Ino::ROOT {
             let Ok(inode) = self.inode(ino) else { break };
-            let Ok(parent) = inode.state.read().dir().map(|d| d.parent) else { break };
+            let Ok(parent) = inode.state.read().dir().map(|d| d.parent) else {
+                break;
+            };
             if parent == ino {
                 break;
             }
@@ -1091,7 +1165,7 @@ impl<B: BlockStore> MemFs<B> {
             .dir()?
             .get(&self.hasher, name)
             .ok_or(Errno::NotFound)?
-            .ino;
+            .ino();
         let child = self.inode(ino)?;
         if count {
             child.lookups.fetch_add(1, Ordering::AcqRel);
@@ -1360,7 +1434,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             Some(Ino(0))
         } else {
             check_not_removed(&pst)?;
-            pst.dir()?.get(&self.hasher, name).map(|e| e.ino)
+            pst.dir()?.get(&self.hasher, name).map(|e| e.ino())
         };
         if let Some(ino) = existing {
             if flags.exclusive {
@@ -1413,7 +1487,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 .dir()?
                 .get(&self.hasher, name)
                 .ok_or(Errno::NotFound)?
-                .ino;
+                .ino();
             check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
             let child = self.inode(ino)?;
             let mut cst = child.state.write();
@@ -1455,7 +1529,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 .dir()?
                 .get(&self.hasher, name)
                 .ok_or(Errno::NotFound)?
-                .ino;
+                .ino();
             check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
             let child = self.inode(ino)?;
             let mut cst = child.state.write();
@@ -1547,13 +1621,13 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         }
         let (src_ino, src_kind) = {
             let e = g1.dir()?.get(&self.hasher, name).ok_or(Errno::NotFound)?;
-            (e.ino, e.kind)
+            (e.ino(), e.kind())
         };
         check_not_removed(st2!())?;
         let target = st2!()
             .dir()?
             .get(&self.hasher, new_name)
-            .map(|e| (e.ino, e.kind));
+            .map(|e| (e.ino(), e.kind()));
         match (mode, target) {
             (RenameMode::Exchange, None) => return Err(Errno::NotFound),
             (RenameMode::NoReplace, Some(_)) => return Err(Errno::Exists),
@@ -1943,10 +2017,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             if go_on {
                 for (_, &c, e) in dir.entries.iter_after(&cookie.max(2)) {
                     if !sink(DirEntry {
-                        ino: e.ino,
+                        ino: e.ino(),
                         cookie: c,
-                        kind: e.kind,
-                        name: &e.name,
+                        kind: e.kind(),
+                        name: e.name(),
                     }) {
                         break;
                     }
@@ -2125,6 +2199,31 @@ mod tests {
         .unwrap();
         fs.release(fh).unwrap();
         out
+    }
+
+    #[test]
+    fn entries_stay_compact() {
+        assert_eq!(core::mem::size_of::<NameBuf>(), 24);
+        assert_eq!(core::mem::size_of::<Entry>(), 32);
+        let long = [b'n'; 200];
+        for name in [
+            &b"a"[..],
+            &[b'x'; INLINE_NAME],
+            &[b'y'; INLINE_NAME + 1],
+            &long,
+        ] {
+            for kind in [
+                FileType::RegularFile,
+                FileType::BlockDevice,
+                FileType::Directory,
+            ] {
+                let e = Entry::new(Ino((1 << KIND_SHIFT) - 1), kind, name);
+                assert_eq!(
+                    (e.ino().0, e.kind(), e.name()),
+                    ((1 << KIND_SHIFT) - 1, kind, name)
+                );
+            }
+        }
     }
 
     #[test]

@@ -479,6 +479,9 @@ fn name() -> BoxedStrategy<Bytes> {
         (1, Bytes::of(b"")),
         (1, Bytes::repeated(b"", b'x', 256)),
         (1, Bytes::repeated(b"", b'y', 255)),
+        // Either side of the longest name MemFs keeps inline in a directory entry.
+        (2, Bytes::repeated(b"", b'e', 22)),
+        (2, Bytes::repeated(b"", b'f', 23)),
         (1, Bytes::of(b"a/b")),
         (1, Bytes::of(b"a\0")),
     ])
