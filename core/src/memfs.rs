@@ -172,49 +172,64 @@ impl NameBuf {
 const KIND_SHIFT: u32 = 61;
 
 /// One directory entry, stored in the directory's tree: inode number and type packed into one
-/// word, and the name.
+/// word (what readdir needs), the name, and the inode itself (what lookup needs, without a trip
+/// through the inode table).
 struct Entry {
     ino_kind: u64,
     name: NameBuf,
+    inode: Arc<Inode>,
 }
 
 impl Entry {
-    fn new(ino: Ino, kind: FileType, name: &[u8]) -> Entry {
-        debug_assert!(ino.0 < 1 << KIND_SHIFT);
-        let code = match kind {
-            FileType::RegularFile => 0,
-            FileType::Directory => 1,
-            FileType::Symlink => 2,
-            FileType::NamedPipe => 3,
-            FileType::Socket => 4,
-            FileType::CharDevice => 5,
-            FileType::BlockDevice => 6,
-        };
+    fn new(inode: &Arc<Inode>, name: &[u8]) -> Entry {
+        let ino_kind = pack_ino_kind(inode.ino, inode.kind);
         Entry {
-            ino_kind: ino.0 | (code << KIND_SHIFT),
+            ino_kind,
             name: NameBuf::new(name),
+            inode: inode.clone(),
         }
     }
 
     fn ino(&self) -> Ino {
-        Ino(self.ino_kind & ((1 << KIND_SHIFT) - 1))
+        unpack_ino_kind(self.ino_kind).0
     }
 
     fn kind(&self) -> FileType {
-        match self.ino_kind >> KIND_SHIFT {
-            0 => FileType::RegularFile,
-            1 => FileType::Directory,
-            2 => FileType::Symlink,
-            3 => FileType::NamedPipe,
-            4 => FileType::Socket,
-            5 => FileType::CharDevice,
-            _ => FileType::BlockDevice,
-        }
+        unpack_ino_kind(self.ino_kind).1
     }
 
     fn name(&self) -> &[u8] {
         self.name.as_bytes()
     }
+}
+
+/// An inode number and type in one word: the type in the top three bits.
+fn pack_ino_kind(ino: Ino, kind: FileType) -> u64 {
+    debug_assert!(ino.0 < 1 << KIND_SHIFT);
+    let code = match kind {
+        FileType::RegularFile => 0,
+        FileType::Directory => 1,
+        FileType::Symlink => 2,
+        FileType::NamedPipe => 3,
+        FileType::Socket => 4,
+        FileType::CharDevice => 5,
+        FileType::BlockDevice => 6,
+    };
+    ino.0 | (code << KIND_SHIFT)
+}
+
+/// The inverse of [`pack_ino_kind`].
+fn unpack_ino_kind(word: u64) -> (Ino, FileType) {
+    let kind = match word >> KIND_SHIFT {
+        0 => FileType::RegularFile,
+        1 => FileType::Directory,
+        2 => FileType::Symlink,
+        3 => FileType::NamedPipe,
+        4 => FileType::Socket,
+        5 => FileType::CharDevice,
+        _ => FileType::BlockDevice,
+    };
+    (Ino(word & ((1 << KIND_SHIFT) - 1)), kind)
 }
 
 /// A directory's entries: ordered by cookie in `entries`, indexed by name in `index`.
@@ -262,8 +277,7 @@ impl Dir {
         &mut self,
         hasher: &DefaultHashBuilder,
         name: &[u8],
-        ino: Ino,
-        kind: FileType,
+        inode: &Arc<Inode>,
     ) -> Result<()> {
         let entries = &self.entries;
         self.index
@@ -272,7 +286,7 @@ impl Dir {
         self.entries.try_reserve(1).map_err(|_| Errno::NoSpace)?;
         let cookie = self.next_cookie;
         self.next_cookie += 1;
-        let entry = Entry::new(ino, kind, name);
+        let entry = Entry::new(inode, name);
         let id = self.entries.insert(cookie, entry).map_err(|_| Errno::Io)?;
         let entries = &self.entries;
         self.index.insert_unique(hasher.hash_one(name), id, |&id| {
@@ -428,6 +442,10 @@ struct Handle {
     read: bool,
     write: bool,
     append: bool,
+    /// Directories: the cookie and tree node of the last entry the previous `readdir` handed
+    /// out, so the next page continues from that node instead of searching from the root. Only
+    /// a hint: it is used when the node still holds that cookie (cookies are never reused).
+    cursor: Mutex<Option<(u64, NodeId)>>,
 }
 
 /// Checks `mask` against `st` for `cred` (Linux `generic_permission`).
@@ -859,7 +877,7 @@ impl<B: BlockStore> MemFs<B> {
         let now = self.now();
         let state = self.initial_state(cred, pst, kind, perm, body, now);
         let inode = self.new_inode(kind, state);
-        if let Err(e) = pst.dir_mut()?.insert(&self.hasher, name, inode.ino, kind) {
+        if let Err(e) = pst.dir_mut()?.insert(&self.hasher, name, &inode) {
             inode.lookups.store(0, Ordering::Release);
             inode.state.write().nlink = 0;
             self.release_if_unused(&inode);
@@ -1059,6 +1077,7 @@ impl<B: BlockStore> MemFs<B> {
             read: flags.read,
             write: flags.write,
             append: flags.append,
+            cursor: Mutex::new(None),
         };
         self.handles[(fh.0 as usize) % SHARDS]
             .write()
@@ -1126,6 +1145,22 @@ impl<B: BlockStore> MemFs<B> {
         } else {
             let gb = b.state.write();
             (a.state.write(), gb)
+        }
+    }
+}
+
+impl<B: BlockStore> Drop for MemFs<B> {
+    /// Directory entries own their inodes, so dropping the root would drop its tree one level
+    /// per stack frame. Emptying every directory first, while the table still holds every
+    /// inode, makes the drop flat however deep the tree is.
+    fn drop(&mut self) {
+        for shard in self.inodes.iter() {
+            for inode in shard.read().iter() {
+                if let Body::Dir(dir) = &mut inode.state.write().body {
+                    dir.index.clear();
+                    dir.entries.clear();
+                }
+            }
         }
     }
 }
@@ -1205,17 +1240,16 @@ impl<B: BlockStore> MemFs<B> {
             return Ok(self.attr_of(&up, &ust));
         }
         check_name(name)?;
-        let ino = pst
+        let child = &pst
             .dir()?
             .get(&self.hasher, name)
             .ok_or(Errno::NotFound)?
-            .ino();
-        let child = self.inode(ino)?;
+            .inode;
         if count {
             child.lookups.fetch_add(1, Ordering::AcqRel);
         }
         let cst = child.state.read();
-        Ok(self.attr_of(&child, &cst))
+        Ok(self.attr_of(child, &cst))
     }
 
     fn dir_handle(&self, fh: Fh) -> Result<Arc<Handle>> {
@@ -1736,9 +1770,9 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             st2!().dir_mut()?.remove(h, new_name);
             if exchange {
                 g1.dir_mut()?.remove(h, name);
-                st2!().dir_mut()?.insert(h, new_name, src_ino, src_kind)?;
-                if let Some((tgt_ino, tgt_kind)) = target {
-                    g1.dir_mut()?.insert(h, name, tgt_ino, tgt_kind)?;
+                st2!().dir_mut()?.insert(h, new_name, &src)?;
+                if let Some(t) = &tgt {
+                    g1.dir_mut()?.insert(h, name, t)?;
                 }
                 if !same_dir {
                     if src_dir {
@@ -1760,7 +1794,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                     ct.nlink -= 1;
                 }
                 g1.dir_mut()?.remove(h, name);
-                st2!().dir_mut()?.insert(h, new_name, src_ino, src_kind)?;
+                st2!().dir_mut()?.insert(h, new_name, &src)?;
                 if src_dir && !same_dir {
                     g1.nlink -= 1;
                     st2!().nlink += 1;
@@ -1770,7 +1804,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             ct.ctime = now.into();
         } else {
             g1.dir_mut()?.remove(h, name);
-            st2!().dir_mut()?.insert(h, new_name, src_ino, src_kind)?;
+            st2!().dir_mut()?.insert(h, new_name, &src)?;
             if src_dir && !same_dir {
                 g1.nlink -= 1;
                 st2!().nlink += 1;
@@ -1831,8 +1865,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if pst.nlink == 0 {
             return Err(Errno::NotFound);
         }
-        pst.dir_mut()?
-            .insert(&self.hasher, new_name, src.ino, src.kind)?;
+        pst.dir_mut()?.insert(&self.hasher, new_name, &src)?;
         let now = self.now();
         pst.touch_modified(now);
         cst.nlink += 1;
@@ -2033,15 +2066,31 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 }
             }
             if go_on {
-                for (_, &c, e) in dir.entries.iter_after(&cookie.max(2)) {
-                    if !sink(DirEntry {
+                let mut cursor = h.cursor.lock();
+                let resume = match *cursor {
+                    Some((c, id)) if c == cookie && c > 2 => dir
+                        .entries
+                        .get(id)
+                        .filter(|(k, _)| **k == c)
+                        .map(|_| dir.entries.next(id)),
+                    _ => None,
+                };
+                let mut next = resume.unwrap_or_else(|| dir.entries.first_after(&cookie.max(2)));
+                while let Some(id) = next {
+                    let Some((&c, e)) = dir.entries.get(id) else {
+                        break;
+                    };
+                    let entry = DirEntry {
                         ino: e.ino(),
                         cookie: c,
                         kind: e.kind(),
                         name: e.name(),
-                    }) {
+                    };
+                    if !sink(entry) {
                         break;
                     }
+                    *cursor = Some((c, id));
+                    next = dir.entries.next(id);
                 }
             }
         }
@@ -2223,14 +2272,22 @@ mod tests {
     fn inodes_stay_compact() {
         // Measured on x86_64; a change that grows these shows up in bytes per inode.
         assert_eq!(core::mem::size_of::<Time>(), 12);
-        assert!(core::mem::size_of::<State>() <= 104, "{}", core::mem::size_of::<State>());
-        assert!(core::mem::size_of::<Inode>() <= 136, "{}", core::mem::size_of::<Inode>());
+        assert!(
+            core::mem::size_of::<State>() <= 104,
+            "{}",
+            core::mem::size_of::<State>()
+        );
+        assert!(
+            core::mem::size_of::<Inode>() <= 136,
+            "{}",
+            core::mem::size_of::<Inode>()
+        );
     }
 
     #[test]
     fn entries_stay_compact() {
         assert_eq!(core::mem::size_of::<NameBuf>(), 24);
-        assert_eq!(core::mem::size_of::<Entry>(), 32);
+        assert_eq!(core::mem::size_of::<Entry>(), 40);
         let long = [b'n'; 200];
         for name in [
             &b"a"[..],
@@ -2238,18 +2295,29 @@ mod tests {
             &[b'y'; INLINE_NAME + 1],
             &long,
         ] {
-            for kind in [
-                FileType::RegularFile,
-                FileType::BlockDevice,
-                FileType::Directory,
-            ] {
-                let e = Entry::new(Ino((1 << KIND_SHIFT) - 1), kind, name);
-                assert_eq!(
-                    (e.ino().0, e.kind(), e.name()),
-                    ((1 << KIND_SHIFT) - 1, kind, name)
-                );
+            assert_eq!(NameBuf::new(name).as_bytes(), name);
+        }
+        for kind in [
+            FileType::RegularFile,
+            FileType::BlockDevice,
+            FileType::Directory,
+        ] {
+            for ino in [Ino(1), Ino((1 << KIND_SHIFT) - 1)] {
+                assert_eq!(unpack_ino_kind(pack_ino_kind(ino, kind)), (ino, kind));
             }
         }
+    }
+
+    #[test]
+    fn dropping_a_deep_tree_does_not_recurse() {
+        let fs = MemFs::new(MemPool::new(4096), Config::default(), ZeroClock);
+        let root = Credentials::root();
+        let mut dir = Ino::ROOT;
+        // Far deeper than a test thread's 2 MiB stack could unwind one frame per level.
+        for _ in 0..200_000 {
+            dir = fs.mkdir(&root, dir, b"d", 0o755).unwrap().ino;
+        }
+        drop(fs);
     }
 
     #[test]
@@ -2376,6 +2444,47 @@ mod tests {
             .map(|(_, n)| n)
             .collect();
         assert_eq!(rest, [b"d".to_vec(), b"e".to_vec()]);
+    }
+
+    #[test]
+    fn paged_readdir_resumes_through_changes() {
+        let fs = fs();
+        let root = Credentials::root();
+        let dir = fs.mkdir(&root, Ino::ROOT, b"d", 0o755).unwrap().ino;
+        for i in 0..10u8 {
+            fs.mknod(&root, dir, &[b'a' + i], FileType::RegularFile, 0o644, 0)
+                .unwrap();
+        }
+        let fh = fs.open(&root, dir, OpenFlags::READ).unwrap();
+        let page = |cookie: u64, n: usize| {
+            let mut got = Vec::new();
+            fs.readdir(&root, fh, cookie, &mut |e| {
+                if got.len() == n {
+                    return false;
+                }
+                got.push((e.cookie, e.name.to_vec()));
+                true
+            })
+            .unwrap();
+            got
+        };
+        let first = page(0, 5);
+        assert_eq!(first.last().unwrap().1, b"c");
+        // The entry the cursor points at goes away and its slot is reused by a new one.
+        fs.unlink(&root, dir, b"c").unwrap();
+        fs.mknod(&root, dir, b"z", FileType::RegularFile, 0o644, 0)
+            .unwrap();
+        fs.unlink(&root, dir, b"d").unwrap();
+        let rest: Vec<_> = page(first.last().unwrap().0, 100)
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        let expected: Vec<&[u8]> = vec![b"e", b"f", b"g", b"h", b"i", b"j", b"z"];
+        assert_eq!(rest, expected);
+        // Going back to an older cookie ignores the cursor.
+        let again: Vec<_> = page(2, 2).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(again, [b"a".to_vec(), b"b".to_vec()]);
+        fs.release(fh).unwrap();
     }
 
     #[test]
