@@ -1,0 +1,781 @@
+//! [`FuseFs`]: translates fuser's requests into [`Filesystem`] calls and the answers back.
+//!
+//! It decides nothing itself: credentials go to the engine with every call, and the engine
+//! makes every permission decision (the mount does not use `default_permissions`).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use btfuse_core::{
+    AccessMask, Attr, BlockStore, Credentials, FallocateMode, Fh, FileType, Filesystem, Ino, MemFs,
+    OpenFlags, RenameMode, SeekWhence, SetAttr, TimeSet, Timestamp, XattrMode,
+};
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, FileAttr, FileHandle, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::creds::GroupsCache;
+use crate::errno::to_fuse;
+
+/// Largest write the kernel may send in one request (and the largest read it asks for).
+pub(crate) const MAX_WRITE: u32 = 1 << 20;
+/// Chunk in which `copy_file_range` moves data between two files.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Kernel cache lifetimes (see the README for why these values).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CachePolicy {
+    /// How long the kernel may trust a name it looked up.
+    pub(crate) entry_ttl: Duration,
+    /// How long the kernel may trust attributes it fetched.
+    pub(crate) attr_ttl: Duration,
+}
+
+/// The FUSE side of a [`MemFs`].
+pub(crate) struct FuseFs<B: BlockStore> {
+    fs: MemFs<B>,
+    groups: GroupsCache,
+    cache: CachePolicy,
+}
+
+impl<B: BlockStore> FuseFs<B> {
+    pub(crate) fn new(fs: MemFs<B>, cache: CachePolicy) -> FuseFs<B> {
+        FuseFs {
+            fs,
+            groups: GroupsCache::default(),
+            cache,
+        }
+    }
+
+    fn cred(&self, req: &Request) -> Credentials {
+        self.groups.credentials(req.uid(), req.gid(), req.pid())
+    }
+
+    fn reply_entry(&self, result: btfuse_core::Result<Attr>, reply: ReplyEntry) {
+        match result {
+            Ok(attr) => reply.entry(&self.cache.entry_ttl, &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn reply_attr(&self, result: btfuse_core::Result<Attr>, reply: ReplyAttr) {
+        match result {
+            Ok(attr) => reply.attr(&self.cache.attr_ttl, &file_attr(&attr)),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+}
+
+fn reply_empty(result: btfuse_core::Result<()>, reply: ReplyEmpty) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(to_fuse(e)),
+    }
+}
+
+fn ino(i: INodeNo) -> Ino {
+    Ino(i.0)
+}
+
+fn fh(h: FileHandle) -> Fh {
+    Fh(h.0)
+}
+
+fn kind(k: FileType) -> fuser::FileType {
+    match k {
+        FileType::RegularFile => fuser::FileType::RegularFile,
+        FileType::Directory => fuser::FileType::Directory,
+        FileType::Symlink => fuser::FileType::Symlink,
+        FileType::NamedPipe => fuser::FileType::NamedPipe,
+        FileType::Socket => fuser::FileType::Socket,
+        FileType::CharDevice => fuser::FileType::CharDevice,
+        FileType::BlockDevice => fuser::FileType::BlockDevice,
+    }
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(t.nanos));
+    if t.secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t.secs as u64) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + nanos
+    }
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        },
+        Err(before) => {
+            let d = before.duration();
+            let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
+            if nanos == 0 {
+                Timestamp {
+                    secs: -secs,
+                    nanos: 0,
+                }
+            } else {
+                Timestamp {
+                    secs: -secs - 1,
+                    nanos: 1_000_000_000 - nanos,
+                }
+            }
+        }
+    }
+}
+
+fn time_set(t: Option<TimeOrNow>) -> TimeSet {
+    match t {
+        None => TimeSet::Omit,
+        Some(TimeOrNow::Now) => TimeSet::Now,
+        Some(TimeOrNow::SpecificTime(t)) => TimeSet::At(timestamp(t)),
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks,
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.ctime),
+        kind: kind(a.kind),
+        perm: a.perm as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+/// The engine's view of `open(2)` flags.
+fn open_flags(raw: i32) -> OpenFlags {
+    let acc = raw & libc::O_ACCMODE;
+    OpenFlags {
+        read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+        write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+        append: raw & libc::O_APPEND != 0,
+        truncate: raw & libc::O_TRUNC != 0,
+        exclusive: raw & libc::O_EXCL != 0,
+        directory: raw & libc::O_DIRECTORY != 0,
+    }
+}
+
+/// A read buffer of `size` bytes (the kernel never asks for more than `MAX_WRITE`).
+fn read_buffer(size: u32) -> Vec<u8> {
+    vec![0u8; size.min(MAX_WRITE) as usize]
+}
+
+impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Each capability alone, so that a kernel lacking one still gets the others.
+        for capability in [
+            // Lookups come with readdir when the kernel thinks they will be needed.
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            // Lookups and creations in one directory run in parallel (the engine locks).
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            // O_TRUNC comes with open, so truncation and open are one atomic step.
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            // The engine clears set-ID bits on write, truncate and chown itself; without this
+            // the kernel would send a chmod as the writer, which a non-owner may not do.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+        ] {
+            if config.add_capabilities(capability).is_err() {
+                log::info!("kernel lacks {capability:?}");
+            }
+        }
+        if let Err(max) = config.set_max_write(MAX_WRITE) {
+            log::info!("kernel caps max_write at {max}");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let result = self
+            .fs
+            .lookup(&self.cred(req), ino(parent), name.as_bytes());
+        self.reply_entry(result, reply);
+    }
+
+    fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
+        self.fs.forget(ino(i), nlookup);
+    }
+
+    // `batch_forget` keeps fuser's default, which calls `forget` for each inode.
+
+    fn getattr(&self, req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.reply_attr(self.fs.getattr(&self.cred(req), ino(i)), reply);
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        handle: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode: mode.map(|m| m & btfuse_core::PERM_MASK),
+            uid,
+            gid,
+            size,
+            atime: time_set(atime),
+            mtime: time_set(mtime),
+            ctime: ctime.map_or(TimeSet::Omit, |t| TimeSet::At(timestamp(t))),
+        };
+        let result = self
+            .fs
+            .setattr(&self.cred(req), ino(i), &set, handle.map(fh));
+        self.reply_attr(result, reply);
+    }
+
+    fn readlink(&self, req: &Request, i: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(&self.cred(req), ino(i)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(k) = FileType::from_mode(mode) else {
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        let perm = mode & btfuse_core::PERM_MASK;
+        let result = self
+            .fs
+            .mknod(&self.cred(req), ino(parent), name.as_bytes(), k, perm, rdev);
+        self.reply_entry(result, reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let perm = mode & btfuse_core::PERM_MASK;
+        let result = self
+            .fs
+            .mkdir(&self.cred(req), ino(parent), name.as_bytes(), perm);
+        self.reply_entry(result, reply);
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            self.fs
+                .unlink(&self.cred(req), ino(parent), name.as_bytes()),
+            reply,
+        );
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            self.fs.rmdir(&self.cred(req), ino(parent), name.as_bytes()),
+            reply,
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = target.as_os_str().as_bytes();
+        let result = self
+            .fs
+            .symlink(&self.cred(req), ino(parent), link_name.as_bytes(), target);
+        self.reply_entry(result, reply);
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        use fuser::RenameFlags as F;
+        let mode = if flags.is_empty() {
+            RenameMode::Replace
+        } else if flags == F::RENAME_NOREPLACE {
+            RenameMode::NoReplace
+        } else if flags == F::RENAME_EXCHANGE {
+            RenameMode::Exchange
+        } else {
+            // Whiteouts are for overlay filesystems; flags together are invalid.
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        let result = self.fs.rename(
+            &self.cred(req),
+            ino(parent),
+            name.as_bytes(),
+            ino(newparent),
+            newname.as_bytes(),
+            mode,
+        );
+        reply_empty(result, reply);
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let result = self
+            .fs
+            .link(&self.cred(req), ino(i), ino(newparent), newname.as_bytes());
+        self.reply_entry(result, reply);
+    }
+
+    fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(&self.cred(req), ino(i), open_flags(flags.0)) {
+            // Only this process changes file data, so the kernel may keep cached pages
+            // across opens.
+            Ok(h) => reply.opened(FileHandle(h.0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let mut buf = read_buffer(size);
+        match self.fs.read(&self.cred(req), fh(handle), offset, &mut buf) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(&self.cred(req), fh(handle), offset, data) {
+            Ok((n, _)) => reply.written(n as u32),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(self.fs.fsync(&self.cred(req), fh(handle), true), reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(self.fs.release(fh(handle)), reply);
+    }
+
+    fn fsync(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(self.fs.fsync(&self.cred(req), fh(handle), datasync), reply);
+    }
+
+    fn opendir(&self, req: &Request, i: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
+        let flags = OpenFlags {
+            directory: true,
+            ..OpenFlags::READ
+        };
+        match self.fs.open(&self.cred(req), ino(i), flags) {
+            Ok(h) => reply.opened(FileHandle(h.0), FopenFlags::empty()),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let result = self
+            .fs
+            .readdir(&self.cred(req), fh(handle), offset, &mut |e| {
+                !reply.add(
+                    INodeNo(e.ino.0),
+                    e.cookie,
+                    kind(e.kind),
+                    OsStr::from_bytes(e.name),
+                )
+            });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        dir: INodeNo,
+        handle: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let cred = self.cred(req);
+        let ttl = self.cache.entry_ttl;
+        let result = self.fs.readdir(&cred, fh(handle), offset, &mut |e| {
+            let name = OsStr::from_bytes(e.name);
+            // The kernel counts a lookup for every entry but `.` and `..`; an entry that
+            // does not fit in the reply is given back.
+            let dots = e.name == b"." || e.name == b"..";
+            let attr = if dots {
+                self.fs.getattr(&cred, e.ino)
+            } else {
+                self.fs.lookup(&cred, ino(dir), e.name)
+            };
+            let Ok(attr) = attr else { return true };
+            let full = reply.add(
+                INodeNo(e.ino.0),
+                e.cookie,
+                name,
+                &ttl,
+                &file_attr(&attr),
+                Generation(0),
+            );
+            if full && !dots {
+                self.fs.forget(attr.ino, 1);
+            }
+            !full
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        _flags: fuser::OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(self.fs.release(fh(handle)), reply);
+    }
+
+    fn fsyncdir(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(self.fs.fsync(&self.cred(req), fh(handle), datasync), reply);
+    }
+
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs(&self.cred(req)) {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_available,
+                s.files,
+                s.files_free,
+                s.block_size,
+                s.name_max,
+                s.block_size,
+            ),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = match flags {
+            0 => XattrMode::Set,
+            libc::XATTR_CREATE => XattrMode::Create,
+            libc::XATTR_REPLACE => XattrMode::Replace,
+            _ => return reply.error(fuser::Errno::EINVAL),
+        };
+        let result = self
+            .fs
+            .setxattr(&self.cred(req), ino(i), name.as_bytes(), value, mode);
+        reply_empty(result, reply);
+    }
+
+    fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let mut buf = vec![0u8; size as usize];
+        match self
+            .fs
+            .getxattr(&self.cred(req), ino(i), name.as_bytes(), &mut buf)
+        {
+            Ok(n) if size == 0 => reply.size(n as u32),
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        let mut buf = vec![0u8; size as usize];
+        match self.fs.listxattr(&self.cred(req), ino(i), &mut buf) {
+            Ok(n) if size == 0 => reply.size(n as u32),
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            self.fs
+                .removexattr(&self.cred(req), ino(i), name.as_bytes()),
+            reply,
+        );
+    }
+
+    fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let mask = AccessMask {
+            read: mask.contains(AccessFlags::R_OK),
+            write: mask.contains(AccessFlags::W_OK),
+            execute: mask.contains(AccessFlags::X_OK),
+        };
+        reply_empty(self.fs.access(&self.cred(req), ino(i), mask), reply);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let perm = mode & btfuse_core::PERM_MASK;
+        let cred = self.cred(req);
+        match self
+            .fs
+            .create(&cred, ino(parent), name.as_bytes(), perm, open_flags(flags))
+        {
+            Ok((attr, h)) => reply.created(
+                &self.cache.entry_ttl,
+                &file_attr(&attr),
+                Generation(0),
+                FileHandle(h.0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = match mode {
+            0 => FallocateMode::Allocate,
+            libc::FALLOC_FL_KEEP_SIZE => FallocateMode::KeepSize,
+            m if m == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE => {
+                FallocateMode::PunchHole
+            }
+            _ => return reply.error(fuser::Errno::EOPNOTSUPP),
+        };
+        let result = self
+            .fs
+            .fallocate(&self.cred(req), fh(handle), mode, offset, length);
+        reply_empty(result, reply);
+    }
+
+    fn lseek(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        handle: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let whence = match whence {
+            libc::SEEK_DATA => SeekWhence::Data,
+            libc::SEEK_HOLE => SeekWhence::Hole,
+            // SEEK_SET, SEEK_CUR and SEEK_END never leave the kernel.
+            _ => return reply.error(fuser::Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(fuser::Errno::ENXIO);
+        };
+        match self.fs.lseek(&self.cred(req), fh(handle), offset, whence) {
+            Ok(pos) => reply.offset(pos as i64),
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let cred = self.cred(req);
+        // The reply counts in 32 bits: copy at most 1 GiB per call, as a short copy the caller
+        // continues.
+        let len = len.min(1 << 30);
+        let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
+        let mut copied = 0u64;
+        while copied < len {
+            let want = (len - copied).min(buf.len() as u64) as usize;
+            let n = match self
+                .fs
+                .read(&cred, fh(fh_in), offset_in + copied, &mut buf[..want])
+            {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if copied == 0 => return reply.error(to_fuse(e)),
+                Err(_) => break,
+            };
+            match self
+                .fs
+                .write(&cred, fh(fh_out), offset_out + copied, &buf[..n])
+            {
+                Ok((written, _)) => copied += written as u64,
+                Err(e) if copied == 0 => return reply.error(to_fuse(e)),
+                Err(_) => break,
+            }
+            if n < want {
+                break;
+            }
+        }
+        reply.written(copied.min(u64::from(u32::MAX)) as u32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_system_time() {
+        for t in [
+            Timestamp { secs: 0, nanos: 0 },
+            Timestamp {
+                secs: 1_700_000_000,
+                nanos: 123_456_789,
+            },
+            Timestamp {
+                secs: -1,
+                nanos: 500,
+            },
+            Timestamp {
+                secs: -86_400,
+                nanos: 0,
+            },
+        ] {
+            assert_eq!(timestamp(system_time(t)), t);
+        }
+    }
+
+    #[test]
+    fn open_flags_follow_the_access_mode() {
+        let f = open_flags(libc::O_WRONLY | libc::O_APPEND | libc::O_TRUNC);
+        assert!(!f.read && f.write && f.append && f.truncate && !f.exclusive);
+        let f = open_flags(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL);
+        assert!(f.read && f.write && f.exclusive);
+        assert!(open_flags(libc::O_RDONLY | libc::O_DIRECTORY).directory);
+    }
+}

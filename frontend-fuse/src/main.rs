@@ -1,0 +1,298 @@
+//! `btfuse-fuse`: mounts a fresh btfuse in-memory filesystem through FUSE.
+//!
+//! - [`adapter`]: fuser requests to `btfuse_core::Filesystem` calls;
+//! - [`creds`]: the credentials of each request, supplementary groups included;
+//! - [`errno`]: engine errors to errno values, in one exhaustive match;
+//! - [`options`]: command-line and `-o` mount options;
+//! - [`sys`]: signals and daemonising, the only `unsafe` code.
+
+#![deny(unsafe_code)]
+
+mod adapter;
+mod creds;
+mod errno;
+mod options;
+mod sys;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use btfuse_core::{Clock, Config, MemFs, MemPool, Timestamp};
+use clap::Parser;
+
+use crate::adapter::{CachePolicy, FuseFs};
+use crate::options::{Settings, parse_mode, parse_size};
+
+/// The filesystem type the mount shows in /proc/mounts (`fuse.` + the subtype).
+pub(crate) const FS_TYPE: &str = "fuse.btfuse-fuse";
+
+/// Command line. As a mount helper (`mount -t fuse.btfuse-fuse none DIR -o OPTS`) it is
+/// called with a source and a mount point and detaches once mounted.
+#[derive(Parser, Debug)]
+#[command(
+    name = "btfuse-fuse",
+    version,
+    about = "Mount a fresh in-memory btfuse filesystem through FUSE",
+    long_about = "Mount a fresh in-memory btfuse filesystem at MOUNTPOINT and serve it in the \
+foreground until SIGINT or SIGTERM, then unmount and exit 0.\n\n\
+As a mount helper (`mount -t fuse.btfuse-fuse none DIR`, or a line in /etc/fstab) it is called \
+as `btfuse-fuse SOURCE MOUNTPOINT -o OPTIONS`: SOURCE is ignored, and it detaches into the \
+background once the filesystem is mounted (unless -f). Stop it with `umount DIR`.\n\n\
+Logs go to stderr; RUST_LOG=debug (or info, warn, error) sets the level.",
+    after_help = "Mount options (-o, comma-separated): size=BYTES, nr_inodes=N, mode=OCTAL, \
+uid=N, gid=N, threads=N, allow_other, ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, \
+atime, sync, async, dirsync; mount(8)'s own (defaults, auto, noauto, user, nofail, x-*) are \
+accepted and ignored. Command-line flags win over -o."
+)]
+struct Cli {
+    /// The mount point; or, as a mount helper, the (ignored) source followed by the mount point.
+    #[arg(value_name = "MOUNTPOINT", num_args = 1..=2, required = true)]
+    paths: Vec<PathBuf>,
+
+    /// Capacity in bytes, with an optional k/M/G/T suffix or as N% of memory [default: 50%].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    size: Option<u64>,
+
+    /// Most inodes [default: one per 4 KiB of --size].
+    #[arg(long, value_name = "N")]
+    inodes: Option<u64>,
+
+    /// Threads serving the kernel [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Let users other than the one mounting use the filesystem (permission checks still apply).
+    #[arg(long)]
+    allow_other: bool,
+
+    /// Owner of the root directory [default: 0].
+    #[arg(long, value_name = "UID")]
+    uid: Option<u32>,
+
+    /// Group of the root directory [default: 0].
+    #[arg(long, value_name = "GID")]
+    gid: Option<u32>,
+
+    /// Mode of the root directory, in octal [default: 755].
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    mode: Option<u32>,
+
+    /// Mount options, comma-separated, as mount(8) passes them (see below).
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+
+    /// As a mount helper, stay in the foreground.
+    #[arg(short = 'f', long)]
+    foreground: bool,
+
+    /// Filesystem type, as mount(8) tells its helpers (ignored).
+    #[arg(short = 't', value_name = "TYPE", hide = true)]
+    fstype: Option<String>,
+
+    /// mount(8)'s helper flags: no mtab, sloppy options, verbose (ignored).
+    #[arg(short = 'n', hide = true)]
+    no_mtab: bool,
+    /// See `no_mtab`.
+    #[arg(short = 's', hide = true)]
+    sloppy: bool,
+    /// See `no_mtab`.
+    #[arg(short = 'v', hide = true)]
+    verbose: bool,
+}
+
+/// The wall clock, for the engine's timestamps.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings, String> {
+    let mut s = Settings::defaults();
+    let mut inodes_given = false;
+    for list in &cli.options {
+        s.apply_options(list)?;
+        inodes_given |= list
+            .split(',')
+            .any(|o| o.starts_with("nr_inodes=") || o.starts_with("inodes="));
+    }
+    if let Some(size) = cli.size {
+        s.size = size;
+    }
+    match cli.inodes {
+        Some(n) => s.inodes = n,
+        None if !inodes_given => s.inodes = (s.size / 4096).max(1024),
+        None => {}
+    }
+    s.threads = cli.threads.unwrap_or(s.threads);
+    s.allow_other |= cli.allow_other;
+    s.uid = cli.uid.unwrap_or(s.uid);
+    s.gid = cli.gid.unwrap_or(s.gid);
+    s.mode = cli.mode.unwrap_or(s.mode);
+    s.validate()?;
+    Ok(s)
+}
+
+/// Refuses mount points that cannot work, with a message that says why.
+fn check_mountpoint(dir: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("mount point {} does not exist", dir.display()))
+        }
+        Err(e) => Err(format!("cannot use mount point {}: {e}", dir.display())),
+        Ok(m) if !m.is_dir() => Err(format!("mount point {} is not a directory", dir.display())),
+        Ok(_) if options::is_btfuse_mount(dir) => {
+            Err(format!("{} is already a btfuse mount", dir.display()))
+        }
+        Ok(_) => {
+            if !std::path::Path::new("/dev/fuse").exists() {
+                return Err("/dev/fuse is absent: load the fuse module (modprobe fuse)".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
+/// of mounting (daemon mode).
+fn serve(mountpoint: PathBuf, s: Settings, mut ready: Option<std::fs::File>) -> Result<(), String> {
+    let fs_config = Config {
+        max_inodes: s.inodes,
+        root_perm: s.mode,
+        root_uid: s.uid,
+        root_gid: s.gid,
+        ..Config::default()
+    };
+    let fs = MemFs::new(MemPool::new(s.size), fs_config, SystemClock);
+    let cache = CachePolicy {
+        entry_ttl: Duration::from_secs(1),
+        attr_ttl: Duration::from_secs(1),
+    };
+    let mut config = fuser::Config::default();
+    config.acl = if s.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    config.n_threads = Some(s.threads);
+    // One /dev/fuse descriptor per thread: requests do not queue on one shared file.
+    config.clone_fd = true;
+    sys::block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    // Mounted here rather than by fuser so that the type reads `fuse.btfuse-fuse`.
+    let fd = sys::mount_fuse(&sys::FuseMount {
+        target: &mountpoint,
+        source: "btfuse",
+        fstype: FS_TYPE,
+        flags: s.flags,
+        extra_data: if s.allow_other { "allow_other" } else { "" },
+        root_mode: s.mode,
+    })
+    .map_err(|e| mount_error(&mountpoint, e))?;
+    let acl = config.acl;
+    let session = match fuser::Session::from_fd(FuseFs::new(fs, cache), fd, acl, config) {
+        Ok(session) => session,
+        Err(e) => {
+            let _ = sys::unmount(&mountpoint);
+            return Err(format!("FUSE handshake failed: {e}"));
+        }
+    };
+    let background = match session.spawn() {
+        Ok(background) => background,
+        Err(e) => {
+            let _ = sys::unmount(&mountpoint);
+            return Err(format!("cannot start serving: {e}"));
+        }
+    };
+    log::info!(
+        "mounted {} ({} bytes, {} inodes, {} threads)",
+        mountpoint.display(),
+        s.size,
+        s.inodes,
+        s.threads
+    );
+    if let Some(pipe) = ready.as_mut() {
+        let _ = pipe.write_all(&[0]);
+    }
+    drop(ready);
+    loop {
+        if let Some(sig) = sys::wait_for_stop(Duration::from_millis(200)) {
+            log::info!("signal {sig}: unmounting {}", mountpoint.display());
+            break;
+        }
+        if background.guard.is_finished() {
+            log::info!("{} was unmounted", mountpoint.display());
+            return background
+                .join()
+                .map_err(|e| format!("serving failed: {e}"));
+        }
+    }
+    sys::unmount(&mountpoint)
+        .map_err(|e| format!("unmounting {} failed: {e}", mountpoint.display()))?;
+    background
+        .join()
+        .map_err(|e| format!("serving failed: {e}"))
+}
+
+fn mount_error(dir: &std::path::Path, e: std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => format!(
+            "permission denied mounting {}: mounting needs root (or a fusermount3 helper)",
+            dir.display()
+        ),
+        Some(libc::ENOENT) | Some(libc::ENODEV) => {
+            format!(
+                "cannot mount {}: {e} (is /dev/fuse there and the fuse module loaded?)",
+                dir.display()
+            )
+        }
+        _ => format!("cannot mount {}: {e}", dir.display()),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let helper = cli.paths.len() == 2;
+    let mountpoint = cli.paths.last().cloned().expect("clap requires one path");
+    let s = settings(&cli)?;
+    check_mountpoint(&mountpoint)?;
+    if helper && !cli.foreground {
+        match sys::daemonize().map_err(|e| format!("cannot detach: {e}"))? {
+            sys::Forked::Parent(read) => {
+                // The daemon writes one byte once mounted, or closes the pipe on failure.
+                let mut status = [1u8];
+                let mut pipe = std::fs::File::from(read);
+                return match pipe.read(&mut status) {
+                    Ok(1) if status[0] == 0 => Ok(()),
+                    _ => Err("the daemon failed to mount (see its messages above)".into()),
+                };
+            }
+            sys::Forked::Daemon(write) => {
+                return serve(mountpoint, s, Some(std::fs::File::from(write)));
+            }
+        }
+    }
+    serve(mountpoint, s, None)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("btfuse-fuse: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Mount settings from the command line and from `-o` lists as mount(8) passes them.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that shapes a mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Capacity of the block store in bytes.
+    pub(crate) size: u64,
+    /// Most inodes.
+    pub(crate) inodes: u64,
+    /// Threads serving the kernel.
+    pub(crate) threads: usize,
+    /// Let users other than the mounter in (`allow_other`).
+    pub(crate) allow_other: bool,
+    /// Owner, group and mode of the root directory.
+    pub(crate) uid: u32,
+    /// See `uid`.
+    pub(crate) gid: u32,
+    /// See `uid`.
+    pub(crate) mode: u32,
+    /// `MS_*` mount flags (`ro`, `nosuid`, ...); `nosuid,nodev` unless asked otherwise, as
+    /// FUSE mounts default to.
+    pub(crate) flags: libc::c_ulong,
+}
+
+/// Parses a size: a number of bytes with an optional `k`, `M`, `G` or `T` suffix (powers of
+/// 1024), or a percentage of the machine's memory (`50%`), as tmpfs's `size=` does.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let bad =
+        || format!("invalid size {text:?}: expected bytes with an optional k/M/G/T suffix or N%");
+    if let Some(pct) = text.strip_suffix('%') {
+        let pct: u64 = pct.parse().map_err(|_| bad())?;
+        if pct == 0 || pct > 100 {
+            return Err(bad());
+        }
+        return Ok(memory_bytes() / 100 * pct);
+    }
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_lowercase() {
+                'k' => 10,
+                'm' => 20,
+                'g' => 30,
+                't' => 40,
+                _ => return Err(bad()),
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n && *v > 0)
+        .ok_or_else(bad)
+}
+
+/// Parses an octal mode such as `1777` or `0755`.
+pub(crate) fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid mode {text:?}: expected octal digits up to 7777"))
+}
+
+/// Physical memory in bytes (`MemTotal` of /proc/meminfo), or 1 GiB if unreadable.
+pub(crate) fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(1 << 30, |kib| kib * 1024)
+}
+
+impl Settings {
+    /// The defaults, like tmpfs's: half of memory, one inode per 4 KiB of it.
+    pub(crate) fn defaults() -> Settings {
+        let size = memory_bytes() / 2;
+        Settings {
+            size,
+            inodes: (size / 4096).max(1024),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            allow_other: false,
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+        }
+    }
+
+    /// Applies one `-o` list (comma-separated `key` or `key=value`).
+    pub(crate) fn apply_options(&mut self, list: &str) -> Result<(), String> {
+        for item in list.split(',').filter(|s| !s.is_empty()) {
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (item, None),
+            };
+            let need = || value.ok_or_else(|| format!("mount option {key} needs a value"));
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("invalid {key}={v}"));
+            match key {
+                "size" => self.size = parse_size(need()?)?,
+                "nr_inodes" | "inodes" => self.inodes = number(need()?)?,
+                "threads" => self.threads = number(need()?)? as usize,
+                "mode" => self.mode = parse_mode(need()?)?,
+                "uid" => self.uid = number(need()?)? as u32,
+                "gid" => self.gid = number(need()?)? as u32,
+                "allow_other" => self.allow_other = true,
+                "ro" => self.flags |= libc::MS_RDONLY,
+                "rw" => self.flags &= !libc::MS_RDONLY,
+                "nosuid" => self.flags |= libc::MS_NOSUID,
+                "suid" => self.flags &= !libc::MS_NOSUID,
+                "nodev" => self.flags |= libc::MS_NODEV,
+                "dev" => self.flags &= !libc::MS_NODEV,
+                "noexec" => self.flags |= libc::MS_NOEXEC,
+                "exec" => self.flags &= !libc::MS_NOEXEC,
+                "noatime" => self.flags |= libc::MS_NOATIME,
+                "atime" => self.flags &= !libc::MS_NOATIME,
+                "sync" => self.flags |= libc::MS_SYNCHRONOUS,
+                "async" => self.flags &= !libc::MS_SYNCHRONOUS,
+                "dirsync" => self.flags |= libc::MS_DIRSYNC,
+                // Added by mount(8) and fstab handling; nothing for the daemon to do.
+                "defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev"
+                | "nofail" | "relatime" => {}
+                _ if key.starts_with("x-") => {}
+                _ => return Err(format!("unknown mount option {item:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values that only make sense together.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.size < 4096 {
+            return Err(format!(
+                "size {} is smaller than one 4 KiB block",
+                self.size
+            ));
+        }
+        if self.inodes == 0 {
+            return Err("inodes must be at least 1".into());
+        }
+        if self.threads == 0 || self.threads > 1024 {
+            return Err(format!(
+                "threads must be between 1 and 1024, not {}",
+                self.threads
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The btfuse mount at `dir`, if /proc/self/mountinfo shows one there.
+pub(crate) fn is_btfuse_mount(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|line| {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        let point = left.split(' ').nth(4).map(unescape_mountinfo);
+        let fstype = right.split(' ').next();
+        point.as_deref() == Some(dir.as_path()) && fstype == Some(crate::FS_TYPE)
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok());
+        if bytes[i] == b'\\'
+            && let Some(v) = octal.and_then(|d| u8::from_str_radix(d, 8).ok())
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_suffixes_and_reject_nonsense() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert!(parse_size("50%").unwrap() > 0);
+        for bad in ["", "M", "12X", "-1", "0", "0%", "101%", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_options_as_mount_passes_them() {
+        let mut s = Settings::defaults();
+        s.apply_options("ro,dev,size=64M,nr_inodes=1000,mode=1777,uid=5,gid=6,allow_other")
+            .unwrap();
+        assert_eq!(
+            (s.size, s.inodes, s.mode, s.uid, s.gid),
+            (64 << 20, 1000, 0o1777, 5, 6)
+        );
+        assert!(s.allow_other);
+        assert_eq!(s.flags, libc::MS_RDONLY | libc::MS_NOSUID);
+        assert!(s.apply_options("bogus").is_err());
+        assert!(s.apply_options("size").is_err());
+        assert!(s.apply_options("mode=8").is_err());
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(
+            unescape_mountinfo("/mnt/a\\040b"),
+            PathBuf::from("/mnt/a b")
+        );
+        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
+    }
+}
