@@ -24,6 +24,10 @@ use crate::errno::to_fuse;
 
 /// Largest write the kernel may send in one request (and the largest read it asks for).
 pub(crate) const MAX_WRITE: u32 = 1 << 20;
+/// How the kernel treats an open file: only this process changes file data, so cached pages
+/// stay valid across opens (`KEEP_CACHE`); and `close` needs no FLUSH round trip, since data is
+/// in the engine as soon as a write returns (`NOFLUSH`).
+const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 /// Chunk in which `copy_file_range` moves data between two files.
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -373,9 +377,7 @@ impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
 
     fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
         match self.fs.open(&self.cred(req), ino(i), open_flags(flags.0)) {
-            // Only this process changes file data, so the kernel may keep cached pages
-            // across opens.
-            Ok(h) => reply.opened(FileHandle(h.0), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(h) => reply.opened(FileHandle(h.0), FILE_OPEN_FLAGS),
             Err(e) => reply.error(to_fuse(e)),
         }
     }
@@ -645,7 +647,7 @@ impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
                 &file_attr(&attr),
                 Generation(0),
                 FileHandle(h.0),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                FILE_OPEN_FLAGS,
             ),
             Err(e) => reply.error(to_fuse(e)),
         }
