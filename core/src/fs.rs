@@ -64,8 +64,8 @@ pub trait Filesystem: Send + Sync {
     ///
     /// Rules (Linux): `chmod` by owner or root, dropping set-group-ID when a non-root caller is
     /// not in the file's group; `chown` by root, or by the owner to a group it belongs to;
-    /// explicit times by owner or root (`EPERM`), "now" also by anyone with write permission
-    /// (`EACCES`); a size change needs write permission, a regular file (`EISDIR`/`EINVAL`),
+    /// times by owner or root (`EPERM`), both set to "now" also by anyone with write
+    /// permission (`EACCES`); a size change needs write permission, a regular file (`EISDIR`/`EINVAL`),
     /// and clears set-user-ID (and set-group-ID with group execute) unless the caller is root,
     /// as does `chown` for anyone. The change time moves whenever anything is set.
     fn setattr(&self, cred: &Credentials, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr>;

@@ -109,7 +109,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_inodes: 1 << 24,
-            max_xattr_bytes: 65536,
+            // Room for two values of the largest size Linux allows, with their names.
+            max_xattr_bytes: 2 * (XATTR_SIZE_MAX + XATTR_NAME_MAX),
             atime: AtimePolicy::Relatime,
             protected_hardlinks: true,
             root_perm: 0o755,
@@ -446,6 +447,10 @@ struct Handle {
     /// out, so the next page continues from that node instead of searching from the root. Only
     /// a hint: it is used when the node still holds that cookie (cookies are never reused).
     cursor: Mutex<Option<(u64, NodeId)>>,
+    /// Directories: entries with this cookie or above were created after the handle was
+    /// opened (or last read from cookie 0) and are not listed, so a program that creates files
+    /// while it lists a directory cannot chase its own entries forever (tmpfs behaves alike).
+    horizon: AtomicU64,
 }
 
 /// Checks `mask` against `st` for `cred` (Linux `generic_permission`).
@@ -1070,7 +1075,7 @@ impl<B: BlockStore> MemFs<B> {
         Ok(())
     }
 
-    fn open_handle(&self, inode: Arc<Inode>, flags: OpenFlags) -> Fh {
+    fn open_handle(&self, inode: Arc<Inode>, flags: OpenFlags, horizon: u64) -> Fh {
         let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
         let handle = Handle {
             inode,
@@ -1078,6 +1083,7 @@ impl<B: BlockStore> MemFs<B> {
             write: flags.write,
             append: flags.append,
             cursor: Mutex::new(None),
+            horizon: AtomicU64::new(horizon),
         };
         self.handles[(fh.0 as usize) % SHARDS]
             .write()
@@ -1097,16 +1103,18 @@ impl<B: BlockStore> MemFs<B> {
         if st.freed {
             return Err(Errno::NotFound);
         }
+        // O_TRUNC asks for write permission and truncates even on a read-only open (Linux).
+        let writes = flags.write || flags.truncate;
         match inode.kind {
             FileType::Symlink => return Err(Errno::TooManySymlinks),
-            FileType::Directory if flags.write => return Err(Errno::IsADirectory),
+            FileType::Directory if writes => return Err(Errno::IsADirectory),
             FileType::Directory => {}
             _ if flags.directory => return Err(Errno::NotADirectory),
             _ => {}
         }
         let mask = AccessMask {
             read: flags.read,
-            write: flags.write,
+            write: writes,
             execute: false,
         };
         check(cred, inode.kind, st, mask)?;
@@ -1118,7 +1126,6 @@ impl<B: BlockStore> MemFs<B> {
             _ => {}
         }
         if flags.truncate
-            && flags.write
             && let Some(file) = st.file_mut()
         {
             {
@@ -1128,7 +1135,8 @@ impl<B: BlockStore> MemFs<B> {
             }
         }
         inode.opens.fetch_add(1, Ordering::AcqRel);
-        Ok(self.open_handle(inode.clone(), flags))
+        let horizon = st.dir().map_or(u64::MAX, |d| d.next_cookie);
+        Ok(self.open_handle(inode.clone(), flags, horizon))
     }
 
     /// Locks two distinct inodes' states for writing: a directory before a non-directory (other
@@ -1377,9 +1385,11 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if set.mode.is_some() && !owner {
             return Err(Errno::NotPermitted);
         }
-        let explicit = matches!(set.atime, TimeSet::At(_)) || matches!(set.mtime, TimeSet::At(_));
-        let touch = set.atime == TimeSet::Now || set.mtime == TimeSet::Now;
-        if explicit && !owner {
+        // Linux `vfs_utimes`: setting both times to now (a "touch") needs ownership or write
+        // permission; any other time change needs ownership.
+        let touch = set.atime == TimeSet::Now && set.mtime == TimeSet::Now;
+        let any_time = set.atime != TimeSet::Omit || set.mtime != TimeSet::Omit;
+        if any_time && !owner && !touch {
             return Err(Errno::NotPermitted);
         }
         if touch && !owner {
@@ -1518,7 +1528,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         inode.opens.fetch_add(1, Ordering::AcqRel);
         drop(pst);
         let attr = self.attr_of(&inode, &inode.state.read());
-        Ok((attr, self.open_handle(inode, flags)))
+        Ok((attr, self.open_handle(inode, flags, u64::MAX)))
     }
 
     fn unlink(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<()> {
@@ -2053,6 +2063,13 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         {
             let st = inode.state.read();
             let dir = st.dir()?;
+            // Reading from cookie 0 (a rewind) takes in entries created since the open.
+            let horizon = if cookie == 0 {
+                h.horizon.store(dir.next_cookie, Ordering::Relaxed);
+                dir.next_cookie
+            } else {
+                h.horizon.load(Ordering::Relaxed)
+            };
             let dots = [(inode.ino, 1, &b"."[..]), (dir.parent, 2, &b".."[..])];
             let mut go_on = true;
             for (ino, c, name) in dots {
@@ -2080,6 +2097,9 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                     let Some((&c, e)) = dir.entries.get(id) else {
                         break;
                     };
+                    if c >= horizon {
+                        break;
+                    }
                     let entry = DirEntry {
                         ino: e.ino(),
                         cookie: c,
@@ -2479,11 +2499,14 @@ mod tests {
             .into_iter()
             .map(|(_, n)| n)
             .collect();
-        let expected: Vec<&[u8]> = vec![b"e", b"f", b"g", b"h", b"i", b"j", b"z"];
+        // "z" was created after the handle was opened: not listed until a rewind.
+        let expected: Vec<&[u8]> = vec![b"e", b"f", b"g", b"h", b"i", b"j"];
         assert_eq!(rest, expected);
         // Going back to an older cookie ignores the cursor.
         let again: Vec<_> = page(2, 2).into_iter().map(|(_, n)| n).collect();
         assert_eq!(again, [b"a".to_vec(), b"b".to_vec()]);
+        let rewound: Vec<_> = page(0, 100).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(rewound.last().map(|n| &n[..]), Some(&b"z"[..]));
         fs.release(fh).unwrap();
     }
 

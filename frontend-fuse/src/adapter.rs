@@ -1,7 +1,7 @@
 //! [`FuseFs`]: translates fuser's requests into [`Filesystem`] calls and the answers back.
 //!
 //! It decides nothing itself: credentials go to the engine with every call, and the engine
-//! makes every permission decision (the mount does not use `default_permissions`).
+//! checks every permission again after the kernel (`default_permissions`) has.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -111,7 +111,11 @@ fn system_time(t: Timestamp) -> SystemTime {
     }
 }
 
-fn timestamp(t: SystemTime) -> Timestamp {
+/// A time the kernel sent, as fuser 0.18.0 hands it over. For times before 1970 fuser builds
+/// `epoch - (secs, nanos)` from the kernel's `(-secs, nanos)` instead of `epoch - secs + nanos`
+/// (its `system_time_from_time`), so this undoes exactly that; fuser is pinned to 0.18.0 for
+/// it, and `kernel_times_before_1970_survive_fuser` checks it.
+fn kernel_time(t: SystemTime) -> Timestamp {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => Timestamp {
             secs: d.as_secs() as i64,
@@ -119,17 +123,9 @@ fn timestamp(t: SystemTime) -> Timestamp {
         },
         Err(before) => {
             let d = before.duration();
-            let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
-            if nanos == 0 {
-                Timestamp {
-                    secs: -secs,
-                    nanos: 0,
-                }
-            } else {
-                Timestamp {
-                    secs: -secs - 1,
-                    nanos: 1_000_000_000 - nanos,
-                }
+            Timestamp {
+                secs: -(d.as_secs() as i64),
+                nanos: d.subsec_nanos(),
             }
         }
     }
@@ -139,7 +135,7 @@ fn time_set(t: Option<TimeOrNow>) -> TimeSet {
     match t {
         None => TimeSet::Omit,
         Some(TimeOrNow::Now) => TimeSet::Now,
-        Some(TimeOrNow::SpecificTime(t)) => TimeSet::At(timestamp(t)),
+        Some(TimeOrNow::SpecificTime(t)) => TimeSet::At(kernel_time(t)),
     }
 }
 
@@ -190,8 +186,6 @@ impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             // Lookups and creations in one directory run in parallel (the engine locks).
             InitFlags::FUSE_PARALLEL_DIROPS,
-            // O_TRUNC comes with open, so truncation and open are one atomic step.
-            InitFlags::FUSE_ATOMIC_O_TRUNC,
             // The engine clears set-ID bits on write, truncate and chown itself; without this
             // the kernel would send a chmod as the writer, which a non-owner may not do.
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
@@ -248,7 +242,7 @@ impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
             size,
             atime: time_set(atime),
             mtime: time_set(mtime),
-            ctime: ctime.map_or(TimeSet::Omit, |t| TimeSet::At(timestamp(t))),
+            ctime: ctime.map_or(TimeSet::Omit, |t| TimeSet::At(kernel_time(t))),
         };
         let result = self
             .fs
@@ -752,24 +746,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_round_trip_through_system_time() {
-        for t in [
-            Timestamp { secs: 0, nanos: 0 },
-            Timestamp {
-                secs: 1_700_000_000,
-                nanos: 123_456_789,
-            },
+    fn attributes_carry_exact_times() {
+        let t = |secs, nanos| system_time(Timestamp { secs, nanos });
+        assert_eq!(
+            t(1_700_000_000, 5),
+            UNIX_EPOCH + Duration::new(1_700_000_000, 5)
+        );
+        assert_eq!(t(-1, 500), UNIX_EPOCH - Duration::new(0, 999_999_500));
+        assert_eq!(t(-86_400, 0), UNIX_EPOCH - Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn kernel_times_before_1970_survive_fuser() {
+        // What fuser 0.18.0 makes of the kernel's (secs, nanos) = (-1, 999_999_999).
+        let from_fuser = UNIX_EPOCH - Duration::new(1, 999_999_999);
+        assert_eq!(
+            kernel_time(from_fuser),
             Timestamp {
                 secs: -1,
-                nanos: 500,
-            },
-            Timestamp {
-                secs: -86_400,
-                nanos: 0,
-            },
-        ] {
-            assert_eq!(timestamp(system_time(t)), t);
-        }
+                nanos: 999_999_999
+            }
+        );
+        let later = UNIX_EPOCH + Duration::new(5, 7);
+        assert_eq!(kernel_time(later), Timestamp { secs: 5, nanos: 7 });
     }
 
     #[test]

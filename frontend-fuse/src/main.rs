@@ -194,7 +194,13 @@ fn serve(mountpoint: PathBuf, s: Settings, mut ready: Option<std::fs::File>) -> 
         source: "btfuse",
         fstype: FS_TYPE,
         flags: s.flags,
-        extra_data: if s.allow_other { "allow_other" } else { "" },
+        // The kernel checks permissions on its cached path walk too: without this, a cached
+        // entry would skip the engine's search-permission check on the directories above it.
+        extra_data: if s.allow_other {
+            "default_permissions,allow_other"
+        } else {
+            "default_permissions"
+        },
         root_mode: s.mode,
     })
     .map_err(|e| mount_error(&mountpoint, e))?;

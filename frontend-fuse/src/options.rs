@@ -124,11 +124,8 @@ impl Settings {
                 // Added by mount(8) and fstab handling; nothing for the daemon to do.
                 "defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev"
                 | "nofail" | "relatime" => {}
-                "default_permissions" => {
-                    return Err("default_permissions is refused: the engine makes every \
-                                permission decision itself (see README)"
-                        .into());
-                }
+                // Always on (see README).
+                "default_permissions" => {}
                 _ if key.starts_with("x-") => {}
                 _ => return Err(format!("unknown mount option {item:?}")),
             }
@@ -227,7 +224,6 @@ mod tests {
         assert!(s.allow_other);
         assert_eq!(s.flags, libc::MS_RDONLY | libc::MS_NOSUID);
         assert!(s.apply_options("bogus").is_err());
-        assert!(s.apply_options("default_permissions").is_err());
         assert!(s.apply_options("size").is_err());
         assert!(s.apply_options("mode=8").is_err());
     }

@@ -96,6 +96,17 @@ struct Handle {
     read: bool,
     write: bool,
     append: bool,
+    /// Directories: entries with this cookie or above were created after the handle was
+    /// opened (or last read from cookie 0) and are not listed.
+    horizon: u64,
+}
+
+/// The first cookie a directory has not handed out yet (`u64::MAX` for non-directories).
+fn dir_horizon(body: &Body) -> u64 {
+    match body {
+        Body::Dir { next_cookie, .. } => *next_cookie,
+        _ => u64::MAX,
+    }
 }
 
 /// What `create_inode` needs besides the caller and the place.
@@ -329,12 +340,14 @@ impl Model {
         if flags.directory && node.kind != FileType::Directory {
             return Err(Errno::NotADirectory);
         }
-        if node.kind == FileType::Directory && flags.write {
+        // O_TRUNC asks for write permission and truncates even on a read-only open (Linux).
+        let writes = flags.write || flags.truncate;
+        if node.kind == FileType::Directory && writes {
             return Err(Errno::IsADirectory);
         }
         let mask = AccessMask {
             read: flags.read,
-            write: flags.write,
+            write: writes,
             execute: false,
         };
         if !permits(node, cred, mask) {
@@ -347,7 +360,7 @@ impl Model {
             }
             _ => {}
         }
-        if flags.truncate && flags.write && node.kind == FileType::RegularFile {
+        if flags.truncate && node.kind == FileType::RegularFile {
             self.resize(&mut st.used_blocks, &mut node.body, 0);
             node.mtime = now;
             node.ctime = now;
@@ -365,6 +378,7 @@ impl Model {
                 read: flags.read,
                 write: flags.write,
                 append: flags.append,
+                horizon: dir_horizon(&node.body),
             },
         );
         Ok(fh)
@@ -706,13 +720,14 @@ impl Filesystem for Model {
         if set.mode.is_some() && !owner {
             return Err(Errno::NotPermitted);
         }
-        let explicit_time =
-            matches!(set.atime, TimeSet::At(_)) || matches!(set.mtime, TimeSet::At(_));
-        let now_time = set.atime == TimeSet::Now || set.mtime == TimeSet::Now;
-        if explicit_time && !owner {
+        // Linux `vfs_utimes`: setting both times to now (a "touch") needs ownership or write
+        // permission; any other time change needs ownership.
+        let touch = set.atime == TimeSet::Now && set.mtime == TimeSet::Now;
+        let any_time = set.atime != TimeSet::Omit || set.mtime != TimeSet::Omit;
+        if any_time && !owner && !touch {
             return Err(Errno::NotPermitted);
         }
-        if !explicit_time && now_time && !owner && !permits(node, cred, AccessMask::WRITE) {
+        if touch && !owner && !permits(node, cred, AccessMask::WRITE) {
             return Err(Errno::PermissionDenied);
         }
 
@@ -877,6 +892,7 @@ impl Filesystem for Model {
                 read: flags.read,
                 write: flags.write,
                 append: flags.append,
+                horizon: u64::MAX,
             },
         );
         let node = st.nodes.get_mut(&ino).expect("created");
@@ -1405,6 +1421,12 @@ impl Filesystem for Model {
             let handle = Self::handle(&st, fh)?;
             let ino = handle.ino;
             let node = &st.nodes[&ino];
+            // Reading from cookie 0 (a rewind) takes in entries created since the open.
+            let horizon = if cookie == 0 {
+                dir_horizon(&node.body)
+            } else {
+                handle.horizon
+            };
             let Body::Dir {
                 parent, entries, ..
             } = &node.body
@@ -1418,7 +1440,10 @@ impl Filesystem for Model {
             for (c, (name, child)) in entries {
                 listing.push((*child, *c, st.nodes[child].kind, name.clone()));
             }
-            listing.retain(|entry| entry.1 > cookie);
+            listing.retain(|entry| entry.1 > cookie && entry.1 < horizon);
+            if let Some(h) = st.handles.get_mut(&fh.0) {
+                h.horizon = horizon;
+            }
             let node = st.nodes.get_mut(&ino).expect("checked");
             self.touch_atime(node, now);
             listing

@@ -713,15 +713,25 @@ fn set_id_bits_fall_on_write_and_chown() {
         fs.setattr(&root(), attr.ino, &chown, None).unwrap().perm,
         0o755
     );
-    // Explicit times need ownership; "now" needs only write permission.
+    // Setting both times to now needs only write permission (denied here: EACCES); any other
+    // time change needs ownership (EPERM), as Linux's vfs_utimes has it.
     let bob = Credentials::user(1001, 1001);
-    let now = SetAttr {
+    let touch = SetAttr {
+        atime: TimeSet::Now,
         mtime: TimeSet::Now,
         ..SetAttr::default()
     };
     assert_eq!(
-        fs.setattr(&bob, attr.ino, &now, None),
+        fs.setattr(&bob, attr.ino, &touch, None),
         Err(Errno::PermissionDenied)
+    );
+    let mtime_only = SetAttr {
+        mtime: TimeSet::Now,
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        fs.setattr(&bob, attr.ino, &mtime_only, None),
+        Err(Errno::NotPermitted)
     );
     assert_eq!(fs.access(&bob, attr.ino, AccessMask::EXECUTE), Ok(()));
     assert_eq!(
