@@ -225,6 +225,11 @@ pub struct SetAttr {
     pub mtime: TimeSet,
     /// New change time. `Omit` still sets it to now when anything else is set.
     pub ctime: TimeSet,
+    /// Clear set-ID bits as a write or `chown` does (set-user-ID always; set-group-ID when
+    /// group-execute is set or the caller is neither root nor in the file's group) and move
+    /// ctime. Needs no permission: a kernel frontend sends it after its own checks (FUSE's
+    /// kill-set-ID request, `chown(f, -1, -1)`).
+    pub kill_setid: bool,
 }
 
 /// Flags of `open` and `create`, as the subset of `O_*` the engine acts on.

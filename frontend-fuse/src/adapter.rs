@@ -243,6 +243,14 @@ impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
             atime: time_set(atime),
             mtime: time_set(mtime),
             ctime: ctime.map_or(TimeSet::Omit, |t| TimeSet::At(kernel_time(t))),
+            kill_setid: false,
+        };
+        // A SETATTR with no field set is the kernel's request to drop set-ID bits (fuser 0.18
+        // does not show its FATTR_KILL_SUIDGID flag): sent for `chown(f, -1, -1)` and before a
+        // write by someone other than root, with FUSE_HANDLE_KILLPRIV_V2.
+        let set = SetAttr {
+            kill_setid: set == SetAttr::default(),
+            ..set
         };
         let result = self
             .fs

@@ -755,7 +755,9 @@ impl Filesystem for Model {
         }
         // chown clears set-ID bits as of before the change (Linux `chown_common` decides on the
         // old group); an explicit mode in the same call is applied after, so it wins.
-        if (set.uid.is_some() || set.gid.is_some()) && node.kind != FileType::Directory {
+        if (set.uid.is_some() || set.gid.is_some() || set.kill_setid)
+            && node.kind != FileType::Directory
+        {
             kill_setid(node, cred);
         }
         if let Some(uid) = set.uid {

@@ -249,6 +249,8 @@ pub struct AttrChange {
     pub mtime: TimeSet,
     /// New change time.
     pub ctime: TimeSet,
+    /// Clear set-ID bits as a write or chown would.
+    pub kill_setid: bool,
 }
 
 impl AttrChange {
@@ -262,6 +264,7 @@ impl AttrChange {
             atime: self.atime,
             mtime: self.mtime,
             ctime: self.ctime,
+            kill_setid: self.kill_setid,
         }
     }
 }
@@ -610,16 +613,20 @@ fn attr_change() -> BoxedStrategy<AttrChange> {
         time_set(),
         time_set(),
         prop_oneof![8 => Just(TimeSet::Omit), 1 => Just(TimeSet::Now), 1 => time_set()],
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|(mode, uid, gid, size, atime, mtime, ctime)| AttrChange {
-            mode,
-            uid,
-            gid,
-            size,
-            atime,
-            mtime,
-            ctime,
-        })
+        .prop_map(
+            |(mode, uid, gid, size, atime, mtime, ctime, kill_setid)| AttrChange {
+                mode,
+                uid,
+                gid,
+                size,
+                atime,
+                mtime,
+                ctime,
+                kill_setid,
+            },
+        )
         .boxed()
 }
 
