@@ -1423,14 +1423,16 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             }
             changed = true;
         }
-        if set.kill_setid && inode.kind != FileType::Directory {
-            let mut kill = S_ISUID;
-            if st.perm & S_ISGID != 0
-                && (st.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(st.gid)))
-            {
-                kill |= S_ISGID;
+        if set.kill_setid {
+            if inode.kind != FileType::Directory {
+                let mut kill = S_ISUID;
+                if st.perm & S_ISGID != 0
+                    && (st.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(st.gid)))
+                {
+                    kill |= S_ISGID;
+                }
+                st.perm &= !kill;
             }
-            st.perm &= !kill;
             changed = true;
         }
         if let Some(mode) = set.mode {

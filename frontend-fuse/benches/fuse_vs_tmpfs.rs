@@ -2,7 +2,8 @@
 //! `btfuse-fuse` mount and on a fresh tmpfs, each repeated, medians compared as ratios.
 //!
 //! Run as root: `cargo bench -p btfuse-fuse --bench fuse_vs_tmpfs` (add `-- --quick` for a
-//! short run). It mounts and unmounts what it uses, also when a workload fails.
+//! short run; `BTFUSE_BENCH_ARGS="--threads 1"` passes options to the daemon, to compare
+//! settings). It mounts and unmounts what it uses, also when a workload fails.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -21,6 +22,7 @@ impl Mounted {
         let dir = scratch("btfuse");
         let daemon = Command::new(env!("CARGO_BIN_EXE_btfuse-fuse"))
             .args(["--size", "3G", "--mode", "1777"])
+            .args(extra_daemon_args())
             .arg(&dir)
             .env("RUST_LOG", "warn")
             .spawn()
@@ -61,6 +63,15 @@ impl Drop for Mounted {
         }
         let _ = fs::remove_dir(&self.dir);
     }
+}
+
+/// More daemon options, from `BTFUSE_BENCH_ARGS` (space-separated), to compare settings.
+fn extra_daemon_args() -> Vec<String> {
+    std::env::var("BTFUSE_BENCH_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn scratch(tag: &str) -> PathBuf {

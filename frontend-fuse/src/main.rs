@@ -83,6 +83,10 @@ struct Cli {
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
 
+    /// How long the kernel may cache names and attributes, in seconds (decimals allowed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_timeout)]
+    cache_timeout: f64,
+
     /// As a mount helper, stay in the foreground.
     #[arg(short = 'f', long)]
     foreground: bool,
@@ -115,6 +119,13 @@ impl Clock for SystemClock {
             nanos: d.subsec_nanos(),
         }
     }
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && (0.0..=86_400.0).contains(t))
+        .ok_or_else(|| format!("invalid timeout {text:?}: expected 0 to 86400 seconds"))
 }
 
 fn settings(cli: &Cli) -> Result<Settings, String> {
@@ -165,7 +176,12 @@ fn check_mountpoint(dir: &std::path::Path) -> Result<(), String> {
 
 /// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
 /// of mounting (daemon mode).
-fn serve(mountpoint: PathBuf, s: Settings, mut ready: Option<std::fs::File>) -> Result<(), String> {
+fn serve(
+    mountpoint: PathBuf,
+    s: Settings,
+    cache: CachePolicy,
+    mut ready: Option<std::fs::File>,
+) -> Result<(), String> {
     let fs_config = Config {
         max_inodes: s.inodes,
         root_perm: s.mode,
@@ -174,10 +190,6 @@ fn serve(mountpoint: PathBuf, s: Settings, mut ready: Option<std::fs::File>) -> 
         ..Config::default()
     };
     let fs = MemFs::new(MemPool::new(s.size), fs_config, SystemClock);
-    let cache = CachePolicy {
-        entry_ttl: Duration::from_secs(1),
-        attr_ttl: Duration::from_secs(1),
-    };
     let mut config = fuser::Config::default();
     config.acl = if s.allow_other {
         fuser::SessionACL::All
@@ -269,6 +281,11 @@ fn run(cli: Cli) -> Result<(), String> {
     let helper = cli.paths.len() == 2;
     let mountpoint = cli.paths.last().cloned().expect("clap requires one path");
     let s = settings(&cli)?;
+    let ttl = Duration::from_secs_f64(cli.cache_timeout);
+    let cache = CachePolicy {
+        entry_ttl: ttl,
+        attr_ttl: ttl,
+    };
     check_mountpoint(&mountpoint)?;
     if helper && !cli.foreground {
         match sys::daemonize().map_err(|e| format!("cannot detach: {e}"))? {
@@ -282,11 +299,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 };
             }
             sys::Forked::Daemon(write) => {
-                return serve(mountpoint, s, Some(std::fs::File::from(write)));
+                return serve(mountpoint, s, cache, Some(std::fs::File::from(write)));
             }
         }
     }
-    serve(mountpoint, s, None)
+    serve(mountpoint, s, cache, None)
 }
 
 fn main() -> ExitCode {

@@ -734,6 +734,7 @@ impl Filesystem for Model {
         let state = &mut *st;
         let node = state.nodes.get_mut(&ino.0).expect("checked above");
         let mut changed = set.mode.is_some()
+            || set.kill_setid
             || set.uid.is_some()
             || set.gid.is_some()
             || set.atime != TimeSet::Omit
