@@ -405,6 +405,19 @@ impl State {
         self.ctime = now.into();
     }
 
+    /// Clears set-ID bits as a `chown` by `cred` does (Linux `chown_common`): set-user-ID
+    /// always, root included; set-group-ID when group-execute is set or the caller is neither
+    /// root nor in the file's group.
+    fn drop_privileges_on_chown(&mut self, cred: &Credentials) {
+        let mut kill = S_ISUID;
+        if self.perm & S_ISGID != 0
+            && (self.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(self.gid)))
+        {
+            kill |= S_ISGID;
+        }
+        self.perm &= !kill;
+    }
+
     /// Clears set-ID bits as a write or truncation by `cred` does (Linux
     /// `setattr_should_drop_suidgid`): root keeps them; others lose set-user-ID, and
     /// set-group-ID when group-execute is set or they are not in the file's group.
@@ -1405,33 +1418,17 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             st.touch_modified(now);
             changed = true;
         }
-        if set.uid.is_some() || set.gid.is_some() {
+        // A chown, or the kernel's request to drop set-ID bits, clears them as Linux's
+        // `chown_common` does, judged on the group before the change.
+        if set.uid.is_some() || set.gid.is_some() || set.kill_setid {
             if inode.kind != FileType::Directory {
-                let mut kill = S_ISUID;
-                if st.perm & S_ISGID != 0
-                    && (st.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(st.gid)))
-                {
-                    kill |= S_ISGID;
-                }
-                st.perm &= !kill;
+                st.drop_privileges_on_chown(cred);
             }
             if let Some(uid) = set.uid {
                 st.uid = uid;
             }
             if let Some(gid) = set.gid {
                 st.gid = gid;
-            }
-            changed = true;
-        }
-        if set.kill_setid {
-            if inode.kind != FileType::Directory {
-                let mut kill = S_ISUID;
-                if st.perm & S_ISGID != 0
-                    && (st.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(st.gid)))
-                {
-                    kill |= S_ISGID;
-                }
-                st.perm &= !kill;
             }
             changed = true;
         }
