@@ -82,6 +82,21 @@ fn reply_empty(result: btfuse_core::Result<()>, reply: ReplyEmpty) {
     }
 }
 
+/// Answers getxattr/listxattr: the length alone when the kernel asks with size 0, else the
+/// bytes `fill` copied into a buffer of `size`.
+fn reply_xattr(
+    size: u32,
+    reply: ReplyXattr,
+    fill: impl FnOnce(&mut [u8]) -> btfuse_core::Result<usize>,
+) {
+    let mut buf = vec![0u8; size as usize];
+    match fill(&mut buf) {
+        Ok(n) if size == 0 => reply.size(n as u32),
+        Ok(n) => reply.data(&buf[..n]),
+        Err(e) => reply.error(to_fuse(e)),
+    }
+}
+
 fn ino(i: INodeNo) -> Ino {
     Ino(i.0)
 }
@@ -591,24 +606,15 @@ impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let mut buf = vec![0u8; size as usize];
-        match self
-            .fs
-            .getxattr(&self.cred(req), ino(i), name.as_bytes(), &mut buf)
-        {
-            Ok(n) if size == 0 => reply.size(n as u32),
-            Ok(n) => reply.data(&buf[..n]),
-            Err(e) => reply.error(to_fuse(e)),
-        }
+        let cred = self.cred(req);
+        reply_xattr(size, reply, |buf| {
+            self.fs.getxattr(&cred, ino(i), name.as_bytes(), buf)
+        });
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        let mut buf = vec![0u8; size as usize];
-        match self.fs.listxattr(&self.cred(req), ino(i), &mut buf) {
-            Ok(n) if size == 0 => reply.size(n as u32),
-            Ok(n) => reply.data(&buf[..n]),
-            Err(e) => reply.error(to_fuse(e)),
-        }
+        let cred = self.cred(req);
+        reply_xattr(size, reply, |buf| self.fs.listxattr(&cred, ino(i), buf));
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
