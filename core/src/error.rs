@@ -56,6 +56,8 @@ pub enum Errno {
     NotSupported,
     /// `EOVERFLOW`: a value does not fit the caller's type.
     Overflow,
+    /// `EMFILE`: the caller holds as many open descriptions as it may.
+    TooManyOpenFiles,
 }
 
 impl Errno {
@@ -84,8 +86,96 @@ impl Errno {
             Errno::NoData => "ENODATA",
             Errno::NotSupported => "EOPNOTSUPP",
             Errno::Overflow => "EOVERFLOW",
+            Errno::TooManyOpenFiles => "EMFILE",
         }
     }
+
+    /// The Linux errno number, in the generic numbering that x86-64, AArch64 and RISC-V share
+    /// (`asm-generic/errno-base.h` and `errno.h`). The ring carries errors as this number.
+    pub const fn code(self) -> i32 {
+        match self {
+            Errno::NotPermitted => linux::EPERM,
+            Errno::NotFound => linux::ENOENT,
+            Errno::Io => linux::EIO,
+            Errno::NoSuchDeviceOrAddress => linux::ENXIO,
+            Errno::ArgumentListTooLong => linux::E2BIG,
+            Errno::BadHandle => linux::EBADF,
+            Errno::PermissionDenied => linux::EACCES,
+            Errno::Busy => linux::EBUSY,
+            Errno::Exists => linux::EEXIST,
+            Errno::NotADirectory => linux::ENOTDIR,
+            Errno::IsADirectory => linux::EISDIR,
+            Errno::InvalidArgument => linux::EINVAL,
+            Errno::FileTooLarge => linux::EFBIG,
+            Errno::NoSpace => linux::ENOSPC,
+            Errno::TooManyLinks => linux::EMLINK,
+            Errno::Range => linux::ERANGE,
+            Errno::NameTooLong => linux::ENAMETOOLONG,
+            Errno::NotEmpty => linux::ENOTEMPTY,
+            Errno::TooManySymlinks => linux::ELOOP,
+            Errno::NoData => linux::ENODATA,
+            Errno::Overflow => linux::EOVERFLOW,
+            Errno::TooManyOpenFiles => linux::EMFILE,
+            Errno::NotSupported => linux::EOPNOTSUPP,
+        }
+    }
+
+    /// The variant whose [`code`](Errno::code) is `code`, if any.
+    pub const fn from_code(code: i32) -> Option<Errno> {
+        Some(match code {
+            linux::EPERM => Errno::NotPermitted,
+            linux::ENOENT => Errno::NotFound,
+            linux::EIO => Errno::Io,
+            linux::ENXIO => Errno::NoSuchDeviceOrAddress,
+            linux::E2BIG => Errno::ArgumentListTooLong,
+            linux::EBADF => Errno::BadHandle,
+            linux::EACCES => Errno::PermissionDenied,
+            linux::EBUSY => Errno::Busy,
+            linux::EEXIST => Errno::Exists,
+            linux::ENOTDIR => Errno::NotADirectory,
+            linux::EISDIR => Errno::IsADirectory,
+            linux::EINVAL => Errno::InvalidArgument,
+            linux::EFBIG => Errno::FileTooLarge,
+            linux::ENOSPC => Errno::NoSpace,
+            linux::EMLINK => Errno::TooManyLinks,
+            linux::ERANGE => Errno::Range,
+            linux::ENAMETOOLONG => Errno::NameTooLong,
+            linux::ENOTEMPTY => Errno::NotEmpty,
+            linux::ELOOP => Errno::TooManySymlinks,
+            linux::ENODATA => Errno::NoData,
+            linux::EOVERFLOW => Errno::Overflow,
+            linux::EMFILE => Errno::TooManyOpenFiles,
+            linux::EOPNOTSUPP => Errno::NotSupported,
+            _ => return None,
+        })
+    }
+}
+
+/// Linux errno numbers (generic numbering).
+mod linux {
+    pub(super) const EPERM: i32 = 1;
+    pub(super) const ENOENT: i32 = 2;
+    pub(super) const EIO: i32 = 5;
+    pub(super) const ENXIO: i32 = 6;
+    pub(super) const E2BIG: i32 = 7;
+    pub(super) const EBADF: i32 = 9;
+    pub(super) const EACCES: i32 = 13;
+    pub(super) const EBUSY: i32 = 16;
+    pub(super) const EEXIST: i32 = 17;
+    pub(super) const ENOTDIR: i32 = 20;
+    pub(super) const EISDIR: i32 = 21;
+    pub(super) const EINVAL: i32 = 22;
+    pub(super) const EMFILE: i32 = 24;
+    pub(super) const EFBIG: i32 = 27;
+    pub(super) const ENOSPC: i32 = 28;
+    pub(super) const EMLINK: i32 = 31;
+    pub(super) const ERANGE: i32 = 34;
+    pub(super) const ENAMETOOLONG: i32 = 36;
+    pub(super) const ENOTEMPTY: i32 = 39;
+    pub(super) const ELOOP: i32 = 40;
+    pub(super) const ENODATA: i32 = 61;
+    pub(super) const EOVERFLOW: i32 = 75;
+    pub(super) const EOPNOTSUPP: i32 = 95;
 }
 
 impl fmt::Display for Errno {

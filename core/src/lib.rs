@@ -10,6 +10,7 @@
 //!   [`types`] and [`Errno`] it uses.
 //! - [`memfs`]: [`MemFs`], the implementation of [`Filesystem`] over any [`BlockStore`].
 //! - [`path`]: path resolution for frontends that receive paths instead of inodes.
+//! - [`ring`]: the wire format of the shared-memory ring: requests and responses as bytes.
 //!
 //! The rules each operation follows, and which error wins when several apply, are written down
 //! in `docs/semantics.md` at the root of the repository.
@@ -27,6 +28,7 @@ pub mod fs;
 pub mod memfs;
 pub mod path;
 pub mod rbtree;
+pub mod ring;
 pub mod types;
 
 pub use block::{BlockNo, BlockStore, MemPool, StoreError};

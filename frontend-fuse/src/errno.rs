@@ -28,6 +28,7 @@ pub(crate) fn to_fuse(e: Errno) -> fuser::Errno {
         Errno::NoData => libc::ENODATA,
         Errno::NotSupported => libc::EOPNOTSUPP,
         Errno::Overflow => libc::EOVERFLOW,
+        Errno::TooManyOpenFiles => libc::EMFILE,
     };
     fuser::Errno::from_i32(raw)
 }
@@ -61,6 +62,7 @@ mod tests {
             Errno::NoData,
             Errno::NotSupported,
             Errno::Overflow,
+            Errno::TooManyOpenFiles,
         ];
         let mut seen: Vec<_> = all.iter().map(|&e| to_fuse(e)).collect();
         seen.dedup();

@@ -1,0 +1,466 @@
+//! Requests: what a client asks of the server, and the field types only requests use.
+
+use super::codec::{Blob, Codec, Max, Perm, Reader, Sink, Str, flags_codec};
+use super::{DecodeError, MAX_IO};
+use crate::{
+    AccessMask, FallocateMode, OpenFlags, PATH_MAX, RenameMode, TimeSet, XATTR_NAME_MAX,
+    XATTR_SIZE_MAX, XattrMode,
+};
+
+type Path = Str<PATH_MAX>;
+type XattrName = Str<XATTR_NAME_MAX>;
+type XattrValue = Blob<XATTR_SIZE_MAX>;
+type Data = Blob<MAX_IO>;
+const MAX_IO_U32: u32 = MAX_IO as u32;
+const PATH_MAX_U32: u32 = PATH_MAX as u32;
+const XATTR_SIZE_MAX_U32: u32 = XATTR_SIZE_MAX as u32;
+
+/// What a path or descriptor operation acts on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Target<'a> {
+    /// An open description of the server (`fstat`, `fchmod`, `AT_EMPTY_PATH`).
+    Fd(u32),
+    /// A path, resolved by the server.
+    Path {
+        /// The directory description a relative path starts from (the `dirfd` of the `*at`
+        /// calls); `None`: the served root.
+        at: Option<u32>,
+        /// 1 to `PATH_MAX` bytes, no NUL. Relative to the served root or to `at`; a leading
+        /// `/` always means the served root (the client strips its own prefix).
+        path: &'a [u8],
+        /// Whether a symbolic link in the last component is followed (`stat` against `lstat`,
+        /// `AT_SYMLINK_NOFOLLOW`).
+        follow: bool,
+    },
+}
+
+impl<'a> Codec<'a> for Target<'a> {
+    type Value = Target<'a>;
+    fn put(value: &Target<'a>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+        match value {
+            Target::Fd(fd) => {
+                u8::put(&0, sink)?;
+                u32::put(fd, sink)
+            }
+            Target::Path { at, path, follow } => {
+                u8::put(&1, sink)?;
+                bool::put(follow, sink)?;
+                Option::<u32>::put(at, sink)?;
+                Path::put(path, sink)
+            }
+        }
+    }
+    fn get(reader: &mut Reader<'a>) -> Result<Target<'a>, DecodeError> {
+        match u8::get(reader)? {
+            0 => Ok(Target::Fd(u32::get(reader)?)),
+            1 => Ok(Target::Path {
+                follow: bool::get(reader)?,
+                at: Option::<u32>::get(reader)?,
+                path: Path::get(reader)?,
+            }),
+            _ => Err(DecodeError::BadValue),
+        }
+    }
+}
+
+/// The flags of an `open` request, as the wire carries them (the `flags` row of the layout).
+///
+/// `O_CLOEXEC` is absent on purpose: close-on-exec belongs to the client's descriptor, not to
+/// the open description the server keeps, just as the kernel keeps it in the descriptor table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct OpenOptions {
+    /// Open for reading (`O_RDONLY`, `O_RDWR`).
+    pub read: bool,
+    /// Open for writing (`O_WRONLY`, `O_RDWR`).
+    pub write: bool,
+    /// Every write goes to the end (`O_APPEND`).
+    pub append: bool,
+    /// Truncate to zero length (`O_TRUNC`).
+    pub truncate: bool,
+    /// Create the file if it does not exist, with the request's `mode` (`O_CREAT`).
+    pub create: bool,
+    /// With `create`: fail with `EEXIST` if the name exists (`O_EXCL`).
+    pub exclusive: bool,
+    /// Fail with `ENOTDIR` unless the target is a directory (`O_DIRECTORY`).
+    pub directory: bool,
+    /// Fail with `ELOOP` if the last component is a symbolic link (`O_NOFOLLOW`).
+    pub nofollow: bool,
+    /// Non-blocking I/O (`O_NONBLOCK`): kept for `F_GETFL`, no effect on files in memory.
+    pub nonblock: bool,
+}
+
+impl OpenOptions {
+    /// The flags the engine's `open` and `create` act on.
+    pub const fn engine_flags(&self) -> OpenFlags {
+        OpenFlags {
+            read: self.read,
+            write: self.write,
+            append: self.append,
+            truncate: self.truncate,
+            exclusive: self.exclusive,
+            directory: self.directory,
+        }
+    }
+}
+
+flags_codec!(OpenOptions: u32 {
+    read = 1 << 0,
+    write = 1 << 1,
+    append = 1 << 2,
+    truncate = 1 << 3,
+    create = 1 << 4,
+    exclusive = 1 << 5,
+    directory = 1 << 6,
+    nofollow = 1 << 7,
+    nonblock = 1 << 8,
+});
+
+/// Where an `lseek` offset counts from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Whence {
+    /// From the start (`SEEK_SET`).
+    Set,
+    /// From the current offset (`SEEK_CUR`).
+    Cur,
+    /// From the end (`SEEK_END`).
+    End,
+    /// The next data at or after the offset (`SEEK_DATA`).
+    Data,
+    /// The next hole at or after the offset (`SEEK_HOLE`).
+    Hole,
+}
+
+/// Declares [`Request`] and, from the same list, its opcodes, encoder and decoder, so the three
+/// cannot disagree. Fields are encoded in the order they are declared, each by the codec after
+/// `as`.
+macro_rules! requests {
+    (
+        $(#[$meta:meta])*
+        pub enum Request<'a> {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident = $code:literal $({
+                    $( $(#[$fmeta:meta])* $field:ident: $ty:ty as $codec:ty ),* $(,)?
+                })?,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum Request<'a> {
+            $( $(#[$vmeta])* $variant $({ $( $(#[$fmeta])* $field: $ty ),* })?, )*
+        }
+
+        impl Request<'_> {
+            /// The opcode of this request's header.
+            pub const fn opcode(&self) -> u8 {
+                match self {
+                    $(Request::$variant { .. } => $code,)*
+                }
+            }
+        }
+
+        pub(super) fn put_request<'a>(
+            request: &Request<'a>,
+            sink: &mut dyn Sink,
+        ) -> Result<(), DecodeError> {
+            match request {
+                $(Request::$variant $({ $($field),* })? => {
+                    $($( <$codec>::put($field, sink)?; )*)?
+                })*
+            }
+            Ok(())
+        }
+
+        pub(super) fn get_request<'a>(
+            opcode: u8,
+            reader: &mut Reader<'a>,
+        ) -> Result<Request<'a>, DecodeError> {
+            Ok(match opcode {
+                $($code => Request::$variant $({ $( $field: <$codec>::get(reader)? ),* })?,)*
+                _ => return Err(DecodeError::UnknownOpcode(opcode)),
+            })
+        }
+    };
+}
+
+requests! {
+    /// A request. The reply each expects is [`Response::Err`] or the kind its doc names.
+    ///
+    /// [`Response::Err`]: super::Response::Err
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Request<'a> {
+        /// Opens a session speaking wire version `version`. Replies `Ok`.
+        Hello = 0x01 {
+            /// The highest wire version the client speaks.
+            version: u8 as u8,
+        },
+        /// Attaches this channel to the descriptions a parent shared with [`Request::Fork`].
+        /// Replies `Ok`.
+        Attach = 0x02 {
+            /// The token the parent's `Fork` returned.
+            token: u64 as u64,
+        },
+        /// Prepares a `fork`: the server keeps this client's descriptions for a child that
+        /// attaches. Replies `Token`.
+        Fork = 0x03,
+
+        /// `stat`, `lstat`, `fstat`, `fstatat`. Replies `Attr`.
+        Stat = 0x10 {
+            /// What to inspect.
+            target: Target<'a> as Target<'a>,
+        },
+        /// `access`, `faccessat`. Replies `Ok`.
+        Access = 0x11 {
+            /// What to check.
+            target: Target<'a> as Target<'a>,
+            /// The access asked about.
+            mask: AccessMask as AccessMask,
+            /// Check with the effective rather than the real ids (`AT_EACCESS`).
+            effective: bool as bool,
+        },
+        /// `open`, `openat`, `creat`. Replies `Opened`.
+        Open = 0x12 {
+            /// Directory description `path` starts from; `None`: the served root.
+            at: Option<u32> as Option<u32>,
+            /// The file.
+            path: &'a [u8] as Path,
+            /// How to open it.
+            flags: OpenOptions as OpenOptions,
+            /// Permission bits of a created file, the client's umask applied.
+            mode: u32 as Perm,
+        },
+        /// `mkdir`, `mkdirat`. Replies `Ok`.
+        Mkdir = 0x13 {
+            /// Directory description `path` starts from; `None`: the served root.
+            at: Option<u32> as Option<u32>,
+            /// The new directory.
+            path: &'a [u8] as Path,
+            /// Its permission bits, the client's umask applied.
+            mode: u32 as Perm,
+        },
+        /// `rmdir`, `unlinkat(AT_REMOVEDIR)`. Replies `Ok`.
+        Rmdir = 0x14 {
+            /// Directory description `path` starts from; `None`: the served root.
+            at: Option<u32> as Option<u32>,
+            /// The directory to remove.
+            path: &'a [u8] as Path,
+        },
+        /// `unlink`, `unlinkat`. Replies `Ok`.
+        Unlink = 0x15 {
+            /// Directory description `path` starts from; `None`: the served root.
+            at: Option<u32> as Option<u32>,
+            /// The name to remove.
+            path: &'a [u8] as Path,
+        },
+        /// `rename`, `renameat`, `renameat2`. Replies `Ok`.
+        Rename = 0x16 {
+            /// Directory description `old_path` starts from; `None`: the served root.
+            old_at: Option<u32> as Option<u32>,
+            /// The name to move.
+            old_path: &'a [u8] as Path,
+            /// Directory description `new_path` starts from; `None`: the served root.
+            new_at: Option<u32> as Option<u32>,
+            /// Where to move it.
+            new_path: &'a [u8] as Path,
+            /// What to do with an existing `new_path`.
+            mode: RenameMode as RenameMode,
+        },
+        /// `link`, `linkat` (with `AT_SYMLINK_FOLLOW` or `AT_EMPTY_PATH`). Replies `Ok`.
+        Link = 0x17 {
+            /// The existing inode.
+            old: Target<'a> as Target<'a>,
+            /// Directory description `new_path` starts from; `None`: the served root.
+            new_at: Option<u32> as Option<u32>,
+            /// The new name.
+            new_path: &'a [u8] as Path,
+        },
+        /// `symlink`, `symlinkat`. Replies `Ok`.
+        Symlink = 0x18 {
+            /// The link's content: 1 to `PATH_MAX` bytes, no NUL; stored as it is.
+            target: &'a [u8] as Path,
+            /// Directory description `path` starts from; `None`: the served root.
+            at: Option<u32> as Option<u32>,
+            /// The new link.
+            path: &'a [u8] as Path,
+        },
+        /// `readlink`, `readlinkat`. Replies `Data` (at most `max` bytes, truncated as
+        /// `readlink` truncates).
+        Readlink = 0x19 {
+            /// Directory description `path` starts from; `None`: the served root.
+            at: Option<u32> as Option<u32>,
+            /// The link.
+            path: &'a [u8] as Path,
+            /// The client's buffer size, at most `PATH_MAX` (a client clamps larger ones).
+            max: u32 as Max<PATH_MAX_U32>,
+        },
+        /// `truncate`, `ftruncate`. Replies `Ok`.
+        Truncate = 0x1a {
+            /// The file.
+            target: Target<'a> as Target<'a>,
+            /// The new size.
+            size: u64 as u64,
+        },
+        /// `chmod`, `fchmod`, `fchmodat`. Replies `Ok`.
+        Chmod = 0x1b {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The new permission bits.
+            mode: u32 as Perm,
+        },
+        /// `chown`, `lchown`, `fchown`, `fchownat`. Replies `Ok`.
+        Chown = 0x1c {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The new owner; `None` (the `-1` of `chown`) keeps it.
+            uid: Option<u32> as Option<u32>,
+            /// The new group; `None` keeps it.
+            gid: Option<u32> as Option<u32>,
+        },
+        /// `utimensat`, `futimens` (and `utimes` and friends through them). Replies `Ok`.
+        Utimens = 0x1d {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The new access time.
+            atime: TimeSet as TimeSet,
+            /// The new modification time.
+            mtime: TimeSet as TimeSet,
+        },
+        /// `statfs`, `fstatfs`, `statvfs`. Replies `StatFs`.
+        Statfs = 0x1e {
+            /// Any inode of the filesystem.
+            target: Target<'a> as Target<'a>,
+        },
+        /// `getxattr`, `lgetxattr`, `fgetxattr`. Replies `Data`, or `Size` when `max` is 0.
+        GetXattr = 0x1f {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The attribute: 1 to `XATTR_NAME_MAX` bytes, no NUL.
+            name: &'a [u8] as XattrName,
+            /// The client's buffer size, at most `XATTR_SIZE_MAX`; 0 asks for the size.
+            max: u32 as Max<XATTR_SIZE_MAX_U32>,
+        },
+        /// `setxattr`, `lsetxattr`, `fsetxattr`. Replies `Ok`.
+        SetXattr = 0x20 {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The attribute: 1 to `XATTR_NAME_MAX` bytes, no NUL.
+            name: &'a [u8] as XattrName,
+            /// The value: at most `XATTR_SIZE_MAX` bytes.
+            value: &'a [u8] as XattrValue,
+            /// What to do when the attribute exists or does not.
+            mode: XattrMode as XattrMode,
+        },
+        /// `listxattr`, `llistxattr`, `flistxattr`. Replies `Data` (NUL-terminated names), or
+        /// `Size` when `max` is 0.
+        ListXattr = 0x21 {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The client's buffer size, at most `XATTR_SIZE_MAX`; 0 asks for the size.
+            max: u32 as Max<XATTR_SIZE_MAX_U32>,
+        },
+        /// `removexattr`, `lremovexattr`, `fremovexattr`. Replies `Ok`.
+        RemoveXattr = 0x22 {
+            /// The inode.
+            target: Target<'a> as Target<'a>,
+            /// The attribute: 1 to `XATTR_NAME_MAX` bytes, no NUL.
+            name: &'a [u8] as XattrName,
+        },
+
+        /// `read`, `readv`: at the description's offset, which moves. Replies `Data`.
+        Read = 0x30 {
+            /// The description.
+            fd: u32 as u32,
+            /// Most bytes to read, at most `MAX_IO`.
+            len: u32 as Max<MAX_IO_U32>,
+        },
+        /// `pread`, `preadv`: at `offset`; the description's offset stays. Replies `Data`.
+        Pread = 0x31 {
+            /// The description.
+            fd: u32 as u32,
+            /// Where to read.
+            offset: u64 as u64,
+            /// Most bytes to read, at most `MAX_IO`.
+            len: u32 as Max<MAX_IO_U32>,
+        },
+        /// `write`, `writev`: at the description's offset (or the end with `O_APPEND`).
+        /// Replies `Size`, the count written.
+        Write = 0x32 {
+            /// The description.
+            fd: u32 as u32,
+            /// The bytes, at most `MAX_IO`.
+            data: &'a [u8] as Data,
+        },
+        /// `pwrite`, `pwritev`. Replies `Size`, the count written.
+        Pwrite = 0x33 {
+            /// The description.
+            fd: u32 as u32,
+            /// Where to write.
+            offset: u64 as u64,
+            /// The bytes, at most `MAX_IO`.
+            data: &'a [u8] as Data,
+        },
+        /// `lseek`. Replies `Offset`. On a directory description it is also `rewinddir`
+        /// (`Set` to 0), `telldir` (`Cur` by 0: the readdir cookie) and `seekdir` (`Set` to a
+        /// cookie), so no other directory-position request exists.
+        Lseek = 0x34 {
+            /// The description.
+            fd: u32 as u32,
+            /// The offset, relative to `whence`.
+            offset: i64 as i64,
+            /// Where `offset` counts from.
+            whence: Whence as Whence,
+        },
+        /// `fsync`, `fdatasync`. Replies `Ok`.
+        Fsync = 0x35 {
+            /// The description.
+            fd: u32 as u32,
+            /// Only data, not metadata (`fdatasync`).
+            datasync: bool as bool,
+        },
+        /// `fallocate`, `posix_fallocate`. Replies `Ok`.
+        Fallocate = 0x36 {
+            /// The description.
+            fd: u32 as u32,
+            /// What to do with the range.
+            mode: FallocateMode as FallocateMode,
+            /// Start of the range.
+            offset: u64 as u64,
+            /// Length of the range.
+            len: u64 as u64,
+        },
+        /// `dup`, `dup2`, `dup3`, `fcntl(F_DUPFD)`: a second id for the same description.
+        /// Replies `Fd`.
+        Dup = 0x37 {
+            /// The description.
+            fd: u32 as u32,
+        },
+        /// `close`: drops this id; the description goes with its last id. Replies `Ok`.
+        Close = 0x38 {
+            /// The description.
+            fd: u32 as u32,
+        },
+        /// `getdents64` (under `readdir`): entries from the description's position, which
+        /// moves past them. Replies `Dirents`, empty at the end.
+        Getdents = 0x39 {
+            /// A directory description.
+            fd: u32 as u32,
+            /// Most bytes of entries (as [`DirentList`](super::DirentList) counts them), at
+            /// most `MAX_IO`.
+            max: u32 as Max<MAX_IO_U32>,
+        },
+        /// `fcntl(F_GETFL)`. Replies `Flags`.
+        GetFlags = 0x3a {
+            /// The description.
+            fd: u32 as u32,
+        },
+        /// `fcntl(F_SETFL)`: the only status flags that can change. Replies `Ok`.
+        SetFlags = 0x3b {
+            /// The description.
+            fd: u32 as u32,
+            /// `O_APPEND`.
+            append: bool as bool,
+            /// `O_NONBLOCK`.
+            nonblock: bool as bool,
+        },
+    }
+}

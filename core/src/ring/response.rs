@@ -1,0 +1,284 @@
+//! Responses: what the server answers, and the directory listing they may carry.
+
+use super::codec::{Blob, Codec, Reader, Sink, Str, Writer, check_str};
+use super::{DecodeError, EncodeError, MAX_IO, OpenOptions};
+use crate::{Attr, DirEntry, Errno, FileType, Ino, NAME_MAX, StatFs};
+
+/// A response; its header carries the tag of the request it answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Response<'a> {
+    /// Success with nothing to report.
+    Ok,
+    /// Failure.
+    Err(Errno),
+    /// An inode's attributes (`Stat`).
+    Attr(Attr),
+    /// A new description and the attributes of what it opened (`Open`).
+    Opened {
+        /// The description's id, for the descriptor requests.
+        fd: u32,
+        /// The opened inode.
+        attr: Attr,
+    },
+    /// Bytes, at most `MAX_IO` (`Read`, `Pread`, `Readlink`, `GetXattr`, `ListXattr`).
+    Data(&'a [u8]),
+    /// A byte count (`Write`, `Pwrite`; `GetXattr` and `ListXattr` with `max` 0).
+    Size(u64),
+    /// A file offset (`Lseek`).
+    Offset(u64),
+    /// A new id for a description (`Dup`).
+    Fd(u32),
+    /// A description's flags (`GetFlags`).
+    Flags(OpenOptions),
+    /// Filesystem statistics (`Statfs`).
+    StatFs(StatFs),
+    /// Directory entries (`Getdents`).
+    Dirents(DirentList<'a>),
+    /// A token for [`Request::Attach`](super::Request::Attach) (`Fork`).
+    Token(u64),
+}
+
+mod kind {
+    pub(super) const OK: u8 = 0x80;
+    pub(super) const ERR: u8 = 0x81;
+    pub(super) const ATTR: u8 = 0x82;
+    pub(super) const OPENED: u8 = 0x83;
+    pub(super) const DATA: u8 = 0x84;
+    pub(super) const SIZE: u8 = 0x85;
+    pub(super) const OFFSET: u8 = 0x86;
+    pub(super) const FD: u8 = 0x87;
+    pub(super) const FLAGS: u8 = 0x88;
+    pub(super) const STATFS: u8 = 0x89;
+    pub(super) const DIRENTS: u8 = 0x8a;
+    pub(super) const TOKEN: u8 = 0x8b;
+}
+
+impl Response<'_> {
+    /// The kind byte of this response's header (the opcode field of a response).
+    pub const fn kind(&self) -> u8 {
+        match self {
+            Response::Ok => kind::OK,
+            Response::Err(_) => kind::ERR,
+            Response::Attr(_) => kind::ATTR,
+            Response::Opened { .. } => kind::OPENED,
+            Response::Data(_) => kind::DATA,
+            Response::Size(_) => kind::SIZE,
+            Response::Offset(_) => kind::OFFSET,
+            Response::Fd(_) => kind::FD,
+            Response::Flags(_) => kind::FLAGS,
+            Response::StatFs(_) => kind::STATFS,
+            Response::Dirents(_) => kind::DIRENTS,
+            Response::Token(_) => kind::TOKEN,
+        }
+    }
+}
+
+type Data = Blob<MAX_IO>;
+
+pub(super) fn put_response(
+    response: &Response<'_>,
+    sink: &mut dyn Sink,
+) -> Result<(), DecodeError> {
+    match response {
+        Response::Ok => Ok(()),
+        Response::Err(errno) => Errno::put(errno, sink),
+        Response::Attr(attr) => Attr::put(attr, sink),
+        Response::Opened { fd, attr } => {
+            u32::put(fd, sink)?;
+            Attr::put(attr, sink)
+        }
+        Response::Data(data) => Data::put(data, sink),
+        Response::Size(n) | Response::Offset(n) | Response::Token(n) => u64::put(n, sink),
+        Response::Fd(fd) => u32::put(fd, sink),
+        Response::Flags(flags) => OpenOptions::put(flags, sink),
+        Response::StatFs(statfs) => StatFs::put(statfs, sink),
+        Response::Dirents(list) => DirentList::put(list, sink),
+    }
+}
+
+pub(super) fn get_response<'a>(
+    kind: u8,
+    reader: &mut Reader<'a>,
+) -> Result<Response<'a>, DecodeError> {
+    Ok(match kind {
+        kind::OK => Response::Ok,
+        kind::ERR => Response::Err(Errno::get(reader)?),
+        kind::ATTR => Response::Attr(Attr::get(reader)?),
+        kind::OPENED => Response::Opened {
+            fd: u32::get(reader)?,
+            attr: Attr::get(reader)?,
+        },
+        kind::DATA => Response::Data(Data::get(reader)?),
+        kind::SIZE => Response::Size(u64::get(reader)?),
+        kind::OFFSET => Response::Offset(u64::get(reader)?),
+        kind::FD => Response::Fd(u32::get(reader)?),
+        kind::FLAGS => Response::Flags(OpenOptions::get(reader)?),
+        kind::STATFS => Response::StatFs(StatFs::get(reader)?),
+        kind::DIRENTS => Response::Dirents(DirentList::get(reader)?),
+        kind::TOKEN => Response::Token(u64::get(reader)?),
+        _ => return Err(DecodeError::UnknownOpcode(kind)),
+    })
+}
+
+/// A run of encoded directory entries, borrowed from a record or a [`DirentBuilder`].
+///
+/// Invariant: `bytes` is at most `MAX_IO` long and is a sequence of valid entries (checked by
+/// [`DirentList::new`] or guaranteed by the builder), so iterating cannot fail.
+///
+/// Each entry: `ino: u64`, `cookie: u64` (where a listing resumes after this entry), `kind: u8`
+/// (a `d_type` value), `name: u16` length and 1 to `NAME_MAX` bytes without NUL or `/`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DirentList<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> DirentList<'a> {
+    /// No entries: the end of a directory.
+    pub const EMPTY: DirentList<'static> = DirentList { bytes: &[] };
+
+    /// Checks that `bytes` holds whole, valid entries and at most `MAX_IO` bytes.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_IO {
+            return Err(DecodeError::TooLong);
+        }
+        let mut reader = Reader::new(bytes);
+        while !reader.is_empty() {
+            get_entry(&mut reader)?;
+        }
+        Ok(DirentList { bytes })
+    }
+
+    /// The encoded length of one entry whose name is `name_len` bytes long.
+    pub const fn entry_len(name_len: usize) -> usize {
+        8 + 8 + 1 + 2 + name_len
+    }
+
+    /// The encoded entries.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Whether there are no entries.
+    pub const fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The entries, in order.
+    pub fn iter(&self) -> DirentIter<'a> {
+        DirentIter {
+            reader: Reader::new(self.bytes),
+        }
+    }
+}
+
+impl<'a> IntoIterator for DirentList<'a> {
+    type Item = DirEntry<'a>;
+    type IntoIter = DirentIter<'a>;
+    fn into_iter(self) -> DirentIter<'a> {
+        self.iter()
+    }
+}
+
+/// The entries of a [`DirentList`].
+pub struct DirentIter<'a> {
+    reader: Reader<'a>,
+}
+
+impl<'a> Iterator for DirentIter<'a> {
+    type Item = DirEntry<'a>;
+    fn next(&mut self) -> Option<DirEntry<'a>> {
+        // The list was validated when it was made, so an error here cannot happen; it would
+        // end the iteration rather than panic.
+        get_entry(&mut self.reader).ok()
+    }
+}
+
+fn check_entry_name(name: &[u8]) -> Result<(), DecodeError> {
+    check_str(name, NAME_MAX)?;
+    if name.contains(&b'/') {
+        Err(DecodeError::SlashInName)
+    } else {
+        Ok(())
+    }
+}
+
+fn put_entry(entry: &DirEntry<'_>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    check_entry_name(entry.name)?;
+    u64::put(&entry.ino.0, sink)?;
+    u64::put(&entry.cookie, sink)?;
+    FileType::put(&entry.kind, sink)?;
+    Str::<NAME_MAX>::put(&entry.name, sink)
+}
+
+fn get_entry<'a>(reader: &mut Reader<'a>) -> Result<DirEntry<'a>, DecodeError> {
+    let entry = DirEntry {
+        ino: Ino(u64::get(reader)?),
+        cookie: u64::get(reader)?,
+        kind: FileType::get(reader)?,
+        name: Str::<NAME_MAX>::get(reader)?,
+    };
+    check_entry_name(entry.name).map(|()| entry)
+}
+
+/// A `u32` byte length, then the entries.
+impl<'a> Codec<'a> for DirentList<'a> {
+    type Value = DirentList<'a>;
+    fn put(value: &DirentList<'a>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+        Data::put(&value.bytes, sink)
+    }
+    fn get(reader: &mut Reader<'a>) -> Result<DirentList<'a>, DecodeError> {
+        DirentList::new(Data::get(reader)?)
+    }
+}
+
+/// Fills a buffer with directory entries until the next one does not fit, then hands them
+/// over as a [`DirentList`] (for [`Response::Dirents`]).
+pub struct DirentBuilder<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> DirentBuilder<'b> {
+    /// A builder writing into `buf`; it uses at most `MAX_IO` bytes of it.
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        let cap = buf.len().min(MAX_IO);
+        let (buf, _) = buf.split_at_mut(cap);
+        DirentBuilder { buf, len: 0 }
+    }
+
+    /// Appends `entry` if it fits: `Ok(true)` if it was added, `Ok(false)` if the buffer is
+    /// too full (nothing was written), an error if the entry's name is not a valid entry name
+    /// (empty, longer than `NAME_MAX`, or holding NUL or `/`).
+    pub fn push(&mut self, entry: &DirEntry<'_>) -> Result<bool, EncodeError> {
+        check_entry_name(entry.name).map_err(EncodeError::Invalid)?;
+        let end = self
+            .len
+            .saturating_add(DirentList::entry_len(entry.name.len()));
+        let Some(slot) = self.buf.get_mut(self.len..end) else {
+            return Ok(false);
+        };
+        let mut writer = Writer::new(slot);
+        put_entry(entry, &mut writer).map_err(EncodeError::Invalid)?;
+        debug_assert!(writer.filled());
+        self.len = end;
+        Ok(true)
+    }
+
+    /// Bytes used so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no entry has been added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entries added.
+    pub fn finish(self) -> DirentList<'b> {
+        let buf: &'b [u8] = self.buf;
+        DirentList {
+            bytes: buf.get(..self.len).unwrap_or_default(),
+        }
+    }
+}
