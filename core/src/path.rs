@@ -6,12 +6,17 @@
 //! `..`, repeated and trailing slashes (a trailing slash requires a directory), and enforces
 //! `NAME_MAX` per component and `PATH_MAX` per path.
 //!
+//! [`resolve_at`] and [`resolve_parent_at`] are the `*at` forms: a relative path starts at a
+//! given directory (the `dirfd` of `openat`), an absolute one still at the filesystem root.
+//!
 //! The filesystem usually appears at a mount point of a larger namespace. Give that mount point
 //! as `mount` and a walk that leaves the filesystem (an absolute symlink pointing elsewhere, or
 //! `..` above the root) stops with [`Resolved::Outside`] and the host path to continue with;
 //! without `mount` the filesystem is its own root, as in a chroot.
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use crate::error::{Errno, Result};
 use crate::fs::Filesystem;
@@ -49,6 +54,25 @@ pub enum Follow {
     NoFollow,
 }
 
+/// Where [`Walk::walk_to_last`] stopped: the path it walked last (the caller's, unless a
+/// symlink replaced it), the last component's place in it, and whether a slash followed it.
+struct Last<'p> {
+    path: Cow<'p, [u8]>,
+    name: Range<usize>,
+    slash: bool,
+}
+
+impl Last<'_> {
+    /// The last component; `.` for a path that ends at a directory (`/`).
+    fn name(&self) -> &[u8] {
+        if self.name.is_empty() {
+            b"."
+        } else {
+            self.path.get(self.name.clone()).unwrap_or(b".")
+        }
+    }
+}
+
 /// A walk in progress: the directory reached, the names leading to it, and the links met.
 struct Walk<'a, F: ?Sized> {
     fs: &'a F,
@@ -56,7 +80,10 @@ struct Walk<'a, F: ?Sized> {
     mount: Option<&'a [u8]>,
     /// Names from the filesystem root to `dir`, to name the host path if the walk leaves.
     trail: Vec<Vec<u8>>,
-    dir: Attr,
+    /// The directory reached.
+    dir: Ino,
+    /// Its attributes, when a step already returned them.
+    dir_attr: Option<Attr>,
     links: u32,
 }
 
@@ -72,14 +99,39 @@ fn join(mut head: Vec<u8>, rest: &[u8]) -> Vec<u8> {
 }
 
 impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
-    fn new(fs: &'a F, cred: &'a Credentials, mount: Option<&'a [u8]>) -> Result<Self> {
-        let dir = fs.find(cred, Ino::ROOT, b".")?;
+    /// A walk of `path` from `start`, or from the root if `path` is absolute. The start must be
+    /// a directory (`ENOTDIR`) the caller may search (`EACCES`), as Linux's `path_init` and
+    /// first `may_lookup` want.
+    ///
+    /// The names leading to a start other than the root are not known, and need not be: they
+    /// only serve to name the host path when a walk leaves through the root, and a walk at the
+    /// root has none left, however it got there.
+    fn new(
+        fs: &'a F,
+        cred: &'a Credentials,
+        mount: Option<&'a [u8]>,
+        start: Ino,
+        path: &[u8],
+    ) -> Result<Self> {
+        let start = if path.first() == Some(&b'/') {
+            Ino::ROOT
+        } else {
+            start
+        };
+        // The root is a directory, and the first step from it checks search permission on it:
+        // only another start needs checking up front.
+        let dir_attr = if start == Ino::ROOT {
+            None
+        } else {
+            Some(fs.find(cred, start, b".")?)
+        };
         Ok(Walk {
             fs,
             cred,
             mount,
             trail: Vec::new(),
-            dir,
+            dir: start,
+            dir_attr,
             links: 0,
         })
     }
@@ -101,7 +153,9 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
     }
 
     fn go_root(&mut self) -> Result<()> {
-        self.dir = self.fs.find(self.cred, Ino::ROOT, b".")?;
+        if self.dir != Ino::ROOT {
+            self.enter(Ino::ROOT, None);
+        }
         self.trail.clear();
         Ok(())
     }
@@ -136,10 +190,12 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
         }
     }
 
-    /// Walks `path` up to (not including) its last component; returns that component and
-    /// whether a slash followed it, or the host path if the walk left the filesystem.
-    fn walk_to_last(&mut self, path: &[u8]) -> Result<Resolved<(Vec<u8>, bool)>> {
-        let mut buf: Vec<u8> = path.to_vec();
+    /// Walks `path` up to (not including) its last component; returns the path walked last
+    /// (`path` itself unless a symlink replaced it), the last component's range in it, and
+    /// whether a slash followed it; or the host path if the walk left the filesystem. Nothing
+    /// is allocated unless a symlink is followed or the walk must track names for `mount`.
+    fn walk_to_last<'p>(&mut self, path: Cow<'p, [u8]>) -> Result<Resolved<Last<'p>>> {
+        let mut buf = path;
         let mut pos = 0;
         loop {
             if buf.get(pos) == Some(&b'/') {
@@ -152,33 +208,38 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
                 .iter()
                 .position(|&b| b == b'/')
                 .map_or(buf.len(), |i| pos + i);
-            let name = buf[pos..end].to_vec();
+            let name = pos..end;
             let mut next = end;
             while buf.get(next) == Some(&b'/') {
                 next += 1;
             }
             if next >= buf.len() {
-                let name = if name.is_empty() { b".".to_vec() } else { name };
-                return Ok(Resolved::Inside((name, end < buf.len())));
+                let slash = end < buf.len();
+                return Ok(Resolved::Inside(Last {
+                    path: buf,
+                    name,
+                    slash,
+                }));
             }
             pos = next;
-            if name == b"." {
+            if &buf[name.clone()] == b"." {
                 continue;
             }
-            if name == b".." {
-                if self.dir.ino == Ino::ROOT && self.mount.is_some() {
+            if &buf[name.clone()] == b".." {
+                if self.dir == Ino::ROOT && self.mount.is_some() {
                     return Ok(Resolved::Outside(self.outside(true, &buf[pos..])));
                 }
-                self.dir = self.fs.find(self.cred, self.dir.ino, b"..")?;
+                let up = self.fs.find(self.cred, self.dir, b"..")?;
+                self.enter(up.ino, Some(up));
                 self.trail.pop();
                 continue;
             }
-            let attr = self.fs.find(self.cred, self.dir.ino, &name)?;
+            let attr = self.fs.find(self.cred, self.dir, &buf[name.clone()])?;
             if attr.kind == FileType::Symlink {
                 match self.splice(attr.ino, &buf[pos..])? {
                     Resolved::Outside(host) => return Ok(Resolved::Outside(host)),
                     Resolved::Inside(next_path) => {
-                        buf = next_path;
+                        buf = Cow::Owned(next_path);
                         pos = 0;
                         continue;
                     }
@@ -187,8 +248,28 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
             if attr.kind != FileType::Directory {
                 return Err(Errno::NotADirectory);
             }
-            self.trail.push(name);
-            self.dir = attr;
+            // The names only serve to spell a host path when a walk leaves `mount`.
+            if self.mount.is_some() {
+                self.trail.push(buf[name].to_vec());
+            }
+            self.enter(attr.ino, Some(attr));
+        }
+    }
+
+    fn enter(&mut self, dir: Ino, attr: Option<Attr>) {
+        self.dir = dir;
+        self.dir_attr = attr;
+    }
+
+    /// The attributes of the directory reached.
+    fn dir_attr(&mut self) -> Result<Attr> {
+        match self.dir_attr {
+            Some(attr) => Ok(attr),
+            None => {
+                let attr = self.fs.find(self.cred, self.dir, b".")?;
+                self.dir_attr = Some(attr);
+                Ok(attr)
+            }
         }
     }
 }
@@ -217,23 +298,41 @@ pub fn resolve<F: Filesystem + ?Sized>(
     path: &[u8],
     follow: Follow,
 ) -> Result<Resolved<Attr>> {
+    resolve_at(fs, cred, mount, Ino::ROOT, path, follow)
+}
+
+/// Resolves `path` to the inode it names, a relative path from the directory `start` and an
+/// absolute one from the filesystem root (`fstatat(2)` with a `dirfd`).
+///
+/// Errors are [`resolve`]'s, and for a relative path `ENOTDIR` if `start` is not a directory
+/// and `EACCES` if the caller may not search it.
+pub fn resolve_at<F: Filesystem + ?Sized>(
+    fs: &F,
+    cred: &Credentials,
+    mount: Option<&[u8]>,
+    start: Ino,
+    path: &[u8],
+    follow: Follow,
+) -> Result<Resolved<Attr>> {
     check_path(path)?;
-    let mut walk = Walk::new(fs, cred, mount)?;
-    let mut path = path.to_vec();
+    let mut walk = Walk::new(fs, cred, mount, start, path)?;
+    let mut path = Cow::Borrowed(path);
     loop {
-        let (name, slash) = match walk.walk_to_last(&path)? {
+        let last = match walk.walk_to_last(path)? {
             Resolved::Outside(host) => return Ok(Resolved::Outside(host)),
             Resolved::Inside(last) => last,
         };
-        if name == b".." && walk.dir.ino == Ino::ROOT && mount.is_some() {
+        let slash = last.slash;
+        let name = last.name();
+        if name == b".." && walk.dir == Ino::ROOT && mount.is_some() {
             return Ok(Resolved::Outside(walk.outside(true, b"")));
         }
-        let attr = fs.find(cred, walk.dir.ino, &name)?;
+        let attr = fs.find(cred, walk.dir, name)?;
         if attr.kind == FileType::Symlink && (follow == Follow::Follow || slash) {
             match walk.splice(attr.ino, if slash { b"." } else { b"" })? {
                 Resolved::Outside(host) => return Ok(Resolved::Outside(host)),
                 Resolved::Inside(next) => {
-                    path = next;
+                    path = Cow::Owned(next);
                     continue;
                 }
             }
@@ -253,14 +352,26 @@ pub fn resolve_parent<F: Filesystem + ?Sized>(
     mount: Option<&[u8]>,
     path: &[u8],
 ) -> Result<Resolved<Parent>> {
+    resolve_parent_at(fs, cred, mount, Ino::ROOT, path)
+}
+
+/// [`resolve_parent`] for a relative path taken from the directory `start` (`mkdirat(2)` and
+/// the other `*at` calls that create or remove); an absolute path starts at the root.
+pub fn resolve_parent_at<F: Filesystem + ?Sized>(
+    fs: &F,
+    cred: &Credentials,
+    mount: Option<&[u8]>,
+    start: Ino,
+    path: &[u8],
+) -> Result<Resolved<Parent>> {
     check_path(path)?;
-    let mut walk = Walk::new(fs, cred, mount)?;
-    match walk.walk_to_last(path)? {
+    let mut walk = Walk::new(fs, cred, mount, start, path)?;
+    match walk.walk_to_last(Cow::Borrowed(path))? {
         Resolved::Outside(host) => Ok(Resolved::Outside(host)),
-        Resolved::Inside((name, trailing_slash)) => Ok(Resolved::Inside(Parent {
-            dir: walk.dir,
-            name,
-            trailing_slash,
+        Resolved::Inside(last) => Ok(Resolved::Inside(Parent {
+            dir: walk.dir_attr()?,
+            name: last.name().to_vec(),
+            trailing_slash: last.slash,
         })),
     }
 }
@@ -369,5 +480,94 @@ mod tests {
             panic!("outside")
         };
         assert_eq!((top.dir.ino, &top.name[..]), (Ino::ROOT, &b"."[..]));
+    }
+
+    fn ino_at(fs: &MemFs<MemPool>, start: Ino, path: &[u8]) -> Result<Resolved<u64>> {
+        let at = resolve_at(fs, &Credentials::root(), None, start, path, Follow::Follow);
+        at.map(|r| match r {
+            Resolved::Inside(a) => Resolved::Inside(a.ino.0),
+            Resolved::Outside(p) => Resolved::Outside(p),
+        })
+    }
+
+    #[test]
+    fn relative_paths_start_at_the_given_directory() {
+        let fs = sample();
+        let root = Credentials::root();
+        let a = fs.find(&root, Ino::ROOT, b"a").unwrap().ino;
+        let b = fs.find(&root, a, b"b").unwrap().ino;
+        let f = ino_of(&fs, b"/a/b/f").unwrap();
+        assert_eq!(ino_at(&fs, a, b"b/f").unwrap(), f);
+        assert_eq!(ino_at(&fs, a, b"./b/../b//f").unwrap(), f);
+        assert_eq!(ino_at(&fs, a, b"up").unwrap(), f);
+        assert_eq!(ino_at(&fs, b, b"../../rel").unwrap(), f);
+        assert_eq!(ino_at(&fs, a, b".").unwrap(), Resolved::Inside(a.0));
+        assert_eq!(ino_at(&fs, b, b"..").unwrap(), Resolved::Inside(a.0));
+        assert_eq!(ino_at(&fs, a, b"f"), Err(Errno::NotFound));
+        // An absolute path ignores the start, even one that is not a directory.
+        let Resolved::Inside(file) = f else {
+            panic!("outside")
+        };
+        assert_eq!(ino_at(&fs, b, b"/a").unwrap(), Resolved::Inside(a.0));
+        assert_eq!(
+            ino_at(&fs, Ino(file), b"/a").unwrap(),
+            Resolved::Inside(a.0)
+        );
+        assert_eq!(ino_at(&fs, Ino(file), b"x"), Err(Errno::NotADirectory));
+        assert_eq!(ino_at(&fs, Ino(file), b"."), Err(Errno::NotADirectory));
+        assert_eq!(ino_at(&fs, Ino(9999), b"x"), Err(Errno::NotFound));
+        // The path's own checks come first.
+        assert_eq!(ino_at(&fs, Ino(file), b""), Err(Errno::NotFound));
+
+        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, None, a, b"b/new/").unwrap() else {
+            panic!("outside")
+        };
+        assert_eq!(
+            (p.dir.ino, &p.name[..], p.trailing_slash),
+            (b, &b"new"[..], true)
+        );
+        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, None, b, b"x").unwrap() else {
+            panic!("outside")
+        };
+        assert_eq!((p.dir.ino, &p.name[..]), (b, &b"x"[..]));
+        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, None, b, b"/y").unwrap() else {
+            panic!("outside")
+        };
+        assert_eq!((p.dir.ino, &p.name[..]), (Ino::ROOT, &b"y"[..]));
+        let through_file = resolve_parent_at(&fs, &root, None, Ino(file), b"x");
+        assert_eq!(through_file, Err(Errno::NotADirectory));
+    }
+
+    #[test]
+    fn start_directory_needs_search_permission() {
+        let fs = sample();
+        let root = Credentials::root();
+        let alice = Credentials::user(1000, 1000);
+        let a = fs.find(&root, Ino::ROOT, b"a").unwrap().ino;
+        let b = fs.find(&root, a, b"b").unwrap().ino;
+        for path in [&b"f"[..], b".", b".."] {
+            let walk = resolve_at(&fs, &alice, None, b, path, Follow::Follow);
+            assert_eq!(walk, Err(Errno::PermissionDenied), "{path:?}");
+        }
+        let parent = resolve_parent_at(&fs, &alice, None, b, b"new");
+        assert_eq!(parent, Err(Errno::PermissionDenied));
+        assert!(resolve_at(&fs, &alice, None, b, b"/a", Follow::Follow).is_ok());
+        assert!(resolve_at(&fs, &alice, None, a, b"b", Follow::Follow).is_ok());
+    }
+
+    #[test]
+    fn walk_from_a_directory_leaves_the_mount_through_the_root() {
+        let fs = sample();
+        let root = Credentials::root();
+        let a = fs.find(&root, Ino::ROOT, b"a").unwrap().ino;
+        let mount = Some(&b"/mnt/bt"[..]);
+        let out = |p: &[u8]| resolve_at(&fs, &root, mount, a, p, Follow::Follow).unwrap();
+        assert_eq!(out(b"../../x/y"), Resolved::Outside(b"/mnt/x/y".to_vec()));
+        assert_eq!(out(b"b/../../.."), Resolved::Outside(b"/mnt".to_vec()));
+        assert_eq!(out(b"../host"), Resolved::Outside(b"/etc/passwd".to_vec()));
+        let Resolved::Inside(b) = out(b"b/") else {
+            panic!("outside")
+        };
+        assert_eq!(b.kind, FileType::Directory);
     }
 }

@@ -19,7 +19,7 @@ use btfuse_core::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const ERRNOS: [Errno; 22] = [
+const ERRNOS: [Errno; 23] = [
     Errno::NotPermitted,
     Errno::NotFound,
     Errno::Io,
@@ -42,6 +42,7 @@ const ERRNOS: [Errno; 22] = [
     Errno::NoData,
     Errno::NotSupported,
     Errno::Overflow,
+    Errno::TooManyOpenFiles,
 ];
 
 const FILE_TYPES: [FileType; 7] = [
@@ -1278,6 +1279,7 @@ fn errno_codes_round_trip() {
         ("EINVAL", 22),
         ("EFBIG", 27),
         ("ENOSPC", 28),
+        ("EMFILE", 24),
         ("EMLINK", 31),
         ("ERANGE", 34),
         ("ENAMETOOLONG", 36),

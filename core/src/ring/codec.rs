@@ -104,7 +104,7 @@ impl<'a> Reader<'a> {
 /// is either that type itself or a marker naming a bound (see [`Str`], [`Blob`], [`Max`]).
 pub(super) trait Codec<'a> {
     type Value;
-    fn put(value: &Self::Value, sink: &mut dyn Sink) -> Result<(), DecodeError>;
+    fn put<S: Sink + ?Sized>(value: &Self::Value, sink: &mut S) -> Result<(), DecodeError>;
     fn get(reader: &mut Reader<'a>) -> Result<Self::Value, DecodeError>;
 }
 
@@ -112,7 +112,7 @@ macro_rules! int_codec {
     ($($int:ty),*) => {$(
         impl<'a> Codec<'a> for $int {
             type Value = $int;
-            fn put(value: &$int, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+            fn put<S: Sink + ?Sized>(value: &$int, sink: &mut S) -> Result<(), DecodeError> {
                 sink.put(&value.to_le_bytes());
                 Ok(())
             }
@@ -129,7 +129,7 @@ macro_rules! enum_codec {
     ($ty:ident { $($variant:ident = $code:literal),* $(,)? }) => {
         impl<'a> Codec<'a> for $ty {
             type Value = $ty;
-            fn put(value: &$ty, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+            fn put<S: Sink + ?Sized>(value: &$ty, sink: &mut S) -> Result<(), DecodeError> {
                 sink.put(&[match value { $($ty::$variant => $code),* }]);
                 Ok(())
             }
@@ -148,7 +148,7 @@ macro_rules! flags_codec {
     ($ty:ident: $bits:ty { $($field:ident = $bit:expr),* $(,)? }) => {
         impl<'a> Codec<'a> for $ty {
             type Value = $ty;
-            fn put(value: &$ty, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+            fn put<S: Sink + ?Sized>(value: &$ty, sink: &mut S) -> Result<(), DecodeError> {
                 let mut bits: $bits = 0;
                 $(if value.$field { bits |= $bit; })*
                 <$bits>::put(&bits, sink)
@@ -167,7 +167,7 @@ pub(super) use flags_codec;
 
 impl<'a> Codec<'a> for bool {
     type Value = bool;
-    fn put(value: &bool, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &bool, sink: &mut S) -> Result<(), DecodeError> {
         sink.put(&[u8::from(*value)]);
         Ok(())
     }
@@ -183,7 +183,7 @@ impl<'a> Codec<'a> for bool {
 /// Present flag and value; an absent value must be zero.
 impl<'a> Codec<'a> for Option<u32> {
     type Value = Option<u32>;
-    fn put(value: &Option<u32>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &Option<u32>, sink: &mut S) -> Result<(), DecodeError> {
         bool::put(&value.is_some(), sink)?;
         u32::put(&value.unwrap_or(0), sink)
     }
@@ -201,7 +201,7 @@ pub(super) struct Max<const MAX: u32>;
 
 impl<'a, const MAX: u32> Codec<'a> for Max<MAX> {
     type Value = u32;
-    fn put(value: &u32, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &u32, sink: &mut S) -> Result<(), DecodeError> {
         check_max(*value, MAX)?;
         u32::put(value, sink)
     }
@@ -224,7 +224,7 @@ pub(super) struct Perm;
 
 impl<'a> Codec<'a> for Perm {
     type Value = u32;
-    fn put(value: &u32, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &u32, sink: &mut S) -> Result<(), DecodeError> {
         check_perm(*value)?;
         u32::put(value, sink)
     }
@@ -247,7 +247,7 @@ pub(super) struct Str<const MAX: usize>;
 
 impl<'a, const MAX: usize> Codec<'a> for Str<MAX> {
     type Value = &'a [u8];
-    fn put(value: &&'a [u8], sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &&'a [u8], sink: &mut S) -> Result<(), DecodeError> {
         check_str(value, MAX)?;
         let len = u16::try_from(value.len()).map_err(|_| DecodeError::TooLong)?;
         u16::put(&len, sink)?;
@@ -281,7 +281,7 @@ pub(super) struct Blob<const MAX: usize>;
 
 impl<'a, const MAX: usize> Codec<'a> for Blob<MAX> {
     type Value = &'a [u8];
-    fn put(value: &&'a [u8], sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &&'a [u8], sink: &mut S) -> Result<(), DecodeError> {
         let len = u32::try_from(value.len())
             .ok()
             .filter(|&len| len as usize <= MAX)
@@ -301,7 +301,7 @@ impl<'a, const MAX: usize> Codec<'a> for Blob<MAX> {
 
 impl<'a> Codec<'a> for Timestamp {
     type Value = Timestamp;
-    fn put(value: &Timestamp, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &Timestamp, sink: &mut S) -> Result<(), DecodeError> {
         Timestamp::new(value.secs, value.nanos).ok_or(DecodeError::BadValue)?;
         i64::put(&value.secs, sink)?;
         u32::put(&value.nanos, sink)
@@ -315,7 +315,7 @@ impl<'a> Codec<'a> for Timestamp {
 /// Kind byte (0 omit, 1 now, 2 at), then a timestamp that is zero unless the kind is 2.
 impl<'a> Codec<'a> for TimeSet {
     type Value = TimeSet;
-    fn put(value: &TimeSet, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &TimeSet, sink: &mut S) -> Result<(), DecodeError> {
         let (kind, time) = match *value {
             TimeSet::Omit => (0, Timestamp::EPOCH),
             TimeSet::Now => (1, Timestamp::EPOCH),
@@ -380,7 +380,7 @@ flags_codec!(AccessMask: u8 {
 /// The Linux errno number as an `i32`; a number no variant has is rejected.
 impl<'a> Codec<'a> for Errno {
     type Value = Errno;
-    fn put(value: &Errno, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &Errno, sink: &mut S) -> Result<(), DecodeError> {
         i32::put(&value.code(), sink)
     }
     fn get(reader: &mut Reader<'a>) -> Result<Errno, DecodeError> {
@@ -390,7 +390,7 @@ impl<'a> Codec<'a> for Errno {
 
 impl<'a> Codec<'a> for Attr {
     type Value = Attr;
-    fn put(value: &Attr, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &Attr, sink: &mut S) -> Result<(), DecodeError> {
         u64::put(&value.ino.0, sink)?;
         FileType::put(&value.kind, sink)?;
         Perm::put(&value.perm, sink)?;
@@ -426,7 +426,7 @@ impl<'a> Codec<'a> for Attr {
 
 impl<'a> Codec<'a> for StatFs {
     type Value = StatFs;
-    fn put(value: &StatFs, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &StatFs, sink: &mut S) -> Result<(), DecodeError> {
         u32::put(&value.block_size, sink)?;
         for count in [
             value.blocks,

@@ -136,7 +136,7 @@
 //!
 //! An [`Errno`] travels as its Linux number ([`Errno::code`], decoded by
 //! [`Errno::from_code`]): EPERM 1, ENOENT 2, EIO 5, ENXIO 6, E2BIG 7, EBADF 9, EACCES 13,
-//! EBUSY 16, EEXIST 17, ENOTDIR 20, EISDIR 21, EINVAL 22, EFBIG 27, ENOSPC 28, EMLINK 31,
+//! EBUSY 16, EEXIST 17, ENOTDIR 20, EISDIR 21, EINVAL 22, EMFILE 24, EFBIG 27, ENOSPC 28, EMLINK 31,
 //! ERANGE 34, ENAMETOOLONG 36, ENOTEMPTY 39, ELOOP 40, ENODATA 61, EOVERFLOW 75,
 //! EOPNOTSUPP 95. Any other number is a malformed record.
 //!
@@ -308,14 +308,32 @@ fn decode<'a, T>(
 
 /// Encodes one record whose payload `put` writes: a counting pass sizes and validates it, then
 /// a writing pass fills `out`.
+/// A message's payload, written to any sink (generic, so each pass compiles to straight-line
+/// stores rather than a virtual call per field).
+trait Payload {
+    fn put<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), DecodeError>;
+}
+
+impl Payload for Request<'_> {
+    fn put<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), DecodeError> {
+        request::put_request(self, sink)
+    }
+}
+
+impl Payload for Response<'_> {
+    fn put<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), DecodeError> {
+        response::put_response(self, sink)
+    }
+}
+
 fn encode(
     tag: u64,
     opcode: u8,
     out: &mut [u8],
-    put: impl Fn(&mut dyn Sink) -> Result<(), DecodeError>,
+    message: &impl Payload,
 ) -> Result<usize, EncodeError> {
     let mut counter = Counter(HEADER_LEN);
-    put(&mut counter).map_err(EncodeError::Invalid)?;
+    message.put(&mut counter).map_err(EncodeError::Invalid)?;
     let len = counter.0;
     let declared = u32::try_from(len)
         .ok()
@@ -329,7 +347,7 @@ fn encode(
     writer.put(&0u16.to_le_bytes());
     writer.put(&declared.to_le_bytes());
     writer.put(&tag.to_le_bytes());
-    put(&mut writer).map_err(EncodeError::Invalid)?;
+    message.put(&mut writer).map_err(EncodeError::Invalid)?;
     if writer.filled() {
         Ok(len)
     } else {
@@ -339,10 +357,10 @@ fn encode(
 }
 
 /// Length of the payload `put` writes, without validating it further than `put` does.
-fn payload_len(put: impl FnOnce(&mut dyn Sink) -> Result<(), DecodeError>) -> usize {
+fn payload_len(message: &impl Payload) -> usize {
     let mut counter = Counter(HEADER_LEN);
     // An invalid message still has a length; the encoder reports what is wrong with it.
-    let _ = put(&mut counter);
+    let _ = message.put(&mut counter);
     counter.0
 }
 
@@ -352,9 +370,7 @@ pub fn encode_request(
     request: &Request<'_>,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    encode(tag, request.opcode(), out, |sink| {
-        request::put_request(request, sink)
-    })
+    encode(tag, request.opcode(), out, request)
 }
 
 /// Decodes a request record that is exactly `bytes`; returns its tag and the request, which
@@ -365,7 +381,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request<'_>), DecodeError> {
 
 /// The encoded length of `request`, header included (meaningful when it is valid).
 pub fn request_len(request: &Request<'_>) -> usize {
-    payload_len(|sink| request::put_request(request, sink))
+    payload_len(request)
 }
 
 /// Encodes `response` with `tag` at the start of `out`; returns the record's length.
@@ -374,9 +390,7 @@ pub fn encode_response(
     response: &Response<'_>,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    encode(tag, response.kind(), out, |sink| {
-        response::put_response(response, sink)
-    })
+    encode(tag, response.kind(), out, response)
 }
 
 /// Decodes a response record that is exactly `bytes`; returns its tag and the response, which
@@ -387,5 +401,5 @@ pub fn decode_response(bytes: &[u8]) -> Result<(u64, Response<'_>), DecodeError>
 
 /// The encoded length of `response`, header included (meaningful when it is valid).
 pub fn response_len(response: &Response<'_>) -> usize {
-    payload_len(|sink| response::put_response(response, sink))
+    payload_len(response)
 }

@@ -36,7 +36,7 @@ pub enum Target<'a> {
 
 impl<'a> Codec<'a> for Target<'a> {
     type Value = Target<'a>;
-    fn put(value: &Target<'a>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &Target<'a>, sink: &mut S) -> Result<(), DecodeError> {
         match value {
             Target::Fd(fd) => {
                 u8::put(&0, sink)?;
@@ -159,9 +159,9 @@ macro_rules! requests {
             }
         }
 
-        pub(super) fn put_request<'a>(
+        pub(super) fn put_request<'a, S: Sink + ?Sized>(
             request: &Request<'a>,
-            sink: &mut dyn Sink,
+            sink: &mut S,
         ) -> Result<(), DecodeError> {
             match request {
                 $(Request::$variant $({ $($field),* })? => {

@@ -75,9 +75,9 @@ impl Response<'_> {
 
 type Data = Blob<MAX_IO>;
 
-pub(super) fn put_response(
+pub(super) fn put_response<S: Sink + ?Sized>(
     response: &Response<'_>,
-    sink: &mut dyn Sink,
+    sink: &mut S,
 ) -> Result<(), DecodeError> {
     match response {
         Response::Ok => Ok(()),
@@ -202,7 +202,7 @@ fn check_entry_name(name: &[u8]) -> Result<(), DecodeError> {
     }
 }
 
-fn put_entry(entry: &DirEntry<'_>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+fn put_entry<S: Sink + ?Sized>(entry: &DirEntry<'_>, sink: &mut S) -> Result<(), DecodeError> {
     check_entry_name(entry.name)?;
     u64::put(&entry.ino.0, sink)?;
     u64::put(&entry.cookie, sink)?;
@@ -223,7 +223,7 @@ fn get_entry<'a>(reader: &mut Reader<'a>) -> Result<DirEntry<'a>, DecodeError> {
 /// A `u32` byte length, then the entries.
 impl<'a> Codec<'a> for DirentList<'a> {
     type Value = DirentList<'a>;
-    fn put(value: &DirentList<'a>, sink: &mut dyn Sink) -> Result<(), DecodeError> {
+    fn put<S: Sink + ?Sized>(value: &DirentList<'a>, sink: &mut S) -> Result<(), DecodeError> {
         Data::put(&value.bytes, sink)
     }
     fn get(reader: &mut Reader<'a>) -> Result<DirentList<'a>, DecodeError> {
