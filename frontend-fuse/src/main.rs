@@ -19,11 +19,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use btfuse_core::{Clock, Config, MemFs, MemPool, Timestamp};
+use btfuse_core::{Config, MemFs, MemPool};
 use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
-use crate::options::{Settings, parse_mode, parse_size};
+use btfuse_shm::daemon::{SystemClock, block_stop_signals, parse_size, wait_for_stop};
+
+use crate::options::{Settings, parse_mode};
 
 /// The filesystem type the mount shows in /proc/mounts (`fuse.` + the subtype).
 pub(crate) const FS_TYPE: &str = "fuse.btfuse-fuse";
@@ -106,21 +108,6 @@ struct Cli {
     verbose: bool,
 }
 
-/// The wall clock, for the engine's timestamps.
-struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp {
-            secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
-        }
-    }
-}
-
 fn parse_timeout(text: &str) -> Result<f64, String> {
     text.parse::<f64>()
         .ok()
@@ -199,7 +186,7 @@ fn serve(
     config.n_threads = Some(s.threads);
     // One /dev/fuse descriptor per thread: requests do not queue on one shared file.
     config.clone_fd = true;
-    sys::block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
     // Mounted here rather than by fuser so that the type reads `fuse.btfuse-fuse`.
     let fd = sys::mount_fuse(&sys::FuseMount {
         target: &mountpoint,
@@ -243,7 +230,7 @@ fn serve(
     }
     drop(ready);
     loop {
-        if let Some(sig) = sys::wait_for_stop(Duration::from_millis(200)) {
+        if let Some(sig) = wait_for_stop(Duration::from_millis(200)) {
             log::info!("signal {sig}: unmounting {}", mountpoint.display());
             break;
         }

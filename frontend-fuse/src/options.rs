@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use btfuse_shm::daemon::{memory_bytes, parse_size};
+
 /// Everything that shapes a mount.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
@@ -24,55 +26,12 @@ pub(crate) struct Settings {
     pub(crate) flags: libc::c_ulong,
 }
 
-/// Parses a size: a number of bytes with an optional `k`, `M`, `G` or `T` suffix (powers of
-/// 1024), or a percentage of the machine's memory (`50%`), as tmpfs's `size=` does.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let bad =
-        || format!("invalid size {text:?}: expected bytes with an optional k/M/G/T suffix or N%");
-    if let Some(pct) = text.strip_suffix('%') {
-        let pct: u64 = pct.parse().map_err(|_| bad())?;
-        if pct == 0 || pct > 100 {
-            return Err(bad());
-        }
-        return Ok(memory_bytes() / 100 * pct);
-    }
-    let (digits, shift) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_lowercase() {
-                'k' => 10,
-                'm' => 20,
-                'g' => 30,
-                't' => 40,
-                _ => return Err(bad()),
-            };
-            (&text[..i], shift)
-        }
-        _ => (text, 0),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_shl(shift)
-        .filter(|v| v >> shift == n && *v > 0)
-        .ok_or_else(bad)
-}
-
 /// Parses an octal mode such as `1777` or `0755`.
 pub(crate) fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
         .ok_or_else(|| format!("invalid mode {text:?}: expected octal digits up to 7777"))
-}
-
-/// Physical memory in bytes (`MemTotal` of /proc/meminfo), or 1 GiB if unreadable.
-pub(crate) fn memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(1 << 30, |kib| kib * 1024)
 }
 
 impl Settings {

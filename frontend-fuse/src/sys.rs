@@ -1,50 +1,10 @@
-//! The process-level system calls the daemon needs and std does not wrap: signal masks, waiting
-//! for a signal, and detaching as a daemon. The only module of this crate with `unsafe`.
+//! The process-level system calls the daemon needs and std does not wrap: mounting and
+//! detaching as a daemon (signal handling is `btfuse_shm::daemon`'s). The only module of this
+//! crate with `unsafe`.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::time::Duration;
-
-/// The signals that stop the daemon.
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-fn stop_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set it is given; sigaddset only adds valid signals.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in STOP_SIGNALS {
-            libc::sigaddset(&mut set, sig);
-        }
-        set
-    }
-}
-
-/// Blocks the stop signals in the calling thread and every thread it starts afterwards, so
-/// that only [`wait_for_stop`] receives them.
-pub(crate) fn block_stop_signals() -> io::Result<()> {
-    let set = stop_set();
-    // SAFETY: `set` is a valid initialised sigset; the old mask is not wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
-}
-
-/// Waits up to `timeout` for a stop signal; returns it, or `None` on timeout.
-pub(crate) fn wait_for_stop(timeout: Duration) -> Option<libc::c_int> {
-    let set = stop_set();
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `set` and `ts` are valid for the call; no siginfo is requested.
-    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-    (sig > 0).then_some(sig)
-}
 
 /// What [`daemonize`] returns in each process.
 pub(crate) enum Forked {

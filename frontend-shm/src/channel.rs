@@ -1,0 +1,246 @@
+//! One channel: a shared region through which one client thread at a time sends a request and
+//! the server answers it, without a system call while both sides are busy.
+//!
+//! # Layout of the region (a sealed memfd, mapped by both sides)
+//!
+//! | offset | size | written by | field |
+//! |---|---|---|---|
+//! | 0 | 4 | server, at creation | magic `0x4254_5246` ("BTRF") |
+//! | 4 | 4 | server, at creation | layout version, [`LAYOUT_VERSION`] |
+//! | 8 | 4 | server, at creation | capacity of each record area, [`AREA`] |
+//! | 192 | 4 | server | `server_sleeping`: 1 while the server may be asleep |
+//! | 256 | 4 | client | `client_sleeping`: 1 while the client may be asleep |
+//! | 4032 | 4 | client | `req_seq`: sequence number of the latest request |
+//! | 4036 | 4 | client | `req_len`: its length in bytes |
+//! | 4040 | [`AREA`] | client | request record (the `btfuse_core::ring` format) |
+//! | `R` = 4032 + `S` | 4 | server | `resp_seq`: sequence number of the latest response |
+//! | `R` + 4 | 4 | server | `resp_len`: its length in bytes |
+//! | `R` + 8 | [`AREA`] | server | response record |
+//!
+//! where `S` is `8 + AREA` rounded up to whole pages. Fields each side writes sit on their own
+//! cache lines, so the two sides do not fight over a line they both write; and each sequence
+//! number shares its 64-byte line with the first 56 bytes of its record, so the line that tells
+//! the other side a small record is there also carries it (one cache-line transfer instead of
+//! two, a good part of a round trip's cost).
+//!
+//! # Protocol
+//!
+//! 1. The client writes a record into the request area, stores `req_len`, then publishes it by
+//!    swapping in `req_seq + 1` (`SeqCst`; its release half pairs with the server's `Acquire`
+//!    load of `req_seq`). Then it reads `server_sleeping` (`SeqCst`); only if it is set does
+//!    it make a system call: a futex wake on `req_seq`.
+//! 2. The server copies the record out of the region (it never decodes shared bytes in place, so
+//!    a client rewriting them changes nothing), serves it, writes the response, stores
+//!    `resp_len` and publishes `resp_seq = req_seq` the same way, then reads
+//!    `client_sleeping` and wakes the client's futex on `resp_seq` only if it is set.
+//! 3. A side with nothing to do spins for a short while, then announces that it sleeps (swaps
+//!    1 into its flag, `SeqCst`), checks once more, and sleeps on the futex with the value it
+//!    last saw, so a publication between the check and the sleep makes the sleep return at
+//!    once. The announcement and the other side's publication are a Dekker pair of `SeqCst`
+//!    operations: at least one of them sees the other, so no wake-up is lost.
+//!
+//! The region's size is fixed and sealed: neither side can shrink it under the other.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use btfuse_core::ring::MAX_RECORD;
+use memmap2::{MmapMut, MmapOptions};
+
+/// Identifies a btfuse channel region.
+pub const MAGIC: u32 = 0x4254_5246;
+/// Version of the region layout above; a client refuses any other.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes of each record area: the largest record, rounded up to whole pages.
+pub const AREA: usize = MAX_RECORD.next_multiple_of(4096);
+/// Distance between the request's line and the response's line.
+const SPAN: usize = (8 + AREA).next_multiple_of(4096);
+/// Bytes of the whole region.
+pub const REGION_LEN: usize = (OFF_RESP_AREA + AREA).next_multiple_of(4096);
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 4;
+const OFF_AREA: usize = 8;
+const OFF_SERVER_SLEEPING: usize = 192;
+const OFF_CLIENT_SLEEPING: usize = 256;
+const OFF_REQ_SEQ: usize = 4096 - 64;
+const OFF_REQ_LEN: usize = OFF_REQ_SEQ + 4;
+const OFF_REQ_AREA: usize = OFF_REQ_SEQ + 8;
+const OFF_RESP_SEQ: usize = OFF_REQ_SEQ + SPAN;
+const OFF_RESP_LEN: usize = OFF_RESP_SEQ + 4;
+const OFF_RESP_AREA: usize = OFF_RESP_SEQ + 8;
+
+/// A mapped channel region. Both ends use it; which fields each may write is the protocol's.
+pub struct Region {
+    map: MmapMut,
+}
+
+impl Region {
+    /// Maps `fd`, which must be at least [`REGION_LEN`] bytes long.
+    pub(crate) fn map(fd: &OwnedFd) -> io::Result<Region> {
+        // SAFETY: the mapping is shared with one peer that may write any byte at any time. This
+        // module therefore never forms Rust references to the record areas' bytes while the
+        // peer may write them: it reads them with raw copies and touches the header only
+        // through atomics. The memfd is sealed against shrinking, so the mapping stays valid.
+        let map = unsafe { MmapOptions::new().len(REGION_LEN).map_mut(fd)? };
+        Ok(Region { map })
+    }
+
+    /// Writes the constant header fields of a new region.
+    pub(crate) fn initialise(&self) {
+        self.word(OFF_MAGIC).store(MAGIC, Ordering::Relaxed);
+        self.word(OFF_VERSION)
+            .store(LAYOUT_VERSION, Ordering::Relaxed);
+        self.word(OFF_AREA).store(AREA as u32, Ordering::Relaxed);
+    }
+
+    /// Whether the header says this is a region of the layout this code speaks.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.word(OFF_MAGIC).load(Ordering::Relaxed) == MAGIC
+            && self.word(OFF_VERSION).load(Ordering::Relaxed) == LAYOUT_VERSION
+            && self.word(OFF_AREA).load(Ordering::Relaxed) == AREA as u32
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= REGION_LEN);
+        // SAFETY: every caller passes one of the word offsets above: inside the mapping and
+        // 4-byte aligned (the mapping is page aligned). Those words are only ever accessed
+        // atomically, by both processes.
+        unsafe { &*self.map.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The futex word the server sleeps on.
+    pub(crate) fn req_seq(&self) -> &AtomicU32 {
+        self.word(OFF_REQ_SEQ)
+    }
+
+    /// The futex word the client sleeps on.
+    pub(crate) fn resp_seq(&self) -> &AtomicU32 {
+        self.word(OFF_RESP_SEQ)
+    }
+
+    pub(crate) fn server_sleeping(&self) -> &AtomicU32 {
+        self.word(OFF_SERVER_SLEEPING)
+    }
+
+    pub(crate) fn client_sleeping(&self) -> &AtomicU32 {
+        self.word(OFF_CLIENT_SLEEPING)
+    }
+
+    fn area(&self, index: usize) -> *mut u8 {
+        debug_assert!(index < 2);
+        let offset = if index == 0 {
+            OFF_REQ_AREA
+        } else {
+            OFF_RESP_AREA
+        };
+        // SAFETY: both areas end within REGION_LEN (OFF_REQ_AREA + AREA <= OFF_RESP_SEQ).
+        unsafe { self.map.as_ptr().cast_mut().add(offset) }
+    }
+
+    /// Client side: the request area, to encode a record into. The server only reads it
+    /// after `req_seq` moves, and then only by copying.
+    ///
+    /// # Safety
+    /// The caller is the channel's client and holds no other reference into the area.
+    #[allow(clippy::mut_from_ref)] // the area is shared memory, owned by protocol, not by `self`
+    pub(crate) unsafe fn request_area(&self) -> &mut [u8] {
+        // SAFETY: the area is AREA bytes inside the mapping; per the protocol only the client
+        // writes it, and the caller holds the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.area(0), AREA) }
+    }
+
+    /// Client side: publishes the request of `len` bytes just written, as number `seq`, and
+    /// wakes the server if it said it sleeps.
+    pub(crate) fn publish_request(&self, seq: u32, len: usize) {
+        self.word(OFF_REQ_LEN).store(len as u32, Ordering::Relaxed);
+        // Publishes the record (its release half pairs with the server's Acquire load of
+        // req_seq in `take_request`). A sequentially consistent swap, not a store and a fence:
+        // one locked instruction instead of two barriers. With the SeqCst load after it, it
+        // forms a Dekker pair with the server's SeqCst swap and load in `announce_sleep`.
+        self.req_seq().swap(seq, Ordering::SeqCst);
+        if self.server_sleeping().load(Ordering::SeqCst) != 0 {
+            crate::sys::futex_wake(self.req_seq());
+        }
+    }
+
+    /// Server side: if a request newer than `last_seen` was published, copies it into `out`
+    /// and returns its sequence number. A length beyond the area is returned as an error.
+    pub(crate) fn take_request(
+        &self,
+        last_seen: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<u32, ()>> {
+        // Acquire: pairs with the client's Release store in `publish_request`.
+        let seq = self.req_seq().load(Ordering::Acquire);
+        if seq == last_seen {
+            return None;
+        }
+        let len = self.word(OFF_REQ_LEN).load(Ordering::Relaxed) as usize;
+        if len > AREA {
+            return Some(Err(()));
+        }
+        out.clear();
+        out.reserve(len);
+        // SAFETY: `len <= AREA` bytes from the request area into `out`'s spare capacity; a raw
+        // copy, so a client writing concurrently changes only the bytes copied, which are then
+        // decoded and checked from the private copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.area(0), out.as_mut_ptr(), len);
+            out.set_len(len);
+        }
+        Some(Ok(seq))
+    }
+
+    /// Server side: the response area, to encode a record into.
+    ///
+    /// # Safety
+    /// The caller is the channel's server thread and holds no other reference into the area.
+    #[allow(clippy::mut_from_ref)] // as for `request_area`
+    pub(crate) unsafe fn response_area(&self) -> &mut [u8] {
+        // SAFETY: the area is AREA bytes inside the mapping; only the server writes it.
+        unsafe { std::slice::from_raw_parts_mut(self.area(1), AREA) }
+    }
+
+    /// Server side: publishes the response of `len` bytes to request `seq` and wakes the client
+    /// if it said it sleeps.
+    pub(crate) fn publish_response(&self, seq: u32, len: usize) {
+        self.word(OFF_RESP_LEN).store(len as u32, Ordering::Relaxed);
+        // As in `publish_request`; the release half pairs with the client's Acquire load in
+        // `response`, the Dekker pair with the client's `announce_sleep`.
+        self.resp_seq().swap(seq, Ordering::SeqCst);
+        if self.client_sleeping().load(Ordering::SeqCst) != 0 {
+            crate::sys::futex_wake(self.resp_seq());
+        }
+    }
+
+    /// Client side: the response to request `seq` if it has been published, as a view of the
+    /// response area.
+    ///
+    /// # Safety
+    /// The caller is the channel's client, and drops the view before it publishes another
+    /// request (the server writes the area only in answer to one).
+    pub(crate) unsafe fn response(&self, seq: u32) -> Option<&[u8]> {
+        // Acquire: pairs with the server's Release store in `publish_response`.
+        if self.resp_seq().load(Ordering::Acquire) != seq {
+            return None;
+        }
+        let len = (self.word(OFF_RESP_LEN).load(Ordering::Relaxed) as usize).min(AREA);
+        // SAFETY: `len <= AREA` bytes of the response area, which the server does not write
+        // again until the client publishes another request.
+        Some(unsafe { std::slice::from_raw_parts(self.area(1), len) })
+    }
+
+    /// Either side: says it may sleep on its futex, then returns whether the awaited word
+    /// still holds `seen` (if not, there is work and the caller must not sleep).
+    pub(crate) fn announce_sleep(&self, flag: &AtomicU32, word: &AtomicU32, seen: u32) -> bool {
+        // Pairs with the swap and load in `publish_request` / `publish_response`: in the single
+        // order of SeqCst operations, either this swap comes first and the publisher sees the
+        // flag, or the publication comes first and the load below sees it.
+        flag.swap(1, Ordering::SeqCst);
+        word.load(Ordering::SeqCst) == seen
+    }
+}

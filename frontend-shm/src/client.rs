@@ -1,0 +1,918 @@
+//! The Rust client: a `std::fs`-like API over ring channels.
+//!
+//! A [`Client`] is one session of the server: every [`File`] it opens is a description in that
+//! session's table. It is cheap to clone and usable from many threads at once: each call
+//! borrows one of the session's channels (one request in flight per channel), opening another
+//! (up to [`MAX_CHANNELS`]) when all are busy.
+//!
+//! Paths name files from the served root: `/a/b` and `a/b` are the same file. Errors are
+//! `std::io::Error`s whose `raw_os_error` is the errno the server answered; a server that is
+//! gone gives `ENOTCONN` within [`DEAD_SERVER_CHECK`].
+
+#![allow(unsafe_code)]
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use btfuse_core::ring::{
+    self, DecodeError, EncodeError, MAX_IO, Request, Response, Target, Whence,
+};
+use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet};
+
+use crate::channel::{REGION_LEN, Region};
+use crate::handshake::{Hello, WELCOME_LEN, Welcome};
+use crate::sys;
+
+/// Most channels one client opens.
+pub const MAX_CHANNELS: usize = 16;
+/// How long a waiting call sleeps before it checks that the server is still there.
+pub const DEAD_SERVER_CHECK: Duration = Duration::from_millis(100);
+/// How long a call polls for its response before it sleeps on the futex.
+const SPIN: Duration = Duration::from_micros(50);
+/// After polling this long, a call yields the CPU between polls, so that the server's thread
+/// can run when it shares the core.
+const SPIN_ALONE: Duration = Duration::from_micros(5);
+/// Polls between two readings of the clock.
+const POLLS_PER_CLOCK: u32 = 64;
+/// How long connecting may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.code())
+}
+
+fn protocol_error(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("ring protocol: {what}"))
+}
+
+/// What a request the client was asked to send cannot carry, as the errno the kernel would
+/// give for the same argument.
+fn encode_error(e: EncodeError) -> io::Error {
+    let code = match e {
+        EncodeError::Invalid(DecodeError::EmptyString) => libc::ENOENT,
+        EncodeError::Invalid(DecodeError::TooLong) => libc::ENAMETOOLONG,
+        _ => libc::EINVAL,
+    };
+    io::Error::from_raw_os_error(code)
+}
+
+/// One channel: a connection and its region.
+pub(crate) struct Channel {
+    stream: UnixStream,
+    pub(crate) region: Region,
+    pub(crate) seq: u32,
+}
+
+impl Channel {
+    pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, u64)> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        (&stream).write_all(&hello.encode())?;
+        let mut buf = [0u8; WELCOME_LEN];
+        let fd = sys::recv_with_fd(&stream, &mut buf)?;
+        let welcome = Welcome::decode(&buf).map_err(protocol_error)?;
+        if welcome.status != 0 {
+            return Err(io::Error::from_raw_os_error(i32::from(welcome.status)));
+        }
+        let fd = fd.ok_or_else(|| protocol_error("no region came with the welcome"))?;
+        if welcome.region_len != REGION_LEN as u64 || !sys::is_sealed_memfd(&fd, welcome.region_len)
+        {
+            return Err(protocol_error(
+                "the region is not a sealed memfd of the expected size",
+            ));
+        }
+        let region = Region::map(&fd)?;
+        if !region.is_valid() {
+            return Err(protocol_error("unknown region layout"));
+        }
+        stream.set_read_timeout(None)?;
+        let seq = region.req_seq().load(Ordering::Relaxed);
+        Ok((
+            Channel {
+                stream,
+                region,
+                seq,
+            },
+            welcome.session,
+        ))
+    }
+
+    /// Sends `request` and hands its response to `read`.
+    pub(crate) fn call<T>(
+        &mut self,
+        tag: u64,
+        request: &Request<'_>,
+        read: impl FnOnce(Response<'_>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        // SAFETY: this thread holds the channel exclusively (it was taken from the pool).
+        let area = unsafe { self.region.request_area() };
+        let len = ring::encode_request(tag, request, area).map_err(encode_error)?;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.region.publish_request(seq, len);
+        self.wait(seq)?;
+        // SAFETY: the view is dropped before this channel publishes another request.
+        let bytes = unsafe { self.region.response(seq) }
+            .ok_or_else(|| protocol_error("response vanished"))?;
+        let (answered, response) = ring::decode_response(bytes).map_err(protocol_error)?;
+        if answered != tag {
+            return Err(protocol_error("response to another request"));
+        }
+        read(response)
+    }
+
+    /// Waits for response `seq`: polls for a moment, then sleeps on the futex, checking that
+    /// the server is alive every [`DEAD_SERVER_CHECK`].
+    pub(crate) fn wait(&self, seq: u32) -> io::Result<()> {
+        let region = &self.region;
+        // The clock is read only once polling has gone on for a while: a quick answer should
+        // not wait for it.
+        let mut start = None;
+        let mut polls = 0u32;
+        loop {
+            if region.resp_seq().load(Ordering::Acquire) == seq {
+                return Ok(());
+            }
+            polls += 1;
+            if !polls.is_multiple_of(POLLS_PER_CLOCK) {
+                // Polling a line the other side is about to write: the pause keeps this core
+                // from stealing it back while the write is under way (measured: faster).
+                std::hint::spin_loop();
+                continue;
+            }
+            let waited = start.get_or_insert_with(Instant::now).elapsed();
+            if waited >= SPIN {
+                break;
+            }
+            if waited >= SPIN_ALONE {
+                std::thread::yield_now();
+            }
+        }
+        loop {
+            let seen = region.resp_seq().load(Ordering::Acquire);
+            if seen == seq {
+                return Ok(());
+            }
+            if region.announce_sleep(region.client_sleeping(), region.resp_seq(), seen) {
+                sys::futex_wait(region.resp_seq(), seen, DEAD_SERVER_CHECK);
+            }
+            region.client_sleeping().store(0, Ordering::Relaxed);
+            if region.resp_seq().load(Ordering::Acquire) == seq {
+                return Ok(());
+            }
+            if sys::peer_hung_up(&self.stream) {
+                return Err(io::Error::from_raw_os_error(libc::ENOTCONN));
+            }
+        }
+    }
+}
+
+struct Inner {
+    socket: PathBuf,
+    session: u64,
+    /// Channels no call is using.
+    idle: Mutex<Vec<Channel>>,
+    /// Signalled when a channel comes back (or one may be opened) and a thread waits.
+    returned: Condvar,
+    /// Threads waiting on `returned` (notifying costs a system call; only done for them).
+    waiters: AtomicUsize,
+    open: AtomicUsize,
+}
+
+/// A session with a `btfuse-shm` server. Clones share the session.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("socket", &self.inner.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the server listening on `socket` and starts a session.
+    pub fn connect(socket: impl AsRef<Path>) -> io::Result<Client> {
+        let socket = socket.as_ref().to_path_buf();
+        let (channel, session) = Channel::connect(&socket, Hello::NewSession)?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                socket,
+                session,
+                idle: Mutex::new(vec![channel]),
+                returned: Condvar::new(),
+                waiters: AtomicUsize::new(0),
+                open: AtomicUsize::new(1),
+            }),
+        };
+        client.call(
+            &Request::Hello {
+                version: ring::VERSION,
+            },
+            expect_ok,
+        )?;
+        Ok(client)
+    }
+
+    /// Sends one request on a free channel and hands the response to `read`.
+    fn call<T>(
+        &self,
+        request: &Request<'_>,
+        read: impl FnOnce(Response<'_>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut channel = self.take_channel()?;
+        // Tags need only tell this channel's requests apart.
+        let tag = u64::from(channel.seq.wrapping_add(1));
+        let result = channel.call(tag, request, read);
+        let broken = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
+            || e.kind() == io::ErrorKind::InvalidData);
+        let inner = &self.inner;
+        let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if broken {
+            // A broken channel is not reused; its place may be taken by a new one.
+            inner.open.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            idle.push(channel);
+        }
+        // Waiters register under this lock, so none is missed; notifying is a system call,
+        // made only for them.
+        let waiting = inner.waiters.load(Ordering::Relaxed) > 0;
+        drop(idle);
+        if waiting {
+            inner.returned.notify_one();
+        }
+        result
+    }
+
+    fn take_channel(&self) -> io::Result<Channel> {
+        let inner = &self.inner;
+        let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(channel) = idle.pop() {
+                return Ok(channel);
+            }
+            if inner.open.load(Ordering::Relaxed) < MAX_CHANNELS {
+                inner.open.fetch_add(1, Ordering::Relaxed);
+                drop(idle);
+                return match Channel::connect(&inner.socket, Hello::Join(inner.session)) {
+                    Ok((channel, _)) => Ok(channel),
+                    Err(e) => {
+                        inner.open.fetch_sub(1, Ordering::Relaxed);
+                        Err(e)
+                    }
+                };
+            }
+            inner.waiters.fetch_add(1, Ordering::Relaxed);
+            idle = inner.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+            inner.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One round trip that does no filesystem work: the transport's own cost.
+    pub fn ping(&self) -> io::Result<()> {
+        self.call(
+            &Request::Hello {
+                version: ring::VERSION,
+            },
+            expect_ok,
+        )
+    }
+
+    /// Opens `path` as `options` say.
+    pub fn open_with(&self, path: impl AsRef<Path>, options: &OpenOptions) -> io::Result<File> {
+        let path = wire_path(path.as_ref())?;
+        let request = Request::Open {
+            at: None,
+            path,
+            flags: options.flags,
+            mode: options.mode,
+        };
+        self.call(&request, |r| match r {
+            Response::Opened { fd, attr } => Ok(File {
+                client: self.clone(),
+                fd,
+                kind: attr.kind,
+            }),
+            other => unexpected(other),
+        })
+    }
+
+    /// Opens a file for reading.
+    pub fn open(&self, path: impl AsRef<Path>) -> io::Result<File> {
+        self.open_with(path, OpenOptions::new().read(true))
+    }
+
+    /// Creates (or truncates) a file for writing.
+    pub fn create(&self, path: impl AsRef<Path>) -> io::Result<File> {
+        self.open_with(
+            path,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )
+    }
+
+    /// The attributes of `path`, following a final symbolic link.
+    pub fn metadata(&self, path: impl AsRef<Path>) -> io::Result<Metadata> {
+        let path = wire_path(path.as_ref())?;
+        self.stat(target(path, true))
+    }
+
+    /// The attributes of `path` itself, even if it is a symbolic link.
+    pub fn symlink_metadata(&self, path: impl AsRef<Path>) -> io::Result<Metadata> {
+        let path = wire_path(path.as_ref())?;
+        self.stat(target(path, false))
+    }
+
+    fn stat(&self, target: Target<'_>) -> io::Result<Metadata> {
+        self.call(&Request::Stat { target }, |r| match r {
+            Response::Attr(attr) => Ok(Metadata { attr }),
+            other => unexpected(other),
+        })
+    }
+
+    /// Checks `mask` access to `path` (`access(2)`).
+    pub fn access(&self, path: impl AsRef<Path>, mask: AccessMask) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        let request = Request::Access {
+            target: target(path, true),
+            mask,
+            effective: false,
+        };
+        self.call(&request, expect_ok)
+    }
+
+    /// Creates a directory with permission bits 0o777 (the server applies no umask).
+    pub fn create_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        self.create_dir_mode(path, 0o777)
+    }
+
+    /// Creates a directory with the given permission bits.
+    pub fn create_dir_mode(&self, path: impl AsRef<Path>, mode: u32) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(
+            &Request::Mkdir {
+                at: None,
+                path,
+                mode,
+            },
+            expect_ok,
+        )
+    }
+
+    /// Creates a directory and every missing parent.
+    pub fn create_dir_all(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = path.as_ref();
+        let mut built = PathBuf::from("/");
+        for component in path.components() {
+            use std::path::Component;
+            match component {
+                Component::RootDir | Component::CurDir => continue,
+                Component::Normal(name) => built.push(name),
+                Component::ParentDir => {
+                    built.pop();
+                    continue;
+                }
+                Component::Prefix(_) => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            }
+            match self.create_dir(&built) {
+                Ok(()) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EEXIST)
+                        && self.metadata(&built)?.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a file (or symbolic link).
+    pub fn remove_file(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(&Request::Unlink { at: None, path }, expect_ok)
+    }
+
+    /// Removes an empty directory.
+    pub fn remove_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(&Request::Rmdir { at: None, path }, expect_ok)
+    }
+
+    /// Renames `from` to `to`, replacing `to` as `rename(2)` does.
+    pub fn rename(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        self.rename_with(from, to, RenameMode::Replace)
+    }
+
+    /// Renames with `renameat2` flags (`RenameMode::NoReplace`, `RenameMode::Exchange`).
+    pub fn rename_with(
+        &self,
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+        mode: RenameMode,
+    ) -> io::Result<()> {
+        let (old_path, new_path) = (wire_path(from.as_ref())?, wire_path(to.as_ref())?);
+        let request = Request::Rename {
+            old_at: None,
+            old_path,
+            new_at: None,
+            new_path,
+            mode,
+        };
+        self.call(&request, expect_ok)
+    }
+
+    /// Makes `link` a new name of `original` (not following a final symlink, as `link(2)`).
+    pub fn hard_link(&self, original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+        let (old, new_path) = (wire_path(original.as_ref())?, wire_path(link.as_ref())?);
+        let request = Request::Link {
+            old: target(old, false),
+            new_at: None,
+            new_path,
+        };
+        self.call(&request, expect_ok)
+    }
+
+    /// Creates a symbolic link at `link` holding `original`.
+    pub fn symlink(&self, original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+        let content = original.as_ref().as_os_str().as_bytes();
+        let link = wire_path(link.as_ref())?;
+        let request = Request::Symlink {
+            target: content,
+            at: None,
+            path: link,
+        };
+        self.call(&request, expect_ok)
+    }
+
+    /// The content of a symbolic link.
+    pub fn read_link(&self, path: impl AsRef<Path>) -> io::Result<PathBuf> {
+        let path = wire_path(path.as_ref())?;
+        let request = Request::Readlink {
+            at: None,
+            path,
+            max: btfuse_core::PATH_MAX as u32,
+        };
+        self.call(&request, |r| match r {
+            Response::Data(bytes) => Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes))),
+            other => unexpected(other),
+        })
+    }
+
+    /// Sets the permission bits of `path`.
+    pub fn set_permissions(&self, path: impl AsRef<Path>, mode: u32) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(
+            &Request::Chmod {
+                target: target(path, true),
+                mode,
+            },
+            expect_ok,
+        )
+    }
+
+    /// Changes the owner and/or group of `path` (`None` leaves one unchanged).
+    pub fn chown(
+        &self,
+        path: impl AsRef<Path>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(
+            &Request::Chown {
+                target: target(path, true),
+                uid,
+                gid,
+            },
+            expect_ok,
+        )
+    }
+
+    /// Sets the access and modification times of `path`.
+    pub fn set_times(
+        &self,
+        path: impl AsRef<Path>,
+        atime: TimeSet,
+        mtime: TimeSet,
+    ) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(
+            &Request::Utimens {
+                target: target(path, true),
+                atime,
+                mtime,
+            },
+            expect_ok,
+        )
+    }
+
+    /// Truncates or extends `path` to `size` bytes.
+    pub fn truncate(&self, path: impl AsRef<Path>, size: u64) -> io::Result<()> {
+        let path = wire_path(path.as_ref())?;
+        self.call(
+            &Request::Truncate {
+                target: target(path, true),
+                size,
+            },
+            expect_ok,
+        )
+    }
+
+    /// Filesystem statistics.
+    pub fn statfs(&self) -> io::Result<StatFs> {
+        self.call(
+            &Request::Statfs {
+                target: target(b"/", true),
+            },
+            |r| match r {
+                Response::StatFs(s) => Ok(s),
+                other => unexpected(other),
+            },
+        )
+    }
+
+    /// Every entry of a directory but `.` and `..`, in the server's order.
+    pub fn read_dir(&self, path: impl AsRef<Path>) -> io::Result<Vec<DirEntry>> {
+        let dir = self.open_with(path, OpenOptions::new().read(true).directory(true))?;
+        let mut entries = Vec::new();
+        loop {
+            let before = entries.len();
+            let done = self.call(
+                &Request::Getdents {
+                    fd: dir.fd,
+                    max: 64 * 1024,
+                },
+                |r| match r {
+                    Response::Dirents(list) => {
+                        for entry in list.iter() {
+                            if entry.name != b"." && entry.name != b".." {
+                                entries.push(DirEntry {
+                                    name: std::ffi::OsStr::from_bytes(entry.name).to_os_string(),
+                                    ino: entry.ino.0,
+                                    kind: entry.kind,
+                                });
+                            }
+                        }
+                        Ok(list.iter().next().is_none())
+                    }
+                    other => unexpected(other),
+                },
+            )?;
+            if done && entries.len() == before {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// Reads a whole file.
+    pub fn read(&self, path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open(path)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Creates or truncates a file and writes `data` to it.
+    pub fn write(&self, path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> io::Result<()> {
+        self.create(path)?.write_all(data.as_ref())
+    }
+}
+
+fn expect_ok(response: Response<'_>) -> io::Result<()> {
+    match response {
+        Response::Ok => Ok(()),
+        other => unexpected(other),
+    }
+}
+
+/// An error answer as its errno; any other unexpected answer as a protocol error.
+fn unexpected<T>(response: Response<'_>) -> io::Result<T> {
+    match response {
+        Response::Err(e) => Err(errno(e)),
+        other => Err(protocol_error(format_args!(
+            "unexpected response {other:?}"
+        ))),
+    }
+}
+
+fn wire_path(path: &Path) -> io::Result<&[u8]> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    Ok(bytes)
+}
+
+fn target(path: &[u8], follow: bool) -> Target<'_> {
+    Target::Path {
+        at: None,
+        path,
+        follow,
+    }
+}
+
+/// Options for [`Client::open_with`], as `std::fs::OpenOptions` has them.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    flags: ring::OpenOptions,
+    mode: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions::new()
+    }
+}
+
+macro_rules! flag_setters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&mut self, on: bool) -> &mut Self {
+                self.flags.$name = on;
+                self
+            }
+        )*
+    };
+}
+
+impl OpenOptions {
+    /// No access, mode 0o666.
+    pub fn new() -> OpenOptions {
+        OpenOptions {
+            flags: ring::OpenOptions::default(),
+            mode: 0o666,
+        }
+    }
+
+    flag_setters! {
+        /// Open for reading.
+        read,
+        /// Open for writing.
+        write,
+        /// Truncate to 0 bytes (`O_TRUNC`).
+        truncate,
+        /// Create the file if it is missing (`O_CREAT`).
+        create,
+        /// With `create`: fail with `EEXIST` if it exists (`O_EXCL`).
+        exclusive,
+        /// Fail unless it is a directory (`O_DIRECTORY`).
+        directory,
+        /// Fail with `ELOOP` on a final symbolic link (`O_NOFOLLOW`).
+        nofollow,
+    }
+
+    /// Every write goes to the end of the file (`O_APPEND`); implies `write`, as in
+    /// `std::fs::OpenOptions`.
+    pub fn append(&mut self, on: bool) -> &mut Self {
+        self.flags.append = on;
+        if on {
+            self.flags.write = true;
+        }
+        self
+    }
+
+    /// Create and fail if the file exists: `create(true)` plus `exclusive(true)`.
+    pub fn create_new(&mut self, on: bool) -> &mut Self {
+        self.flags.create = on;
+        self.flags.exclusive = on;
+        self
+    }
+
+    /// Permission bits of a created file (the server applies no umask).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Opens `path` through `client`.
+    pub fn open(&self, client: &Client, path: impl AsRef<Path>) -> io::Result<File> {
+        client.open_with(path, self)
+    }
+}
+
+/// An open description in the server. Closed when dropped.
+#[derive(Debug)]
+pub struct File {
+    client: Client,
+    fd: u32,
+    kind: FileType,
+}
+
+impl File {
+    /// The attributes of the open file.
+    pub fn metadata(&self) -> io::Result<Metadata> {
+        self.client.stat(Target::Fd(self.fd))
+    }
+
+    /// Truncates or extends the file to `size` bytes.
+    pub fn set_len(&self, size: u64) -> io::Result<()> {
+        self.client.call(
+            &Request::Truncate {
+                target: Target::Fd(self.fd),
+                size,
+            },
+            expect_ok,
+        )
+    }
+
+    /// `fsync`: a no-op for memory, kept for the errors it checks.
+    pub fn sync_all(&self) -> io::Result<()> {
+        self.client.call(
+            &Request::Fsync {
+                fd: self.fd,
+                datasync: false,
+            },
+            expect_ok,
+        )
+    }
+
+    /// A second `File` sharing this description (offset and flags), as `dup(2)`.
+    pub fn try_clone(&self) -> io::Result<File> {
+        self.client
+            .call(&Request::Dup { fd: self.fd }, |r| match r {
+                Response::Fd(fd) => Ok(File {
+                    client: self.client.clone(),
+                    fd,
+                    kind: self.kind,
+                }),
+                other => unexpected(other),
+            })
+    }
+
+    /// Reads at `offset` without moving the file offset (`pread`).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let len = buf.len().min(MAX_IO) as u32;
+        self.client.call(
+            &Request::Pread {
+                fd: self.fd,
+                offset,
+                len,
+            },
+            |r| copy_data(r, buf),
+        )
+    }
+
+    /// Writes at `offset` without moving the file offset (`pwrite`).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let data = &buf[..buf.len().min(MAX_IO)];
+        self.client.call(
+            &Request::Pwrite {
+                fd: self.fd,
+                offset,
+                data,
+            },
+            expect_size,
+        )
+    }
+
+    /// The description's number in the session.
+    pub fn description(&self) -> u32 {
+        self.fd
+    }
+}
+
+fn copy_data(response: Response<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    match response {
+        Response::Data(bytes) if bytes.len() <= buf.len() => {
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        other => unexpected(other),
+    }
+}
+
+fn expect_size(response: Response<'_>) -> io::Result<usize> {
+    match response {
+        Response::Size(n) => usize::try_from(n).map_err(|_| protocol_error("size overflow")),
+        other => unexpected(other),
+    }
+}
+
+impl Read for File {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Read for &File {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len().min(MAX_IO) as u32;
+        self.client
+            .call(&Request::Read { fd: self.fd, len }, |r| copy_data(r, buf))
+    }
+}
+
+impl Write for File {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &File {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let data = &buf[..buf.len().min(MAX_IO)];
+        self.client
+            .call(&Request::Write { fd: self.fd, data }, expect_size)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for File {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        (&*self).seek(pos)
+    }
+}
+
+impl Seek for &File {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let (offset, whence) = match pos {
+            SeekFrom::Start(n) => (
+                i64::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+                Whence::Set,
+            ),
+            SeekFrom::Current(n) => (n, Whence::Cur),
+            SeekFrom::End(n) => (n, Whence::End),
+        };
+        self.client.call(
+            &Request::Lseek {
+                fd: self.fd,
+                offset,
+                whence,
+            },
+            |r| match r {
+                Response::Offset(n) => Ok(n),
+                other => unexpected(other),
+            },
+        )
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // A close that fails (server gone) has nothing left to release.
+        let _ = self.client.call(&Request::Close { fd: self.fd }, expect_ok);
+    }
+}
+
+/// Attributes of a file, from [`Client::metadata`] or [`File::metadata`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// Everything the engine reports.
+    pub attr: Attr,
+}
+
+impl Metadata {
+    /// The file's type.
+    pub fn file_type(&self) -> FileType {
+        self.attr.kind
+    }
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.attr.kind == FileType::Directory
+    }
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.attr.kind == FileType::RegularFile
+    }
+    /// Whether it is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.attr.kind == FileType::Symlink
+    }
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.attr.size
+    }
+    /// Whether the size is 0.
+    pub fn is_empty(&self) -> bool {
+        self.attr.size == 0
+    }
+    /// Permission bits (and set-ID and sticky bits).
+    pub fn mode(&self) -> u32 {
+        self.attr.perm
+    }
+}
+
+/// One entry of [`Client::read_dir`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name.
+    pub name: std::ffi::OsString,
+    /// Its inode number.
+    pub ino: u64,
+    /// Its type.
+    pub kind: FileType,
+}

@@ -1,0 +1,31 @@
+//! btfuse-shm: the shared-memory fast path of btfuse.
+//!
+//! A client reaches the engine without entering the kernel on the hot path: it connects once
+//! to the server's Unix socket, receives a shared region (a sealed memfd), and from then on
+//! writes requests into the region and reads responses from it, in the record format of
+//! [`btfuse_core::ring`].
+//!
+//! - [`channel`]: the region's layout and the submission/completion protocol (atomics, futex
+//!   sleeps announced by flags, no system call while both sides are busy).
+//! - [`Server`]: the listener, channel set-up (`SO_PEERCRED`, `SCM_RIGHTS`) and the worker
+//!   threads that serve channels, waiting on all of them at once through `io_uring`.
+//! - [`Client`]: a `std::fs`-like API over channels, usable from many threads.
+//!
+//! Open file descriptions (offset, status flags, the engine handle) live in the server, one
+//! table per client session, so `dup` and `fork` share them as the kernel's do.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod channel;
+pub mod client;
+mod creds;
+pub mod daemon;
+mod handshake;
+pub mod server;
+mod sys;
+
+pub use client::{Client, DirEntry, File, Metadata, OpenOptions};
+pub use creds::supplementary_groups;
+pub use server::{Server, ServerConfig};
+pub use sys::PeerCred;

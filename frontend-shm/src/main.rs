@@ -1,0 +1,100 @@
+//! `btfuse-shm`: serves a fresh in-memory filesystem over the shared-memory ring.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use btfuse_core::{Config, MemFs, MemPool};
+use btfuse_shm::daemon::{
+    SystemClock, block_stop_signals, memory_bytes, parse_size, wait_for_stop,
+};
+use btfuse_shm::{Server, ServerConfig};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "btfuse-shm",
+    version,
+    about = "Serve a btfuse in-memory filesystem over the shared-memory ring",
+    long_about = "Serve a btfuse in-memory filesystem over the shared-memory ring.\n\n\
+                  Clients (the btfuse-shm Rust client, or programs run with \
+                  libbtfuse_preload.so) connect to a Unix socket, receive a private shared \
+                  region, and send their file calls through it without entering the kernel."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a fresh filesystem in the foreground until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Unix socket to listen on (created mode 0600; a stale socket file is replaced).
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// Capacity for file data: bytes with an optional k/M/G/T suffix, or N% of memory
+    /// [default: half of memory, like tmpfs].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    size: Option<u64>,
+    /// Most inodes [default: one per 4 KiB of --size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    inodes: Option<u64>,
+    /// Worker threads serving clients [default: number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("btfuse-shm: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let size = args.size.unwrap_or_else(|| memory_bytes() / 2);
+    let inodes = args.inodes.unwrap_or((size / 4096).max(1024));
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
+    let config = Config {
+        max_inodes: inodes,
+        ..Config::default()
+    };
+    let fs = Arc::new(MemFs::new(MemPool::new(size), config, SystemClock));
+    block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    let server = Server::start(
+        fs,
+        &ServerConfig {
+            socket: args.socket.clone(),
+            threads,
+        },
+    )
+    .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    log::info!(
+        "serving on {} ({size} bytes, {inodes} inodes, {threads} threads)",
+        args.socket.display()
+    );
+    let signal = loop {
+        if let Some(sig) = wait_for_stop(Duration::from_secs(1)) {
+            break sig;
+        }
+    };
+    log::info!("signal {signal}: stopping");
+    server.shutdown();
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The ring server: a Unix socket listener that sets up channels, and worker threads that
+//! serve them.
+//!
+//! - The **acceptor** thread takes connections. Each is set up on a short-lived thread of its
+//!   own (so a client that connects and says nothing delays no one): it reads the client's
+//!   hello, takes its identity from `SO_PEERCRED`, makes a sealed memfd region, sends it with
+//!   `SCM_RIGHTS`, and hands the channel to the worker with the fewest channels.
+//! - Each **worker** owns a set of channels and serves them in turn (see [`worker`]): it spins
+//!   while requests keep coming and otherwise sleeps in one `io_uring` wait on the futexes of
+//!   all its channels, the hang-ups of their sockets and its own control eventfd.
+//! - A **session** is one client's descriptor table, shared by all of its channels (one per
+//!   client thread); it closes, releasing every description it alone held, when its last
+//!   channel goes.
+
+pub(crate) mod exec;
+pub(crate) mod session;
+mod worker;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use btfuse_core::{Credentials, Filesystem};
+
+use crate::channel::{REGION_LEN, Region};
+use crate::handshake::{HELLO_LEN, Hello, Welcome};
+use crate::sys;
+use session::{ForkTable, Session};
+
+/// How long a connecting client has to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most channels one session may have (one per client thread is the intent).
+const MAX_CHANNELS_PER_SESSION: usize = 256;
+
+/// How a [`Server`] runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Path of the Unix socket to listen on.
+    pub socket: PathBuf,
+    /// Worker threads serving channels.
+    pub threads: usize,
+}
+
+/// State the acceptor, the set-up threads and the workers share.
+struct Shared<F: Filesystem> {
+    fs: Arc<F>,
+    forks: ForkTable<F>,
+    /// Live sessions by join token.
+    sessions: Mutex<HashMap<u64, Weak<Session<F>>>>,
+    workers: Vec<worker::Inbox<F>>,
+    stop: AtomicBool,
+    /// Channels currently served, all workers together.
+    channels: AtomicUsize,
+}
+
+/// A running ring server. Dropping it without [`Server::shutdown`] also stops it.
+pub struct Server<F: Filesystem + Send + Sync + 'static> {
+    shared: Arc<Shared<F>>,
+    socket: PathBuf,
+    listener: Option<UnixListener>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<F: Filesystem + Send + Sync + 'static> Server<F> {
+    /// Binds the socket and starts serving `fs`.
+    ///
+    /// The socket is created private to its owner (mode 0600). A socket file left by a server
+    /// that is gone is replaced; one that a live server answers on is `AddrInUse`.
+    pub fn start(fs: Arc<F>, config: &ServerConfig) -> io::Result<Server<F>> {
+        let listener = bind_private(&config.socket)?;
+        let mut inboxes = Vec::new();
+        for _ in 0..config.threads.max(1) {
+            inboxes.push(worker::Inbox::new()?);
+        }
+        let shared = Arc::new(Shared {
+            fs,
+            forks: ForkTable::default(),
+            sessions: Mutex::new(HashMap::new()),
+            workers: inboxes,
+            stop: AtomicBool::new(false),
+            channels: AtomicUsize::new(0),
+        });
+        let mut threads = Vec::new();
+        for index in 0..shared.workers.len() {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ring-{index}"))
+                    .spawn(move || worker::run(&shared, index))?,
+            );
+        }
+        let accepting = listener.try_clone()?;
+        let for_acceptor = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("ring-accept".into())
+                .spawn(move || accept_loop(&for_acceptor, &accepting))?,
+        );
+        Ok(Server {
+            shared,
+            socket: config.socket.clone(),
+            listener: Some(listener),
+            threads,
+        })
+    }
+
+    /// Channels being served right now.
+    pub fn channels(&self) -> usize {
+        self.shared.channels.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, disconnects every client (their calls fail with `ENOTCONN`), releases
+    /// every description and removes the socket file.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        self.shared.stop.store(true, Ordering::SeqCst);
+        sys::shutdown_socket(listener.as_raw_fd());
+        for inbox in &self.shared.workers {
+            inbox.wake();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.shared.forks.clear();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl<F: Filesystem + Send + Sync + 'static> Drop for Server<F> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Binds `path` as a socket only its owner can connect to, replacing a stale socket file.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    match UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running server", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            use std::os::unix::fs::FileTypeExt;
+            // Only a socket is ever removed: any other file at the path is an error below.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Err(_) => {}
+    }
+    sys::with_umask(0o177, || UnixListener::bind(path))
+}
+
+fn accept_loop<F: Filesystem + Send + Sync + 'static>(
+    shared: &Arc<Shared<F>>,
+    listener: &UnixListener,
+) {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(_) if shared.stop.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("ring-setup".into())
+            .spawn(move || {
+                if let Err(e) = set_up(&shared, stream) {
+                    log::debug!("channel set-up failed: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a set-up thread: {e}");
+        }
+    }
+}
+
+/// Reads the hello, decides the session, sends the region and hands the channel to a worker.
+fn set_up<F: Filesystem + Send + Sync + 'static>(
+    shared: &Arc<Shared<F>>,
+    stream: UnixStream,
+) -> io::Result<()> {
+    stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    let peer = sys::peer_cred(&stream)?;
+    let mut hello = [0u8; HELLO_LEN];
+    (&stream).read_exact(&mut hello)?;
+    let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let cred = crate::creds::credentials_of(peer);
+    let session = match find_session(shared, hello, &cred) {
+        Ok(session) => session,
+        Err(errno) => {
+            let refusal = Welcome {
+                status: errno as u16,
+                session: 0,
+                region_len: 0,
+            };
+            use std::io::Write;
+            (&stream).write_all(&refusal.encode())?;
+            return Ok(());
+        }
+    };
+    let memfd = sys::sealed_memfd(c"btfuse-ring", REGION_LEN as u64)?;
+    let region = Region::map(&memfd)?;
+    region.initialise();
+    let welcome = Welcome {
+        status: 0,
+        session: session.join_token,
+        region_len: REGION_LEN as u64,
+    };
+    sys::send_with_fd(&stream, &welcome.encode(), memfd.as_raw_fd())?;
+    drop(memfd);
+    stream.set_read_timeout(None)?;
+    if shared.stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let index = (0..shared.workers.len())
+        .min_by_key(|&i| shared.workers[i].load())
+        .unwrap_or(0);
+    shared.channels.fetch_add(1, Ordering::Relaxed);
+    shared.workers[index].push(worker::NewChannel {
+        region,
+        stream,
+        session,
+        cred,
+    });
+    Ok(())
+}
+
+/// The session a hello asks for, as an errno when it may not have it.
+fn find_session<F: Filesystem>(
+    shared: &Shared<F>,
+    hello: Hello,
+    cred: &Credentials,
+) -> Result<Arc<Session<F>>, i32> {
+    let mut sessions = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    sessions.retain(|_, s| s.strong_count() > 0);
+    match hello {
+        Hello::NewSession => {
+            let token = loop {
+                let t = sys::random_u64().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                if t != 0 && !sessions.contains_key(&t) {
+                    break t;
+                }
+            };
+            let session = Arc::new(Session::new(token, cred.uid));
+            sessions.insert(token, Arc::downgrade(&session));
+            Ok(session)
+        }
+        Hello::Join(token) => {
+            let session = sessions
+                .get(&token)
+                .and_then(Weak::upgrade)
+                .ok_or(libc::ENOENT)?;
+            if session.owner_uid != cred.uid && !cred.is_root() {
+                return Err(libc::EACCES);
+            }
+            if Arc::strong_count(&session) > MAX_CHANNELS_PER_SESSION {
+                return Err(libc::EMFILE);
+            }
+            Ok(session)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    //! Hostile clients against an in-process server: garbage records, lying lengths, records
+    //! rewritten while the server reads them, and a failed hello.
+
+    use std::io::Write;
+    use std::sync::atomic::AtomicBool;
+
+    use btfuse_core::ring::{self, Request, Response};
+    use btfuse_core::{Config, MemFs, MemPool, ZeroClock};
+
+    use super::*;
+    use crate::Client;
+    use crate::client::Channel;
+
+    fn server(dir: &Path) -> (Server<MemFs<MemPool>>, PathBuf) {
+        let fs = Arc::new(MemFs::new(
+            MemPool::new(16 << 20),
+            Config::default(),
+            ZeroClock,
+        ));
+        let socket = dir.join("s.sock");
+        let server = Server::start(
+            fs,
+            &ServerConfig {
+                socket: socket.clone(),
+                threads: 2,
+            },
+        )
+        .unwrap();
+        (server, socket)
+    }
+
+    /// Publishes `bytes` as a request on a raw channel and waits for the server's verdict.
+    fn send_raw(channel: &mut Channel, bytes: &[u8], len: usize) -> io::Result<()> {
+        // SAFETY: the test owns the channel.
+        let area = unsafe { channel.region.request_area() };
+        area[..bytes.len()].copy_from_slice(bytes);
+        channel.seq = channel.seq.wrapping_add(1);
+        channel.region.publish_request(channel.seq, len);
+        channel.wait(channel.seq)
+    }
+
+    #[test]
+    fn malformed_records_disconnect_only_their_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let good = Client::connect(&socket).unwrap();
+        good.write("/keep", b"kept").unwrap();
+        let garbage: [&[u8]; 3] = [b"", b"not a record at all", &[0xff; 64]];
+        for bytes in garbage {
+            let (mut bad, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+            let err = send_raw(&mut bad, bytes, bytes.len()).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{bytes:?}");
+        }
+        // A length beyond the area.
+        let (mut liar, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let err = send_raw(&mut liar, b"", usize::MAX >> 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+        // A valid record whose header lies about its length.
+        let mut record = vec![0u8; 256];
+        let n = ring::encode_request(9, &Request::Fork, &mut record).unwrap();
+        record[4] ^= 0x40;
+        let (mut liar, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        assert!(send_raw(&mut liar, &record[..n], n).is_err());
+        // The well-behaved client never noticed.
+        assert_eq!(good.read("/keep").unwrap(), b"kept");
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_record_rewritten_while_served_changes_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let good = Client::connect(&socket).unwrap();
+        let (mut racer, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let region_ptr = {
+            // SAFETY: the scribbler below writes the request area the test's channel owns,
+            // exactly the race a hostile client creates; it touches no Rust object.
+            unsafe { racer.region.request_area() }.as_mut_ptr() as usize
+        };
+        let scribbler = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0u8;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_add(37);
+                    // SAFETY: a byte inside the mapped request area (offset < 64).
+                    unsafe {
+                        std::ptr::write_volatile((region_ptr + (x as usize % 64)) as *mut u8, x)
+                    };
+                }
+            })
+        };
+        let mut outcomes = (0, 0);
+        for i in 0..2000u64 {
+            let path = b"/racy-name".to_vec();
+            let request = Request::Mkdir {
+                at: None,
+                path: &path,
+                mode: 0o755,
+            };
+            match racer.call(i, &request, |r| {
+                Ok(matches!(r, Response::Ok | Response::Err(_)))
+            }) {
+                Ok(_) => outcomes.0 += 1,
+                Err(_) => {
+                    outcomes.1 += 1;
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        scribbler.join().unwrap();
+        assert!(outcomes.0 + outcomes.1 > 0);
+        // Whatever the race did, the server and the other client are fine.
+        good.write("/after", b"ok").unwrap();
+        assert_eq!(good.read("/after").unwrap(), b"ok");
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_bad_hello_is_refused_and_a_join_needs_a_live_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let mut raw = UnixStream::connect(&socket).unwrap();
+        raw.write_all(&[0u8; HELLO_LEN]).unwrap();
+        let mut buf = [0u8; 8];
+        // The server closes the connection without a region.
+        assert_eq!(std::io::Read::read(&mut raw, &mut buf).unwrap(), 0);
+        let err = Channel::connect(&socket, Hello::Join(12345)).err().unwrap();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(server.channels(), 0);
+        server.shutdown();
+        assert!(!socket.exists());
+    }
+}

@@ -1,0 +1,242 @@
+//! Open file descriptions and the sessions that hold them, kept in the server as the kernel
+//! keeps them: a description has the offset and status flags; a session maps a client's
+//! descriptor numbers to descriptions; `dup` shares a description, `fork` copies the map.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
+
+/// Most descriptions one session may hold open at once (`EMFILE` beyond).
+pub(crate) const MAX_OPEN: usize = 1 << 16;
+
+/// How long the descriptions shared by a `Fork` wait for the child to attach.
+const FORK_TTL: Duration = Duration::from_secs(60);
+
+/// The part of a description that reads and writes change, under one lock: POSIX wants a
+/// read or write and its offset update to be one step.
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    /// File offset; for a directory, the readdir cookie to continue after.
+    pub(crate) offset: u64,
+    /// `O_APPEND`, changeable with `F_SETFL`.
+    pub(crate) append: bool,
+    /// `O_NONBLOCK`, changeable with `F_SETFL` (kept for `F_GETFL`; a memory file never blocks).
+    pub(crate) nonblock: bool,
+    /// The engine's handle. Replaced when `F_SETFL` toggles `O_APPEND`, because the engine
+    /// fixes append mode when a handle opens.
+    pub(crate) fh: Fh,
+}
+
+/// One open file description.
+pub(crate) struct Description<F: Filesystem> {
+    fs: Arc<F>,
+    /// The inode it opened.
+    pub(crate) ino: Ino,
+    /// Its type at open time.
+    pub(crate) kind: FileType,
+    /// Opened for reading.
+    pub(crate) read: bool,
+    /// Opened for writing.
+    pub(crate) write: bool,
+    cursor: Mutex<Cursor>,
+}
+
+impl<F: Filesystem> Description<F> {
+    /// A description over the engine handle `fh`, which it releases when the last reference
+    /// to it goes.
+    pub(crate) fn new(
+        fs: Arc<F>,
+        ino: Ino,
+        kind: FileType,
+        read: bool,
+        write: bool,
+        cursor: Cursor,
+    ) -> Self {
+        Description {
+            fs,
+            ino,
+            kind,
+            read,
+            write,
+            cursor: Mutex::new(cursor),
+        }
+    }
+
+    /// The offset, flags and handle, locked for one operation.
+    pub(crate) fn cursor(&self) -> MutexGuard<'_, Cursor> {
+        // A panic while serving one request must not wedge the description for the others.
+        self.cursor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<F: Filesystem> Drop for Description<F> {
+    fn drop(&mut self) {
+        let fh = self.cursor.get_mut().unwrap_or_else(|p| p.into_inner()).fh;
+        if let Err(e) = self.fs.release(fh) {
+            log::warn!("releasing handle {fh:?} of inode {:?}: {e}", self.ino);
+        }
+    }
+}
+
+/// A client's descriptor table.
+pub(crate) struct Session<F: Filesystem> {
+    /// The secret another connection of the same client presents to join this session.
+    pub(crate) join_token: u64,
+    /// The user that created the session; only the same user may join it.
+    pub(crate) owner_uid: u32,
+    table: Mutex<Table<F>>,
+}
+
+struct Table<F: Filesystem> {
+    open: HashMap<u32, Arc<Description<F>>>,
+    /// Where the search for a free number starts.
+    next: u32,
+}
+
+impl<F: Filesystem> Session<F> {
+    pub(crate) fn new(join_token: u64, owner_uid: u32) -> Self {
+        Self::with_table(join_token, owner_uid, HashMap::new())
+    }
+
+    fn with_table(
+        join_token: u64,
+        owner_uid: u32,
+        open: HashMap<u32, Arc<Description<F>>>,
+    ) -> Self {
+        Session {
+            join_token,
+            owner_uid,
+            table: Mutex::new(Table { open, next: 0 }),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table<F>> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a description under a fresh number (`EMFILE` when the table is full).
+    pub(crate) fn insert(&self, description: Arc<Description<F>>) -> Result<u32, Errno> {
+        let mut table = self.table();
+        if table.open.len() >= MAX_OPEN {
+            return Err(Errno::TooManyOpenFiles);
+        }
+        let mut fd = table.next;
+        while table.open.contains_key(&fd) {
+            fd = fd.wrapping_add(1);
+        }
+        table.next = fd.wrapping_add(1);
+        table.open.insert(fd, description);
+        Ok(fd)
+    }
+
+    /// The description numbered `fd` (`EBADF` if none).
+    pub(crate) fn get(&self, fd: u32) -> Result<Arc<Description<F>>, Errno> {
+        self.table().open.get(&fd).cloned().ok_or(Errno::BadHandle)
+    }
+
+    /// Removes number `fd`; the description closes when nothing else refers to it. The
+    /// release happens after the table lock is dropped.
+    pub(crate) fn remove(&self, fd: u32) -> Result<(), Errno> {
+        let removed = self.table().open.remove(&fd);
+        removed.map(drop).ok_or(Errno::BadHandle)
+    }
+
+    /// A second number for the description `fd` refers to.
+    pub(crate) fn dup(&self, fd: u32) -> Result<u32, Errno> {
+        let description = self.get(fd)?;
+        self.insert(description)
+    }
+
+    /// Number of open descriptor numbers.
+    pub(crate) fn len(&self) -> usize {
+        self.table().open.len()
+    }
+
+    /// A copy of the table sharing every description, as `fork` gives a child.
+    fn fork_table(&self) -> HashMap<u32, Arc<Description<F>>> {
+        self.table().open.clone()
+    }
+}
+
+/// Tables a parent shared with `Fork`, waiting for the child to `Attach`.
+pub(crate) struct ForkTable<F: Filesystem> {
+    pending: Mutex<HashMap<u64, PendingFork<F>>>,
+}
+
+struct PendingFork<F: Filesystem> {
+    made: Instant,
+    uid: u32,
+    open: HashMap<u32, Arc<Description<F>>>,
+}
+
+impl<F: Filesystem> Default for ForkTable<F> {
+    fn default() -> Self {
+        ForkTable {
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<F: Filesystem> ForkTable<F> {
+    /// Keeps a copy of `session`'s table under `token` for a child of the same user.
+    pub(crate) fn prepare(&self, token: u64, session: &Session<F>, cred: &Credentials) {
+        let open = session.fork_table();
+        let expired = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let expired: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| now.duration_since(p.made) > FORK_TTL)
+                .map(|(&t, _)| t)
+                .collect();
+            let expired: Vec<_> = expired.iter().filter_map(|t| pending.remove(t)).collect();
+            pending.insert(
+                token,
+                PendingFork {
+                    made: now,
+                    uid: cred.uid,
+                    open,
+                },
+            );
+            expired
+        };
+        // Released outside the lock.
+        drop(expired);
+    }
+
+    /// The session a child attaching with `token` continues with: `EACCES` for another user,
+    /// `ENOENT` for an unknown, used or expired token.
+    pub(crate) fn attach(
+        &self,
+        token: u64,
+        join_token: u64,
+        cred: &Credentials,
+    ) -> Result<Session<F>, Errno> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match pending.get(&token) {
+            None => return Err(Errno::NotFound),
+            Some(p) if p.made.elapsed() > FORK_TTL => {
+                let stale = pending.remove(&token);
+                drop(pending);
+                drop(stale);
+                return Err(Errno::NotFound);
+            }
+            Some(p) if p.uid != cred.uid && !cred.is_root() => return Err(Errno::PermissionDenied),
+            Some(_) => {}
+        }
+        let p = pending.remove(&token).ok_or(Errno::NotFound)?;
+        Ok(Session::with_table(join_token, cred.uid, p.open))
+    }
+
+    /// Drops every pending table (at shutdown).
+    pub(crate) fn clear(&self) {
+        let all = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(all);
+    }
+}

@@ -1,0 +1,497 @@
+//! A worker thread: serves the channels it owns, spinning while they are busy and sleeping in
+//! one `io_uring` wait when they are not.
+//!
+//! Sleeping arms, for every channel, a futex wait on its `req_seq` (with the value last served,
+//! so a request published meanwhile completes the wait at once) and a poll for its socket's
+//! hang-up, plus a poll on the worker's control eventfd (new channels, shutdown). Armed
+//! operations stay armed across wake-ups, so a busy worker makes no system call at all; a
+//! completion is read from the ring's shared completion queue.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use btfuse_core::ring::{self, Request, Response};
+use btfuse_core::{Credentials, Errno, Filesystem};
+use io_uring::{IoUring, opcode, squeue, types};
+
+use super::session::Session;
+use super::{Shared, exec};
+use crate::channel::{AREA, Region};
+use crate::sys;
+
+/// How long a worker keeps polling its channels after the last request before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+/// After polling this long without work, the worker yields the CPU between polls, so that
+/// clients sharing its core (more busy threads than cores) get to run.
+const SPIN_ALONE: Duration = Duration::from_micros(5);
+/// Polls between two readings of the clock.
+const POLLS_PER_CLOCK: u32 = 64;
+/// Submission queue entries: two per channel would need resizing; the queue is flushed
+/// whenever it fills, so this only bounds a batch.
+const RING_ENTRIES: u32 = 256;
+/// `FUTEX2_SIZE_U32`: the futex word is 32 bits (and, without `FUTEX2_PRIVATE`, shared).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+/// Match any waker.
+const FUTEX_BITSET_MATCH_ANY: u64 = 0xffff_ffff;
+
+const KIND_CONTROL: u64 = 0;
+const KIND_FUTEX: u64 = 1;
+const KIND_HANGUP: u64 = 2;
+const KIND_CANCEL: u64 = 3;
+
+/// A channel the set-up thread hands to a worker.
+pub(crate) struct NewChannel<F: Filesystem> {
+    pub(crate) region: Region,
+    pub(crate) stream: UnixStream,
+    pub(crate) session: Arc<Session<F>>,
+    pub(crate) cred: Credentials,
+}
+
+/// Where a worker receives new channels and wake-ups.
+pub(crate) struct Inbox<F: Filesystem> {
+    eventfd: std::os::fd::OwnedFd,
+    pending: Mutex<Vec<NewChannel<F>>>,
+    /// Channels in `pending`, read without the lock by the polling worker.
+    waiting: AtomicUsize,
+    load: AtomicUsize,
+}
+
+impl<F: Filesystem> Inbox<F> {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        Ok(Inbox {
+            eventfd: sys::eventfd()?,
+            pending: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
+            load: AtomicUsize::new(0),
+        })
+    }
+
+    /// Channels the worker serves or is about to.
+    pub(crate) fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn push(&self, channel: NewChannel<F>) {
+        self.load.fetch_add(1, Ordering::Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(channel);
+        self.waiting.fetch_add(1, Ordering::Release);
+        self.wake();
+    }
+
+    pub(crate) fn wake(&self) {
+        sys::eventfd_signal(&self.eventfd);
+    }
+}
+
+/// A channel as its worker keeps it.
+struct Channel<F: Filesystem> {
+    region: Region,
+    stream: UnixStream,
+    session: Arc<Session<F>>,
+    cred: Credentials,
+    /// Sequence number of the last request served.
+    last_seen: u32,
+    /// A futex wait on `req_seq` is in flight: the region must outlive it.
+    futex_armed: bool,
+    /// A hang-up poll on the socket is in flight.
+    hangup_armed: bool,
+    /// The client hung up or broke the protocol: retire once nothing is in flight.
+    closing: bool,
+}
+
+fn user_data(kind: u64, slot: usize, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | ((slot as u64) << 2) | kind
+}
+
+fn split_user_data(data: u64) -> (u64, usize, u32) {
+    (
+        data & 3,
+        ((data & 0xffff_ffff) >> 2) as usize,
+        (data >> 32) as u32,
+    )
+}
+
+struct Worker<'a, F: Filesystem + Send + Sync + 'static> {
+    shared: &'a Shared<F>,
+    inbox: &'a Inbox<F>,
+    ring: IoUring,
+    slots: Vec<Option<Channel<F>>>,
+    generations: Vec<u32>,
+    control_armed: bool,
+    /// Some channel is closing: `retire_closed` has work.
+    any_closing: bool,
+    /// Completions read from the ring, kept to reuse the allocation.
+    events: Vec<u64>,
+}
+
+pub(super) fn run<F: Filesystem + Send + Sync + 'static>(shared: &Shared<F>, index: usize) {
+    let ring = match IoUring::new(RING_ENTRIES) {
+        Ok(ring) => ring,
+        Err(e) => {
+            log::error!("worker {index}: cannot create an io_uring: {e}");
+            return;
+        }
+    };
+    let mut worker = Worker {
+        shared,
+        inbox: &shared.workers[index],
+        ring,
+        slots: Vec::new(),
+        generations: Vec::new(),
+        control_armed: false,
+        any_closing: false,
+        events: Vec::new(),
+    };
+    worker.serve_until_stopped();
+    worker.disconnect_all();
+}
+
+impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
+    fn serve_until_stopped(&mut self) {
+        let mut request = Vec::with_capacity(AREA);
+        let mut scratch = Vec::new();
+        let mut last_work: Option<Instant> = None;
+        let mut polls = 0u32;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            if !self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0 {
+                self.adopt_new_channels();
+            }
+            self.reap_completions();
+            if self.any_closing {
+                self.retire_closed();
+            }
+            let mut served = false;
+            for slot in 0..self.slots.len() {
+                served |= self.serve_slot(slot, &mut request, &mut scratch);
+            }
+            if served {
+                // The clock is read at the next check, not now: the client's next request
+                // may already be on its way.
+                polls = 0;
+                last_work = None;
+                continue;
+            }
+            polls += 1;
+            if !polls.is_multiple_of(POLLS_PER_CLOCK) {
+                // Polling a line the other side is about to write: the pause keeps this core
+                // from stealing it back while the write is under way (measured: faster).
+                std::hint::spin_loop();
+                continue;
+            }
+            let idle = last_work.get_or_insert_with(Instant::now).elapsed();
+            if idle < SPIN_ALONE {
+                continue;
+            }
+            if idle < SPIN {
+                std::thread::yield_now();
+                continue;
+            }
+            self.sleep();
+            polls = 0;
+            last_work = None;
+        }
+    }
+
+    /// Queues `entry`, flushing the submission queue if it is full.
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry refers to memory that outlives its operation: futex words in
+            // regions kept until their wait completes (see `retire_closed`), or no memory.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                log::warn!("io_uring submit: {e}");
+            }
+        }
+    }
+
+    fn adopt_new_channels(&mut self) {
+        if !self.control_armed {
+            let poll = opcode::PollAdd::new(
+                types::Fd(self.inbox.eventfd.as_raw_fd()),
+                libc::POLLIN as u32,
+            )
+            .build()
+            .user_data(user_data(KIND_CONTROL, 0, 0));
+            self.push(poll);
+            self.control_armed = true;
+            let _ = self.ring.submit();
+        }
+        let new: Vec<NewChannel<F>> = {
+            let mut pending = self.inbox.pending.lock().unwrap_or_else(|p| p.into_inner());
+            self.inbox.waiting.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *pending)
+        };
+        if new.is_empty() {
+            return;
+        }
+        for channel in new {
+            let slot = match self.slots.iter().position(Option::is_none) {
+                Some(slot) => slot,
+                None => {
+                    self.slots.push(None);
+                    self.generations.push(0);
+                    self.slots.len() - 1
+                }
+            };
+            self.generations[slot] = self.generations[slot].wrapping_add(1);
+            let hangup = opcode::PollAdd::new(
+                types::Fd(channel.stream.as_raw_fd()),
+                (libc::POLLRDHUP | libc::POLLHUP) as u32,
+            )
+            .build()
+            .user_data(user_data(KIND_HANGUP, slot, self.generations[slot]));
+            self.slots[slot] = Some(Channel {
+                region: channel.region,
+                stream: channel.stream,
+                session: channel.session,
+                cred: channel.cred,
+                // A fresh region starts at 0; the client may already have published request 1
+                // before the channel got here.
+                last_seen: 0,
+                futex_armed: false,
+                hangup_armed: true,
+                closing: false,
+            });
+            self.push(hangup);
+        }
+        let _ = self.ring.submit();
+    }
+
+    fn reap_completions(&mut self) {
+        let mut completions = self.ring.completion();
+        if completions.is_empty() {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        events.extend(completions.by_ref().map(|cqe| cqe.user_data()));
+        drop(completions);
+        for (kind, slot, generation) in events.drain(..).map(split_user_data) {
+            if kind == KIND_CONTROL {
+                self.control_armed = false;
+                sys::eventfd_drain(&self.inbox.eventfd);
+                continue;
+            }
+            if kind == KIND_CANCEL || self.generations.get(slot) != Some(&generation) {
+                continue;
+            }
+            let Some(Some(channel)) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            match kind {
+                KIND_FUTEX => channel.futex_armed = false,
+                KIND_HANGUP => {
+                    channel.hangup_armed = false;
+                    channel.closing = true;
+                    self.any_closing = true;
+                }
+                _ => {}
+            }
+        }
+        self.events = events;
+    }
+
+    /// Frees the channels that are closing once no operation refers to them; asks the kernel
+    /// to cancel a futex wait that still does.
+    fn retire_closed(&mut self) {
+        self.any_closing = false;
+        let mut cancels = Vec::new();
+        for slot in 0..self.slots.len() {
+            let Some(channel) = &self.slots[slot] else {
+                continue;
+            };
+            if !channel.closing {
+                continue;
+            }
+            if channel.futex_armed || channel.hangup_armed {
+                // Still closing: look again after the cancellations complete.
+                self.any_closing = true;
+                let generation = self.generations[slot];
+                if channel.futex_armed {
+                    cancels.push(user_data(KIND_FUTEX, slot, generation));
+                }
+                if channel.hangup_armed {
+                    cancels.push(user_data(KIND_HANGUP, slot, generation));
+                }
+                continue;
+            }
+            if let Some(channel) = self.slots[slot].take() {
+                self.release(channel);
+            }
+        }
+        if cancels.is_empty() {
+            return;
+        }
+        for target in cancels {
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data(KIND_CANCEL, 0, 0));
+            self.push(cancel);
+        }
+        let _ = self.ring.submit();
+    }
+
+    fn release(&self, channel: Channel<F>) {
+        sys::shutdown_socket(channel.stream.as_raw_fd());
+        self.inbox.load.fetch_sub(1, Ordering::Relaxed);
+        self.shared.channels.fetch_sub(1, Ordering::Relaxed);
+        // The session, and the descriptions only it held, go with the last channel.
+        drop(channel);
+    }
+
+    /// Serves the request waiting on `slot`, if any; returns whether there was one.
+    fn serve_slot(&mut self, slot: usize, request: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
+        let Some(Some(channel)) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        if channel.closing {
+            return false;
+        }
+        let seq = match channel.region.take_request(channel.last_seen, request) {
+            None => return false,
+            Some(Ok(seq)) => seq,
+            Some(Err(())) => {
+                log::debug!(
+                    "client {}: request length beyond the area",
+                    channel.cred.pid
+                );
+                channel.closing = true;
+                self.any_closing = true;
+                return true;
+            }
+        };
+        channel.last_seen = seq;
+        let (tag, decoded) = match ring::decode_request(request) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // A client that breaks the format is disconnected: the server never guesses.
+                log::debug!("client {}: malformed request: {e}", channel.cred.pid);
+                channel.closing = true;
+                self.any_closing = true;
+                sys::shutdown_socket(channel.stream.as_raw_fd());
+                return true;
+            }
+        };
+        let before = Arc::as_ptr(&channel.session);
+        let response = if matches!(decoded, Request::Attach { .. })
+            && Arc::strong_count(&channel.session) > 1
+        {
+            // A session's other channels would keep the old table: attach first, then join.
+            Response::Err(Errno::Busy)
+        } else {
+            let shared = self.shared;
+            let (session, cred) = (&mut channel.session, &channel.cred);
+            let outcome = catch_unwind(AssertUnwindSafe(move || {
+                // Moved out, so the closure is FnOnce and the response may borrow `scratch`.
+                let (session, scratch) = (session, scratch);
+                exec::execute(&shared.fs, &shared.forks, session, cred, &decoded, scratch)
+            }));
+            match outcome {
+                Ok(response) => response,
+                Err(_) => {
+                    log::error!("request {decoded:?} panicked; answered EIO");
+                    Response::Err(Errno::Io)
+                }
+            }
+        };
+        // SAFETY: this worker is the channel's only server thread.
+        let area = unsafe { channel.region.response_area() };
+        let len = ring::encode_response(tag, &response, area)
+            .or_else(|_| ring::encode_response(tag, &Response::Err(Errno::Io), area))
+            .unwrap_or(0);
+        channel.region.publish_response(seq, len);
+        if Arc::as_ptr(&channel.session) != before {
+            let session = Arc::clone(&channel.session);
+            self.shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session.join_token, Arc::downgrade(&session));
+        }
+        true
+    }
+
+    /// Announces sleep on every channel, arms what is not armed, and waits for one completion.
+    fn sleep(&mut self) {
+        let mut work = false;
+        for channel in self.slots.iter().flatten() {
+            let region = &channel.region;
+            if !region.announce_sleep(
+                region.server_sleeping(),
+                region.req_seq(),
+                channel.last_seen,
+            ) {
+                work = true;
+            }
+        }
+        if !work {
+            let mut waits = Vec::new();
+            for (slot, channel) in self.slots.iter_mut().enumerate() {
+                let Some(channel) = channel else { continue };
+                if channel.futex_armed || channel.closing {
+                    continue;
+                }
+                channel.futex_armed = true;
+                waits.push(
+                    opcode::FutexWait::new(
+                        channel.region.req_seq().as_ptr(),
+                        u64::from(channel.last_seen),
+                        FUTEX_BITSET_MATCH_ANY,
+                        FUTEX2_SIZE_U32,
+                    )
+                    .build()
+                    .user_data(user_data(
+                        KIND_FUTEX,
+                        slot,
+                        self.generations[slot],
+                    )),
+                );
+            }
+            for wait in waits {
+                self.push(wait);
+            }
+            if let Err(e) = self.ring.submit_and_wait(1)
+                && e.raw_os_error() != Some(libc::EINTR)
+            {
+                log::warn!("io_uring wait: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for channel in self.slots.iter().flatten() {
+            channel.region.server_sleeping().store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// At shutdown: every client is told by a hang-up, and every session is released.
+    fn disconnect_all(&mut self) {
+        for channel in self.slots.iter().flatten() {
+            sys::shutdown_socket(channel.stream.as_raw_fd());
+        }
+        // Futex waits still in flight are keyed by the memfd page, not by this mapping, and
+        // complete (or are cancelled with the ring) without touching the memory: the regions
+        // may go first.
+        let channels: Vec<Channel<F>> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect();
+        for channel in channels {
+            self.release(channel);
+        }
+        for pending in
+            std::mem::take(&mut *self.inbox.pending.lock().unwrap_or_else(|p| p.into_inner()))
+        {
+            sys::shutdown_socket(pending.stream.as_raw_fd());
+            self.shared.channels.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
