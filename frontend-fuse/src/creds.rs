@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use btfuse_core::Credentials;
+use btfuse_shm::supplementary_groups;
 
 /// How long a process's groups are trusted before `/proc` is read again.
 const GROUPS_TTL: Duration = Duration::from_secs(1);
@@ -45,7 +46,7 @@ impl GroupsCache {
         {
             return groups.clone();
         }
-        let groups = read_groups(pid).unwrap_or_default();
+        let groups = supplementary_groups(pid).unwrap_or_default();
         let mut entries = self.entries.lock().expect("groups cache");
         if entries.len() >= GROUPS_MAX_ENTRIES {
             entries.clear();
@@ -55,17 +56,6 @@ impl GroupsCache {
     }
 }
 
-/// The `Groups:` line of `/proc/PID/status`; `None` if the process is gone.
-fn read_groups(pid: u32) -> Option<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
-    Some(
-        line.split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,11 +63,11 @@ mod tests {
     #[test]
     fn reads_this_process_groups() {
         let pid = std::process::id();
-        let groups = read_groups(pid).expect("own status");
+        let groups = supplementary_groups(pid).expect("own status");
         let cache = GroupsCache::default();
         let cred = cache.credentials(1000, 1000, pid);
         assert_eq!(cred.groups, groups);
         assert!(cache.credentials(0, 0, pid).groups.is_empty());
-        assert_eq!(read_groups(u32::MAX), None);
+        assert_eq!(supplementary_groups(u32::MAX), None);
     }
 }
