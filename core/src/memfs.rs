@@ -540,6 +540,9 @@ pub struct MemFs<B: BlockStore> {
     clock: Box<dyn Clock>,
     hasher: DefaultHashBuilder,
     inodes: Box<[RwLock<HashTable<Arc<Inode>>>]>,
+    /// The root, also in `inodes`: every absolute path starts here, and a lookup through this
+    /// reference skips the table's lock and a reference count.
+    root: Arc<Inode>,
     handles: Sharded<Handle>,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
@@ -552,28 +555,15 @@ impl<B: BlockStore> MemFs<B> {
     /// A filesystem holding only an empty root directory, storing data in `store`.
     pub fn new(store: B, config: Config, clock: impl Clock + 'static) -> MemFs<B> {
         let now = clock.now();
-        let fs = MemFs {
-            store,
-            clock: Box::new(clock),
-            hasher: DefaultHashBuilder::default(),
-            inodes: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
-            handles: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            next_ino: AtomicU64::new(Ino::ROOT.0 + 1),
-            next_fh: AtomicU64::new(1),
-            live_inodes: AtomicU64::new(1),
-            open_handles: AtomicU64::new(0),
-            rename_lock: Mutex::new(()),
-            config,
-        };
         let root = Arc::new(Inode {
             ino: Ino::ROOT,
             kind: FileType::Directory,
             lookups: AtomicU64::new(0),
             opens: AtomicU32::new(0),
             state: RwLock::new(State {
-                perm: fs.config.root_perm & PERM_MASK,
-                uid: fs.config.root_uid,
-                gid: fs.config.root_gid,
+                perm: config.root_perm & PERM_MASK,
+                uid: config.root_uid,
+                gid: config.root_gid,
                 nlink: 2,
                 freed: false,
                 atime: now.into(),
@@ -583,6 +573,20 @@ impl<B: BlockStore> MemFs<B> {
                 xattrs: None,
             }),
         });
+        let fs = MemFs {
+            store,
+            clock: Box::new(clock),
+            hasher: DefaultHashBuilder::default(),
+            inodes: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
+            root: Arc::clone(&root),
+            handles: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            next_ino: AtomicU64::new(Ino::ROOT.0 + 1),
+            next_fh: AtomicU64::new(1),
+            live_inodes: AtomicU64::new(1),
+            open_handles: AtomicU64::new(0),
+            rename_lock: Mutex::new(()),
+            config,
+        };
         fs.enter_inode(root);
         fs
     }
@@ -1235,7 +1239,13 @@ impl<B: BlockStore> MemFs<B> {
         name: &[u8],
         count: bool,
     ) -> Result<Attr> {
-        let p = self.inode(parent)?;
+        let held;
+        let p: &Inode = if parent == Ino::ROOT {
+            &self.root
+        } else {
+            held = self.inode(parent)?;
+            &held
+        };
         if p.kind != FileType::Directory {
             return Err(Errno::NotADirectory);
         }
@@ -1248,7 +1258,7 @@ impl<B: BlockStore> MemFs<B> {
             if count {
                 p.lookups.fetch_add(1, Ordering::AcqRel);
             }
-            return Ok(self.attr_of(&p, &pst));
+            return Ok(self.attr_of(p, &pst));
         }
         if name == b".." {
             let up = pst.dir()?.parent;
