@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use btfuse_core::{
-    AccessMask, Attr, BlockStore, Credentials, FallocateMode, Fh, FileType, Filesystem, Ino, MemFs,
-    OpenFlags, RenameMode, SeekWhence, SetAttr, TimeSet, Timestamp, XattrMode,
+    AccessMask, Attr, Credentials, FallocateMode, Fh, FileType, Filesystem, Ino, OpenFlags,
+    RenameMode, SeekWhence, SetAttr, TimeSet, Timestamp, XattrMode,
 };
 use fuser::{
     AccessFlags, CopyFileRangeFlags, FileAttr, FileHandle, FopenFlags, Generation, INodeNo,
@@ -40,15 +40,15 @@ pub(crate) struct CachePolicy {
     pub(crate) attr_ttl: Duration,
 }
 
-/// The FUSE side of a [`MemFs`].
-pub(crate) struct FuseFs<B: BlockStore> {
-    fs: MemFs<B>,
+/// The FUSE side of an engine (a [`MemFs`](btfuse_core::MemFs), metered or not).
+pub(crate) struct FuseFs<F: Filesystem> {
+    fs: F,
     groups: GroupsCache,
     cache: CachePolicy,
 }
 
-impl<B: BlockStore> FuseFs<B> {
-    pub(crate) fn new(fs: MemFs<B>, cache: CachePolicy) -> FuseFs<B> {
+impl<F: Filesystem> FuseFs<F> {
+    pub(crate) fn new(fs: F, cache: CachePolicy) -> FuseFs<F> {
         FuseFs {
             fs,
             groups: GroupsCache::default(),
@@ -192,7 +192,7 @@ fn read_buffer(size: u32) -> Vec<u8> {
     vec![0u8; size.min(MAX_WRITE) as usize]
 }
 
-impl<B: BlockStore + 'static> fuser::Filesystem for FuseFs<B> {
+impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Each capability alone, so that a kernel lacking one still gets the others.
         for capability in [

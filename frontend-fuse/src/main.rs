@@ -15,8 +15,10 @@ mod options;
 mod sys;
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
@@ -24,6 +26,7 @@ use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
 use btfuse_shm::daemon::{SystemClock, block_stop_signals, parse_size, wait_for_stop};
+use btfuse_shm::metrics::{self, Frontend, Gauges, Metered};
 
 use crate::options::{Settings, parse_mode};
 
@@ -88,6 +91,11 @@ struct Cli {
     /// How long the kernel may cache names and attributes, in seconds (decimals allowed).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_timeout)]
     cache_timeout: f64,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
+    /// a free one and logs it) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 
     /// As a mount helper, stay in the foreground.
     #[arg(short = 'f', long)]
@@ -167,6 +175,7 @@ fn serve(
     mountpoint: PathBuf,
     s: Settings,
     cache: CachePolicy,
+    metrics_addr: Option<SocketAddr>,
     mut ready: Option<std::fs::File>,
 ) -> Result<(), String> {
     let fs_config = Config {
@@ -176,7 +185,7 @@ fn serve(
         root_gid: s.gid,
         ..Config::default()
     };
-    let fs = MemFs::new(MemPool::new(s.size), fs_config, SystemClock);
+    let fs = Arc::new(MemFs::new(MemPool::new(s.size), fs_config, SystemClock));
     let mut config = fuser::Config::default();
     config.acl = if s.allow_other {
         fuser::SessionACL::All
@@ -187,6 +196,29 @@ fn serve(
     // One /dev/fuse descriptor per thread: requests do not queue on one shared file.
     config.clone_fd = true;
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    // Bound before mounting, so that a taken address fails the start and leaves no mount;
+    // served until this function returns.
+    let _exporter = match metrics_addr {
+        Some(addr) => {
+            let (fs, inodes) = (Arc::clone(&fs), s.inodes);
+            let exporter = metrics::serve(addr, move || {
+                let usage = fs.usage();
+                Gauges {
+                    inodes_used: usage.inodes,
+                    inodes_total: inodes,
+                    blocks_used: usage.blocks_used,
+                    blocks_total: usage.blocks_total,
+                    block_size: usage.block_size,
+                    open_handles: usage.handles,
+                    ..Gauges::default()
+                }
+            })
+            .map_err(|e| format!("--metrics: {e}"))?;
+            log::info!("metrics on http://{}/metrics", exporter.addr());
+            Some(exporter)
+        }
+        None => None,
+    };
     // Mounted here rather than by fuser so that the type reads `fuse.btfuse-fuse`.
     let fd = sys::mount_fuse(&sys::FuseMount {
         target: &mountpoint,
@@ -204,7 +236,12 @@ fn serve(
     })
     .map_err(|e| mount_error(&mountpoint, e))?;
     let acl = config.acl;
-    let session = match fuser::Session::from_fd(FuseFs::new(fs, cache), fd, acl, config) {
+    let session = match fuser::Session::from_fd(
+        FuseFs::new(Metered::new(fs, Frontend::Fuse), cache),
+        fd,
+        acl,
+        config,
+    ) {
         Ok(session) => session,
         Err(e) => {
             let _ = sys::unmount(&mountpoint);
@@ -286,11 +323,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 };
             }
             sys::Forked::Daemon(write) => {
-                return serve(mountpoint, s, cache, Some(std::fs::File::from(write)));
+                let ready = Some(std::fs::File::from(write));
+                return serve(mountpoint, s, cache, cli.metrics, ready);
             }
         }
     }
-    serve(mountpoint, s, cache, None)
+    serve(mountpoint, s, cache, cli.metrics, None)
 }
 
 fn main() -> ExitCode {

@@ -25,6 +25,30 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts `btfuse-shm serve` with `extra` options and connects to it, with `/dir/file` made.
+fn start_server(socket: &Path, extra: &[&str]) -> (Daemon, Client) {
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_btfuse-shm"))
+            .args(["serve", "--size", "256M", "--socket"])
+            .arg(socket)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start btfuse-shm"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let client = loop {
+        if let Ok(c) = Client::connect(socket) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    client.create_dir("/dir").unwrap();
+    client.write("/dir/file", b"x").unwrap();
+    (daemon, client)
+}
+
 fn kernel_stat(path: &CString) {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -109,25 +133,12 @@ fn main() {
     let batches = if quick { 50 } else { 400 };
     let per_batch = 1000;
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("bench.sock");
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_btfuse-shm"))
-            .args(["serve", "--size", "256M", "--socket"])
-            .arg(&socket)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("start btfuse-shm"),
+    let (_daemon, client) = start_server(&dir.path().join("bench.sock"), &[]);
+    // The same server with the Prometheus exporter on: what recording costs a ring stat.
+    let (_metered_daemon, metered) = start_server(
+        &dir.path().join("metered.sock"),
+        &["--metrics", "127.0.0.1:0"],
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let client = loop {
-        if let Ok(c) = Client::connect(&socket) {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    client.create_dir("/dir").unwrap();
-    client.write("/dir/file", b"x").unwrap();
     let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
     std::fs::create_dir(shm.path().join("dir")).unwrap();
     std::fs::write(shm.path().join("dir/file"), b"x").unwrap();
@@ -137,9 +148,11 @@ fn main() {
     // Warm-up.
     for _ in 0..10_000 {
         client.metadata(rpath).unwrap();
+        metered.metadata(rpath).unwrap();
         kernel_stat(&kpath);
     }
-    let (mut ring, mut kernel, mut ping) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ring, mut kernel, mut ping, mut ring_metered) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..batches {
         let t = Instant::now();
         for _ in 0..per_batch {
@@ -153,12 +166,18 @@ fn main() {
         ping.push(t.elapsed().as_nanos() as f64 / per_batch as f64);
         let t = Instant::now();
         for _ in 0..per_batch {
+            metered.metadata(rpath).unwrap();
+        }
+        ring_metered.push(t.elapsed().as_nanos() as f64 / per_batch as f64);
+        let t = Instant::now();
+        for _ in 0..per_batch {
             kernel_stat(&kpath);
         }
         kernel.push(t.elapsed().as_nanos() as f64 / per_batch as f64);
     }
     ring.sort_by(f64::total_cmp);
     ping.sort_by(f64::total_cmp);
+    ring_metered.sort_by(f64::total_cmp);
     kernel.sort_by(f64::total_cmp);
     println!(
         "stat latency, ns per call over {batches} batches of {per_batch} (p10 / median / p90):"
@@ -167,9 +186,10 @@ fn main() {
         ("stat(2) on tmpfs", &kernel),
         ("ring stat", &ring),
         ("ring, no work", &ping),
+        ("ring stat, metrics on", &ring_metered),
     ] {
         println!(
-            "  {name:<18} {:>8.0} {:>8.0} {:>8.0}",
+            "  {name:<22} {:>8.0} {:>8.0} {:>8.0}",
             percentile(v, 0.1),
             percentile(v, 0.5),
             percentile(v, 0.9)

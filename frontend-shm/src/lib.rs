@@ -22,6 +22,7 @@ pub mod client;
 mod creds;
 pub mod daemon;
 mod handshake;
+pub mod metrics;
 pub mod server;
 mod sys;
 

@@ -9,6 +9,8 @@ use btfuse_core::{Config, MemFs, MemPool};
 use btfuse_shm::daemon::{
     SystemClock, block_stop_signals, memory_bytes, parse_size, wait_for_stop,
 };
+use btfuse_shm::metrics::{self, Gauges};
+use btfuse_shm::server::RingCounters;
 use btfuse_shm::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
 
@@ -48,6 +50,10 @@ struct ServeArgs {
     /// Worker threads serving clients [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: Option<u32>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
+    /// a free one and logs it) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +83,31 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let fs = Arc::new(MemFs::new(MemPool::new(size), config, SystemClock));
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    // Bound before anything else starts, so that a taken address fails the start.
+    let ring_counters: Arc<std::sync::OnceLock<Arc<RingCounters>>> = Arc::default();
+    let exporter = match args.metrics {
+        Some(addr) => {
+            let (fs, ring) = (Arc::clone(&fs), Arc::clone(&ring_counters));
+            let exporter = metrics::serve(addr, move || {
+                let usage = fs.usage();
+                let ring = ring.get();
+                Gauges {
+                    inodes_used: usage.inodes,
+                    inodes_total: inodes,
+                    blocks_used: usage.blocks_used,
+                    blocks_total: usage.blocks_total,
+                    block_size: usage.block_size,
+                    open_handles: usage.handles,
+                    ring_clients: ring.map_or(0, |r| r.channels() as u64),
+                    ring_requests_waiting: ring.map_or(0, |r| r.requests_waiting() as u64),
+                }
+            })
+            .map_err(|e| format!("--metrics: {e}"))?;
+            log::info!("metrics on http://{}/metrics", exporter.addr());
+            Some(exporter)
+        }
+        None => None,
+    };
     let server = Server::start(
         fs,
         &ServerConfig {
@@ -85,6 +116,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         },
     )
     .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
+    let _ = ring_counters.set(server.counters());
     log::info!(
         "serving on {} ({size} bytes, {inodes} inodes, {threads} threads)",
         args.socket.display()
@@ -96,5 +128,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     log::info!("signal {signal}: stopping");
     server.shutdown();
+    drop(exporter);
     Ok(())
 }

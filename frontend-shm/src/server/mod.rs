@@ -56,8 +56,29 @@ struct Shared<F: Filesystem> {
     sessions: Mutex<HashMap<u64, Weak<Session<F>>>>,
     workers: Vec<worker::Inbox<F>>,
     stop: AtomicBool,
-    /// Channels currently served, all workers together.
+    /// Channels served and requests waiting, for monitoring.
+    counters: Arc<RingCounters>,
+}
+
+/// Live figures of a running server, readable from any thread (the metrics exporter's
+/// gauges).
+#[derive(Debug, Default)]
+pub struct RingCounters {
     channels: AtomicUsize,
+    /// Per worker: requests its latest pass over its channels found waiting.
+    waiting: Vec<AtomicUsize>,
+}
+
+impl RingCounters {
+    /// Channels being served right now.
+    pub fn channels(&self) -> usize {
+        self.channels.load(Ordering::Relaxed)
+    }
+
+    /// Requests published by clients and not yet taken, as the workers last saw them.
+    pub fn requests_waiting(&self) -> usize {
+        self.waiting.iter().map(|w| w.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// A running ring server. Dropping it without [`Server::shutdown`] also stops it.
@@ -85,7 +106,12 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             sessions: Mutex::new(HashMap::new()),
             workers: inboxes,
             stop: AtomicBool::new(false),
-            channels: AtomicUsize::new(0),
+            counters: Arc::new(RingCounters {
+                channels: AtomicUsize::new(0),
+                waiting: (0..config.threads.max(1))
+                    .map(|_| AtomicUsize::new(0))
+                    .collect(),
+            }),
         });
         let mut threads = Vec::new();
         for index in 0..shared.workers.len() {
@@ -113,7 +139,12 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
 
     /// Channels being served right now.
     pub fn channels(&self) -> usize {
-        self.shared.channels.load(Ordering::Relaxed)
+        self.shared.counters.channels()
+    }
+
+    /// The server's live figures, to read while it runs.
+    pub fn counters(&self) -> Arc<RingCounters> {
+        Arc::clone(&self.shared.counters)
     }
 
     /// Stops accepting, disconnects every client (their calls fail with `ENOTCONN`), releases
@@ -238,7 +269,7 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
     let index = (0..shared.workers.len())
         .min_by_key(|&i| shared.workers[i].load())
         .unwrap_or(0);
-    shared.channels.fetch_add(1, Ordering::Relaxed);
+    shared.counters.channels.fetch_add(1, Ordering::Relaxed);
     shared.workers[index].push(worker::NewChannel {
         region,
         stream,

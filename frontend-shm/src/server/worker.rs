@@ -23,6 +23,7 @@ use io_uring::{IoUring, opcode, squeue, types};
 use super::session::Session;
 use super::{Shared, exec};
 use crate::channel::{AREA, Region};
+use crate::metrics::{self, Frontend};
 use crate::sys;
 
 /// How long a worker keeps polling its channels after the last request before it sleeps.
@@ -122,6 +123,7 @@ fn split_user_data(data: u64) -> (u64, usize, u32) {
 
 struct Worker<'a, F: Filesystem + Send + Sync + 'static> {
     shared: &'a Shared<F>,
+    index: usize,
     inbox: &'a Inbox<F>,
     ring: IoUring,
     slots: Vec<Option<Channel<F>>>,
@@ -143,6 +145,7 @@ pub(super) fn run<F: Filesystem + Send + Sync + 'static>(shared: &Shared<F>, ind
     };
     let mut worker = Worker {
         shared,
+        index,
         inbox: &shared.workers[index],
         ring,
         slots: Vec::new(),
@@ -161,6 +164,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         let mut scratch = Vec::new();
         let mut last_work: Option<Instant> = None;
         let mut polls = 0u32;
+        let mut waiting_seen = 0;
         while !self.shared.stop.load(Ordering::Relaxed) {
             if !self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0 {
                 self.adopt_new_channels();
@@ -169,10 +173,15 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             if self.any_closing {
                 self.retire_closed();
             }
-            let mut served = false;
+            let mut served = 0;
             for slot in 0..self.slots.len() {
-                served |= self.serve_slot(slot, &mut request, &mut scratch);
+                served += usize::from(self.serve_slot(slot, &mut request, &mut scratch));
             }
+            if served != waiting_seen {
+                waiting_seen = served;
+                self.shared.counters.waiting[self.index].store(served, Ordering::Relaxed);
+            }
+            let served = served > 0;
             if served {
                 // The clock is read at the next check, not now: the client's next request
                 // may already be on its way.
@@ -344,7 +353,10 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
     fn release(&self, channel: Channel<F>) {
         sys::shutdown_socket(channel.stream.as_raw_fd());
         self.inbox.load.fetch_sub(1, Ordering::Relaxed);
-        self.shared.channels.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .channels
+            .fetch_sub(1, Ordering::Relaxed);
         // The session, and the descriptions only it held, go with the last channel.
         drop(channel);
     }
@@ -371,6 +383,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             }
         };
         channel.last_seen = seq;
+        let started = metrics::start();
         let (tag, decoded) = match ring::decode_request(request) {
             Ok(decoded) => decoded,
             Err(e) => {
@@ -410,6 +423,9 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             .or_else(|_| ring::encode_response(tag, &Response::Err(Errno::Io), area))
             .unwrap_or(0);
         channel.region.publish_response(seq, len);
+        if started.is_some() {
+            record_request(&decoded, &response, started);
+        }
         if Arc::as_ptr(&channel.session) != before {
             let session = Arc::clone(&channel.session);
             self.shared
@@ -491,7 +507,30 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             std::mem::take(&mut *self.inbox.pending.lock().unwrap_or_else(|p| p.into_inner()))
         {
             sys::shutdown_socket(pending.stream.as_raw_fd());
-            self.shared.channels.fetch_sub(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .channels
+                .fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Counts a served request in the metrics: its operation, outcome, time and bytes.
+fn record_request(request: &Request<'_>, response: &Response<'_>, started: Option<metrics::Start>) {
+    let errno = match response {
+        Response::Err(e) => Some(*e),
+        _ => None,
+    };
+    if let Some(op) = metrics::shm_operation(request.opcode()) {
+        metrics::record(Frontend::Shm, op, started, errno);
+    }
+    match (request, response) {
+        (Request::Read { .. } | Request::Pread { .. }, Response::Data(data)) => {
+            metrics::add_bytes(Frontend::Shm, data.len() as u64, 0);
+        }
+        (Request::Write { .. } | Request::Pwrite { .. }, Response::Size(n)) => {
+            metrics::add_bytes(Frontend::Shm, 0, *n);
+        }
+        _ => {}
     }
 }
