@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod adapter;
+mod coherence;
 mod creds;
 mod errno;
 mod options;
@@ -18,15 +19,18 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
 use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
+use crate::coherence::Coherent;
 use btfuse_shm::daemon::{SystemClock, block_stop_signals, parse_size, wait_for_stop};
 use btfuse_shm::metrics::{self, Frontend, Gauges, Metered};
+use btfuse_shm::server::RingCounters;
+use btfuse_shm::{Server, ServerConfig};
 
 use crate::options::{Settings, parse_mode};
 
@@ -91,6 +95,16 @@ struct Cli {
     /// How long the kernel may cache names and attributes, in seconds (decimals allowed).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_timeout)]
     cache_timeout: f64,
+
+    /// Unix socket of the shared-memory ring this daemon serves beside the mount [default:
+    /// /run/btfuse/ESCAPED.sock for root, $XDG_RUNTIME_DIR/btfuse/ESCAPED.sock otherwise,
+    /// ESCAPED being the mount point as `systemd-escape --path` writes it].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_shm")]
+    shm_socket: Option<PathBuf>,
+
+    /// Do not serve the shared-memory ring.
+    #[arg(long)]
+    no_shm: bool,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
     /// a free one and logs it) [default: off].
@@ -171,11 +185,18 @@ fn check_mountpoint(dir: &std::path::Path) -> Result<(), String> {
 
 /// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
 /// of mounting (daemon mode).
+/// What the daemon serves besides the mount.
+struct Extras {
+    metrics: Option<SocketAddr>,
+    /// The ring's socket, or `None` for `--no-shm`.
+    ring: Option<PathBuf>,
+}
+
 fn serve(
     mountpoint: PathBuf,
     s: Settings,
     cache: CachePolicy,
-    metrics_addr: Option<SocketAddr>,
+    extras: Extras,
     mut ready: Option<std::fs::File>,
 ) -> Result<(), String> {
     let fs_config = Config {
@@ -198,11 +219,13 @@ fn serve(
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
     // Bound before mounting, so that a taken address fails the start and leaves no mount;
     // served until this function returns.
-    let _exporter = match metrics_addr {
+    let ring_counters: Arc<OnceLock<Arc<RingCounters>>> = Arc::default();
+    let _exporter = match extras.metrics {
         Some(addr) => {
-            let (fs, inodes) = (Arc::clone(&fs), s.inodes);
+            let (fs, inodes, ring) = (Arc::clone(&fs), s.inodes, Arc::clone(&ring_counters));
             let exporter = metrics::serve(addr, move || {
                 let usage = fs.usage();
+                let ring = ring.get();
                 Gauges {
                     inodes_used: usage.inodes,
                     inodes_total: inodes,
@@ -210,7 +233,8 @@ fn serve(
                     blocks_total: usage.blocks_total,
                     block_size: usage.block_size,
                     open_handles: usage.handles,
-                    ..Gauges::default()
+                    ring_clients: ring.map_or(0, |r| r.channels() as u64),
+                    ring_requests_waiting: ring.map_or(0, |r| r.requests_waiting() as u64),
                 }
             })
             .map_err(|e| format!("--metrics: {e}"))?;
@@ -237,7 +261,7 @@ fn serve(
     .map_err(|e| mount_error(&mountpoint, e))?;
     let acl = config.acl;
     let session = match fuser::Session::from_fd(
-        FuseFs::new(Metered::new(fs, Frontend::Fuse), cache),
+        FuseFs::new(Metered::new(Arc::clone(&fs), Frontend::Fuse), cache),
         fd,
         acl,
         config,
@@ -247,6 +271,23 @@ fn serve(
             let _ = sys::unmount(&mountpoint);
             return Err(format!("FUSE handshake failed: {e}"));
         }
+    };
+    // The ring serves the same engine; what it changes, the kernel is told to forget.
+    let ring = match &extras.ring {
+        Some(socket) => {
+            let engine = Arc::new(Coherent::new(Arc::clone(&fs), session.notifier()));
+            match start_ring(engine, socket, s.threads, s.allow_other) {
+                Ok(server) => {
+                    let _ = ring_counters.set(server.counters());
+                    Some(server)
+                }
+                Err(e) => {
+                    let _ = sys::unmount(&mountpoint);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
     };
     let background = match session.spawn() {
         Ok(background) => background,
@@ -277,6 +318,10 @@ fn serve(
                 .join()
                 .map_err(|e| format!("serving failed: {e}"));
         }
+    }
+    // Ring clients are disconnected first: their calls fail from here on.
+    if let Some(ring) = ring {
+        ring.shutdown();
     }
     sys::unmount(&mountpoint)
         .map_err(|e| format!("unmounting {} failed: {e}", mountpoint.display()))?;
@@ -311,6 +356,10 @@ fn run(cli: Cli) -> Result<(), String> {
         attr_ttl: ttl,
     };
     check_mountpoint(&mountpoint)?;
+    let extras = Extras {
+        metrics: cli.metrics,
+        ring: ring_socket(&cli, &mountpoint)?,
+    };
     if helper && !cli.foreground {
         match sys::daemonize().map_err(|e| format!("cannot detach: {e}"))? {
             sys::Forked::Parent(read) => {
@@ -324,11 +373,63 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             sys::Forked::Daemon(write) => {
                 let ready = Some(std::fs::File::from(write));
-                return serve(mountpoint, s, cache, cli.metrics, ready);
+                return serve(mountpoint, s, cache, extras, ready);
             }
         }
     }
-    serve(mountpoint, s, cache, cli.metrics, None)
+    serve(mountpoint, s, cache, extras, None)
+}
+
+/// Where the ring's socket goes: `--shm-socket`, or the rule of `btfuse_shm::discovery`.
+fn ring_socket(cli: &Cli, mountpoint: &std::path::Path) -> Result<Option<PathBuf>, String> {
+    if cli.no_shm {
+        return Ok(None);
+    }
+    if let Some(path) = &cli.shm_socket {
+        return Ok(Some(path.clone()));
+    }
+    let canonical = std::fs::canonicalize(mountpoint)
+        .map_err(|e| format!("cannot resolve {}: {e}", mountpoint.display()))?;
+    let uid = sys::effective_uid();
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    Ok(Some(btfuse_shm::discovery::socket_for_mount(
+        &canonical,
+        uid,
+        runtime.as_deref(),
+    )))
+}
+
+/// Binds the ring's socket (making its directory if needed) and starts serving `engine`.
+fn start_ring<F: btfuse_core::Filesystem + 'static>(
+    engine: Arc<F>,
+    socket: &std::path::Path,
+    threads: usize,
+    allow_other: bool,
+) -> Result<Server<F>, String> {
+    if let Some(dir) = socket.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Readable by all, so that other users of an allow_other mount can reach a socket
+        // inside; the socket's own mode decides who may connect.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let config = ServerConfig {
+        socket: socket.to_path_buf(),
+        threads,
+        socket_mode: if allow_other { 0o666 } else { 0o600 },
+    };
+    let server = Server::start(engine, &config)
+        .map_err(|e| format!("--shm-socket {}: {e}", socket.display()))?;
+    log::info!(
+        "fast path: ring socket {} (btfuse_shm::Client::connect; --no-shm turns it off)",
+        socket.display()
+    );
+    Ok(server)
 }
 
 fn main() -> ExitCode {

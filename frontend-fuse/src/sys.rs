@@ -133,3 +133,9 @@ pub(crate) fn unmount(target: &std::path::Path) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The effective user id.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -21,6 +21,7 @@ pub mod channel;
 pub mod client;
 mod creds;
 pub mod daemon;
+pub mod discovery;
 mod handshake;
 pub mod metrics;
 pub mod server;

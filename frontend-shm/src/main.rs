@@ -113,6 +113,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         &ServerConfig {
             socket: args.socket.clone(),
             threads,
+            socket_mode: 0o600,
         },
     )
     .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;

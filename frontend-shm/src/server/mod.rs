@@ -46,6 +46,10 @@ pub struct ServerConfig {
     pub socket: PathBuf,
     /// Worker threads serving channels.
     pub threads: usize,
+    /// Permission bits of the socket: 0o600 lets only its owner connect; a server of a
+    /// mount with `allow_other` opens it to everyone (each request is still checked with
+    /// the caller's identity).
+    pub socket_mode: u32,
 }
 
 /// State the acceptor, the set-up threads and the workers share.
@@ -96,6 +100,14 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
     /// that is gone is replaced; one that a live server answers on is `AddrInUse`.
     pub fn start(fs: Arc<F>, config: &ServerConfig) -> io::Result<Server<F>> {
         let listener = bind_private(&config.socket)?;
+        if config.socket_mode & 0o777 != 0o600 {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode(config.socket_mode & 0o777);
+            if let Err(e) = std::fs::set_permissions(&config.socket, mode) {
+                let _ = std::fs::remove_file(&config.socket);
+                return Err(e);
+            }
+        }
         let mut inboxes = Vec::new();
         for _ in 0..config.threads.max(1) {
             inboxes.push(worker::Inbox::new()?);
@@ -343,6 +355,7 @@ mod tests {
             &ServerConfig {
                 socket: socket.clone(),
                 threads: 2,
+                socket_mode: 0o600,
             },
         )
         .unwrap();

@@ -1,0 +1,215 @@
+//! One daemon, one truth: `btfuse-fuse` serves the ring beside the mount, and whatever a ring
+//! client changes is seen through the mount at once, despite the kernel's caches (pages kept
+//! across opens, names and attributes for a second), and the other way round.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use btfuse_shm::{Client, OpenOptions};
+use common::Mount;
+
+/// A mount with its ring socket in a private temporary directory, and a ring client.
+fn mount_with_ring() -> (Mount, Client, tempfile::TempDir) {
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("ring.sock");
+    let mount = Mount::start(&["--shm-socket", socket.to_str().unwrap()]);
+    let client = connect(&socket);
+    (mount, client, sockets)
+}
+
+fn connect(socket: &Path) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect(socket) {
+            Ok(client) => return client,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot reach the ring at {}: {e}", socket.display()),
+        }
+    }
+}
+
+fn read_through(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+#[test]
+fn ring_changes_show_through_the_mount_at_once() {
+    let (mount, ring, _sockets) = mount_with_ring();
+    let m = mount.path();
+
+    // Data: the kernel keeps this file's pages across opens; a ring write must drop them.
+    fs::write(m.join("data"), b"0123456789").unwrap();
+    assert_eq!(read_through(&m.join("data")), b"0123456789");
+    let f = OpenOptions::new().write(true).open(&ring, "/data").unwrap();
+    f.write_at(b"AB", 3).unwrap();
+    assert_eq!(
+        read_through(&m.join("data")),
+        b"012AB56789",
+        "pages after a ring pwrite"
+    );
+    // An append through the ring lands at the end, and the mount sees the new size.
+    let mut a = OpenOptions::new()
+        .append(true)
+        .open(&ring, "/data")
+        .unwrap();
+    a.write_all(b"++").unwrap();
+    assert_eq!(
+        read_through(&m.join("data")),
+        b"012AB56789++",
+        "size after a ring append"
+    );
+    drop((f, a));
+
+    // Truncation and extension.
+    assert_eq!(fs::metadata(m.join("data")).unwrap().len(), 12);
+    ring.truncate("/data", 4).unwrap();
+    assert_eq!(fs::metadata(m.join("data")).unwrap().len(), 4);
+    assert_eq!(read_through(&m.join("data")), b"012A");
+    ring.create("/data").unwrap(); // O_TRUNC through the ring
+    assert_eq!(read_through(&m.join("data")), b"");
+
+    // Attributes: cached for a second by the kernel.
+    fs::write(m.join("attrs"), b"x").unwrap();
+    assert_eq!(fs::metadata(m.join("attrs")).unwrap().mode() & 0o777, 0o644);
+    ring.set_permissions("/attrs", 0o600).unwrap();
+    assert_eq!(fs::metadata(m.join("attrs")).unwrap().mode() & 0o777, 0o600);
+    ring.chown("/attrs", Some(1234), Some(4321)).unwrap();
+    let meta = fs::metadata(m.join("attrs")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1234, 4321));
+
+    // Names: a cached entry must go when the ring renames or removes it.
+    fs::write(m.join("old"), b"moved").unwrap();
+    assert!(m.join("old").exists());
+    ring.rename("/old", "/new").unwrap();
+    assert!(!m.join("old").exists(), "entry after a ring rename");
+    assert_eq!(read_through(&m.join("new")), b"moved");
+    ring.remove_file("/new").unwrap();
+    assert!(!m.join("new").exists(), "entry after a ring unlink");
+
+    // A name the kernel just failed to find, then created through the ring.
+    assert!(!m.join("later").exists());
+    ring.write("/later", b"here").unwrap();
+    assert_eq!(read_through(&m.join("later")), b"here");
+
+    // Directories: listings and removals.
+    fs::create_dir(m.join("d")).unwrap();
+    assert_eq!(fs::read_dir(m.join("d")).unwrap().count(), 0);
+    ring.create_dir("/d/sub").unwrap();
+    ring.symlink("sub", "/d/link").unwrap();
+    let mut names: Vec<_> = fs::read_dir(m.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["link", "sub"]);
+    assert_eq!(
+        fs::read_link(m.join("d/link")).unwrap(),
+        PathBuf::from("sub")
+    );
+    assert!(m.join("d/sub").is_dir());
+    ring.remove_dir("/d/sub").unwrap();
+    assert!(!m.join("d/sub").exists(), "entry after a ring rmdir");
+
+    // Hard links change the link count of a cached inode.
+    fs::write(m.join("one"), b"1").unwrap();
+    assert_eq!(fs::metadata(m.join("one")).unwrap().nlink(), 1);
+    ring.hard_link("/one", "/two").unwrap();
+    assert_eq!(fs::metadata(m.join("one")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(m.join("two")).unwrap().ino(),
+        fs::metadata(m.join("one")).unwrap().ino()
+    );
+}
+
+#[test]
+fn mount_changes_show_through_the_ring_at_once() {
+    let (mount, ring, _sockets) = mount_with_ring();
+    let m = mount.path();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(m.join("shared"))
+        .unwrap();
+    f.write_all(b"hello").unwrap();
+    assert_eq!(ring.read("/shared").unwrap(), b"hello");
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(b"J").unwrap();
+    assert_eq!(ring.read("/shared").unwrap(), b"Jello");
+    fs::set_permissions(m.join("shared"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(ring.metadata("/shared").unwrap().mode() & 0o777, 0o640);
+    fs::rename(m.join("shared"), m.join("renamed")).unwrap();
+    assert!(ring.metadata("/shared").is_err());
+    // Both sides at once: the ring appends while the mount reads what is there.
+    let mut appender = OpenOptions::new()
+        .append(true)
+        .open(&ring, "/renamed")
+        .unwrap();
+    for i in 0..100u8 {
+        appender.write_all(&[b'a' + i % 26]).unwrap();
+        let mut seen = Vec::new();
+        fs::File::open(m.join("renamed"))
+            .unwrap()
+            .read_to_end(&mut seen)
+            .unwrap();
+        assert_eq!(seen.len(), 5 + usize::from(i) + 1, "round {i}");
+    }
+}
+
+#[test]
+fn the_default_socket_follows_the_documented_rule() {
+    let mut mount = Mount::start(&[]);
+    let canonical = fs::canonicalize(mount.path()).unwrap();
+    let expected = btfuse_shm::discovery::socket_for_mount(&canonical, 0, None);
+    assert!(
+        expected.starts_with("/run/btfuse"),
+        "{}",
+        expected.display()
+    );
+    let meta = fs::symlink_metadata(&expected).unwrap_or_else(|e| {
+        panic!(
+            "no socket at {}: {e}\n{}",
+            expected.display(),
+            mount.output()
+        )
+    });
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o600,
+        "only the mounting user may connect"
+    );
+    let ring = connect(&expected);
+    ring.write("/via-ring", b"1").unwrap();
+    assert_eq!(fs::read(mount.path().join("via-ring")).unwrap(), b"1");
+    assert!(
+        mount.output().contains(&expected.display().to_string()),
+        "the daemon says where"
+    );
+    let stopped = mount.stop();
+    assert!(
+        stopped.status.is_some_and(|s| s.success()) && stopped.unmounted,
+        "{stopped:?}\n{}",
+        mount.output()
+    );
+    assert!(!expected.exists(), "socket removed at shutdown");
+    assert_eq!(
+        ring.read("/via-ring").unwrap_err().raw_os_error(),
+        Some(libc::ENOTCONN)
+    );
+
+    // --no-shm: no socket at all.
+    let mut quiet = Mount::start(&["--no-shm"]);
+    let canonical = fs::canonicalize(quiet.path()).unwrap();
+    assert!(!btfuse_shm::discovery::socket_for_mount(&canonical, 0, None).exists());
+    let stopped = quiet.stop();
+    assert!(stopped.status.is_some_and(|s| s.success()) && stopped.unmounted);
+}
