@@ -131,9 +131,15 @@ pub fn shm_operation(opcode: u8) -> Option<usize> {
 }
 
 /// Upper bounds of the duration buckets, in nanoseconds (`+Inf` is implied).
-const BUCKETS_NS: [u64; 20] = [
+const BUCKETS_NS: [u64; 26] = [
+    50,
+    100,
+    150,
+    200,
     250,
+    350,
     500,
+    750,
     1_000,
     2_500,
     5_000,
@@ -966,6 +972,7 @@ mod tests {
             r#"btfuse_operations_total{frontend="shm",operation="stat"} 2"#,
             r#"btfuse_operation_errors_total{frontend="shm",operation="stat",errno="ENOENT"} 1"#,
             r#"btfuse_operation_duration_seconds_bucket{le="2.5e-7",frontend="shm",operation="stat"} 0"#,
+            r#"btfuse_operation_duration_seconds_bucket{le="3.5e-7",frontend="shm",operation="stat"} 1"#,
             r#"btfuse_operation_duration_seconds_bucket{le="5e-7",frontend="shm",operation="stat"} 1"#,
             r#"btfuse_operation_duration_seconds_bucket{le="1.0",frontend="shm",operation="stat"} 1"#,
             r#"btfuse_operation_duration_seconds_bucket{le="+Inf",frontend="shm",operation="stat"} 2"#,
