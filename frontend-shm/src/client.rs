@@ -12,6 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,16 @@ use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet
 use crate::channel::{REGION_LEN, Region};
 use crate::handshake::{Hello, WELCOME_LEN, Welcome};
 use crate::sys;
+
+/// Where the client's own descriptors go: 0 leaves them where the kernel puts them.
+static PRIVATE_FD_FLOOR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Puts the descriptors clients open from now on (their sockets) at `floor` or above. An
+/// interposer sets this so that the numbers a program chooses itself (`exec 3> file`, `dup2`
+/// onto a small number) never land on the client's socket.
+pub fn set_private_fd_floor(floor: i32) {
+    PRIVATE_FD_FLOOR.store(floor.max(0), Ordering::Relaxed);
+}
 
 /// Most channels one client opens.
 pub const MAX_CHANNELS: usize = 16;
@@ -64,13 +75,21 @@ fn encode_error(e: EncodeError) -> io::Error {
 /// One channel: a connection and its region.
 pub(crate) struct Channel {
     stream: UnixStream,
+    /// What the socket's number named when connected: a program that puts another file on
+    /// that number (`dup2` onto it) has broken the channel.
+    identity: Option<(u64, u64)>,
     pub(crate) region: Region,
     pub(crate) seq: u32,
 }
 
 impl Channel {
     pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, u64)> {
-        let stream = UnixStream::connect(socket)?;
+        let mut stream = UnixStream::connect(socket)?;
+        let floor = PRIVATE_FD_FLOOR.load(Ordering::Relaxed);
+        if floor > 0 {
+            stream = UnixStream::from(sys::move_fd_above(OwnedFd::from(stream), floor)?);
+        }
+        let identity = sys::fd_identity(stream.as_raw_fd());
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
         (&stream).write_all(&hello.encode())?;
@@ -96,6 +115,7 @@ impl Channel {
         Ok((
             Channel {
                 stream,
+                identity,
                 region,
                 seq,
             },
@@ -166,7 +186,9 @@ impl Channel {
             if region.resp_seq().load(Ordering::Acquire) == seq {
                 return Ok(());
             }
-            if sys::peer_hung_up(&self.stream) {
+            if sys::peer_hung_up(&self.stream)
+                || sys::fd_identity(self.stream.as_raw_fd()) != self.identity
+            {
                 return Err(io::Error::from_raw_os_error(libc::ENOTCONN));
             }
         }
@@ -275,6 +297,32 @@ impl Client {
             idle = inner.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
             inner.waiters.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Sends any ring request and hands its response to `read`: the descriptor-level API the
+    /// interceptor builds on. An error answer reaches `read` as `Response::Err`.
+    pub fn request<T>(
+        &self,
+        request: &Request<'_>,
+        read: impl FnOnce(Response<'_>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.call(request, read)
+    }
+
+    /// Asks the server to keep a copy of this session's descriptions for a child process;
+    /// returns the token the child passes to [`Client::attach`]. Call it before `fork` (or
+    /// `exec`): the copy shares every description, offsets included.
+    pub fn prepare_fork(&self) -> io::Result<u64> {
+        self.call(&Request::Fork, |r| match r {
+            Response::Token(token) => Ok(token),
+            other => unexpected(other),
+        })
+    }
+
+    /// Continues with the descriptions a parent kept under `token`. Only a fresh client (one
+    /// channel, nothing opened yet) may attach.
+    pub fn attach(&self, token: u64) -> io::Result<()> {
+        self.call(&Request::Attach { token }, expect_ok)
     }
 
     /// One round trip that does no filesystem work: the transport's own cost.

@@ -309,3 +309,23 @@ pub fn wait_for_stop(timeout: Duration) -> Option<libc::c_int> {
     let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
     (sig > 0).then_some(sig)
 }
+
+/// Moves `fd` to the lowest free number at or above `floor` (close-on-exec), closing the old
+/// number.
+pub(crate) fn move_fd_above(fd: OwnedFd, floor: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor this function owns returns a new descriptor.
+    let moved = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) })?;
+    drop(fd);
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// The (device, inode) of what `fd` refers to, to tell later whether the number still names
+/// the same file.
+pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes into `st`, which lives for the call.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some((st.st_dev, st.st_ino))
+    }
+}

@@ -1,0 +1,1423 @@
+//! The interposed file calls. Each one asks whether its path or descriptor is btfuse's; if so
+//! it is served over the ring and answers with libc's conventions (-1 and `errno`), otherwise
+//! it goes to the real libc function untouched.
+
+use btfuse_core::ring::{self, MAX_IO, Request, Response, Target, Whence};
+use btfuse_core::{AccessMask, FileType, RenameMode};
+use btfuse_shm::Client;
+use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
+
+use crate::real;
+use crate::stat::{fill_stat, fill_statx};
+use crate::state::{self, Entry, PROTOCOL, c_bytes, call, fail, guarded};
+
+/// What a path argument names.
+pub(crate) struct PathTarget {
+    pub(crate) client: Client,
+    pub(crate) at: Option<u32>,
+    pub(crate) path: Vec<u8>,
+}
+
+/// The btfuse target of `path` taken from `dirfd` (`AT_FDCWD` for plain path calls), or
+/// `None` if the kernel's.
+///
+/// # Safety
+/// `path` is null or a valid C string.
+pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<PathTarget> {
+    // SAFETY: the caller's contract.
+    let bytes = unsafe { c_bytes(path) }?;
+    if bytes.first() == Some(&b'/') {
+        let path = state::ring_path(bytes)?;
+        return Some(PathTarget {
+            client: state::client()?,
+            at: None,
+            path,
+        });
+    }
+    if dirfd == libc::AT_FDCWD || bytes.is_empty() {
+        return None;
+    }
+    let entry = state::lookup(dirfd)?;
+    Some(PathTarget {
+        client: state::client()?,
+        at: Some(entry.desc),
+        path: bytes.to_vec(),
+    })
+}
+
+/// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees.
+/// It is an `O_PATH` descriptor of `/`: anything that reaches the kernel with it instead of
+/// this library (a read or write from inside libc, a static program after `exec`) fails with
+/// `EBADF` rather than quietly reading nothing or writing nowhere.
+fn reserve(cloexec: bool) -> Result<c_int, i32> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: a literal path; `open` returns a descriptor or -1.
+    let fd = unsafe { real::open()(c"/".as_ptr(), flags, 0) };
+    if fd < 0 {
+        // SAFETY: reads this thread's errno.
+        return Err(unsafe { *libc::__errno_location() });
+    }
+    Ok(fd)
+}
+
+fn umask() -> mode_t {
+    // Read without keeping the change: umask has no query form.
+    // SAFETY: umask cannot fail.
+    unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    }
+}
+
+fn open_options(flags: c_int) -> ring::OpenOptions {
+    let access = flags & libc::O_ACCMODE;
+    ring::OpenOptions {
+        read: access == libc::O_RDONLY || access == libc::O_RDWR,
+        write: access == libc::O_WRONLY || access == libc::O_RDWR,
+        append: flags & libc::O_APPEND != 0,
+        truncate: flags & libc::O_TRUNC != 0,
+        create: flags & libc::O_CREAT != 0,
+        exclusive: flags & libc::O_EXCL != 0,
+        directory: flags & libc::O_DIRECTORY != 0,
+        nofollow: flags & libc::O_NOFOLLOW != 0,
+        nonblock: flags & libc::O_NONBLOCK != 0,
+    }
+}
+
+/// Opens `target` over the ring and gives it a descriptor number.
+fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        return fail(libc::EOPNOTSUPP);
+    }
+    let request = Request::Open {
+        at: target.at,
+        path: &target.path,
+        flags: open_options(flags),
+        mode: if flags & libc::O_CREAT != 0 {
+            mode & 0o7777 & !umask()
+        } else {
+            0
+        },
+    };
+    let opened = call(&target.client, &request, |r| match r {
+        Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory)),
+        _ => Err(PROTOCOL),
+    });
+    let (desc, dir) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return fail(e),
+    };
+    match reserve(flags & libc::O_CLOEXEC != 0) {
+        Ok(fd) => {
+            state::insert(fd, Entry { desc, dir });
+            crate::stdio::sync_std_stream(fd);
+            fd
+        }
+        Err(e) => {
+            let _ = call(&target.client, &Request::Close { fd: desc }, |_| Ok(()));
+            fail(e)
+        }
+    }
+}
+
+/// `open` and its relatives: served over the ring for btfuse paths.
+///
+/// # Safety
+/// As for `openat(2)`.
+unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> Option<c_int> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let target = unsafe { at_target(dirfd, path) }?;
+        Some(ring_open(&target, flags, mode))
+    })
+    .flatten()
+}
+
+macro_rules! open_fn {
+    ($name:ident) => {
+        /// Interposed: btfuse paths open over the ring.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+            // SAFETY: libc's contract for this call, passed on.
+            unsafe {
+                open_at(libc::AT_FDCWD, path, flags, mode)
+                    .unwrap_or_else(|| real::$name()(path, flags, mode))
+            }
+        }
+    };
+}
+open_fn!(open);
+open_fn!(open64);
+
+macro_rules! openat_fn {
+    ($name:ident) => {
+        /// Interposed: btfuse paths open over the ring.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            dirfd: c_int,
+            path: *const c_char,
+            flags: c_int,
+            mode: mode_t,
+        ) -> c_int {
+            // SAFETY: libc's contract for this call, passed on.
+            unsafe {
+                open_at(dirfd, path, flags, mode)
+                    .unwrap_or_else(|| real::$name()(dirfd, path, flags, mode))
+            }
+        }
+    };
+}
+openat_fn!(openat);
+openat_fn!(openat64);
+
+macro_rules! open2_fn {
+    ($name:ident) => {
+        /// Interposed: the fortified `open` without a mode.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
+            // SAFETY: libc's contract for this call, passed on.
+            unsafe {
+                open_at(libc::AT_FDCWD, path, flags, 0)
+                    .unwrap_or_else(|| real::$name()(path, flags))
+            }
+        }
+    };
+}
+open2_fn!(__open_2);
+open2_fn!(__open64_2);
+
+macro_rules! creat_fn {
+    ($name:ident) => {
+        /// Interposed: `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
+            let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+            // SAFETY: libc's contract for this call, passed on.
+            unsafe {
+                open_at(libc::AT_FDCWD, path, flags, mode)
+                    .unwrap_or_else(|| real::$name()(path, mode))
+            }
+        }
+    };
+}
+creat_fn!(creat);
+creat_fn!(creat64);
+
+/// The btfuse entry behind `fd` and a connection, if `fd` is btfuse's.
+fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
+    let entry = state::lookup(fd)?;
+    Some((entry, state::current_client().or_else(state::client)?))
+}
+
+/// Interposed: closing a btfuse descriptor releases its description's reference.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    let _ = guarded(|| {
+        if let Some(entry) = state::remove(fd) {
+            if let Some(client) = state::current_client() {
+                let _ = call(&client, &Request::Close { fd: entry.desc }, |_| Ok(()));
+            }
+            crate::stdio::sync_std_stream(fd);
+        }
+    });
+    // SAFETY: closes the placeholder (or the program's own descriptor).
+    unsafe { real::close()(fd) }
+}
+
+/// Reads into the caller's buffer over the ring.
+fn ring_read(client: &Client, request: &Request<'_>, buf: *mut c_void, count: size_t) -> ssize_t {
+    let result = call(client, request, |r| match r {
+        Response::Data(data) if data.len() <= count => {
+            // SAFETY: the caller's buffer holds `count` bytes; `data` is at most that long.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.cast::<u8>(), data.len()) };
+            Ok(data.len() as ssize_t)
+        }
+        _ => Err(PROTOCOL),
+    });
+    result.unwrap_or_else(|e| fail(e) as ssize_t)
+}
+
+fn ring_write(client: &Client, request: &Request<'_>) -> ssize_t {
+    call(client, request, |r| match r {
+        Response::Size(n) => Ok(n as ssize_t),
+        _ => Err(PROTOCOL),
+    })
+    .unwrap_or_else(|e| fail(e) as ssize_t)
+}
+
+/// The caller's buffer as a slice (empty for a null pointer with a zero count).
+///
+/// # Safety
+/// `buf` holds `count` readable bytes.
+unsafe fn input<'a>(buf: *const c_void, count: size_t) -> &'a [u8] {
+    if count == 0 || buf.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(buf.cast(), count.min(MAX_IO)) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    let served = guarded(|| {
+        let (entry, client) = descriptor(fd)?;
+        if entry.dir {
+            return Some(fail(libc::EISDIR) as ssize_t);
+        }
+        let len = count.min(MAX_IO) as u32;
+        Some(ring_read(
+            &client,
+            &Request::Read {
+                fd: entry.desc,
+                len,
+            },
+            buf,
+            count,
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::read()(fd, buf, count) })
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    let served = guarded(|| {
+        let (entry, client) = descriptor(fd)?;
+        // SAFETY: the caller's buffer holds `count` bytes.
+        let data = unsafe { input(buf, count) };
+        Some(ring_write(
+            &client,
+            &Request::Write {
+                fd: entry.desc,
+                data,
+            },
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::write()(fd, buf, count) })
+}
+
+macro_rules! pread_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            buf: *mut c_void,
+            count: size_t,
+            offset: off_t,
+        ) -> ssize_t {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                if offset < 0 {
+                    return Some(fail(libc::EINVAL) as ssize_t);
+                }
+                let len = count.min(MAX_IO) as u32;
+                let request = Request::Pread {
+                    fd: entry.desc,
+                    offset: offset as u64,
+                    len,
+                };
+                Some(ring_read(&client, &request, buf, count))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf, count, offset) })
+        }
+    };
+}
+pread_fn!(pread);
+pread_fn!(pread64);
+
+macro_rules! pwrite_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            buf: *const c_void,
+            count: size_t,
+            offset: off_t,
+        ) -> ssize_t {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                if offset < 0 {
+                    return Some(fail(libc::EINVAL) as ssize_t);
+                }
+                // SAFETY: the caller's buffer holds `count` bytes.
+                let data = unsafe { input(buf, count) };
+                let request = Request::Pwrite {
+                    fd: entry.desc,
+                    offset: offset as u64,
+                    data,
+                };
+                Some(ring_write(&client, &request))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf, count, offset) })
+        }
+    };
+}
+pwrite_fn!(pwrite);
+pwrite_fn!(pwrite64);
+
+macro_rules! lseek_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(fd: c_int, offset: off_t, whence: c_int) -> off_t {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                let whence = match whence {
+                    libc::SEEK_SET => Whence::Set,
+                    libc::SEEK_CUR => Whence::Cur,
+                    libc::SEEK_END => Whence::End,
+                    libc::SEEK_DATA => Whence::Data,
+                    libc::SEEK_HOLE => Whence::Hole,
+                    _ => return Some(fail(libc::EINVAL) as off_t),
+                };
+                let request = Request::Lseek {
+                    fd: entry.desc,
+                    offset,
+                    whence,
+                };
+                Some(
+                    call(&client, &request, |r| match r {
+                        Response::Offset(n) => Ok(n as off_t),
+                        _ => Err(PROTOCOL),
+                    })
+                    .unwrap_or_else(|e| fail(e) as off_t),
+                )
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, offset, whence) })
+        }
+    };
+}
+lseek_fn!(lseek);
+lseek_fn!(lseek64);
+
+/// Stats `target` into `buf`.
+fn ring_stat(client: &Client, target: Target<'_>, buf: *mut libc::stat) -> c_int {
+    let result = call(client, &Request::Stat { target }, |r| match r {
+        Response::Attr(attr) => {
+            // SAFETY: the caller's `buf` points at a `struct stat`.
+            fill_stat(unsafe { &mut *buf }, &attr);
+            Ok(0)
+        }
+        _ => Err(PROTOCOL),
+    });
+    result.unwrap_or_else(fail)
+}
+
+macro_rules! fstat_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut libc::stat) -> c_int {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                Some(ring_stat(&client, Target::Fd(entry.desc), buf))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf) })
+        }
+    };
+}
+fstat_fn!(fstat);
+fstat_fn!(fstat64);
+
+/// `fstatat` for btfuse paths and descriptors.
+///
+/// # Safety
+/// As for `fstatat(2)`.
+unsafe fn stat_at(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+    flags: c_int,
+) -> Option<c_int> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let empty = unsafe { c_bytes(path) }.is_some_and(<[u8]>::is_empty);
+        if empty && flags & libc::AT_EMPTY_PATH != 0 {
+            let (entry, client) = descriptor(dirfd)?;
+            return Some(ring_stat(&client, Target::Fd(entry.desc), buf));
+        }
+        // SAFETY: the caller's contract.
+        let t = unsafe { at_target(dirfd, path) }?;
+        let target = Target::Path {
+            at: t.at,
+            path: &t.path,
+            follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+        };
+        Some(ring_stat(&t.client, target, buf))
+    })
+    .flatten()
+}
+
+macro_rules! stat_fn {
+    ($name:ident, $flags:expr) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, buf: *mut libc::stat) -> c_int {
+            // SAFETY: libc's contract, passed on.
+            unsafe {
+                stat_at(libc::AT_FDCWD, path, buf, $flags)
+                    .unwrap_or_else(|| real::$name()(path, buf))
+            }
+        }
+    };
+}
+stat_fn!(stat, 0);
+stat_fn!(stat64, 0);
+stat_fn!(lstat, libc::AT_SYMLINK_NOFOLLOW);
+stat_fn!(lstat64, libc::AT_SYMLINK_NOFOLLOW);
+
+macro_rules! fstatat_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            dirfd: c_int,
+            path: *const c_char,
+            buf: *mut libc::stat,
+            flags: c_int,
+        ) -> c_int {
+            // SAFETY: libc's contract, passed on.
+            unsafe {
+                stat_at(dirfd, path, buf, flags)
+                    .unwrap_or_else(|| real::$name()(dirfd, path, buf, flags))
+            }
+        }
+    };
+}
+fstatat_fn!(fstatat);
+fstatat_fn!(fstatat64);
+
+/// Interposed: `newfstatat` is glibc's name for `fstatat` in some builds.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn newfstatat(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        stat_at(dirfd, path, buf, flags).unwrap_or_else(|| real::fstatat()(dirfd, path, buf, flags))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn statx(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mask: c_uint,
+    buf: *mut libc::statx,
+) -> c_int {
+    let served = guarded(|| {
+        let fill = |client: &Client, target: Target<'_>| {
+            call(client, &Request::Stat { target }, |r| match r {
+                Response::Attr(attr) => {
+                    // SAFETY: the caller's `buf` points at a `struct statx`.
+                    fill_statx(unsafe { &mut *buf }, &attr);
+                    Ok(0)
+                }
+                _ => Err(PROTOCOL),
+            })
+            .unwrap_or_else(fail)
+        };
+        // SAFETY: libc's contract.
+        let empty = unsafe { c_bytes(path) }.is_some_and(<[u8]>::is_empty);
+        if empty && flags & libc::AT_EMPTY_PATH != 0 {
+            let (entry, client) = descriptor(dirfd)?;
+            return Some(fill(&client, Target::Fd(entry.desc)));
+        }
+        // SAFETY: libc's contract.
+        let t = unsafe { at_target(dirfd, path) }?;
+        let target = Target::Path {
+            at: t.at,
+            path: &t.path,
+            follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+        };
+        Some(fill(&t.client, target))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::statx()(dirfd, path, flags, mask, buf) })
+}
+
+fn access_mask(mode: c_int) -> AccessMask {
+    AccessMask {
+        read: mode & libc::R_OK != 0,
+        write: mode & libc::W_OK != 0,
+        execute: mode & libc::X_OK != 0,
+    }
+}
+
+/// `faccessat` for btfuse paths.
+///
+/// # Safety
+/// As for `faccessat(2)`.
+unsafe fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> Option<c_int> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let t = unsafe { at_target(dirfd, path) }?;
+        let request = Request::Access {
+            target: Target::Path {
+                at: t.at,
+                path: &t.path,
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+            },
+            mask: access_mask(mode),
+            effective: flags & libc::AT_EACCESS != 0,
+        };
+        Some(call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail))
+    })
+    .flatten()
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        access_at(libc::AT_FDCWD, path, mode, 0).unwrap_or_else(|| real::access()(path, mode))
+    }
+}
+
+macro_rules! eaccess_fn {
+    ($name:ident) => {
+        /// Interposed: `access` with the effective ids (glibc runs it on its own `fstatat`,
+        /// which no interposer sees).
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, mode: c_int) -> c_int {
+            // SAFETY: libc's contract, passed on.
+            unsafe {
+                access_at(libc::AT_FDCWD, path, mode, libc::AT_EACCESS)
+                    .unwrap_or_else(|| real::$name()(path, mode))
+            }
+        }
+    };
+}
+eaccess_fn!(euidaccess);
+eaccess_fn!(eaccess);
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn faccessat(
+    dirfd: c_int,
+    path: *const c_char,
+    mode: c_int,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        access_at(dirfd, path, mode, flags)
+            .unwrap_or_else(|| real::faccessat()(dirfd, path, mode, flags))
+    }
+}
+
+/// A path call answered `Ok` or an errno.
+///
+/// # Safety
+/// `path` is null or a valid C string.
+unsafe fn simple(
+    dirfd: c_int,
+    path: *const c_char,
+    request: impl FnOnce(&PathTarget) -> Option<c_int>,
+) -> Option<c_int> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let t = unsafe { at_target(dirfd, path) }?;
+        request(&t)
+    })
+    .flatten()
+}
+
+fn expect_ok(client: &Client, request: &Request<'_>) -> c_int {
+    call(client, request, |_| Ok(0)).unwrap_or_else(fail)
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mkdir(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe { mkdirat(libc::AT_FDCWD, path, mode) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(dirfd, path, |t| {
+            let mode = mode & 0o7777 & !umask();
+            Some(expect_ok(
+                &t.client,
+                &Request::Mkdir {
+                    at: t.at,
+                    path: &t.path,
+                    mode,
+                },
+            ))
+        })
+        .unwrap_or_else(|| real::mkdirat()(dirfd, path, mode))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmdir(path: *const c_char) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(libc::AT_FDCWD, path, |t| {
+            Some(expect_ok(
+                &t.client,
+                &Request::Rmdir {
+                    at: t.at,
+                    path: &t.path,
+                },
+            ))
+        })
+        .unwrap_or_else(|| real::rmdir()(path))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe { unlinkat(libc::AT_FDCWD, path, 0) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(dirfd, path, |t| {
+            let request = if flags & libc::AT_REMOVEDIR != 0 {
+                Request::Rmdir {
+                    at: t.at,
+                    path: &t.path,
+                }
+            } else {
+                Request::Unlink {
+                    at: t.at,
+                    path: &t.path,
+                }
+            };
+            Some(expect_ok(&t.client, &request))
+        })
+        .unwrap_or_else(|| real::unlinkat()(dirfd, path, flags))
+    }
+}
+
+/// `renameat2` for btfuse paths: both must be btfuse's (`EXDEV` if only one is).
+///
+/// # Safety
+/// As for `renameat2(2)`.
+unsafe fn rename_at(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    flags: c_uint,
+) -> Option<c_int> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let (from, to) = unsafe { (at_target(olddir, old), at_target(newdir, new)) };
+        let (from, to) = match (from, to) {
+            (None, None) => return None,
+            (Some(from), Some(to)) => (from, to),
+            _ => return Some(fail(libc::EXDEV)),
+        };
+        let mode = match flags {
+            0 => RenameMode::Replace,
+            libc::RENAME_NOREPLACE => RenameMode::NoReplace,
+            libc::RENAME_EXCHANGE => RenameMode::Exchange,
+            _ => return Some(fail(libc::EINVAL)),
+        };
+        let request = Request::Rename {
+            old_at: from.at,
+            old_path: &from.path,
+            new_at: to.at,
+            new_path: &to.path,
+            mode,
+        };
+        Some(expect_ok(&from.client, &request))
+    })
+    .flatten()
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        rename_at(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
+            .unwrap_or_else(|| real::rename()(old, new))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn renameat(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        rename_at(olddir, old, newdir, new, 0)
+            .unwrap_or_else(|| real::renameat()(olddir, old, newdir, new))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn renameat2(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    flags: c_uint,
+) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        rename_at(olddir, old, newdir, new, flags)
+            .unwrap_or_else(|| real::renameat2()(olddir, old, newdir, new, flags))
+    }
+}
+
+/// After the kernel made `newfd` a copy of btfuse descriptor `old`, gives it a description
+/// reference of its own (`dup` shares the description).
+fn adopt_copy(old: Entry, newfd: c_int, client: &Client) -> c_int {
+    match call(client, &Request::Dup { fd: old.desc }, |r| match r {
+        Response::Fd(desc) => Ok(desc),
+        _ => Err(PROTOCOL),
+    }) {
+        Ok(desc) => {
+            if let Some(replaced) = state::insert(newfd, Entry { desc, dir: old.dir }) {
+                let _ = call(client, &Request::Close { fd: replaced.desc }, |_| Ok(()));
+            }
+            newfd
+        }
+        Err(e) => {
+            // SAFETY: closes the placeholder copy just made.
+            unsafe { real::close()(newfd) };
+            fail(e)
+        }
+    }
+}
+
+/// A descriptor number the kernel just reused for something that is not btfuse's: forget
+/// the btfuse description that had it.
+fn forget_number(fd: c_int) {
+    if let Some(old) = state::remove(fd)
+        && let Some(client) = state::current_client()
+    {
+        let _ = call(&client, &Request::Close { fd: old.desc }, |_| Ok(()));
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    let newfd = unsafe { real::dup()(fd) };
+    if newfd < 0 {
+        return newfd;
+    }
+    guarded(|| match descriptor(fd) {
+        Some((entry, client)) => adopt_copy(entry, newfd, &client),
+        None => newfd,
+    })
+    .unwrap_or(newfd)
+}
+
+/// `dup2`/`dup3` bookkeeping after the kernel's copy succeeded.
+fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
+    guarded(|| {
+        let rc = match descriptor(oldfd) {
+            Some((entry, client)) if oldfd != newfd => adopt_copy(entry, newfd, &client),
+            Some(_) => newfd,
+            None => {
+                forget_number(newfd);
+                newfd
+            }
+        };
+        crate::stdio::sync_std_stream(newfd);
+        rc
+    })
+    .unwrap_or(newfd)
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    let rc = unsafe { real::dup2()(oldfd, newfd) };
+    if rc < 0 { rc } else { after_dup_to(oldfd, rc) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    let rc = unsafe { real::dup3()(oldfd, newfd, flags) };
+    if rc < 0 { rc } else { after_dup_to(oldfd, rc) }
+}
+
+/// `fcntl` on a btfuse descriptor: duplication, status flags and (refused) locks here;
+/// descriptor flags (`FD_CLOEXEC`) live on the placeholder, as the kernel keeps them.
+fn fcntl_ring(
+    fd: c_int,
+    cmd: c_int,
+    arg: libc::c_ulong,
+    entry: Entry,
+    client: &Client,
+) -> Option<c_int> {
+    match cmd {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            // SAFETY: duplicates the placeholder as the caller asked.
+            let newfd = unsafe { real::fcntl()(fd, cmd, arg) };
+            Some(if newfd < 0 {
+                newfd
+            } else {
+                adopt_copy(entry, newfd, client)
+            })
+        }
+        libc::F_GETFL => Some(
+            call(client, &Request::GetFlags { fd: entry.desc }, |r| match r {
+                Response::Flags(f) => {
+                    let access = match (f.read, f.write) {
+                        (true, true) => libc::O_RDWR,
+                        (false, true) => libc::O_WRONLY,
+                        _ => libc::O_RDONLY,
+                    };
+                    Ok(access
+                        | if f.append { libc::O_APPEND } else { 0 }
+                        | if f.nonblock { libc::O_NONBLOCK } else { 0 }
+                        | if entry.dir { libc::O_DIRECTORY } else { 0 }
+                        | libc::O_LARGEFILE)
+                }
+                _ => Err(PROTOCOL),
+            })
+            .unwrap_or_else(fail),
+        ),
+        libc::F_SETFL => {
+            let flags = arg as c_int;
+            let request = Request::SetFlags {
+                fd: entry.desc,
+                append: flags & libc::O_APPEND != 0,
+                nonblock: flags & libc::O_NONBLOCK != 0,
+            };
+            Some(expect_ok(client, &request))
+        }
+        // Record locks on a description the kernel does not hold cannot be honoured: say so.
+        libc::F_GETLK
+        | libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW => Some(fail(libc::ENOLCK)),
+        _ => None,
+    }
+}
+
+macro_rules! fcntl_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                fcntl_ring(fd, cmd, arg, entry, &client)
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, cmd, arg) })
+        }
+    };
+}
+fcntl_fn!(fcntl);
+fcntl_fn!(fcntl64);
+
+macro_rules! ftruncate_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(fd: c_int, length: off_t) -> c_int {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                if length < 0 {
+                    return Some(fail(libc::EINVAL));
+                }
+                let request = Request::Truncate {
+                    target: Target::Fd(entry.desc),
+                    size: length as u64,
+                };
+                Some(expect_ok(&client, &request))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, length) })
+        }
+    };
+}
+ftruncate_fn!(ftruncate);
+ftruncate_fn!(ftruncate64);
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn truncate(path: *const c_char, length: off_t) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(libc::AT_FDCWD, path, |t| {
+            if length < 0 {
+                return Some(fail(libc::EINVAL));
+            }
+            let target = Target::Path {
+                at: t.at,
+                path: &t.path,
+                follow: true,
+            };
+            Some(expect_ok(
+                &t.client,
+                &Request::Truncate {
+                    target,
+                    size: length as u64,
+                },
+            ))
+        })
+        .unwrap_or_else(|| real::truncate()(path, length))
+    }
+}
+
+macro_rules! fsync_fn {
+    ($name:ident, $datasync:expr) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(fd: c_int) -> c_int {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                Some(expect_ok(
+                    &client,
+                    &Request::Fsync {
+                        fd: entry.desc,
+                        datasync: $datasync,
+                    },
+                ))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd) })
+        }
+    };
+}
+fsync_fn!(fsync, false);
+fsync_fn!(fdatasync, true);
+
+/// Interposed: the kernel cannot copy between btfuse descriptors (their placeholders are
+/// `/dev/null`), so btfuse's answer is `EXDEV`, on which callers copy with read and write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copy_file_range(
+    fd_in: c_int,
+    off_in: *mut off_t,
+    fd_out: c_int,
+    off_out: *mut off_t,
+    len: size_t,
+    flags: c_uint,
+) -> ssize_t {
+    let ours = guarded(|| state::lookup(fd_in).is_some() || state::lookup(fd_out).is_some());
+    if ours == Some(true) {
+        return fail(libc::EXDEV) as ssize_t;
+    }
+    // SAFETY: libc's contract, passed on.
+    unsafe { real::copy_file_range()(fd_in, off_in, fd_out, off_out, len, flags) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+        if size == 0 {
+            return Some(fail(libc::EINVAL) as ssize_t);
+        }
+        let max = size.min(btfuse_core::PATH_MAX) as u32;
+        let request = Request::Readlink {
+            at: t.at,
+            path: &t.path,
+            max,
+        };
+        Some(ring_read(&t.client, &request, buf.cast(), size))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::readlink()(path, buf, size) })
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(libc::AT_FDCWD, path, |t| {
+            let content = c_bytes(target)?;
+            let request = Request::Symlink {
+                target: content,
+                at: t.at,
+                path: &t.path,
+            };
+            Some(expect_ok(&t.client, &request))
+        })
+        .unwrap_or_else(|| real::symlink()(target, path))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(libc::AT_FDCWD, path, |t| {
+            let target = Target::Path {
+                at: t.at,
+                path: &t.path,
+                follow: true,
+            };
+            Some(expect_ok(
+                &t.client,
+                &Request::Chmod {
+                    target,
+                    mode: mode & 0o7777,
+                },
+            ))
+        })
+        .unwrap_or_else(|| real::chmod()(path, mode))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
+    let served = guarded(|| {
+        let (entry, client) = descriptor(fd)?;
+        let request = Request::Chmod {
+            target: Target::Fd(entry.desc),
+            mode: mode & 0o7777,
+        };
+        Some(expect_ok(&client, &request))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::fchmod()(fd, mode) })
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn symlinkat(
+    target: *const c_char,
+    dirfd: c_int,
+    path: *const c_char,
+) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        simple(dirfd, path, |t| {
+            let content = c_bytes(target)?;
+            let request = Request::Symlink {
+                target: content,
+                at: t.at,
+                path: &t.path,
+            };
+            Some(expect_ok(&t.client, &request))
+        })
+        .unwrap_or_else(|| real::symlinkat()(target, dirfd, path))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readlinkat(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+) -> ssize_t {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let t = unsafe { at_target(dirfd, path) }?;
+        if size == 0 {
+            return Some(fail(libc::EINVAL) as ssize_t);
+        }
+        let max = size.min(btfuse_core::PATH_MAX) as u32;
+        let request = Request::Readlink {
+            at: t.at,
+            path: &t.path,
+            max,
+        };
+        Some(ring_read(&t.client, &request, buf.cast(), size))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::readlinkat()(dirfd, path, buf, size) })
+}
+
+/// `linkat` for btfuse paths (`EXDEV` across filesystems).
+///
+/// # Safety
+/// As for `linkat(2)`.
+unsafe fn link_at(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    flags: c_int,
+) -> Option<c_int> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let (from, to) = unsafe { (at_target(olddir, old), at_target(newdir, new)) };
+        let (from, to) = match (from, to) {
+            (None, None) => return None,
+            (Some(from), Some(to)) => (from, to),
+            _ => return Some(fail(libc::EXDEV)),
+        };
+        let request = Request::Link {
+            old: Target::Path {
+                at: from.at,
+                path: &from.path,
+                follow: flags & libc::AT_SYMLINK_FOLLOW != 0,
+            },
+            new_at: to.at,
+            new_path: &to.path,
+        };
+        Some(expect_ok(&from.client, &request))
+    })
+    .flatten()
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        link_at(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
+            .unwrap_or_else(|| real::link()(old, new))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn linkat(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        link_at(olddir, old, newdir, new, flags)
+            .unwrap_or_else(|| real::linkat()(olddir, old, newdir, new, flags))
+    }
+}
+
+/// A target for the calls that take `(dirfd, path, flags)` with `AT_EMPTY_PATH` or a null
+/// path meaning the descriptor itself.
+///
+/// # Safety
+/// `path` is null or a valid C string.
+unsafe fn fd_or_path(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+) -> Option<(Client, Option<PathTarget>, Option<u32>)> {
+    // SAFETY: the caller's contract.
+    let bytes = unsafe { c_bytes(path) };
+    if bytes.is_none() || (bytes == Some(b"") && flags & libc::AT_EMPTY_PATH != 0) {
+        let (entry, client) = descriptor(dirfd)?;
+        return Some((client, None, Some(entry.desc)));
+    }
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(dirfd, path) }?;
+    Some((t.client.clone(), Some(t), None))
+}
+
+fn time_set(ts: Option<&libc::timespec>) -> btfuse_core::TimeSet {
+    use btfuse_core::{TimeSet, Timestamp};
+    match ts {
+        None => TimeSet::Now,
+        Some(t) if t.tv_nsec == libc::UTIME_NOW => TimeSet::Now,
+        Some(t) if t.tv_nsec == libc::UTIME_OMIT => TimeSet::Omit,
+        Some(t) => Timestamp::new(t.tv_sec, t.tv_nsec as u32).map_or(TimeSet::Omit, TimeSet::At),
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn utimensat(
+    dirfd: c_int,
+    path: *const c_char,
+    times: *const libc::timespec,
+    flags: c_int,
+) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
+        // SAFETY: `times` is null or two timespecs (libc's contract).
+        let (atime, mtime) = unsafe {
+            if times.is_null() {
+                (time_set(None), time_set(None))
+            } else {
+                (time_set(Some(&*times)), time_set(Some(&*times.add(1))))
+            }
+        };
+        let target = match (&target, fd) {
+            (Some(t), _) => Target::Path {
+                at: t.at,
+                path: &t.path,
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+            },
+            (None, Some(desc)) => Target::Fd(desc),
+            (None, None) => return None,
+        };
+        Some(expect_ok(
+            &client,
+            &Request::Utimens {
+                target,
+                atime,
+                mtime,
+            },
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::utimensat()(dirfd, path, times, flags) })
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn futimens(fd: c_int, times: *const libc::timespec) -> c_int {
+    // SAFETY: `utimensat` with a null path acts on `fd` (libc's own definition).
+    let ours = guarded(|| state::lookup(fd).is_some()).unwrap_or(false);
+    if ours {
+        // SAFETY: libc's contract.
+        return unsafe { utimensat(fd, std::ptr::null(), times, 0) };
+    }
+    // SAFETY: libc's contract, passed on.
+    unsafe { real::futimens()(fd, times) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchmodat(
+    dirfd: c_int,
+    path: *const c_char,
+    mode: mode_t,
+    flags: c_int,
+) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
+        let target = match (&target, fd) {
+            (Some(t), _) => Target::Path {
+                at: t.at,
+                path: &t.path,
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+            },
+            (None, Some(desc)) => Target::Fd(desc),
+            (None, None) => return None,
+        };
+        Some(expect_ok(
+            &client,
+            &Request::Chmod {
+                target,
+                mode: mode & 0o7777,
+            },
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::fchmodat()(dirfd, path, mode, flags) })
+}
+
+fn owner(id: u32) -> Option<u32> {
+    (id != u32::MAX).then_some(id)
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchownat(
+    dirfd: c_int,
+    path: *const c_char,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    flags: c_int,
+) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
+        let target = match (&target, fd) {
+            (Some(t), _) => Target::Path {
+                at: t.at,
+                path: &t.path,
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+            },
+            (None, Some(desc)) => Target::Fd(desc),
+            (None, None) => return None,
+        };
+        Some(expect_ok(
+            &client,
+            &Request::Chown {
+                target,
+                uid: owner(uid),
+                gid: owner(gid),
+            },
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::fchownat()(dirfd, path, uid, gid, flags) })
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe { fchownat(libc::AT_FDCWD, path, uid, gid, 0) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe { fchownat(libc::AT_FDCWD, path, uid, gid, libc::AT_SYMLINK_NOFOLLOW) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    let ours = guarded(|| state::lookup(fd).is_some()).unwrap_or(false);
+    if ours {
+        // SAFETY: a null path acts on `fd`.
+        return unsafe { fchownat(fd, std::ptr::null(), uid, gid, 0) };
+    }
+    // SAFETY: libc's contract, passed on.
+    unsafe { real::fchown()(fd, uid, gid) }
+}

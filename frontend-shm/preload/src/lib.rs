@@ -1,0 +1,46 @@
+//! `libbtfuse_preload.so`: runs unmodified programs on the btfuse fast path.
+//!
+//! Loaded with `LD_PRELOAD` and configured by `BTFUSE_SOCKET` (the server's socket) and
+//! `BTFUSE_PREFIX` (the directory the filesystem appears at), it defines the C library's file
+//! functions itself. A call on a path under the prefix, or on a descriptor it issued, goes to
+//! the server over the shared-memory ring; every other call goes to the real function
+//! (`dlsym(RTLD_NEXT, ..)`), after one table lookup.
+//!
+//! **Descriptor numbers.** A btfuse descriptor is a real kernel descriptor (an `O_PATH`
+//! descriptor of `/`) that stands for the server's open description. The kernel therefore
+//! never gives the number to anything else, `dup2` onto standard output and `exec` keep it as
+//! they keep any descriptor, and programs that count, close or poll their descriptors see
+//! nothing odd. A call that reaches the kernel with it instead of this library (I/O made
+//! inside libc, a static program) fails with `EBADF`; record locks are refused with `ENOLCK`
+//! and `copy_file_range` answers `EXDEV` (so callers copy with read and write). Nothing is
+//! read or written anywhere silently. The library's own descriptors (the channels' sockets)
+//! sit near the top of the descriptor limit, away from the numbers programs pick.
+//!
+//! **stdio.** glibc's streams read and write through internal calls no interposer sees, so
+//! `fopen` and `fdopen` of btfuse files return `fopencookie` streams over this library's
+//! calls, and when standard input, output or error becomes a btfuse descriptor (a shell
+//! redirection inherited across `exec`, or `dup2`), the matching `stdin`, `stdout` or `stderr`
+//! stream is replaced by such a stream until the descriptor changes again.
+//!
+//! **Processes.** See [`process`]: `fork` shares descriptions with the child, `exec` hands
+//! the surviving descriptors to the next program.
+//!
+//! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
+//! calls) runs with a per-thread flag set, and calls made while it is set pass through.
+//!
+//! Every exported function is a C entry point with the contract of the libc function of the
+//! same name; they are `unsafe extern "C"` for that reason, and FFI is this crate's whole
+//! purpose, so `unsafe` is allowed throughout.
+
+#![allow(unsafe_code)]
+#![allow(clippy::missing_safety_doc)]
+
+pub mod calls;
+pub mod dir;
+pub mod process;
+mod real;
+mod stat;
+pub mod state;
+pub mod stdio;
+
+pub use state::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};

@@ -1,0 +1,125 @@
+//! The C library's own functions, found with `dlsym(RTLD_NEXT, ..)` once and cached: what an
+//! interposed call falls through to for everything that is not btfuse's.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Resolves `name` (NUL-terminated) to the next definition after this library; aborts with a
+/// message if there is none, since a program whose libc lacks a function it calls cannot go on.
+pub(crate) fn resolve(slot: &AtomicUsize, name: &'static [u8]) -> usize {
+    let cached = slot.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: `name` is a NUL-terminated literal; dlsym only reads it.
+    let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) } as usize;
+    if found == 0 {
+        let msg = b"libbtfuse_preload: a libc function is missing\n";
+        // SAFETY: writes a static buffer to stderr, then aborts.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::abort();
+        }
+    }
+    slot.store(found, Ordering::Relaxed);
+    found
+}
+
+/// Declares accessors for real libc functions: `real::open()` returns libc's `open`.
+macro_rules! real_fns {
+    ($($name:ident : fn($($arg:ty),*) -> $ret:ty;)*) => {
+        $(
+            #[allow(dead_code)]
+            pub(crate) fn $name() -> unsafe extern "C" fn($($arg),*) -> $ret {
+                static SLOT: AtomicUsize = AtomicUsize::new(0);
+                let p = resolve(&SLOT, concat!(stringify!($name), "\0").as_bytes());
+                // SAFETY: the symbol is libc's function of this name, whose C signature is the
+                // one declared here.
+                unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($arg),*) -> $ret>(p) }
+            }
+        )*
+    };
+}
+
+use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
+
+real_fns! {
+    open: fn(*const c_char, c_int, mode_t) -> c_int;
+    open64: fn(*const c_char, c_int, mode_t) -> c_int;
+    openat: fn(c_int, *const c_char, c_int, mode_t) -> c_int;
+    openat64: fn(c_int, *const c_char, c_int, mode_t) -> c_int;
+    __open_2: fn(*const c_char, c_int) -> c_int;
+    __open64_2: fn(*const c_char, c_int) -> c_int;
+    creat: fn(*const c_char, mode_t) -> c_int;
+    creat64: fn(*const c_char, mode_t) -> c_int;
+    close: fn(c_int) -> c_int;
+    read: fn(c_int, *mut c_void, size_t) -> ssize_t;
+    write: fn(c_int, *const c_void, size_t) -> ssize_t;
+    pread: fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;
+    pread64: fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;
+    pwrite: fn(c_int, *const c_void, size_t, off_t) -> ssize_t;
+    pwrite64: fn(c_int, *const c_void, size_t, off_t) -> ssize_t;
+    lseek: fn(c_int, off_t, c_int) -> off_t;
+    lseek64: fn(c_int, off_t, c_int) -> off_t;
+    fstat: fn(c_int, *mut libc::stat) -> c_int;
+    fstat64: fn(c_int, *mut libc::stat) -> c_int;
+    stat: fn(*const c_char, *mut libc::stat) -> c_int;
+    stat64: fn(*const c_char, *mut libc::stat) -> c_int;
+    lstat: fn(*const c_char, *mut libc::stat) -> c_int;
+    lstat64: fn(*const c_char, *mut libc::stat) -> c_int;
+    fstatat: fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
+    fstatat64: fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
+    statx: fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
+    access: fn(*const c_char, c_int) -> c_int;
+    faccessat: fn(c_int, *const c_char, c_int, c_int) -> c_int;
+    euidaccess: fn(*const c_char, c_int) -> c_int;
+    eaccess: fn(*const c_char, c_int) -> c_int;
+    mkdir: fn(*const c_char, mode_t) -> c_int;
+    mkdirat: fn(c_int, *const c_char, mode_t) -> c_int;
+    rmdir: fn(*const c_char) -> c_int;
+    unlink: fn(*const c_char) -> c_int;
+    unlinkat: fn(c_int, *const c_char, c_int) -> c_int;
+    rename: fn(*const c_char, *const c_char) -> c_int;
+    renameat: fn(c_int, *const c_char, c_int, *const c_char) -> c_int;
+    renameat2: fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int;
+    dup: fn(c_int) -> c_int;
+    dup2: fn(c_int, c_int) -> c_int;
+    dup3: fn(c_int, c_int, c_int) -> c_int;
+    fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
+    fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
+    ftruncate: fn(c_int, off_t) -> c_int;
+    ftruncate64: fn(c_int, off_t) -> c_int;
+    truncate: fn(*const c_char, off_t) -> c_int;
+    fsync: fn(c_int) -> c_int;
+    fdatasync: fn(c_int) -> c_int;
+    copy_file_range: fn(c_int, *mut off_t, c_int, *mut off_t, size_t, c_uint) -> ssize_t;
+    fork: fn() -> libc::pid_t;
+    execve: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+    execv: fn(*const c_char, *const *const c_char) -> c_int;
+    execvp: fn(*const c_char, *const *const c_char) -> c_int;
+    execvpe: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+    opendir: fn(*const c_char) -> *mut libc::DIR;
+    fdopendir: fn(c_int) -> *mut libc::DIR;
+    readdir: fn(*mut libc::DIR) -> *mut libc::dirent;
+    readdir64: fn(*mut libc::DIR) -> *mut libc::dirent64;
+    closedir: fn(*mut libc::DIR) -> c_int;
+    dirfd: fn(*mut libc::DIR) -> c_int;
+    rewinddir: fn(*mut libc::DIR) -> ();
+    readlink: fn(*const c_char, *mut c_char, size_t) -> ssize_t;
+    symlink: fn(*const c_char, *const c_char) -> c_int;
+    chmod: fn(*const c_char, mode_t) -> c_int;
+    fchmod: fn(c_int, mode_t) -> c_int;
+    symlinkat: fn(*const c_char, c_int, *const c_char) -> c_int;
+    readlinkat: fn(c_int, *const c_char, *mut c_char, size_t) -> ssize_t;
+    link: fn(*const c_char, *const c_char) -> c_int;
+    linkat: fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int;
+    utimensat: fn(c_int, *const c_char, *const libc::timespec, c_int) -> c_int;
+    futimens: fn(c_int, *const libc::timespec) -> c_int;
+    fchmodat: fn(c_int, *const c_char, mode_t, c_int) -> c_int;
+    fchownat: fn(c_int, *const c_char, libc::uid_t, libc::gid_t, c_int) -> c_int;
+    fchown: fn(c_int, libc::uid_t, libc::gid_t) -> c_int;
+    fopen: fn(*const c_char, *const c_char) -> *mut libc::FILE;
+    fopen64: fn(*const c_char, *const c_char) -> *mut libc::FILE;
+    fdopen: fn(c_int, *const c_char) -> *mut libc::FILE;
+    fileno: fn(*mut libc::FILE) -> c_int;
+    fileno_unlocked: fn(*mut libc::FILE) -> c_int;
+}

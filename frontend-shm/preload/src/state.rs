@@ -1,0 +1,262 @@
+//! The interceptor's state: its configuration, its connection to the server, the descriptor
+//! table that maps this process's descriptor numbers to the server's open descriptions, and
+//! the guard that keeps its own work from being intercepted again.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::{CStr, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock, RwLock};
+
+use btfuse_core::ring::{Request, Response};
+use btfuse_shm::Client;
+use libc::c_int;
+
+/// Environment variable naming the server's socket.
+pub const SOCKET_VAR: &str = "BTFUSE_SOCKET";
+/// Environment variable naming the directory the server's filesystem appears at.
+pub const PREFIX_VAR: &str = "BTFUSE_PREFIX";
+/// Environment variable an `exec` hands the descriptor table to the next program in.
+pub const INHERIT_VAR: &str = "BTFUSE_INHERIT";
+
+/// Where the filesystem is and how to reach it.
+pub(crate) struct Config {
+    /// Absolute, without a trailing slash (empty for `/`).
+    pub(crate) prefix: Vec<u8>,
+    pub(crate) socket: PathBuf,
+}
+
+fn getenv(name: &str) -> Option<Vec<u8>> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getenv reads the environment; the result is copied before anything can change
+    // it (the interceptor never runs concurrently with setenv in practice, as libc warns).
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a NUL-terminated string.
+    Some(unsafe { CStr::from_ptr(value) }.to_bytes().to_vec())
+}
+
+/// The configuration, read once; `None` when the variables are unset (everything passes
+/// through).
+pub(crate) fn config() -> Option<&'static Config> {
+    static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let socket = getenv(SOCKET_VAR)?;
+            let mut prefix = getenv(PREFIX_VAR)?;
+            if prefix.first() != Some(&b'/') {
+                return None;
+            }
+            while prefix.last() == Some(&b'/') {
+                prefix.pop();
+            }
+            Some(Config {
+                prefix,
+                socket: PathBuf::from(OsStr::from_bytes(&socket)),
+            })
+        })
+        .as_ref()
+}
+
+thread_local! {
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as the interceptor: calls it makes into libc are not intercepted again. Returns
+/// `None` (pass the call through) when already inside.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    // A thread being torn down has no thread-locals left: pass through.
+    let entered = BUSY.try_with(|busy| !busy.replace(true)).unwrap_or(false);
+    if !entered {
+        return None;
+    }
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let _ = BUSY.try_with(|busy| busy.set(false));
+        }
+    }
+    let _leave = Leave;
+    Some(f())
+}
+
+static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+
+/// The connection to the server, made on first use. `None` if it cannot be made: the call
+/// then goes to the kernel, which answers for the prefix as it would without btfuse.
+pub(crate) fn client() -> Option<Client> {
+    let config = config()?;
+    let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        btfuse_shm::set_private_fd_floor(private_fd_floor());
+        *slot = Client::connect(&config.socket).ok();
+    }
+    slot.clone()
+}
+
+/// Holds the connection's lock (across `fork`, so the child never inherits it taken).
+pub(crate) fn hold_client() -> std::sync::MutexGuard<'static, Option<Client>> {
+    CLIENT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where this library's own descriptors (the channels' sockets) go: near the top of the
+/// descriptor limit, far from the small numbers programs choose themselves (a shell's
+/// `exec 3> file` must not land on a socket of ours).
+fn private_fd_floor() -> i32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: 1024,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let soft = i64::try_from(limit.rlim_cur).unwrap_or(i64::MAX);
+    (soft - 64).clamp(100, 4096) as i32
+}
+
+/// Replaces the connection (after `fork`, in the child).
+pub(crate) fn set_client(client: Option<Client>) {
+    let old = std::mem::replace(
+        &mut *CLIENT.lock().unwrap_or_else(|p| p.into_inner()),
+        client,
+    );
+    drop(old);
+}
+
+/// The connection if one is already made, without making one.
+pub(crate) fn current_client() -> Option<Client> {
+    CLIENT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// One of this process's descriptors that stands for a server description. The number is a
+/// real kernel descriptor (open on `/dev/null`) that this library holds, so the kernel never
+/// hands the number to anything else and `dup2`, `close` and `exec` treat it as they treat
+/// every descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The server's description.
+    pub(crate) desc: u32,
+    /// A directory (listing state lives in the server's description).
+    pub(crate) dir: bool,
+}
+
+/// This process's btfuse descriptors, by number.
+pub(crate) static TABLE: RwLock<Option<HashMap<c_int, Entry>>> = RwLock::new(None);
+
+pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
+    if fd < 0 {
+        return None;
+    }
+    TABLE
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&fd)
+        .copied()
+}
+
+pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
+    TABLE
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(fd, entry)
+}
+
+pub(crate) fn remove(fd: c_int) -> Option<Entry> {
+    TABLE
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()?
+        .remove(&fd)
+}
+
+pub(crate) fn entries() -> Vec<(c_int, Entry)> {
+    TABLE
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|t| t.iter().map(|(&fd, &e)| (fd, e)).collect())
+        .unwrap_or_default()
+}
+
+/// The server's path for `path` if it names something under the prefix: absolute, and not
+/// climbing out of the prefix with `..` (such a path belongs to the kernel).
+pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {
+    let config = config()?;
+    if path.first() != Some(&b'/') {
+        return None;
+    }
+    let rest = path.strip_prefix(config.prefix.as_slice())?;
+    if !(rest.is_empty() || rest[0] == b'/') {
+        return None;
+    }
+    let mut depth: i64 = 0;
+    for component in rest.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return None;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    Some(if rest.is_empty() {
+        b"/".to_vec()
+    } else {
+        rest.to_vec()
+    })
+}
+
+/// A C string argument as bytes (`None` for a null pointer).
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn c_bytes<'a>(p: *const libc::c_char) -> Option<&'a [u8]> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// Sets `errno` and returns -1, the C convention.
+pub(crate) fn fail(code: i32) -> c_int {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *libc::__errno_location() = code };
+    -1
+}
+
+/// The errno of an I/O error from the client (`EIO` if it carries none).
+pub(crate) fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Sends `request` and maps the answer with `read`; failures become errno values.
+pub(crate) fn call<T>(
+    client: &Client,
+    request: &Request<'_>,
+    read: impl FnOnce(Response<'_>) -> Result<T, i32>,
+) -> Result<T, i32> {
+    let mut outcome = Err(libc::EIO);
+    let sent = client.request(request, |r| {
+        outcome = match r {
+            Response::Err(e) => Err(e.code()),
+            other => read(other),
+        };
+        Ok(())
+    });
+    match sent {
+        Ok(()) => outcome,
+        Err(e) => Err(errno_of(&e)),
+    }
+}
+
+/// The errno for an answer of an unexpected kind: the server broke the protocol.
+pub(crate) const PROTOCOL: i32 = libc::EIO;
