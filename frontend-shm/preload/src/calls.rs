@@ -34,8 +34,16 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
             path,
         });
     }
-    if dirfd == libc::AT_FDCWD || bytes.is_empty() {
+    if bytes.is_empty() {
         return None;
+    }
+    if dirfd == libc::AT_FDCWD {
+        let cwd = state::cwd_desc()?;
+        return Some(PathTarget {
+            client: state::client()?,
+            at: Some(cwd),
+            path: bytes.to_vec(),
+        });
     }
     let entry = state::lookup(dirfd)?;
     Some(PathTarget {
@@ -108,6 +116,15 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         Ok(opened) => opened,
         Err(e) => return fail(e),
     };
+    if dir {
+        let base = match target.at {
+            None => Some(Vec::new()),
+            Some(at) => state::desc_path(at),
+        };
+        if let Some(path) = base.and_then(|b| state::join_lexically(&b, &target.path)) {
+            state::remember_path(desc, path);
+        }
+    }
     match reserve(flags & libc::O_CLOEXEC != 0) {
         Ok(fd) => {
             state::insert(fd, Entry { desc, dir });
@@ -811,6 +828,9 @@ fn adopt_copy(old: Entry, newfd: c_int, client: &Client) -> c_int {
         _ => Err(PROTOCOL),
     }) {
         Ok(desc) => {
+            if let Some(path) = old.dir.then(|| state::desc_path(old.desc)).flatten() {
+                state::remember_path(desc, path);
+            }
             if let Some(replaced) = state::insert(newfd, Entry { desc, dir: old.dir }) {
                 let _ = call(client, &Request::Close { fd: replaced.desc }, |_| Ok(()));
             }
@@ -1420,4 +1440,462 @@ pub unsafe extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -
     }
     // SAFETY: libc's contract, passed on.
     unsafe { real::fchown()(fd, uid, gid) }
+}
+
+/// Makes the btfuse directory open as `desc` (path `path` from the served root) the working
+/// directory, releasing the previous one.
+fn set_cwd(client: &Client, new: Option<(u32, Vec<u8>)>) {
+    let old = std::mem::replace(
+        &mut *state::CWD.lock().unwrap_or_else(|p| p.into_inner()),
+        new,
+    );
+    if let Some((desc, _)) = old {
+        let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
+    }
+}
+
+/// Opens a btfuse directory for use as the working directory.
+fn open_dir(client: &Client, at: Option<u32>, path: &[u8]) -> Result<u32, i32> {
+    let flags = ring::OpenOptions {
+        read: true,
+        directory: true,
+        ..ring::OpenOptions::default()
+    };
+    call(
+        client,
+        &Request::Open {
+            at,
+            path,
+            flags,
+            mode: 0,
+        },
+        |r| match r {
+            Response::Opened { fd, .. } => Ok(fd),
+            _ => Err(PROTOCOL),
+        },
+    )
+}
+
+/// Interposed: a btfuse directory becomes the working directory in this library (the
+/// kernel's stays where it was, and is used again once a kernel directory is chosen).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let bytes = unsafe { c_bytes(path) }?;
+        let cwd = state::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (at, logical) = if bytes.first() == Some(&b'/') {
+            (None, state::ring_path(bytes)?)
+        } else {
+            let (desc, base) = cwd?;
+            match state::join_lexically(&base, bytes) {
+                Some(logical) => (Some(desc), logical),
+                // `..` above the served root: the kernel's directory above the prefix.
+                None => return None,
+            }
+        };
+        let client = state::client()?;
+        let target = if at.is_some() {
+            bytes.to_vec()
+        } else {
+            logical.clone()
+        };
+        Some(match open_dir(&client, at, &target) {
+            Ok(desc) => {
+                state::remember_path(desc, logical.clone());
+                set_cwd(&client, Some((desc, logical)));
+                0
+            }
+            Err(e) => fail(e),
+        })
+    })
+    .flatten();
+    if let Some(rc) = served {
+        return rc;
+    }
+    // SAFETY: libc's contract, passed on.
+    let rc = unsafe { real::chdir()(path) };
+    if rc == 0 {
+        let _ = guarded(|| {
+            if let Some(client) = state::current_client() {
+                set_cwd(&client, None);
+            }
+        });
+    }
+    rc
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
+    let served = guarded(|| {
+        let (entry, client) = descriptor(fd)?;
+        if !entry.dir {
+            return Some(fail(libc::ENOTDIR));
+        }
+        let dup = call(&client, &Request::Dup { fd: entry.desc }, |r| match r {
+            Response::Fd(d) => Ok(d),
+            _ => Err(PROTOCOL),
+        });
+        Some(match dup {
+            Ok(desc) => {
+                let path = state::dir_path(fd).unwrap_or_else(|| b"/".to_vec());
+                state::remember_path(desc, path.clone());
+                set_cwd(&client, Some((desc, path)));
+                0
+            }
+            Err(e) => fail(e),
+        })
+    })
+    .flatten();
+    if let Some(rc) = served {
+        return rc;
+    }
+    // SAFETY: libc's contract, passed on.
+    let rc = unsafe { real::fchdir()(fd) };
+    if rc == 0 {
+        let _ = guarded(|| {
+            if let Some(client) = state::current_client() {
+                set_cwd(&client, None);
+            }
+        });
+    }
+    rc
+}
+
+/// Interposed: a btfuse working directory is the prefix joined with its path.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
+    let served = guarded(|| {
+        let (_, path) = state::CWD
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let config = state::config()?;
+        let mut full = config.prefix.clone();
+        if path != b"/" {
+            full.extend_from_slice(&path);
+        }
+        if full.is_empty() {
+            full.push(b'/');
+        }
+        full.push(0);
+        if buf.is_null() {
+            // glibc's extension: allocate (at least `size` bytes when given).
+            let len = full.len().max(size);
+            // SAFETY: malloc'd memory the caller frees; `full` fits.
+            unsafe {
+                let out = libc::malloc(len).cast::<c_char>();
+                if out.is_null() {
+                    fail(libc::ENOMEM);
+                    return Some(std::ptr::null_mut());
+                }
+                std::ptr::copy_nonoverlapping(full.as_ptr().cast(), out, full.len());
+                return Some(out);
+            }
+        }
+        if size < full.len() {
+            fail(libc::ERANGE);
+            return Some(std::ptr::null_mut());
+        }
+        // SAFETY: `buf` holds `size` bytes, enough for `full`.
+        unsafe { std::ptr::copy_nonoverlapping(full.as_ptr().cast(), buf, full.len()) };
+        Some(buf)
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::getcwd()(buf, size) })
+}
+
+/// What an extended-attribute call acts on: a path or a descriptor.
+///
+/// # Safety
+/// `path` is null or a valid C string.
+unsafe fn xattr_target(
+    path: Option<*const c_char>,
+    fd: c_int,
+) -> Option<(Client, Option<PathTarget>, Option<u32>)> {
+    match path {
+        Some(p) => {
+            // SAFETY: the caller's contract.
+            unsafe { at_target(libc::AT_FDCWD, p) }.map(|t| (t.client.clone(), Some(t), None))
+        }
+        None => descriptor(fd).map(|(entry, client)| (client, None, Some(entry.desc))),
+    }
+}
+
+fn xattr_request_target(t: &Option<PathTarget>, desc: Option<u32>, follow: bool) -> Target<'_> {
+    match (t, desc) {
+        (Some(t), _) => Target::Path {
+            at: t.at,
+            path: &t.path,
+            follow,
+        },
+        (None, Some(desc)) => Target::Fd(desc),
+        (None, None) => Target::Fd(u32::MAX),
+    }
+}
+
+/// `getxattr` and relatives: the value into `buf`, or its size when `size` is 0.
+fn xattr_get(
+    client: &Client,
+    target: Target<'_>,
+    name: &[u8],
+    buf: *mut c_void,
+    size: size_t,
+) -> ssize_t {
+    let max = size.min(btfuse_core::XATTR_SIZE_MAX) as u32;
+    let request = Request::GetXattr { target, name, max };
+    call(client, &request, |r| match r {
+        Response::Size(n) => Ok(n as ssize_t),
+        Response::Data(data) if data.len() <= size => {
+            // SAFETY: `buf` holds `size` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.cast::<u8>(), data.len()) };
+            Ok(data.len() as ssize_t)
+        }
+        _ => Err(PROTOCOL),
+    })
+    .unwrap_or_else(|e| fail(e) as ssize_t)
+}
+
+fn xattr_list(client: &Client, target: Target<'_>, buf: *mut c_char, size: size_t) -> ssize_t {
+    let max = size.min(btfuse_core::XATTR_SIZE_MAX) as u32;
+    call(client, &Request::ListXattr { target, max }, |r| match r {
+        Response::Size(n) => Ok(n as ssize_t),
+        Response::Data(data) if data.len() <= size => {
+            // SAFETY: `buf` holds `size` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.cast::<u8>(), data.len()) };
+            Ok(data.len() as ssize_t)
+        }
+        _ => Err(PROTOCOL),
+    })
+    .unwrap_or_else(|e| fail(e) as ssize_t)
+}
+
+fn xattr_mode(flags: c_int) -> Option<btfuse_core::XattrMode> {
+    use btfuse_core::XattrMode;
+    match flags {
+        0 => Some(XattrMode::Set),
+        libc::XATTR_CREATE => Some(XattrMode::Create),
+        libc::XATTR_REPLACE => Some(XattrMode::Replace),
+        _ => None,
+    }
+}
+
+macro_rules! getxattr_fn {
+    ($name:ident, $follow:expr) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            path: *const c_char,
+            name: *const c_char,
+            buf: *mut c_void,
+            size: size_t,
+        ) -> ssize_t {
+            let served = guarded(|| {
+                // SAFETY: libc's contract.
+                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                // SAFETY: libc's contract.
+                let name = unsafe { c_bytes(name) }?;
+                Some(xattr_get(
+                    &client,
+                    xattr_request_target(&t, desc, $follow),
+                    name,
+                    buf,
+                    size,
+                ))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(path, name, buf, size) })
+        }
+    };
+}
+getxattr_fn!(getxattr, true);
+getxattr_fn!(lgetxattr, false);
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fgetxattr(
+    fd: c_int,
+    name: *const c_char,
+    buf: *mut c_void,
+    size: size_t,
+) -> ssize_t {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        // SAFETY: libc's contract.
+        let name = unsafe { c_bytes(name) }?;
+        Some(xattr_get(
+            &client,
+            xattr_request_target(&t, desc, true),
+            name,
+            buf,
+            size,
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::fgetxattr()(fd, name, buf, size) })
+}
+
+macro_rules! listxattr_fn {
+    ($name:ident, $follow:expr) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            path: *const c_char,
+            buf: *mut c_char,
+            size: size_t,
+        ) -> ssize_t {
+            let served = guarded(|| {
+                // SAFETY: libc's contract.
+                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                Some(xattr_list(
+                    &client,
+                    xattr_request_target(&t, desc, $follow),
+                    buf,
+                    size,
+                ))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(path, buf, size) })
+        }
+    };
+}
+listxattr_fn!(listxattr, true);
+listxattr_fn!(llistxattr, false);
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flistxattr(fd: c_int, buf: *mut c_char, size: size_t) -> ssize_t {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        Some(xattr_list(
+            &client,
+            xattr_request_target(&t, desc, true),
+            buf,
+            size,
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::flistxattr()(fd, buf, size) })
+}
+
+macro_rules! setxattr_fn {
+    ($name:ident, $follow:expr) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            path: *const c_char,
+            name: *const c_char,
+            value: *const c_void,
+            size: size_t,
+            flags: c_int,
+        ) -> c_int {
+            let served = guarded(|| {
+                // SAFETY: libc's contract.
+                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                // SAFETY: libc's contract.
+                let name = unsafe { c_bytes(name) }?;
+                let Some(mode) = xattr_mode(flags) else {
+                    return Some(fail(libc::EINVAL));
+                };
+                // SAFETY: `value` holds `size` bytes.
+                let value = unsafe { input(value, size) };
+                let target = xattr_request_target(&t, desc, $follow);
+                Some(expect_ok(
+                    &client,
+                    &Request::SetXattr {
+                        target,
+                        name,
+                        value,
+                        mode,
+                    },
+                ))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(path, name, value, size, flags) })
+        }
+    };
+}
+setxattr_fn!(setxattr, true);
+setxattr_fn!(lsetxattr, false);
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fsetxattr(
+    fd: c_int,
+    name: *const c_char,
+    value: *const c_void,
+    size: size_t,
+    flags: c_int,
+) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        // SAFETY: libc's contract.
+        let name = unsafe { c_bytes(name) }?;
+        let Some(mode) = xattr_mode(flags) else {
+            return Some(fail(libc::EINVAL));
+        };
+        // SAFETY: `value` holds `size` bytes.
+        let value = unsafe { input(value, size) };
+        let target = xattr_request_target(&t, desc, true);
+        Some(expect_ok(
+            &client,
+            &Request::SetXattr {
+                target,
+                name,
+                value,
+                mode,
+            },
+        ))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::fsetxattr()(fd, name, value, size, flags) })
+}
+
+macro_rules! removexattr_fn {
+    ($name:ident, $follow:expr) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, name: *const c_char) -> c_int {
+            let served = guarded(|| {
+                // SAFETY: libc's contract.
+                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                // SAFETY: libc's contract.
+                let name = unsafe { c_bytes(name) }?;
+                let target = xattr_request_target(&t, desc, $follow);
+                Some(expect_ok(&client, &Request::RemoveXattr { target, name }))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(path, name) })
+        }
+    };
+}
+removexattr_fn!(removexattr, true);
+removexattr_fn!(lremovexattr, false);
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fremovexattr(fd: c_int, name: *const c_char) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        // SAFETY: libc's contract.
+        let name = unsafe { c_bytes(name) }?;
+        let target = xattr_request_target(&t, desc, true);
+        Some(expect_ok(&client, &Request::RemoveXattr { target, name }))
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::fremovexattr()(fd, name) })
 }

@@ -21,7 +21,7 @@ use crate::state::{self, Entry, INHERIT_VAR, guarded};
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
     let token = guarded(|| {
-        if state::entries().is_empty() {
+        if state::entries().is_empty() && state::cwd_desc().is_none() {
             return None;
         }
         state::current_client()?.prepare_fork().ok()
@@ -44,10 +44,12 @@ pub unsafe extern "C" fn fork() -> pid_t {
                         // Without the server the descriptors are unusable: forget them, so
                         // that calls on them fail as on closed descriptors.
                         *state::TABLE.write().unwrap_or_else(|p| p.into_inner()) = None;
+                        *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     }
                 }
                 None => {
                     *state::TABLE.write().unwrap_or_else(|p| p.into_inner()) = None;
+                    *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
             }
         });
@@ -75,10 +77,11 @@ fn inherit_value() -> Option<String> {
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         })
         .collect();
-    if surviving.is_empty() {
+    let cwd = state::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if surviving.is_empty() && cwd.is_none() {
         return None;
     }
-    let token = state::current_client()?.prepare_fork().ok()?;
+    let token = state::client()?.prepare_fork().ok()?;
     let mut value = format!("{token};");
     for (i, (fd, entry)) in surviving.iter().enumerate() {
         if i > 0 {
@@ -89,6 +92,12 @@ fn inherit_value() -> Option<String> {
             entry.desc,
             if entry.dir { "d" } else { "" }
         ));
+    }
+    if let Some((desc, path)) = cwd {
+        value.push_str(&format!(";{desc}:"));
+        for b in path {
+            value.push_str(&format!("{b:02x}"));
+        }
     }
     Some(value)
 }
@@ -185,10 +194,14 @@ pub unsafe extern "C" fn execvpe(
     unsafe { exec_with(envp, |env| real::execvpe()(file, argv, env)) }
 }
 
-/// Parses `TOKEN;FD=DESC[d],...`.
-fn parse_inherit(value: &str) -> Option<(u64, Vec<(c_int, Entry)>)> {
-    let (token, list) = value.split_once(';')?;
-    let token = token.parse().ok()?;
+/// What an `exec` hands over: the token, the descriptors, and the working directory.
+type Inherited = (u64, Vec<(c_int, Entry)>, Option<(u32, Vec<u8>)>);
+
+/// Parses `TOKEN;FD=DESC[d],...[;CWDDESC:HEXPATH]`.
+fn parse_inherit(value: &str) -> Option<Inherited> {
+    let mut parts = value.split(';');
+    let token = parts.next()?.parse().ok()?;
+    let list = parts.next()?;
     let mut entries = Vec::new();
     for item in list.split(',').filter(|s| !s.is_empty()) {
         let (fd, desc) = item.split_once('=')?;
@@ -204,7 +217,21 @@ fn parse_inherit(value: &str) -> Option<(u64, Vec<(c_int, Entry)>)> {
             },
         ));
     }
-    Some((token, entries))
+    let cwd = match parts.next() {
+        None => None,
+        Some(cwd) => {
+            let (desc, hex) = cwd.split_once(':')?;
+            if hex.len() % 2 != 0 {
+                return None;
+            }
+            let path = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            Some((desc.parse().ok()?, path))
+        }
+    };
+    Some((token, entries, cwd))
 }
 
 /// Runs when the library loads: a program started by `exec` from a btfuse program takes over
@@ -217,7 +244,7 @@ extern "C" fn on_load() {
         // SAFETY: removes the variable before anything else of the program runs, so that
         // its own children do not see a token already used.
         unsafe { libc::unsetenv(c"BTFUSE_INHERIT".as_ptr()) };
-        let Some((token, entries)) = parse_inherit(&value) else {
+        let Some((token, entries, cwd)) = parse_inherit(&value) else {
             return;
         };
         let Some(client) = state::client() else {
@@ -229,6 +256,10 @@ extern "C" fn on_load() {
             }
             for fd in 0..=2 {
                 crate::stdio::sync_std_stream(fd);
+            }
+            if let Some((desc, path)) = cwd {
+                state::remember_path(desc, path.clone());
+                *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = Some((desc, path));
             }
         }
     });
@@ -244,23 +275,23 @@ mod tests {
 
     #[test]
     fn the_inherited_table_parses_back() {
-        let (token, entries) = parse_inherit("42;1=7,3=9d").unwrap();
+        let (token, entries, cwd) = parse_inherit("42;1=7,3=9d").unwrap();
         assert_eq!(token, 42);
-        assert_eq!(
-            entries,
-            vec![
-                (
-                    1,
-                    Entry {
-                        desc: 7,
-                        dir: false
-                    }
-                ),
-                (3, Entry { desc: 9, dir: true })
-            ]
-        );
+        let file = Entry {
+            desc: 7,
+            dir: false,
+        };
+        let dir = Entry { desc: 9, dir: true };
+        assert_eq!(entries, vec![(1, file), (3, dir)]);
+        assert_eq!(cwd, None);
         assert!(parse_inherit("x;1=2").is_none());
         assert!(parse_inherit("1;1=x").is_none());
-        assert_eq!(parse_inherit("5;").map(|(t, e)| (t, e.len())), Some((5, 0)));
+        assert_eq!(
+            parse_inherit("5;").map(|(t, e, _)| (t, e.len())),
+            Some((5, 0))
+        );
+        let (_, _, cwd) = parse_inherit("5;;11:2f61").unwrap();
+        assert_eq!(cwd, Some((11, b"/a".to_vec())));
+        assert!(parse_inherit("5;;11:2f6").is_none());
     }
 }

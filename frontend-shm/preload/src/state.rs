@@ -183,6 +183,75 @@ pub(crate) fn entries() -> Vec<(c_int, Entry)> {
         .unwrap_or_default()
 }
 
+/// The working directory, when it is a btfuse directory (the kernel's then lags behind): the
+/// description it is open as, and its path from the served root as last set.
+pub(crate) static CWD: Mutex<Option<(u32, Vec<u8>)>> = Mutex::new(None);
+
+/// Paths (from the served root) of the directory descriptions this process opened, for
+/// `getcwd` after `fchdir`.
+static DIR_PATHS: Mutex<Option<HashMap<u32, Vec<u8>>>> = Mutex::new(None);
+
+/// Remembers that directory description `desc` is at `path`.
+pub(crate) fn remember_path(desc: u32, path: Vec<u8>) {
+    DIR_PATHS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(desc, path);
+}
+
+/// The path of directory description `desc`, if known.
+pub(crate) fn desc_path(desc: u32) -> Option<Vec<u8>> {
+    DIR_PATHS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&desc)
+        .cloned()
+}
+
+/// The path of the btfuse directory open as descriptor `fd`, if known.
+pub(crate) fn dir_path(fd: c_int) -> Option<Vec<u8>> {
+    desc_path(lookup(fd)?.desc)
+}
+
+/// The btfuse working directory's description, if the working directory is btfuse's.
+pub(crate) fn cwd_desc() -> Option<u32> {
+    CWD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|(d, _)| *d)
+}
+
+/// `base` (a path from the served root) joined with `rel` and made lexical (`.` and `..`
+/// resolved); `None` if `..` climbs above the served root.
+pub(crate) fn join_lexically(base: &[u8], rel: &[u8]) -> Option<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let start: &[u8] = if rel.first() == Some(&b'/') {
+        b""
+    } else {
+        base
+    };
+    for component in start.split(|&b| b == b'/').chain(rel.split(|&b| b == b'/')) {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            name => parts.push(name),
+        }
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        out.push(b'/');
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Some(out)
+}
+
 /// The server's path for `path` if it names something under the prefix: absolute, and not
 /// climbing out of the prefix with `..` (such a path belongs to the kernel).
 pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {

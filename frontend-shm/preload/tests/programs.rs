@@ -92,9 +92,11 @@ fn same_as_tmpfs(interpreter: &[&str], name: &str, script: &str) {
     let server = Server::start();
     let fast_dir = format!("/btfuse/{name}");
     let setup = btfuse_shm::Client::connect(&server.socket).unwrap();
-    setup.create_dir(format!("/{name}")).unwrap();
+    setup.create_dir_mode(format!("/{name}"), 0o755).unwrap();
     let fast = run(interpreter, script, &fast_dir, Some(&server));
     let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let kernel = run(interpreter, script, tmp.path().to_str().unwrap(), None);
     assert_eq!(fast, kernel, "script {name}:\n{script}");
     assert!(
@@ -149,6 +151,41 @@ fn coreutils_on_files_and_directories() {
 }
 
 #[test]
+fn trees_walks_and_copies() {
+    same_as_tmpfs(
+        SH,
+        "trees",
+        r#"
+        mkdir -p $D/a/b/c; touch $D/a/b/c/f $D/a/x; echo hi > $D/a/b/y
+        find $D | sort; find $D -type f -name y
+        du -a $D/a | sort -k2
+        cp -r $D/a $D/z; find $D/z | sort; diff -r $D/a $D/z && echo identical
+        ls -la $D/a | awk '{print $1, $NF}'
+        dd if=/dev/zero of=$D/dd bs=1k count=3 2>/dev/null; stat -c %s $D/dd
+        dd if=$D/a/b/y of=$D/dd2 2>/dev/null; cat $D/dd2
+        ln $D/a/x $D/hard; stat -c %h $D/a/x
+        cd $D/a; pwd; cat b/y; ls; cd b; ls -1; cd ../..; pwd; ls a
+        rm -r $D/z $D/a; ls $D
+        "#,
+    );
+}
+
+#[test]
+fn bash_pipes() {
+    same_as_tmpfs(
+        BASH,
+        "pipes",
+        r#"
+        printf '%s\n' c a b a c c > $D/in
+        cat $D/in | sort | uniq -c | sort -rn > $D/out; cat $D/out
+        sort $D/in | tee $D/tee | wc -l; cat $D/tee | head -n 2
+        for i in 1 2 3; do echo "line $i"; done > $D/loop; cat $D/loop
+        { echo first; cat $D/loop; } | grep -c line
+        "#,
+    );
+}
+
+#[test]
 fn bash_builtins_and_substitutions() {
     same_as_tmpfs(
         BASH,
@@ -188,6 +225,113 @@ except FileNotFoundError as e:
 os.remove(f"{d}/sub/b"); os.rmdir(f"{d}/sub"); print(os.listdir(d))
 "#,
     );
+}
+
+#[test]
+fn python_walks_copies_and_paths() {
+    same_as_tmpfs(
+        &["python3", "-c"],
+        "pywalk",
+        r#"
+import os, shutil, pathlib
+d = os.environ["D"]
+os.makedirs(f"{d}/a/b/c")
+for name in ["a/x", "a/b/y", "a/b/c/z"]:
+    with open(f"{d}/{name}", "w") as f:
+        f.write(name)
+print([(r[len(d):], sorted(ds), sorted(fs)) for r, ds, fs in sorted(os.walk(d))])
+shutil.copytree(f"{d}/a", f"{d}/copy")
+print(sorted(str(p.relative_to(d)) for p in pathlib.Path(d).rglob("*")))
+p = pathlib.Path(d) / "pl"
+p.mkdir()
+(p / "t.txt").write_text("path\n")
+print((p / "t.txt").read_text(), [x.name for x in p.iterdir()], (p / "t.txt").stat().st_size)
+os.setxattr(p / "t.txt", "user.k", b"v")
+print(os.getxattr(p / "t.txt", "user.k"), os.listxattr(p / "t.txt"))
+os.chdir(p)
+print(os.getcwd()[len(d):], os.listdir("."), open("t.txt").read(), end="")
+shutil.rmtree(f"{d}/copy"); print(sorted(os.listdir(d)))
+"#,
+    );
+}
+
+/// A C program exercising the descriptor calls (compiled with the system's `cc`).
+const C_PROGRAM: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <errno.h>
+int main(void) {
+    const char *d = getenv("D");
+    char path[512];
+    snprintf(path, sizeof path, "%s/c.txt", d);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0640);
+    printf("open %d\n", fd >= 0);
+    printf("write %zd\n", write(fd, "hello world", 11));
+    printf("lseek end %ld\n", (long)lseek(fd, 0, SEEK_END));
+    printf("pwrite %zd\n", pwrite(fd, "HELLO", 5, 0));
+    char buf[32] = {0};
+    printf("pread %zd %s\n", pread(fd, buf, 11, 0), buf);
+    int copy = dup(fd);
+    lseek(fd, 6, SEEK_SET);
+    memset(buf, 0, sizeof buf);
+    printf("dup shares offset %zd %s\n", read(copy, buf, 5), buf);
+    int flags = fcntl(fd, F_GETFL);
+    printf("getfl rdwr %d append %d\n", (flags & O_ACCMODE) == O_RDWR, !!(flags & O_APPEND));
+    fcntl(fd, F_SETFL, flags | O_APPEND);
+    lseek(fd, 0, SEEK_SET);
+    write(fd, "!", 1);
+    struct stat st;
+    fstat(fd, &st);
+    printf("append size %ld mode %o\n", (long)st.st_size, st.st_mode & 0777);
+    printf("ftruncate %d\n", ftruncate(fd, 4));
+    fstat(copy, &st);
+    printf("size via dup %ld\n", (long)st.st_size);
+    lseek(fd, 0, SEEK_SET);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) { write(fd, "ab", 2); _exit(0); }
+    waitpid(pid, NULL, 0);
+    printf("offset after child wrote %ld\n", (long)lseek(fd, 0, SEEK_CUR));
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 50);
+    printf("dupfd %d cloexec %d\n", high >= 50, fcntl(high, F_GETFD) & FD_CLOEXEC);
+    fflush(stdout);
+    dup2(fd, 1);
+    printf("to the file\n");
+    fflush(stdout);
+    close(fd); close(copy); close(high);
+    FILE *f = fopen(path, "r");
+    char line[64] = {0};
+    fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    fprintf(stderr, "content [%s]\n", line);
+    errno = 0;
+    int rc = close(copy);
+    fprintf(stderr, "close twice %d %d\n", rc, errno);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_c_program_using_descriptors_directly() {
+    let build = tempfile::tempdir().unwrap();
+    let source = build.path().join("prog.c");
+    std::fs::write(&source, C_PROGRAM).unwrap();
+    let binary = build.path().join("prog");
+    let status = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(status.success());
+    same_as_tmpfs(&[binary.to_str().unwrap()], "cprog", "");
 }
 
 #[test]
