@@ -325,6 +325,18 @@ impl Client {
         self.call(&Request::Attach { token }, expect_ok)
     }
 
+    /// The descriptors this client keeps for itself (its idle channels' sockets), so that an
+    /// interposer closing a range of descriptors for a program can leave them open.
+    pub fn private_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.stream.as_raw_fd())
+            .collect()
+    }
+
     /// One round trip that does no filesystem work: the transport's own cost.
     pub fn ping(&self) -> io::Result<()> {
         self.call(

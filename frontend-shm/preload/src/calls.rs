@@ -1899,3 +1899,342 @@ pub unsafe extern "C" fn fremovexattr(fd: c_int, name: *const c_char) -> c_int {
     // SAFETY: libc's contract, passed on.
     served.unwrap_or_else(|| unsafe { real::fremovexattr()(fd, name) })
 }
+
+/// Gathers an iovec array into one buffer (at most `MAX_IO` bytes: a short write, as the
+/// kernel may give).
+///
+/// # Safety
+/// `iov` points at `count` valid iovecs.
+unsafe fn gather(iov: *const libc::iovec, count: c_int) -> Result<Vec<u8>, i32> {
+    if !(0..=libc::UIO_MAXIOV).contains(&count) {
+        return Err(libc::EINVAL);
+    }
+    let mut out = Vec::new();
+    for i in 0..count as usize {
+        // SAFETY: the caller's contract.
+        let v = unsafe { &*iov.add(i) };
+        let room = MAX_IO - out.len();
+        // SAFETY: each iovec describes `iov_len` readable bytes.
+        let part = unsafe { input(v.iov_base, v.iov_len.min(room)) };
+        out.extend_from_slice(part);
+        if out.len() == MAX_IO {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Spreads `data` over an iovec array.
+///
+/// # Safety
+/// `iov` points at `count` valid, writable iovecs.
+unsafe fn scatter(data: &[u8], iov: *const libc::iovec, count: c_int) -> usize {
+    let mut done = 0;
+    for i in 0..count.max(0) as usize {
+        if done == data.len() {
+            break;
+        }
+        // SAFETY: the caller's contract.
+        let v = unsafe { &*iov.add(i) };
+        let n = v.iov_len.min(data.len() - done);
+        // SAFETY: the iovec holds `iov_len` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data[done..].as_ptr(), v.iov_base.cast::<u8>(), n) };
+        done += n;
+    }
+    done
+}
+
+fn iov_total(iov: *const libc::iovec, count: c_int) -> usize {
+    (0..count.max(0) as usize)
+        // SAFETY: `iov` points at `count` iovecs (libc's contract).
+        .map(|i| unsafe { (*iov.add(i)).iov_len })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// `readv` and `preadv`: one ring read into a buffer, then scattered.
+fn vectored_read(
+    fd: c_int,
+    iov: *const libc::iovec,
+    count: c_int,
+    offset: Option<off_t>,
+) -> Option<ssize_t> {
+    let (entry, client) = descriptor(fd)?;
+    if !(0..=libc::UIO_MAXIOV).contains(&count) || offset.is_some_and(|o| o < 0) {
+        return Some(fail(libc::EINVAL) as ssize_t);
+    }
+    let len = iov_total(iov, count).min(MAX_IO) as u32;
+    let request = match offset {
+        None => Request::Read {
+            fd: entry.desc,
+            len,
+        },
+        Some(o) => Request::Pread {
+            fd: entry.desc,
+            offset: o as u64,
+            len,
+        },
+    };
+    Some(
+        call(&client, &request, |r| match r {
+            // SAFETY: the iovecs are the caller's, writable.
+            Response::Data(data) => Ok(unsafe { scatter(data, iov, count) } as ssize_t),
+            _ => Err(PROTOCOL),
+        })
+        .unwrap_or_else(|e| fail(e) as ssize_t),
+    )
+}
+
+/// `writev` and `pwritev`: gathered, then one ring write.
+fn vectored_write(
+    fd: c_int,
+    iov: *const libc::iovec,
+    count: c_int,
+    offset: Option<off_t>,
+) -> Option<ssize_t> {
+    let (entry, client) = descriptor(fd)?;
+    if offset.is_some_and(|o| o < 0) {
+        return Some(fail(libc::EINVAL) as ssize_t);
+    }
+    // SAFETY: libc's contract.
+    let data = match unsafe { gather(iov, count) } {
+        Ok(data) => data,
+        Err(e) => return Some(fail(e) as ssize_t),
+    };
+    let request = match offset {
+        None => Request::Write {
+            fd: entry.desc,
+            data: &data,
+        },
+        Some(o) => Request::Pwrite {
+            fd: entry.desc,
+            offset: o as u64,
+            data: &data,
+        },
+    };
+    Some(ring_write(&client, &request))
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int) -> ssize_t {
+    let served = guarded(|| vectored_read(fd, iov, count, None)).flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::readv()(fd, iov, count) })
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, count: c_int) -> ssize_t {
+    let served = guarded(|| vectored_write(fd, iov, count, None)).flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::writev()(fd, iov, count) })
+}
+
+macro_rules! preadv_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            iov: *const libc::iovec,
+            count: c_int,
+            offset: off_t,
+        ) -> ssize_t {
+            let served = guarded(|| vectored_read(fd, iov, count, Some(offset))).flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, iov, count, offset) })
+        }
+    };
+}
+preadv_fn!(preadv);
+preadv_fn!(preadv64);
+
+macro_rules! pwritev_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            iov: *const libc::iovec,
+            count: c_int,
+            offset: off_t,
+        ) -> ssize_t {
+            let served = guarded(|| vectored_write(fd, iov, count, Some(offset))).flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, iov, count, offset) })
+        }
+    };
+}
+pwritev_fn!(pwritev);
+pwritev_fn!(pwritev64);
+
+fn fill_statfs(out: &mut libc::statfs, s: &btfuse_core::StatFs) {
+    // SAFETY: an all-zero statfs is valid.
+    *out = unsafe { std::mem::zeroed() };
+    out.f_type = 0x6274_6673; // "btfs"
+    out.f_bsize = i64::from(s.block_size);
+    out.f_frsize = i64::from(s.block_size);
+    out.f_blocks = s.blocks;
+    out.f_bfree = s.blocks_free;
+    out.f_bavail = s.blocks_available;
+    out.f_files = s.files;
+    out.f_ffree = s.files_free;
+    out.f_namelen = i64::from(s.name_max);
+}
+
+fn fill_statvfs(out: &mut libc::statvfs, s: &btfuse_core::StatFs) {
+    // SAFETY: an all-zero statvfs is valid.
+    *out = unsafe { std::mem::zeroed() };
+    out.f_bsize = u64::from(s.block_size);
+    out.f_frsize = u64::from(s.block_size);
+    out.f_blocks = s.blocks;
+    out.f_bfree = s.blocks_free;
+    out.f_bavail = s.blocks_available;
+    out.f_files = s.files;
+    out.f_ffree = s.files_free;
+    out.f_favail = s.files_free;
+    out.f_namemax = u64::from(s.name_max);
+}
+
+fn ring_statfs(client: &Client, target: Target<'_>) -> Result<btfuse_core::StatFs, i32> {
+    call(client, &Request::Statfs { target }, |r| match r {
+        Response::StatFs(s) => Ok(s),
+        _ => Err(PROTOCOL),
+    })
+}
+
+macro_rules! statfs_fn {
+    ($name:ident, $out:ty, $fill:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, buf: *mut $out) -> c_int {
+            let served = guarded(|| {
+                // SAFETY: libc's contract.
+                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+                let target = Target::Path {
+                    at: t.at,
+                    path: &t.path,
+                    follow: true,
+                };
+                Some(match ring_statfs(&t.client, target) {
+                    Ok(s) => {
+                        // SAFETY: `buf` is the caller's struct.
+                        $fill(unsafe { &mut *buf }, &s);
+                        0
+                    }
+                    Err(e) => fail(e),
+                })
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(path, buf) })
+        }
+    };
+}
+statfs_fn!(statfs, libc::statfs, fill_statfs);
+statfs_fn!(statfs64, libc::statfs, fill_statfs);
+statfs_fn!(statvfs, libc::statvfs, fill_statvfs);
+statfs_fn!(statvfs64, libc::statvfs, fill_statvfs);
+
+macro_rules! fstatfs_fn {
+    ($name:ident, $out:ty, $fill:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut $out) -> c_int {
+            let served = guarded(|| {
+                let (entry, client) = descriptor(fd)?;
+                Some(match ring_statfs(&client, Target::Fd(entry.desc)) {
+                    Ok(s) => {
+                        // SAFETY: `buf` is the caller's struct.
+                        $fill(unsafe { &mut *buf }, &s);
+                        0
+                    }
+                    Err(e) => fail(e),
+                })
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf) })
+        }
+    };
+}
+fstatfs_fn!(fstatfs, libc::statfs, fill_statfs);
+fstatfs_fn!(fstatfs64, libc::statfs, fill_statfs);
+fstatfs_fn!(fstatvfs, libc::statvfs, fill_statvfs);
+fstatfs_fn!(fstatvfs64, libc::statvfs, fill_statvfs);
+
+/// Interposed: closing a range closes the btfuse descriptors in it, and leaves this
+/// library's own sockets open (the program did not open them and cannot know them).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let private = guarded(|| {
+        let client = state::current_client();
+        if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+            for (fd, entry) in state::entries() {
+                let n = fd as c_uint;
+                if n >= first && n <= last {
+                    state::remove(fd);
+                    if let Some(client) = &client {
+                        let _ = call(client, &Request::Close { fd: entry.desc }, |_| Ok(()));
+                    }
+                }
+            }
+        }
+        let mut private: Vec<c_uint> = client
+            .map(|c| c.private_fds())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|fd| c_uint::try_from(fd).ok())
+            .filter(|&fd| fd >= first && fd <= last)
+            .collect();
+        private.sort_unstable();
+        private
+    })
+    .unwrap_or_default();
+    // The range minus the private descriptors, as consecutive pieces.
+    let mut start = first;
+    for fd in private {
+        if fd > start {
+            // SAFETY: closes descriptors the program asked to close.
+            let rc = unsafe { real::close_range()(start, fd - 1, flags) };
+            if rc < 0 {
+                return rc;
+            }
+        }
+        start = fd + 1;
+    }
+    if start <= last && start >= first {
+        // SAFETY: as above.
+        return unsafe { real::close_range()(start, last, flags) };
+    }
+    0
+}
+
+macro_rules! preadv2_fn {
+    ($name:ident, $vectored:ident) => {
+        /// Interposed: without flags, as `preadv`/`pwritev`; offset -1 uses the file offset.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            iov: *const libc::iovec,
+            count: c_int,
+            offset: off_t,
+            flags: c_int,
+        ) -> ssize_t {
+            let served = guarded(|| {
+                state::lookup(fd)?;
+                if flags != 0 {
+                    return Some(fail(libc::EOPNOTSUPP) as ssize_t);
+                }
+                $vectored(fd, iov, count, (offset != -1).then_some(offset))
+            })
+            .flatten();
+            // SAFETY: libc's contract, passed on.
+            served.unwrap_or_else(|| unsafe { real::$name()(fd, iov, count, offset, flags) })
+        }
+    };
+}
+preadv2_fn!(preadv2, vectored_read);
+preadv2_fn!(pwritev2, vectored_write);
+preadv2_fn!(preadv64v2, vectored_read);
+preadv2_fn!(pwritev64v2, vectored_write);

@@ -255,6 +255,34 @@ shutil.rmtree(f"{d}/copy"); print(sorted(os.listdir(d)))
     );
 }
 
+#[test]
+fn python_subprocesses_vectors_and_statvfs() {
+    same_as_tmpfs(
+        &["python3", "-c"],
+        "pysub",
+        r#"
+import os, subprocess
+d = os.environ["D"]
+with open(f"{d}/a", "w") as f:
+    f.write("one\ntwo\n")
+with open(f"{d}/b", "w") as out:
+    subprocess.run(["sort", "-r", f"{d}/a"], stdout=out, check=True)
+print(open(f"{d}/b").read(), end="")
+r = subprocess.run(f"cat {d}/a | wc -l", shell=True, capture_output=True, text=True)
+print(r.stdout.strip())
+fd = os.open(f"{d}/v", os.O_CREAT | os.O_RDWR)
+print(os.writev(fd, [b"ab", b"cd", b"ef"]))
+print(os.pwritev(fd, [b"XY"], 2))
+a, b = bytearray(3), bytearray(3)
+os.lseek(fd, 0, 0)
+print(os.readv(fd, [a, b]), bytes(a), bytes(b))
+os.close(fd)
+s = os.statvfs(d)
+print(s.f_namemax, s.f_bsize > 0, s.f_blocks >= s.f_bfree)
+"#,
+    );
+}
+
 /// A C program exercising the descriptor calls (compiled with the system's `cc`).
 const C_PROGRAM: &str = r#"
 #define _GNU_SOURCE
