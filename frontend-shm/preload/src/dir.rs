@@ -72,7 +72,6 @@ fn new_stream(fd: c_int) -> *mut libc::DIR {
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
-    // Opened through the interposed `open`, which routes btfuse paths to the ring.
     let ours = guarded(|| {
         // SAFETY: libc's contract.
         unsafe { at_target(libc::AT_FDCWD, path) }.is_some()
@@ -83,6 +82,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         return unsafe { real::opendir()(path) };
     }
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // Opened through this library's `open`, which serves btfuse paths over the ring.
     // SAFETY: libc's contract; `open` is this library's.
     let fd = unsafe { crate::calls::open(path, flags, 0) };
     if fd < 0 {
