@@ -28,7 +28,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
     })
     .flatten();
     let client = state::hold_client();
-    let table = state::TABLE.write().unwrap_or_else(|p| p.into_inner());
+    let table = state::TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: fork has no preconditions; the locks held make the child's copies consistent.
     let pid = unsafe { real::fork()() };
     drop(table);
@@ -43,12 +43,12 @@ pub unsafe extern "C" fn fork() -> pid_t {
                     if attached.is_none() {
                         // Without the server the descriptors are unusable: forget them, so
                         // that calls on them fail as on closed descriptors.
-                        *state::TABLE.write().unwrap_or_else(|p| p.into_inner()) = None;
+                        state::clear();
                         *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     }
                 }
                 None => {
-                    *state::TABLE.write().unwrap_or_else(|p| p.into_inner()) = None;
+                    state::clear();
                     *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
             }
