@@ -22,7 +22,8 @@
 //! - An inode is in the table exactly while `nlink > 0`, its lookup count is non-zero, or a
 //!   handle is open on it. When the last of the three goes, [`MemFs::release_if_unused`]
 //!   marks its state `freed`, returns its blocks and removes it from the table, all decided under
-//!   its state write lock. Lookup counts only grow while the parent's lock is held and an
+//!   its state write lock. A file with neither links nor handles but still looked up gives
+//!   back its blocks at once (nothing can reach its data again), as tmpfs does at unlink. Lookup counts only grow while the parent's lock is held and an
 //!   entry names the inode (so `nlink > 0`); open counts only grow under the inode's state lock
 //!   after checking `freed`. Hence nothing can revive an inode that is being freed.
 //! - Bytes of a file at or beyond its size are zero in every block it holds (truncation zeroes
@@ -786,11 +787,22 @@ impl<B: BlockStore> MemFs<B> {
     fn release_if_unused(&self, inode: &Inode) {
         let body = {
             let mut st = inode.state.write();
-            if st.freed
-                || st.nlink > 0
-                || inode.lookups.load(Ordering::Acquire) > 0
-                || inode.opens.load(Ordering::Acquire) > 0
-            {
+            if st.freed || st.nlink > 0 || inode.opens.load(Ordering::Acquire) > 0 {
+                return;
+            }
+            if inode.lookups.load(Ordering::Acquire) > 0 {
+                // No name and no handle: nothing can open the inode again, only the kernel's
+                // lookup references remain, and they may be forgotten long after the unlink.
+                // The data goes now, as tmpfs frees it at unlink; the record stays.
+                let Body::File(f) = &mut st.body else {
+                    return;
+                };
+                let blocks = core::mem::take(&mut f.blocks);
+                drop(st);
+                for block in blocks.values() {
+                    let freed = self.store.free(*block);
+                    debug_assert!(freed.is_ok(), "block {block:?} of a file was not allocated");
+                }
                 return;
             }
             st.freed = true;

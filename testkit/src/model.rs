@@ -394,6 +394,13 @@ impl Model {
                 st.used_blocks -= blocks.len() as u64;
             }
             st.nodes.remove(&ino);
+        } else if node.nlink == 0 && node.open_handles == 0 {
+            // Unreachable data (only lookup references remain): the blocks go at once.
+            let freed = match st.nodes.get_mut(&ino).map(|n| &mut n.body) {
+                Some(Body::File { blocks, .. }) => core::mem::take(blocks).len() as u64,
+                _ => 0,
+            };
+            st.used_blocks -= freed;
         }
     }
 
