@@ -279,6 +279,7 @@ fn serve(
             match start_ring(engine, socket, s.threads, s.allow_other) {
                 Ok(server) => {
                     let _ = ring_counters.set(server.counters());
+                    fast_path_hint(socket, &mountpoint);
                     Some(server)
                 }
                 Err(e) => {
@@ -430,6 +431,25 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
         socket.display()
     );
     Ok(server)
+}
+
+/// How to run a program on the fast path of this mount, told at start.
+fn fast_path_hint(socket: &std::path::Path, mountpoint: &std::path::Path) {
+    let preload = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("libbtfuse_preload.so")))
+        .filter(|p| p.exists())
+        .map_or_else(
+            || "libbtfuse_preload.so (cargo build --release -p btfuse-preload)".to_owned(),
+            |p| p.display().to_string(),
+        );
+    let mountpoint = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
+    log::info!(
+        "run a program on the fast path: LD_PRELOAD={preload} BTFUSE_SOCKET={} \
+         BTFUSE_PREFIX={} PROGRAM",
+        socket.display(),
+        mountpoint.display()
+    );
 }
 
 fn main() -> ExitCode {

@@ -375,3 +375,37 @@ fn a_file_written_by_a_program_is_the_servers() {
     let client = btfuse_shm::Client::connect(&server.socket).unwrap();
     assert_eq!(client.read("/written").unwrap(), b"from sh");
 }
+
+#[test]
+fn programs_get_errors_not_hangs_when_the_server_is_killed() {
+    let mut server = Server::start();
+    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    client.write("/f", b"data").unwrap();
+    let mut looping = Command::new("sh")
+        .arg("-c")
+        .arg("while cat /btfuse/f > /dev/null; do :; done; exit 3")
+        .env("LD_PRELOAD", artifact("libbtfuse_preload.so"))
+        .env(btfuse_preload::SOCKET_VAR, &server.socket)
+        .env(btfuse_preload::PREFIX_VAR, "/btfuse")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        looping.try_wait().unwrap().is_none(),
+        "the loop runs while the server does"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = looping.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = looping.kill();
+            panic!("a preloaded program hung after the server died");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "cat failed, and the loop ended");
+}
