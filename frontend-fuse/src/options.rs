@@ -1,6 +1,6 @@
 //! Mount settings from the command line and from `-o` lists as mount(8) passes them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use btfuse_shm::daemon::{memory_bytes, parse_size};
 
@@ -118,41 +118,9 @@ pub(crate) fn is_btfuse_mount(dir: &Path) -> bool {
     let Ok(dir) = dir.canonicalize() else {
         return false;
     };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|line| {
-        let mut halves = line.splitn(2, " - ");
-        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
-            return false;
-        };
-        let point = left.split(' ').nth(4).map(unescape_mountinfo);
-        let fstype = right.split(' ').next();
-        point.as_deref() == Some(dir.as_path()) && fstype == Some(crate::FS_TYPE)
-    })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mountinfo(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok());
-        if bytes[i] == b'\\'
-            && let Some(v) = octal.and_then(|d| u8::from_str_radix(d, 8).ok())
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    btfuse_shm::discovery::read_btfuse_mounts()
+        .iter()
+        .any(|m| m.mountpoint == dir)
 }
 
 #[cfg(test)]
@@ -185,14 +153,5 @@ mod tests {
         assert!(s.apply_options("bogus").is_err());
         assert!(s.apply_options("size").is_err());
         assert!(s.apply_options("mode=8").is_err());
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(
-            unescape_mountinfo("/mnt/a\\040b"),
-            PathBuf::from("/mnt/a b")
-        );
-        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
     }
 }

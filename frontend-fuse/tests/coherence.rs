@@ -213,3 +213,72 @@ fn the_default_socket_follows_the_documented_rule() {
     let stopped = quiet.stop();
     assert!(stopped.status.is_some_and(|s| s.success()) && stopped.unmounted);
 }
+
+/// `target/<profile>/libbtfuse_preload.so`, built by `scripts/test-all` before the tests.
+fn preload_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("libbtfuse_preload.so");
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build --release -p btfuse-preload",
+        path.display()
+    );
+    path
+}
+
+/// The daemon's metrics text, from the address it logged.
+fn scrape(mount: &Mount) -> String {
+    use std::net::TcpStream;
+    let output = mount.output();
+    let start = output
+        .find("metrics on http://")
+        .expect("the daemon logs its metrics address")
+        + "metrics on http://".len();
+    let addr = &output[start..start + output[start..].find('/').unwrap()];
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn ring_operations(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("btfuse_operations_total{frontend=\"shm\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_preload_finds_the_mount_by_itself() {
+    let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
+    let m = mount.path().to_str().unwrap().to_owned();
+    let before = ring_operations(&scrape(&mount));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo hi > \"$M/f\"; sort < \"$M/f\" > \"$M/g\"; cat \"$M/g\"; cd \"$M\" && ls")
+        .env("M", &m)
+        .env("LD_PRELOAD", preload_library())
+        .env_remove("BTFUSE_SOCKET")
+        .env_remove("BTFUSE_PREFIX")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nf\ng\n");
+    let after = ring_operations(&scrape(&mount));
+    assert!(
+        after >= before + 10,
+        "the program's calls went over the ring ({before} then {after} ring operations)"
+    );
+    // And the mount agrees, at once.
+    assert_eq!(fs::read(mount.path().join("g")).unwrap(), b"hi\n");
+}

@@ -55,6 +55,70 @@ pub fn socket_for_mount(mountpoint: &Path, uid: u32, runtime_dir: Option<&Path>)
     socket_dir(uid, runtime_dir).join(name)
 }
 
+/// The file system type of a `btfuse-fuse` mount in `/proc/*/mountinfo`.
+pub const FS_TYPE: &str = "fuse.btfuse-fuse";
+
+/// A btfuse FUSE mount seen in a mount table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BtfuseMount {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// The user that mounted it (FUSE's `user_id` option), whose socket directory holds its
+    /// ring socket.
+    pub uid: u32,
+}
+
+/// The btfuse mounts listed in a `mountinfo` text (`/proc/self/mountinfo`'s format).
+pub fn btfuse_mounts(mountinfo: &str) -> Vec<BtfuseMount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut right = right.split(' ');
+            if right.next()? != FS_TYPE {
+                return None;
+            }
+            let options = right.nth(1).unwrap_or("");
+            let uid = options
+                .split(',')
+                .find_map(|o| o.strip_prefix("user_id="))
+                .and_then(|u| u.parse().ok())
+                .unwrap_or(0);
+            let mountpoint = unescape_mountinfo(left.split(' ').nth(4)?);
+            Some(BtfuseMount { mountpoint, uid })
+        })
+        .collect()
+}
+
+/// The btfuse mounts this process sees.
+pub fn read_btfuse_mounts() -> Vec<BtfuseMount> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| btfuse_mounts(&info))
+        .unwrap_or_default()
+}
+
+/// A `mountinfo` path field with its octal escapes (`\040` for a space) undone.
+pub fn unescape_mountinfo(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok());
+        if bytes[i] == b'\\'
+            && let Some(v) = octal.and_then(|d| u8::from_str_radix(d, 8).ok())
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +140,39 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(
+            unescape_mountinfo("/mnt/a\\040b"),
+            PathBuf::from("/mnt/a b")
+        );
+        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
+        assert_eq!(unescape_mountinfo("/bad\\9"), PathBuf::from("/bad\\9"));
+    }
+
+    #[test]
+    fn btfuse_mounts_are_found_in_mountinfo() {
+        let info = "\
+36 35 98:0 / /mnt1 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+40 35 0:45 / /mnt/fuse\\040test rw,nosuid,nodev - fuse.btfuse-fuse btfuse rw,user_id=1000,group_id=1000,default_permissions
+41 35 0:46 / /run/x rw - fuse.other src rw,user_id=0
+42 35 0:47 / /srv/b rw - fuse.btfuse-fuse btfuse rw,user_id=0,group_id=0
+";
+        assert_eq!(
+            btfuse_mounts(info),
+            vec![
+                BtfuseMount {
+                    mountpoint: PathBuf::from("/mnt/fuse test"),
+                    uid: 1000
+                },
+                BtfuseMount {
+                    mountpoint: PathBuf::from("/srv/b"),
+                    uid: 0
+                },
+            ]
+        );
     }
 
     #[test]

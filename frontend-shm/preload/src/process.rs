@@ -102,12 +102,22 @@ fn inherit_value() -> Option<String> {
     Some(value)
 }
 
-/// `envp` with `BTFUSE_INHERIT` set to `value` (and any older value dropped).
+/// `envp` with `BTFUSE_INHERIT` set to `value` (and any older value dropped), plus the
+/// mount's variables when the mount was discovered rather than named.
 ///
 /// # Safety
 /// `envp` is a null-terminated array of C strings.
 unsafe fn with_inherit(envp: *const *const c_char, value: &str) -> Vec<CString> {
     let mut out = Vec::new();
+    if let Some((prefix, socket)) = state::exec_environment() {
+        for (name, value) in [(state::PREFIX_VAR, prefix), (state::SOCKET_VAR, socket)] {
+            let mut var = format!("{name}=").into_bytes();
+            var.extend_from_slice(&value);
+            if let Ok(var) = CString::new(var) {
+                out.push(var);
+            }
+        }
+    }
     let prefix = format!("{INHERIT_VAR}=");
     let mut p = envp;
     // SAFETY: the caller's contract: walk until the terminating null.

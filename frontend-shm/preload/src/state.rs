@@ -23,6 +23,7 @@ pub const PREFIX_VAR: &str = "BTFUSE_PREFIX";
 pub const INHERIT_VAR: &str = "BTFUSE_INHERIT";
 
 /// Where the filesystem is and how to reach it.
+#[derive(Clone, Debug)]
 pub(crate) struct Config {
     /// Absolute, without a trailing slash (empty for `/`).
     pub(crate) prefix: Vec<u8>,
@@ -41,26 +42,104 @@ fn getenv(name: &str) -> Option<Vec<u8>> {
     Some(unsafe { CStr::from_ptr(value) }.to_bytes().to_vec())
 }
 
-/// The configuration, read once; `None` when the variables are unset (everything passes
-/// through).
-pub(crate) fn config() -> Option<&'static Config> {
-    static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
-    CONFIG
+fn trimmed(mut prefix: Vec<u8>) -> Option<Vec<u8>> {
+    if prefix.first() != Some(&b'/') {
+        return None;
+    }
+    while prefix.last() == Some(&b'/') {
+        prefix.pop();
+    }
+    Some(prefix)
+}
+
+/// The configuration the environment gives (`BTFUSE_SOCKET` and `BTFUSE_PREFIX`), read once.
+fn explicit() -> Option<&'static Config> {
+    static EXPLICIT: OnceLock<Option<Config>> = OnceLock::new();
+    EXPLICIT
         .get_or_init(|| {
             let socket = getenv(SOCKET_VAR)?;
-            let mut prefix = getenv(PREFIX_VAR)?;
-            if prefix.first() != Some(&b'/') {
-                return None;
-            }
-            while prefix.last() == Some(&b'/') {
-                prefix.pop();
-            }
             Some(Config {
-                prefix,
+                prefix: trimmed(getenv(PREFIX_VAR)?)?,
                 socket: PathBuf::from(OsStr::from_bytes(&socket)),
             })
         })
         .as_ref()
+}
+
+/// Without the variables: the btfuse mounts of `/proc/self/mountinfo`, each with its ring
+/// socket placed by `btfuse_shm::discovery`'s rule, read once.
+fn discovered() -> &'static [Config] {
+    static MOUNTS: OnceLock<Vec<Config>> = OnceLock::new();
+    MOUNTS.get_or_init(|| {
+        if explicit().is_some() {
+            return Vec::new();
+        }
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        btfuse_shm::discovery::read_btfuse_mounts()
+            .into_iter()
+            .filter_map(|m| {
+                let runtime = if m.uid == euid {
+                    getenv("XDG_RUNTIME_DIR").map(|d| PathBuf::from(OsStr::from_bytes(&d)))
+                } else {
+                    Some(PathBuf::from(format!("/run/user/{}", m.uid)))
+                };
+                let socket = btfuse_shm::discovery::socket_for_mount(
+                    &m.mountpoint,
+                    m.uid,
+                    runtime.as_deref(),
+                );
+                Some(Config {
+                    prefix: trimmed(m.mountpoint.as_os_str().as_bytes().to_vec())?,
+                    socket,
+                })
+            })
+            .collect()
+    })
+}
+
+/// The mount this process serves over the ring once it has touched one: a process binds to
+/// one btfuse mount; paths under any other still reach theirs, through the kernel.
+static CHOSEN: OnceLock<Config> = OnceLock::new();
+
+/// The configuration in force: the environment's, else the discovered mount chosen so far;
+/// `None` means everything passes through.
+pub(crate) fn config() -> Option<&'static Config> {
+    explicit().or_else(|| CHOSEN.get())
+}
+
+/// Whether `path` (absolute) is `prefix` or below it.
+fn under(path: &[u8], prefix: &[u8]) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
+/// The configuration for a path about to be used: the one in force, or the discovered mount
+/// holding it (the deepest), which the process then binds to.
+fn config_for(path: &[u8]) -> Option<&'static Config> {
+    if let Some(config) = config() {
+        return Some(config);
+    }
+    let best = discovered()
+        .iter()
+        .filter(|c| under(path, &c.prefix))
+        .max_by_key(|c| c.prefix.len())?;
+    Some(CHOSEN.get_or_init(|| best.clone()))
+}
+
+/// The variables a program started by `exec` needs to reach the same mount: set only when
+/// the mount was discovered (otherwise the environment already has them).
+pub(crate) fn exec_environment() -> Option<(Vec<u8>, Vec<u8>)> {
+    if explicit().is_some() {
+        return None;
+    }
+    let chosen = CHOSEN.get()?;
+    let prefix = if chosen.prefix.is_empty() {
+        b"/".to_vec()
+    } else {
+        chosen.prefix.clone()
+    };
+    Some((prefix, chosen.socket.as_os_str().as_bytes().to_vec()))
 }
 
 thread_local! {
@@ -298,10 +377,10 @@ pub(crate) fn join_lexically(base: &[u8], rel: &[u8]) -> Option<Vec<u8>> {
 /// The server's path for `path` if it names something under the prefix: absolute, and not
 /// climbing out of the prefix with `..` (such a path belongs to the kernel).
 pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {
-    let config = config()?;
     if path.first() != Some(&b'/') {
         return None;
     }
+    let config = config_for(path)?;
     let rest = path.strip_prefix(config.prefix.as_slice())?;
     if !(rest.is_empty() || rest[0] == b'/') {
         return None;
