@@ -172,10 +172,33 @@ pub(crate) fn client() -> Option<Client> {
     let config = config()?;
     let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() {
+        // After a failed attempt (no daemon, a mount without the ring), calls go to the
+        // kernel for a second before the next attempt, instead of paying for one each.
+        let now = coarse_seconds();
+        let failed = LAST_FAILURE.load(Ordering::Relaxed);
+        if failed != 0 && now.saturating_sub(failed) < 1 {
+            return None;
+        }
         btfuse_shm::set_private_fd_floor(private_fd_floor());
         *slot = Client::connect(&config.socket).ok();
+        if slot.is_none() {
+            LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
+        }
     }
     slot.clone()
+}
+
+/// When the last connection attempt failed (coarse seconds; 0: none failed).
+static LAST_FAILURE: AtomicU64 = AtomicU64::new(0);
+
+fn coarse_seconds() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64
 }
 
 /// Holds the connection's lock (across `fork`, so the child never inherits it taken).
