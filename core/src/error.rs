@@ -61,6 +61,34 @@ pub enum Errno {
 }
 
 impl Errno {
+    /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
+    /// tests that must cover them all.
+    pub const ALL: [Errno; 23] = [
+        Errno::NotPermitted,
+        Errno::NotFound,
+        Errno::Io,
+        Errno::NoSuchDeviceOrAddress,
+        Errno::ArgumentListTooLong,
+        Errno::BadHandle,
+        Errno::PermissionDenied,
+        Errno::Busy,
+        Errno::Exists,
+        Errno::NotADirectory,
+        Errno::IsADirectory,
+        Errno::InvalidArgument,
+        Errno::FileTooLarge,
+        Errno::NoSpace,
+        Errno::TooManyLinks,
+        Errno::Range,
+        Errno::NameTooLong,
+        Errno::NotEmpty,
+        Errno::TooManySymlinks,
+        Errno::NoData,
+        Errno::NotSupported,
+        Errno::Overflow,
+        Errno::TooManyOpenFiles,
+    ];
+
     /// The conventional symbolic name, e.g. `"ENOENT"`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -188,3 +216,44 @@ impl core::error::Error for Errno {}
 
 /// The result of a filesystem operation.
 pub type Result<T> = core::result::Result<T, Errno>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new variant does not compile here until it has a place in `Errno::ALL`.
+    fn position(e: Errno) -> usize {
+        match e {
+            Errno::NotPermitted => 0,
+            Errno::NotFound => 1,
+            Errno::Io => 2,
+            Errno::NoSuchDeviceOrAddress => 3,
+            Errno::ArgumentListTooLong => 4,
+            Errno::BadHandle => 5,
+            Errno::PermissionDenied => 6,
+            Errno::Busy => 7,
+            Errno::Exists => 8,
+            Errno::NotADirectory => 9,
+            Errno::IsADirectory => 10,
+            Errno::InvalidArgument => 11,
+            Errno::FileTooLarge => 12,
+            Errno::NoSpace => 13,
+            Errno::TooManyLinks => 14,
+            Errno::Range => 15,
+            Errno::NameTooLong => 16,
+            Errno::NotEmpty => 17,
+            Errno::TooManySymlinks => 18,
+            Errno::NoData => 19,
+            Errno::NotSupported => 20,
+            Errno::Overflow => 21,
+            Errno::TooManyOpenFiles => 22,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_variant_once() {
+        for (i, e) in Errno::ALL.iter().enumerate() {
+            assert_eq!(position(*e), i, "{e:?}");
+        }
+    }
+}

@@ -19,31 +19,7 @@ use btfuse_core::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const ERRNOS: [Errno; 23] = [
-    Errno::NotPermitted,
-    Errno::NotFound,
-    Errno::Io,
-    Errno::NoSuchDeviceOrAddress,
-    Errno::ArgumentListTooLong,
-    Errno::BadHandle,
-    Errno::PermissionDenied,
-    Errno::Busy,
-    Errno::Exists,
-    Errno::NotADirectory,
-    Errno::IsADirectory,
-    Errno::InvalidArgument,
-    Errno::FileTooLarge,
-    Errno::NoSpace,
-    Errno::TooManyLinks,
-    Errno::Range,
-    Errno::NameTooLong,
-    Errno::NotEmpty,
-    Errno::TooManySymlinks,
-    Errno::NoData,
-    Errno::NotSupported,
-    Errno::Overflow,
-    Errno::TooManyOpenFiles,
-];
+const ERRNOS: [Errno; 23] = Errno::ALL;
 
 const FILE_TYPES: [FileType; 7] = [
     FileType::RegularFile,

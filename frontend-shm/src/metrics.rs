@@ -161,31 +161,7 @@ const BUCKETS_NS: [u64; 26] = [
 ];
 
 /// Every errno the engine reports, in label order.
-const ERRNOS: [Errno; 23] = [
-    Errno::NotPermitted,
-    Errno::NotFound,
-    Errno::Io,
-    Errno::NoSuchDeviceOrAddress,
-    Errno::ArgumentListTooLong,
-    Errno::BadHandle,
-    Errno::PermissionDenied,
-    Errno::Busy,
-    Errno::Exists,
-    Errno::NotADirectory,
-    Errno::IsADirectory,
-    Errno::InvalidArgument,
-    Errno::FileTooLarge,
-    Errno::NoSpace,
-    Errno::TooManyLinks,
-    Errno::Range,
-    Errno::NameTooLong,
-    Errno::NotEmpty,
-    Errno::TooManySymlinks,
-    Errno::NoData,
-    Errno::NotSupported,
-    Errno::Overflow,
-    Errno::TooManyOpenFiles,
-];
+const ERRNOS: [Errno; 23] = Errno::ALL;
 
 /// A counter only its own thread writes: a load and a store, no locked instruction.
 #[derive(Default)]

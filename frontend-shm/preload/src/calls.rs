@@ -1279,6 +1279,20 @@ unsafe fn fd_or_path(
     Some((t.client.clone(), Some(t), None))
 }
 
+/// The ring target of an `fd_or_path` result, following a final symlink unless
+/// `AT_SYMLINK_NOFOLLOW`.
+fn at_flags_target(path: Option<&PathTarget>, fd: Option<u32>, flags: c_int) -> Option<Target<'_>> {
+    match (path, fd) {
+        (Some(t), _) => Some(Target::Path {
+            at: t.at,
+            path: &t.path,
+            follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+        }),
+        (None, Some(desc)) => Some(Target::Fd(desc)),
+        (None, None) => None,
+    }
+}
+
 fn time_set(ts: Option<&libc::timespec>) -> btfuse_core::TimeSet {
     use btfuse_core::{TimeSet, Timestamp};
     match ts {
@@ -1308,15 +1322,7 @@ pub unsafe extern "C" fn utimensat(
                 (time_set(Some(&*times)), time_set(Some(&*times.add(1))))
             }
         };
-        let target = match (&target, fd) {
-            (Some(t), _) => Target::Path {
-                at: t.at,
-                path: &t.path,
-                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-            },
-            (None, Some(desc)) => Target::Fd(desc),
-            (None, None) => return None,
-        };
+        let target = at_flags_target(target.as_ref(), fd, flags)?;
         Some(expect_ok(
             &client,
             &Request::Utimens {
@@ -1355,15 +1361,7 @@ pub unsafe extern "C" fn fchmodat(
     let served = guarded(|| {
         // SAFETY: libc's contract.
         let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
-        let target = match (&target, fd) {
-            (Some(t), _) => Target::Path {
-                at: t.at,
-                path: &t.path,
-                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-            },
-            (None, Some(desc)) => Target::Fd(desc),
-            (None, None) => return None,
-        };
+        let target = at_flags_target(target.as_ref(), fd, flags)?;
         Some(expect_ok(
             &client,
             &Request::Chmod {
@@ -1393,15 +1391,7 @@ pub unsafe extern "C" fn fchownat(
     let served = guarded(|| {
         // SAFETY: libc's contract.
         let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
-        let target = match (&target, fd) {
-            (Some(t), _) => Target::Path {
-                at: t.at,
-                path: &t.path,
-                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-            },
-            (None, Some(desc)) => Target::Fd(desc),
-            (None, None) => return None,
-        };
+        let target = at_flags_target(target.as_ref(), fd, flags)?;
         Some(expect_ok(
             &client,
             &Request::Chown {
@@ -1514,7 +1504,12 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
         return rc;
     }
     // SAFETY: libc's contract, passed on.
-    let rc = unsafe { real::chdir()(path) };
+    kernel_cwd_after(unsafe { real::chdir()(path) })
+}
+
+/// After the kernel's `chdir`/`fchdir` returned `rc`: on success the working directory is
+/// the kernel's again.
+fn kernel_cwd_after(rc: c_int) -> c_int {
     if rc == 0 {
         let _ = guarded(|| {
             if let Some(client) = state::current_client() {
@@ -1552,15 +1547,7 @@ pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
         return rc;
     }
     // SAFETY: libc's contract, passed on.
-    let rc = unsafe { real::fchdir()(fd) };
-    if rc == 0 {
-        let _ = guarded(|| {
-            if let Some(client) = state::current_client() {
-                set_cwd(&client, None);
-            }
-        });
-    }
-    rc
+    kernel_cwd_after(unsafe { real::fchdir()(fd) })
 }
 
 /// Interposed: a btfuse working directory is the prefix joined with its path.
