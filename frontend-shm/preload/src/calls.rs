@@ -742,6 +742,25 @@ pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_in
     }
 }
 
+/// The targets of a call naming two paths (`rename`, `link`): `None` if neither is btfuse's
+/// (the kernel's call), `EXDEV` if only one is, as across two filesystems.
+///
+/// # Safety
+/// Both paths are null or valid C strings.
+unsafe fn two_targets(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+) -> Option<Result<(PathTarget, PathTarget), c_int>> {
+    // SAFETY: the caller's contract.
+    match unsafe { (at_target(olddir, old), at_target(newdir, new)) } {
+        (None, None) => None,
+        (Some(from), Some(to)) => Some(Ok((from, to))),
+        _ => Some(Err(fail(libc::EXDEV))),
+    }
+}
+
 /// `renameat2` for btfuse paths: both must be btfuse's (`EXDEV` if only one is).
 ///
 /// # Safety
@@ -755,11 +774,9 @@ unsafe fn rename_at(
 ) -> Option<c_int> {
     guarded(|| {
         // SAFETY: the caller's contract.
-        let (from, to) = unsafe { (at_target(olddir, old), at_target(newdir, new)) };
-        let (from, to) = match (from, to) {
-            (None, None) => return None,
-            (Some(from), Some(to)) => (from, to),
-            _ => return Some(fail(libc::EXDEV)),
+        let (from, to) = match unsafe { two_targets(olddir, old, newdir, new) }? {
+            Ok(both) => both,
+            Err(rc) => return Some(rc),
         };
         let mode = match flags {
             0 => RenameMode::Replace,
@@ -1071,12 +1088,19 @@ pub unsafe extern "C" fn copy_file_range(
     unsafe { real::copy_file_range()(fd_in, off_in, fd_out, off_out, len, flags) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
-    let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+/// `readlinkat` for btfuse paths.
+///
+/// # Safety
+/// As for `readlinkat(2)`.
+unsafe fn readlink_at(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+) -> Option<ssize_t> {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let t = unsafe { at_target(dirfd, path) }?;
         if size == 0 {
             return Some(fail(libc::EINVAL) as ssize_t);
         }
@@ -1088,17 +1112,27 @@ pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: s
         };
         Some(ring_read(&t.client, &request, buf.cast(), size))
     })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readlink()(path, buf, size) })
+    .flatten()
 }
 
 /// Interposed.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
     // SAFETY: libc's contract, passed on.
     unsafe {
-        simple(libc::AT_FDCWD, path, |t| {
+        readlink_at(libc::AT_FDCWD, path, buf, size)
+            .unwrap_or_else(|| real::readlink()(path, buf, size))
+    }
+}
+
+/// `symlinkat` for btfuse paths.
+///
+/// # Safety
+/// As for `symlinkat(2)`.
+unsafe fn symlink_at(target: *const c_char, dirfd: c_int, path: *const c_char) -> Option<c_int> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        simple(dirfd, path, |t| {
             let content = c_bytes(target)?;
             let request = Request::Symlink {
                 target: content,
@@ -1107,7 +1141,15 @@ pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> 
             };
             Some(expect_ok(&t.client, &request))
         })
-        .unwrap_or_else(|| real::symlink()(target, path))
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        symlink_at(target, libc::AT_FDCWD, path).unwrap_or_else(|| real::symlink()(target, path))
     }
 }
 
@@ -1115,23 +1157,7 @@ pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
     // SAFETY: libc's contract, passed on.
-    unsafe {
-        simple(libc::AT_FDCWD, path, |t| {
-            let target = Target::Path {
-                at: t.at,
-                path: &t.path,
-                follow: true,
-            };
-            Some(expect_ok(
-                &t.client,
-                &Request::Chmod {
-                    target,
-                    mode: mode & 0o7777,
-                },
-            ))
-        })
-        .unwrap_or_else(|| real::chmod()(path, mode))
-    }
+    unsafe { fchmodat(libc::AT_FDCWD, path, mode, 0) }
 }
 
 /// Interposed.
@@ -1159,16 +1185,7 @@ pub unsafe extern "C" fn symlinkat(
 ) -> c_int {
     // SAFETY: libc's contract, passed on.
     unsafe {
-        simple(dirfd, path, |t| {
-            let content = c_bytes(target)?;
-            let request = Request::Symlink {
-                target: content,
-                at: t.at,
-                path: &t.path,
-            };
-            Some(expect_ok(&t.client, &request))
-        })
-        .unwrap_or_else(|| real::symlinkat()(target, dirfd, path))
+        symlink_at(target, dirfd, path).unwrap_or_else(|| real::symlinkat()(target, dirfd, path))
     }
 }
 
@@ -1180,23 +1197,11 @@ pub unsafe extern "C" fn readlinkat(
     buf: *mut c_char,
     size: size_t,
 ) -> ssize_t {
-    let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let t = unsafe { at_target(dirfd, path) }?;
-        if size == 0 {
-            return Some(fail(libc::EINVAL) as ssize_t);
-        }
-        let max = size.min(btfuse_core::PATH_MAX) as u32;
-        let request = Request::Readlink {
-            at: t.at,
-            path: &t.path,
-            max,
-        };
-        Some(ring_read(&t.client, &request, buf.cast(), size))
-    })
-    .flatten();
     // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readlinkat()(dirfd, path, buf, size) })
+    unsafe {
+        readlink_at(dirfd, path, buf, size)
+            .unwrap_or_else(|| real::readlinkat()(dirfd, path, buf, size))
+    }
 }
 
 /// `linkat` for btfuse paths (`EXDEV` across filesystems).
@@ -1212,11 +1217,9 @@ unsafe fn link_at(
 ) -> Option<c_int> {
     guarded(|| {
         // SAFETY: the caller's contract.
-        let (from, to) = unsafe { (at_target(olddir, old), at_target(newdir, new)) };
-        let (from, to) = match (from, to) {
-            (None, None) => return None,
-            (Some(from), Some(to)) => (from, to),
-            _ => return Some(fail(libc::EXDEV)),
+        let (from, to) = match unsafe { two_targets(olddir, old, newdir, new) }? {
+            Ok(both) => both,
+            Err(rc) => return Some(rc),
         };
         let request = Request::Link {
             old: Target::Path {

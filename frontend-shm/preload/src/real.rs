@@ -106,7 +106,6 @@ real_fns! {
     rewinddir: fn(*mut libc::DIR) -> ();
     readlink: fn(*const c_char, *mut c_char, size_t) -> ssize_t;
     symlink: fn(*const c_char, *const c_char) -> c_int;
-    chmod: fn(*const c_char, mode_t) -> c_int;
     fchmod: fn(c_int, mode_t) -> c_int;
     chdir: fn(*const c_char) -> c_int;
     readv: fn(c_int, *const libc::iovec, c_int) -> ssize_t;
