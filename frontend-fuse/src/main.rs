@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
@@ -28,8 +28,7 @@ use clap::Parser;
 use crate::adapter::{CachePolicy, FuseFs};
 use crate::coherence::Coherent;
 use btfuse_shm::daemon::{SystemClock, block_stop_signals, parse_size, wait_for_stop};
-use btfuse_shm::metrics::{self, Frontend, Gauges, Metered};
-use btfuse_shm::server::RingCounters;
+use btfuse_shm::metrics::{self, Frontend, Metered};
 use btfuse_shm::{Server, ServerConfig};
 
 use crate::options::{Settings, parse_mode};
@@ -219,30 +218,14 @@ fn serve(
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
     // Bound before mounting, so that a taken address fails the start and leaves no mount;
     // served until this function returns.
-    let ring_counters: Arc<OnceLock<Arc<RingCounters>>> = Arc::default();
-    let _exporter = match extras.metrics {
-        Some(addr) => {
-            let (fs, inodes, ring) = (Arc::clone(&fs), s.inodes, Arc::clone(&ring_counters));
-            let exporter = metrics::serve(addr, move || {
-                let usage = fs.usage();
-                let ring = ring.get();
-                Gauges {
-                    inodes_used: usage.inodes,
-                    inodes_total: inodes,
-                    blocks_used: usage.blocks_used,
-                    blocks_total: usage.blocks_total,
-                    block_size: usage.block_size,
-                    open_handles: usage.handles,
-                    ring_clients: ring.map_or(0, |r| r.channels() as u64),
-                    ring_requests_waiting: ring.map_or(0, |r| r.requests_waiting() as u64),
-                }
-            })
-            .map_err(|e| format!("--metrics: {e}"))?;
-            log::info!("metrics on http://{}/metrics", exporter.addr());
-            Some(exporter)
-        }
-        None => None,
-    };
+    let ring_counters = metrics::RingSlot::default();
+    let _exporter = extras
+        .metrics
+        .map(|addr| {
+            metrics::serve_engine(addr, Arc::clone(&fs), s.inodes, Arc::clone(&ring_counters))
+        })
+        .transpose()
+        .map_err(|e| format!("--metrics: {e}"))?;
     // Mounted here rather than by fuser so that the type reads `fuse.btfuse-fuse`.
     let fd = sys::mount_fuse(&sys::FuseMount {
         target: &mountpoint,

@@ -9,8 +9,7 @@ use btfuse_core::{Config, MemFs, MemPool};
 use btfuse_shm::daemon::{
     SystemClock, block_stop_signals, memory_bytes, parse_size, wait_for_stop,
 };
-use btfuse_shm::metrics::{self, Gauges};
-use btfuse_shm::server::RingCounters;
+use btfuse_shm::metrics;
 use btfuse_shm::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
 
@@ -84,30 +83,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let fs = Arc::new(MemFs::new(MemPool::new(size), config, SystemClock));
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
     // Bound before anything else starts, so that a taken address fails the start.
-    let ring_counters: Arc<std::sync::OnceLock<Arc<RingCounters>>> = Arc::default();
-    let exporter = match args.metrics {
-        Some(addr) => {
-            let (fs, ring) = (Arc::clone(&fs), Arc::clone(&ring_counters));
-            let exporter = metrics::serve(addr, move || {
-                let usage = fs.usage();
-                let ring = ring.get();
-                Gauges {
-                    inodes_used: usage.inodes,
-                    inodes_total: inodes,
-                    blocks_used: usage.blocks_used,
-                    blocks_total: usage.blocks_total,
-                    block_size: usage.block_size,
-                    open_handles: usage.handles,
-                    ring_clients: ring.map_or(0, |r| r.channels() as u64),
-                    ring_requests_waiting: ring.map_or(0, |r| r.requests_waiting() as u64),
-                }
-            })
-            .map_err(|e| format!("--metrics: {e}"))?;
-            log::info!("metrics on http://{}/metrics", exporter.addr());
-            Some(exporter)
-        }
-        None => None,
-    };
+    let ring_counters = metrics::RingSlot::default();
+    let exporter = args
+        .metrics
+        .map(|addr| {
+            metrics::serve_engine(addr, Arc::clone(&fs), inodes, Arc::clone(&ring_counters))
+        })
+        .transpose()
+        .map_err(|e| format!("--metrics: {e}"))?;
     let server = Server::start(
         fs,
         &ServerConfig {

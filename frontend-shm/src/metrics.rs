@@ -407,6 +407,35 @@ fn respond(request: tiny_http::Request) {
     }
 }
 
+/// Where a daemon's ring server leaves its counters once it runs (the exporter starts first).
+pub type RingSlot = Arc<OnceLock<Arc<crate::server::RingCounters>>>;
+
+/// [`serve`] for a daemon over `fs` (at most `inodes_total` inodes) and the ring server that
+/// will fill `ring`; logs the address it listens on.
+pub fn serve_engine<B: btfuse_core::BlockStore + 'static>(
+    addr: SocketAddr,
+    fs: Arc<btfuse_core::MemFs<B>>,
+    inodes_total: u64,
+    ring: RingSlot,
+) -> io::Result<Exporter> {
+    let exporter = serve(addr, move || {
+        let usage = fs.usage();
+        let ring = ring.get();
+        Gauges {
+            inodes_used: usage.inodes,
+            inodes_total,
+            blocks_used: usage.blocks_used,
+            blocks_total: usage.blocks_total,
+            block_size: usage.block_size,
+            open_handles: usage.handles,
+            ring_clients: ring.map_or(0, |r| r.channels() as u64),
+            ring_requests_waiting: ring.map_or(0, |r| r.requests_waiting() as u64),
+        }
+    })?;
+    log::info!("metrics on http://{}/metrics", exporter.addr());
+    Ok(exporter)
+}
+
 /// The OpenMetrics text of everything recorded so far.
 pub fn exposition() -> std::result::Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
