@@ -53,6 +53,12 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
     })
 }
 
+/// Gives up this process's reference to description `desc` (and what it remembered of it).
+fn release(client: &Client, desc: u32) {
+    state::forget_path(desc);
+    let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
+}
+
 /// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees.
 /// It is an `O_PATH` descriptor of `/`: anything that reaches the kernel with it instead of
 /// this library (a read or write from inside libc, a static program after `exec`) fails with
@@ -132,7 +138,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             fd
         }
         Err(e) => {
-            let _ = call(&target.client, &Request::Close { fd: desc }, |_| Ok(()));
+            release(&target.client, desc);
             fail(e)
         }
     }
@@ -233,7 +239,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     let _ = guarded(|| {
         if let Some(entry) = state::remove(fd) {
             if let Some(client) = state::current_client() {
-                let _ = call(&client, &Request::Close { fd: entry.desc }, |_| Ok(()));
+                release(&client, entry.desc);
             }
             crate::stdio::sync_std_stream(fd);
         }
@@ -849,7 +855,7 @@ fn adopt_copy(old: Entry, newfd: c_int, client: &Client) -> c_int {
                 state::remember_path(desc, path);
             }
             if let Some(replaced) = state::insert(newfd, Entry { desc, dir: old.dir }) {
-                let _ = call(client, &Request::Close { fd: replaced.desc }, |_| Ok(()));
+                release(client, replaced.desc);
             }
             newfd
         }
@@ -867,7 +873,7 @@ fn forget_number(fd: c_int) {
     if let Some(old) = state::remove(fd)
         && let Some(client) = state::current_client()
     {
-        let _ = call(&client, &Request::Close { fd: old.desc }, |_| Ok(()));
+        release(&client, old.desc);
     }
 }
 
@@ -1443,7 +1449,7 @@ fn set_cwd(client: &Client, new: Option<(u32, Vec<u8>)>) {
         new,
     );
     if let Some((desc, _)) = old {
-        let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
+        release(client, desc);
     }
 }
 
@@ -2165,7 +2171,7 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
                 if n >= first && n <= last {
                     state::remove(fd);
                     if let Some(client) = &client {
-                        let _ = call(client, &Request::Close { fd: entry.desc }, |_| Ok(()));
+                        release(client, entry.desc);
                     }
                 }
             }

@@ -345,6 +345,14 @@ pub(crate) fn remember_path(desc: u32, path: Vec<u8>) {
         .insert(desc, path);
 }
 
+/// Forgets the path of description `desc` (it is being closed; its number may come back for
+/// another directory).
+pub(crate) fn forget_path(desc: u32) {
+    if let Some(paths) = DIR_PATHS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        paths.remove(&desc);
+    }
+}
+
 /// The path of directory description `desc`, if known.
 pub(crate) fn desc_path(desc: u32) -> Option<Vec<u8>> {
     DIR_PATHS
