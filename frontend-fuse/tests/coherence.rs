@@ -8,32 +8,17 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use btfuse_shm::{Client, OpenOptions};
-use common::Mount;
+use common::{Mount, connect_ring, preloaded, ring_operations};
 
 /// A mount with its ring socket in a private temporary directory, and a ring client.
 fn mount_with_ring() -> (Mount, Client, tempfile::TempDir) {
     let sockets = tempfile::tempdir().unwrap();
     let socket = sockets.path().join("ring.sock");
     let mount = Mount::start(&["--shm-socket", socket.to_str().unwrap()]);
-    let client = connect(&socket);
+    let client = connect_ring(&socket);
     (mount, client, sockets)
-}
-
-fn connect(socket: &Path) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Client::connect(socket) {
-            Ok(client) => return client,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("cannot reach the ring at {}: {e}", socket.display()),
-        }
-    }
 }
 
 fn read_through(path: &Path) -> Vec<u8> {
@@ -168,8 +153,7 @@ fn mount_changes_show_through_the_ring_at_once() {
 #[test]
 fn the_default_socket_follows_the_documented_rule() {
     let mut mount = Mount::start(&[]);
-    let canonical = fs::canonicalize(mount.path()).unwrap();
-    let expected = btfuse_shm::discovery::socket_for_mount(&canonical, 0, None);
+    let expected = mount.default_socket();
     assert!(
         expected.starts_with("/run/btfuse"),
         "{}",
@@ -187,7 +171,7 @@ fn the_default_socket_follows_the_documented_rule() {
         0o600,
         "only the mounting user may connect"
     );
-    let ring = connect(&expected);
+    let ring = connect_ring(&expected);
     ring.write("/via-ring", b"1").unwrap();
     assert_eq!(fs::read(mount.path().join("via-ring")).unwrap(), b"1");
     assert!(
@@ -214,67 +198,20 @@ fn the_default_socket_follows_the_documented_rule() {
     assert!(stopped.status.is_some_and(|s| s.success()) && stopped.unmounted);
 }
 
-/// `target/<profile>/libbtfuse_preload.so`, built by `scripts/test-all` before the tests.
-fn preload_library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("libbtfuse_preload.so");
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build --release -p btfuse-preload",
-        path.display()
-    );
-    path
-}
-
-/// The daemon's metrics text, from the address it logged.
-fn scrape(mount: &Mount) -> String {
-    use std::net::TcpStream;
-    let output = mount.output();
-    let start = output
-        .find("metrics on http://")
-        .expect("the daemon logs its metrics address")
-        + "metrics on http://".len();
-    let addr = &output[start..start + output[start..].find('/').unwrap()];
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
-
-fn ring_operations(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("btfuse_operations_total{frontend=\"shm\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn the_preload_finds_the_mount_by_itself() {
     let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
     let m = mount.path().to_str().unwrap().to_owned();
-    let before = ring_operations(&scrape(&mount));
-    let out = std::process::Command::new("sh")
+    let before = ring_operations(&mount.metrics());
+    let out = preloaded(&mut std::process::Command::new("sh"))
         .arg("-c")
         .arg("echo hi > \"$M/f\"; sort < \"$M/f\" > \"$M/g\"; cat \"$M/g\"; cd \"$M\" && ls")
         .env("M", &m)
-        .env("LD_PRELOAD", preload_library())
-        .env_remove("BTFUSE_SOCKET")
-        .env_remove("BTFUSE_PREFIX")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nf\ng\n");
-    let after = ring_operations(&scrape(&mount));
+    let after = ring_operations(&mount.metrics());
     assert!(
         after >= before + 10,
         "the program's calls went over the ring ({before} then {after} ring operations)"

@@ -6,6 +6,9 @@
 //! - [`Tmpfs`] is the reference: a tmpfs mounted on a fresh directory.
 //! - [`Forked`] runs a closure in a forked child, optionally as another user, and hands back the
 //!   transcript (a `Vec<String>`) the closure produced.
+//! - The ring beside the mount: [`Mount::default_socket`], [`Mount::metrics`] with
+//!   [`ring_operations`], [`connect_ring`], and [`preloaded`], which sets a command up to run
+//!   under `libbtfuse_preload.so` with no `BTFUSE_*` variable (the mount is discovered).
 //! - The rest are safe wrappers over the syscalls `std` has no call for. They are the only
 //!   `unsafe` code of the tests.
 #![allow(unsafe_code)]
@@ -135,6 +138,16 @@ impl Mount {
 
     /// [`stop`](Self::stop) with another signal than `SIGTERM`.
     pub(crate) fn stop_with(&mut self, signal: libc::c_int) -> Stopped {
+        self.end(Some(signal))
+    }
+
+    /// Waits for a daemon that was told to stop some other way (an unmount from outside) to
+    /// exit by itself (`SIGKILL` after the timeout), and reports how it ended.
+    pub(crate) fn wait_for_exit(&mut self) -> Stopped {
+        self.end(None)
+    }
+
+    fn end(&mut self, signal: Option<libc::c_int>) -> Stopped {
         if let Some(stopped) = self.stopped {
             return stopped;
         }
@@ -144,7 +157,9 @@ impl Mount {
             .expect("a mount not yet stopped has its daemon");
         let pid = i32::try_from(daemon.id()).expect("a pid fits in pid_t");
         // The daemon is our child and has not been waited for, so `pid` still names it.
-        let _ = send_signal(pid, signal);
+        if let Some(signal) = signal {
+            let _ = send_signal(pid, signal);
+        }
         let deadline = Instant::now() + DAEMON_TIMEOUT;
         let status = loop {
             match daemon.try_wait() {
@@ -182,6 +197,120 @@ impl Drop for Mount {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
         }
         let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ring beside the mount
+
+impl Mount {
+    /// Where the daemon's ring socket is when no `--shm-socket` is given: the rule of
+    /// `btfuse_shm::discovery` for root (the tests run as root).
+    pub(crate) fn default_socket(&self) -> PathBuf {
+        btfuse_shm::discovery::socket_for_mount(&self.dir, 0, None)
+    }
+
+    /// The daemon's metrics text, from the address it logged (started with `--metrics
+    /// 127.0.0.1:0`).
+    pub(crate) fn metrics(&self) -> String {
+        const LOGGED: &str = "metrics on http://";
+        let output = self.output();
+        let start = output
+            .find(LOGGED)
+            .unwrap_or_else(|| panic!("the daemon logs its metrics address:\n{output}"))
+            + LOGGED.len();
+        let addr = output[start..]
+            .split('/')
+            .next()
+            .expect("split yields a first part");
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics");
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send the metrics request");
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .expect("read the metrics answer");
+        text
+    }
+}
+
+/// How many operations the ring has served, from a metrics text.
+pub(crate) fn ring_operations(metrics: &str) -> u64 {
+    operations(metrics, "shm")
+}
+
+/// How many operations the kernel's FUSE requests made, from a metrics text; `forget` is left
+/// out, since the kernel sends it on its own schedule when it drops an inode from its cache
+/// (which the ring's invalidations cause), not for a program's call.
+pub(crate) fn fuse_operations(metrics: &str) -> u64 {
+    operations(metrics, "fuse")
+}
+
+fn operations(metrics: &str, frontend: &str) -> u64 {
+    let prefix = format!("btfuse_operations_total{{frontend=\"{frontend}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && !l.contains("operation=\"forget\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A ring client of `socket`, retrying while the daemon starts.
+pub(crate) fn connect_ring(socket: &Path) -> btfuse_shm::Client {
+    let deadline = Instant::now() + DAEMON_TIMEOUT;
+    loop {
+        match btfuse_shm::Client::connect(socket) {
+            Ok(client) => return client,
+            Err(_) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
+            Err(e) => panic!("cannot reach the ring at {}: {e}", socket.display()),
+        }
+    }
+}
+
+/// `target/<profile>/libbtfuse_preload.so`, built beside the daemon.
+pub(crate) fn preload_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps")
+        .join("libbtfuse_preload.so");
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build --release -p btfuse-preload",
+        path.display()
+    );
+    path
+}
+
+/// Sets `command` up to run under the preload with no `BTFUSE_*` variable, so that the
+/// library finds the mount and its socket by itself.
+pub(crate) fn preloaded(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.as_bytes().starts_with(b"BTFUSE_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("LD_PRELOAD", preload_library())
+}
+
+/// Waits for `child` up to `timeout`; on timeout kills it (by its pid, which stays ours until
+/// reaped), reaps it and returns `None`.
+pub(crate) fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
     }
 }
 
