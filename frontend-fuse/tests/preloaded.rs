@@ -1,0 +1,298 @@
+//! Unmodified programs under `libbtfuse_preload.so` on a real `btfuse-fuse` mount, with no
+//! `BTFUSE_*` variable set: the library finds the mount in `/proc/self/mountinfo` and its ring
+//! socket by the documented rule.
+//!
+//! Each script runs twice: under the preload in a directory of the mount, and without it in a
+//! directory of a tmpfs. Three things must hold:
+//!
+//! - the transcripts (exit status, standard output and error, the directory's name replaced)
+//!   are the same;
+//! - the trees the scripts leave are the same as this test process reads them afterwards, and
+//!   it is not preloaded, so on the btfuse side it reads through the kernel and the mount:
+//!   names, types, permission bits, link counts, sizes of files and symbolic links, link
+//!   targets, contents, and which names share an inode;
+//! - the daemon's metrics show that the script's calls went over the ring and, for the scripts
+//!   that [`Route::RingOnly`] marks, that none reached the daemon through the kernel.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Mount, Tmpfs, fuse_operations, preloaded, ring_operations};
+
+/// Fewer ring operations than this for a whole script would mean the programs did not use
+/// the ring (every script below makes hundreds).
+const MIN_RING_OPERATIONS: u64 = 50;
+
+/// Which way a script's calls are expected to reach the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// All over the ring: not one FUSE request while the script runs.
+    RingOnly,
+    /// Mostly over the ring, some through the kernel and the mount, for the reason the
+    /// script's test gives.
+    RingAndKernel,
+}
+
+/// Runs `script` with `interpreter` (its last argument being `-c` or alike), `$D` naming `dir`,
+/// and returns its transcript with `dir` written as `$D`.
+fn run(interpreter: &[&str], script: &str, dir: &Path, under_preload: bool) -> String {
+    let mut command = Command::new(interpreter[0]);
+    command
+        .args(&interpreter[1..])
+        .arg(script)
+        .env("D", dir)
+        .env("LC_ALL", "C")
+        .env_remove("LD_PRELOAD");
+    if under_preload {
+        preloaded(&mut command);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run the script");
+    let text = format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        status.code(),
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    text.replace(dir.to_str().expect("test paths are UTF-8"), "$D")
+}
+
+/// What a plain (not preloaded) reader sees of the tree under `root`, one line per name in
+/// path order. Directory sizes are left out: tmpfs counts them its own way.
+fn snapshot(root: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut first_name_of_inode = BTreeMap::new();
+    walk(root, root, &mut lines, &mut first_name_of_inode);
+    lines
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    lines: &mut Vec<String>,
+    first_name_of_inode: &mut BTreeMap<u64, String>,
+) {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("read a directory entry").file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let relative = path
+            .strip_prefix(root)
+            .expect("below the root")
+            .display()
+            .to_string();
+        let meta =
+            fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
+        let mode = meta.permissions().mode() & 0o7777;
+        let links = meta.nlink();
+        let kind = meta.file_type();
+        let mut line = if kind.is_dir() {
+            format!("{relative} dir {mode:o} links {links}")
+        } else if kind.is_symlink() {
+            let target = fs::read_link(&path).expect("read a link");
+            format!(
+                "{relative} symlink -> {} size {}",
+                target.display(),
+                meta.len()
+            )
+        } else if kind.is_file() {
+            let contents = fs::read(&path).expect("read a file");
+            format!(
+                "{relative} file {mode:o} links {links} size {} blocks {} {:?}",
+                meta.len(),
+                meta.blocks(),
+                String::from_utf8_lossy(&contents)
+            )
+        } else {
+            format!("{relative} other {mode:o}")
+        };
+        if links > 1 && !kind.is_dir() {
+            let first = first_name_of_inode
+                .entry(meta.ino())
+                .or_insert_with(|| relative.clone());
+            line.push_str(&format!(" inode of {first}"));
+        }
+        lines.push(line);
+        if kind.is_dir() {
+            walk(root, &path, lines, first_name_of_inode);
+        }
+    }
+}
+
+/// A fresh directory `name` (mode 0755) under `parent`, made by this (plain) process.
+fn fresh_dir(parent: &Path, name: &str) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    fs::create_dir(&dir).expect("create the script's directory");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    dir
+}
+
+/// Runs `script` under the preload on a fresh mount and plainly on a fresh tmpfs and checks
+/// the three things the file's documentation lists.
+fn same_as_tmpfs(interpreter: &[&str], name: &str, route: Route, script: &str) {
+    let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
+    let tmpfs = Tmpfs::new();
+    let fast_dir = fresh_dir(mount.path(), name);
+    let reference_dir = fresh_dir(tmpfs.path(), name);
+
+    let metrics_before = mount.metrics();
+    let fast = run(interpreter, script, &fast_dir, true);
+    let metrics_after = mount.metrics();
+    let reference = run(interpreter, script, &reference_dir, false);
+    assert_eq!(
+        fast, reference,
+        "script {name} under the preload on the mount (left) and on tmpfs (right):\n{script}"
+    );
+
+    let ring = ring_operations(&metrics_after) - ring_operations(&metrics_before);
+    let kernel = fuse_operations(&metrics_after) - fuse_operations(&metrics_before);
+    assert!(
+        ring >= MIN_RING_OPERATIONS,
+        "script {name}: only {ring} ring operations (and {kernel} through the kernel): the \
+         programs did not use the ring"
+    );
+    assert!(
+        route == Route::RingAndKernel || kernel == 0,
+        "script {name}: {kernel} operations reached the daemon through the kernel ({ring} over \
+         the ring)"
+    );
+    eprintln!("script {name}: {ring} ring operations, {kernel} through the kernel");
+
+    let through_mount = snapshot(&fast_dir);
+    let on_tmpfs = snapshot(&reference_dir);
+    assert_eq!(
+        through_mount, on_tmpfs,
+        "script {name}: the tree read through the mount (left) and on tmpfs (right)"
+    );
+}
+
+const SH: &[&str] = &["sh", "-c"];
+const BASH: &[&str] = &["bash", "-c"];
+const PYTHON: &[&str] = &["python3", "-c"];
+
+#[test]
+fn shell_redirections() {
+    same_as_tmpfs(
+        SH,
+        "redirections",
+        Route::RingOnly,
+        r#"
+        sh -c 'echo hi > "$D/F"; cat "$D/F"'
+        printf 'b\na\nc\n' > "$D/A"
+        cat "$D/A" > "$D/B"; cat "$D/B"
+        sort < "$D/A" > "$D/S"; cat "$D/S"
+        echo one >> "$D/S"; printf 'two\n' >> "$D/S"; ls >> "$D/S"; cat "$D/S"
+        while read l; do echo "[$l]"; done < "$D/S"
+        while read l; do echo "<$l>"; done < "$D/A" > "$D/W"; cat "$D/W"
+        exec 3> "$D/three"; echo via3 >&3; printf 'more\n' >&3; echo piped | cat >&3
+        exec 3>&-; wc -l < "$D/three"
+        { read first; echo "first=$first"; cat; } < "$D/S"
+        (echo a; echo b) > "$D/sub"; cat "$D/sub"
+        (cd "$D" && cat missing 2> err; echo "status $?"; pwd | sed "s#$D#D#"); cat "$D/err"
+        "#,
+    );
+}
+
+#[test]
+fn coreutils_on_files_and_directories() {
+    same_as_tmpfs(
+        SH,
+        "coreutils",
+        // `mkdir -p` walks down with relative `chdir` calls from a working directory outside
+        // the mount; the interceptor leaves relative paths from a kernel working directory to
+        // the kernel, so those directories are made through the mount.
+        Route::RingAndKernel,
+        r#"
+        mkdir -p "$D/a/b/c"; touch "$D/a/b/c/empty" "$D/a/x"; echo hi > "$D/a/b/y"
+        printf '%s\n' 3 1 2 > "$D/n"; sort "$D/n" > "$D/sorted"; sort -r < "$D/n"
+        cp -r "$D/a" "$D/copy"; mv "$D/copy/x" "$D/copy/moved"
+        ls -la "$D/a" | awk 'NR > 1 {print $1, $2, $NF}'
+        stat -c '%n %s %F %a %h' "$D/a/b/y" "$D/a/b" "$D/n" | sed "s#$D#D#"
+        find "$D" | sort | sed "s#$D#D#"; find "$D" -type f -name y | sort | sed "s#$D#D#"
+        du -a "$D/a" | sort -k2 | sed "s#$D#D#"
+        head -n 2 "$D/n"; tail -n 1 "$D/n"; wc "$D/n" | sed "s#$D#D#"; wc -c < "$D/a/b/y"
+        ln "$D/a/b/y" "$D/hard"; stat -c %h "$D/a/b/y"; ln -s a/b/y "$D/soft"; cat "$D/soft"
+        readlink "$D/soft"; chmod 640 "$D/n"; chmod u+x "$D/a/x"; stat -c %a "$D/n" "$D/a/x"
+        truncate -s 10 "$D/sorted"; truncate -s 2 "$D/a/b/y"; od -c "$D/sorted" | head -n 2
+        dd if=/dev/zero of="$D/zeros" bs=1k count=5 2>/dev/null; stat -c %s "$D/zeros"
+        dd if="$D/n" of="$D/dd" bs=1 skip=2 2>/dev/null; cat "$D/dd"
+        dd if=/dev/zero of="$D/zeros" bs=1 count=3 seek=1 conv=notrunc 2>/dev/null
+        rm -r "$D/copy/b"; rmdir "$D/a/b"; echo "rmdir non-empty: $?"
+        rm "$D/nope"; echo "rm missing: $?"; ls "$D" "$D/copy"
+        "#,
+    );
+}
+
+#[test]
+fn bash_pipes_and_descriptors() {
+    same_as_tmpfs(
+        BASH,
+        "bash",
+        Route::RingOnly,
+        r#"
+        printf '%s\n' c a b a c c > "$D/in"
+        cat "$D/in" | sort | uniq -c | sort -rn > "$D/out"; cat "$D/out"
+        sort "$D/in" | tee "$D/tee" | wc -l; head -n 2 < "$D/tee"
+        for i in 1 2 3; do echo "line $i"; done > "$D/loop"; cat "$D/loop"
+        { echo first; cat "$D/loop"; } | grep -c line >> "$D/loop"; tail -n 1 "$D/loop"
+        x=$(cat "$D/in"); echo "[${x//$'\n'/,}]"
+        mapfile -t lines < "$D/in"; echo "${#lines[@]} ${lines[2]}"
+        exec {fd}> "$D/dyn"; echo dynamic >&$fd; ls "$D" >&$fd; exec {fd}>&-; cat "$D/dyn"
+        exec 4< "$D/in"; read -u 4 one; read -u 4 two; echo "$one$two"; cat <&4; exec 4<&-
+        [ -f "$D/in" ] && echo file; [ -d "$D" ] && echo dir; [ -e "$D/nope" ] || echo absent
+        "#,
+    );
+}
+
+#[test]
+fn python_files_walks_and_copies() {
+    same_as_tmpfs(
+        PYTHON,
+        "python",
+        Route::RingOnly,
+        r#"
+import os, shutil, pathlib
+d = os.environ["D"]
+with open(f"{d}/a", "w") as f:
+    f.write("hello\nworld\n")
+print(open(f"{d}/a").read().split())
+with open(f"{d}/a", "a") as f:
+    f.write("more\n")
+with open(f"{d}/a", "rb") as f:
+    f.seek(6); print(f.read())
+os.makedirs(f"{d}/t/b/c")
+for name in ["t/x", "t/b/y", "t/b/c/z"]:
+    with open(f"{d}/{name}", "w") as f:
+        f.write(name * 100)
+print([(r[len(d):], sorted(ds), sorted(fs)) for r, ds, fs in sorted(os.walk(d))])
+print(sorted(os.listdir(d)), sorted(os.listdir(f"{d}/t/b")))
+shutil.copytree(f"{d}/t", f"{d}/copy")
+os.rename(f"{d}/copy/x", f"{d}/copy/renamed")
+os.chmod(f"{d}/copy/renamed", 0o600)
+print(sorted(str(p.relative_to(d)) for p in pathlib.Path(d).rglob("*")))
+p = pathlib.Path(d) / "pl"
+p.mkdir()
+(p / "t.txt").write_text("path\n")
+print((p / "t.txt").read_text(), [x.name for x in p.iterdir()], (p / "t.txt").stat().st_size)
+os.symlink("t.txt", p / "link")
+print(os.readlink(p / "link"), (p / "link").read_text(), end="")
+try:
+    open(f"{d}/missing")
+except FileNotFoundError as e:
+    print("missing:", e.errno)
+shutil.rmtree(f"{d}/t/b")
+print(sorted(os.listdir(f"{d}/t")))
+"#,
+    );
+}
