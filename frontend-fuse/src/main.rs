@@ -182,8 +182,6 @@ fn check_mountpoint(dir: &std::path::Path) -> Result<(), String> {
     }
 }
 
-/// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
-/// of mounting (daemon mode).
 /// What the daemon serves besides the mount.
 struct Extras {
     metrics: Option<SocketAddr>,
@@ -191,6 +189,8 @@ struct Extras {
     ring: Option<PathBuf>,
 }
 
+/// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
+/// of mounting (daemon mode).
 fn serve(
     mountpoint: PathBuf,
     s: Settings,
@@ -291,21 +291,27 @@ fn serve(
         let _ = pipe.write_all(&[0]);
     }
     drop(ready);
-    loop {
+    let unmounted_from_outside = loop {
         if let Some(sig) = wait_for_stop(Duration::from_millis(200)) {
             log::info!("signal {sig}: unmounting {}", mountpoint.display());
-            break;
+            break false;
         }
         if background.guard.is_finished() {
             log::info!("{} was unmounted", mountpoint.display());
-            return background
-                .join()
-                .map_err(|e| format!("serving failed: {e}"));
+            break true;
         }
-    }
-    // Ring clients are disconnected first: their calls fail from here on.
+    };
+    // Ring clients are disconnected first, the socket removed: their calls fail from here on,
+    // and a program that starts now finds no socket and goes to the kernel. After an unmount
+    // from outside this is the only thing left to do: the filesystem they would reach is no
+    // longer anywhere in the tree.
     if let Some(ring) = ring {
         ring.shutdown();
+    }
+    if unmounted_from_outside {
+        return background
+            .join()
+            .map_err(|e| format!("serving failed: {e}"));
     }
     sys::unmount(&mountpoint)
         .map_err(|e| format!("unmounting {} failed: {e}", mountpoint.display()))?;
