@@ -192,9 +192,20 @@ impl Drop for Mount {
                 self.output()
             );
         }
-        // A daemon that was killed, or exited without unmounting, leaves a dead mount behind.
+        // A daemon that was killed, or exited without unmounting, leaves a dead mount behind,
+        // and its ring socket at the default place, where no one answers any more.
         if mounted_fstype(&self.dir).is_some() {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        let default_socket = !self
+            .args
+            .iter()
+            .any(|arg| arg == "--shm-socket" || arg == "--no-shm");
+        if default_socket {
+            let socket = self.default_socket();
+            if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                let _ = fs::remove_file(socket);
+            }
         }
         let _ = fs::remove_dir(&self.dir);
     }
