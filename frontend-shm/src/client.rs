@@ -195,6 +195,24 @@ impl Channel {
     }
 }
 
+/// The error of a call that found no channel free and could not join its session on a new
+/// one. A server that is gone (socket removed: `ENOENT`; nobody listening: `ECONNREFUSED`;
+/// hung up during the hello) or that no longer knows the session (`ENOENT` from the server)
+/// means the session is over: `ENOTCONN`, as on a channel whose server went, and never an
+/// errno that would read as the answer about the path the caller asked for. Local trouble
+/// (`EMFILE`, `EACCES`, a timeout) is passed on as it is.
+fn join_error(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ECONNRESET | libc::EPIPE) => {
+            io::Error::from_raw_os_error(libc::ENOTCONN)
+        }
+        _ if e.kind() == io::ErrorKind::UnexpectedEof => {
+            io::Error::from_raw_os_error(libc::ENOTCONN)
+        }
+        _ => e,
+    }
+}
+
 struct Inner {
     socket: PathBuf,
     session: u64,
@@ -289,7 +307,7 @@ impl Client {
                     Ok((channel, _)) => Ok(channel),
                     Err(e) => {
                         inner.open.fetch_sub(1, Ordering::Relaxed);
-                        Err(e)
+                        Err(join_error(e))
                     }
                 };
             }

@@ -373,6 +373,30 @@ mod tests {
     }
 
     #[test]
+    fn every_call_after_shutdown_is_enotconn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, socket) = server(dir.path());
+        let client = Client::connect(&socket).unwrap();
+        client.write("/f", b"x").unwrap();
+        first.shutdown();
+        // The first call fails on the channel the client had; the next ones find none and
+        // try to join the session on a new one, at a socket that is gone.
+        for call in 0..3 {
+            let err = client.metadata("/f").unwrap_err();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(libc::ENOTCONN),
+                "call {call}: {err}"
+            );
+        }
+        // A new server at the same place does not know the session.
+        let (again, _) = server(dir.path());
+        let err = client.metadata("/f").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+        again.shutdown();
+    }
+
+    #[test]
     fn malformed_records_disconnect_only_their_sender() {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket) = server(dir.path());
