@@ -39,6 +39,7 @@ pub mod calls;
 pub mod dir;
 pub mod process;
 mod real;
+pub mod resolve;
 mod stat;
 pub mod state;
 pub mod stdio;

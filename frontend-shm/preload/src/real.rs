@@ -155,4 +155,6 @@ real_fns! {
     fdopen: fn(c_int, *const c_char) -> *mut libc::FILE;
     fileno: fn(*mut libc::FILE) -> c_int;
     fileno_unlocked: fn(*mut libc::FILE) -> c_int;
+    realpath: fn(*const c_char, *mut c_char) -> *mut c_char;
+    __realpath_chk: fn(*const c_char, *mut c_char, size_t) -> *mut c_char;
 }

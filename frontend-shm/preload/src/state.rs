@@ -114,6 +114,12 @@ fn under(path: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
 }
 
+/// Whether absolute `path` is spelled from the prefix (whatever `..` follows), so that only
+/// this library can walk it: the kernel has nothing at the prefix without a mount.
+pub(crate) fn spelled_under_prefix(path: &[u8]) -> bool {
+    path.first() == Some(&b'/') && config_for(path).is_some_and(|c| under(path, &c.prefix))
+}
+
 /// The configuration for a path about to be used: the one in force, or the discovered mount
 /// holding it (the deepest), which the process then binds to.
 fn config_for(path: &[u8]) -> Option<&'static Config> {

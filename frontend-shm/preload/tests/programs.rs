@@ -4,109 +4,12 @@
 //! at `/btfuse/...` and once on a tmpfs directory without it, and the transcripts (standard
 //! output and error with the directory's name replaced, and the exit status) must match.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Where cargo put this workspace's binaries (`target/<profile>`).
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-fn artifact(name: &str) -> PathBuf {
-    let path = artifacts().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build --release -p btfuse-shm -p btfuse-preload)",
-        path.display()
-    );
-    path
-}
-
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("ring.sock");
-        let child = Command::new(artifact("btfuse-shm"))
-            .args(["serve", "--size", "64M", "--threads", "1", "--socket"])
-            .arg(&socket)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while btfuse_shm::Client::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `script` with `sh -c` (or `interpreter`), `$D` naming a fresh directory.
-fn run(interpreter: &[&str], script: &str, dir: &str, server: Option<&Server>) -> String {
-    let mut cmd = Command::new(interpreter[0]);
-    cmd.args(&interpreter[1..])
-        .arg(script)
-        .env("D", dir)
-        .env("LC_ALL", "C");
-    cmd.env_remove("LD_PRELOAD");
-    if let Some(server) = server {
-        cmd.env("LD_PRELOAD", artifact("libbtfuse_preload.so"))
-            .env(btfuse_preload::SOCKET_VAR, &server.socket)
-            .env(btfuse_preload::PREFIX_VAR, "/btfuse");
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    let text = format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        status.code(),
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    text.replace(dir, "$D")
-}
-
-/// The script under the preload and on tmpfs must give the same transcript.
-fn same_as_tmpfs(interpreter: &[&str], name: &str, script: &str) {
-    let server = Server::start();
-    let fast_dir = format!("/btfuse/{name}");
-    let setup = btfuse_shm::Client::connect(&server.socket).unwrap();
-    setup.create_dir_mode(format!("/{name}"), 0o755).unwrap();
-    let fast = run(interpreter, script, &fast_dir, Some(&server));
-    let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let kernel = run(interpreter, script, tmp.path().to_str().unwrap(), None);
-    assert_eq!(fast, kernel, "script {name}:\n{script}");
-    assert!(
-        !Path::new("/btfuse").exists(),
-        "nothing may exist at the prefix for the kernel"
-    );
-}
-
-const SH: &[&str] = &["sh", "-c"];
-const BASH: &[&str] = &["bash", "-c"];
+use common::{BASH, SH, Server, artifact, run, same_as_tmpfs};
 
 #[test]
 fn shell_redirections() {
