@@ -3,12 +3,17 @@
 //! glibc's `readdir` calls its own `getdents64` internally, where no interposer can reach it,
 //! so the streams themselves are btfuse's: a `DIR *` this library returns points at a
 //! [`Stream`] it owns and remembers; every other `DIR *` goes to libc.
+//!
+//! Positions are the server's readdir cookies: `d_off`, `telldir`, `seekdir` and `lseek` on
+//! a directory descriptor all speak them. `getdents64` on a btfuse directory descriptor lays
+//! the server's entries out as the kernel's `struct dirent64` records.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use btfuse_core::FileType;
-use btfuse_core::ring::{Request, Response};
+use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
+use btfuse_shm::Client;
 use libc::{c_char, c_int};
 
 use crate::calls::{at_target, close};
@@ -21,8 +26,12 @@ const BATCH: u32 = 32 * 1024;
 /// A btfuse directory stream.
 struct Stream {
     fd: c_int,
-    /// Entries fetched and not yet returned: (ino, d_type, name).
-    pending: std::collections::VecDeque<(u64, u8, Vec<u8>)>,
+    /// Entries fetched and not yet returned: (ino, d_type, name, cookie after it).
+    pending: std::collections::VecDeque<(u64, u8, Vec<u8>, u64)>,
+    /// The position after the entry last returned, or last set (what `telldir` answers).
+    /// It starts at 0, as glibc's does even when `fdopendir` gets a descriptor that was
+    /// read from already.
+    position: u64,
     /// The server said the listing is over.
     done: bool,
     /// What `readdir` returns a pointer to.
@@ -56,6 +65,7 @@ fn new_stream(fd: c_int) -> *mut libc::DIR {
     let stream = Box::new(Stream {
         fd,
         pending: Default::default(),
+        position: 0,
         done: false,
         // SAFETY: an all-zero dirent64 is a valid value.
         current: unsafe { std::mem::zeroed() },
@@ -127,7 +137,7 @@ fn next(stream: &mut Stream) -> *mut libc::dirent64 {
             |r| match r {
                 Response::Dirents(list) => {
                     for e in list.iter() {
-                        pending.push_back((e.ino.0, d_type(e.kind), e.name.to_vec()));
+                        pending.push_back((e.ino.0, d_type(e.kind), e.name.to_vec(), e.cookie));
                     }
                     Ok(list.iter().next().is_none())
                 }
@@ -142,12 +152,13 @@ fn next(stream: &mut Stream) -> *mut libc::dirent64 {
             }
         }
     }
-    let Some((ino, kind, name)) = stream.pending.pop_front() else {
+    let Some((ino, kind, name, cookie)) = stream.pending.pop_front() else {
         return std::ptr::null_mut();
     };
+    stream.position = cookie;
     let d = &mut stream.current;
     d.d_ino = ino;
-    d.d_off = 0;
+    d.d_off = cookie as i64;
     d.d_reclen = std::mem::size_of::<libc::dirent64>() as u16;
     d.d_type = kind;
     let len = name.len().min(d.d_name.len() - 1);
@@ -227,15 +238,175 @@ pub unsafe extern "C" fn rewinddir(dir: *mut libc::DIR) {
         }
         // SAFETY: a registered stream.
         let stream = unsafe { &mut *dir.cast::<Stream>() };
-        stream.pending.clear();
-        stream.done = false;
-        // SAFETY: seeks the stream's own descriptor through this library.
-        unsafe { crate::calls::lseek(stream.fd, 0, libc::SEEK_SET) };
+        set_position(stream, 0);
         Some(())
     })
     .flatten();
     if served.is_none() {
         // SAFETY: libc's contract, passed on.
         unsafe { real::rewinddir()(dir) }
+    }
+}
+
+/// Moves a btfuse stream to `position` (a cookie from `telldir` or `d_off`, 0 for the start).
+fn set_position(stream: &mut Stream, position: u64) {
+    stream.pending.clear();
+    stream.done = false;
+    stream.position = position;
+    // The stream's position is the description's: seek it. A failure shows at the next
+    // `readdir`, as it would for libc's streams.
+    if let Some((entry, client)) = state::lookup(stream.fd).zip(state::current_client()) {
+        let _ = call(
+            &client,
+            &Request::Lseek {
+                fd: entry.desc,
+                offset: position as i64,
+                whence: Whence::Set,
+            },
+            |_| Ok(()),
+        );
+    }
+}
+
+/// Interposed: the position is the readdir cookie of the description.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn seekdir(dir: *mut libc::DIR, position: libc::c_long) {
+    let served = guarded(|| {
+        if !is_ours(dir) {
+            return None;
+        }
+        // SAFETY: a registered stream.
+        let stream = unsafe { &mut *dir.cast::<Stream>() };
+        set_position(stream, position as u64);
+        Some(())
+    })
+    .flatten();
+    if served.is_none() {
+        // SAFETY: libc's contract, passed on.
+        unsafe { real::seekdir()(dir, position) }
+    }
+}
+
+/// Interposed: where the entry after the one last returned is (a readdir cookie).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn telldir(dir: *mut libc::DIR) -> libc::c_long {
+    let served = guarded(|| {
+        if !is_ours(dir) {
+            return None;
+        }
+        // SAFETY: a registered stream.
+        Some(unsafe { (*dir.cast::<Stream>()).position } as libc::c_long)
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::telldir()(dir) })
+}
+
+/// The size of a `struct dirent64` record for a name of `name_len` bytes: the fixed part,
+/// the name and its NUL, rounded up to 8 bytes as the kernel lays them out.
+fn record_len(name_len: usize) -> usize {
+    (std::mem::offset_of!(libc::dirent64, d_name) + name_len + 1).next_multiple_of(8)
+}
+
+/// Lays `entries` out as the kernel's `getdents64` does, as many as fit in `buf`: how many
+/// bytes were written, the cookie after the last entry written, and whether all were.
+fn lay_out(entries: &DirentList<'_>, buf: &mut [u8]) -> (usize, Option<u64>, bool) {
+    let name_at = std::mem::offset_of!(libc::dirent64, d_name);
+    let mut used = 0;
+    let mut last = None;
+    for e in entries.iter() {
+        let len = record_len(e.name.len());
+        let Some(record) = buf.get_mut(used..used + len) else {
+            return (used, last, false);
+        };
+        record.fill(0);
+        record[0..8].copy_from_slice(&e.ino.0.to_ne_bytes());
+        record[8..16].copy_from_slice(&(e.cookie as i64).to_ne_bytes());
+        record[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        record[18] = d_type(e.kind);
+        record[name_at..name_at + e.name.len()].copy_from_slice(e.name);
+        used += len;
+        last = Some(e.cookie);
+    }
+    (used, last, true)
+}
+
+/// One `Getdents` of at most `max` bytes (the ring's encoding) laid out into `buf`; moves
+/// the description back to just after the last entry that fit. `Ok(0)` at the end.
+fn getdents_into(client: &Client, desc: u32, max: u32, buf: &mut [u8]) -> Result<usize, i32> {
+    let (used, last, all) = call(client, &Request::Getdents { fd: desc, max }, |r| match r {
+        Response::Dirents(list) => Ok(lay_out(&list, buf)),
+        _ => Err(PROTOCOL),
+    })?;
+    if !all {
+        let Some(last) = last else {
+            return Err(libc::EINVAL);
+        };
+        let seek = Request::Lseek {
+            fd: desc,
+            offset: last as i64,
+            whence: Whence::Set,
+        };
+        call(client, &seek, |_| Ok(()))?;
+    }
+    Ok(used)
+}
+
+/// Interposed: `getdents64` on a btfuse directory descriptor fills the buffer with
+/// `struct dirent64` records (`d_off` is the position after each, for `lseek`), as many as
+/// fit, and moves the position past them.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: usize) -> isize {
+    let served = guarded(|| {
+        let entry = state::lookup(fd)?;
+        let client = state::current_client().or_else(state::client)?;
+        if !entry.dir {
+            return Some(fail(libc::ENOTDIR) as isize);
+        }
+        // SAFETY: the caller's buffer holds `count` bytes.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), count) };
+        // An entry takes at most 4/3 of its ring size as a record (19 + n bytes against
+        // (20 + n) rounded up to 8), so three quarters of the buffer always fits whole.
+        let cap = u32::try_from(count.min(MAX_IO)).unwrap_or(u32::MAX);
+        let safe = cap / 4 * 3;
+        let result = match getdents_into(&client, entry.desc, safe.max(1), out) {
+            // The first entry is larger than three quarters of the buffer: ask for it alone
+            // with the whole buffer; it may still fit as a record.
+            Err(libc::EINVAL) => getdents_one(&client, entry.desc, cap, out),
+            other => other,
+        };
+        Some(match result {
+            Ok(n) => n as isize,
+            Err(e) => fail(e) as isize,
+        })
+    })
+    .flatten();
+    // SAFETY: libc's contract, passed on.
+    served.unwrap_or_else(|| unsafe { real::getdents64()(fd, buf, count) })
+}
+
+/// `getdents64` into a buffer too small for three quarters of the first entry's ring size:
+/// the position is read first, so that it can be put back if even one record does not fit.
+fn getdents_one(client: &Client, desc: u32, cap: u32, out: &mut [u8]) -> Result<usize, i32> {
+    let here = Request::Lseek {
+        fd: desc,
+        offset: 0,
+        whence: Whence::Cur,
+    };
+    let start = call(client, &here, |r| match r {
+        Response::Offset(n) => Ok(n),
+        _ => Err(PROTOCOL),
+    })?;
+    match getdents_into(client, desc, cap, out) {
+        Err(libc::EINVAL) => {
+            let back = Request::Lseek {
+                fd: desc,
+                offset: start as i64,
+                whence: Whence::Set,
+            };
+            call(client, &back, |_| Ok(()))?;
+            Err(libc::EINVAL)
+        }
+        other => other,
     }
 }

@@ -104,6 +104,9 @@ real_fns! {
     closedir: fn(*mut libc::DIR) -> c_int;
     dirfd: fn(*mut libc::DIR) -> c_int;
     rewinddir: fn(*mut libc::DIR) -> ();
+    seekdir: fn(*mut libc::DIR, libc::c_long) -> ();
+    telldir: fn(*mut libc::DIR) -> libc::c_long;
+    getdents64: fn(c_int, *mut c_void, size_t) -> ssize_t;
     readlink: fn(*const c_char, *mut c_char, size_t) -> ssize_t;
     symlink: fn(*const c_char, *const c_char) -> c_int;
     fchmod: fn(c_int, mode_t) -> c_int;

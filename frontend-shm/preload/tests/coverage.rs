@@ -140,3 +140,137 @@ print(os.path.realpath("b/up"), os.path.realpath(".."), pathlib.Path("b").resolv
 "#,
     );
 }
+
+const DIRECTORY_PROGRAM: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define SHOW(label, call) do { errno = 0; long r_ = (long)(call); int e_ = errno; \
+    printf("%s %ld errno %d\n", label, r_, e_); } while (0)
+struct ent { char name[64]; long off; };
+static struct ent first[100], again[100];
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const struct ent *)a)->name, ((const struct ent *)b)->name);
+}
+/* Lists `fd` from its position with getdents64 in `size`-byte buffers. */
+static int list(int fd, size_t size, struct ent *out, int *calls) {
+    char *buf = malloc(size);
+    int n = 0;
+    *calls = 0;
+    for (;;) {
+        long got = getdents64(fd, buf, size);
+        if (got < 0) { printf("getdents64 errno %d\n", errno); break; }
+        if (got == 0) break;
+        (*calls)++;
+        for (long at = 0; at < got;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + at);
+            size_t need = offsetof(struct dirent64, d_name) + strlen(d->d_name) + 1;
+            if (d->d_reclen % 8 || d->d_reclen < need || at + d->d_reclen > got)
+                printf("bad record %s\n", d->d_name);
+            if (n < 100) { snprintf(out[n].name, 64, "%s", d->d_name); out[n].off = d->d_off; n++; }
+            at += d->d_reclen;
+        }
+    }
+    free(buf);
+    return n;
+}
+static int same_names(struct ent *a, struct ent *b, int n) {
+    struct ent x[100], y[100];
+    memcpy(x, a, n * sizeof *a); memcpy(y, b, n * sizeof *b);
+    qsort(x, n, sizeof *x, by_name); qsort(y, n, sizeof *y, by_name);
+    for (int i = 0; i < n; i++) if (strcmp(x[i].name, y[i].name)) return 0;
+    return 1;
+}
+int main(void) {
+    const char *d = getenv("D");
+    char path[512];
+    for (int i = 0; i < 60; i++) {
+        snprintf(path, sizeof path, "%s/n%d_%.*s", d, i, i % 13, "zzzzzzzzzzzzz");
+        close(open(path, O_CREAT | O_WRONLY, 0644));
+    }
+    snprintf(path, sizeof path, "%s/sub", d);
+    mkdir(path, 0755);
+    int fd = open(d, O_RDONLY | O_DIRECTORY);
+    int calls;
+    int n = list(fd, 256, first, &calls);
+    printf("entries %d continued %d\n", n, calls > 1);
+    int dirs = 0;
+    for (int i = 0; i < n; i++) dirs += !strcmp(first[i].name, ".") + !strcmp(first[i].name, "..");
+    printf("dot entries %d\n", dirs);
+    printf("at end %ld\n", (long)getdents64(fd, path, sizeof path));
+    printf("lseek 0 -> %ld\n", (long)lseek(fd, 0, SEEK_SET));
+    int m = list(fd, 4096, again, &calls);
+    printf("again %d same %d one call %d\n", m, m == n && same_names(first, again, n), calls == 1);
+    /* Resume after the 10th entry of the first listing from its d_off. */
+    printf("lseek d_off ok %d\n", lseek(fd, first[9].off, SEEK_SET) == first[9].off);
+    m = list(fd, 512, again, &calls);
+    printf("resumed %d same %d\n", m, m == n - 10 && same_names(first + 10, again, m));
+    lseek(fd, 0, SEEK_SET);
+    char tiny[10];
+    SHOW("tiny buffer", getdents64(fd, tiny, sizeof tiny));
+    printf("after tiny %d\n", list(fd, 1024, again, &calls));
+    lseek(fd, 0, SEEK_SET);
+    m = list(fd, 40, again, &calls);
+    printf("one record a call %d same %d calls %d\n", m, m == n && same_names(first, again, n), calls);
+    char readbuf[8];
+    SHOW("read on a directory", read(fd, readbuf, sizeof readbuf));
+    snprintf(path, sizeof path, "%s/n1_z", d);
+    int file = open(path, O_RDONLY);
+    SHOW("getdents64 on a file", getdents64(file, path, sizeof path));
+    close(file);
+    SHOW("getdents64 on a closed fd", getdents64(file, path, sizeof path));
+    close(fd);
+
+    /* Directory streams: telldir after each entry, seekdir back to them. */
+    DIR *dir = opendir(d);
+    long start = telldir(dir);
+    long tells[100];
+    int k = 0, dofs_match = 1;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL && k < 100) {
+        snprintf(first[k].name, 64, "%s", e->d_name);
+        tells[k] = telldir(dir);
+        if (e->d_off != tells[k]) dofs_match = 0;
+        k++;
+    }
+    printf("stream entries %d start %ld d_off is telldir %d\n", k, start, dofs_match);
+    int ok = 1;
+    for (int i = k - 2; i >= 0; i -= 7) {
+        seekdir(dir, tells[i]);
+        e = readdir(dir);
+        if (!e || strcmp(e->d_name, first[i + 1].name)) ok = 0;
+        if (telldir(dir) != tells[i + 1]) ok = 0;
+    }
+    printf("seekdir to each mark %d\n", ok);
+    seekdir(dir, start);
+    e = readdir(dir);
+    printf("seekdir start %d\n", e && !strcmp(e->d_name, first[0].name));
+    seekdir(dir, tells[k - 1]);
+    printf("seekdir end null %d\n", readdir(dir) == NULL);
+    rewinddir(dir);
+    int count = 0;
+    while (readdir(dir)) count++;
+    printf("after rewinddir %d\n", count);
+    closedir(dir);
+    /* fdopendir on a descriptor positioned by lseek continues from there. */
+    fd = open(d, O_RDONLY | O_DIRECTORY);
+    lseek(fd, tells[4], SEEK_SET);
+    dir = fdopendir(fd);
+    e = readdir(dir);
+    printf("fdopendir continues %d telldir %d\n", e && !strcmp(e->d_name, first[5].name), telldir(dir) == tells[5]);
+    closedir(dir);
+    return 0;
+}
+"#;
+
+#[test]
+fn getdents64_seekdir_telldir_and_directory_offsets() {
+    c_program_same_as_tmpfs("directories", DIRECTORY_PROGRAM, &["-O1"]);
+}
