@@ -2206,6 +2206,37 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
     0
 }
 
+/// Interposed: `closefrom` is `close_range` to the end (glibc calls its internal one, which
+/// would close this library's sockets and leave btfuse descriptors in its table); if the
+/// kernel lacks `close_range`, each open descriptor is closed in turn, as glibc falls back.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn closefrom(lowfd: c_int) {
+    let low = lowfd.max(0) as c_uint;
+    // SAFETY: this library's close_range, with libc's contract.
+    if unsafe { close_range(low, c_uint::MAX, 0) } == 0 {
+        return;
+    }
+    let open: Vec<c_int> = guarded(|| {
+        let private = state::current_client()
+            .map(|c| c.private_fds())
+            .unwrap_or_default();
+        std::fs::read_dir("/proc/self/fd")
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<c_int>().ok())
+                    .filter(|&fd| fd >= lowfd && !private.contains(&fd))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_default();
+    for fd in open {
+        // SAFETY: closes a descriptor the program asked to close (the directory listing's
+        // own descriptor is already closed and fails harmlessly).
+        unsafe { close(fd) };
+    }
+}
+
 macro_rules! preadv2_fn {
     ($name:ident, $vectored:ident) => {
         /// Interposed: without flags, as `preadv`/`pwritev`; offset -1 uses the file offset.

@@ -274,3 +274,64 @@ int main(void) {
 fn getdents64_seekdir_telldir_and_directory_offsets() {
     c_program_same_as_tmpfs("directories", DIRECTORY_PROGRAM, &["-O1"]);
 }
+
+const CLOSEFROM_PROGRAM: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#define SHOW(label, call) do { errno = 0; long r_ = (long)(call); int e_ = errno; \
+    printf("%s %ld errno %d\n", label, r_, e_); } while (0)
+static char path[512];
+static const char *at(const char *name) {
+    snprintf(path, sizeof path, "%s/%s", getenv("D"), name);
+    return path;
+}
+int main(void) {
+    int a = open(at("a"), O_CREAT | O_RDWR, 0644);
+    int b = open(at("b"), O_CREAT | O_RDWR, 0644);
+    int null = open("/dev/null", O_WRONLY);
+    int c = open(at("c"), O_CREAT | O_RDWR, 0644);
+    printf("fds %d %d %d %d\n", a, b, null, c);
+    closefrom(b);
+    SHOW("write below", write(a, "kept", 4));
+    SHOW("write closed btfuse", write(b, "x", 1));
+    SHOW("write closed kernel", write(null, "x", 1));
+    SHOW("fstat closed btfuse", fstat(c, &(struct stat){0}));
+    /* The library still reaches its server: new descriptors take the freed numbers. */
+    int again = open(at("b"), O_RDWR);
+    SHOW("reopened", again);
+    SHOW("write reopened", write(again, "bb", 2));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        closefrom(3);
+        int fd = open(at("child"), O_CREAT | O_WRONLY, 0644);
+        _exit(fd == 3 && write(fd, "from child", 10) == 10 ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    printf("child %d\n", WEXITSTATUS(status));
+    closefrom(3);
+    SHOW("write after closefrom(3)", write(a, "x", 1));
+    char buf[32] = {0};
+    int fd = open(at("a"), O_RDONLY);
+    read(fd, buf, sizeof buf - 1);
+    printf("fd %d a [%s]\n", fd, buf);
+    memset(buf, 0, sizeof buf);
+    fd = open(at("child"), O_RDONLY);
+    read(fd, buf, sizeof buf - 1);
+    printf("fd %d child [%s]\n", fd, buf);
+    return 0;
+}
+"#;
+
+#[test]
+fn closefrom_closes_btfuse_descriptors_and_spares_the_library() {
+    c_program_same_as_tmpfs("closefrom", CLOSEFROM_PROGRAM, &["-O1"]);
+}
