@@ -40,6 +40,7 @@ pub mod dir;
 pub mod process;
 mod real;
 pub mod resolve;
+pub mod spawn;
 mod stat;
 pub mod state;
 pub mod stdio;

@@ -145,14 +145,15 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
 }
 
 unsafe extern "C" {
-    static environ: *const *const c_char;
+    /// The process environment.
+    pub(crate) static environ: *const *const c_char;
 }
 
 /// Runs `exec` with the environment it should get: `envp` plus the inherited table, if any.
 ///
 /// # Safety
 /// `envp` is a null-terminated array of C strings.
-unsafe fn exec_with(
+pub(crate) unsafe fn exec_with(
     envp: *const *const c_char,
     exec: impl FnOnce(*const *const c_char) -> c_int,
 ) -> c_int {

@@ -158,6 +158,11 @@ real_fns! {
     fdopen: fn(c_int, *const c_char) -> *mut libc::FILE;
     fileno: fn(*mut libc::FILE) -> c_int;
     fileno_unlocked: fn(*mut libc::FILE) -> c_int;
+    posix_spawn: fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
+    posix_spawnp: fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
+    system: fn(*const c_char) -> c_int;
+    popen: fn(*const c_char, *const c_char) -> *mut libc::FILE;
+    pclose: fn(*mut libc::FILE) -> c_int;
     realpath: fn(*const c_char, *mut c_char) -> *mut c_char;
     __realpath_chk: fn(*const c_char, *mut c_char, size_t) -> *mut c_char;
 }

@@ -335,3 +335,230 @@ int main(void) {
 fn closefrom_closes_btfuse_descriptors_and_spares_the_library() {
     c_program_same_as_tmpfs("closefrom", CLOSEFROM_PROGRAM, &["-O1"]);
 }
+
+const SPAWN_PROGRAM: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+extern char **environ;
+static char path[512];
+static const char *at(const char *name) {
+    snprintf(path, sizeof path, "%s/%s", getenv("D"), name);
+    return path;
+}
+static void show_file(const char *name) {
+    char buf[512] = {0};
+    int fd = open(at(name), O_RDONLY);
+    long n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    printf("%s: [%s]\n", name, n >= 0 ? buf : "(unreadable)");
+}
+static int finish(pid_t pid) {
+    int status;
+    if (waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+static void report(const char *label, int rc, pid_t pid) {
+    printf("%s: rc %d exit %d\n", label, rc, rc == 0 ? finish(pid) : -1);
+    fflush(stdout);
+}
+int main(void) {
+    pid_t pid;
+    int rc;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    fflush(stdout);
+
+    /* An open action onto a btfuse file. */
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, at("echo.out"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char *echo[] = {"echo", "spawned", "echo", NULL};
+    rc = posix_spawn(&pid, "/bin/echo", &fa, NULL, echo, environ);
+    report("open action", rc, pid);
+    posix_spawn_file_actions_destroy(&fa);
+    show_file("echo.out");
+
+    /* A btfuse descriptor the new program inherits. */
+    int fd = open(at("inherited"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 7);
+    close(fd);
+    char *sh7[] = {"sh", "-c", "echo via seven >&7; echo on stdout", NULL};
+    rc = posix_spawnp(&pid, "sh", NULL, NULL, sh7, environ);
+    report("inherited", rc, pid);
+    close(7);
+    show_file("inherited");
+
+    /* dup2 actions from a close-on-exec btfuse descriptor, then closing it. */
+    fd = open(at("dup2.out"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    posix_spawn_file_actions_addclose(&fa, fd);
+    char *sh2[] = {"sh", "-c", "echo out; echo err >&2; exit 6", NULL};
+    rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, sh2, environ);
+    report("dup2 actions", rc, pid);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd);
+    show_file("dup2.out");
+
+    /* Input and output both btfuse files, found on PATH. */
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, at("echo.out"), O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, at("copy"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    char *catv[] = {"cat", NULL};
+    rc = posix_spawnp(&pid, "cat", &fa, NULL, catv, environ);
+    report("cat", rc, pid);
+    posix_spawn_file_actions_destroy(&fa);
+    show_file("copy");
+
+    /* chdir into the btfuse directory, relative names after it. */
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addchdir_np(&fa, getenv("D"));
+    posix_spawn_file_actions_addopen(&fa, 1, "pwd.out", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char *pwd[] = {"sh", "-c", "pwd | sed \"s#$D#D#\"; cat echo.out", NULL};
+    rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, pwd, environ);
+    report("chdir", rc, pid);
+    posix_spawn_file_actions_destroy(&fa);
+    show_file("pwd.out");
+
+    /* Errors come back from posix_spawn, the child reaped. */
+    rc = posix_spawn(&pid, "/nonexistent/program", NULL, NULL, echo, environ);
+    printf("missing program: rc %d\n", rc);
+    rc = posix_spawnp(&pid, "no-such-program-anywhere", NULL, NULL, echo, environ);
+    printf("missing on PATH: rc %d\n", rc);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, at("missing"), O_RDONLY, 0);
+    rc = posix_spawn(&pid, "/bin/echo", &fa, NULL, echo, environ);
+    printf("open action on a missing file: rc %d\n", rc);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, 40, 1);
+    rc = posix_spawn(&pid, "/bin/echo", &fa, NULL, echo, environ);
+    printf("dup2 from a closed descriptor: rc %d\n", rc);
+    posix_spawn_file_actions_destroy(&fa);
+    printf("no children left: %d\n", waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+
+    /* Attributes, with a btfuse descriptor inherited so that the spawn is the library's. */
+    fd = open(at("attrs"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 8);
+    close(fd);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR1);
+    posix_spawnattr_setsigmask(&attr, &mask);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, 8, 1);
+    char *attrs[] = {"grep", "SigBlk", "/proc/self/status", NULL};
+    rc = posix_spawnp(&pid, "grep", &fa, &attr, attrs, environ);
+    printf("own process group %d\n", rc == 0 && getpgid(pid) == pid);
+    report("attributes", rc, pid);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    signal(SIGTERM, SIG_IGN);
+    posix_spawnattr_init(&attr);
+    char *term[] = {"sh", "-c", "kill -TERM $$; echo survived TERM >&8", NULL};
+    rc = posix_spawn(&pid, "/bin/sh", NULL, &attr, term, environ);
+    report("ignored TERM inherited", rc, pid);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    posix_spawnattr_setsigdefault(&attr, &mask);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawn(&pid, "/bin/sh", NULL, &attr, term, environ);
+    report("TERM set to default", rc, pid);
+    posix_spawnattr_destroy(&attr);
+    signal(SIGTERM, SIG_DFL);
+    close(8);
+    show_file("attrs");
+
+    /* system() and popen() with the standard streams on btfuse files. */
+    fflush(stdout);
+    int saved_out = dup(1), saved_in = dup(0);
+    fd = open(at("system.out"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    close(fd);
+    int st1 = system("echo from system; exit 3");
+    int st2 = system("kill -INT $PPID; kill -QUIT $PPID; echo caller still here");
+    int st3 = system("kill -INT $$; echo not reached");
+    FILE *to = popen("tr a-z A-Z", "w");
+    fputs("shouted through popen\n", to);
+    int st4 = pclose(to);
+    fflush(stdout);
+    fd = open(at("echo.out"), O_RDONLY);
+    dup2(fd, 0);
+    close(fd);
+    FILE *from = popen("cat; echo and more", "r");
+    char line[128] = {0}, rest[128] = {0};
+    fgets(line, sizeof line, from);
+    fgets(rest, sizeof rest, from);
+    int st5 = pclose(from);
+    FILE *failing = popen("exit 5", "re");
+    int st6 = pclose(failing);
+    dup2(saved_out, 1);
+    dup2(saved_in, 0);
+    printf("system %d %d signal %d\n", WEXITSTATUS(st1), WEXITSTATUS(st2),
+           WIFSIGNALED(st3) ? WTERMSIG(st3) : -1);
+    printf("popen w %d r %d [%s] [%s] exit %d\n", st4, st5, strtok(line, "\n"), strtok(rest, "\n"),
+           WEXITSTATUS(st6));
+    errno = 0;
+    printf("popen bad mode %d errno %d\n", popen("true", "rw") == NULL, errno);
+    show_file("system.out");
+    return 0;
+}
+"#;
+
+#[test]
+fn posix_spawn_system_and_popen_hand_btfuse_descriptors_on() {
+    c_program_same_as_tmpfs("spawn", SPAWN_PROGRAM, &["-O1"]);
+}
+
+#[test]
+fn python_spawns_with_btfuse_files() {
+    same_as_tmpfs(
+        PYTHON,
+        "pyspawn",
+        r#"
+import os, subprocess, sys
+d = os.environ["D"]
+with open(f"{d}/in", "w") as f:
+    f.write("b\na\n")
+# Absolute program, close_fds=False, no cwd: CPython takes its posix_spawn path.
+print("posix_spawn path:", subprocess._USE_POSIX_SPAWN)
+with open(f"{d}/in") as i, open(f"{d}/out", "w") as o:
+    r = subprocess.run(["/usr/bin/sort"], stdin=i, stdout=o, close_fds=False)
+print(r.returncode, open(f"{d}/out").read().split())
+actions = [
+    (os.POSIX_SPAWN_OPEN, 1, f"{d}/ps", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    (os.POSIX_SPAWN_OPEN, 0, f"{d}/in", os.O_RDONLY, 0),
+]
+pid = os.posix_spawn("/bin/sh", ["sh", "-c", "echo spawned; cat"], os.environ, file_actions=actions)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), open(f"{d}/ps").read().split())
+fd = os.open(f"{d}/ps", os.O_RDONLY)
+pid = os.posix_spawnp("cat", ["cat"], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, fd, 0), (os.POSIX_SPAWN_OPEN, 1, f"{d}/ps2", os.O_WRONLY | os.O_CREAT, 0o600)], setpgroup=0)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), open(f"{d}/ps2").read().split())
+os.close(fd)
+try:
+    os.posix_spawn("/bin/true", ["true"], os.environ, file_actions=[(os.POSIX_SPAWN_OPEN, 0, f"{d}/nope", os.O_RDONLY, 0)])
+except OSError as e:
+    print("spawn error", e.errno)
+sys.stdout.flush()
+fd = os.open(f"{d}/sys", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+saved = os.dup(1)
+os.dup2(fd, 1)
+status = os.system("echo from os.system; exit 4")
+os.dup2(saved, 1)
+print(os.waitstatus_to_exitcode(status), open(f"{d}/sys").read().split())
+print(os.popen(f"cat {d}/in").read().split())
+print(subprocess.run(["cat", "in"], cwd=d, capture_output=True, text=True).stdout.split())
+"#,
+    );
+}
