@@ -102,38 +102,93 @@ fn inherit_value() -> Option<String> {
     Some(value)
 }
 
-/// `envp` with `BTFUSE_INHERIT` set to `value` (and any older value dropped), plus the
-/// mount's variables when the mount was discovered rather than named.
+/// This library's file name, as the dynamic loader loaded it.
+fn library_path() -> Option<&'static [u8]> {
+    static PATH: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        // SAFETY: dladdr fills `info` for an address inside a loaded object; `dli_fname` is
+        // the loader's string, copied at once.
+        unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            let here = library_path as *const libc::c_void;
+            if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
+                return None;
+            }
+            Some(std::ffi::CStr::from_ptr(info.dli_fname).to_bytes().to_vec())
+        }
+    })
+    .as_deref()
+}
+
+/// `envp` with `BTFUSE_INHERIT` set to `value` (and any older value dropped), and with what
+/// the next program needs to take the descriptors over even when `envp` was built without
+/// it (`execle` with a fresh environment): the mount's variables (always, when the mount was
+/// discovered rather than named), and this library in `LD_PRELOAD`.
 ///
 /// # Safety
 /// `envp` is a null-terminated array of C strings.
 unsafe fn with_inherit(envp: *const *const c_char, value: &str) -> Vec<CString> {
-    let mut out = Vec::new();
-    if let Some((prefix, socket)) = state::exec_environment() {
-        for (name, value) in [(state::PREFIX_VAR, prefix), (state::SOCKET_VAR, socket)] {
-            let mut var = format!("{name}=").into_bytes();
-            var.extend_from_slice(&value);
-            if let Ok(var) = CString::new(var) {
-                out.push(var);
-            }
-        }
-    }
-    let prefix = format!("{INHERIT_VAR}=");
+    let discovered = state::exec_environment();
+    let inherit = format!("{INHERIT_VAR}=");
+    let socket_var = format!("{}=", state::SOCKET_VAR);
+    let prefix_var = format!("{}=", state::PREFIX_VAR);
+    let mut kept = Vec::new();
+    let mut named = false;
+    let mut preload: Option<Vec<u8>> = None;
     let mut p = envp;
     // SAFETY: the caller's contract: walk until the terminating null.
     unsafe {
         while !p.is_null() && !(*p).is_null() {
-            let entry = std::ffi::CStr::from_ptr(*p);
-            if !entry.to_bytes().starts_with(prefix.as_bytes()) {
-                out.push(entry.to_owned());
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            if entry.starts_with(inherit.as_bytes()) {
+                // Dropped: the new value goes last.
+            } else if let Some(list) = entry.strip_prefix(b"LD_PRELOAD=") {
+                preload = Some(list.to_vec());
+            } else {
+                named |= entry.starts_with(socket_var.as_bytes())
+                    || entry.starts_with(prefix_var.as_bytes());
+                kept.push(entry.to_vec());
             }
             p = p.add(1);
         }
     }
-    if let Ok(var) = CString::new(format!("{prefix}{value}")) {
-        out.push(var);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mount = discovered.or_else(|| {
+        // Named by the environment: passed on only if `envp` lost the variables.
+        let config = state::config().filter(|_| !named)?;
+        let prefix = if config.prefix.is_empty() {
+            b"/".to_vec()
+        } else {
+            config.prefix.clone()
+        };
+        Some((
+            prefix,
+            config.socket.as_os_str().as_encoded_bytes().to_vec(),
+        ))
+    });
+    if let Some((prefix, socket)) = mount {
+        out.push([prefix_var.as_bytes(), &prefix].concat());
+        out.push([socket_var.as_bytes(), &socket].concat());
     }
-    out
+    out.extend(kept);
+    if let Some(library) = library_path() {
+        let list = preload.unwrap_or_default();
+        let present = list
+            .split(|&b| b == b':' || b == b' ')
+            .any(|entry| entry == library);
+        let list = match (present, list.is_empty()) {
+            (true, _) => list,
+            (false, true) => library.to_vec(),
+            (false, false) => [&list[..], b":", library].concat(),
+        };
+        out.push([b"LD_PRELOAD=", &list[..]].concat());
+    } else if let Some(list) = preload {
+        out.push([b"LD_PRELOAD=", &list[..]].concat());
+    }
+    out.push(format!("{inherit}{value}").into_bytes());
+    out.into_iter()
+        .filter_map(|var| CString::new(var).ok())
+        .collect()
 }
 
 fn pointers(strings: &[CString]) -> Vec<*const c_char> {
@@ -169,6 +224,81 @@ pub(crate) unsafe fn exec_with(
     }
 }
 
+/// What the kernel must be given for a program named `path` from `dirfd` (`AT_FDCWD` for
+/// the working directory).
+enum ProgramPath {
+    /// The kernel finds it as named.
+    Unchanged,
+    /// A relative name from a btfuse directory, spelled from the prefix: the kernel finds it
+    /// there when the FUSE mount is, and answers `ENOENT` when not, instead of looking in its
+    /// own stale working directory or from a placeholder's `/`.
+    Spelled(CString),
+    /// A btfuse file named by descriptor: the kernel cannot execute it.
+    Refused(c_int),
+}
+
+fn program_path(dirfd: c_int, path: &[u8], empty_path: bool) -> ProgramPath {
+    let Some(base) = (if dirfd == libc::AT_FDCWD {
+        state::CWD
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, path)| path.clone())
+    } else {
+        match state::lookup(dirfd) {
+            None => None,
+            Some(_) if path.is_empty() && empty_path => {
+                return ProgramPath::Refused(libc::EACCES);
+            }
+            Some(entry) if !entry.dir && path.first() != Some(&b'/') => {
+                return ProgramPath::Refused(libc::ENOTDIR);
+            }
+            Some(_) => state::dir_path(dirfd).or_else(|| Some(b"/".to_vec())),
+        }
+    }) else {
+        return ProgramPath::Unchanged;
+    };
+    if path.is_empty() || path.first() == Some(&b'/') {
+        return ProgramPath::Unchanged;
+    }
+    let Some(config) = state::config() else {
+        return ProgramPath::Unchanged;
+    };
+    let mut full = config.prefix.clone();
+    full.extend_from_slice(&base);
+    if full.last() != Some(&b'/') {
+        full.push(b'/');
+    }
+    full.extend_from_slice(path);
+    match CString::new(full) {
+        Ok(full) => ProgramPath::Spelled(full),
+        Err(_) => ProgramPath::Unchanged,
+    }
+}
+
+/// Runs `exec` with the program's path as the kernel must see it (see [`ProgramPath`]).
+///
+/// # Safety
+/// `path` is a valid C string.
+unsafe fn with_program_path(
+    dirfd: c_int,
+    path: *const c_char,
+    empty_path: bool,
+    exec: impl FnOnce(*const c_char) -> c_int,
+) -> c_int {
+    let resolved = guarded(|| {
+        // SAFETY: the caller's contract.
+        let bytes = unsafe { state::c_bytes(path) }?;
+        Some(program_path(dirfd, bytes, empty_path))
+    })
+    .flatten();
+    match resolved {
+        None | Some(ProgramPath::Unchanged) => exec(path),
+        Some(ProgramPath::Spelled(full)) => exec(full.as_ptr()),
+        Some(ProgramPath::Refused(e)) => state::fail(e),
+    }
+}
+
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execve(
@@ -177,21 +307,34 @@ pub unsafe extern "C" fn execve(
     envp: *const *const c_char,
 ) -> c_int {
     // SAFETY: libc's contract, passed on.
-    unsafe { exec_with(envp, |env| real::execve()(path, argv, env)) }
+    unsafe {
+        with_program_path(libc::AT_FDCWD, path, false, |path| {
+            exec_with(envp, |env| real::execve()(path, argv, env))
+        })
+    }
 }
 
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     // SAFETY: libc's contract, passed on; `environ` is the process environment.
-    unsafe { exec_with(environ, |env| real::execve()(path, argv, env)) }
+    unsafe { execve(path, argv, environ) }
+}
+
+/// Whether `file` names a program by path rather than by a `PATH` search.
+///
+/// # Safety
+/// `file` is null or a valid C string.
+unsafe fn has_slash(file: *const c_char) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { state::c_bytes(file) }.is_some_and(|f| f.contains(&b'/'))
 }
 
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     // SAFETY: libc's contract, passed on; `environ` is the process environment.
-    unsafe { exec_with(environ, |env| real::execvpe()(file, argv, env)) }
+    unsafe { execvpe(file, argv, environ) }
 }
 
 /// Interposed.
@@ -202,8 +345,72 @@ pub unsafe extern "C" fn execvpe(
     envp: *const *const c_char,
 ) -> c_int {
     // SAFETY: libc's contract, passed on.
-    unsafe { exec_with(envp, |env| real::execvpe()(file, argv, env)) }
+    unsafe {
+        let run = |file| exec_with(envp, |env| real::execvpe()(file, argv, env));
+        if has_slash(file) {
+            with_program_path(libc::AT_FDCWD, file, false, run)
+        } else {
+            run(file)
+        }
+    }
 }
+
+/// Interposed: glibc's `fexecve` execs with its internal `execveat`, which no interposer
+/// sees. A kernel descriptor's program receives the btfuse descriptors; a btfuse file cannot
+/// be executed by the kernel (`EACCES`, as from a filesystem that forbids it).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if guarded(|| state::lookup(fd).is_some()).unwrap_or(false) {
+        return state::fail(libc::EACCES);
+    }
+    // SAFETY: libc's contract, passed on.
+    unsafe { exec_with(envp, |env| real::fexecve()(fd, argv, env)) }
+}
+
+/// Interposed: a relative name from a btfuse directory descriptor is spelled from the
+/// prefix (the kernel would resolve it from the placeholder's `/`); a btfuse file named by
+/// `AT_EMPTY_PATH` cannot be executed by the kernel (`EACCES`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execveat(
+    dirfd: c_int,
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    flags: c_int,
+) -> c_int {
+    let empty_path = flags & libc::AT_EMPTY_PATH != 0;
+    // SAFETY: libc's contract, passed on.
+    unsafe {
+        with_program_path(dirfd, path, empty_path, |resolved| {
+            let dirfd = if resolved == path {
+                dirfd
+            } else {
+                libc::AT_FDCWD
+            };
+            exec_with(envp, |env| {
+                real::execveat()(dirfd, resolved, argv, env, flags)
+            })
+        })
+    }
+}
+
+unsafe extern "C" {
+    // Defined in `variadic.c` (stable Rust cannot define C-variadic functions): they build
+    // the argument vector and call this library's `execve` and `execvp`.
+    fn execl(path: *const c_char, arg: *const c_char, ...) -> c_int;
+    fn execle(path: *const c_char, arg: *const c_char, ...) -> c_int;
+    fn execlp(file: *const c_char, arg: *const c_char, ...) -> c_int;
+}
+
+/// Keeps the C definitions of `execl`, `execle` and `execlp` in the library (an archive
+/// member nothing refers to would not be linked in).
+#[used]
+static VARIADIC_EXECS: [unsafe extern "C" fn(*const c_char, *const c_char, ...) -> c_int; 3] =
+    [execl, execle, execlp];
 
 /// What an `exec` hands over: the token, the descriptors, and the working directory.
 type Inherited = (u64, Vec<(c_int, Entry)>, Option<(u32, Vec<u8>)>);

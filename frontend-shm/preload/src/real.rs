@@ -97,6 +97,8 @@ real_fns! {
     execv: fn(*const c_char, *const *const c_char) -> c_int;
     execvp: fn(*const c_char, *const *const c_char) -> c_int;
     execvpe: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+    fexecve: fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+    execveat: fn(c_int, *const c_char, *const *const c_char, *const *const c_char, c_int) -> c_int;
     opendir: fn(*const c_char) -> *mut libc::DIR;
     fdopendir: fn(c_int) -> *mut libc::DIR;
     readdir: fn(*mut libc::DIR) -> *mut libc::dirent;

@@ -562,3 +562,66 @@ print(subprocess.run(["cat", "in"], cwd=d, capture_output=True, text=True).stdou
 "#,
     );
 }
+
+const EXEC_PROGRAM: &str = r##"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+extern char **environ;
+static char path[512];
+static const char *at(const char *name) {
+    snprintf(path, sizeof path, "%s/%s", getenv("D"), name);
+    return path;
+}
+/* Runs `body` in a child; a failed exec prints its errno. */
+#define CHILD(label, body) do { \
+    fflush(stdout); \
+    pid_t pid_ = fork(); \
+    if (pid_ == 0) { body; printf("%s failed errno %d\n", label, errno); fflush(stdout); _exit(1); } \
+    int st_; waitpid(pid_, &st_, 0); printf("%s exit %d\n", label, WEXITSTATUS(st_)); \
+} while (0)
+int main(void) {
+    int fd = open(at("log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 5);
+    close(fd);
+    CHILD("execl", execl("/bin/sh", "sh", "-c", "echo execl $0 $1 >&5", "zero", "one", (char *)NULL));
+    char *env[] = {"X=from-execle", NULL};
+    CHILD("execle", execle("/bin/sh", "sh", "-c", "echo $X >&5", (char *)NULL, env));
+    CHILD("execlp", execlp("sh", "sh", "-c", "echo execlp >&5; exit 2", (char *)NULL));
+    CHILD("execlp missing", execlp("no-such-program-here", "x", (char *)NULL));
+    char *argv[] = {"sh", "-c", "echo fexecve >&5", NULL};
+    int sh = open("/bin/sh", O_RDONLY | O_CLOEXEC);
+    CHILD("fexecve", fexecve(sh, argv, environ));
+    char *argv2[] = {"sh", "-c", "echo execveat >&5", NULL};
+    CHILD("execveat", execveat(AT_FDCWD, "/bin/sh", argv2, environ, 0));
+    CHILD("execveat empty path", execveat(sh, "", argv2, environ, AT_EMPTY_PATH));
+    close(sh);
+    /* Files on the directory under test: not executable (mode 644), so the kernel refuses
+       them on tmpfs as the library refuses btfuse files. */
+    int file = open(at("plain"), O_RDWR | O_CREAT, 0644);
+    write(file, "#!/bin/sh\necho ran\n", 19);
+    int dir = open(getenv("D"), O_RDONLY | O_DIRECTORY);
+    CHILD("fexecve btfuse", fexecve(file, argv, environ));
+    CHILD("execveat file fd", execveat(file, "", argv, environ, AT_EMPTY_PATH));
+    CHILD("execveat not a dir", execveat(file, "x", argv, environ, 0));
+    CHILD("execveat missing", execveat(dir, "missing", argv, environ, 0));
+    if (chdir(getenv("D")) != 0) return 1;
+    CHILD("relative from cwd", execv("./missing", argv));
+    close(5);
+    char buf[256] = {0};
+    fd = open(at("log"), O_RDONLY);
+    read(fd, buf, sizeof buf - 1);
+    printf("log:\n%s", buf);
+    return 0;
+}
+"##;
+
+#[test]
+fn the_exec_family_hands_btfuse_descriptors_on() {
+    c_program_same_as_tmpfs("exec", EXEC_PROGRAM, &["-O1"]);
+}
