@@ -158,6 +158,8 @@ real_fns! {
     fopen: fn(*const c_char, *const c_char) -> *mut libc::FILE;
     fopen64: fn(*const c_char, *const c_char) -> *mut libc::FILE;
     fdopen: fn(c_int, *const c_char) -> *mut libc::FILE;
+    freopen: fn(*const c_char, *const c_char, *mut libc::FILE) -> *mut libc::FILE;
+    freopen64: fn(*const c_char, *const c_char, *mut libc::FILE) -> *mut libc::FILE;
     fileno: fn(*mut libc::FILE) -> c_int;
     fileno_unlocked: fn(*mut libc::FILE) -> c_int;
     posix_spawn: fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;

@@ -90,8 +90,18 @@ unsafe extern "C" fn cookie_close(cookie: *mut c_void) -> c_int {
     }
 }
 
-/// Streams this library made, with their descriptors (for `fileno`).
-static FILES: Mutex<Option<HashMap<usize, c_int>>> = Mutex::new(None);
+/// Streams this library made, with their cookies (for `fileno` and `freopen`).
+static FILES: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
+
+/// The cookie of a stream this library made.
+fn cookie_of(fp: *mut FILE) -> Option<*mut Cookie> {
+    FILES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&(fp as usize))
+        .map(|&c| c as *mut Cookie)
+}
 
 /// A cookie stream over btfuse descriptor `fd`.
 ///
@@ -122,7 +132,7 @@ unsafe fn cookie_stream(fd: c_int, mode: *const c_char, owns_fd: bool) -> *mut F
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
-        .insert(fp as usize, fd);
+        .insert(fp as usize, cookie as usize);
     fp
 }
 
@@ -199,14 +209,8 @@ macro_rules! fileno_fn {
         /// Interposed: a cookie stream's descriptor is the btfuse descriptor under it.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(fp: *mut FILE) -> c_int {
-            let ours = guarded(|| {
-                FILES
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .and_then(|f| f.get(&(fp as usize)).copied())
-            })
-            .flatten();
+            // SAFETY: a registered cookie lives until its stream is closed.
+            let ours = guarded(|| cookie_of(fp).map(|c| unsafe { (*c).fd })).flatten();
             // SAFETY: libc's contract, passed on.
             ours.unwrap_or_else(|| unsafe { crate::real::$name()(fp) })
         }
@@ -238,7 +242,9 @@ pub(crate) fn sync_std_stream(fd: c_int) {
         };
         if ours && swapped.is_null() {
             let original = *slot;
-            libc::fflush(original);
+            // Output the program buffered before the switch goes where glibc would send it
+            // at the next flush: to what the descriptor is now.
+            let pending = take_pending_output(original);
             let mode = if index == 0 { c"r" } else { c"w" };
             let fp = cookie_stream(fd, mode.as_ptr(), false);
             if fp.is_null() {
@@ -246,6 +252,9 @@ pub(crate) fn sync_std_stream(fd: c_int) {
             }
             if index == 2 {
                 libc::setvbuf(fp, std::ptr::null_mut(), libc::_IONBF, 0);
+            }
+            if !pending.is_empty() {
+                libc::fwrite(pending.as_ptr().cast(), 1, pending.len(), fp);
             }
             ORIGINAL[index].store(original, Ordering::Release);
             SWAPPED[index].store(fp, Ordering::Release);
@@ -258,6 +267,230 @@ pub(crate) fn sync_std_stream(fd: c_int) {
         }
     }
 }
+
+/// The head of glibc's `struct _IO_FILE` (public in `bits/types/struct_FILE.h`): the flags
+/// and the buffer pointers.
+#[repr(C)]
+struct FileHead {
+    flags: c_int,
+    read_ptr: *mut c_char,
+    read_end: *mut c_char,
+    read_base: *mut c_char,
+    write_base: *mut c_char,
+    write_ptr: *mut c_char,
+}
+
+/// glibc's `_IO_NO_READS` and `_IO_NO_WRITES` flags.
+const NO_READS: c_int = 4;
+const NO_WRITES: c_int = 8;
+
+/// Takes the bytes written to glibc stream `fp` and not yet flushed out of its buffer.
+///
+/// # Safety
+/// `fp` is a live glibc stream no other thread is using.
+unsafe fn take_pending_output(fp: *mut FILE) -> Vec<u8> {
+    // SAFETY: the caller's contract; glibc's public layout.
+    unsafe {
+        let head = &mut *fp.cast::<FileHead>();
+        if head.write_base.is_null() || head.write_ptr <= head.write_base {
+            return Vec::new();
+        }
+        let len = head.write_ptr.offset_from(head.write_base) as usize;
+        let pending = std::slice::from_raw_parts(head.write_base.cast::<u8>(), len).to_vec();
+        head.write_ptr = head.write_base;
+        pending
+    }
+}
+
+/// Which standard stream `fp` is (0, 1 or 2): the one in the variable now, or the
+/// original it stands in for.
+fn std_index(fp: *mut FILE) -> Option<usize> {
+    // SAFETY: reads libc's standard stream variables.
+    let current = unsafe { [stdin, stdout, stderr] };
+    (0..3).find(|&i| {
+        current[i] == fp
+            || ORIGINAL[i].load(Ordering::Acquire) == fp
+            || SWAPPED[i].load(Ordering::Acquire) == fp
+    })
+}
+
+/// The standard stream variable for `index`.
+fn std_slot(index: usize) -> *mut *mut FILE {
+    match index {
+        0 => &raw mut stdin,
+        1 => &raw mut stdout,
+        _ => &raw mut stderr,
+    }
+}
+
+/// Remakes the stream standing in for standard stream `index` (over a btfuse descriptor)
+/// with `mode`, which `freopen` gave. Buffered even for standard error, as glibc's
+/// `freopen` leaves it.
+///
+/// # Safety
+/// `mode` is a valid C string.
+unsafe fn remake_std_stream(index: usize, mode: *const c_char) -> *mut FILE {
+    let old = SWAPPED[index].load(Ordering::Acquire);
+    // SAFETY: the caller's contract; the old stand-in was made here and is replaced in the
+    // variable before it is closed.
+    unsafe {
+        let fp = cookie_stream(index as c_int, mode, false);
+        if fp.is_null() {
+            return fp;
+        }
+        SWAPPED[index].store(fp, Ordering::Release);
+        *std_slot(index) = fp;
+        if !old.is_null() {
+            libc::fclose(old);
+        }
+        fp
+    }
+}
+
+/// Sets the read and write permissions of cookie stream `fp` for `mode`, as glibc's own
+/// `freopen` re-initialises them.
+///
+/// # Safety
+/// `fp` is a live stream made here.
+unsafe fn set_stream_access(fp: *mut FILE, flags: c_int) {
+    // SAFETY: the caller's contract; glibc's public layout.
+    unsafe {
+        let head = &mut *fp.cast::<FileHead>();
+        head.flags &= !(NO_READS | NO_WRITES);
+        match flags & libc::O_ACCMODE {
+            libc::O_RDONLY => head.flags |= NO_WRITES,
+            libc::O_WRONLY => head.flags |= NO_READS,
+            _ => {}
+        }
+    }
+}
+
+fn errno() -> c_int {
+    // SAFETY: reads this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `freopen` for the streams and files this library serves; `None` hands the call to
+/// glibc (neither the stream nor the file is btfuse's).
+///
+/// # Safety
+/// As for `freopen`.
+unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Option<*mut FILE> {
+    let (index, cookie, target_is_ours) = guarded(|| {
+        let index = std_index(fp);
+        let cookie = cookie_of(fp);
+        // SAFETY: the caller's contract.
+        let target = !path.is_null() && unsafe { calls::at_target(libc::AT_FDCWD, path) }.is_some();
+        (index, cookie, target)
+    })?;
+    let std_is_ours =
+        index.is_some_and(|i| guarded(|| state::lookup(i as c_int).is_some()) == Some(true));
+    if !target_is_ours && !std_is_ours && (cookie.is_none() || index.is_some()) {
+        return None;
+    }
+    // SAFETY: libc's contract.
+    let Some(flags) = (unsafe { c_bytes(mode) }).and_then(mode_flags) else {
+        state::fail(libc::EINVAL);
+        return Some(std::ptr::null_mut());
+    };
+    // SAFETY: this library's calls on the stream's descriptors, with libc's
+    // contracts; the stream is the caller's, used by no other thread during the call.
+    unsafe {
+        if let Some(index) = index {
+            let fd = index as c_int;
+            libc::fflush(*std_slot(index));
+            if path.is_null() {
+                // A new mode for the same file: a btfuse stand-in is remade with it.
+                return Some(remake_std_stream(index, mode));
+            }
+            if !target_is_ours {
+                // From btfuse back to a kernel file: give the descriptor up (which puts the
+                // original stream back), then let glibc reopen the original.
+                calls::close(fd);
+                let original = *std_slot(index);
+                return Some(crate::real::freopen()(path, mode, original));
+            }
+            let opened = calls::open(path, flags, 0o666);
+            if opened < 0 {
+                // POSIX: the stream is closed even when the open fails.
+                let e = errno();
+                calls::close(fd);
+                state::fail(e);
+                return Some(std::ptr::null_mut());
+            }
+            if opened != fd {
+                let cloexec = flags & libc::O_CLOEXEC;
+                let moved = calls::dup3(opened, fd, cloexec);
+                let e = errno();
+                calls::close(opened);
+                if moved < 0 {
+                    state::fail(e);
+                    return Some(std::ptr::null_mut());
+                }
+            }
+            return Some(remake_std_stream(index, mode));
+        }
+        if let Some(cookie) = cookie {
+            // A stream made here: its cookie moves to the new file (btfuse's or the kernel's:
+            // the callbacks are this library's calls, which serve both).
+            libc::fflush(fp);
+            let old = (*cookie).fd;
+            let reopened = if path.is_null() {
+                let status = calls::fcntl(old, libc::F_GETFL, 0);
+                let append = (flags & libc::O_APPEND) as libc::c_ulong;
+                let status =
+                    (status as libc::c_ulong & !(libc::O_APPEND as libc::c_ulong)) | append;
+                calls::fcntl(old, libc::F_SETFL, status);
+                old
+            } else {
+                if (*cookie).owns_fd {
+                    calls::close(old);
+                }
+                let opened = calls::open(path, flags, 0o666);
+                if opened < 0 {
+                    // Closed, as POSIX says; the stream stays allocated (as glibc's does) and
+                    // fails with EBADF until it is closed.
+                    let e = errno();
+                    (*cookie).fd = -1;
+                    (*cookie).owns_fd = false;
+                    state::fail(e);
+                    return Some(std::ptr::null_mut());
+                }
+                opened
+            };
+            (*cookie).fd = reopened;
+            (*cookie).owns_fd = true;
+            set_stream_access(fp, flags);
+            libc::clearerr(fp);
+            return Some(fp);
+        }
+        // A glibc stream over a kernel file cannot become a btfuse one in place (glibc does
+        // its I/O with internal calls): refused, the stream left as it was.
+        state::fail(libc::EOPNOTSUPP);
+        Some(std::ptr::null_mut())
+    }
+}
+
+macro_rules! freopen_fn {
+    ($name:ident) => {
+        /// Interposed: a standard stream moved onto a btfuse file is this library's stream
+        /// over the same descriptor number; a stream made here moves its descriptor; other
+        /// streams and files are glibc's.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            path: *const c_char,
+            mode: *const c_char,
+            fp: *mut FILE,
+        ) -> *mut FILE {
+            // SAFETY: libc's contract, passed on.
+            unsafe {
+                reopen(path, mode, fp).unwrap_or_else(|| crate::real::$name()(path, mode, fp))
+            }
+        }
+    };
+}
+freopen_fn!(freopen);
+freopen_fn!(freopen64);
 
 #[cfg(test)]
 mod tests {

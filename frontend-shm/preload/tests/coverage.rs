@@ -625,3 +625,85 @@ int main(void) {
 fn the_exec_family_hands_btfuse_descriptors_on() {
     c_program_same_as_tmpfs("exec", EXEC_PROGRAM, &["-O1"]);
 }
+
+const FREOPEN_PROGRAM: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static char path[512];
+static const char *at(const char *name) {
+    snprintf(path, sizeof path, "%s/%s", getenv("D"), name);
+    return path;
+}
+static void show_file(const char *name) {
+    char buf[512] = {0};
+    int fd = open(at(name), O_RDONLY);
+    long n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    printf("%s: [%s]\n", name, n >= 0 ? buf : "(unreadable)");
+}
+int main(void) {
+    int saved = dup(1);
+    printf("before\n");
+    FILE *r = freopen(at("out"), "w", stdout);
+    printf("into the file %d\n", r != NULL);
+    r = freopen64(at("out"), "a", stdout);
+    printf("appended %d\n", r != NULL);
+    r = freopen("/dev/null", "w", stdout);
+    printf("into /dev/null\n");
+    fflush(stdout);
+    dup2(saved, 1);
+    show_file("out");
+
+    /* Output buffered before a dup2 lands where the descriptor then points. */
+    int fd = open(at("buffered"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    printf("pending");
+    dup2(fd, 1);
+    close(fd);
+    printf(" and more\n");
+    fflush(stdout);
+    dup2(saved, 1);
+    show_file("buffered");
+
+    fd = open(at("in"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    write(fd, "first line\n42\n", 14);
+    close(fd);
+    r = freopen(at("in"), "r", stdin);
+    char line[64] = {0};
+    int number = 0;
+    fgets(line, sizeof line, stdin);
+    scanf("%d", &number);
+    printf("stdin %d [%s] %d\n", r != NULL, strtok(line, "\n"), number);
+
+    r = freopen(at("err"), "w", stderr);
+    fprintf(stderr, "to the error file %d\n", r != NULL);
+
+    FILE *f = fopen(at("a"), "w");
+    fputs("A", f);
+    FILE *g = freopen(at("b"), "w", f);
+    fputs("B", g);
+    printf("same stream %d\n", g == f);
+    g = freopen(NULL, "a", g);
+    fputs("b", g);
+    fclose(g);
+    f = fopen(at("c"), "w");
+    fputs("one\n", f);
+    errno = 0;
+    g = freopen(at("missing/x"), "r", f);
+    printf("missing %d errno %d\n", g == NULL, errno);
+    show_file("a");
+    show_file("b");
+    show_file("c");
+    show_file("err");
+    return 0;
+}
+"#;
+
+#[test]
+fn freopen_moves_standard_and_library_streams() {
+    c_program_same_as_tmpfs("freopen", FREOPEN_PROGRAM, &["-O1"]);
+}
