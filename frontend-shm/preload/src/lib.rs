@@ -23,7 +23,13 @@
 //! stream is replaced by such a stream until the descriptor changes again.
 //!
 //! **Processes.** See [`process`]: `fork` shares descriptions with the child, `exec` hands
-//! the surviving descriptors to the next program.
+//! the surviving descriptors to the next program (the variadic `execl` family is a small C
+//! file calling it). [`spawn`]: `posix_spawn`, `system` and `popen` exec inside glibc, so a
+//! spawn that involves btfuse is made here from `fork`, the file actions and that `exec`.
+//!
+//! **Paths and directories.** [`resolve`]: `realpath` walks a path through this library's
+//! calls, as glibc's walks it through internal ones. [`dir`]: directory streams,
+//! `seekdir`/`telldir` and `getdents64` over the server's readdir cookies.
 //!
 //! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
 //! calls) runs with a per-thread flag set, and calls made while it is set pass through.
