@@ -2,7 +2,7 @@
 //!
 //! glibc's `readdir` calls its own `getdents64` internally, where no interposer can reach it,
 //! so the streams themselves are btfuse's: a `DIR *` this library returns points at a
-//! [`Stream`] it owns and remembers; every other `DIR *` goes to libc.
+//! `Stream` it owns and remembers; every other `DIR *` goes to libc.
 //!
 //! Positions are the server's readdir cookies: `d_off`, `telldir`, `seekdir` and `lseek` on
 //! a directory descriptor all speak them. `getdents64` on a btfuse directory descriptor lays
