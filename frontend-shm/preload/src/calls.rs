@@ -18,6 +18,21 @@ pub(crate) struct PathTarget {
     pub(crate) path: Vec<u8>,
 }
 
+impl PathTarget {
+    /// `served`, unless this call found the server gone and the kernel can redo it: a name
+    /// the kernel resolves the same way (absolute, or from its own working directory); the
+    /// mount answers if it is still there. A name relative to a btfuse directory keeps the
+    /// lost session's error.
+    pub(crate) fn unless_lost<T>(&self, served: T) -> Option<T> {
+        let fell = state::take_fell_back();
+        if fell && self.at.is_none() {
+            None
+        } else {
+            Some(served)
+        }
+    }
+}
+
 /// The btfuse target of `path` taken from `dirfd` (`AT_FDCWD` for plain path calls), or
 /// `None` if the kernel's.
 ///
@@ -38,16 +53,24 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
         return None;
     }
     if dirfd == libc::AT_FDCWD {
-        let cwd = state::cwd_desc()?;
+        if let Some(cwd) = state::cwd_desc() {
+            return Some(PathTarget {
+                client: state::session()?,
+                at: Some(cwd),
+                path: bytes.to_vec(),
+            });
+        }
+        // The kernel's working directory may be inside the mount.
+        let path = state::ring_path(&state::from_kernel_cwd(bytes)?)?;
         return Some(PathTarget {
             client: state::client()?,
-            at: Some(cwd),
-            path: bytes.to_vec(),
+            at: None,
+            path,
         });
     }
     let entry = state::lookup(dirfd)?;
     Some(PathTarget {
-        client: state::client()?,
+        client: state::session()?,
         at: Some(entry.desc),
         path: bytes.to_vec(),
     })
@@ -152,7 +175,7 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t)
     guarded(|| {
         // SAFETY: the caller's contract.
         let target = unsafe { at_target(dirfd, path) }?;
-        Some(ring_open(&target, flags, mode))
+        target.unless_lost(ring_open(&target, flags, mode))
     })
     .flatten()
 }
@@ -482,7 +505,8 @@ unsafe fn stat_at(
             path: &t.path,
             follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
         };
-        Some(ring_stat(&t.client, target, buf))
+        let served = ring_stat(&t.client, target, buf);
+        t.unless_lost(served)
     })
     .flatten()
 }
@@ -574,7 +598,8 @@ pub unsafe extern "C" fn statx(
             path: &t.path,
             follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
         };
-        Some(fill(&t.client, target))
+        let served = fill(&t.client, target);
+        t.unless_lost(served)
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -606,7 +631,8 @@ unsafe fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int
             mask: access_mask(mode),
             effective: flags & libc::AT_EACCESS != 0,
         };
-        Some(call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail))
+        let served = call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail);
+        t.unless_lost(served)
     })
     .flatten()
 }
@@ -664,7 +690,8 @@ unsafe fn simple(
     guarded(|| {
         // SAFETY: the caller's contract.
         let t = unsafe { at_target(dirfd, path) }?;
-        request(&t)
+        let served = request(&t)?;
+        t.unless_lost(served)
     })
     .flatten()
 }
@@ -1116,7 +1143,8 @@ unsafe fn readlink_at(
             path: &t.path,
             max,
         };
-        Some(ring_read(&t.client, &request, buf.cast(), size))
+        let served = ring_read(&t.client, &request, buf.cast(), size);
+        t.unless_lost(served)
     })
     .flatten()
 }
@@ -1520,6 +1548,7 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
 /// the kernel's again.
 fn kernel_cwd_after(rc: c_int) -> c_int {
     if rc == 0 {
+        state::forget_kernel_cwd();
         let _ = guarded(|| {
             if let Some(client) = state::current_client() {
                 set_cwd(&client, None);

@@ -8,7 +8,7 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use btfuse_core::ring::{Request, Response};
@@ -173,9 +173,15 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
 /// The connection to the server, made on first use. `None` if it cannot be made: the call
-/// then goes to the kernel, which answers for the prefix as it would without btfuse.
+/// then goes to the kernel, which answers for the prefix as it would without btfuse. Once the
+/// session is lost (the server went away) no new one is made: this process's btfuse
+/// descriptors and working directory belong to the lost one, so path calls go to the kernel
+/// (to the mount, if it is still there) and those descriptors keep failing with `ENOTCONN`.
 pub(crate) fn client() -> Option<Client> {
     let config = config()?;
+    if LOST.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() {
         // After a failed attempt (no daemon, a mount without the ring), calls go to the
@@ -192,6 +198,76 @@ pub(crate) fn client() -> Option<Client> {
         }
     }
     slot.clone()
+}
+
+/// Set when a call found the server gone: see [`client`].
+static LOST: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set by the call that found the server gone, for its caller to redo through the kernel.
+    static FELL_BACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records that the server is gone (a call failed with `ENOTCONN` from the transport); the
+/// call that finds it out is marked for its caller.
+fn lost() {
+    if !LOST.swap(true, Ordering::Relaxed) {
+        let _ = FELL_BACK.try_with(|f| f.set(true));
+    }
+}
+
+/// The session for a name relative to a btfuse directory (a descriptor or the working
+/// directory): the live one, or once the server is gone the lost one, whose calls fail with
+/// `ENOTCONN`. Never the kernel: it would resolve the name from the wrong directory.
+pub(crate) fn session() -> Option<Client> {
+    if LOST.load(Ordering::Relaxed) {
+        current_client()
+    } else {
+        client()
+    }
+}
+
+/// Whether the call just made found the server gone; clears the mark.
+pub(crate) fn take_fell_back() -> bool {
+    FELL_BACK.try_with(|f| f.replace(false)).unwrap_or(false)
+}
+
+/// The kernel's working directory as `getcwd` gave it, and whether it lies under a btfuse
+/// prefix; `None` until asked for, and again after every `chdir`/`fchdir` the kernel makes.
+static KERNEL_CWD: Mutex<Option<Option<Vec<u8>>>> = Mutex::new(None);
+
+/// `rel` joined to the kernel's working directory when that directory is under a btfuse
+/// prefix (the program entered the mount through the kernel, e.g. by a relative `chdir`);
+/// `None` otherwise.
+pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
+    let mut cached = KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner());
+    let cwd = cached.get_or_insert_with(|| {
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: `buf` holds PATH_MAX bytes.
+        let got = unsafe { (crate::real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
+        if got.is_null() {
+            return None;
+        }
+        let len = buf.iter().position(|&b| b == 0)?;
+        buf.truncate(len);
+        let served = discovered()
+            .iter()
+            .chain(explicit())
+            .any(|c| under(&buf, &c.prefix));
+        served.then_some(buf)
+    });
+    let mut full = cwd.clone()?;
+    drop(cached);
+    if full.last() != Some(&b'/') {
+        full.push(b'/');
+    }
+    full.extend_from_slice(rel);
+    Some(full)
+}
+
+/// Forgets the kernel's working directory (it changed).
+pub(crate) fn forget_kernel_cwd() {
+    *KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 /// When the last connection attempt failed (coarse seconds; 0: none failed).
@@ -482,7 +558,13 @@ pub(crate) fn call<T>(
     });
     match sent {
         Ok(()) => outcome,
-        Err(e) => Err(errno_of(&e)),
+        Err(e) => {
+            let code = errno_of(&e);
+            if code == libc::ENOTCONN {
+                lost();
+            }
+            Err(code)
+        }
     }
 }
 

@@ -312,3 +312,122 @@ fn programs_get_errors_not_hangs_when_the_server_is_killed() {
     };
     assert_eq!(status.code(), Some(3), "cat failed, and the loop ended");
 }
+
+/// The prefix is a real (tmpfs) directory here, standing for a mount that outlives its ring:
+/// once the server is gone, a running program's path calls reach the kernel's files there,
+/// the call that finds the server gone included; a descriptor of the lost session fails
+/// instead, and so does a name relative to a btfuse working directory (the kernel would
+/// resolve it from elsewhere).
+#[test]
+fn a_running_program_falls_back_to_the_kernel_when_the_server_goes() {
+    let mut server = Server::start();
+    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    client.write("/f", b"ring\n").unwrap();
+    client.create_dir("/d").unwrap();
+    client.write("/d/g", b"ring g\n").unwrap();
+    let kernel = tempfile::tempdir_in("/dev/shm").unwrap();
+    std::fs::write(kernel.path().join("f"), b"kernel\n").unwrap();
+    std::fs::create_dir(kernel.path().join("d")).unwrap();
+    std::fs::write(kernel.path().join("d/g"), b"kernel g\n").unwrap();
+    let control = tempfile::tempdir().unwrap();
+    let fifo = control.path().join("go");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    let script = r#"
+        exec 3< "$P/f"
+        read a < "$P/f"; echo "before: $a"
+        cd "$P/d"; read g < g; echo "cwd before: $g"
+        read go < "$GO"
+        read b < "$P/f"; echo "after: $b"
+        read c < "$P/f"; echo "again: $c"
+        if read x <&3; then echo "fd: read $x"; else echo "fd: failed"; fi
+        if read y < g; then echo "cwd: read $y"; else echo "cwd: failed"; fi
+    "#;
+    let mut bash = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("P", kernel.path())
+        .env("GO", &fifo)
+        .env("LC_ALL", "C")
+        .env("LD_PRELOAD", artifact("libbtfuse_preload.so"))
+        .env(btfuse_preload::SOCKET_VAR, &server.socket)
+        .env(btfuse_preload::PREFIX_VAR, kernel.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the FIFO for writing waits for bash to reach `read go`, past the first reads.
+    let mut go = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    use std::io::Write;
+    go.write_all(b"go\n").unwrap();
+    drop(go);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bash.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = bash.kill();
+            panic!("a preloaded program hung after the server died");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = bash.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "before: ring\ncwd before: ring g\nafter: kernel\nagain: kernel\nfd: failed\ncwd: failed\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .matches("Transport endpoint is not connected")
+            .count()
+            == 2,
+        "{stderr}"
+    );
+}
+
+/// A program whose kernel working directory is already inside the prefix (started there, or
+/// entered by a relative `chdir` through the kernel) has its relative names served over the
+/// ring too.
+#[test]
+fn relative_names_from_a_kernel_working_directory_under_the_prefix_use_the_ring() {
+    let server = Server::start();
+    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    client.create_dir("/sub").unwrap();
+    client.write("/sub/f", b"ring\n").unwrap();
+    let kernel = tempfile::tempdir_in("/dev/shm").unwrap();
+    std::fs::create_dir(kernel.path().join("sub")).unwrap();
+    std::fs::write(kernel.path().join("sub/f"), b"kernel\n").unwrap();
+    let script = r#"
+import os
+print(open("f").read().strip())
+os.chdir("..")
+print(open("sub/f").read().strip())
+os.mkdir("made")
+print(sorted(os.listdir(".")))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .current_dir(kernel.path().join("sub"))
+        .env("LD_PRELOAD", artifact("libbtfuse_preload.so"))
+        .env(btfuse_preload::SOCKET_VAR, &server.socket)
+        .env(btfuse_preload::PREFIX_VAR, kernel.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ring\nring\n['made', 'sub']\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(client.metadata("/made").unwrap().is_dir());
+    assert!(
+        !kernel.path().join("made").exists(),
+        "the kernel's directory is untouched"
+    );
+}
