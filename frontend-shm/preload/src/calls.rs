@@ -82,19 +82,13 @@ fn release(client: &Client, desc: u32) {
     let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
 }
 
-/// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees.
-/// It is an `O_PATH` descriptor of `/`: anything that reaches the kernel with it instead of
-/// this library (a read or write from inside libc, a static program after `exec`) fails with
-/// `EBADF` rather than quietly reading nothing or writing nowhere.
+/// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees,
+/// the lowest free one, as `open` gives. It is an `O_PATH` descriptor of `/`: anything that
+/// reaches the kernel with it instead of this library (a read or write from inside libc, a
+/// static program after `exec`) fails with `EBADF` rather than quietly reading nothing or
+/// writing nowhere. See [`state::placeholder`].
 fn reserve(cloexec: bool) -> Result<c_int, i32> {
-    let flags = libc::O_PATH | libc::O_DIRECTORY | if cloexec { libc::O_CLOEXEC } else { 0 };
-    // SAFETY: a literal path; `open` returns a descriptor or -1.
-    let fd = unsafe { real::open()(c"/".as_ptr(), flags, 0) };
-    if fd < 0 {
-        // SAFETY: reads this thread's errno.
-        return Err(unsafe { *libc::__errno_location() });
-    }
-    Ok(fd)
+    state::placeholder(cloexec)
 }
 
 fn umask() -> mode_t {
@@ -259,6 +253,11 @@ fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
 /// Interposed: closing a btfuse descriptor releases its description's reference.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // The library's own descriptors are not the program's to close: for the program that
+    // number is not open (a loop closing every number must not cut the library off).
+    if guarded(|| state::is_private(fd)) == Some(true) {
+        return fail(libc::EBADF);
+    }
     let _ = guarded(|| {
         if let Some(entry) = state::remove(fd) {
             if let Some(client) = state::current_client() {
@@ -921,6 +920,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 
 /// `dup2`/`dup3` bookkeeping after the kernel's copy succeeded.
 fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
+    state::placeholder_base_gone(newfd);
     guarded(|| {
         let rc = match descriptor(oldfd) {
             Some((entry, client)) if oldfd != newfd => adopt_copy(entry, newfd, &client),
@@ -2205,9 +2205,7 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
                 }
             }
         }
-        let mut private: Vec<c_uint> = client
-            .map(|c| c.private_fds())
-            .unwrap_or_default()
+        let mut private: Vec<c_uint> = state::private_fds(client.as_ref())
             .into_iter()
             .filter_map(|fd| c_uint::try_from(fd).ok())
             .filter(|&fd| fd >= first && fd <= last)
@@ -2246,9 +2244,7 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
         return;
     }
     let open: Vec<c_int> = guarded(|| {
-        let private = state::current_client()
-            .map(|c| c.private_fds())
-            .unwrap_or_default();
+        let private = state::private_fds(state::current_client().as_ref());
         std::fs::read_dir("/proc/self/fd")
             .map(|entries| {
                 entries

@@ -8,7 +8,7 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use btfuse_core::ring::{Request, Response};
@@ -292,6 +292,22 @@ pub(crate) fn hold_client() -> std::sync::MutexGuard<'static, Option<Client>> {
 /// descriptor limit, far from the small numbers programs choose themselves (a shell's
 /// `exec 3> file` must not land on a socket of ours).
 fn private_fd_floor() -> i32 {
+    let floor = compute_private_fd_floor();
+    PRIVATE_FLOOR.fetch_min(floor, Ordering::Relaxed);
+    floor
+}
+
+/// The lowest number any of this library's own descriptors may have (`i32::MAX` before the
+/// first is made): below it, a descriptor is never one of them, with no lock taken to know.
+static PRIVATE_FLOOR: AtomicI32 = AtomicI32::new(i32::MAX);
+
+/// Whether `fd` is one of this library's own descriptors (see [`private_fds`]).
+pub(crate) fn is_private(fd: c_int) -> bool {
+    fd >= PRIVATE_FLOOR.load(Ordering::Relaxed)
+        && private_fds(current_client().as_ref()).contains(&fd)
+}
+
+fn compute_private_fd_floor() -> i32 {
     let mut limit = libc::rlimit {
         rlim_cur: 1024,
         rlim_max: 1024,
@@ -300,6 +316,89 @@ fn private_fd_floor() -> i32 {
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     let soft = i64::try_from(limit.rlim_cur).unwrap_or(i64::MAX);
     (soft - 64).clamp(100, 4096) as i32
+}
+
+/// The descriptor placeholders are copied from: an `O_PATH` descriptor of `/`, close-on-exec,
+/// at a private number (-1 until first needed, and again if the program closes or replaces
+/// that number). Copying it (`F_DUPFD`, which takes the lowest free number, as `open` does)
+/// costs the kernel no path walk and no file to set up or tear down, about half of what an
+/// `open("/", O_PATH)` and its `close` cost.
+static PLACEHOLDER_BASE: AtomicI32 = AtomicI32::new(-1);
+
+/// A new placeholder descriptor (see `calls::reserve`).
+pub(crate) fn placeholder(cloexec: bool) -> Result<c_int, i32> {
+    let command = if cloexec {
+        libc::F_DUPFD_CLOEXEC
+    } else {
+        libc::F_DUPFD
+    };
+    let mut base = PLACEHOLDER_BASE.load(Ordering::Acquire);
+    if base < 0 {
+        base = placeholder_base()?;
+    }
+    // The system call itself: the library's own `fcntl` would look the number up again.
+    // SAFETY: F_DUPFD(_CLOEXEC) of a descriptor this library holds.
+    let fd = unsafe { libc::syscall(libc::SYS_fcntl, base, command, 0) };
+    if fd < 0 {
+        // SAFETY: reads this thread's errno.
+        return Err(unsafe { *libc::__errno_location() });
+    }
+    Ok(fd as c_int)
+}
+
+/// Opens the placeholders' base descriptor and moves it to a private number.
+fn placeholder_base() -> Result<c_int, i32> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: a literal path; `open` returns a descriptor or -1.
+    let fd = unsafe { crate::real::open()(c"/".as_ptr(), flags, 0) };
+    if fd < 0 {
+        // SAFETY: reads this thread's errno.
+        return Err(unsafe { *libc::__errno_location() });
+    }
+    // SAFETY: as in `placeholder`.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_fcntl,
+            fd,
+            libc::F_DUPFD_CLOEXEC,
+            private_fd_floor(),
+        )
+    } as c_int;
+    // SAFETY: reads this thread's errno.
+    let error = unsafe { *libc::__errno_location() };
+    // SAFETY: `fd` is this function's own descriptor.
+    unsafe { crate::real::close()(fd) };
+    if moved < 0 {
+        return Err(error);
+    }
+    // Two threads may get here at once: the first one's base stays, the other's goes.
+    match PLACEHOLDER_BASE.compare_exchange(-1, moved, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(moved),
+        Err(current) => {
+            // SAFETY: `moved` is this function's own descriptor.
+            unsafe { crate::real::close()(moved) };
+            Ok(current)
+        }
+    }
+}
+
+/// The program closed or replaced descriptor `fd`: if it was the placeholders' base, a new
+/// one is made when next needed.
+pub(crate) fn placeholder_base_gone(fd: c_int) {
+    if fd >= 0 {
+        let _ = PLACEHOLDER_BASE.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+/// This library's own descriptors, which a program's `close_range`/`closefrom` leaves open:
+/// `client`'s sockets and the placeholders' base.
+pub(crate) fn private_fds(client: Option<&Client>) -> Vec<c_int> {
+    let mut fds = client.map(Client::private_fds).unwrap_or_default();
+    let base = PLACEHOLDER_BASE.load(Ordering::Acquire);
+    if base >= 0 {
+        fds.push(base);
+    }
+    fds
 }
 
 /// Replaces the connection (after `fork`, in the child).

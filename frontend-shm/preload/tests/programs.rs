@@ -431,3 +431,40 @@ print(sorted(os.listdir(".")))
         "the kernel's directory is untouched"
     );
 }
+
+/// Descriptor numbers follow the kernel's rule (the lowest free one), whatever the program
+/// closes: the placeholders come from a private descriptor of the library, which survives a
+/// program closing everything above 2 and is made again when the program closes it by number.
+const LOWEST_NUMBERS: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/n.txt", getenv("D"));
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    printf("first %d\n", fd);
+    int second = open(path, O_RDONLY);
+    close(fd);
+    printf("reused %d\n", open(path, O_RDONLY));
+    printf("next %d\n", open(path, O_RDONLY));
+    closefrom(3);
+    printf("after closefrom %d\n", open(path, O_RDONLY));
+    for (int i = 3; i < 65536; i++) close(i);
+    printf("after closing every number %d\n", open(path, O_RDONLY));
+    fflush(stdout);
+    close(0);
+    printf("in place of stdin %d\n", open(path, O_RDONLY));
+    printf("write through it %zd\n", write(3, "x", 1) < 0 ? (ssize_t)-1 : (ssize_t)1);
+    (void)second;
+    return 0;
+}
+"#;
+
+#[test]
+fn descriptor_numbers_are_the_lowest_free_ones() {
+    let (_build, binary) = common::compile_c(LOWEST_NUMBERS, &["-O1"]);
+    same_as_tmpfs(&[binary.to_str().unwrap()], "lowest", "");
+}
