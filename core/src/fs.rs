@@ -56,6 +56,15 @@ pub trait Filesystem: Send + Sync {
     /// is freed with its blocks. Unknown inodes are ignored (the kernel may race with us).
     fn forget(&self, ino: Ino, nlookup: u64);
 
+    /// Whether the kernel may know `ino`: a lookup of it that [`forget`](Filesystem::forget)
+    /// has not taken back (the root always counts). A frontend changing the filesystem behind
+    /// a kernel cache (the ring beside a FUSE mount) need only tell the kernel about these.
+    /// The default, `true`, is always safe.
+    fn looked_up(&self, ino: Ino) -> bool {
+        let _ = ino;
+        true
+    }
+
     /// The attributes of `ino`. Needs no permission (the walk to it was checked).
     fn getattr(&self, cred: &Credentials, ino: Ino) -> Result<Attr>;
 

@@ -1371,6 +1371,13 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         }
     }
 
+    fn looked_up(&self, ino: Ino) -> bool {
+        ino == Ino::ROOT
+            || self
+                .inode(ino)
+                .is_ok_and(|inode| inode.lookups.load(Ordering::SeqCst) > 0)
+    }
+
     fn getattr(&self, _cred: &Credentials, ino: Ino) -> Result<Attr> {
         let inode = self.inode(ino)?;
         let st = inode.state.read();
@@ -2317,6 +2324,31 @@ mod tests {
         .unwrap();
         fs.release(fh).unwrap();
         out
+    }
+
+    #[test]
+    fn looked_up_follows_lookups_and_forgets() {
+        let fs = fs();
+        let root = Credentials::root();
+        assert!(fs.looked_up(Ino::ROOT), "the kernel always holds the root");
+        // A creation counts one lookup, as the kernel's reply to it does.
+        let (file, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::WRITE)
+            .unwrap();
+        fs.release(fh).unwrap();
+        assert!(fs.looked_up(file.ino));
+        fs.forget(file.ino, 1);
+        assert!(!fs.looked_up(file.ino), "forgotten");
+        // A path walk counts nothing; a lookup counts one, until forgotten.
+        fs.find(&root, Ino::ROOT, b"f").unwrap();
+        assert!(!fs.looked_up(file.ino));
+        fs.lookup(&root, Ino::ROOT, b"f").unwrap();
+        fs.lookup(&root, Ino::ROOT, b"f").unwrap();
+        fs.forget(file.ino, 1);
+        assert!(fs.looked_up(file.ino), "one of two lookups left");
+        fs.forget(file.ino, 1);
+        assert!(!fs.looked_up(file.ino));
+        assert!(!fs.looked_up(Ino(9999)), "unknown inodes are not known");
     }
 
     #[test]

@@ -42,6 +42,12 @@ impl<F: Filesystem> Coherent<F> {
     }
 
     fn inode(&self, ino: Ino, (offset, len): (i64, i64)) {
+        // An inode the kernel holds no lookup of has nothing cached there: the system call
+        // would only come back with ENOENT. (Checked after the change: a lookup the kernel
+        // makes later sees the changed inode.)
+        if !self.inner.looked_up(ino) {
+            return;
+        }
         // ENOENT (the kernel does not know the inode) is already filtered by fuser; anything
         // else means the mount is going away.
         if let Err(e) = self.notifier.inval_inode(INodeNo(ino.0), offset, len) {
@@ -50,6 +56,10 @@ impl<F: Filesystem> Coherent<F> {
     }
 
     fn entry(&self, parent: Ino, name: &[u8]) {
+        // No name can be cached under a directory the kernel does not know.
+        if !self.inner.looked_up(parent) {
+            return;
+        }
         if let Err(e) = self
             .notifier
             .inval_entry(INodeNo(parent.0), OsStr::from_bytes(name))
@@ -63,6 +73,13 @@ impl<F: Filesystem> Coherent<F> {
     }
 
     fn removed(&self, parent: Ino, child: Option<Ino>, name: &[u8]) {
+        if !self.inner.looked_up(parent) {
+            // No name cached under `parent`; the inode may still be known by another name.
+            if let Some(child) = child {
+                self.inode(child, ATTRIBUTES);
+            }
+            return;
+        }
         let name = OsStr::from_bytes(name);
         let result = match child {
             Some(child) => self

@@ -753,6 +753,10 @@ impl<F: Filesystem> Filesystem for Metered<F> {
         record(self.frontend, EngineOp::Forget as usize, start, None);
     }
 
+    fn looked_up(&self, ino: Ino) -> bool {
+        self.inner.looked_up(ino)
+    }
+
     fn getattr(&self, cred: &Credentials, ino: Ino) -> Result<Attr> {
         metered!(self, Getattr, self.inner.getattr(cred, ino))
     }
