@@ -47,6 +47,11 @@ pub trait Filesystem: Send + Sync {
     ///
     /// `.` and `..` resolve to the directory and its parent. Needs search permission on
     /// `parent`. Errors: `ENOENT`, `ENOTDIR`, `EACCES`, `ENAMETOOLONG`.
+    ///
+    /// `.` in an inode that is not a directory names that inode itself, with no permission
+    /// check, as long as it exists: how the FUSE kernel module finds an inode it has forgotten
+    /// when it decodes a file handle (`open_by_handle_at`). [`find`](Filesystem::find), which
+    /// path walks use, answers `ENOTDIR` there.
     fn lookup(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr>;
 
     /// Like [`lookup`](Filesystem::lookup) but counts nothing: for path walks.

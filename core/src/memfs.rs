@@ -1259,6 +1259,16 @@ impl<B: BlockStore> MemFs<B> {
             &held
         };
         if p.kind != FileType::Directory {
+            if count && name == b"." {
+                // The kernel's export lookup of an inode it has forgotten (`fuse_get_dentry`
+                // asks for "." in the inode itself, whatever its type): the inode, counted.
+                let st = p.state.read();
+                if st.freed {
+                    return Err(Errno::NotFound);
+                }
+                p.lookups.fetch_add(1, Ordering::AcqRel);
+                return Ok(self.attr_of(p, &st));
+            }
             return Err(Errno::NotADirectory);
         }
         let pst = p.state.read();
@@ -2389,6 +2399,30 @@ mod tests {
                 assert_eq!(unpack_ino_kind(pack_ino_kind(ino, kind)), (ino, kind));
             }
         }
+    }
+
+    #[test]
+    fn dot_in_a_file_is_the_file_for_the_kernel_only() {
+        let fs = fs();
+        let root = Credentials::root();
+        let (file, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o600, OpenFlags::READ_WRITE)
+            .unwrap();
+        fs.write(&root, fh, 0, b"data").unwrap();
+        fs.unlink(&root, Ino::ROOT, b"f").unwrap();
+        fs.forget(file.ino, 1);
+        // Path walks still refuse "." after a file.
+        assert_eq!(fs.find(&root, file.ino, b"."), Err(Errno::NotADirectory));
+        assert_eq!(fs.lookup(&root, file.ino, b".."), Err(Errno::NotADirectory));
+        // The kernel's export lookup finds the unlinked file, whoever asks, and counts it.
+        let other = Credentials::user(1000, 1000);
+        let found = fs.lookup(&other, file.ino, b".").unwrap();
+        assert_eq!((found.ino, found.nlink, found.size), (file.ino, 0, 4));
+        fs.release(fh).unwrap();
+        // Still counted: the record stays until the kernel forgets it.
+        assert_eq!(fs.lookup(&root, file.ino, b".").unwrap().ino, file.ino);
+        fs.forget(file.ino, 2);
+        assert_eq!(fs.lookup(&root, file.ino, b"."), Err(Errno::NotFound));
     }
 
     #[test]
