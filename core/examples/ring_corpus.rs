@@ -233,6 +233,7 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
                 nonblock: false,
             },
         ),
+        ("handoff", Request::Handoff { fd: 1 }),
     ]
 }
 

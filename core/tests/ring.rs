@@ -95,7 +95,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 34;
+const REQUEST_VARIANTS: usize = 35;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -304,6 +304,7 @@ impl RequestParts {
                 append: flag,
                 nonblock: self.flags[1],
             },
+            34 => Request::Handoff { fd },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -347,6 +348,7 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::Getdents { .. } => 31,
         Request::GetFlags { .. } => 32,
         Request::SetFlags { .. } => 33,
+        Request::Handoff { .. } => 34,
     }
 }
 
@@ -654,6 +656,22 @@ const ACCESS: u8 = 0x11;
 
 #[test]
 fn documented_layouts_decode() {
+    let handoff = record(0x3c, 9, &3u32.to_le_bytes());
+    assert_eq!(
+        decode_request(&handoff),
+        Ok((9, Request::Handoff { fd: 3 }))
+    );
+    let mut out = vec![0; handoff.len()];
+    assert_eq!(
+        encode_request(9, &Request::Handoff { fd: 3 }, &mut out),
+        Ok(handoff.len())
+    );
+    assert_eq!(out, handoff);
+    assert_eq!(request_check(0x3c, &[3, 0, 0]), Err(DecodeError::Truncated));
+    assert_eq!(
+        request_check(0x3c, &[3, 0, 0, 0, 0]),
+        Err(DecodeError::TrailingBytes)
+    );
     let fstat = record(STAT, 7, &[0, 5, 0, 0, 0]);
     assert_eq!(
         decode_request(&fstat),
@@ -734,8 +752,12 @@ fn header_errors() {
         bytes
     };
     assert_eq!(
-        decode_request(&patched(0, 2)),
-        Err(DecodeError::BadVersion(2))
+        decode_request(&patched(0, 1)),
+        Err(DecodeError::BadVersion(1))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 3)),
+        Err(DecodeError::BadVersion(3))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -749,7 +771,7 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3c, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3d, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
@@ -1218,7 +1240,7 @@ fn opcodes_are_distinct_and_match_the_table() {
             .opcode()
         })
         .collect();
-    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3b]
+    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3c]
         .into_iter()
         .flatten()
         .collect();

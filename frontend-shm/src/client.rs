@@ -27,6 +27,7 @@ use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet
 
 use crate::channel::{REGION_LEN, Region};
 use crate::handshake::{Hello, WELCOME_LEN, Welcome};
+use crate::server::handoff::{KERNEL_FILE_LEN, KernelFile};
 use crate::sys;
 
 /// Where the client's own descriptors go: 0 leaves them where the kernel puts them.
@@ -74,7 +75,7 @@ fn encode_error(e: EncodeError) -> io::Error {
 
 /// One channel: a connection and its region.
 pub(crate) struct Channel {
-    stream: UnixStream,
+    pub(crate) stream: UnixStream,
     /// What the socket's number named when connected: a program that puts another file on
     /// that number (`dup2` onto it) has broken the channel.
     identity: Option<(u64, u64)>,
@@ -145,6 +146,19 @@ impl Channel {
             return Err(protocol_error("response to another request"));
         }
         read(response)
+    }
+
+    /// Takes the kernel descriptor the server sent for `Handoff` request `tag` of description
+    /// `fd`, which the server queued on the socket before it answered.
+    fn receive_kernel_file(&self, tag: u64, fd: u32) -> io::Result<OwnedFd> {
+        let mut buf = [0u8; KERNEL_FILE_LEN];
+        let received = sys::recv_waiting_with_fd(&self.stream, &mut buf)
+            .map_err(|e| protocol_error(format!("no kernel file after Handoff: {e}")))?;
+        let message = KernelFile::decode(&buf).map_err(protocol_error)?;
+        if message != (KernelFile { tag, fd }) {
+            return Err(protocol_error("a kernel file for another request"));
+        }
+        received.ok_or_else(|| protocol_error("no descriptor came with the kernel file"))
     }
 
     /// Waits for response `seq`: polls for a moment, then sleeps on the futex, checking that
@@ -269,10 +283,17 @@ impl Client {
         request: &Request<'_>,
         read: impl FnOnce(Response<'_>) -> io::Result<T>,
     ) -> io::Result<T> {
+        self.with_channel(|channel| {
+            // Tags need only tell this channel's requests apart.
+            let tag = u64::from(channel.seq.wrapping_add(1));
+            channel.call(tag, request, read)
+        })
+    }
+
+    /// Runs `f` on a free channel, which goes back to the pool unless `f` found it broken.
+    fn with_channel<T>(&self, f: impl FnOnce(&mut Channel) -> io::Result<T>) -> io::Result<T> {
         let mut channel = self.take_channel()?;
-        // Tags need only tell this channel's requests apart.
-        let tag = u64::from(channel.seq.wrapping_add(1));
-        let result = channel.call(tag, request, read);
+        let result = f(&mut channel);
         let broken = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
             || e.kind() == io::ErrorKind::InvalidData);
         let inner = &self.inner;
@@ -334,6 +355,19 @@ impl Client {
         self.call(&Request::Fork, |r| match r {
             Response::Token(token) => Ok(token),
             other => unexpected(other),
+        })
+    }
+
+    /// Hands description `fd` to the kernel: the server opens its file through the FUSE mount
+    /// it serves, at the description's offset and with its access mode and `O_APPEND`, and
+    /// sends the kernel descriptor (close-on-exec) back. The description and the kernel's
+    /// share one offset from then on. `EOPNOTSUPP` from a server with no mount, `EISDIR` for
+    /// a directory, `EBUSY` while a descriptor sent earlier on the channel waits unread.
+    pub fn handoff(&self, fd: u32) -> io::Result<OwnedFd> {
+        self.with_channel(|channel| {
+            let tag = u64::from(channel.seq.wrapping_add(1));
+            channel.call(tag, &Request::Handoff { fd }, expect_ok)?;
+            channel.receive_kernel_file(tag, fd)
         })
     }
 
@@ -853,6 +887,12 @@ impl File {
     /// The description's number in the session.
     pub fn description(&self) -> u32 {
         self.fd
+    }
+
+    /// The same open file as a kernel file of the FUSE mount, sharing this one's offset
+    /// (see [`Client::handoff`]).
+    pub fn handoff(&self) -> io::Result<std::fs::File> {
+        self.client.handoff(self.fd).map(std::fs::File::from)
     }
 }
 

@@ -118,6 +118,7 @@ pub const SHM_OPERATIONS: &[&str] = &[
     "getdents",
     "getflags",
     "setflags",
+    "handoff",
 ];
 
 /// The label index of a ring request, from its opcode (see `btfuse_core::ring`).
@@ -125,7 +126,7 @@ pub fn shm_operation(opcode: u8) -> Option<usize> {
     match opcode {
         0x01..=0x03 => Some(usize::from(opcode - 0x01)),
         0x10..=0x22 => Some(usize::from(opcode - 0x10) + 3),
-        0x30..=0x3b => Some(usize::from(opcode - 0x30) + 22),
+        0x30..=0x3c => Some(usize::from(opcode - 0x30) + 22),
         _ => None,
     }
 }
@@ -1016,10 +1017,11 @@ mod tests {
     #[test]
     fn every_ring_opcode_has_its_label() {
         use btfuse_core::ring::Request;
-        let samples: [(Request<'_>, &str); 3] = [
+        let samples: [(Request<'_>, &str); 4] = [
             (Request::Hello { version: 1 }, "hello"),
             (Request::Fork, "fork"),
             (Request::Close { fd: 3 }, "close"),
+            (Request::Handoff { fd: 3 }, "handoff"),
         ];
         for (request, label) in samples {
             assert_eq!(

@@ -56,6 +56,24 @@ pub(crate) fn is_sealed_memfd(fd: &OwnedFd, len: u64) -> bool {
 
 /// Sends `bytes` with one descriptor attached (`SCM_RIGHTS`).
 pub(crate) fn send_with_fd(sock: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<()> {
+    sendmsg_with_fd(sock, bytes, fd, libc::MSG_NOSIGNAL)
+}
+
+/// Like [`send_with_fd`], but `WouldBlock` rather than waiting for room in the socket.
+pub(crate) fn send_with_fd_nonblocking(
+    sock: &UnixStream,
+    bytes: &[u8],
+    fd: RawFd,
+) -> io::Result<()> {
+    sendmsg_with_fd(sock, bytes, fd, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+}
+
+fn sendmsg_with_fd(
+    sock: &UnixStream,
+    bytes: &[u8],
+    fd: RawFd,
+    flags: libc::c_int,
+) -> io::Result<()> {
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
@@ -75,7 +93,7 @@ pub(crate) fn send_with_fd(sock: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Re
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        let n = libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
+        let n = libc::sendmsg(sock.as_raw_fd(), &msg, flags);
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -89,6 +107,22 @@ pub(crate) fn send_with_fd(sock: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Re
 /// Receives exactly `buf.len()` bytes in one message and the descriptor that came with them, if
 /// any. Descriptors arrive close-on-exec.
 pub(crate) fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<Option<OwnedFd>> {
+    recvmsg_with_fd(sock, buf, 0)
+}
+
+/// Like [`recv_with_fd`] for a message that must already be waiting: `WouldBlock` if none is.
+pub(crate) fn recv_waiting_with_fd(
+    sock: &UnixStream,
+    buf: &mut [u8],
+) -> io::Result<Option<OwnedFd>> {
+    recvmsg_with_fd(sock, buf, libc::MSG_DONTWAIT)
+}
+
+fn recvmsg_with_fd(
+    sock: &UnixStream,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<Option<OwnedFd>> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -103,7 +137,7 @@ pub(crate) fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<Opti
         msg.msg_iovlen = 1;
         msg.msg_control = space.as_mut_ptr().cast();
         msg.msg_controllen = size_of_val(&space);
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags);
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -328,4 +362,35 @@ pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
         let mut st: libc::stat = std::mem::zeroed();
         (libc::fstat(fd, &mut st) == 0).then_some((st.st_dev, st.st_ino))
     }
+}
+
+/// Bytes this end has sent on `sock` that the peer has not read yet (`SIOCOUTQ`).
+pub(crate) fn unread_bytes(sock: &UnixStream) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int into `queued`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut queued) })?;
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
+/// `lseek(2)` with any whence (`SEEK_DATA` and `SEEK_HOLE` included).
+pub(crate) fn lseek(fd: RawFd, offset: i64, whence: libc::c_int) -> io::Result<u64> {
+    // SAFETY: lseek takes no pointers.
+    let position = unsafe { libc::lseek(fd, offset, whence) };
+    if position < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(position as u64)
+    }
+}
+
+/// The file status flags of `fd` (`F_GETFL`).
+pub(crate) fn status_flags(fd: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: F_GETFL takes no pointer.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFL) })
+}
+
+/// Sets the file status flags of `fd` (`F_SETFL`).
+pub(crate) fn set_status_flags(fd: RawFd, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_SETFL takes an int.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(drop)
 }

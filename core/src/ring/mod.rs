@@ -27,7 +27,8 @@
 //!
 //! **Version policy.** Any change to the format (a new opcode, kind or flag bit as much as a
 //! changed layout) takes a new version, and a decoder accepts only the versions it knows, so
-//! two peers either agree on every byte or fail at the header. Version 1 is the only one.
+//! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`;
+//! version 1, without it, is no longer spoken.
 //!
 //! # Field types
 //!
@@ -110,6 +111,7 @@
 //! | 0x39   | `Getdents`    | `u32` fd, `max(MAX_IO)` bytes                                    |
 //! | 0x3a   | `GetFlags`    | `u32` fd                                                         |
 //! | 0x3b   | `SetFlags`    | `u32` fd, `bool` append, `bool` nonblock                         |
+//! | 0x3c   | `Handoff`     | `u32` fd                                                         |
 //!
 //! Directory positions need no requests of their own: `Lseek` on a directory description
 //! reads (`Cur`, 0) and sets (`Set`) the readdir cookie, which covers `rewinddir`, `telldir`
@@ -155,7 +157,7 @@ pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{DirentBuilder, DirentIter, DirentList, Response};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

@@ -462,5 +462,15 @@ requests! {
             /// `O_NONBLOCK`.
             nonblock: bool as bool,
         },
+        /// Hands the description to the kernel before an `exec` of a program that will not
+        /// speak the ring: the server opens the same file through its FUSE mount at the
+        /// description's offset and sends that kernel descriptor over the channel's socket;
+        /// from then on the description's offset is the kernel description's, shared with
+        /// whoever holds the descriptor. Replies `Ok` once the descriptor is on its way;
+        /// `EOPNOTSUPP` from a server with no mount.
+        Handoff = 0x3c {
+            /// The description.
+            fd: u32 as u32,
+        },
     }
 }

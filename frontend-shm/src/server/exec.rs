@@ -33,10 +33,18 @@
 //!   on its own: the links inside each path walked are counted by that walk.
 //! - Reads, `pread`s and `pwrite`s on one description run one at a time, because `F_SETFL`
 //!   may swap the engine handle under them; different descriptions run in parallel.
+//! - A description handed to the kernel (`Handoff`, see [`handoff`](super::handoff)) reads,
+//!   writes, seeks and reports and changes its status flags through its kernel file, with no
+//!   lock held: the kernel's FUSE requests are served by the mount's own threads. `ftruncate`,
+//!   `fstat`, `fsync` and `fallocate` use no offset and stay with the engine, whose changes
+//!   the kernel is told of.
 //!
 //! [`MAX_SYMLINKS`]: btfuse_core::path::MAX_SYMLINKS
 
 use std::borrow::Cow;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use btfuse_core::path::{self, Follow, MAX_SYMLINKS, Parent, Resolved};
@@ -46,14 +54,15 @@ use btfuse_core::{
     RenameMode, Result, SeekWhence, SetAttr, TimeSet, XattrMode,
 };
 
-use super::session::{Cursor, Description, ForkTable, MAX_OPEN, Session};
+use super::handoff::{Courier, KernelAccess, kernel_errno};
+use super::session::{Cursor, Description, ForkTable, MAX_OPEN, Route, Session};
 
 /// Largest file offset or size a request may name: `i64::MAX`, as Linux's `loff_t` allows.
 const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// Serves one request for a client. `session` may be replaced (`Attach`). `scratch` is a
 /// private buffer that the response's data may borrow; it is grown as needed and what it held
-/// before is never part of a response.
+/// before is never part of a response. `courier` serves `Handoff` (`None`: `EOPNOTSUPP`).
 pub(crate) fn execute<'s, F: Filesystem>(
     fs: &Arc<F>,
     forks: &ForkTable<F>,
@@ -61,12 +70,14 @@ pub(crate) fn execute<'s, F: Filesystem>(
     cred: &Credentials,
     request: &Request<'_>,
     scratch: &'s mut Vec<u8>,
+    courier: Option<&Courier<'_>>,
 ) -> Response<'s> {
     let mut exec = Exec {
         fs,
         forks,
         session,
         cred,
+        courier,
     };
     exec.serve(request, scratch).unwrap_or_else(Response::Err)
 }
@@ -77,6 +88,7 @@ struct Exec<'a, F: Filesystem> {
     forks: &'a ForkTable<F>,
     session: &'a mut Arc<Session<F>>,
     cred: &'a Credentials,
+    courier: Option<&'a Courier<'a>>,
 }
 
 /// An inode a request acts on, and its type.
@@ -219,12 +231,19 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Getdents { fd, max } => self.getdents(fd, max, scratch),
             Request::GetFlags { fd } => {
                 let description = self.session.get(fd)?;
-                let cursor = description.cursor();
+                let (append, nonblock) = match description.route() {
+                    Route::Engine(cursor) => (cursor.append, cursor.nonblock),
+                    Route::Kernel(file) => {
+                        let flags = crate::sys::status_flags(file.as_raw_fd())
+                            .map_err(|e| kernel_errno(&e))?;
+                        (flags & libc::O_APPEND != 0, flags & libc::O_NONBLOCK != 0)
+                    }
+                };
                 Ok(Response::Flags(OpenOptions {
                     read: description.read,
                     write: description.write,
-                    append: cursor.append,
-                    nonblock: cursor.nonblock,
+                    append,
+                    nonblock,
                     ..OpenOptions::default()
                 }))
             }
@@ -233,7 +252,39 @@ impl<F: Filesystem> Exec<'_, F> {
                 append,
                 nonblock,
             } => self.set_flags(fd, append, nonblock),
+            Request::Handoff { fd } => self.handoff(fd),
         }
+    }
+
+    /// `Handoff`: the description's kernel file (opened now if it has none) goes to the
+    /// client, and the description becomes its proxy.
+    fn handoff(&self, fd: u32) -> Result<Response<'static>> {
+        let courier = self.courier.ok_or(Errno::NotSupported)?;
+        let description = self.session.get(fd)?;
+        match description.kind {
+            FileType::RegularFile => {}
+            FileType::Directory => return Err(Errno::IsADirectory),
+            _ => return Err(Errno::InvalidArgument),
+        }
+        let file = description.kernel_file(|cursor| {
+            let access = KernelAccess {
+                read: description.read,
+                write: description.write,
+                append: cursor.append,
+                nonblock: cursor.nonblock,
+            };
+            let opened = courier.opener.open(description.ino, access);
+            let file = std::fs::File::from(opened.map_err(|e| {
+                log::debug!("handing off inode {:?}: {e}", description.ino);
+                kernel_errno(&e)
+            })?);
+            let offset = i64::try_from(cursor.offset).map_err(|_| Errno::Overflow)?;
+            crate::sys::lseek(file.as_raw_fd(), offset, libc::SEEK_SET)
+                .map_err(|e| kernel_errno(&e))?;
+            Ok(file)
+        })?;
+        courier.deliver(fd, file)?;
+        Ok(Response::Ok)
     }
 
     // Sessions.
@@ -642,7 +693,17 @@ impl<F: Filesystem> Exec<'_, F> {
         if !description.read {
             return Err(Errno::BadHandle);
         }
-        let mut cursor = description.cursor();
+        let mut cursor = match description.route() {
+            Route::Engine(cursor) => cursor,
+            Route::Kernel(file) => {
+                let buf = fill(scratch, len as usize);
+                let n = match offset {
+                    None => (&*file).read(buf),
+                    Some(at) => file.read_at(buf, at),
+                };
+                return data(buf, n.map_err(|e| kernel_errno(&e))?);
+            }
+        };
         let at = offset.unwrap_or(cursor.offset);
         let len = len as usize;
         check_area(at, len)?;
@@ -661,7 +722,18 @@ impl<F: Filesystem> Exec<'_, F> {
         if !description.write {
             return Err(Errno::BadHandle);
         }
-        let mut cursor = description.cursor();
+        let mut cursor = match description.route() {
+            Route::Engine(cursor) => cursor,
+            Route::Kernel(file) => {
+                let n = match offset {
+                    None => (&*file).write(data),
+                    Some(at) => file.write_at(data, at),
+                };
+                return n
+                    .map(|n| Response::Size(n as u64))
+                    .map_err(|e| kernel_errno(&e));
+            }
+        };
         let at = offset.unwrap_or(cursor.offset);
         check_area(at, data.len())?;
         let (n, end) = self.fs.write(self.cred, cursor.fh, at, data)?;
@@ -676,7 +748,21 @@ impl<F: Filesystem> Exec<'_, F> {
     /// `lseek`; on a directory, `telldir`, `seekdir` and `rewinddir`.
     fn lseek(&self, fd: u32, offset: i64, whence: Whence) -> Result<Response<'static>> {
         let description = self.session.get(fd)?;
-        let mut cursor = description.cursor();
+        let mut cursor = match description.route() {
+            Route::Engine(cursor) => cursor,
+            Route::Kernel(file) => {
+                let whence = match whence {
+                    Whence::Set => libc::SEEK_SET,
+                    Whence::Cur => libc::SEEK_CUR,
+                    Whence::End => libc::SEEK_END,
+                    Whence::Data => libc::SEEK_DATA,
+                    Whence::Hole => libc::SEEK_HOLE,
+                };
+                return crate::sys::lseek(file.as_raw_fd(), offset, whence)
+                    .map(Response::Offset)
+                    .map_err(|e| kernel_errno(&e));
+            }
+        };
         let position = match (description.kind, whence) {
             (_, Whence::Set) => seek_to(0, offset)?,
             (_, Whence::Cur) => seek_to(cursor.offset, offset)?,
@@ -786,6 +872,19 @@ impl<F: Filesystem> Exec<'_, F> {
         }
         cursor.append = append;
         cursor.nonblock = nonblock;
+        drop(cursor);
+        if let Route::Kernel(file) = description.route() {
+            let fd = file.as_raw_fd();
+            let old = crate::sys::status_flags(fd).map_err(|e| kernel_errno(&e))?;
+            let mut flags = old & !(libc::O_APPEND | libc::O_NONBLOCK);
+            if append {
+                flags |= libc::O_APPEND;
+            }
+            if nonblock {
+                flags |= libc::O_NONBLOCK;
+            }
+            crate::sys::set_status_flags(fd, flags).map_err(|e| kernel_errno(&e))?;
+        }
         Ok(Response::Ok)
     }
 }
@@ -932,6 +1031,7 @@ mod tests {
                 &self.cred,
                 &request,
                 &mut self.scratch,
+                None,
             )
         }
 

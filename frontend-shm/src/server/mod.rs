@@ -13,6 +13,7 @@
 //!   channel goes.
 
 pub(crate) mod exec;
+pub mod handoff;
 pub(crate) mod session;
 mod worker;
 
@@ -31,6 +32,7 @@ use btfuse_core::{Credentials, Filesystem};
 use crate::channel::{REGION_LEN, Region};
 use crate::handshake::{HELLO_LEN, Hello, Welcome};
 use crate::sys;
+use handoff::KernelOpener;
 use session::{ForkTable, Session};
 
 /// How long a connecting client has to send its hello.
@@ -55,6 +57,8 @@ pub struct ServerConfig {
 /// State the acceptor, the set-up threads and the workers share.
 struct Shared<F: Filesystem> {
     fs: Arc<F>,
+    /// Opens inodes through a kernel mount, for `Handoff`; `None` without a mount.
+    opener: Option<Arc<dyn KernelOpener>>,
     forks: ForkTable<F>,
     /// Live sessions by join token.
     sessions: Mutex<HashMap<u64, Weak<Session<F>>>>,
@@ -94,11 +98,29 @@ pub struct Server<F: Filesystem + Send + Sync + 'static> {
 }
 
 impl<F: Filesystem + Send + Sync + 'static> Server<F> {
-    /// Binds the socket and starts serving `fs`.
+    /// Binds the socket and starts serving `fs`. `Handoff` is answered `EOPNOTSUPP`.
     ///
     /// The socket is created private to its owner (mode 0600). A socket file left by a server
     /// that is gone is replaced; one that a live server answers on is `AddrInUse`.
     pub fn start(fs: Arc<F>, config: &ServerConfig) -> io::Result<Server<F>> {
+        Self::start_inner(fs, config, None)
+    }
+
+    /// Like [`Server::start`], for a filesystem the kernel also mounts: `opener` opens its
+    /// inodes through that mount, which serves `Handoff` (see [`handoff`]).
+    pub fn start_with_kernel(
+        fs: Arc<F>,
+        config: &ServerConfig,
+        opener: Arc<dyn KernelOpener>,
+    ) -> io::Result<Server<F>> {
+        Self::start_inner(fs, config, Some(opener))
+    }
+
+    fn start_inner(
+        fs: Arc<F>,
+        config: &ServerConfig,
+        opener: Option<Arc<dyn KernelOpener>>,
+    ) -> io::Result<Server<F>> {
         let listener = bind_private(&config.socket)?;
         if config.socket_mode & 0o777 != 0o600 {
             use std::os::unix::fs::PermissionsExt;
@@ -114,6 +136,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
         }
         let shared = Arc::new(Shared {
             fs,
+            opener,
             forks: ForkTable::default(),
             sessions: Mutex::new(HashMap::new()),
             workers: inboxes,
@@ -472,6 +495,170 @@ mod tests {
         // Whatever the race did, the server and the other client are fine.
         good.write("/after", b"ok").unwrap();
         assert_eq!(good.read("/after").unwrap(), b"ok");
+        server.shutdown();
+    }
+
+    /// Opens one file of the test's own for every inode: stands for a kernel mount, so that
+    /// what goes through the kernel file shows in that file.
+    struct FileOpener(PathBuf);
+
+    impl KernelOpener for FileOpener {
+        fn open(
+            &self,
+            _ino: btfuse_core::Ino,
+            access: handoff::KernelAccess,
+        ) -> io::Result<std::os::fd::OwnedFd> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let flags = access.open_flags();
+            std::fs::OpenOptions::new()
+                .read(access.read)
+                .write(access.write && flags & libc::O_APPEND == 0)
+                .append(flags & libc::O_APPEND != 0)
+                .custom_flags(flags & libc::O_CLOEXEC)
+                .open(&self.0)
+                .map(Into::into)
+        }
+    }
+
+    fn server_with_opener(dir: &Path) -> (Server<MemFs<MemPool>>, PathBuf, PathBuf) {
+        let fs = Arc::new(MemFs::new(
+            MemPool::new(16 << 20),
+            Config::default(),
+            ZeroClock,
+        ));
+        let socket = dir.join("s.sock");
+        let kernel = dir.join("kernel-file");
+        std::fs::write(&kernel, b"").unwrap();
+        let server = Server::start_with_kernel(
+            fs,
+            &ServerConfig {
+                socket: socket.clone(),
+                threads: 2,
+                socket_mode: 0o600,
+            },
+            Arc::new(FileOpener(kernel.clone())),
+        )
+        .unwrap();
+        (server, socket, kernel)
+    }
+
+    fn handoff_on(channel: &mut Channel, tag: u64, fd: u32) -> Response<'static> {
+        channel
+            .call(tag, &Request::Handoff { fd }, |r| {
+                Ok(match r {
+                    Response::Ok => Response::Ok,
+                    Response::Err(e) => Response::Err(e),
+                    other => panic!("unexpected {other:?}"),
+                })
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn handoff_without_a_mount_is_eopnotsupp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let client = Client::connect(&socket).unwrap();
+        let file = crate::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .open(&client, "/f")
+            .unwrap();
+        let err = file.handoff().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP), "{err}");
+        // Nothing changed: the description still writes into the engine.
+        (&file).write_all(b"x").unwrap();
+        assert_eq!(client.read("/f").unwrap(), b"x");
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_handed_off_description_moves_with_the_kernel_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket, kernel) = server_with_opener(dir.path());
+        let client = Client::connect(&socket).unwrap();
+        let file = crate::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(&client, "/f")
+            .unwrap();
+        (&file).write_all(b"ab").unwrap();
+        let dup = file.try_clone().unwrap();
+        let mut handed = file.handoff().unwrap();
+        // The kernel file starts at the description's offset, close-on-exec.
+        use std::io::Seek;
+        assert_eq!(handed.stream_position().unwrap(), 2);
+        let flags = crate::sys::status_flags(std::os::fd::AsRawFd::as_raw_fd(&handed)).unwrap();
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_RDWR);
+        handed.write_all(b"k").unwrap();
+        // Every number of the description writes where the kernel file left off.
+        (&dup).write_all(b"r").unwrap();
+        assert_eq!(handed.stream_position().unwrap(), 4);
+        assert_eq!(std::fs::read(&kernel).unwrap(), b"\0\0kr");
+        assert_eq!((&file).seek(std::io::SeekFrom::Start(2)).unwrap(), 2);
+        assert_eq!(handed.stream_position().unwrap(), 2);
+        let mut back = [0u8; 2];
+        std::io::Read::read_exact(&mut &file, &mut back).unwrap();
+        assert_eq!(&back, b"kr");
+        // A second handoff of the same description shares the same kernel file.
+        let again = dup.handoff().unwrap();
+        let position =
+            crate::sys::lseek(std::os::fd::AsRawFd::as_raw_fd(&again), 0, libc::SEEK_CUR);
+        assert_eq!(position.unwrap(), 4);
+        // Directories are not handed off.
+        let root = client.open("/").unwrap();
+        let err = root.handoff().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_client_that_never_takes_its_descriptor_cannot_hold_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket, _kernel) = server_with_opener(dir.path());
+        let good = Client::connect(&socket).unwrap();
+        let (mut hostile, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let path = b"/h".to_vec();
+        let open = Request::Open {
+            at: None,
+            path: &path,
+            flags: ring::OpenOptions {
+                write: true,
+                create: true,
+                ..ring::OpenOptions::default()
+            },
+            mode: 0o644,
+        };
+        let fd = hostile
+            .call(1, &open, |r| match r {
+                Response::Opened { fd, .. } => Ok(fd),
+                other => panic!("unexpected {other:?}"),
+            })
+            .unwrap();
+        // The first descriptor is sent; every later one is refused at once while it waits.
+        assert_eq!(handoff_on(&mut hostile, 2, fd), Response::Ok);
+        let started = std::time::Instant::now();
+        for tag in 3..1000 {
+            assert_eq!(
+                handoff_on(&mut hostile, tag, fd),
+                Response::Err(btfuse_core::Errno::Busy)
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // Others are served meanwhile.
+        good.write("/ok", b"fine").unwrap();
+        assert_eq!(good.read("/ok").unwrap(), b"fine");
+        // Once the waiting descriptor is taken, the next one goes.
+        let mut buf = [0u8; handoff::KERNEL_FILE_LEN];
+        let first = sys::recv_waiting_with_fd(&hostile.stream, &mut buf).unwrap();
+        assert!(first.is_some());
+        assert_eq!(
+            handoff::KernelFile::decode(&buf),
+            Ok(handoff::KernelFile { tag: 2, fd })
+        );
+        assert_eq!(handoff_on(&mut hostile, 1000, fd), Response::Ok);
+        drop(hostile);
         server.shutdown();
     }
 

@@ -3,7 +3,7 @@
 //! descriptor numbers to descriptions; `dup` shares a description, `fork` copies the map.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
@@ -30,6 +30,13 @@ pub(crate) struct Cursor {
 }
 
 /// One open file description.
+///
+/// Once handed to the kernel (`Handoff`) it holds a kernel file of the same inode, opened
+/// through the mount, and is a proxy of that kernel description from then on: reads, writes,
+/// seeks and status flags go to the kernel file, whose offset is shared with whoever received
+/// its descriptor, and `cursor`'s offset and flags are no longer used. The kernel file is set
+/// once, under the cursor lock, so an engine read or write that holds the lock finishes before
+/// the kernel file takes the offset over.
 pub(crate) struct Description<F: Filesystem> {
     fs: Arc<F>,
     /// The inode it opened.
@@ -41,6 +48,15 @@ pub(crate) struct Description<F: Filesystem> {
     /// Opened for writing.
     pub(crate) write: bool,
     cursor: Mutex<Cursor>,
+    kernel: OnceLock<std::fs::File>,
+}
+
+/// Where a call on a description's offset goes.
+pub(crate) enum Route<'d> {
+    /// The engine, with the offset and flags locked for the call.
+    Engine(MutexGuard<'d, Cursor>),
+    /// The kernel file the description was handed off as; no lock is held.
+    Kernel(&'d std::fs::File),
 }
 
 impl<F: Filesystem> Description<F> {
@@ -61,7 +77,40 @@ impl<F: Filesystem> Description<F> {
             read,
             write,
             cursor: Mutex::new(cursor),
+            kernel: OnceLock::new(),
         }
+    }
+
+    /// Where a call that uses or moves the offset goes. When it says the engine, the cursor is
+    /// locked: a handoff cannot take the offset over until the call is done.
+    pub(crate) fn route(&self) -> Route<'_> {
+        if let Some(kernel) = self.kernel.get() {
+            return Route::Kernel(kernel);
+        }
+        let cursor = self.cursor();
+        match self.kernel.get() {
+            Some(kernel) => Route::Kernel(kernel),
+            None => Route::Engine(cursor),
+        }
+    }
+
+    /// The kernel file this description was handed off as, opened by `open` from the
+    /// cursor (whose offset and flags it must take over) on the first handoff.
+    pub(crate) fn kernel_file<E>(
+        &self,
+        open: impl FnOnce(&Cursor) -> Result<std::fs::File, E>,
+    ) -> Result<&std::fs::File, E> {
+        if let Some(kernel) = self.kernel.get() {
+            return Ok(kernel);
+        }
+        let cursor = self.cursor();
+        if let Some(kernel) = self.kernel.get() {
+            return Ok(kernel);
+        }
+        let file = open(&cursor)?;
+        let kernel = self.kernel.get_or_init(|| file);
+        drop(cursor);
+        Ok(kernel)
     }
 
     /// The offset, flags and handle, locked for one operation.

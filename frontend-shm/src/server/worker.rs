@@ -20,6 +20,7 @@ use btfuse_core::ring::{self, Request, Response};
 use btfuse_core::{Credentials, Errno, Filesystem};
 use io_uring::{IoUring, opcode, squeue, types};
 
+use super::handoff::Courier;
 use super::session::Session;
 use super::{Shared, exec};
 use crate::channel::{AREA, Region};
@@ -404,10 +405,24 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         } else {
             let shared = self.shared;
             let (session, cred) = (&mut channel.session, &channel.cred);
+            let courier = shared.opener.as_deref().map(|opener| Courier {
+                opener,
+                stream: &channel.stream,
+                tag,
+            });
             let outcome = catch_unwind(AssertUnwindSafe(move || {
                 // Moved out, so the closure is FnOnce and the response may borrow `scratch`.
                 let (session, scratch) = (session, scratch);
-                exec::execute(&shared.fs, &shared.forks, session, cred, &decoded, scratch)
+                let courier = courier.as_ref();
+                exec::execute(
+                    &shared.fs,
+                    &shared.forks,
+                    session,
+                    cred,
+                    &decoded,
+                    scratch,
+                    courier,
+                )
             }));
             match outcome {
                 Ok(response) => response,
