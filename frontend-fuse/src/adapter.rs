@@ -30,6 +30,10 @@ pub(crate) const MAX_WRITE: u32 = 1 << 20;
 const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 /// Chunk in which `copy_file_range` moves data between two files.
 const COPY_CHUNK: usize = 1 << 20;
+/// The generation of every inode the kernel is told of. The only file handles made are the
+/// ring's `Handoff`s, each opened at once from a live description's inode, so no stale
+/// handle can meet a reused inode number.
+pub(crate) const GENERATION: u64 = 0;
 
 /// Kernel cache lifetimes (see the README for why these values).
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +66,11 @@ impl<F: Filesystem> FuseFs<F> {
 
     fn reply_entry(&self, result: btfuse_core::Result<Attr>, reply: ReplyEntry) {
         match result {
-            Ok(attr) => reply.entry(&self.cache.entry_ttl, &file_attr(&attr), Generation(0)),
+            Ok(attr) => reply.entry(
+                &self.cache.entry_ttl,
+                &file_attr(&attr),
+                Generation(GENERATION),
+            ),
             Err(e) => reply.error(to_fuse(e)),
         }
     }
@@ -204,6 +212,10 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
             // The engine clears set-ID bits on write, truncate and chown itself; without this
             // the kernel would send a chmod as the writer, which a non-owner may not do.
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            // `open_by_handle_at` finds an inode the kernel has forgotten by asking for "." in
+            // it (and ".." of a directory for its parent), which the engine answers: the
+            // ring's `Handoff` opens files only the ring has seen, unlinked ones included.
+            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             if config.add_capabilities(capability).is_err() {
                 log::info!("kernel lacks {capability:?}");
@@ -532,7 +544,7 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
                 name,
                 &ttl,
                 &file_attr(&attr),
-                Generation(0),
+                Generation(GENERATION),
             );
             if full && !dots {
                 self.fs.forget(attr.ino, 1);
@@ -653,7 +665,7 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
             Ok((attr, h)) => reply.created(
                 &self.cache.entry_ttl,
                 &file_attr(&attr),
-                Generation(0),
+                Generation(GENERATION),
                 FileHandle(h.0),
                 FILE_OPEN_FLAGS,
             ),

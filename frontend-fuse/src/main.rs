@@ -3,6 +3,7 @@
 //! - [`adapter`]: fuser requests to `btfuse_core::Filesystem` calls;
 //! - [`creds`]: the credentials of each request, supplementary groups included;
 //! - [`errno`]: engine errors to errno values, in one exhaustive match;
+//! - [`handoff`]: the ring's `Handoff`, opening the mount's inodes through the kernel;
 //! - [`options`]: command-line and `-o` mount options;
 //! - [`sys`]: signals and daemonising, the only `unsafe` code.
 
@@ -12,6 +13,7 @@ mod adapter;
 mod coherence;
 mod creds;
 mod errno;
+mod handoff;
 mod options;
 mod sys;
 
@@ -206,6 +208,9 @@ fn serve(
         ..Config::default()
     };
     let fs = Arc::new(MemFs::new(MemPool::new(s.size), fs_config, SystemClock));
+    // Resolved before mounting: afterwards the walk would wait on this daemon's own answers.
+    let canonical = std::fs::canonicalize(&mountpoint)
+        .map_err(|e| format!("cannot resolve {}: {e}", mountpoint.display()))?;
     let mut config = fuser::Config::default();
     config.acl = if s.allow_other {
         fuser::SessionACL::All
@@ -259,7 +264,12 @@ fn serve(
     let ring = match &extras.ring {
         Some(socket) => {
             let engine = Arc::new(Coherent::new(Arc::clone(&fs), session.notifier()));
-            match start_ring(engine, socket, s.threads, s.allow_other) {
+            let started = handoff::MountOpener::new(&canonical)
+                .map_err(|e| format!("cannot find the mount just made: {e}"))
+                .and_then(|opener| {
+                    start_ring(engine, socket, s.threads, s.allow_other, Arc::new(opener))
+                });
+            match started {
                 Ok(server) => {
                     let _ = ring_counters.set(server.counters());
                     fast_path_hint(socket, &mountpoint);
@@ -395,6 +405,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
     socket: &std::path::Path,
     threads: usize,
     allow_other: bool,
+    opener: Arc<handoff::MountOpener>,
 ) -> Result<Server<F>, String> {
     if let Some(dir) = socket.parent()
         && !dir.exists()
@@ -413,7 +424,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
         threads,
         socket_mode: if allow_other { 0o666 } else { 0o600 },
     };
-    let server = Server::start(engine, &config)
+    let server = Server::start_with_kernel(engine, &config, opener)
         .map_err(|e| format!("--shm-socket {}: {e}", socket.display()))?;
     log::info!(
         "fast path: ring socket {} (btfuse_shm::Client::connect; --no-shm turns it off)",

@@ -139,3 +139,47 @@ pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// The FUSE kernel module's file handle type for a handle without a parent
+/// (`fuse_encode_fh`): three 32-bit words, the node id's high and low halves and the
+/// generation.
+const FUSE_HANDLE_TYPE: libc::c_int = 0x81;
+
+/// Opens, with `open(2)` `flags`, the inode a FUSE mount knows as `nodeid` of `generation`,
+/// through `mount_fd`, any descriptor on that mount (`open_by_handle_at`, which needs
+/// `CAP_DAC_READ_SEARCH`).
+pub(crate) fn open_by_fuse_handle(
+    mount_fd: &OwnedFd,
+    nodeid: u64,
+    generation: u32,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    /// `struct file_handle` with room for the FUSE handle.
+    #[repr(C)]
+    struct FuseHandle {
+        handle_bytes: u32,
+        handle_type: libc::c_int,
+        words: [u32; 3],
+    }
+    let handle = FuseHandle {
+        handle_bytes: 12,
+        handle_type: FUSE_HANDLE_TYPE,
+        words: [(nodeid >> 32) as u32, nodeid as u32, generation],
+    };
+    // SAFETY: `handle` is a valid `struct file_handle` of 12 handle bytes that outlives the
+    // call, which only reads it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            &handle as *const FuseHandle,
+            flags,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
