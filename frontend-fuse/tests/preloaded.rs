@@ -296,3 +296,68 @@ print(sorted(os.listdir(f"{d}/t")))
 "#,
     );
 }
+
+/// A static program (no loader, so no preload) that prints its arguments, one per line, or
+/// without arguments copies its standard input to its standard output; built with `cc`.
+fn static_program(dir: &Path) -> std::path::PathBuf {
+    let source = dir.join("static.c");
+    fs::write(
+        &source,
+        r#"
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc > 1) {
+        for (int i = 1; i < argc; i++) {
+            if (write(1, argv[i], strlen(argv[i])) < 0 || write(1, "\n", 1) != 1) return 1;
+        }
+        return 0;
+    }
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(0, buf, sizeof buf)) > 0) {
+        if (write(1, buf, n) != n) return 1;
+    }
+    return n < 0;
+}
+"#,
+    )
+    .expect("write the static program's source");
+    let binary = dir.join("static-copy");
+    let status = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc -static failed");
+    binary
+}
+
+/// Programs that do not load the preload (`env -u LD_PRELOAD`, `env -i`, a static binary)
+/// get the shell's btfuse redirections as kernel descriptors of the mount, handed off with
+/// their offsets: what they write lands between what the shell writes, what they read
+/// continues where the shell stopped, appends append, and an unlinked file stays reachable.
+#[test]
+fn redirections_reach_programs_without_the_preload() {
+    let build = tempfile::tempdir().expect("a directory for the static program");
+    let program = static_program(build.path());
+    let script = r#"
+        exec 3> "$D/F"; env -u LD_PRELOAD sh -c 'echo x >&3'; echo y >&3; exec 3>&-; cat "$D/F"
+        { echo a; env -u LD_PRELOAD sh -c 'echo b'; echo c; } > "$D/G"; cat "$D/G"
+        echo first > "$D/A"; env -u LD_PRELOAD sh -c 'echo appended' >> "$D/A"
+        echo last >> "$D/A"; env -i /bin/sh -c 'echo from-env-i >&3' 3>> "$D/A"; cat "$D/A"
+        printf 'in1\nin2\n' > "$D/input"; env -u LD_PRELOAD sh -c 'cat > "$D/C"' < "$D/input"
+        cat "$D/C"
+        { read l; echo "shell read $l"; env -u LD_PRELOAD cat; } < "$D/input"
+        printf 'r1\nr2\nr3\n' > "$D/R"
+        { read l; env -u LD_PRELOAD sh -c 'read m; echo "child $m"'; read n; echo "$l $n"; } < "$D/R"
+        exec 4<> "$D/U"; rm "$D/U"; echo before >&4
+        env -u LD_PRELOAD sh -c 'echo during >&4; stat -L -c "%h %s" /proc/self/fd/4'
+        echo after >&4; env -u LD_PRELOAD cat /proc/self/fd/4; exec 4>&-; ls "$D"
+        STATIC static-arg > "$D/S"; echo shell >> "$D/S"; STATIC < "$D/input" >> "$D/S"
+        { echo one; STATIC two; echo three; } >> "$D/S"; cat "$D/S"
+        "#
+    .replace("STATIC", program.to_str().expect("a UTF-8 path"));
+    same_as_tmpfs(SH, "handoff", Route::RingAndKernel, &script);
+}

@@ -24,7 +24,7 @@
 //!
 //! **Processes.** See [`process`]: `fork` shares descriptions with the child, `exec` hands
 //! the surviving descriptors to the next program (the variadic `execl` family is a small C
-//! file calling it). [`spawn`]: `posix_spawn`, `system` and `popen` exec inside glibc, so a
+//! file calling it), to the kernel first when that program will not load this library. [`spawn`]: `posix_spawn`, `system` and `popen` exec inside glibc, so a
 //! spawn that involves btfuse is made here from `fork`, the file actions and that `exec`.
 //!
 //! **Paths and directories.** [`resolve`]: `realpath` walks a path through this library's
@@ -44,6 +44,7 @@
 pub mod calls;
 pub mod dir;
 pub mod process;
+mod program;
 mod real;
 pub mod resolve;
 pub mod spawn;

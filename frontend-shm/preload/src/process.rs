@@ -9,11 +9,22 @@
 //!   `BTFUSE_INHERIT` to the new program, whose copy of this library attaches to them when it
 //!   loads. Close-on-exec descriptors are closed by the kernel with their placeholders, and
 //!   their descriptions are released with the old program's connection.
+//! - `exec` of a program that will not load this library (see [`program`](crate::program):
+//!   its environment does not preload it, it is static, or the loader runs it in secure
+//!   mode): each surviving btfuse file descriptor is handed to the kernel first (the ring's
+//!   `Handoff`: the server opens the same file through its FUSE mount at the description's
+//!   offset), and the kernel descriptor takes the placeholder's number, so the program reads
+//!   and writes the file itself, at the offset it shares with every other holder of the
+//!   description. What cannot be handed off (a directory, or no mount: `btfuse-shm`) goes
+//!   through `BTFUSE_INHERIT` as above, this library added to `LD_PRELOAD`. The table keeps
+//!   the numbers as btfuse's: if the `exec` fails, calls on them still reach the description,
+//!   which now reads and writes through the kernel file.
 
 use std::ffi::CString;
 
 use libc::{c_char, c_int, pid_t};
 
+use crate::program::{self, Program};
 use crate::real;
 use crate::state::{self, Entry, INHERIT_VAR, guarded};
 
@@ -66,17 +77,60 @@ pub unsafe extern "C" fn vfork() -> pid_t {
     unsafe { fork() }
 }
 
-/// The value of `BTFUSE_INHERIT` for an exec now: `TOKEN;FD=DESC[d],...`, or `None` when no
-/// btfuse descriptor survives the exec.
-fn inherit_value() -> Option<String> {
-    let surviving: Vec<(c_int, Entry)> = state::entries()
+/// The btfuse descriptors an exec now keeps (no close-on-exec).
+fn surviving() -> Vec<(c_int, Entry)> {
+    state::entries()
         .into_iter()
         .filter(|&(fd, _)| {
             // SAFETY: F_GETFD on a placeholder this library holds.
             let flags = unsafe { real::fcntl()(fd, libc::F_GETFD, 0) };
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         })
-        .collect();
+        .collect()
+}
+
+/// Hands each of `surviving`'s files to the kernel (see the module documentation) and puts
+/// the kernel descriptor on its number; returns the descriptors it could not hand off.
+fn hand_off(surviving: Vec<(c_int, Entry)>) -> Vec<(c_int, Entry)> {
+    let Some(client) = state::client() else {
+        return surviving;
+    };
+    let mut left = Vec::new();
+    let mut available = true;
+    for (fd, entry) in surviving {
+        if entry.dir || !available {
+            left.push((fd, entry));
+            continue;
+        }
+        match client.handoff(entry.desc) {
+            Ok(kernel) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: `kernel` is open; `fd` is this library's placeholder, replaced
+                // atomically by a descriptor that survives the exec.
+                if unsafe { real::dup3()(kernel.as_raw_fd(), fd, 0) } != fd {
+                    left.push((fd, entry));
+                }
+            }
+            Err(e) => {
+                // No mount (`EOPNOTSUPP`) answers the same for every description.
+                available = e.raw_os_error() != Some(libc::EOPNOTSUPP);
+                left.push((fd, entry));
+            }
+        }
+    }
+    left
+}
+
+/// The value of `BTFUSE_INHERIT` for an exec now: `TOKEN;FD=DESC[d],...`, or `None` when no
+/// btfuse descriptor survives the exec. With `hand_off_first`, the files are handed to the
+/// kernel first and only what could not be is listed.
+fn inherit_value(hand_off_first: bool) -> Option<String> {
+    let surviving = surviving();
+    let surviving = if hand_off_first && !surviving.is_empty() {
+        hand_off(surviving)
+    } else {
+        surviving
+    };
     let cwd = state::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if surviving.is_empty() && cwd.is_none() {
         return None;
@@ -204,15 +258,26 @@ unsafe extern "C" {
     pub(crate) static environ: *const *const c_char;
 }
 
-/// Runs `exec` with the environment it should get: `envp` plus the inherited table, if any.
+/// Runs `exec` of `program` with the environment it should get: `envp` plus the inherited
+/// table, if any, after handing the btfuse files to the kernel when `program` will not load
+/// this library.
 ///
 /// # Safety
-/// `envp` is a null-terminated array of C strings.
+/// `envp` is a null-terminated array of C strings; `program`'s strings are C strings.
 pub(crate) unsafe fn exec_with(
+    program: Program<'_>,
     envp: *const *const c_char,
     exec: impl FnOnce(*const *const c_char) -> c_int,
 ) -> c_int {
-    let value = guarded(inherit_value).flatten();
+    let value = guarded(|| {
+        let foreign = !state::entries().is_empty()
+            && library_path().is_some_and(|library| {
+                // SAFETY: the caller's contract.
+                !unsafe { program::loads_library(program, envp, library) }
+            });
+        inherit_value(foreign)
+    })
+    .flatten();
     match value {
         None => exec(envp),
         Some(value) => {
@@ -309,7 +374,8 @@ pub unsafe extern "C" fn execve(
     // SAFETY: libc's contract, passed on.
     unsafe {
         with_program_path(libc::AT_FDCWD, path, false, |path| {
-            exec_with(envp, |env| real::execve()(path, argv, env))
+            let program = Program::Path(std::ffi::CStr::from_ptr(path));
+            exec_with(program, envp, |env| real::execve()(path, argv, env))
         })
     }
 }
@@ -346,7 +412,10 @@ pub unsafe extern "C" fn execvpe(
 ) -> c_int {
     // SAFETY: libc's contract, passed on.
     unsafe {
-        let run = |file| exec_with(envp, |env| real::execvpe()(file, argv, env));
+        let run = |file: *const c_char| {
+            let program = Program::Search(std::ffi::CStr::from_ptr(file));
+            exec_with(program, envp, |env| real::execvpe()(file, argv, env))
+        };
         if has_slash(file) {
             with_program_path(libc::AT_FDCWD, file, false, run)
         } else {
@@ -368,7 +437,7 @@ pub unsafe extern "C" fn fexecve(
         return state::fail(libc::EACCES);
     }
     // SAFETY: libc's contract, passed on.
-    unsafe { exec_with(envp, |env| real::fexecve()(fd, argv, env)) }
+    unsafe { exec_with(Program::Fd(fd), envp, |env| real::fexecve()(fd, argv, env)) }
 }
 
 /// Interposed: a relative name from a btfuse directory descriptor is spelled from the
@@ -391,7 +460,8 @@ pub unsafe extern "C" fn execveat(
             } else {
                 libc::AT_FDCWD
             };
-            exec_with(envp, |env| {
+            let program = Program::At(dirfd, std::ffi::CStr::from_ptr(resolved), flags);
+            exec_with(program, envp, |env| {
                 real::execveat()(dirfd, resolved, argv, env, flags)
             })
         })

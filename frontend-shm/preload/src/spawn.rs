@@ -24,6 +24,7 @@ use libc::{FILE, c_char, c_int, c_short, c_uint, pid_t, sigset_t};
 
 use crate::calls;
 use crate::process::{self, environ};
+use crate::program::Program;
 use crate::real;
 use crate::state::{self, fail, guarded};
 
@@ -499,7 +500,13 @@ unsafe fn spawn_here(
             let mut pipe = fds[1];
             let error = match prepare_child(actions, attr, &parent_mask, &mut pipe) {
                 Ok(()) => {
-                    process::exec_with(envp, |env| {
+                    let name = CStr::from_ptr(file);
+                    let program = if search {
+                        Program::Search(name)
+                    } else {
+                        Program::Path(name)
+                    };
+                    process::exec_with(program, envp, |env| {
                         if search {
                             exec_searching(file, argv, env)
                         } else {
