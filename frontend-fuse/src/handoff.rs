@@ -15,6 +15,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use btfuse_core::Ino;
 use btfuse_shm::server::handoff::{KernelAccess, KernelOpener};
@@ -25,26 +26,34 @@ use crate::sys;
 /// Opens inodes of the mount at a mount point through the kernel.
 pub(crate) struct MountOpener {
     mountpoint: PathBuf,
-    /// The mount's device number, as `stat` reports it.
-    dev: u64,
+    /// The mount's device number, as `stat` reports it, read from `/proc/self/mountinfo`
+    /// at the first handoff (not at start, which would delay the ring's socket).
+    dev: OnceLock<u64>,
 }
 
 impl MountOpener {
-    /// The opener of the btfuse mount just made at `mountpoint` (a canonical path). Reads
-    /// `/proc/self/mountinfo` rather than `stat`ting the mount, which the daemon may not be
-    /// serving yet.
-    pub(crate) fn new(mountpoint: &Path) -> io::Result<MountOpener> {
+    /// The opener of this daemon's btfuse mount at `mountpoint` (a canonical path).
+    pub(crate) fn new(mountpoint: &Path) -> MountOpener {
+        MountOpener {
+            mountpoint: mountpoint.to_path_buf(),
+            dev: OnceLock::new(),
+        }
+    }
+
+    /// The mount's device number.
+    fn dev(&self) -> io::Result<u64> {
+        if let Some(&dev) = self.dev.get() {
+            return Ok(dev);
+        }
+        // From mountinfo rather than `stat`, which would ask the mount itself.
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-        let dev = mount_device(&mountinfo, mountpoint).ok_or_else(|| {
+        let dev = mount_device(&mountinfo, &self.mountpoint).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} is not a btfuse mount", mountpoint.display()),
+                format!("{} is not a btfuse mount", self.mountpoint.display()),
             )
         })?;
-        Ok(MountOpener {
-            mountpoint: mountpoint.to_path_buf(),
-            dev,
-        })
+        Ok(*self.dev.get_or_init(|| dev))
     }
 }
 
@@ -59,7 +68,8 @@ impl KernelOpener for MountOpener {
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
             .open(&self.mountpoint)?;
-        if root.metadata()?.dev() != self.dev {
+        let dev = self.dev()?;
+        if root.metadata()?.dev() != dev {
             // Something else is mounted over it now.
             return Err(stale());
         }
@@ -68,7 +78,7 @@ impl KernelOpener for MountOpener {
         let opened = sys::open_by_fuse_handle(&root, ino.0, GENERATION as u32, flags)?;
         let file = std::fs::File::from(opened);
         let meta = file.metadata()?;
-        if meta.dev() != self.dev || meta.ino() != ino.0 {
+        if meta.dev() != dev || meta.ino() != ino.0 {
             return Err(stale());
         }
         Ok(OwnedFd::from(file))

@@ -264,12 +264,8 @@ fn serve(
     let ring = match &extras.ring {
         Some(socket) => {
             let engine = Arc::new(Coherent::new(Arc::clone(&fs), session.notifier()));
-            let started = handoff::MountOpener::new(&canonical)
-                .map_err(|e| format!("cannot find the mount just made: {e}"))
-                .and_then(|opener| {
-                    start_ring(engine, socket, s.threads, s.allow_other, Arc::new(opener))
-                });
-            match started {
+            let opener = Arc::new(handoff::MountOpener::new(&canonical));
+            match start_ring(engine, socket, s.threads, s.allow_other, opener) {
                 Ok(server) => {
                     let _ = ring_counters.set(server.counters());
                     fast_path_hint(socket, &mountpoint);
