@@ -81,6 +81,9 @@ pub(crate) struct Channel {
     identity: Option<(u64, u64)>,
     pub(crate) region: Region,
     pub(crate) seq: u32,
+    /// A request sent without waiting for its answer ([`Channel::post`]): its sequence number
+    /// and tag. The next use of the channel collects the answer first.
+    posted: Option<(u32, u64)>,
 }
 
 impl Channel {
@@ -119,6 +122,7 @@ impl Channel {
                 identity,
                 region,
                 seq,
+                posted: None,
             },
             welcome.session,
         ))
@@ -131,12 +135,7 @@ impl Channel {
         request: &Request<'_>,
         read: impl FnOnce(Response<'_>) -> io::Result<T>,
     ) -> io::Result<T> {
-        // SAFETY: this thread holds the channel exclusively (it was taken from the pool).
-        let area = unsafe { self.region.request_area() };
-        let len = ring::encode_request(tag, request, area).map_err(encode_error)?;
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        self.region.publish_request(seq, len);
+        let seq = self.send(tag, request)?;
         self.wait(seq)?;
         // SAFETY: the view is dropped before this channel publishes another request.
         let bytes = unsafe { self.region.response(seq) }
@@ -146,6 +145,43 @@ impl Channel {
             return Err(protocol_error("response to another request"));
         }
         read(response)
+    }
+
+    /// Publishes `request` (after collecting the answer to a posted one); its sequence number.
+    fn send(&mut self, tag: u64, request: &Request<'_>) -> io::Result<u32> {
+        self.collect_posted()?;
+        // SAFETY: this thread holds the channel exclusively (it was taken from the pool).
+        let area = unsafe { self.region.request_area() };
+        let len = ring::encode_request(tag, request, area).map_err(encode_error)?;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.region.publish_request(seq, len);
+        Ok(seq)
+    }
+
+    /// Sends `request` without waiting for its answer, which the channel's next use collects
+    /// and drops: for requests whose answer the caller would ignore (a close), so that the
+    /// server does the work while the caller goes on. The channel still serves requests one
+    /// at a time, in order.
+    pub(crate) fn post(&mut self, tag: u64, request: &Request<'_>) -> io::Result<()> {
+        let seq = self.send(tag, request)?;
+        self.posted = Some((seq, tag));
+        Ok(())
+    }
+
+    /// Waits for the answer to the posted request, if any, and checks that it is one.
+    fn collect_posted(&mut self) -> io::Result<()> {
+        let Some((seq, tag)) = self.posted.take() else {
+            return Ok(());
+        };
+        self.wait(seq)?;
+        // SAFETY: the view is dropped before this channel publishes another request.
+        let bytes = unsafe { self.region.response(seq) }
+            .ok_or_else(|| protocol_error("response vanished"))?;
+        match ring::decode_response(bytes).map_err(protocol_error)? {
+            (answered, _) if answered == tag => Ok(()),
+            _ => Err(protocol_error("response to another request")),
+        }
     }
 
     /// Takes the kernel descriptor the server sent for `Handoff` request `tag` of description
@@ -336,6 +372,17 @@ impl Client {
             idle = inner.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
             inner.waiters.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Sends `request` and returns at once, without its answer (which is dropped): for a
+    /// request whose answer the caller would ignore, such as `Close`. Requests on one channel
+    /// are served in order, so a later call from the same thread normally follows it; one
+    /// from another thread may be served first.
+    pub fn post(&self, request: &Request<'_>) -> io::Result<()> {
+        self.with_channel(|channel| {
+            let tag = u64::from(channel.seq.wrapping_add(1));
+            channel.post(tag, request)
+        })
     }
 
     /// Sends any ring request and hands its response to `read`: the descriptor-level API the
@@ -981,8 +1028,9 @@ impl Seek for &File {
 
 impl Drop for File {
     fn drop(&mut self) {
-        // A close that fails (server gone) has nothing left to release.
-        let _ = self.client.call(&Request::Close { fd: self.fd }, expect_ok);
+        // A close that fails (server gone) has nothing left to release; its answer is not
+        // waited for.
+        let _ = self.client.post(&Request::Close { fd: self.fd });
     }
 }
 

@@ -419,3 +419,41 @@ fn permissions_follow_the_identity_the_kernel_reports() {
     );
     assert_eq!(root.metadata("/pub/mine").unwrap().attr.uid, 65534);
 }
+
+/// A closed file's answer is not waited for (`Client::post`), yet what the close does is
+/// done before the same thread's next call: the space of an unlinked file comes back at once,
+/// and a close posted to a dead server surfaces as ENOTCONN on the next call, not as a hang.
+#[test]
+fn a_posted_close_is_done_before_the_next_call() {
+    let daemon = Daemon::start("16M");
+    let c = daemon.client();
+    let before = c.statfs().unwrap().blocks_free;
+    for round in 0..200 {
+        let mut f = c.create("/gone").unwrap();
+        f.write_all(&[7u8; 64 * 1024]).unwrap();
+        c.remove_file("/gone").unwrap();
+        assert!(
+            c.statfs().unwrap().blocks_free < before,
+            "round {round}: still held"
+        );
+        drop(f);
+        assert_eq!(c.statfs().unwrap().blocks_free, before, "round {round}");
+    }
+    // Many closes in a row, each collected by the next.
+    let files: Vec<_> = (0..100)
+        .map(|i| c.create(format!("/f{i}")).unwrap())
+        .collect();
+    drop(files);
+    assert_eq!(c.read_dir("/").unwrap().len(), 100);
+    let last = c.create("/last").unwrap();
+    daemon.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    drop(last);
+    assert_eq!(errno_of(c.metadata("/f1")), libc::ENOTCONN);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}

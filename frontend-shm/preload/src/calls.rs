@@ -79,7 +79,10 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
 /// Gives up this process's reference to description `desc` (and what it remembered of it).
 fn release(client: &Client, desc: u32) {
     state::forget_path(desc);
-    let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
+    // Not waited for: the program's close needs nothing from the answer (see Client::post).
+    if let Err(e) = client.post(&Request::Close { fd: desc }) {
+        state::transport_failed(&e);
+    }
 }
 
 /// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees,

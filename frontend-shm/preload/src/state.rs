@@ -657,14 +657,17 @@ pub(crate) fn call<T>(
     });
     match sent {
         Ok(()) => outcome,
-        Err(e) => {
-            let code = errno_of(&e);
-            if code == libc::ENOTCONN {
-                lost();
-            }
-            Err(code)
-        }
+        Err(e) => Err(transport_failed(&e)),
     }
+}
+
+/// The errno of a request that could not be carried out; notes a server that is gone.
+pub(crate) fn transport_failed(e: &io::Error) -> i32 {
+    let code = errno_of(e);
+    if code == libc::ENOTCONN {
+        lost();
+    }
+    code
 }
 
 /// The errno for an answer of an unexpected kind: the server broke the protocol.
