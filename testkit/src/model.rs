@@ -663,6 +663,15 @@ fn copy_out(data: &[u8], buf: &mut [u8]) -> Result<usize> {
 impl Filesystem for Model {
     fn lookup(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
         let mut st = self.lock();
+        // The kernel's export lookup (decoding a file handle) asks for "." in an inode of any
+        // type: a non-directory answers with itself, counted, whoever asks.
+        if name == b"."
+            && let Some(node) = st.nodes.get_mut(&parent.0)
+            && node.kind != FileType::Directory
+        {
+            node.lookups += 1;
+            return Ok(self.attr_of(parent.0, node));
+        }
         let ino = resolve_name(&st, cred, parent.0, name)?;
         let node = st.nodes.get_mut(&ino).ok_or(Errno::NotFound)?;
         node.lookups += 1;
