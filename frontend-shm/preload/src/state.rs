@@ -8,7 +8,7 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use btfuse_core::ring::{Request, Response};
@@ -232,31 +232,31 @@ pub(crate) fn take_fell_back() -> bool {
     FELL_BACK.try_with(|f| f.replace(false)).unwrap_or(false)
 }
 
-/// The kernel's working directory as `getcwd` gave it, and whether it lies under a btfuse
-/// prefix; `None` until asked for, and again after every `chdir`/`fchdir` the kernel makes.
-static KERNEL_CWD: Mutex<Option<Option<Vec<u8>>>> = Mutex::new(None);
+/// The kernel's working directory when it lies under a btfuse prefix, as `getcwd` gave it;
+/// read again after every `chdir`/`fchdir` the kernel makes.
+static KERNEL_CWD: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// What is known of the kernel's working directory, so that the common answer ("not under
+/// any prefix") takes one load and no lock: [`UNKNOWN`], [`OUTSIDE`] or [`INSIDE`].
+static KERNEL_CWD_STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const OUTSIDE: u8 = 1;
+const INSIDE: u8 = 2;
 
 /// `rel` joined to the kernel's working directory when that directory is under a btfuse
 /// prefix (the program entered the mount through the kernel, e.g. by a relative `chdir`);
 /// `None` otherwise.
 pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
+    if KERNEL_CWD_STATE.load(Ordering::Acquire) == OUTSIDE {
+        return None;
+    }
     let mut cached = KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner());
-    let cwd = cached.get_or_insert_with(|| {
-        let mut buf = vec![0u8; libc::PATH_MAX as usize];
-        // SAFETY: `buf` holds PATH_MAX bytes.
-        let got = unsafe { (crate::real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
-        if got.is_null() {
-            return None;
-        }
-        let len = buf.iter().position(|&b| b == 0)?;
-        buf.truncate(len);
-        let served = discovered()
-            .iter()
-            .chain(explicit())
-            .any(|c| under(&buf, &c.prefix));
-        served.then_some(buf)
-    });
-    let mut full = cwd.clone()?;
+    if KERNEL_CWD_STATE.load(Ordering::Acquire) == UNKNOWN {
+        *cached = kernel_cwd_under_a_prefix();
+        let state = if cached.is_some() { INSIDE } else { OUTSIDE };
+        KERNEL_CWD_STATE.store(state, Ordering::Release);
+    }
+    let mut full = cached.clone()?;
     drop(cached);
     if full.last() != Some(&b'/') {
         full.push(b'/');
@@ -265,9 +265,27 @@ pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
     Some(full)
 }
 
+/// The kernel's `getcwd`, if it is under a btfuse prefix.
+fn kernel_cwd_under_a_prefix() -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` holds PATH_MAX bytes.
+    let got = unsafe { (crate::real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
+    if got.is_null() {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    buf.truncate(len);
+    let served = discovered()
+        .iter()
+        .chain(explicit())
+        .any(|c| under(&buf, &c.prefix));
+    served.then_some(buf)
+}
+
 /// Forgets the kernel's working directory (it changed).
 pub(crate) fn forget_kernel_cwd() {
-    *KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let _cached = KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner());
+    KERNEL_CWD_STATE.store(UNKNOWN, Ordering::Release);
 }
 
 /// When the last connection attempt failed (coarse seconds; 0: none failed).
