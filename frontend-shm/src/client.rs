@@ -73,6 +73,44 @@ fn encode_error(e: EncodeError) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
+/// A request [`Client::send`] published, whose answer is still to come.
+pub struct Sent<'a> {
+    client: &'a Client,
+    channel: Option<Channel>,
+    seq: u32,
+    tag: u64,
+}
+
+impl Sent<'_> {
+    /// Waits for the answer and hands it to `read` (an error answer as `Response::Err`).
+    pub fn finish<T>(mut self, read: impl FnOnce(Response<'_>) -> io::Result<T>) -> io::Result<T> {
+        let Some(mut channel) = self.channel.take() else {
+            return Err(protocol_error("answer already taken"));
+        };
+        let result = channel.receive(self.seq, self.tag, read);
+        self.client.give_back(channel, &result);
+        result
+    }
+}
+
+impl Drop for Sent<'_> {
+    /// An answer not waited for is collected, and dropped, by the channel's next use.
+    fn drop(&mut self) {
+        if let Some(mut channel) = self.channel.take() {
+            channel.posted = Some((self.seq, self.tag));
+            self.client.give_back(channel, &Ok(()));
+        }
+    }
+}
+
+impl std::fmt::Debug for Sent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sent")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One channel: a connection and its region.
 pub(crate) struct Channel {
     pub(crate) stream: UnixStream,
@@ -136,6 +174,16 @@ impl Channel {
         read: impl FnOnce(Response<'_>) -> io::Result<T>,
     ) -> io::Result<T> {
         let seq = self.send(tag, request)?;
+        self.receive(seq, tag, read)
+    }
+
+    /// Waits for the answer to request `seq` (tagged `tag`) and hands it to `read`.
+    fn receive<T>(
+        &mut self,
+        seq: u32,
+        tag: u64,
+        read: impl FnOnce(Response<'_>) -> io::Result<T>,
+    ) -> io::Result<T> {
         self.wait(seq)?;
         // SAFETY: the view is dropped before this channel publishes another request.
         let bytes = unsafe { self.region.response(seq) }
@@ -330,7 +378,14 @@ impl Client {
     fn with_channel<T>(&self, f: impl FnOnce(&mut Channel) -> io::Result<T>) -> io::Result<T> {
         let mut channel = self.take_channel()?;
         let result = f(&mut channel);
-        let broken = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
+        self.give_back(channel, &result);
+        result
+    }
+
+    /// Returns a channel to the pool after a use that ended with `result`, unless that found
+    /// it broken.
+    fn give_back<T>(&self, channel: Channel, result: &io::Result<T>) {
+        let broken = matches!(result, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
             || e.kind() == io::ErrorKind::InvalidData);
         let inner = &self.inner;
         let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -347,7 +402,27 @@ impl Client {
         if waiting {
             inner.returned.notify_one();
         }
-        result
+    }
+
+    /// Sends `request` and returns before its answer, which [`Sent::finish`] waits for: the
+    /// caller does its own work (a system call, say) while the server does the request's.
+    /// The channel stays the caller's until then.
+    pub fn send(&self, request: &Request<'_>) -> io::Result<Sent<'_>> {
+        let mut channel = self.take_channel()?;
+        let tag = u64::from(channel.seq.wrapping_add(1));
+        match channel.send(tag, request) {
+            Ok(seq) => Ok(Sent {
+                client: self,
+                channel: Some(channel),
+                seq,
+                tag,
+            }),
+            Err(e) => {
+                let result = Err(e);
+                self.give_back(channel, &result);
+                result
+            }
+        }
     }
 
     fn take_channel(&self) -> io::Result<Channel> {

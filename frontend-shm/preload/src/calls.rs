@@ -94,14 +94,35 @@ fn reserve(cloexec: bool) -> Result<c_int, i32> {
     state::placeholder(cloexec)
 }
 
-fn umask() -> mode_t {
-    // Read without keeping the change: umask has no query form.
-    // SAFETY: umask cannot fail.
-    unsafe {
-        let m = libc::umask(0o022);
-        libc::umask(m);
-        m
+/// The process's file mode creation mask, as this library last saw it set (`u32::MAX`:
+/// not read yet). `umask` is interposed to keep it, so that a create costs no system calls to
+/// read it (umask has no query form: reading it takes two).
+static UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// The umask system call itself.
+fn sys_umask(mask: mode_t) -> mode_t {
+    // SAFETY: umask cannot fail and touches no memory.
+    unsafe { libc::syscall(libc::SYS_umask, mask) as mode_t }
+}
+
+fn current_umask() -> mode_t {
+    use std::sync::atomic::Ordering;
+    let known = UMASK.load(Ordering::Relaxed);
+    if known != u32::MAX {
+        return known;
     }
+    let m = sys_umask(0o022);
+    sys_umask(m);
+    UMASK.store(m, Ordering::Relaxed);
+    m
+}
+
+/// Interposed: the mask is remembered (see [`UMASK`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn umask(mask: mode_t) -> mode_t {
+    let old = sys_umask(mask);
+    UMASK.store(mask & 0o777, std::sync::atomic::Ordering::Relaxed);
+    old
 }
 
 fn open_options(flags: c_int) -> ring::OpenOptions {
@@ -129,18 +150,30 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         path: &target.path,
         flags: open_options(flags),
         mode: if flags & libc::O_CREAT != 0 {
-            mode & 0o7777 & !umask()
+            mode & 0o7777 & !current_umask()
         } else {
             0
         },
     };
-    let opened = call(&target.client, &request, |r| match r {
+    // The placeholder is made while the server opens the file.
+    let sent = match target.client.send(&request) {
+        Ok(sent) => sent,
+        Err(e) => return fail(state::transport_failed(&e)),
+    };
+    let placeholder = reserve(flags & libc::O_CLOEXEC != 0);
+    let opened = state::finish(sent, |r| match r {
         Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory)),
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {
         Ok(opened) => opened,
-        Err(e) => return fail(e),
+        Err(e) => {
+            if let Ok(fd) = placeholder {
+                // SAFETY: the placeholder was made above and is nobody else's.
+                unsafe { real::close()(fd) };
+            }
+            return fail(e);
+        }
     };
     if dir {
         let base = match target.at {
@@ -151,7 +184,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             state::remember_path(desc, path);
         }
     }
-    match reserve(flags & libc::O_CLOEXEC != 0) {
+    match placeholder {
         Ok(fd) => {
             state::insert(fd, Entry { desc, dir });
             crate::stdio::sync_std_stream(fd);
@@ -715,7 +748,7 @@ pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t
     // SAFETY: libc's contract, passed on.
     unsafe {
         simple(dirfd, path, |t| {
-            let mode = mode & 0o7777 & !umask();
+            let mode = mode & 0o7777 & !current_umask();
             Some(expect_ok(
                 &t.client,
                 &Request::Mkdir {

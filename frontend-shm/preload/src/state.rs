@@ -679,6 +679,25 @@ pub(crate) fn call<T>(
     }
 }
 
+/// Waits for the answer to a request sent with `Client::send` and maps it as [`call`] does.
+pub(crate) fn finish<T>(
+    sent: btfuse_shm::Sent<'_>,
+    read: impl FnOnce(Response<'_>) -> Result<T, i32>,
+) -> Result<T, i32> {
+    let mut outcome = Err(libc::EIO);
+    let received = sent.finish(|r| {
+        outcome = match r {
+            Response::Err(e) => Err(e.code()),
+            other => read(other),
+        };
+        Ok(())
+    });
+    match received {
+        Ok(()) => outcome,
+        Err(e) => Err(transport_failed(&e)),
+    }
+}
+
 /// The errno of a request that could not be carried out; notes a server that is gone.
 pub(crate) fn transport_failed(e: &io::Error) -> i32 {
     let code = errno_of(e);

@@ -468,3 +468,21 @@ fn descriptor_numbers_are_the_lowest_free_ones() {
     let (_build, binary) = common::compile_c(LOWEST_NUMBERS, &["-O1"]);
     same_as_tmpfs(&[binary.to_str().unwrap()], "lowest", "");
 }
+
+/// Modes of new files follow the umask as it changes (the library keeps it rather than read
+/// it with two system calls per create).
+#[test]
+fn new_files_follow_the_umask_as_it_changes() {
+    same_as_tmpfs(
+        BASH,
+        "umask",
+        r#"
+        umask 027; touch "$D/a"; mkdir "$D/b"
+        umask 0; touch "$D/c"; mkdir "$D/d"
+        umask 077; echo x > "$D/e"
+        stat -c '%n %a' "$D"/* | sed "s#$D/##"
+        python3 -c 'import os; os.umask(0o002); open(os.environ["D"] + "/p", "w").close(); os.mkdir(os.environ["D"] + "/q")'
+        stat -c '%n %a' "$D/p" "$D/q" | sed "s#$D/##"
+        "#,
+    );
+}
