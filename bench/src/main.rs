@@ -134,6 +134,9 @@ fn compare(a: &Path, b: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Round trips of the floor measurement at the start of each round (about 0.1 s at most).
+const FLOOR_ROUNDS: u32 = 200_000;
+
 fn run(args: RunArgs) -> io::Result<()> {
     let mut targets = Vec::new();
     for t in Target::ALL {
@@ -193,7 +196,9 @@ fn run(args: RunArgs) -> io::Result<()> {
         let size = w.size(args.quick);
         let mut times = vec![Vec::with_capacity(rounds); targets.len()];
         let mut ops = None;
+        let mut floor = Vec::with_capacity(rounds);
         for round in 0..rounds {
+            floor.push(btfuse_shm::channel::cache_line_round_trip(FLOOR_ROUNDS));
             // The order rotates so that no target always runs first (or right after another).
             for k in 0..targets.len() {
                 let i = (k + round) % targets.len();
@@ -219,7 +224,7 @@ fn run(args: RunArgs) -> io::Result<()> {
             }
         }
         lab.remove_fixtures(w)?;
-        let result = WorkloadResult::new(w, size, ops.unwrap_or(0), &targets, &times);
+        let result = WorkloadResult::new(w, size, ops.unwrap_or(0), &targets, &times, floor);
         progress.println(format!(
             "{}: {}",
             w.name(),

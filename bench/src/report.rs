@@ -66,6 +66,11 @@ pub(crate) struct WorkloadResult {
     pub(crate) ops: u64,
     /// Per target, in report order.
     pub(crate) targets: Vec<TargetResult>,
+    /// The machine's floor for a shared-memory round trip (one cache line bounced between
+    /// two threads, ns) measured at the start of each round: on a virtual machine it moves
+    /// with where the host places the virtual CPUs, and every ring figure moves with it.
+    #[serde(default)]
+    pub(crate) floor_ns: Vec<f64>,
 }
 
 /// One workload on one target.
@@ -122,6 +127,7 @@ impl WorkloadResult {
         ops: u64,
         targets: &[Target],
         rounds: &[Vec<f64>],
+        floor_ns: Vec<f64>,
     ) -> WorkloadResult {
         let find = |which: Target| targets.iter().position(|&t| t == which).map(|i| &rounds[i]);
         let pairwise = |num: &[f64], den: &[f64]| {
@@ -151,6 +157,7 @@ impl WorkloadResult {
             size,
             ops,
             targets,
+            floor_ns,
         }
     }
 
@@ -225,6 +232,7 @@ impl Results {
         let mut rows = vec![
             std::iter::once("workload".to_owned())
                 .chain(self.meta.targets.iter().map(|t| t.label().to_owned()))
+                .chain(std::iter::once("floor".to_owned()))
                 .collect::<Vec<_>>(),
         ];
         for w in &self.workloads {
@@ -238,13 +246,16 @@ impl Results {
                     None => "-".to_owned(),
                 });
             }
+            row.push(Spread::of(&w.floor_ns).map_or("-".to_owned(), |f| duration(f.median)));
             rows.push(row);
         }
         let mut out = align(&rows);
         let _ = writeln!(
             out,
             "time per operation, median of {} rounds; (×) = time relative to tmpfs, \
-             round by round (below 1 is faster than tmpfs)",
+             round by round (below 1 is faster than tmpfs); floor = one cache line bounced \
+             between two threads at the start of each round, the least a ring round trip can \
+             take at the time",
             self.meta.rounds
         );
         out
@@ -290,22 +301,23 @@ impl Results {
         };
         let _ = writeln!(out, "- btfuse-fuse ran with {args}.\n");
 
-        let header = |out: &mut String, targets: &[Target]| {
+        let header = |out: &mut String, targets: &[Target], extra: Option<&str>| {
             let _ = write!(out, "| workload |");
-            for t in targets {
-                let _ = write!(out, " {} |", t.label());
+            let labels = targets.iter().map(|t| t.label()).chain(extra);
+            let columns = labels.clone().count();
+            for label in labels {
+                let _ = write!(out, " {label} |");
             }
-            let _ = write!(out, "\n|---|");
-            for _ in targets {
-                let _ = write!(out, "---:|");
-            }
-            out.push('\n');
+            let _ = writeln!(out, "\n|---|{}", "---:|".repeat(columns));
         };
         let _ = writeln!(
             out,
-            "## Time per operation\n\nMedian (min–max) over the rounds.\n"
+            "## Time per operation\n\nMedian (min–max) over the rounds. The last column is the \
+             machine's floor for a shared-memory round trip at the start of each round (one \
+             cache line bounced between two threads): on a virtual machine it moves with where \
+             the host places the virtual CPUs, and the ring's figures move with it.\n"
         );
-        header(&mut out, &m.targets);
+        header(&mut out, &m.targets, Some("round-trip floor"));
         for w in &self.workloads {
             let _ = write!(out, "| {} |", w.workload.name());
             for &t in &m.targets {
@@ -323,6 +335,18 @@ impl Results {
                     None => out.push_str(" – |"),
                 }
             }
+            match Spread::of(&w.floor_ns) {
+                Some(f) => {
+                    let _ = write!(
+                        out,
+                        " {} ({}–{}) |",
+                        duration(f.median),
+                        duration(f.min),
+                        duration(f.max)
+                    );
+                }
+                None => out.push_str(" – |"),
+            }
             out.push('\n');
         }
         let others: Vec<Target> = m
@@ -337,7 +361,7 @@ impl Results {
                 "\n## Relative to tmpfs\n\nTime on the target over time on tmpfs (below 1× is \
                  faster than tmpfs), median (min–max) of the per-round ratios.\n"
             );
-            header(&mut out, &others);
+            header(&mut out, &others, None);
             self.ratio_rows(&mut out, &others, |r| r.ratio_to_tmpfs);
         }
         let faster: Vec<Target> = m
@@ -352,7 +376,7 @@ impl Results {
                 "\n## Speedup over the FUSE mount\n\nTime on the FUSE mount over time on the \
                  target, median (min–max) of the per-round ratios.\n"
             );
-            header(&mut out, &faster);
+            header(&mut out, &faster, None);
             self.ratio_rows(&mut out, &faster, |r| r.speedup_over_fuse);
         }
         let _ = writeln!(
@@ -480,6 +504,7 @@ mod tests {
                 10,
                 &targets,
                 &rounds,
+                vec![100.0, 300.0, 200.0],
             )],
         }
     }
@@ -527,9 +552,14 @@ mod tests {
         let table = r.table();
         assert!(table.contains("36.1 µs (17.4×)"), "{table}");
         assert!(table.contains("1.00 µs (0.48×)"), "{table}");
+        assert!(table.lines().nth(1).unwrap().ends_with("200 ns"), "{table}");
         let md = r.markdown();
         for needle in [
             "| cat | 2.07 µs (2.07 µs–2.07 µs) |",
+            "| 200 ns (100 ns–300 ns) |\n",
+            "| workload | tmpfs | FUSE mount | mount + preload | Rust client | round-trip floor |\n\
+             |---|---:|---:|---:|---:|---:|\n",
+            "| workload | FUSE mount | mount + preload | Rust client |\n|---|---:|---:|---:|\n",
             "36.1×",
             "time.svg",
             "speedup.svg",

@@ -103,6 +103,9 @@ fn a_quick_run_writes_every_file_and_leaves_nothing_behind() {
     assert_eq!(names, WORKLOADS);
     for w in workloads {
         assert!(w["ops"].as_u64().unwrap() > 0, "{w}");
+        let floor = w["floor_ns"].as_array().unwrap();
+        assert_eq!(floor.len(), 2, "one floor per round: {w}");
+        assert!(floor.iter().all(|v| v.as_f64().unwrap() > 0.0), "{w}");
         let targets: Vec<&str> = w["targets"]
             .as_array()
             .unwrap()

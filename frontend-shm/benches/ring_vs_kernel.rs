@@ -57,41 +57,6 @@ fn kernel_stat(path: &CString) {
     assert_eq!(rc, 0);
 }
 
-/// The machine's floor for any shared-memory round trip: two threads bouncing one cache line
-/// (ns per round trip). On a virtual machine it depends on where the host placed the two
-/// virtual CPUs, and it can change between runs.
-fn cache_line_round_trip() -> f64 {
-    use std::sync::atomic::AtomicU32;
-    #[repr(align(64))]
-    struct Line(AtomicU32);
-    let ping = Arc::new((Line(AtomicU32::new(0)), Line(AtomicU32::new(0))));
-    let rounds = 1_000_000u32;
-    let echo = {
-        let ping = Arc::clone(&ping);
-        std::thread::spawn(move || {
-            let mut last = 0;
-            while last != rounds {
-                let seen = ping.0.0.load(Ordering::Acquire);
-                if seen != last {
-                    last = seen;
-                    ping.1.0.store(seen, Ordering::Release);
-                }
-                std::hint::spin_loop();
-            }
-        })
-    };
-    let start = Instant::now();
-    for i in 1..=rounds {
-        ping.0.0.store(i, Ordering::Release);
-        while ping.1.0.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
-        }
-    }
-    let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
-    echo.join().unwrap();
-    ns
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -128,7 +93,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     println!(
         "floor: one cache line bounced between two threads, {:.0} ns per round trip",
-        cache_line_round_trip()
+        btfuse_shm::channel::cache_line_round_trip(1_000_000)
     );
     let batches = if quick { 50 } else { 400 };
     let per_batch = 1000;
@@ -201,7 +166,7 @@ fn main() {
     );
     println!(
         "floor again after the latency runs: {:.0} ns per round trip",
-        cache_line_round_trip()
+        btfuse_shm::channel::cache_line_round_trip(1_000_000)
     );
 
     let time = Duration::from_millis(if quick { 300 } else { 2000 });

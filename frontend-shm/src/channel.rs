@@ -244,3 +244,36 @@ impl Region {
         word.load(Ordering::SeqCst) == seen
     }
 }
+
+/// The machine's floor for any channel round trip: two threads bouncing one cache line,
+/// `rounds` times; nanoseconds per round trip. On a virtual machine it depends on where the
+/// host placed the virtual CPUs the two threads ran on, and it changes from one moment to the
+/// next, so benchmarks record it beside what they measure.
+pub fn cache_line_round_trip(rounds: u32) -> f64 {
+    #[repr(align(64))]
+    struct Line(AtomicU32);
+    let ping = Line(AtomicU32::new(0));
+    let pong = Line(AtomicU32::new(0));
+    let rounds = rounds.max(1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut last = 0;
+            while last != rounds {
+                let seen = ping.0.load(Ordering::Acquire);
+                if seen != last {
+                    last = seen;
+                    pong.0.store(seen, Ordering::Release);
+                }
+                std::hint::spin_loop();
+            }
+        });
+        let start = std::time::Instant::now();
+        for i in 1..=rounds {
+            ping.0.store(i, Ordering::Release);
+            while pong.0.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(rounds)
+    })
+}
