@@ -117,7 +117,23 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
 }
 
 /// The next entry of a btfuse stream, or null at the end (errno untouched) or on error.
+///
+/// A program tells the end from an error by errno alone, so errno must come back as it was:
+/// the ring call may leave one behind from its own system calls (a futex wait that found the
+/// value changed, a liveness probe that found no data: `EAGAIN`), which a reader like
+/// Python's `os.listdir` would report as a failed listing.
 fn next(stream: &mut Stream) -> *mut libc::dirent64 {
+    // SAFETY: reads this thread's errno.
+    let saved = unsafe { *libc::__errno_location() };
+    let entry = next_entry(stream);
+    if !entry.is_null() || stream.done || !stream.pending.is_empty() {
+        // SAFETY: writes this thread's errno.
+        unsafe { *libc::__errno_location() = saved };
+    }
+    entry
+}
+
+fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
     if stream.pending.is_empty() && !stream.done {
         let Some(entry) = state::lookup(stream.fd) else {
             fail(libc::EBADF);

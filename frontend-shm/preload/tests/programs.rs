@@ -486,3 +486,41 @@ fn new_files_follow_the_umask_as_it_changes() {
         "#,
     );
 }
+
+/// `readdir` leaves errno as it was at the end of a directory (that is how a program tells
+/// the end from an error): whatever the ring call did inside, the program's errno comes back.
+const READDIR_ERRNO: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(void) {
+    char path[512];
+    const char *d = getenv("D");
+    for (int i = 0; i < 300; i++) {
+        snprintf(path, sizeof path, "%s/f%03d", d, i);
+        close(open(path, O_CREAT | O_WRONLY, 0644));
+    }
+    DIR *dir = opendir(d);
+    int n = 0;
+    for (;;) {
+        errno = EDOM;
+        struct dirent *e = readdir(dir);
+        if (!e) break;
+        if (errno != EDOM) printf("errno changed by a successful readdir: %d\n", errno);
+        n++;
+    }
+    printf("entries %d, errno at the end %s\n", n, errno == EDOM ? "unchanged" : "changed");
+    closedir(dir);
+    return 0;
+}
+"#;
+
+#[test]
+fn readdir_leaves_errno_alone() {
+    let (_build, binary) = common::compile_c(READDIR_ERRNO, &["-O1"]);
+    same_as_tmpfs(&[binary.to_str().unwrap()], "readdir_errno", "");
+}
