@@ -133,6 +133,24 @@ fn config_for(path: &[u8]) -> Option<&'static Config> {
     Some(CHOSEN.get_or_init(|| best.clone()))
 }
 
+/// Whether the kernel also reaches the prefix in force, through a btfuse mount there (always
+/// for a discovered one; for one named by the variables, if mountinfo shows a btfuse mount at
+/// it). Read once.
+pub(crate) fn prefix_is_mounted() -> bool {
+    static MOUNTED: OnceLock<bool> = OnceLock::new();
+    let Some(config) = config() else {
+        return false;
+    };
+    if explicit().is_none() {
+        return true;
+    }
+    *MOUNTED.get_or_init(|| {
+        btfuse_shm::discovery::read_btfuse_mounts()
+            .iter()
+            .any(|m| m.mountpoint.as_os_str().as_bytes() == config.prefix.as_slice())
+    })
+}
+
 /// The variables a program started by `exec` needs to reach the same mount: set only when
 /// the mount was discovered (otherwise the environment already has them).
 pub(crate) fn exec_environment() -> Option<(Vec<u8>, Vec<u8>)> {

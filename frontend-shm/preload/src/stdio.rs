@@ -465,7 +465,12 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
             return Some(fp);
         }
         // A glibc stream over a kernel file cannot become a btfuse one in place (glibc does
-        // its I/O with internal calls): refused, the stream left as it was.
+        // its I/O with internal calls). With a mount at the prefix, glibc reopens it there,
+        // through the kernel (the mount and the ring show one filesystem); without one it is
+        // refused, the stream left as it was.
+        if state::prefix_is_mounted() {
+            return Some(crate::real::freopen()(path, mode, fp));
+        }
         state::fail(libc::EOPNOTSUPP);
         Some(std::ptr::null_mut())
     }
