@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use btfuse_core::{
@@ -28,8 +29,12 @@ const ATTRIBUTES: (i64, i64) = (-1, 0);
 pub(crate) struct Coherent<F> {
     inner: Arc<F>,
     notifier: Notifier,
-    /// The inode behind each handle the ring opened, for writes (which name only a handle).
+    /// The inode behind each handle the ring opened for writing, for writes (which name only
+    /// a handle). Read-only handles change nothing and are not kept.
     handles: Mutex<HashMap<Fh, Ino>>,
+    /// How many handles `handles` holds, read without its lock: a release with none kept
+    /// (all reads, the common case) takes no lock.
+    kept: AtomicUsize,
 }
 
 impl<F: Filesystem> Coherent<F> {
@@ -38,6 +43,7 @@ impl<F: Filesystem> Coherent<F> {
             inner,
             notifier,
             handles: Mutex::new(HashMap::new()),
+            kept: AtomicUsize::new(0),
         }
     }
 
@@ -102,10 +108,10 @@ impl<F: Filesystem> Coherent<F> {
     }
 
     fn remember(&self, fh: Fh, ino: Ino) {
-        self.handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(fh, ino);
+        let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        if handles.insert(fh, ino).is_none() {
+            self.kept.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -168,7 +174,9 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
         flags: OpenFlags,
     ) -> Result<(Attr, Fh)> {
         let (attr, fh) = self.inner.create(cred, parent, name, perm, flags)?;
-        self.remember(fh, attr.ino);
+        if flags.write {
+            self.remember(fh, attr.ino);
+        }
         self.entry(parent, name);
         Ok((attr, fh))
     }
@@ -232,7 +240,9 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
 
     fn open(&self, cred: &Credentials, ino: Ino, flags: OpenFlags) -> Result<Fh> {
         let fh = self.inner.open(cred, ino, flags)?;
-        self.remember(fh, ino);
+        if flags.write {
+            self.remember(fh, ino);
+        }
         if flags.truncate {
             self.inode(ino, WHOLE);
         }
@@ -240,10 +250,14 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
     }
 
     fn release(&self, fh: Fh) -> Result<()> {
-        self.handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh);
+        // Handles are remembered before they are given out, and released once, by the same
+        // session: a count of zero seen here means this one was never kept.
+        if self.kept.load(Ordering::Relaxed) > 0 {
+            let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+            if handles.remove(&fh).is_some() {
+                self.kept.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.inner.release(fh)
     }
 
