@@ -119,8 +119,9 @@ pub(crate) struct Channel {
     identity: Option<(u64, u64)>,
     pub(crate) region: Region,
     pub(crate) seq: u32,
-    /// A request sent without waiting for its answer ([`Channel::post`]): its sequence number
-    /// and tag. The next use of the channel collects the answer first.
+    /// A request sent without waiting for its answer ([`Client::post`], or a [`Sent`] dropped
+    /// unfinished): its sequence number and tag. The next use of the channel collects the
+    /// answer first.
     posted: Option<(u32, u64)>,
 }
 
@@ -205,16 +206,6 @@ impl Channel {
         let seq = self.seq;
         self.region.publish_request(seq, len);
         Ok(seq)
-    }
-
-    /// Sends `request` without waiting for its answer, which the channel's next use collects
-    /// and drops: for requests whose answer the caller would ignore (a close), so that the
-    /// server does the work while the caller goes on. The channel still serves requests one
-    /// at a time, in order.
-    pub(crate) fn post(&mut self, tag: u64, request: &Request<'_>) -> io::Result<()> {
-        let seq = self.send(tag, request)?;
-        self.posted = Some((seq, tag));
-        Ok(())
     }
 
     /// Waits for the answer to the posted request, if any, and checks that it is one.
@@ -454,10 +445,8 @@ impl Client {
     /// are served in order, so a later call from the same thread normally follows it; one
     /// from another thread may be served first.
     pub fn post(&self, request: &Request<'_>) -> io::Result<()> {
-        self.with_channel(|channel| {
-            let tag = u64::from(channel.seq.wrapping_add(1));
-            channel.post(tag, request)
-        })
+        // A `Sent` dropped unfinished leaves its answer for the channel's next use.
+        self.send(request).map(drop)
     }
 
     /// Sends any ring request and hands its response to `read`: the descriptor-level API the

@@ -85,15 +85,6 @@ fn release(client: &Client, desc: u32) {
     }
 }
 
-/// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees,
-/// the lowest free one, as `open` gives. It is an `O_PATH` descriptor of `/`: anything that
-/// reaches the kernel with it instead of this library (a read or write from inside libc, a
-/// static program after `exec`) fails with `EBADF` rather than quietly reading nothing or
-/// writing nowhere. See [`state::placeholder`].
-fn reserve(cloexec: bool) -> Result<c_int, i32> {
-    state::placeholder(cloexec)
-}
-
 /// The process's file mode creation mask, as this library last saw it set (`u32::MAX`:
 /// not read yet). `umask` is interposed to keep it, so that a create costs no system calls to
 /// read it (umask has no query form: reading it takes two).
@@ -160,7 +151,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         Ok(sent) => sent,
         Err(e) => return fail(state::transport_failed(&e)),
     };
-    let placeholder = reserve(flags & libc::O_CLOEXEC != 0);
+    let placeholder = state::placeholder(flags & libc::O_CLOEXEC != 0);
     let opened = state::finish(sent, |r| match r {
         Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory)),
         _ => Err(PROTOCOL),

@@ -126,7 +126,7 @@ fn next(stream: &mut Stream) -> *mut libc::dirent64 {
     // SAFETY: reads this thread's errno.
     let saved = unsafe { *libc::__errno_location() };
     let entry = next_entry(stream);
-    if !entry.is_null() || stream.done || !stream.pending.is_empty() {
+    if !entry.is_null() || stream.done {
         // SAFETY: writes this thread's errno.
         unsafe { *libc::__errno_location() = saved };
     }

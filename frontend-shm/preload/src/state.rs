@@ -361,7 +361,11 @@ fn compute_private_fd_floor() -> i32 {
 /// `open("/", O_PATH)` and its `close` cost.
 static PLACEHOLDER_BASE: AtomicI32 = AtomicI32::new(-1);
 
-/// A new placeholder descriptor (see `calls::reserve`).
+/// A placeholder kernel descriptor for a new btfuse descriptor: the number the program sees,
+/// the lowest free one, as `open` gives. It is an `O_PATH` descriptor of `/`: anything that
+/// reaches the kernel with it instead of this library (a read or write from inside libc, a
+/// static program after `exec`) fails with `EBADF` rather than quietly reading nothing or
+/// writing nowhere.
 pub(crate) fn placeholder(cloexec: bool) -> Result<c_int, i32> {
     let command = if cloexec {
         libc::F_DUPFD_CLOEXEC
@@ -683,16 +687,8 @@ pub(crate) fn call<T>(
     request: &Request<'_>,
     read: impl FnOnce(Response<'_>) -> Result<T, i32>,
 ) -> Result<T, i32> {
-    let mut outcome = Err(libc::EIO);
-    let sent = client.request(request, |r| {
-        outcome = match r {
-            Response::Err(e) => Err(e.code()),
-            other => read(other),
-        };
-        Ok(())
-    });
-    match sent {
-        Ok(()) => outcome,
+    match client.send(request) {
+        Ok(sent) => finish(sent, read),
         Err(e) => Err(transport_failed(&e)),
     }
 }
