@@ -10,6 +10,9 @@
 //! | 8 | 4 | server, at creation | capacity of each record area, [`AREA`] |
 //! | 192 | 4 | server | `server_sleeping`: 1 while the server may be asleep |
 //! | 256 | 4 | client | `client_sleeping`: 1 while the client may be asleep |
+//! | 1024 | 4 | client | `post_seq`: sequence number of the latest posted request |
+//! | 1028 | 4 | client | `post_len`: its length in bytes |
+//! | 1032 | [`POST_AREA`] | client | posted request record |
 //! | 4032 | 4 | client | `req_seq`: sequence number of the latest request |
 //! | 4036 | 4 | client | `req_len`: its length in bytes |
 //! | 4040 | [`AREA`] | client | request record (the `btfuse_core::ring` format) |
@@ -22,6 +25,19 @@
 //! number shares its 64-byte line with the first 56 bytes of its record, so the line that tells
 //! the other side a small record is there also carries it (one cache-line transfer instead of
 //! two, a good part of a round trip's cost).
+//!
+//! # Posted requests
+//!
+//! A request whose answer the client will not read (a `Close`, say) may go in the post area
+//! instead: the client writes it there, stores `post_len` and `post_seq = n`, and publishes
+//! `req_seq = n` as for any request. It may then publish request `n + 1` in the request area
+//! at once, without waiting: the server, finding `req_seq` past the last request it served,
+//! serves number `last + 1` from the post area when `post_seq` says so, and from the request
+//! area otherwise, so the two are served in the order they were published. The server writes
+//! no response to a posted request; any later response tells the client the post area is
+//! free again. A client never publishes a request in the request area under a number that
+//! `post_seq` holds (it moves `post_seq` back first), so a post 2³² requests old is never
+//! taken for a new one.
 //!
 //! # Protocol
 //!
@@ -53,9 +69,11 @@ use memmap2::{MmapMut, MmapOptions};
 /// Identifies a btfuse channel region.
 pub const MAGIC: u32 = 0x4254_5246;
 /// Version of the region layout above; a client refuses any other.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes of each record area: the largest record, rounded up to whole pages.
 pub const AREA: usize = MAX_RECORD.next_multiple_of(4096);
+/// Bytes of the post area: room for the small requests that are posted.
+pub const POST_AREA: usize = 1024 - 8;
 /// Distance between the request's line and the response's line.
 const SPAN: usize = (8 + AREA).next_multiple_of(4096);
 /// Bytes of the whole region.
@@ -66,12 +84,16 @@ const OFF_VERSION: usize = 4;
 const OFF_AREA: usize = 8;
 const OFF_SERVER_SLEEPING: usize = 192;
 const OFF_CLIENT_SLEEPING: usize = 256;
+const OFF_POST_SEQ: usize = 1024;
+const OFF_POST_LEN: usize = OFF_POST_SEQ + 4;
+const OFF_POST_AREA: usize = OFF_POST_SEQ + 8;
 const OFF_REQ_SEQ: usize = 4096 - 64;
 const OFF_REQ_LEN: usize = OFF_REQ_SEQ + 4;
 const OFF_REQ_AREA: usize = OFF_REQ_SEQ + 8;
 const OFF_RESP_SEQ: usize = OFF_REQ_SEQ + SPAN;
 const OFF_RESP_LEN: usize = OFF_RESP_SEQ + 4;
 const OFF_RESP_AREA: usize = OFF_RESP_SEQ + 8;
+const _: () = assert!(OFF_POST_AREA + POST_AREA <= OFF_REQ_SEQ);
 
 /// A mapped channel region. Both ends use it; which fields each may write is the protocol's.
 pub struct Region {
@@ -131,14 +153,35 @@ impl Region {
     }
 
     fn area(&self, index: usize) -> *mut u8 {
-        debug_assert!(index < 2);
-        let offset = if index == 0 {
-            OFF_REQ_AREA
-        } else {
-            OFF_RESP_AREA
+        let offset = match index {
+            0 => OFF_REQ_AREA,
+            1 => OFF_RESP_AREA,
+            _ => OFF_POST_AREA,
         };
-        // SAFETY: both areas end within REGION_LEN (OFF_REQ_AREA + AREA <= OFF_RESP_SEQ).
+        // SAFETY: every area ends within REGION_LEN (OFF_POST_AREA + POST_AREA <= OFF_REQ_SEQ,
+        // OFF_REQ_AREA + AREA <= OFF_RESP_SEQ).
         unsafe { self.map.as_ptr().cast_mut().add(offset) }
+    }
+
+    /// Client side: the post area, to encode a posted record into. The server only reads it
+    /// after `req_seq` moves to a number `post_seq` holds, and then only by copying.
+    ///
+    /// # Safety
+    /// As for [`request_area`](Region::request_area); and the server has taken the previous
+    /// posted request (a response to a later request has been seen).
+    #[allow(clippy::mut_from_ref)] // as for `request_area`
+    pub(crate) unsafe fn post_area(&self) -> &mut [u8] {
+        // SAFETY: the area is POST_AREA bytes inside the mapping; only the client writes it,
+        // and the caller holds the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.area(2), POST_AREA) }
+    }
+
+    /// Client side: publishes the posted request of `len` bytes just written, as number `seq`.
+    pub(crate) fn publish_post(&self, seq: u32, len: usize) {
+        self.word(OFF_POST_LEN).store(len as u32, Ordering::Relaxed);
+        // Ordered before the publication by the release half of `publish_request`'s swap.
+        self.word(OFF_POST_SEQ).store(seq, Ordering::Relaxed);
+        self.publish(seq);
     }
 
     /// Client side: the request area, to encode a record into. The server only reads it
@@ -157,6 +200,15 @@ impl Region {
     /// wakes the server if it said it sleeps.
     pub(crate) fn publish_request(&self, seq: u32, len: usize) {
         self.word(OFF_REQ_LEN).store(len as u32, Ordering::Relaxed);
+        let post = self.word(OFF_POST_SEQ);
+        if post.load(Ordering::Relaxed) == seq {
+            // A post 2³² requests old: not to be taken for this one.
+            post.store(seq.wrapping_sub(1), Ordering::Relaxed);
+        }
+        self.publish(seq);
+    }
+
+    fn publish(&self, seq: u32) {
         // Publishes the record (its release half pairs with the server's Acquire load of
         // req_seq in `take_request`). A sequentially consistent swap, not a store and a fence:
         // one locked instruction instead of two barriers. With the SeqCst load after it, it
@@ -167,32 +219,40 @@ impl Region {
         }
     }
 
-    /// Server side: if a request newer than `last_seen` was published, copies it into `out`
-    /// and returns its sequence number. A length beyond the area is returned as an error.
+    /// Server side: if a request newer than `last_seen` was published, copies the next one
+    /// into `out` and returns its sequence number and whether it was posted (answered with
+    /// no response). A length beyond its area is returned as an error.
     pub(crate) fn take_request(
         &self,
         last_seen: u32,
         out: &mut Vec<u8>,
-    ) -> Option<Result<u32, ()>> {
+    ) -> Option<Result<(u32, bool), ()>> {
         // Acquire: pairs with the client's Release store in `publish_request`.
         let seq = self.req_seq().load(Ordering::Acquire);
         if seq == last_seen {
             return None;
         }
-        let len = self.word(OFF_REQ_LEN).load(Ordering::Relaxed) as usize;
-        if len > AREA {
+        let next = last_seen.wrapping_add(1);
+        let (area, len, limit, taken) = if self.word(OFF_POST_SEQ).load(Ordering::Relaxed) == next {
+            let len = self.word(OFF_POST_LEN).load(Ordering::Relaxed) as usize;
+            (2, len, POST_AREA, (next, true))
+        } else {
+            let len = self.word(OFF_REQ_LEN).load(Ordering::Relaxed) as usize;
+            (0, len, AREA, (seq, false))
+        };
+        if len > limit {
             return Some(Err(()));
         }
         out.clear();
         out.reserve(len);
-        // SAFETY: `len <= AREA` bytes from the request area into `out`'s spare capacity; a raw
+        // SAFETY: `len` bytes, within the area's bound, into `out`'s spare capacity; a raw
         // copy, so a client writing concurrently changes only the bytes copied, which are then
         // decoded and checked from the private copy.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.area(0), out.as_mut_ptr(), len);
+            std::ptr::copy_nonoverlapping(self.area(area), out.as_mut_ptr(), len);
             out.set_len(len);
         }
-        Some(Ok(seq))
+        Some(Ok(taken))
     }
 
     /// Server side: the response area, to encode a record into.

@@ -123,6 +123,9 @@ pub(crate) struct Channel {
     /// unfinished): its sequence number and tag. The next use of the channel collects the
     /// answer first.
     posted: Option<(u32, u64)>,
+    /// A request in the region's post area that no later response has yet shown taken: the
+    /// area is not free until one does.
+    post_pending: bool,
 }
 
 impl Channel {
@@ -162,6 +165,7 @@ impl Channel {
                 region,
                 seq,
                 posted: None,
+                post_pending: false,
             },
             welcome.session,
         ))
@@ -186,6 +190,7 @@ impl Channel {
         read: impl FnOnce(Response<'_>) -> io::Result<T>,
     ) -> io::Result<T> {
         self.wait(seq)?;
+        self.post_pending = false;
         // SAFETY: the view is dropped before this channel publishes another request.
         let bytes = unsafe { self.region.response(seq) }
             .ok_or_else(|| protocol_error("response vanished"))?;
@@ -208,12 +213,33 @@ impl Channel {
         Ok(seq)
     }
 
+    /// Publishes `request`, whose answer nobody will read, in the post area: the next
+    /// request need not wait for it. Returns false, having sent nothing, when the area is
+    /// still taken or the record does not fit there.
+    fn post(&mut self, tag: u64, request: &Request<'_>) -> io::Result<bool> {
+        if self.post_pending {
+            return Ok(false);
+        }
+        // Served in the order published, so the request area's unanswered one goes first.
+        self.collect_posted()?;
+        // SAFETY: this thread holds the channel exclusively, and no posted request is pending.
+        let area = unsafe { self.region.post_area() };
+        let Ok(len) = ring::encode_request(tag, request, area) else {
+            return Ok(false);
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.region.publish_post(self.seq, len);
+        self.post_pending = true;
+        Ok(true)
+    }
+
     /// Waits for the answer to the posted request, if any, and checks that it is one.
     fn collect_posted(&mut self) -> io::Result<()> {
         let Some((seq, tag)) = self.posted.take() else {
             return Ok(());
         };
         self.wait(seq)?;
+        self.post_pending = false;
         // SAFETY: the view is dropped before this channel publishes another request.
         let bytes = unsafe { self.region.response(seq) }
             .ok_or_else(|| protocol_error("response vanished"))?;
@@ -441,12 +467,23 @@ impl Client {
     }
 
     /// Sends `request` and returns at once, without its answer (which is dropped): for a
-    /// request whose answer the caller would ignore, such as `Close`. Requests on one channel
-    /// are served in order, so a later call from the same thread normally follows it; one
-    /// from another thread may be served first.
+    /// request whose answer the caller would ignore, such as `Close`. It goes in the channel's
+    /// post area when that is free, so the channel's next request is sent at once rather than
+    /// after the answer. Requests on one channel are served in order, so a later call from the
+    /// same thread normally follows it; one from another thread may be served first.
     pub fn post(&self, request: &Request<'_>) -> io::Result<()> {
-        // A `Sent` dropped unfinished leaves its answer for the channel's next use.
-        self.send(request).map(drop)
+        let mut channel = self.take_channel()?;
+        let tag = u64::from(channel.seq.wrapping_add(1));
+        let result = match channel.post(tag, request) {
+            Ok(true) => Ok(()),
+            // The post area is busy: a request whose answer the channel's next use collects.
+            Ok(false) => channel
+                .send(tag, request)
+                .map(|seq| channel.posted = Some((seq, tag))),
+            Err(e) => Err(e),
+        };
+        self.give_back(channel, &result);
+        result
     }
 
     /// Sends any ring request and hands its response to `read`: the descriptor-level API the

@@ -370,9 +370,9 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         if channel.closing {
             return false;
         }
-        let seq = match channel.region.take_request(channel.last_seen, request) {
+        let (seq, posted) = match channel.region.take_request(channel.last_seen, request) {
             None => return false,
-            Some(Ok(seq)) => seq,
+            Some(Ok(taken)) => taken,
             Some(Err(())) => {
                 log::debug!(
                     "client {}: request length beyond the area",
@@ -432,12 +432,14 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 }
             }
         };
-        // SAFETY: this worker is the channel's only server thread.
-        let area = unsafe { channel.region.response_area() };
-        let len = ring::encode_response(tag, &response, area)
-            .or_else(|_| ring::encode_response(tag, &Response::Err(Errno::Io), area))
-            .unwrap_or(0);
-        channel.region.publish_response(seq, len);
+        if !posted {
+            // SAFETY: this worker is the channel's only server thread.
+            let area = unsafe { channel.region.response_area() };
+            let len = ring::encode_response(tag, &response, area)
+                .or_else(|_| ring::encode_response(tag, &Response::Err(Errno::Io), area))
+                .unwrap_or(0);
+            channel.region.publish_response(seq, len);
+        }
         if started.is_some() {
             record_request(&decoded, &response, started);
         }
