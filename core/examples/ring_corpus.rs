@@ -48,6 +48,9 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
                 path: b"/a/b",
                 flags: open,
                 mode: 0o644,
+                prefetch: 4096,
+                known_ino: 12,
+                known_version: 3 << 20,
             },
         ),
         (
@@ -291,6 +294,15 @@ fn main() -> std::io::Result<()> {
         ("err", Response::Err(Errno::NotFound)),
         ("attr", Response::Attr(attr)),
         ("opened", Response::Opened { fd: 5, attr }),
+        (
+            "prefetched",
+            Response::Prefetched {
+                fd: 5,
+                attr,
+                version: 7 << 20,
+                data: b"first bytes",
+            },
+        ),
         ("data", Response::Data(b"file contents\n")),
         ("size", Response::Size(14)),
         ("offset", Response::Offset(1 << 40)),

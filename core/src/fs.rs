@@ -38,8 +38,24 @@
 //! assert_eq!(fs.read(&root, fh, 0, &mut [0; 4]), Ok(0));
 //! ```
 
+use alloc::sync::Arc;
+
 use crate::error::Result;
 use crate::types::*;
+
+/// Told about every change to a regular file's content or size, however it is made (a write,
+/// a truncation, `fallocate`, an `O_TRUNC` open), by any frontend: what a frontend that lets
+/// its clients keep file content needs in order to know when what they keep is stale.
+///
+/// `changing` comes before the change can be seen and `changed` after it is complete, both
+/// for every change, including one that fails part way; calls for one inode never overlap,
+/// calls for different inodes may.
+pub trait ContentWatch: Send + Sync {
+    /// `ino`'s content or size is about to change.
+    fn changing(&self, ino: Ino);
+    /// The change announced by the last `changing(ino)` is complete.
+    fn changed(&self, ino: Ino);
+}
 
 /// An inode-based POSIX filesystem. All methods take `&self` and may run concurrently.
 pub trait Filesystem: Send + Sync {
@@ -213,4 +229,12 @@ pub trait Filesystem: Send + Sync {
 
     /// Make a file's data durable. Memory is as durable as it gets, so this only checks `fh`.
     fn fsync(&self, cred: &Credentials, fh: Fh, datasync: bool) -> Result<()>;
+
+    /// Has `watch` told about every content change from now on (see [`ContentWatch`]); returns
+    /// whether it will be. The default, `false`, tells nothing: a filesystem that cannot report
+    /// changes must not claim to. Wrappers pass the call on.
+    fn watch_content(&self, watch: Arc<dyn ContentWatch>) -> bool {
+        let _ = watch;
+        false
+    }
 }

@@ -58,7 +58,7 @@ use spin::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::block::{BlockNo, BlockStore, StoreError};
 use crate::error::{Errno, Result};
-use crate::fs::Filesystem;
+use crate::fs::{ContentWatch, Filesystem};
 use crate::rbtree::{NodeId, RbTree};
 use crate::types::*;
 
@@ -550,6 +550,23 @@ pub struct MemFs<B: BlockStore> {
     live_inodes: AtomicU64,
     open_handles: AtomicU64,
     rename_lock: Mutex<()>,
+    /// Told about content changes, once a frontend asks ([`Filesystem::watch_content`]).
+    watch: spin::Once<Arc<dyn ContentWatch>>,
+}
+
+/// A content change under way: [`ContentWatch::changed`] follows when it is dropped, so a
+/// change that fails part way is reported as complete too.
+struct ContentChange<'a> {
+    watch: Option<&'a Arc<dyn ContentWatch>>,
+    ino: Ino,
+}
+
+impl Drop for ContentChange<'_> {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch {
+            watch.changed(self.ino);
+        }
+    }
 }
 
 impl<B: BlockStore> MemFs<B> {
@@ -586,6 +603,7 @@ impl<B: BlockStore> MemFs<B> {
             live_inodes: AtomicU64::new(1),
             open_handles: AtomicU64::new(0),
             rename_lock: Mutex::new(()),
+            watch: spin::Once::new(),
             config,
         };
         fs.enter_inode(root);
@@ -705,6 +723,16 @@ impl<B: BlockStore> MemFs<B> {
 
     fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Announces a change to `ino`'s content; the returned guard announces its end. Taken
+    /// under the inode's write lock, so the announcements for one inode never overlap.
+    fn content_change(&self, ino: Ino) -> ContentChange<'_> {
+        let watch = self.watch.get();
+        if let Some(watch) = watch {
+            watch.changing(ino);
+        }
+        ContentChange { watch, ino }
     }
 
     fn block_size(&self) -> u64 {
@@ -1158,6 +1186,7 @@ impl<B: BlockStore> MemFs<B> {
             && let Some(file) = st.file_mut()
         {
             {
+                let _change = self.content_change(inode.ino);
                 self.set_size(file, 0)?;
                 st.drop_privileges_on_write(cred);
                 st.touch_modified(self.now());
@@ -1452,6 +1481,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         let mut changed = false;
         if let Some(size) = set.size {
             let file = st.file_mut().ok_or(Errno::InvalidArgument)?;
+            let _change = self.content_change(inode.ino);
             self.set_size(file, size)?;
             st.drop_privileges_on_write(cred);
             st.touch_modified(now);
@@ -2017,6 +2047,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if len == 0 {
             return Ok((0, offset));
         }
+        let _change = self.content_change(h.inode.ino);
         let n = self.write_locked(file, offset, &data[..len])?;
         st.drop_privileges_on_write(cred);
         st.touch_modified(self.now());
@@ -2046,6 +2077,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             Body::Dir(_) => return Err(Errno::IsADirectory),
             _ => return Err(Errno::InvalidArgument),
         };
+        let _change = self.content_change(h.inode.ino);
         match mode {
             FallocateMode::Allocate | FallocateMode::KeepSize => {
                 self.allocate_range(file, offset, end)?;
@@ -2310,6 +2342,15 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
     fn fsync(&self, _cred: &Credentials, fh: Fh, _datasync: bool) -> Result<()> {
         self.handle(fh).map(|_| ())
     }
+
+    fn watch_content(&self, watch: Arc<dyn ContentWatch>) -> bool {
+        let mut installed = false;
+        self.watch.call_once(|| {
+            installed = true;
+            watch
+        });
+        installed
+    }
 }
 
 #[cfg(test)]
@@ -2441,6 +2482,75 @@ mod tests {
     fn memfs_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<MemFs<MemPool>>();
+    }
+
+    /// Records what a [`ContentWatch`] is told, as `(changing?, ino)`.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(bool, Ino)>>);
+
+    impl ContentWatch for Recorder {
+        fn changing(&self, ino: Ino) {
+            self.0.lock().push((true, ino));
+        }
+        fn changed(&self, ino: Ino) {
+            self.0.lock().push((false, ino));
+        }
+    }
+
+    #[test]
+    fn every_content_change_is_announced_before_and_after() {
+        let fs = fs();
+        let root = Credentials::root();
+        let recorder = Arc::new(Recorder::default());
+        assert!(fs.watch_content(recorder.clone()));
+        assert!(
+            !fs.watch_content(Arc::new(Recorder::default())),
+            "one watch only"
+        );
+        let (attr, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        let ino = attr.ino;
+        let take = || core::mem::take(&mut *recorder.0.lock());
+        assert_eq!(take(), [], "creating changes no content");
+        let both = [(true, ino), (false, ino)];
+        fs.write(&root, fh, 0, b"hello").unwrap();
+        assert_eq!(take(), both, "write");
+        fs.write(&root, fh, 0, b"").unwrap();
+        assert_eq!(take(), [], "an empty write");
+        let size = SetAttr {
+            size: Some(2),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, ino, &size, None).unwrap();
+        assert_eq!(take(), both, "truncate");
+        fs.fallocate(&root, fh, FallocateMode::Allocate, 0, 8192)
+            .unwrap();
+        assert_eq!(take(), both, "fallocate");
+        let truncating = OpenFlags {
+            truncate: true,
+            ..OpenFlags::READ_WRITE
+        };
+        let again = fs.open(&root, ino, truncating).unwrap();
+        assert_eq!(take(), both, "O_TRUNC");
+        // Reading and changing metadata leave content alone.
+        fs.read(&root, fh, 0, &mut [0; 4]).unwrap();
+        let mode = SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, ino, &mode, None).unwrap();
+        fs.setxattr(&root, ino, b"user.x", b"1", XattrMode::Set)
+            .unwrap();
+        assert_eq!(take(), []);
+        // A change that fails part way is still announced as over.
+        assert_eq!(
+            fs.fallocate(&root, fh, FallocateMode::Allocate, 0, 1 << 20),
+            Err(Errno::NoSpace)
+        );
+        assert_eq!(take(), both, "a failed fallocate");
+        fs.release(again).unwrap();
+        fs.release(fh).unwrap();
     }
 
     #[test]

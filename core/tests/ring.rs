@@ -186,6 +186,9 @@ impl RequestParts {
                 path,
                 flags: self.open,
                 mode: self.perm,
+                prefetch: bounded(choice, MAX_IO),
+                known_ino: num[0],
+                known_version: num[1],
             },
             6 => Request::Mkdir {
                 at,
@@ -352,7 +355,7 @@ fn request_index(request: &Request<'_>) -> usize {
     }
 }
 
-const RESPONSE_VARIANTS: usize = 12;
+const RESPONSE_VARIANTS: usize = 13;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -446,6 +449,12 @@ impl ResponseParts {
             9 => Response::StatFs(self.statfs),
             10 => Response::Dirents(DirentList::new(&self.dirents).expect("built valid")),
             11 => Response::Token(self.num),
+            12 => Response::Prefetched {
+                fd: self.fd,
+                attr: self.attr,
+                version: self.num,
+                data: &self.bytes,
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -466,6 +475,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::StatFs(_) => 9,
         Response::Dirents(_) => 10,
         Response::Token(_) => 11,
+        Response::Prefetched { .. } => 12,
     }
 }
 
@@ -691,7 +701,10 @@ fn documented_layouts_decode() {
             2u16.to_le_bytes(),
             *b"ab",
             0x13u32.to_le_bytes(),
-            0o644u32.to_le_bytes()
+            0o644u32.to_le_bytes(),
+            4096u32.to_le_bytes(),
+            9u64.to_le_bytes(),
+            (1u64 << 20).to_le_bytes()
         ],
     );
     let flags = OpenOptions {
@@ -705,6 +718,9 @@ fn documented_layouts_decode() {
         path: b"ab",
         flags,
         mode: 0o644,
+        prefetch: 4096,
+        known_ino: 9,
+        known_version: 1 << 20,
     };
     assert_eq!(decode_request(&open), Ok((u64::MAX, expected)));
     let mut out = vec![0; open.len()];
@@ -756,8 +772,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(1))
     );
     assert_eq!(
-        decode_request(&patched(0, 3)),
-        Err(DecodeError::BadVersion(3))
+        decode_request(&patched(0, 2)),
+        Err(DecodeError::BadVersion(2))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 4)),
+        Err(DecodeError::BadVersion(4))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -777,7 +797,7 @@ fn header_errors() {
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x8c, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x8d, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))
@@ -946,7 +966,9 @@ fn value_errors() {
                 [1, 0],
                 *b"f",
                 flags.to_le_bytes(),
-                mode.to_le_bytes()
+                mode.to_le_bytes(),
+                [0; 4],
+                [0; 16]
             ],
         )
     };

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use btfuse_core::{
-    AccessMask, Attr, Credentials, DirEntry, FallocateMode, Fh, FileType, Filesystem, Ino,
-    OpenFlags, RenameMode, Result, SeekWhence, SetAttr, StatFs, XattrMode,
+    AccessMask, Attr, ContentWatch, Credentials, DirEntry, FallocateMode, Fh, FileType, Filesystem,
+    Ino, OpenFlags, RenameMode, Result, SeekWhence, SetAttr, StatFs, XattrMode,
 };
 use fuser::{INodeNo, Notifier};
 
@@ -341,5 +341,8 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
 
     fn fsync(&self, cred: &Credentials, fh: Fh, datasync: bool) -> Result<()> {
         self.inner.fsync(cred, fh, datasync)
+    }
+    fn watch_content(&self, watch: std::sync::Arc<dyn ContentWatch>) -> bool {
+        self.inner.watch_content(watch)
     }
 }

@@ -9,6 +9,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use btfuse_core::Ino;
+use btfuse_core::ring::{self, Request, Response};
 use btfuse_shm::{Client, OpenOptions};
 use common::{Mount, connect_ring, preloaded, ring_operations};
 
@@ -147,6 +149,67 @@ fn mount_changes_show_through_the_ring_at_once() {
             .read_to_end(&mut seen)
             .unwrap();
         assert_eq!(seen.len(), 5 + usize::from(i) + 1, "round {i}");
+    }
+}
+
+/// Opens `path` through the ring for reading with its first bytes sent along: the
+/// description, the inode, the content version and the bytes.
+fn open_prefetched(ring: &Client, path: &str) -> (u32, Ino, u64, Vec<u8>) {
+    let request = Request::Open {
+        at: None,
+        path: path.as_bytes(),
+        flags: ring::OpenOptions {
+            read: true,
+            ..ring::OpenOptions::default()
+        },
+        mode: 0,
+        prefetch: 64,
+        known_ino: 0,
+        known_version: 0,
+    };
+    ring.request(&request, |r| match r {
+        Response::Prefetched {
+            fd,
+            attr,
+            version,
+            data,
+        } => Ok((fd, attr.ino, version, data.to_vec())),
+        other => panic!("expected Prefetched, got {other:?}"),
+    })
+    .unwrap()
+}
+
+#[test]
+fn content_sent_with_an_open_goes_stale_when_the_mount_changes_it() {
+    let (mount, ring, _sockets) = mount_with_ring();
+    let m = mount.path();
+    fs::write(m.join("kept"), b"first").unwrap();
+    let (fd, ino, version, data) = open_prefetched(&ring, "/kept");
+    assert_eq!(data, b"first");
+    assert!(ring.content_is_current(ino, version));
+    // Reading through the mount changes nothing.
+    assert_eq!(read_through(&m.join("kept")), b"first");
+    assert!(ring.content_is_current(ino, version));
+    // A write through the kernel does, before it returns.
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("kept"))
+        .unwrap();
+    f.write_all(b"F").unwrap();
+    assert!(
+        !ring.content_is_current(ino, version),
+        "a write through the mount"
+    );
+    let (again, _, version, data) = open_prefetched(&ring, "/kept");
+    assert_eq!(data, b"First");
+    // So does a truncation.
+    f.set_len(2).unwrap();
+    assert!(
+        !ring.content_is_current(ino, version),
+        "a truncation through the mount"
+    );
+    for desc in [fd, again] {
+        ring.post(&Request::Close { fd: desc }).unwrap();
     }
 }
 

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use btfuse_core::ring::{
     self, DecodeError, EncodeError, MAX_IO, Request, Response, Target, Whence,
 };
-use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet};
+use btfuse_core::{AccessMask, Attr, Errno, FileType, Ino, RenameMode, StatFs, TimeSet};
 
 use crate::channel::{REGION_LEN, Region};
+use crate::contents::{ContentView, TABLE_LEN};
 use crate::handshake::{Hello, WELCOME_LEN, Welcome};
 use crate::server::handoff::{KERNEL_FILE_LEN, KernelFile};
 use crate::sys;
@@ -129,7 +130,9 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, u64)> {
+    /// Connects a channel; returns it, the session's join token and the server's content
+    /// table (to map, or to drop when the client has it already).
+    pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, u64, OwnedFd)> {
         let mut stream = UnixStream::connect(socket)?;
         let floor = PRIVATE_FD_FLOOR.load(Ordering::Relaxed);
         if floor > 0 {
@@ -140,12 +143,19 @@ impl Channel {
         stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
         (&stream).write_all(&hello.encode())?;
         let mut buf = [0u8; WELCOME_LEN];
-        let fd = sys::recv_with_fd(&stream, &mut buf)?;
+        let mut fds = sys::recv_with_fds(&stream, &mut buf)?.into_iter();
         let welcome = Welcome::decode(&buf).map_err(protocol_error)?;
         if welcome.status != 0 {
             return Err(io::Error::from_raw_os_error(i32::from(welcome.status)));
         }
-        let fd = fd.ok_or_else(|| protocol_error("no region came with the welcome"))?;
+        let (Some(fd), Some(table)) = (fds.next(), fds.next()) else {
+            return Err(protocol_error(
+                "no region and content table came with the welcome",
+            ));
+        };
+        if welcome.table_len != TABLE_LEN as u64 {
+            return Err(protocol_error("a content table of another size"));
+        }
         if welcome.region_len != REGION_LEN as u64 || !sys::is_sealed_memfd(&fd, welcome.region_len)
         {
             return Err(protocol_error(
@@ -168,6 +178,7 @@ impl Channel {
                 post_pending: false,
             },
             welcome.session,
+            table,
         ))
     }
 
@@ -331,6 +342,8 @@ fn join_error(e: io::Error) -> io::Error {
 struct Inner {
     socket: PathBuf,
     session: u64,
+    /// The server's content table, read-only.
+    contents: ContentView,
     /// Channels no call is using.
     idle: Mutex<Vec<Channel>>,
     /// Signalled when a channel comes back (or one may be opened) and a thread waits.
@@ -358,11 +371,13 @@ impl Client {
     /// Connects to the server listening on `socket` and starts a session.
     pub fn connect(socket: impl AsRef<Path>) -> io::Result<Client> {
         let socket = socket.as_ref().to_path_buf();
-        let (channel, session) = Channel::connect(&socket, Hello::NewSession)?;
+        let (channel, session, table) = Channel::connect(&socket, Hello::NewSession)?;
+        let contents = ContentView::map(&table)?;
         let client = Client {
             inner: Arc::new(Inner {
                 socket,
                 session,
+                contents,
                 idle: Mutex::new(vec![channel]),
                 returned: Condvar::new(),
                 waiters: AtomicUsize::new(0),
@@ -453,7 +468,7 @@ impl Client {
                 inner.open.fetch_add(1, Ordering::Relaxed);
                 drop(idle);
                 return match Channel::connect(&inner.socket, Hello::Join(inner.session)) {
-                    Ok((channel, _)) => Ok(channel),
+                    Ok((channel, _, _)) => Ok(channel),
                     Err(e) => {
                         inner.open.fetch_sub(1, Ordering::Relaxed);
                         Err(join_error(e))
@@ -519,6 +534,13 @@ impl Client {
         })
     }
 
+    /// Whether content the server sent with `version` for inode `ino`
+    /// ([`Response::Prefetched`]) is still the file's: no change to it has begun since. One
+    /// load from the server's content table; no round trip.
+    pub fn content_is_current(&self, ino: Ino, version: u64) -> bool {
+        crate::contents::is_settled(version) && self.inner.contents.version(ino) == version
+    }
+
     /// Continues with the descriptions a parent kept under `token`. Only a fresh client (one
     /// channel, nothing opened yet) may attach.
     pub fn attach(&self, token: u64) -> io::Result<()> {
@@ -551,6 +573,9 @@ impl Client {
     pub fn open_with(&self, path: impl AsRef<Path>, options: &OpenOptions) -> io::Result<File> {
         let path = wire_path(path.as_ref())?;
         let request = Request::Open {
+            prefetch: 0,
+            known_ino: 0,
+            known_version: 0,
             at: None,
             path,
             flags: options.flags,

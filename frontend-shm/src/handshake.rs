@@ -11,7 +11,8 @@
 //! | 8 | 8 | join token (0 for a new session) |
 //! | 16 | 16 | zero |
 //!
-//! Server to client, [`WELCOME_LEN`] bytes, with the region's memfd attached on success:
+//! Server to client, [`WELCOME_LEN`] bytes, with two memfds attached on success: the channel's
+//! region, then the server's content table (see `contents`):
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -20,14 +21,14 @@
 //! | 6 | 2 | 0, or the errno that refused the connection |
 //! | 8 | 8 | the session's join token, for more channels of the same client |
 //! | 16 | 8 | length of the region |
-//! | 24 | 8 | zero |
+//! | 24 | 8 | length of the content table |
 
 /// Length of the client's message.
 pub(crate) const HELLO_LEN: usize = 32;
 /// Length of the server's message.
 pub(crate) const WELCOME_LEN: usize = 32;
 /// Version of these messages.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 
 const HELLO_MAGIC: u32 = 0x4254_4648;
 const WELCOME_MAGIC: u32 = 0x4254_4657;
@@ -84,6 +85,8 @@ pub(crate) struct Welcome {
     pub(crate) session: u64,
     /// Length of the region whose memfd comes with the message.
     pub(crate) region_len: u64,
+    /// Length of the content table whose memfd comes second.
+    pub(crate) table_len: u64,
 }
 
 impl Welcome {
@@ -94,6 +97,7 @@ impl Welcome {
         out[6..8].copy_from_slice(&self.status.to_le_bytes());
         out[8..16].copy_from_slice(&self.session.to_le_bytes());
         out[16..24].copy_from_slice(&self.region_len.to_le_bytes());
+        out[24..32].copy_from_slice(&self.table_len.to_le_bytes());
         out
     }
 
@@ -113,6 +117,7 @@ impl Welcome {
             status: u16::from_le_bytes([bytes[6], bytes[7]]),
             session: word(8..16),
             region_len: word(16..24),
+            table_len: word(24..32),
         })
     }
 }
@@ -139,6 +144,7 @@ mod tests {
             status: 13,
             session: 42,
             region_len: 1 << 21,
+            table_len: 1 << 18,
         };
         assert_eq!(Welcome::decode(&welcome.encode()), Ok(welcome));
         let mut bad = welcome.encode();

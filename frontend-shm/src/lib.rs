@@ -12,13 +12,16 @@
 //! - [`Client`]: a `std::fs`-like API over channels, usable from many threads.
 //!
 //! Open file descriptions (offset, status flags, the engine handle) live in the server, one
-//! table per client session, so `dup` and `fork` share them as the kernel's do.
+//! table per client session, so `dup` and `fork` share them as the kernel's do. A client may
+//! keep the first bytes of a file it opened for reading, sent with the open, for as long as
+//! the server's content table (mapped read-only by every client) says they are current.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod channel;
 pub mod client;
+mod contents;
 mod creds;
 pub mod daemon;
 pub mod discovery;

@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use btfuse_core::{
-    AccessMask, Attr, Credentials, DirEntry, Errno, FallocateMode, Fh, FileType, Filesystem, Ino,
-    OpenFlags, RenameMode, Result, SeekWhence, SetAttr, StatFs, XattrMode,
+    AccessMask, Attr, ContentWatch, Credentials, DirEntry, Errno, FallocateMode, Fh, FileType,
+    Filesystem, Ino, OpenFlags, RenameMode, Result, SeekWhence, SetAttr, StatFs, XattrMode,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -932,6 +932,9 @@ impl<F: Filesystem> Filesystem for Metered<F> {
 
     fn fsync(&self, cred: &Credentials, fh: Fh, datasync: bool) -> Result<()> {
         metered!(self, Fsync, self.inner.fsync(cred, fh, datasync))
+    }
+    fn watch_content(&self, watch: std::sync::Arc<dyn ContentWatch>) -> bool {
+        self.inner.watch_content(watch)
     }
 }
 

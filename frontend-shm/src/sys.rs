@@ -20,6 +20,13 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// A sealed memfd of `len` bytes: it can be mapped and written, never shrunk or grown, so a
 /// peer cannot make the other side's accesses fault by truncating it.
 pub(crate) fn sealed_memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedFd> {
+    let fd = memfd(name, len)?;
+    add_seals(&fd, libc::F_SEAL_SEAL)?;
+    Ok(fd)
+}
+
+/// A new memfd of `len` bytes that can no longer shrink or grow, open to more seals.
+pub(crate) fn memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid C string; the flags are constants.
     let fd = check(unsafe {
         libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
@@ -27,22 +34,40 @@ pub(crate) fn sealed_memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedF
     // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: plain calls on a descriptor this function owns.
-    unsafe {
-        check(libc::ftruncate(fd.as_raw_fd(), len))?;
-        check(libc::fcntl(
-            fd.as_raw_fd(),
-            libc::F_ADD_SEALS,
-            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
-        ))?;
-    }
+    // SAFETY: a plain call on a descriptor this function owns.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    add_seals(&fd, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)?;
     Ok(fd)
+}
+
+/// Seals a memfd against writes through any mapping or descriptor made from now on (mappings
+/// made before keep working) and against further seals.
+pub(crate) fn seal_future_writes(fd: &OwnedFd) -> io::Result<()> {
+    add_seals(fd, libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SEAL)
+}
+
+fn add_seals(fd: &OwnedFd, seals: libc::c_int) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
 }
 
 /// Whether `fd` carries the seals [`sealed_memfd`] sets and is `len` bytes long: what a client
 /// checks before mapping a region the server handed it.
 pub(crate) fn is_sealed_memfd(fd: &OwnedFd, len: u64) -> bool {
-    let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+    has_seals(fd, len, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
+}
+
+/// Whether `fd` is a content table as [`seal_future_writes`] leaves it: `len` bytes that
+/// nobody can map writable or write to any more.
+pub(crate) fn is_sealed_table(fd: &OwnedFd, len: u64) -> bool {
+    has_seals(
+        fd,
+        len,
+        libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_FUTURE_WRITE,
+    )
+}
+
+fn has_seals(fd: &OwnedFd, len: u64, want: libc::c_int) -> bool {
     // SAFETY: fcntl and fstat on a descriptor the caller owns; `st` is written by fstat.
     unsafe {
         let seals = libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS);
@@ -54,45 +79,55 @@ pub(crate) fn is_sealed_memfd(fd: &OwnedFd, len: u64) -> bool {
     }
 }
 
-/// Sends `bytes` with one descriptor attached (`SCM_RIGHTS`).
-pub(crate) fn send_with_fd(sock: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<()> {
-    sendmsg_with_fd(sock, bytes, fd, libc::MSG_NOSIGNAL)
+/// Sends `bytes` with the descriptors `fds` (at most [`MAX_FDS`]) attached, in that order.
+pub(crate) fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    sendmsg_with_fds(sock, bytes, fds, libc::MSG_NOSIGNAL)
 }
 
-/// Like [`send_with_fd`], but `WouldBlock` rather than waiting for room in the socket.
+/// Sends `bytes` with one descriptor attached (`SCM_RIGHTS`), `WouldBlock` rather than
+/// waiting for room in the socket.
 pub(crate) fn send_with_fd_nonblocking(
     sock: &UnixStream,
     bytes: &[u8],
     fd: RawFd,
 ) -> io::Result<()> {
-    sendmsg_with_fd(sock, bytes, fd, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    sendmsg_with_fds(sock, bytes, &[fd], libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
 }
 
-fn sendmsg_with_fd(
+/// Most descriptors one message carries.
+pub(crate) const MAX_FDS: usize = 4;
+
+fn sendmsg_with_fds(
     sock: &UnixStream,
     bytes: &[u8],
-    fd: RawFd,
+    fds: &[RawFd],
     flags: libc::c_int,
 ) -> io::Result<()> {
+    if fds.is_empty() || fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
     };
-    // Room for one cmsghdr carrying one int, u64-aligned as cmsg requires.
-    let mut space = [0u64; 4];
+    // Room for one cmsghdr carrying MAX_FDS ints, u64-aligned as cmsg requires.
+    let mut space = [0u64; 8];
+    let payload = size_of_val(fds) as u32;
     // SAFETY: msg points at live buffers for the duration of sendmsg; CMSG_* macros compute
-    // positions inside `space`, which is large enough for one descriptor.
+    // positions inside `space`, which is large enough for MAX_FDS descriptors.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = space.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
+        msg.msg_controllen = libc::CMSG_SPACE(payload) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
+        for (i, &fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>().add(i), fd);
+        }
         let n = libc::sendmsg(sock.as_raw_fd(), &msg, flags);
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -104,33 +139,36 @@ fn sendmsg_with_fd(
     Ok(())
 }
 
-/// Receives exactly `buf.len()` bytes in one message and the descriptor that came with them, if
-/// any. Descriptors arrive close-on-exec.
-pub(crate) fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<Option<OwnedFd>> {
-    recvmsg_with_fd(sock, buf, 0)
+/// Receives exactly `buf.len()` bytes in one message and every descriptor that came with
+/// them, in the order sent. Descriptors arrive close-on-exec.
+pub(crate) fn recv_with_fds(sock: &UnixStream, buf: &mut [u8]) -> io::Result<Vec<OwnedFd>> {
+    recvmsg_with_fds(sock, buf, 0)
 }
 
-/// Like [`recv_with_fd`] for a message that must already be waiting: `WouldBlock` if none is.
+/// Receives a message that must already be waiting (`WouldBlock` if none is) like
+/// [`recv_with_fds`], and the first descriptor that came with it (others are closed).
 pub(crate) fn recv_waiting_with_fd(
     sock: &UnixStream,
     buf: &mut [u8],
 ) -> io::Result<Option<OwnedFd>> {
-    recvmsg_with_fd(sock, buf, libc::MSG_DONTWAIT)
+    Ok(recvmsg_with_fds(sock, buf, libc::MSG_DONTWAIT)?
+        .into_iter()
+        .next())
 }
 
-fn recvmsg_with_fd(
+fn recvmsg_with_fds(
     sock: &UnixStream,
     buf: &mut [u8],
     flags: libc::c_int,
-) -> io::Result<Option<OwnedFd>> {
+) -> io::Result<Vec<OwnedFd>> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
     let mut space = [0u64; 8];
-    // SAFETY: as in send_with_fd; the kernel writes at most msg_controllen bytes of control
-    // data into `space` and at most `buf.len()` bytes into `buf`. Every descriptor received is
-    // taken into an OwnedFd so none leaks.
+    // SAFETY: as in sendmsg_with_fds; the kernel writes at most msg_controllen bytes of
+    // control data into `space` and at most `buf.len()` bytes into `buf`. Every descriptor
+    // received is taken into an OwnedFd so none leaks.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -141,7 +179,7 @@ fn recvmsg_with_fd(
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut received = None;
+        let mut received = Vec::new();
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
@@ -149,10 +187,7 @@ fn recvmsg_with_fd(
                 let count = ((*cmsg).cmsg_len - (data as usize - cmsg as usize)) / 4;
                 for i in 0..count {
                     let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    let owned = OwnedFd::from_raw_fd(fd);
-                    if received.is_none() {
-                        received = Some(owned);
-                    }
+                    received.push(OwnedFd::from_raw_fd(fd));
                 }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);

@@ -27,8 +27,9 @@
 //!
 //! **Version policy.** Any change to the format (a new opcode, kind or flag bit as much as a
 //! changed layout) takes a new version, and a decoder accepts only the versions it knows, so
-//! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`;
-//! version 1, without it, is no longer spoken.
+//! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`,
+//! version 3 `Open`'s `prefetch` and the `Prefetched` response; older versions are no longer
+//! spoken.
 //!
 //! # Field types
 //!
@@ -82,7 +83,7 @@
 //! | 0x03   | `Fork`        | (none)                                                           |
 //! | 0x10   | `Stat`        | `target`                                                         |
 //! | 0x11   | `Access`      | `target`, `access` mask, `bool` effective                        |
-//! | 0x12   | `Open`        | `opt32` at, `path`, `oflags`, `perm` mode                        |
+//! | 0x12   | `Open`        | `opt32` at, `path`, `oflags`, `perm` mode, `max(MAX_IO)` prefetch, `u64` known ino, `u64` known version |
 //! | 0x13   | `Mkdir`       | `opt32` at, `path`, `perm` mode                                  |
 //! | 0x14   | `Rmdir`       | `opt32` at, `path`                                               |
 //! | 0x15   | `Unlink`      | `opt32` at, `path`                                               |
@@ -133,6 +134,7 @@
 //! | 0x89 | `StatFs`  | `statfs`                   |
 //! | 0x8a | `Dirents` | `dirents` ([`DirentList`]) |
 //! | 0x8b | `Token`   | `u64`                      |
+//! | 0x8c | `Prefetched` | `u32` fd, `attr`, `u64` version, `data` |
 //!
 //! # Errors on the wire
 //!
@@ -157,7 +159,7 @@ pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{DirentBuilder, DirentIter, DirentList, Response};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

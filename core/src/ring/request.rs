@@ -218,7 +218,8 @@ requests! {
             /// Check with the effective rather than the real ids (`AT_EACCESS`).
             effective: bool as bool,
         },
-        /// `open`, `openat`, `creat`. Replies `Opened`.
+        /// `open`, `openat`, `creat`. Replies `Opened`, or `Prefetched` when `prefetch` asked
+        /// for content and the server could give it.
         Open = 0x12 {
             /// Directory description `path` starts from; `None`: the served root.
             at: Option<u32> as Option<u32>,
@@ -228,6 +229,16 @@ requests! {
             flags: OpenOptions as OpenOptions,
             /// Permission bits of a created file, the client's umask applied.
             mode: u32 as Perm,
+            /// Bytes of content from offset 0 the client would like with the answer, read as
+            /// a `Pread` would (the offset stays), when a regular file is opened only for
+            /// reading; at most `MAX_IO`, 0 for none.
+            prefetch: u32 as Max<MAX_IO_U32>,
+            /// The inode whose first bytes the client already holds, from an earlier answer
+            /// for this path (0: none). When the path still names it and its content version
+            /// is still `known_version`, the answer carries no bytes: the client's stand.
+            known_ino: u64 as u64,
+            /// The content version of the bytes the client holds.
+            known_version: u64 as u64,
         },
         /// `mkdir`, `mkdirat`. Replies `Ok`.
         Mkdir = 0x13 {

@@ -20,6 +20,21 @@ pub enum Response<'a> {
         /// The opened inode.
         attr: Attr,
     },
+    /// A new description, the attributes of what it opened, and its first bytes (`Open` with
+    /// `prefetch`).
+    Prefetched {
+        /// The description's id, for the descriptor requests.
+        fd: u32,
+        /// The opened inode.
+        attr: Attr,
+        /// The inode's content version when `data` was read: while the server's content
+        /// table shows the same version for the inode, `data` is still its content.
+        version: u64,
+        /// Content from offset 0, as a `Pread` of `prefetch` bytes gave it: shorter than
+        /// asked only at the end of the file. Empty, with `version` equal to the request's
+        /// `known_version`, when the bytes the client named are still current.
+        data: &'a [u8],
+    },
     /// Bytes, at most `MAX_IO` (`Read`, `Pread`, `Readlink`, `GetXattr`, `ListXattr`).
     Data(&'a [u8]),
     /// A byte count (`Write`, `Pwrite`; `GetXattr` and `ListXattr` with `max` 0).
@@ -51,6 +66,7 @@ mod kind {
     pub(super) const STATFS: u8 = 0x89;
     pub(super) const DIRENTS: u8 = 0x8a;
     pub(super) const TOKEN: u8 = 0x8b;
+    pub(super) const PREFETCHED: u8 = 0x8c;
 }
 
 impl Response<'_> {
@@ -69,6 +85,7 @@ impl Response<'_> {
             Response::StatFs(_) => kind::STATFS,
             Response::Dirents(_) => kind::DIRENTS,
             Response::Token(_) => kind::TOKEN,
+            Response::Prefetched { .. } => kind::PREFETCHED,
         }
     }
 }
@@ -93,6 +110,17 @@ pub(super) fn put_response<S: Sink + ?Sized>(
         Response::Flags(flags) => OpenOptions::put(flags, sink),
         Response::StatFs(statfs) => StatFs::put(statfs, sink),
         Response::Dirents(list) => DirentList::put(list, sink),
+        Response::Prefetched {
+            fd,
+            attr,
+            version,
+            data,
+        } => {
+            u32::put(fd, sink)?;
+            Attr::put(attr, sink)?;
+            u64::put(version, sink)?;
+            Data::put(data, sink)
+        }
     }
 }
 
@@ -116,6 +144,12 @@ pub(super) fn get_response<'a>(
         kind::STATFS => Response::StatFs(StatFs::get(reader)?),
         kind::DIRENTS => Response::Dirents(DirentList::get(reader)?),
         kind::TOKEN => Response::Token(u64::get(reader)?),
+        kind::PREFETCHED => Response::Prefetched {
+            fd: u32::get(reader)?,
+            attr: Attr::get(reader)?,
+            version: u64::get(reader)?,
+            data: Data::get(reader)?,
+        },
         _ => return Err(DecodeError::UnknownOpcode(kind)),
     })
 }

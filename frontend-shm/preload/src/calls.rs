@@ -7,6 +7,7 @@ use btfuse_core::{AccessMask, FileType, RenameMode};
 use btfuse_shm::Client;
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 
+use crate::held;
 use crate::real;
 use crate::stat::{fill_stat, fill_statx};
 use crate::state::{self, Entry, PROTOCOL, c_bytes, call, fail, guarded};
@@ -79,6 +80,7 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
 /// Gives up this process's reference to description `desc` (and what it remembered of it).
 fn release(client: &Client, desc: u32) {
     state::forget_path(desc);
+    held::forget(desc);
     // Not waited for: the program's close needs nothing from the answer (see Client::post).
     if let Err(e) = client.post(&Request::Close { fd: desc }) {
         state::transport_failed(&e);
@@ -136,15 +138,30 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return fail(libc::EOPNOTSUPP);
     }
+    let options = open_options(flags);
+    // Only a description that only reads may have its first bytes sent along (see `held`).
+    let prefetch = if options.read && !options.write && !options.truncate {
+        held::PREFETCH
+    } else {
+        0
+    };
+    let named = target.at.is_none().then_some(&target.path[..]);
+    let (known_ino, known_version) = match named {
+        Some(path) if prefetch > 0 => held::known(path),
+        _ => (0, 0),
+    };
     let request = Request::Open {
         at: target.at,
         path: &target.path,
-        flags: open_options(flags),
+        flags: options,
         mode: if flags & libc::O_CREAT != 0 {
             mode & 0o7777 & !current_umask()
         } else {
             0
         },
+        prefetch,
+        known_ino,
+        known_version,
     };
     // The placeholder is made while the server opens the file.
     let sent = match target.client.send(&request) {
@@ -154,6 +171,15 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     let placeholder = state::placeholder(flags & libc::O_CLOEXEC != 0);
     let opened = state::finish(sent, |r| match r {
         Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory)),
+        Response::Prefetched {
+            fd,
+            attr,
+            version,
+            data,
+        } if attr.kind == FileType::RegularFile && data.len() <= prefetch as usize => {
+            held::keep(fd, named, (attr.ino, version), data, prefetch);
+            Ok((fd, false))
+        }
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {
@@ -271,8 +297,19 @@ macro_rules! creat_fn {
 creat_fn!(creat);
 creat_fn!(creat64);
 
-/// The btfuse entry behind `fd` and a connection, if `fd` is btfuse's.
+/// The btfuse entry behind `fd` and a connection, if `fd` is btfuse's, with the server's
+/// description made the one truth about its offset (see `held`): for every call on a
+/// descriptor but those that read with the offset this process keeps.
 fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
+    let (entry, client) = held_descriptor(fd)?;
+    // A write-back (`Lseek` to a valid offset) fails only when the channel does, and then so
+    // does the call that follows it on the same channel.
+    let _ = held::settle(&client, entry.desc);
+    Some((entry, client))
+}
+
+/// Like [`descriptor`], leaving an offset this process keeps where it is.
+fn held_descriptor(fd: c_int) -> Option<(Entry, Client)> {
     let entry = state::lookup(fd)?;
     Some((entry, state::current_client().or_else(state::client)?))
 }
@@ -334,9 +371,14 @@ unsafe fn input<'a>(buf: *const c_void, count: size_t) -> &'a [u8] {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     let served = guarded(|| {
-        let (entry, client) = descriptor(fd)?;
+        let (entry, client) = held_descriptor(fd)?;
         if entry.dir {
             return Some(fail(libc::EISDIR) as ssize_t);
+        }
+        if let Some(held) = held::get(entry.desc)
+            && let Some(n) = held::lock(&held).read(&client, entry.desc, buf, count)
+        {
+            return Some(n);
         }
         let len = count.min(MAX_IO) as u32;
         Some(ring_read(
@@ -385,9 +427,14 @@ macro_rules! pread_fn {
             offset: off_t,
         ) -> ssize_t {
             let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
+                let (entry, client) = held_descriptor(fd)?;
                 if offset < 0 {
                     return Some(fail(libc::EINVAL) as ssize_t);
+                }
+                if let Some(held) = held::get(entry.desc)
+                    && let Some(n) = held::lock(&held).pread(&client, buf, count, offset as u64)
+                {
+                    return Some(n);
                 }
                 let len = count.min(MAX_IO) as u32;
                 let request = Request::Pread {
@@ -445,7 +492,13 @@ macro_rules! lseek_fn {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(fd: c_int, offset: off_t, whence: c_int) -> off_t {
             let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
+                let (entry, client) = held_descriptor(fd)?;
+                if let Some(held) = held::get(entry.desc)
+                    && let Some(at) = held::lock(&held).seek(offset, whence)
+                {
+                    return Some(at);
+                }
+                let _ = held::settle(&client, entry.desc);
                 let whence = match whence {
                     libc::SEEK_SET => Whence::Set,
                     libc::SEEK_CUR => Whence::Cur,
@@ -1522,6 +1575,9 @@ fn open_dir(client: &Client, at: Option<u32>, path: &[u8]) -> Result<u32, i32> {
             path,
             flags,
             mode: 0,
+            prefetch: 0,
+            known_ino: 0,
+            known_version: 0,
         },
         |r| match r {
             Response::Opened { fd, .. } => Ok(fd),

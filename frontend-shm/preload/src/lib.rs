@@ -43,6 +43,7 @@
 
 pub mod calls;
 pub mod dir;
+mod held;
 pub mod process;
 mod program;
 mod real;

@@ -24,6 +24,7 @@ use std::ffi::CString;
 
 use libc::{c_char, c_int, pid_t};
 
+use crate::held;
 use crate::program::{self, Program};
 use crate::real;
 use crate::state::{self, Entry, INHERIT_VAR, guarded};
@@ -31,6 +32,9 @@ use crate::state::{self, Entry, INHERIT_VAR, guarded};
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
+    // Offsets kept in this process go back to the server first, and nothing is kept again
+    // until the child exists: parent and child share the descriptions (see `held`).
+    let held = guarded(|| held::settle_all(state::current_client().as_ref()));
     let token = guarded(|| {
         if state::entries().is_empty() && state::cwd_desc().is_none() {
             return None;
@@ -44,6 +48,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
     let pid = unsafe { real::fork()() };
     drop(table);
     drop(client);
+    drop(held);
     if pid == 0 {
         // The parent's channels are the parent's: this process needs its own.
         let _ = guarded(|| {
@@ -125,6 +130,8 @@ fn hand_off(surviving: Vec<(c_int, Entry)>) -> Vec<(c_int, Entry)> {
 /// btfuse descriptor survives the exec. With `hand_off_first`, the files are handed to the
 /// kernel first and only what could not be is listed.
 fn inherit_value(hand_off_first: bool) -> Option<String> {
+    // The new program uses the server's descriptions, offsets included (see `held`).
+    drop(held::settle_all(state::current_client().as_ref()));
     let surviving = surviving();
     let surviving = if hand_off_first && !surviving.is_empty() {
         hand_off(surviving)

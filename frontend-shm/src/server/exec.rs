@@ -56,13 +56,24 @@ use btfuse_core::{
 
 use super::handoff::{Courier, KernelAccess, kernel_errno};
 use super::session::{Cursor, Description, ForkTable, MAX_OPEN, Route, Session};
+use crate::contents::{ContentTable, is_settled};
 
 /// Largest file offset or size a request may name: `i64::MAX`, as Linux's `loff_t` allows.
 const MAX_OFFSET: u64 = i64::MAX as u64;
 
+/// What serving a request may use beyond the engine and the session.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Extras<'a> {
+    /// Serves `Handoff` (`None`: `EOPNOTSUPP`).
+    pub(crate) courier: Option<&'a Courier<'a>>,
+    /// The content table, when the engine reports its changes to it: opens may then send
+    /// content (`None`: they never do).
+    pub(crate) contents: Option<&'a ContentTable>,
+}
+
 /// Serves one request for a client. `session` may be replaced (`Attach`). `scratch` is a
 /// private buffer that the response's data may borrow; it is grown as needed and what it held
-/// before is never part of a response. `courier` serves `Handoff` (`None`: `EOPNOTSUPP`).
+/// before is never part of a response.
 pub(crate) fn execute<'s, F: Filesystem>(
     fs: &Arc<F>,
     forks: &ForkTable<F>,
@@ -70,14 +81,15 @@ pub(crate) fn execute<'s, F: Filesystem>(
     cred: &Credentials,
     request: &Request<'_>,
     scratch: &'s mut Vec<u8>,
-    courier: Option<&Courier<'_>>,
+    extras: Extras<'_>,
 ) -> Response<'s> {
     let mut exec = Exec {
         fs,
         forks,
         session,
         cred,
-        courier,
+        courier: extras.courier,
+        contents: extras.contents,
     };
     exec.serve(request, scratch).unwrap_or_else(Response::Err)
 }
@@ -89,6 +101,8 @@ struct Exec<'a, F: Filesystem> {
     session: &'a mut Arc<Session<F>>,
     cred: &'a Credentials,
     courier: Option<&'a Courier<'a>>,
+    /// The content table when the engine reports its changes: opens may send content.
+    contents: Option<&'a ContentTable>,
 }
 
 /// An inode a request acts on, and its type.
@@ -135,7 +149,13 @@ impl<F: Filesystem> Exec<'_, F> {
                 path,
                 flags,
                 mode,
-            } => self.open(at, path, flags, mode),
+                prefetch,
+                known_ino,
+                known_version,
+            } => {
+                let known = (Ino(known_ino), known_version);
+                self.open(at, path, flags, mode, (prefetch, known), scratch)
+            }
             Request::Mkdir { at, path, mode } => self.mkdir(at, path, mode),
             Request::Rmdir { at, path } => self.rmdir(at, path),
             Request::Unlink { at, path } => self.unlink(at, path),
@@ -378,13 +398,15 @@ impl<F: Filesystem> Exec<'_, F> {
     // Path calls.
 
     /// `open`, `openat`: a new description over a new engine handle.
-    fn open(
+    fn open<'s>(
         &self,
         at: Option<u32>,
         path: &[u8],
         options: OpenOptions,
         mode: u32,
-    ) -> Result<Response<'static>> {
+        (prefetch, known): (u32, (Ino, u64)),
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<Response<'s>> {
         // Linux 6.4 and later refuse the ambiguous `O_CREAT | O_DIRECTORY`.
         if options.create && options.directory {
             return Err(Errno::InvalidArgument);
@@ -422,6 +444,26 @@ impl<F: Filesystem> Exec<'_, F> {
         // `O_TRUNC` may have changed the attributes since the walk saw them.
         let attr = self.fs.getattr(self.cred, attr.ino)?;
         let fd = self.session.insert(description)?;
+        let wants_content = prefetch > 0 && options.read && !options.write && !options.truncate;
+        if wants_content
+            && attr.kind == FileType::RegularFile
+            && let Some(contents) = self.contents
+            && let Some((version, len)) = first_bytes(
+                &**self.fs,
+                self.cred,
+                contents,
+                (attr.ino, fh),
+                (prefetch, known),
+                scratch,
+            )
+        {
+            return Ok(Response::Prefetched {
+                fd,
+                attr,
+                version,
+                data: &scratch[..len],
+            });
+        }
         Ok(Response::Opened { fd, attr })
     }
 
@@ -932,6 +974,31 @@ fn seek_to(base: u64, delta: i64) -> Result<u64> {
         .ok_or(Errno::InvalidArgument)
 }
 
+/// Reads up to `max` bytes of `ino` from offset 0 through handle `fh` into `scratch`, with
+/// the content version that vouches for them: `None` when a change was under way or came
+/// during the read (the client then reads as usual), or the read failed. When the client
+/// already holds `ino`'s bytes at the current version (`known`), none are sent (length 0);
+/// one byte is read all the same, so that the access counts. The read counts as one (access
+/// time), as the client's first `read` will be served by what it holds.
+fn first_bytes<F: Filesystem>(
+    fs: &F,
+    cred: &Credentials,
+    contents: &ContentTable,
+    (ino, fh): (Ino, btfuse_core::Fh),
+    (max, known): (u32, (Ino, u64)),
+    scratch: &mut Vec<u8>,
+) -> Option<(u64, usize)> {
+    let before = contents.version(ino);
+    if !is_settled(before) {
+        return None;
+    }
+    let current = known == (ino, before);
+    let buf = fill(scratch, if current { 1 } else { max as usize });
+    let len = fs.read(cred, fh, 0, buf).ok()?;
+    let len = if current { 0 } else { len };
+    (contents.version(ino) == before).then_some((before, len))
+}
+
 /// The first `len` bytes (at most `MAX_IO`) of `scratch`, which grows if it is shorter. What
 /// it held is not cleared: callers answer with only the bytes the engine wrote over it.
 fn fill(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
@@ -968,7 +1035,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use btfuse_core::ring::DirentList;
-    use btfuse_core::{AccessMask, Clock, Config, MemFs, MemPool, StatFs, Timestamp};
+    use btfuse_core::{AccessMask, Clock, Config, ContentWatch, MemFs, MemPool, StatFs, Timestamp};
 
     use super::*;
 
@@ -996,6 +1063,7 @@ mod tests {
         session: Arc<Session<Fs>>,
         cred: Credentials,
         scratch: Vec<u8>,
+        contents: Arc<ContentTable>,
     }
 
     impl Client {
@@ -1003,12 +1071,15 @@ mod tests {
         fn root() -> Client {
             let clock = Ticking(AtomicI64::new(1_000));
             let fs = MemFs::new(MemPool::new(1 << 20), Config::default(), clock);
+            let contents = Arc::new(ContentTable::new().unwrap());
+            assert!(fs.watch_content(contents.clone()));
             Client {
                 fs: Arc::new(fs),
                 forks: Arc::new(ForkTable::default()),
                 session: Arc::new(Session::new(1, 0)),
                 cred: Credentials::root(),
                 scratch: Vec::new(),
+                contents,
             }
         }
 
@@ -1020,6 +1091,7 @@ mod tests {
                 session: Arc::new(Session::new(u64::from(uid) + 100, uid)),
                 cred: Credentials::user(uid, gid),
                 scratch: Vec::new(),
+                contents: self.contents.clone(),
             }
         }
 
@@ -1031,7 +1103,10 @@ mod tests {
                 &self.cred,
                 &request,
                 &mut self.scratch,
-                None,
+                Extras {
+                    courier: None,
+                    contents: Some(&self.contents),
+                },
             )
         }
 
@@ -1083,6 +1158,9 @@ mod tests {
                 path,
                 flags,
                 mode,
+                prefetch: 0,
+                known_ino: 0,
+                known_version: 0,
             }) {
                 Response::Opened { fd, attr } => Ok((fd, attr)),
                 Response::Err(e) => Err(e),
@@ -1464,6 +1542,110 @@ mod tests {
         // The largest read fits the scratch buffer, and the next one reuses it.
         assert_eq!(c.read(fd, ring::MAX_IO as u32), Ok(Vec::new()));
         assert_eq!(c.pread(fd, 0, ring::MAX_IO as u32).unwrap().len(), 14);
+    }
+
+    /// `Open` with `prefetch`: the answer, and what it leaves behind.
+    fn open_prefetching<'c>(c: &'c mut Client, path: &[u8], flags: OpenOptions) -> Response<'c> {
+        open_knowing(c, path, flags, (0, 0))
+    }
+
+    /// `Open` with `prefetch`, naming content the client holds.
+    fn open_knowing<'c>(
+        c: &'c mut Client,
+        path: &[u8],
+        flags: OpenOptions,
+        (known_ino, known_version): (u64, u64),
+    ) -> Response<'c> {
+        c.run(Request::Open {
+            at: None,
+            path,
+            flags,
+            mode: 0o644,
+            prefetch: 8,
+            known_ino,
+            known_version,
+        })
+    }
+
+    #[test]
+    fn a_read_only_open_sends_the_first_bytes_and_their_version() {
+        let mut c = Client::root();
+        let fd = c.fd(b"/f", creat());
+        assert_eq!(c.write(fd, b"hello world"), Ok(11));
+        let ino = c.stat(Target::Fd(fd)).unwrap().ino;
+        let (reader, version) = match open_prefetching(&mut c, b"/f", ro()) {
+            Response::Prefetched {
+                fd,
+                attr,
+                version,
+                data,
+            } => {
+                assert_eq!((data, attr.ino), (&b"hello wo"[..], ino));
+                (fd, version)
+            }
+            other => panic!("expected Prefetched, got {other:?}"),
+        };
+        assert_eq!(version, c.contents.version(ino));
+        // The offset stays at 0: the client's first read is served by the bytes it holds.
+        assert_eq!(c.tell(reader), 0);
+        // A change moves the version; the next open sends the new bytes.
+        assert_eq!(c.pwrite(fd, 0, b"J"), Ok(1));
+        assert_ne!(c.contents.version(ino), version);
+        match open_prefetching(&mut c, b"/f", ro()) {
+            Response::Prefetched { data, .. } => assert_eq!(data, b"Jello wo"),
+            other => panic!("expected Prefetched, got {other:?}"),
+        }
+        // Content the client holds is not sent again while it is current, and is otherwise.
+        let now = c.contents.version(ino);
+        match open_knowing(&mut c, b"/f", ro(), (ino.0, now)) {
+            Response::Prefetched { version, data, .. } => {
+                assert_eq!((version, data), (now, &[][..]))
+            }
+            other => panic!("expected Prefetched, got {other:?}"),
+        }
+        for stale in [(ino.0, version), (ino.0 + 1, now)] {
+            match open_knowing(&mut c, b"/f", ro(), stale) {
+                Response::Prefetched { data, .. } => assert_eq!(data, b"Jello wo"),
+                other => panic!("expected Prefetched, got {other:?}"),
+            }
+        }
+        // A file shorter than asked for comes whole: the client knows where it ends.
+        assert_eq!(
+            c.run(Request::Truncate {
+                target: Target::Fd(fd),
+                size: 3
+            }),
+            Response::Ok
+        );
+        match open_prefetching(&mut c, b"/f", ro()) {
+            Response::Prefetched { data, .. } => assert_eq!(data, b"Jel"),
+            other => panic!("expected Prefetched, got {other:?}"),
+        }
+        // Writers, truncations and directories get no content.
+        for (path, flags) in [(&b"/f"[..], rw()), (b"/f", wo()), (b"/", ro())] {
+            assert!(
+                matches!(
+                    open_prefetching(&mut c, path, flags),
+                    Response::Opened { .. }
+                ),
+                "{flags:?}"
+            );
+        }
+        let truncating = OpenOptions {
+            truncate: true,
+            ..ro()
+        };
+        assert!(matches!(
+            open_prefetching(&mut c, b"/f", truncating),
+            Response::Opened { .. }
+        ));
+        // A change under way (as another thread's write would be) vouches for nothing.
+        c.contents.changing(ino);
+        assert!(matches!(
+            open_prefetching(&mut c, b"/f", ro()),
+            Response::Opened { .. }
+        ));
+        c.contents.changed(ino);
     }
 
     #[test]
@@ -2533,6 +2715,9 @@ mod tests {
                 path: b"x",
                 flags: everything,
                 mode: 0o7777,
+                prefetch: ring::MAX_IO as u32,
+                known_ino: u64::MAX,
+                known_version: u64::MAX,
             },
             Request::Attach { token: u64::MAX },
             Request::Hello { version: u8::MAX },

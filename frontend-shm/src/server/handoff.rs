@@ -171,6 +171,7 @@ mod tests {
             status: 0,
             session: 1,
             region_len: 2,
+            table_len: 3,
         };
         assert!(KernelFile::decode(&welcome.encode()).is_err());
         for at in [4, 6, 20, 31] {

@@ -27,9 +27,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use btfuse_core::{Credentials, Filesystem};
+use btfuse_core::{ContentWatch, Credentials, Filesystem};
 
 use crate::channel::{REGION_LEN, Region};
+use crate::contents::{ContentTable, TABLE_LEN};
 use crate::handshake::{HELLO_LEN, Hello, Welcome};
 use crate::sys;
 use handoff::KernelOpener;
@@ -59,6 +60,11 @@ struct Shared<F: Filesystem> {
     fs: Arc<F>,
     /// Opens inodes through a kernel mount, for `Handoff`; `None` without a mount.
     opener: Option<Arc<dyn KernelOpener>>,
+    /// The content table every client maps.
+    contents: Arc<ContentTable>,
+    /// Whether `fs` reports its content changes to `contents`: only then are opens answered
+    /// with content (`Prefetched`).
+    prefetch: bool,
     forks: ForkTable<F>,
     /// Live sessions by join token.
     sessions: Mutex<HashMap<u64, Weak<Session<F>>>>,
@@ -134,9 +140,13 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
         for _ in 0..config.threads.max(1) {
             inboxes.push(worker::Inbox::new()?);
         }
+        let contents = Arc::new(ContentTable::new()?);
+        let prefetch = fs.watch_content(Arc::clone(&contents) as Arc<dyn ContentWatch>);
         let shared = Arc::new(Shared {
             fs,
             opener,
+            contents,
+            prefetch,
             forks: ForkTable::default(),
             sessions: Mutex::new(HashMap::new()),
             workers: inboxes,
@@ -281,6 +291,7 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
                 status: errno as u16,
                 session: 0,
                 region_len: 0,
+                table_len: 0,
             };
             use std::io::Write;
             (&stream).write_all(&refusal.encode())?;
@@ -294,8 +305,10 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         status: 0,
         session: session.join_token,
         region_len: REGION_LEN as u64,
+        table_len: TABLE_LEN as u64,
     };
-    sys::send_with_fd(&stream, &welcome.encode(), memfd.as_raw_fd())?;
+    let table = shared.contents.fd().as_raw_fd();
+    sys::send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table])?;
     drop(memfd);
     stream.set_read_timeout(None)?;
     if shared.stop.load(Ordering::SeqCst) {
@@ -427,19 +440,19 @@ mod tests {
         good.write("/keep", b"kept").unwrap();
         let garbage: [&[u8]; 3] = [b"", b"not a record at all", &[0xff; 64]];
         for bytes in garbage {
-            let (mut bad, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+            let (mut bad, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
             let err = send_raw(&mut bad, bytes, bytes.len()).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{bytes:?}");
         }
         // A length beyond the area.
-        let (mut liar, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (mut liar, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
         let err = send_raw(&mut liar, b"", usize::MAX >> 1).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
         // A valid record whose header lies about its length.
         let mut record = vec![0u8; 256];
         let n = ring::encode_request(9, &Request::Fork, &mut record).unwrap();
         record[4] ^= 0x40;
-        let (mut liar, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (mut liar, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
         assert!(send_raw(&mut liar, &record[..n], n).is_err());
         // The well-behaved client never noticed.
         assert_eq!(good.read("/keep").unwrap(), b"kept");
@@ -451,7 +464,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket) = server(dir.path());
         let good = Client::connect(&socket).unwrap();
-        let (mut racer, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (mut racer, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let region_ptr = {
             // SAFETY: the scribbler below writes the request area the test's channel owns,
@@ -618,7 +631,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket, _kernel) = server_with_opener(dir.path());
         let good = Client::connect(&socket).unwrap();
-        let (mut hostile, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (mut hostile, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
         let path = b"/h".to_vec();
         let open = Request::Open {
             at: None,
@@ -629,6 +642,9 @@ mod tests {
                 ..ring::OpenOptions::default()
             },
             mode: 0o644,
+            prefetch: 0,
+            known_ino: 0,
+            known_version: 0,
         };
         let fd = hostile
             .call(1, &open, |r| match r {

@@ -421,7 +421,10 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                     cred,
                     &decoded,
                     scratch,
-                    courier,
+                    exec::Extras {
+                        courier,
+                        contents: shared.prefetch.then_some(&*shared.contents),
+                    },
                 )
             }));
             match outcome {
