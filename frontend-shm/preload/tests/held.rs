@@ -152,6 +152,7 @@ fn read_only_descriptors_read_what_the_file_holds_and_share_their_offset() {
 fn shells_reading_lines_share_the_offset_with_what_they_run() {
     // `read` takes a line and seeks back to its end; what it runs continues from there.
     let script = r#"
+        cd "$D"
         printf 'one\ntwo\nthree\nfour\nfive\n' > f
         { read a; read b; head -n 1; read c; echo "$a|$b|$c"; cat; } < f
         exec 3< f
