@@ -541,6 +541,12 @@ impl Client {
         crate::contents::is_settled(version) && self.inner.contents.version(ino) == version
     }
 
+    /// Names the server's content table, unique among all servers ever started: content
+    /// kept from one server is never to be checked against another's table.
+    pub fn content_source(&self) -> u64 {
+        self.inner.contents.identity()
+    }
+
     /// Continues with the descriptions a parent kept under `token`. Only a fresh client (one
     /// channel, nothing opened yet) may attach.
     pub fn attach(&self, token: u64) -> io::Result<()> {

@@ -5,9 +5,11 @@
 //!
 //! # Layout (a sealed memfd)
 //!
-//! [`SLOTS`] words of 8 bytes, each alone on its 64-byte line (a write to one file does not
-//! take the line of another slot's readers away). Inode `ino` uses slot `ino % SLOTS`; files
-//! that share a slot only cost each other a round trip now and then.
+//! A first 64-byte line whose first 8 bytes name this table among all tables any server ever
+//! made (random, nonzero): content a client keeps is only ever checked against the table it
+//! came with. Then [`SLOTS`] words of 8 bytes, each alone on its 64-byte line (a write to one
+//! file does not take the line of another slot's readers away). Inode `ino` uses slot
+//! `ino % SLOTS`; files that share a slot only cost each other a round trip now and then.
 //!
 //! A slot's word: bits 0..20 count the changes under way ([`ContentWatch::changing`] adds 1),
 //! bits 20.. count the changes completed ([`ContentWatch::changed`] adds `2^20 - 1`: one
@@ -34,15 +36,15 @@ use memmap2::{Mmap, MmapMut, MmapOptions};
 pub(crate) const SLOTS: usize = 4096;
 /// Bytes between two slots: one cache line.
 const STRIDE: usize = 64;
-/// Bytes of the table.
-pub(crate) const TABLE_LEN: usize = SLOTS * STRIDE;
+/// Bytes of the table: its identity's line, then the slots.
+pub(crate) const TABLE_LEN: usize = (1 + SLOTS) * STRIDE;
 /// What one completed change adds to a slot's word.
 const COMPLETED: u64 = 1 << 20;
 /// The bits that count changes under way.
 const UNDER_WAY: u64 = COMPLETED - 1;
 
 fn slot_offset(ino: Ino) -> usize {
-    (ino.0 % SLOTS as u64) as usize * STRIDE
+    (1 + (ino.0 % SLOTS as u64) as usize) * STRIDE
 }
 
 /// Whether `version` was read while no change was under way in its slot: only such a version
@@ -62,9 +64,12 @@ impl ContentTable {
     /// Creates and seals a new table, all versions 0.
     pub(crate) fn new() -> io::Result<ContentTable> {
         let fd = crate::sys::memfd(c"btfuse-contents", TABLE_LEN as u64)?;
-        // SAFETY: a fresh memfd of TABLE_LEN bytes that only this process holds; the mapping
-        // is touched only through atomics (`word`), since clients read it concurrently.
-        let map = unsafe { MmapOptions::new().len(TABLE_LEN).map_mut(&fd)? };
+        // SAFETY: a fresh memfd of TABLE_LEN bytes that only this process holds. The identity
+        // is written before any client has the table; after that the mapping is touched only
+        // through atomics (`word`), since clients read it concurrently.
+        let mut map = unsafe { MmapOptions::new().len(TABLE_LEN).map_mut(&fd)? };
+        let identity = crate::sys::random_u64()?.max(1);
+        map[..8].copy_from_slice(&identity.to_le_bytes());
         crate::sys::seal_future_writes(&fd)?;
         Ok(ContentTable { map, fd })
     }
@@ -126,6 +131,13 @@ impl ContentView {
         Ok(ContentView { map })
     }
 
+    /// The table's identity (see the layout).
+    pub(crate) fn identity(&self) -> u64 {
+        // SAFETY: the first 8 bytes of the mapping, aligned; written once by the server
+        // before the table was sent, and never again.
+        unsafe { &*self.map.as_ptr().cast::<AtomicU64>() }.load(Ordering::Relaxed)
+    }
+
     /// The version of `ino`'s content now.
     pub(crate) fn version(&self, ino: Ino) -> u64 {
         // SAFETY: as in `ContentTable::word`; the mapping is read-only and read atomically.
@@ -159,6 +171,10 @@ mod tests {
         assert!(is_settled(after));
         assert_ne!(after, before);
         assert_eq!(view.version(Ino(8)), 0, "another slot did not move");
+        let other = ContentTable::new().unwrap();
+        let other = ContentView::map(other.fd()).unwrap();
+        assert_ne!(view.identity(), 0);
+        assert_ne!(view.identity(), other.identity());
     }
 
     #[test]

@@ -145,10 +145,11 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     } else {
         0
     };
-    let named = target.at.is_none().then_some(&target.path[..]);
+    let named = (target.at.is_none() && prefetch > 0)
+        .then(|| (target.client.content_source(), &target.path[..]));
     let (known_ino, known_version) = match named {
-        Some(path) if prefetch > 0 => held::known(path),
-        _ => (0, 0),
+        Some((source, path)) => held::known(source, path),
+        None => (0, 0),
     };
     let request = Request::Open {
         at: target.at,

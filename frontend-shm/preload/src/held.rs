@@ -64,8 +64,10 @@ pub(crate) struct Held {
 /// the map's lock.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// The bytes an earlier open of `path` (from the served root) was sent.
+/// The bytes an earlier open of `path` (from the served root) was sent, by the server whose
+/// content table is `source`.
 struct Recent {
+    source: u64,
     path: Vec<u8>,
     ino: Ino,
     version: u64,
@@ -89,12 +91,15 @@ fn table() -> MutexGuard<'static, Option<Table>> {
 }
 
 /// The inode and content version whose bytes this process holds for `path` (from the served
-/// root), to name in an open: `(0, 0)` for none.
-pub(crate) fn known(path: &[u8]) -> (u64, u64) {
+/// root of the server whose content table is `source`), to name in an open: `(0, 0)` for none.
+pub(crate) fn known(source: u64, path: &[u8]) -> (u64, u64) {
     let table = table();
-    let found = table
-        .as_ref()
-        .and_then(|t| t.recent.iter().flatten().find(|r| r.path == path));
+    let found = table.as_ref().and_then(|t| {
+        t.recent
+            .iter()
+            .flatten()
+            .find(|r| r.source == source && r.path == path)
+    });
     found.map_or((0, 0), |r| (r.ino.0, r.version))
 }
 
@@ -105,21 +110,21 @@ pub(crate) fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
 /// Keeps the offset of description `desc`, just opened, whose first bytes are `data` at
 /// content `version` (none: those [`known`] named for `path`, still current). `asked` is how
 /// many bytes the open asked for: fewer means the file ends there. `path` is the one opened,
-/// from the served root, if it was named from there.
+/// from the served root, if it was named from there, with the server's content source.
 pub(crate) fn keep(
     desc: u32,
-    path: Option<&[u8]>,
+    path: Option<(u64, &[u8])>,
     (ino, version): (Ino, u64),
     data: &[u8],
     asked: u32,
 ) {
     let mut table = table();
     let table = table.get_or_insert_with(Table::default);
-    let recent = path.and_then(|p| {
-        table
-            .recent
-            .iter()
-            .position(|r| r.as_ref().is_some_and(|r| r.path == p))
+    let recent = path.and_then(|(source, path)| {
+        table.recent.iter().position(|r| {
+            r.as_ref()
+                .is_some_and(|r| r.source == source && r.path == path)
+        })
     });
     let known = recent
         .and_then(|i| table.recent[i].as_ref())
@@ -128,19 +133,25 @@ pub(crate) fn keep(
         Some(r) if data.is_empty() => (Arc::clone(&r.data), r.whole),
         _ => (Arc::<[u8]>::from(data), data.len() < asked as usize),
     };
-    if let Some(path) = path {
-        let slot = recent.unwrap_or_else(|| {
+    match (recent, path) {
+        (Some(i), _) => {
+            if let Some(r) = table.recent[i].as_mut() {
+                (r.ino, r.version, r.data, r.whole) = (ino, version, Arc::clone(&data), whole);
+            }
+        }
+        (None, Some((source, path))) => {
             let slot = table.next;
             table.next = (slot + 1) % RECENT;
-            slot
-        });
-        table.recent[slot] = Some(Recent {
-            path: path.to_vec(),
-            ino,
-            version,
-            data: Arc::clone(&data),
-            whole,
-        });
+            table.recent[slot] = Some(Recent {
+                source,
+                path: path.to_vec(),
+                ino,
+                version,
+                data: Arc::clone(&data),
+                whole,
+            });
+        }
+        (None, None) => {}
     }
     let held = Held {
         ino,
