@@ -28,12 +28,11 @@ impl Daemon {
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("start btfuse-shm");
+        // The socket file appears at bind, a moment before the server listens: until then a
+        // connection is refused.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not create its socket"
-            );
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "server did not start listening");
             std::thread::sleep(Duration::from_millis(10));
         }
         Daemon {

@@ -2,6 +2,8 @@
 //! it is served over the ring and answers with libc's conventions (-1 and `errno`), otherwise
 //! it goes to the real libc function untouched.
 
+use std::sync::Arc;
+
 use btfuse_core::ring::{self, MAX_IO, Request, Response, Target, Whence};
 use btfuse_core::{AccessMask, FileType, RenameMode};
 use btfuse_shm::Client;
@@ -170,21 +172,28 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         Err(e) => return fail(state::transport_failed(&e)),
     };
     let placeholder = state::placeholder(flags & libc::O_CLOEXEC != 0);
+    // The bytes are copied out while the channel is taken; the table is changed after it is
+    // given back (a `fork` settling every description may need a channel meanwhile).
     let opened = state::finish(sent, |r| match r {
-        Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory)),
+        Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory, None)),
         Response::Prefetched {
             fd,
             attr,
             version,
             data,
-        } if attr.kind == FileType::RegularFile && data.len() <= prefetch as usize => {
-            held::keep(fd, named, (attr.ino, version), data, prefetch);
-            Ok((fd, false))
-        }
+        } if attr.kind == FileType::RegularFile && data.len() <= prefetch as usize => Ok((
+            fd,
+            false,
+            Some((attr.ino, version, Arc::<[u8]>::from(data))),
+        )),
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {
-        Ok(opened) => opened,
+        Ok((desc, dir, Some((ino, version, data)))) => {
+            held::keep(desc, named, (ino, version), data, prefetch);
+            (desc, dir)
+        }
+        Ok((desc, dir, None)) => (desc, dir),
         Err(e) => {
             if let Ok(fd) = placeholder {
                 // SAFETY: the placeholder was made above and is nobody else's.

@@ -115,7 +115,7 @@ pub(crate) fn keep(
     desc: u32,
     path: Option<(u64, &[u8])>,
     (ino, version): (Ino, u64),
-    data: &[u8],
+    data: Arc<[u8]>,
     asked: u32,
 ) {
     let mut table = table();
@@ -131,7 +131,10 @@ pub(crate) fn keep(
         .filter(|r| (r.ino, r.version) == (ino, version));
     let (data, whole) = match known {
         Some(r) if data.is_empty() => (Arc::clone(&r.data), r.whole),
-        _ => (Arc::<[u8]>::from(data), data.len() < asked as usize),
+        _ => {
+            let whole = data.len() < asked as usize;
+            (data, whole)
+        }
     };
     match (recent, path) {
         (Some(i), _) => {
