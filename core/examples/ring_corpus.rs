@@ -298,7 +298,7 @@ fn main() -> std::io::Result<()> {
             "prefetched",
             Response::Prefetched {
                 fd: 5,
-                attr,
+                ino: Ino(12),
                 version: 7 << 20,
                 data: b"first bytes",
             },

@@ -451,7 +451,7 @@ impl ResponseParts {
             11 => Response::Token(self.num),
             12 => Response::Prefetched {
                 fd: self.fd,
-                attr: self.attr,
+                ino: self.attr.ino,
                 version: self.num,
                 data: &self.bytes,
             },

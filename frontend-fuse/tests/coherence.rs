@@ -170,10 +170,10 @@ fn open_prefetched(ring: &Client, path: &str) -> (u32, Ino, u64, Vec<u8>) {
     ring.request(&request, |r| match r {
         Response::Prefetched {
             fd,
-            attr,
+            ino,
             version,
             data,
-        } => Ok((fd, attr.ino, version, data.to_vec())),
+        } => Ok((fd, ino, version, data.to_vec())),
         other => panic!("expected Prefetched, got {other:?}"),
     })
     .unwrap()

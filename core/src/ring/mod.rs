@@ -134,7 +134,7 @@
 //! | 0x89 | `StatFs`  | `statfs`                   |
 //! | 0x8a | `Dirents` | `dirents` ([`DirentList`]) |
 //! | 0x8b | `Token`   | `u64`                      |
-//! | 0x8c | `Prefetched` | `u32` fd, `attr`, `u64` version, `data` |
+//! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u64` version, `data` |
 //!
 //! # Errors on the wire
 //!

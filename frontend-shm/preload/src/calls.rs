@@ -178,14 +178,12 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory, None)),
         Response::Prefetched {
             fd,
-            attr,
+            ino,
             version,
             data,
-        } if attr.kind == FileType::RegularFile && data.len() <= prefetch as usize => Ok((
-            fd,
-            false,
-            Some((attr.ino, version, Arc::<[u8]>::from(data))),
-        )),
+        } if prefetch > 0 && data.len() <= prefetch as usize => {
+            Ok((fd, false, Some((ino, version, Arc::<[u8]>::from(data)))))
+        }
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {

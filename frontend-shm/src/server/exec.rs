@@ -459,7 +459,7 @@ impl<F: Filesystem> Exec<'_, F> {
         {
             return Ok(Response::Prefetched {
                 fd,
-                attr,
+                ino: attr.ino,
                 version,
                 data: &scratch[..len],
             });
@@ -1576,11 +1576,11 @@ mod tests {
         let (reader, version) = match open_prefetching(&mut c, b"/f", ro()) {
             Response::Prefetched {
                 fd,
-                attr,
+                ino: opened,
                 version,
                 data,
             } => {
-                assert_eq!((data, attr.ino), (&b"hello wo"[..], ino));
+                assert_eq!((data, opened), (&b"hello wo"[..], ino));
                 (fd, version)
             }
             other => panic!("expected Prefetched, got {other:?}"),
