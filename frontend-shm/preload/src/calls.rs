@@ -149,10 +149,8 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     };
     let named = (target.at.is_none() && prefetch > 0)
         .then(|| (target.client.content_source(), &target.path[..]));
-    let (known_ino, known_version) = match named {
-        Some((source, path)) => held::known(source, path),
-        None => (0, 0),
-    };
+    let known = named.and_then(|(source, path)| held::known(source, path));
+    let (known_ino, known_version) = known.as_ref().map_or((0, 0), |k| (k.ino.0, k.version));
     let request = Request::Open {
         at: target.at,
         path: &target.path,
@@ -182,13 +180,14 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             version,
             data,
         } if prefetch > 0 && data.len() <= prefetch as usize => {
-            Ok((fd, false, Some((ino, version, Arc::<[u8]>::from(data)))))
+            let data = (!data.is_empty()).then(|| Arc::<[u8]>::from(data));
+            Ok((fd, false, Some((ino, version, data))))
         }
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {
         Ok((desc, dir, Some((ino, version, data)))) => {
-            held::keep(desc, named, (ino, version), data, prefetch);
+            held::keep(desc, named, (ino, version), (data, known), prefetch);
             (desc, dir)
         }
         Ok((desc, dir, None)) => (desc, dir),

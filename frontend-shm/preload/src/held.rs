@@ -90,17 +90,31 @@ fn table() -> MutexGuard<'static, Option<Table>> {
     TABLE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The inode and content version whose bytes this process holds for `path` (from the served
-/// root of the server whose content table is `source`), to name in an open: `(0, 0)` for none.
-pub(crate) fn known(source: u64, path: &[u8]) -> (u64, u64) {
+/// Bytes this process holds for a path, as an open names them (`known_ino`, `known_version`).
+#[derive(Clone)]
+pub(crate) struct Known {
+    pub(crate) ino: Ino,
+    pub(crate) version: u64,
+    data: Arc<[u8]>,
+    whole: bool,
+}
+
+/// The bytes this process holds for `path` (from the served root of the server whose content
+/// table is `source`), to name in an open.
+pub(crate) fn known(source: u64, path: &[u8]) -> Option<Known> {
     let table = table();
     let found = table.as_ref().and_then(|t| {
         t.recent
             .iter()
             .flatten()
             .find(|r| r.source == source && r.path == path)
-    });
-    found.map_or((0, 0), |r| (r.ino.0, r.version))
+    })?;
+    Some(Known {
+        ino: found.ino,
+        version: found.version,
+        data: Arc::clone(&found.data),
+        whole: found.whole,
+    })
 }
 
 pub(crate) fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
@@ -108,53 +122,58 @@ pub(crate) fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
 }
 
 /// Keeps the offset of description `desc`, just opened, whose first bytes are `data` at
-/// content `version` (none: those [`known`] named for `path`, still current). `asked` is how
-/// many bytes the open asked for: fewer means the file ends there. `path` is the one opened,
-/// from the served root, if it was named from there, with the server's content source.
+/// content `version`. No bytes (`None`) came either because those the open named (`named`) are
+/// still current (the answer's inode and version are theirs) or because the file is empty.
+/// `asked` is how many bytes the open asked for: fewer means the file ends there. `path` is
+/// the one opened, from the served root, if it was named from there, with the server's
+/// content source: the bytes are kept for it after the description closes.
 pub(crate) fn keep(
     desc: u32,
     path: Option<(u64, &[u8])>,
     (ino, version): (Ino, u64),
-    data: Arc<[u8]>,
+    (data, named): (Option<Arc<[u8]>>, Option<Known>),
     asked: u32,
 ) {
-    let mut table = table();
-    let table = table.get_or_insert_with(Table::default);
-    let recent = path.and_then(|(source, path)| {
-        table.recent.iter().position(|r| {
-            r.as_ref()
-                .is_some_and(|r| r.source == source && r.path == path)
-        })
-    });
-    let known = recent
-        .and_then(|i| table.recent[i].as_ref())
-        .filter(|r| (r.ino, r.version) == (ino, version));
-    let (data, whole) = match known {
-        Some(r) if data.is_empty() => (Arc::clone(&r.data), r.whole),
-        _ => {
+    let (data, whole) = match (data, named) {
+        (Some(data), _) => {
             let whole = data.len() < asked as usize;
             (data, whole)
         }
+        (None, Some(k)) if (k.ino, k.version) == (ino, version) => (k.data, k.whole),
+        (None, _) => (Arc::from(&[][..]), true),
     };
-    match (recent, path) {
-        (Some(i), _) => {
-            if let Some(r) = table.recent[i].as_mut() {
-                (r.ino, r.version, r.data, r.whole) = (ino, version, Arc::clone(&data), whole);
+    let mut table = table();
+    let table = table.get_or_insert_with(Table::default);
+    if let Some((source, path)) = path {
+        let entry = Recent {
+            source,
+            path: Vec::new(),
+            ino,
+            version,
+            data: Arc::clone(&data),
+            whole,
+        };
+        let same = table
+            .recent
+            .iter_mut()
+            .flatten()
+            .find(|r| r.source == source && r.path == path);
+        match same {
+            Some(r) => {
+                *r = Recent {
+                    path: std::mem::take(&mut r.path),
+                    ..entry
+                }
+            }
+            None => {
+                let slot = table.next;
+                table.next = (slot + 1) % RECENT;
+                table.recent[slot] = Some(Recent {
+                    path: path.to_vec(),
+                    ..entry
+                });
             }
         }
-        (None, Some((source, path))) => {
-            let slot = table.next;
-            table.next = (slot + 1) % RECENT;
-            table.recent[slot] = Some(Recent {
-                source,
-                path: path.to_vec(),
-                ino,
-                version,
-                data: Arc::clone(&data),
-                whole,
-            });
-        }
-        (None, None) => {}
     }
     let held = Held {
         ino,

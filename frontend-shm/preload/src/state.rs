@@ -8,7 +8,7 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use btfuse_core::ring::{Request, Response};
@@ -559,18 +559,29 @@ static DIR_PATHS: Mutex<Option<HashMap<u32, Vec<u8>>>> = Mutex::new(None);
 
 /// Remembers that directory description `desc` is at `path`.
 pub(crate) fn remember_path(desc: u32, path: Vec<u8>) {
-    DIR_PATHS
+    let previous = DIR_PATHS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(desc, path);
+    if previous.is_none() {
+        DIR_PATH_COUNT.fetch_add(1, Ordering::Relaxed);
+    }
 }
+
+/// Paths in [`DIR_PATHS`]: closing a file, when there are none, takes no lock.
+static DIR_PATH_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Forgets the path of description `desc` (it is being closed; its number may come back for
 /// another directory).
 pub(crate) fn forget_path(desc: u32) {
-    if let Some(paths) = DIR_PATHS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        paths.remove(&desc);
+    if DIR_PATH_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if let Some(paths) = DIR_PATHS.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        && paths.remove(&desc).is_some()
+    {
+        DIR_PATH_COUNT.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
