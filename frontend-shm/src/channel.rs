@@ -42,9 +42,12 @@
 //! # Protocol
 //!
 //! 1. The client writes a record into the request area, stores `req_len`, then publishes it by
-//!    swapping in `req_seq + 1` (`SeqCst`; its release half pairs with the server's `Acquire`
-//!    load of `req_seq`). Then it reads `server_sleeping` (`SeqCst`); only if it is set does
-//!    it make a system call: a futex wake on `req_seq`.
+//!    storing `req_seq + 1` (`Release`, pairing with the server's `Acquire` load of
+//!    `req_seq`). Before it waits for the answer or lets go of the channel it makes a `SeqCst`
+//!    fence and reads `server_sleeping`; only if that is set does it make a system call: a
+//!    futex wake on `req_seq`. Work the client does between the two (a system call of its
+//!    own) hides the time the store takes to reach the server's core, which a locked
+//!    instruction right after the store would have waited for.
 //! 2. The server copies the record out of the region (it never decodes shared bytes in place, so
 //!    a client rewriting them changes nothing), serves it, writes the response, stores
 //!    `resp_len` and publishes `resp_seq = req_seq` the same way, then reads
@@ -177,9 +180,11 @@ impl Region {
     }
 
     /// Client side: publishes the posted request of `len` bytes just written, as number `seq`.
+    /// As for [`publish_request`](Region::publish_request), [`wake_server`](Region::wake_server)
+    /// must follow.
     pub(crate) fn publish_post(&self, seq: u32, len: usize) {
         self.word(OFF_POST_LEN).store(len as u32, Ordering::Relaxed);
-        // Ordered before the publication by the release half of `publish_request`'s swap.
+        // Ordered before the publication by the release store of `publish`.
         self.word(OFF_POST_SEQ).store(seq, Ordering::Relaxed);
         self.publish(seq);
     }
@@ -196,8 +201,9 @@ impl Region {
         unsafe { std::slice::from_raw_parts_mut(self.area(0), AREA) }
     }
 
-    /// Client side: publishes the request of `len` bytes just written, as number `seq`, and
-    /// wakes the server if it said it sleeps.
+    /// Client side: publishes the request of `len` bytes just written, as number `seq`. The
+    /// client must call [`wake_server`](Region::wake_server) before it waits for the answer or
+    /// lets go of the channel, and may do other work first.
     pub(crate) fn publish_request(&self, seq: u32, len: usize) {
         self.word(OFF_REQ_LEN).store(len as u32, Ordering::Relaxed);
         let post = self.word(OFF_POST_SEQ);
@@ -209,12 +215,18 @@ impl Region {
     }
 
     fn publish(&self, seq: u32) {
-        // Publishes the record (its release half pairs with the server's Acquire load of
-        // req_seq in `take_request`). A sequentially consistent swap, not a store and a fence:
-        // one locked instruction instead of two barriers. With the SeqCst load after it, it
-        // forms a Dekker pair with the server's SeqCst swap and load in `announce_sleep`.
-        self.req_seq().swap(seq, Ordering::SeqCst);
-        if self.server_sleeping().load(Ordering::SeqCst) != 0 {
+        // Pairs with the server's Acquire load of req_seq in `take_request`.
+        self.req_seq().store(seq, Ordering::Release);
+    }
+
+    /// Client side, after publishing: wakes the server if it said it sleeps.
+    pub(crate) fn wake_server(&self) {
+        // The fence orders the publication before the load of the flag: with the server's
+        // SeqCst swap of the flag and load of req_seq in `announce_sleep` it forms a Dekker
+        // pair (the fence either follows the server's load in the single SeqCst order, and
+        // the load below sees the flag, or precedes it, and the server sees the request).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.server_sleeping().load(Ordering::Relaxed) != 0 {
             crate::sys::futex_wake(self.req_seq());
         }
     }
@@ -269,8 +281,9 @@ impl Region {
     /// if it said it sleeps.
     pub(crate) fn publish_response(&self, seq: u32, len: usize) {
         self.word(OFF_RESP_LEN).store(len as u32, Ordering::Relaxed);
-        // As in `publish_request`; the release half pairs with the client's Acquire load in
-        // `response`, the Dekker pair with the client's `announce_sleep`.
+        // A sequentially consistent swap, not a store and a fence: one locked instruction. Its
+        // release half pairs with the client's Acquire load in `response`; with the SeqCst
+        // load after it, it forms a Dekker pair with the client's `announce_sleep`.
         self.resp_seq().swap(seq, Ordering::SeqCst);
         if self.client_sleeping().load(Ordering::SeqCst) != 0 {
             crate::sys::futex_wake(self.resp_seq());
@@ -297,9 +310,9 @@ impl Region {
     /// Either side: says it may sleep on its futex, then returns whether the awaited word
     /// still holds `seen` (if not, there is work and the caller must not sleep).
     pub(crate) fn announce_sleep(&self, flag: &AtomicU32, word: &AtomicU32, seen: u32) -> bool {
-        // Pairs with the swap and load in `publish_request` / `publish_response`: in the single
-        // order of SeqCst operations, either this swap comes first and the publisher sees the
-        // flag, or the publication comes first and the load below sees it.
+        // Pairs with `wake_server` / `publish_response`: in the single order of SeqCst
+        // operations, either this swap comes first and the publisher sees the flag, or the
+        // publication comes first and the load below sees it.
         flag.swap(1, Ordering::SeqCst);
         word.load(Ordering::SeqCst) == seen
     }

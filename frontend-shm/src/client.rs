@@ -127,6 +127,9 @@ pub(crate) struct Channel {
     /// A request in the region's post area that no later response has yet shown taken: the
     /// area is not free until one does.
     post_pending: bool,
+    /// A request was published and the server not yet woken if it sleeps
+    /// ([`Region::wake_server`]): done before waiting or letting go of the channel.
+    unwoken: bool,
 }
 
 impl Channel {
@@ -176,6 +179,7 @@ impl Channel {
                 seq,
                 posted: None,
                 post_pending: false,
+                unwoken: false,
             },
             welcome.session,
             table,
@@ -200,6 +204,7 @@ impl Channel {
         tag: u64,
         read: impl FnOnce(Response<'_>) -> io::Result<T>,
     ) -> io::Result<T> {
+        self.wake();
         self.wait(seq)?;
         self.post_pending = false;
         // SAFETY: the view is dropped before this channel publishes another request.
@@ -221,6 +226,7 @@ impl Channel {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         self.region.publish_request(seq, len);
+        self.unwoken = true;
         Ok(seq)
     }
 
@@ -241,7 +247,16 @@ impl Channel {
         self.seq = self.seq.wrapping_add(1);
         self.region.publish_post(self.seq, len);
         self.post_pending = true;
+        self.unwoken = true;
         Ok(true)
+    }
+
+    /// Wakes the server for what was published, if it sleeps and that is still to be done.
+    fn wake(&mut self) {
+        if self.unwoken {
+            self.unwoken = false;
+            self.region.wake_server();
+        }
     }
 
     /// Waits for the answer to the posted request, if any, and checks that it is one.
@@ -249,6 +264,7 @@ impl Channel {
         let Some((seq, tag)) = self.posted.take() else {
             return Ok(());
         };
+        self.wake();
         self.wait(seq)?;
         self.post_pending = false;
         // SAFETY: the view is dropped before this channel publishes another request.
@@ -416,7 +432,8 @@ impl Client {
 
     /// Returns a channel to the pool after a use that ended with `result`, unless that found
     /// it broken.
-    fn give_back<T>(&self, channel: Channel, result: &io::Result<T>) {
+    fn give_back<T>(&self, mut channel: Channel, result: &io::Result<T>) {
+        channel.wake();
         let broken = matches!(result, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
             || e.kind() == io::ErrorKind::InvalidData);
         let inner = &self.inner;
@@ -487,7 +504,21 @@ impl Client {
     /// after the answer. Requests on one channel are served in order, so a later call from the
     /// same thread normally follows it; one from another thread may be served first.
     pub fn post(&self, request: &Request<'_>) -> io::Result<()> {
-        let mut channel = self.take_channel()?;
+        self.post_then(request, || ()).0
+    }
+
+    /// Like [`post`](Client::post), running `then` (a system call of the caller's, say) before
+    /// the server is woken if it sleeps: the time the request takes to reach the server's core
+    /// is then spent on `then` rather than waited for.
+    pub fn post_then<T>(
+        &self,
+        request: &Request<'_>,
+        then: impl FnOnce() -> T,
+    ) -> (io::Result<()>, T) {
+        let mut channel = match self.take_channel() {
+            Ok(channel) => channel,
+            Err(e) => return (Err(e), then()),
+        };
         let tag = u64::from(channel.seq.wrapping_add(1));
         let result = match channel.post(tag, request) {
             Ok(true) => Ok(()),
@@ -497,8 +528,9 @@ impl Client {
                 .map(|seq| channel.posted = Some((seq, tag))),
             Err(e) => Err(e),
         };
+        let value = then();
         self.give_back(channel, &result);
-        result
+        (result, value)
     }
 
     /// Sends any ring request and hands its response to `read`: the descriptor-level API the

@@ -81,12 +81,19 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
 
 /// Gives up this process's reference to description `desc` (and what it remembered of it).
 fn release(client: &Client, desc: u32) {
+    release_then(client, desc, || ());
+}
+
+/// Like [`release`], running `then` while the request travels to the server.
+fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() -> T) -> T {
     state::forget_path(desc);
     held::forget(desc);
     // Not waited for: the program's close needs nothing from the answer (see Client::post).
-    if let Err(e) = client.post(&Request::Close { fd: desc }) {
+    let (posted, value) = client.post_then(&Request::Close { fd: desc }, then);
+    if let Err(e) = posted {
         state::transport_failed(&e);
     }
+    value
 }
 
 /// The process's file mode creation mask, as this library last saw it set (`u32::MAX`:
@@ -329,16 +336,27 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if guarded(|| state::is_private(fd)) == Some(true) {
         return fail(libc::EBADF);
     }
-    let _ = guarded(|| {
-        if let Some(entry) = state::remove(fd) {
-            if let Some(client) = state::current_client() {
-                release(&client, entry.desc);
-            }
-            crate::stdio::sync_std_stream(fd);
+    let closed = guarded(|| {
+        let entry = state::remove(fd)?;
+        let client = state::current_client();
+        if fd > 2
+            && let Some(client) = &client
+        {
+            // The placeholder closes while the request travels.
+            // SAFETY: closes the placeholder, which is this library's.
+            return Some(release_then(client, entry.desc, || unsafe {
+                real::close()(fd)
+            }));
         }
-    });
+        if let Some(client) = &client {
+            release(client, entry.desc);
+        }
+        crate::stdio::sync_std_stream(fd);
+        None
+    })
+    .flatten();
     // SAFETY: closes the placeholder (or the program's own descriptor).
-    unsafe { real::close()(fd) }
+    closed.unwrap_or_else(|| unsafe { real::close()(fd) })
 }
 
 /// Reads into the caller's buffer over the ring.

@@ -405,6 +405,7 @@ mod tests {
         area[..bytes.len()].copy_from_slice(bytes);
         channel.seq = channel.seq.wrapping_add(1);
         channel.region.publish_request(channel.seq, len);
+        channel.region.wake_server();
         channel.wait(channel.seq)
     }
 
