@@ -331,12 +331,12 @@ fn held_descriptor(fd: c_int) -> Option<(Entry, Client)> {
 /// Interposed: closing a btfuse descriptor releases its description's reference.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    // The library's own descriptors are not the program's to close: for the program that
-    // number is not open (a loop closing every number must not cut the library off).
-    if guarded(|| state::is_private(fd)) == Some(true) {
-        return fail(libc::EBADF);
-    }
     let closed = guarded(|| {
+        // The library's own descriptors are not the program's to close: for the program that
+        // number is not open (a loop closing every number must not cut the library off).
+        if state::is_private(fd) {
+            return Some(fail(libc::EBADF));
+        }
         let entry = state::remove(fd)?;
         let client = state::current_client();
         if fd > 2

@@ -29,13 +29,13 @@
 //! `known_version`), and while they are still current the server sends none (`cat`-like
 //! loops no longer move the same bytes across the ring every time).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use btfuse_core::Ino;
 use btfuse_core::ring::{MAX_IO, Request, Response, Whence};
 use btfuse_shm::Client;
+use hashbrown::HashMap;
 use libc::{c_void, off_t, size_t, ssize_t};
 
 use crate::state::{PROTOCOL, call, fail};

@@ -441,13 +441,20 @@ impl<F: Filesystem> Exec<'_, F> {
             options.write,
             cursor,
         ));
-        // `O_TRUNC` may have changed the attributes since the walk saw them.
-        let attr = self.fs.getattr(self.cred, attr.ino)?;
+        // Content goes only to an open that reads, writes nothing and truncates nothing, of a
+        // regular file, from an engine that reports its changes.
+        let contents = self
+            .contents
+            .filter(|_| prefetch > 0 && options.read && !options.write && !options.truncate)
+            .filter(|_| attr.kind == FileType::RegularFile);
+        // `O_TRUNC` may have changed the attributes since the walk saw them (an answer with
+        // content carries none).
+        let attr = match contents {
+            Some(_) => attr,
+            None => self.fs.getattr(self.cred, attr.ino)?,
+        };
         let fd = self.session.insert(description)?;
-        let wants_content = prefetch > 0 && options.read && !options.write && !options.truncate;
-        if wants_content
-            && attr.kind == FileType::RegularFile
-            && let Some(contents) = self.contents
+        if let Some(contents) = contents
             && let Some((version, len)) = first_bytes(
                 &**self.fs,
                 self.cred,
