@@ -164,3 +164,96 @@ fn shells_reading_lines_share_the_offset_with_what_they_run() {
     "#;
     same_as_tmpfs(BASH, "held-sh", script);
 }
+
+/// A writer thread fills a file with one byte value after another, each larger, while reader
+/// threads open, read and close it (and a reader keeps one descriptor and reads it again from
+/// the start). No byte a read returns may be older than the last write that had returned
+/// before the read began: bytes the reader's process kept from an earlier open must never
+/// stand in for a later write. (A read may see a write under way in part, as on tmpfs, whose
+/// reads do not lock pages against writers.)
+const RACE: &str = r#"
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define SIZE 6000
+#define ROUNDS 3000
+static char path[4096];
+static atomic_int done;
+static atomic_int failures;
+/* Counts a failure; the first few are described. */
+static void fail(const char *who, const char *what, long a, long b) {
+    if (atomic_fetch_add(&failures, 1) < 3) printf("%s: %s %ld %ld\n", who, what, a, b);
+}
+static void check(const char *who, const unsigned char *buf, ssize_t n, int before) {
+    if (n != SIZE) { fail(who, "short read", n, SIZE); return; }
+    for (int i = 0; i < SIZE; i++)
+        if (buf[i] < before) { fail(who, "old byte after write", buf[i], before); return; }
+}
+static void *writer(void *arg) {
+    (void)arg;
+    unsigned char buf[SIZE];
+    int fd = open(path, O_WRONLY);
+    for (int v = 1; v <= 250; v++) {
+        memset(buf, v, SIZE);
+        pwrite(fd, buf, SIZE, 0);
+        atomic_store(&done, v);
+        usleep(50);
+    }
+    close(fd);
+    return NULL;
+}
+static void *reopener(void *arg) {
+    unsigned char buf[SIZE + 1];
+    for (int r = 0; r < ROUNDS && atomic_load(&done) < 250; r++) {
+        int before = atomic_load(&done);
+        int fd = open(path, O_RDONLY);
+        ssize_t n = read(fd, buf, sizeof buf);
+        close(fd);
+        check(arg, buf, n, before);
+    }
+    return NULL;
+}
+static void *rereader(void *arg) {
+    unsigned char buf[SIZE + 1];
+    int fd = open(path, O_RDONLY);
+    for (int r = 0; r < ROUNDS && atomic_load(&done) < 250; r++) {
+        int before = atomic_load(&done);
+        ssize_t n = pread(fd, buf, sizeof buf, 0);
+        check(arg, buf, n, before);
+        lseek(fd, 0, SEEK_SET);
+        before = atomic_load(&done);
+        n = read(fd, buf, sizeof buf);
+        check(arg, buf, n, before);
+    }
+    close(fd);
+    return NULL;
+}
+int main(void) {
+    snprintf(path, sizeof path, "%s/race", getenv("D"));
+    unsigned char zero[SIZE] = {0};
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    write(fd, zero, SIZE);
+    close(fd);
+    pthread_t w, a, b, c;
+    pthread_create(&a, NULL, reopener, "reopener-1");
+    pthread_create(&b, NULL, reopener, "reopener-2");
+    pthread_create(&c, NULL, rereader, "rereader");
+    pthread_create(&w, NULL, writer, NULL);
+    pthread_join(w, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    pthread_join(c, NULL);
+    printf("failures %d\n", atomic_load(&failures));
+    return 0;
+}
+"#;
+
+#[test]
+fn kept_bytes_never_stand_in_for_a_finished_write() {
+    let (_build, binary) = compile_c(RACE, &["-pthread"]);
+    same_as_tmpfs(&[binary.to_str().unwrap()], "held-race", "");
+}
