@@ -2,6 +2,7 @@
 //! it is served over the ring and answers with libc's conventions (-1 and `errno`), otherwise
 //! it goes to the real libc function untouched.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use btfuse_core::ring::{self, MAX_IO, Request, Response, Target, Whence};
@@ -14,14 +15,15 @@ use crate::real;
 use crate::stat::{fill_stat, fill_statx};
 use crate::state::{self, Entry, PROTOCOL, c_bytes, call, fail, guarded};
 
-/// What a path argument names.
-pub(crate) struct PathTarget {
+/// What a path argument names. The path is the caller's own bytes where it can be (no copy on
+/// the way to the ring).
+pub(crate) struct PathTarget<'a> {
     pub(crate) client: Client,
     pub(crate) at: Option<u32>,
-    pub(crate) path: Vec<u8>,
+    pub(crate) path: Cow<'a, [u8]>,
 }
 
-impl PathTarget {
+impl PathTarget<'_> {
     /// `served`, unless this call found the server gone and the kernel can redo it: a name
     /// the kernel resolves the same way (absolute, or from its own working directory); the
     /// mount answers if it is still there. A name relative to a btfuse directory keeps the
@@ -41,11 +43,11 @@ impl PathTarget {
 ///
 /// # Safety
 /// `path` is null or a valid C string.
-pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<PathTarget> {
+pub(crate) unsafe fn at_target<'a>(dirfd: c_int, path: *const c_char) -> Option<PathTarget<'a>> {
     // SAFETY: the caller's contract.
-    let bytes = unsafe { c_bytes(path) }?;
+    let bytes: &'a [u8] = unsafe { c_bytes(path) }?;
     if bytes.first() == Some(&b'/') {
-        let path = state::ring_path(bytes)?;
+        let path = state::ring_path_in(bytes)?;
         return Some(PathTarget {
             client: state::client()?,
             at: None,
@@ -60,7 +62,7 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
             return Some(PathTarget {
                 client: state::session()?,
                 at: Some(cwd),
-                path: bytes.to_vec(),
+                path: Cow::Borrowed(bytes),
             });
         }
         // The kernel's working directory may be inside the mount.
@@ -68,14 +70,14 @@ pub(crate) unsafe fn at_target(dirfd: c_int, path: *const c_char) -> Option<Path
         return Some(PathTarget {
             client: state::client()?,
             at: None,
-            path,
+            path: Cow::Owned(path),
         });
     }
     let entry = state::lookup(dirfd)?;
     Some(PathTarget {
         client: state::session()?,
         at: Some(entry.desc),
-        path: bytes.to_vec(),
+        path: Cow::Borrowed(bytes),
     })
 }
 
@@ -884,12 +886,12 @@ pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_in
 ///
 /// # Safety
 /// Both paths are null or valid C strings.
-unsafe fn two_targets(
+unsafe fn two_targets<'a>(
     olddir: c_int,
     old: *const c_char,
     newdir: c_int,
     new: *const c_char,
-) -> Option<Result<(PathTarget, PathTarget), c_int>> {
+) -> Option<Result<(PathTarget<'a>, PathTarget<'a>), c_int>> {
     // SAFETY: the caller's contract.
     match unsafe { (at_target(olddir, old), at_target(newdir, new)) } {
         (None, None) => None,
@@ -1405,11 +1407,11 @@ pub unsafe extern "C" fn linkat(
 ///
 /// # Safety
 /// `path` is null or a valid C string.
-unsafe fn fd_or_path(
+unsafe fn fd_or_path<'a>(
     dirfd: c_int,
     path: *const c_char,
     flags: c_int,
-) -> Option<(Client, Option<PathTarget>, Option<u32>)> {
+) -> Option<(Client, Option<PathTarget<'a>>, Option<u32>)> {
     // SAFETY: the caller's contract.
     let bytes = unsafe { c_bytes(path) };
     if bytes.is_none() || (bytes == Some(b"") && flags & libc::AT_EMPTY_PATH != 0) {
@@ -1423,7 +1425,11 @@ unsafe fn fd_or_path(
 
 /// The ring target of an `fd_or_path` result, following a final symlink unless
 /// `AT_SYMLINK_NOFOLLOW`.
-fn at_flags_target(path: Option<&PathTarget>, fd: Option<u32>, flags: c_int) -> Option<Target<'_>> {
+fn at_flags_target<'a>(
+    path: Option<&'a PathTarget<'_>>,
+    fd: Option<u32>,
+    flags: c_int,
+) -> Option<Target<'a>> {
     match (path, fd) {
         (Some(t), _) => Some(Target::Path {
             at: t.at,
@@ -1744,10 +1750,10 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
 ///
 /// # Safety
 /// `path` is null or a valid C string.
-unsafe fn xattr_target(
+unsafe fn xattr_target<'a>(
     path: Option<*const c_char>,
     fd: c_int,
-) -> Option<(Client, Option<PathTarget>, Option<u32>)> {
+) -> Option<(Client, Option<PathTarget<'a>>, Option<u32>)> {
     match path {
         Some(p) => {
             // SAFETY: the caller's contract.
@@ -1757,7 +1763,11 @@ unsafe fn xattr_target(
     }
 }
 
-fn xattr_request_target(t: &Option<PathTarget>, desc: Option<u32>, follow: bool) -> Target<'_> {
+fn xattr_request_target<'a>(
+    t: &'a Option<PathTarget<'_>>,
+    desc: Option<u32>,
+    follow: bool,
+) -> Target<'a> {
     match (t, desc) {
         (Some(t), _) => Target::Path {
             at: t.at,

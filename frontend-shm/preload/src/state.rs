@@ -2,6 +2,7 @@
 //! table that maps this process's descriptor numbers to the server's open descriptions, and
 //! the guard that keeps its own work from being intercepted again.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
@@ -645,6 +646,11 @@ pub(crate) fn join_lexically(base: &[u8], rel: &[u8]) -> Option<Vec<u8>> {
 /// The server's path for `path` if it names something under the prefix: absolute, and not
 /// climbing out of the prefix with `..` (such a path belongs to the kernel).
 pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {
+    ring_path_in(path).map(Cow::into_owned)
+}
+
+/// [`ring_path`] without a copy: the part of `path` after the prefix.
+pub(crate) fn ring_path_in(path: &[u8]) -> Option<Cow<'_, [u8]>> {
     if path.first() != Some(&b'/') {
         return None;
     }
@@ -667,9 +673,9 @@ pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(if rest.is_empty() {
-        b"/".to_vec()
+        Cow::Borrowed(b"/")
     } else {
-        rest.to_vec()
+        Cow::Borrowed(rest)
     })
 }
 
