@@ -9,7 +9,9 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use btfuse_core::ring::{Request, Response};
@@ -194,7 +196,21 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     Some(f())
 }
 
-static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+/// The connection, once made: a leaked `Box`, so that every intercepted call reads it with
+/// one load and no lock. It is freed only by [`set_client`], which runs in a fork child
+/// before the child has a second thread: no other thread can hold a reference then.
+static CLIENT: AtomicPtr<Client> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Serialises making the connection (and is held across `fork`).
+static CONNECTING: Mutex<()> = Mutex::new(());
+
+/// The connection if one is made.
+fn loaded() -> Option<Client> {
+    let client = CLIENT.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer is a live leaked `Box<Client>` (see `CLIENT`); the Acquire
+    // load pairs with the Release store that published it.
+    (!client.is_null()).then(|| unsafe { (*client).clone() })
+}
 
 /// The connection to the server, made on first use. `None` if it cannot be made: the call
 /// then goes to the kernel, which answers for the prefix as it would without btfuse. Once the
@@ -206,22 +222,27 @@ pub(crate) fn client() -> Option<Client> {
     if LOST.load(Ordering::Relaxed) {
         return None;
     }
-    let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-    if slot.is_none() {
-        // After a failed attempt (no daemon, a mount without the ring), calls go to the
-        // kernel for a second before the next attempt, instead of paying for one each.
-        let now = coarse_seconds();
-        let failed = LAST_FAILURE.load(Ordering::Relaxed);
-        if failed != 0 && now.saturating_sub(failed) < 1 {
-            return None;
-        }
-        btfuse_shm::set_private_fd_floor(private_fd_floor());
-        *slot = Client::connect(&config.socket).ok();
-        if slot.is_none() {
-            LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
-        }
+    if let Some(client) = loaded() {
+        return Some(client);
     }
-    slot.clone()
+    let _connecting = CONNECTING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(client) = loaded() {
+        return Some(client);
+    }
+    // After a failed attempt (no daemon, a mount without the ring), calls go to the kernel
+    // for a second before the next attempt, instead of paying for one each.
+    let now = coarse_seconds();
+    let failed = LAST_FAILURE.load(Ordering::Relaxed);
+    if failed != 0 && now.saturating_sub(failed) < 1 {
+        return None;
+    }
+    btfuse_shm::set_private_fd_floor(private_fd_floor());
+    let Ok(client) = Client::connect(&config.socket) else {
+        LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
+        return None;
+    };
+    CLIENT.store(Box::into_raw(Box::new(client.clone())), Ordering::Release);
+    Some(client)
 }
 
 /// Set when a call found the server gone: see [`client`].
@@ -325,9 +346,10 @@ fn coarse_seconds() -> u64 {
     ts.tv_sec as u64
 }
 
-/// Holds the connection's lock (across `fork`, so the child never inherits it taken).
-pub(crate) fn hold_client() -> std::sync::MutexGuard<'static, Option<Client>> {
-    CLIENT.lock().unwrap_or_else(|p| p.into_inner())
+/// Holds the lock of making the connection (across `fork`, so the child never inherits it
+/// taken).
+pub(crate) fn hold_client() -> std::sync::MutexGuard<'static, ()> {
+    CONNECTING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Where this library's own descriptors (the channels' sockets) go: near the top of the
@@ -447,18 +469,21 @@ pub(crate) fn private_fds(client: Option<&Client>) -> Vec<c_int> {
     fds
 }
 
-/// Replaces the connection (after `fork`, in the child).
+/// Replaces the connection. Only in a fork child, before it starts a thread: the old one is
+/// freed, which no other thread may then be reading (see [`CLIENT`]).
 pub(crate) fn set_client(client: Option<Client>) {
-    let old = std::mem::replace(
-        &mut *CLIENT.lock().unwrap_or_else(|p| p.into_inner()),
-        client,
-    );
-    drop(old);
+    let new = client.map_or(std::ptr::null_mut(), |c| Box::into_raw(Box::new(c)));
+    let old = CLIENT.swap(new, Ordering::AcqRel);
+    if !old.is_null() {
+        // SAFETY: `old` was a leaked Box (see `CLIENT`), now unreachable; this process has
+        // one thread (the caller's contract), so nobody else holds a reference into it.
+        drop(unsafe { Box::from_raw(old) });
+    }
 }
 
 /// The connection if one is already made, without making one.
 pub(crate) fn current_client() -> Option<Client> {
-    CLIENT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    loaded()
 }
 
 /// One of this process's descriptors that stands for a server description. The number is a
