@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,7 @@ fn encode_error(e: EncodeError) -> io::Error {
 /// A request [`Client::send`] published, whose answer is still to come.
 pub struct Sent<'a> {
     client: &'a Client,
-    channel: Option<Channel>,
+    channel: Option<Box<Channel>>,
     seq: u32,
     tag: u64,
 }
@@ -360,13 +360,29 @@ struct Inner {
     session: u64,
     /// The server's content table, read-only.
     contents: ContentView,
-    /// Channels no call is using.
-    idle: Mutex<Vec<Channel>>,
+    /// The channel given back last while no thread waited for one, as a leaked `Box` (or
+    /// null): a thread's next call takes it with one swap and gives it back with one
+    /// compare-exchange, without the pool's lock.
+    hot: AtomicPtr<Channel>,
+    /// Channels no call is using (besides `hot`). Boxed: a channel moves between here and
+    /// `hot`, a pointer, without being moved or allocated again.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Channel>>>,
     /// Signalled when a channel comes back (or one may be opened) and a thread waits.
     returned: Condvar,
     /// Threads waiting on `returned` (notifying costs a system call; only done for them).
     waiters: AtomicUsize,
     open: AtomicUsize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let hot = *self.hot.get_mut();
+        if !hot.is_null() {
+            // SAFETY: a Box leaked by `give_back`; with `&mut self` nobody else can take it.
+            drop(unsafe { Box::from_raw(hot) });
+        }
+    }
 }
 
 /// A session with a `btfuse-shm` server. Clones share the session.
@@ -394,7 +410,8 @@ impl Client {
                 socket,
                 session,
                 contents,
-                idle: Mutex::new(vec![channel]),
+                hot: AtomicPtr::new(std::ptr::null_mut()),
+                idle: Mutex::new(vec![Box::new(channel)]),
                 returned: Condvar::new(),
                 waiters: AtomicUsize::new(0),
                 open: AtomicUsize::new(1),
@@ -432,11 +449,35 @@ impl Client {
 
     /// Returns a channel to the pool after a use that ended with `result`, unless that found
     /// it broken.
-    fn give_back<T>(&self, mut channel: Channel, result: &io::Result<T>) {
+    fn give_back<T>(&self, mut channel: Box<Channel>, result: &io::Result<T>) {
         channel.wake();
         let broken = matches!(result, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN)
             || e.kind() == io::ErrorKind::InvalidData);
         let inner = &self.inner;
+        if !broken {
+            let hot = Box::into_raw(channel);
+            // SeqCst, with the load of `waiters` after it: the Dekker pair with a waiting
+            // thread's increment of `waiters` and its swap of `hot` in `take_channel`. Either
+            // that thread finds the channel, or this one finds the thread and hands the
+            // channel over through the pool, under its lock.
+            match inner.hot.compare_exchange(
+                std::ptr::null_mut(),
+                hot,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if inner.waiters.load(Ordering::SeqCst) == 0 => return,
+                Ok(_) => {
+                    let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    idle.extend(self.take_hot());
+                    drop(idle);
+                    inner.returned.notify_one();
+                    return;
+                }
+                // SAFETY: `hot` came from `Box::into_raw` above and was not published.
+                Err(_) => channel = unsafe { Box::from_raw(hot) },
+            }
+        }
         let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         if broken {
             // A broken channel is not reused; its place may be taken by a new one.
@@ -474,7 +515,18 @@ impl Client {
         }
     }
 
-    fn take_channel(&self) -> io::Result<Channel> {
+    /// The channel in `hot`, if there is one.
+    fn take_hot(&self) -> Option<Box<Channel>> {
+        let hot = self.inner.hot.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: a non-null `hot` is a Box leaked by `give_back`, and the swap made this
+        // thread its only owner.
+        (!hot.is_null()).then(|| unsafe { Box::from_raw(hot) })
+    }
+
+    fn take_channel(&self) -> io::Result<Box<Channel>> {
+        if let Some(channel) = self.take_hot() {
+            return Ok(channel);
+        }
         let inner = &self.inner;
         let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -485,14 +537,22 @@ impl Client {
                 inner.open.fetch_add(1, Ordering::Relaxed);
                 drop(idle);
                 return match Channel::connect(&inner.socket, Hello::Join(inner.session)) {
-                    Ok((channel, _, _)) => Ok(channel),
+                    Ok((channel, _, _)) => Ok(Box::new(channel)),
                     Err(e) => {
                         inner.open.fetch_sub(1, Ordering::Relaxed);
                         Err(join_error(e))
                     }
                 };
             }
-            inner.waiters.fetch_add(1, Ordering::Relaxed);
+            // Registered before looking at `hot` once more (see `give_back`), and under the
+            // lock, which the wait gives up only once it waits: a channel given back meanwhile
+            // is either found here or handed over with a notification that finds this thread
+            // waiting.
+            inner.waiters.fetch_add(1, Ordering::SeqCst);
+            if let Some(channel) = self.take_hot() {
+                inner.waiters.fetch_sub(1, Ordering::Relaxed);
+                return Ok(channel);
+            }
             idle = inner.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
             inner.waiters.fetch_sub(1, Ordering::Relaxed);
         }
@@ -588,13 +648,9 @@ impl Client {
     /// The descriptors this client keeps for itself (its idle channels' sockets), so that an
     /// interposer closing a range of descriptors for a program can leave them open.
     pub fn private_fds(&self) -> Vec<std::os::fd::RawFd> {
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|c| c.stream.as_raw_fd())
-            .collect()
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.extend(self.take_hot());
+        idle.iter().map(|c| c.stream.as_raw_fd()).collect()
     }
 
     /// One round trip that does no filesystem work: the transport's own cost.

@@ -281,6 +281,44 @@ fn many_clients_and_threads_at_once() {
     }
 }
 
+#[test]
+fn more_threads_than_channels_share_them_without_losing_any() {
+    // 40 threads on one client: at most MAX_CHANNELS channels, so threads wait for channels
+    // given back by others, through the pool and its fast slot alike.
+    let daemon = Daemon::start("64M");
+    let client = daemon.client();
+    client.write("/f", b"data").unwrap();
+    let threads: Vec<_> = (0..40u32)
+        .map(|t| {
+            let c = client.clone();
+            std::thread::spawn(move || {
+                for round in 0..300u32 {
+                    assert_eq!(
+                        c.metadata("/f").unwrap().len(),
+                        4,
+                        "thread {t} round {round}"
+                    );
+                    let f = c.open("/f").unwrap();
+                    let mut buf = [0u8; 8];
+                    assert_eq!(f.read_at(&mut buf, 0).unwrap(), 4);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for thread in threads {
+        while !thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "a thread waits for a channel forever"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().unwrap();
+    }
+    assert!(client.private_fds().len() <= btfuse_shm::client::MAX_CHANNELS);
+}
+
 /// Re-runs this test binary as a client process doing `role`.
 fn spawn_client(daemon: &Daemon, role: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
