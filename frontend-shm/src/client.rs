@@ -261,18 +261,9 @@ impl Channel {
 
     /// Waits for the answer to the posted request, if any, and checks that it is one.
     fn collect_posted(&mut self) -> io::Result<()> {
-        let Some((seq, tag)) = self.posted.take() else {
-            return Ok(());
-        };
-        self.wake();
-        self.wait(seq)?;
-        self.post_pending = false;
-        // SAFETY: the view is dropped before this channel publishes another request.
-        let bytes = unsafe { self.region.response(seq) }
-            .ok_or_else(|| protocol_error("response vanished"))?;
-        match ring::decode_response(bytes).map_err(protocol_error)? {
-            (answered, _) if answered == tag => Ok(()),
-            _ => Err(protocol_error("response to another request")),
+        match self.posted.take() {
+            Some((seq, tag)) => self.receive(seq, tag, |_| Ok(())),
+            None => Ok(()),
         }
     }
 
@@ -667,13 +658,13 @@ impl Client {
     pub fn open_with(&self, path: impl AsRef<Path>, options: &OpenOptions) -> io::Result<File> {
         let path = wire_path(path.as_ref())?;
         let request = Request::Open {
-            prefetch: 0,
-            known_ino: 0,
-            known_version: 0,
             at: None,
             path,
             flags: options.flags,
             mode: options.mode,
+            prefetch: 0,
+            known_ino: 0,
+            known_version: 0,
         };
         self.call(&request, |r| match r {
             Response::Opened { fd, attr } => Ok(File {

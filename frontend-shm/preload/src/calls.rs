@@ -402,9 +402,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
         if entry.dir {
             return Some(fail(libc::EISDIR) as ssize_t);
         }
-        if let Some(held) = held::get(entry.desc)
-            && let Some(n) = held::lock(&held).read(&client, entry.desc, buf, count)
-        {
+        if let Some(n) = held::with(entry.desc, |h| h.read(&client, entry.desc, buf, count)) {
             return Some(n);
         }
         let len = count.min(MAX_IO) as u32;
@@ -458,9 +456,8 @@ macro_rules! pread_fn {
                 if offset < 0 {
                     return Some(fail(libc::EINVAL) as ssize_t);
                 }
-                if let Some(held) = held::get(entry.desc)
-                    && let Some(n) = held::lock(&held).pread(&client, buf, count, offset as u64)
-                {
+                let at = offset as u64;
+                if let Some(n) = held::with(entry.desc, |h| h.pread(&client, buf, count, at)) {
                     return Some(n);
                 }
                 let len = count.min(MAX_IO) as u32;
@@ -520,9 +517,7 @@ macro_rules! lseek_fn {
         pub unsafe extern "C" fn $name(fd: c_int, offset: off_t, whence: c_int) -> off_t {
             let served = guarded(|| {
                 let (entry, client) = held_descriptor(fd)?;
-                if let Some(held) = held::get(entry.desc)
-                    && let Some(at) = held::lock(&held).seek(offset, whence)
-                {
+                if let Some(at) = held::with(entry.desc, |h| h.seek(offset, whence)) {
                     return Some(at);
                 }
                 let _ = held::settle(&client, entry.desc);

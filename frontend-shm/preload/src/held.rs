@@ -45,15 +45,22 @@ pub(crate) const PREFETCH: u32 = 16 * 1024;
 /// Paths whose bytes are kept after their descriptions close.
 const RECENT: usize = 8;
 
-/// One description's offset and the content held for it.
-pub(crate) struct Held {
-    ino: Ino,
+/// A file's first bytes as an open brought them.
+#[derive(Clone)]
+pub(crate) struct Bytes {
+    pub(crate) ino: Ino,
     /// The content version that vouches for `data`.
-    version: u64,
-    /// The file's bytes from offset 0 (gone once they are stale).
-    data: Option<Arc<[u8]>>,
+    pub(crate) version: u64,
+    /// The file's bytes from offset 0.
+    data: Arc<[u8]>,
     /// `data` is the whole file: a read past it is at the end.
     whole: bool,
+}
+
+/// One description's offset and the content held for it.
+pub(crate) struct Held {
+    /// The file's first bytes (gone once they are stale).
+    bytes: Option<Bytes>,
     /// The description's offset.
     offset: u64,
     /// Written back to the server: the server's description is to be used.
@@ -69,10 +76,7 @@ static COUNT: AtomicUsize = AtomicUsize::new(0);
 struct Recent {
     source: u64,
     path: Vec<u8>,
-    ino: Ino,
-    version: u64,
-    data: Arc<[u8]>,
-    whole: bool,
+    bytes: Bytes,
 }
 
 #[derive(Default)]
@@ -90,18 +94,9 @@ fn table() -> MutexGuard<'static, Option<Table>> {
     TABLE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Bytes this process holds for a path, as an open names them (`known_ino`, `known_version`).
-#[derive(Clone)]
-pub(crate) struct Known {
-    pub(crate) ino: Ino,
-    pub(crate) version: u64,
-    data: Arc<[u8]>,
-    whole: bool,
-}
-
 /// The bytes this process holds for `path` (from the served root of the server whose content
-/// table is `source`), to name in an open.
-pub(crate) fn known(source: u64, path: &[u8]) -> Option<Known> {
+/// table is `source`), to name in an open (`known_ino`, `known_version`).
+pub(crate) fn known(source: u64, path: &[u8]) -> Option<Bytes> {
     let table = table();
     let found = table.as_ref().and_then(|t| {
         t.recent
@@ -109,15 +104,10 @@ pub(crate) fn known(source: u64, path: &[u8]) -> Option<Known> {
             .flatten()
             .find(|r| r.source == source && r.path == path)
     })?;
-    Some(Known {
-        ino: found.ino,
-        version: found.version,
-        data: Arc::clone(&found.data),
-        whole: found.whole,
-    })
+    Some(found.bytes.clone())
 }
 
-pub(crate) fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
     held.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -131,55 +121,47 @@ pub(crate) fn keep(
     desc: u32,
     path: Option<(u64, &[u8])>,
     (ino, version): (Ino, u64),
-    (data, named): (Option<Arc<[u8]>>, Option<Known>),
+    (data, named): (Option<Arc<[u8]>>, Option<Bytes>),
     asked: u32,
 ) {
-    let (data, whole) = match (data, named) {
-        (Some(data), _) => {
-            let whole = data.len() < asked as usize;
-            (data, whole)
-        }
-        (None, Some(k)) if (k.ino, k.version) == (ino, version) => (k.data, k.whole),
-        (None, _) => (Arc::from(&[][..]), true),
+    let bytes = match (data, named) {
+        (Some(data), _) => Bytes {
+            ino,
+            version,
+            whole: data.len() < asked as usize,
+            data,
+        },
+        (None, Some(named)) if (named.ino, named.version) == (ino, version) => named,
+        (None, _) => Bytes {
+            ino,
+            version,
+            data: Arc::from(&[][..]),
+            whole: true,
+        },
     };
     let mut table = table();
     let table = table.get_or_insert_with(Table::default);
     if let Some((source, path)) = path {
-        let entry = Recent {
-            source,
-            path: Vec::new(),
-            ino,
-            version,
-            data: Arc::clone(&data),
-            whole,
-        };
         let same = table
             .recent
             .iter_mut()
             .flatten()
             .find(|r| r.source == source && r.path == path);
         match same {
-            Some(r) => {
-                *r = Recent {
-                    path: std::mem::take(&mut r.path),
-                    ..entry
-                }
-            }
+            Some(r) => r.bytes = bytes.clone(),
             None => {
                 let slot = table.next;
                 table.next = (slot + 1) % RECENT;
                 table.recent[slot] = Some(Recent {
+                    source,
                     path: path.to_vec(),
-                    ..entry
+                    bytes: bytes.clone(),
                 });
             }
         }
     }
     let held = Held {
-        ino,
-        version,
-        data: Some(data),
-        whole,
+        bytes: Some(bytes),
         offset: 0,
         settled: false,
     };
@@ -192,12 +174,14 @@ pub(crate) fn keep(
     }
 }
 
-/// The description held as `desc`, if it is.
-pub(crate) fn get(desc: u32) -> Option<Arc<Mutex<Held>>> {
+/// `f` on the description held as `desc`, if it is: what `f` answers, or `None` (not held,
+/// or `f` declines) for the caller to go to the server.
+pub(crate) fn with<T>(desc: u32, f: impl FnOnce(&mut Held) -> Option<T>) -> Option<T> {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    table().as_ref()?.held.get(&desc).cloned()
+    let held = table().as_ref()?.held.get(&desc).cloned()?;
+    f(&mut lock(&held))
 }
 
 fn take(table: &mut Option<Table>, desc: u32) -> Option<Arc<Mutex<Held>>> {
@@ -272,15 +256,15 @@ impl Held {
     /// The bytes held at `offset`, up to `count`, if they answer a read there: they are
     /// current and either cover it or end where the file does.
     fn local(&mut self, client: &Client, offset: u64, count: usize) -> Option<&[u8]> {
-        self.data.as_ref()?;
-        if !client.content_is_current(self.ino, self.version) {
-            self.data = None;
+        let bytes = self.bytes.as_ref()?;
+        if !client.content_is_current(bytes.ino, bytes.version) {
+            self.bytes = None;
             return None;
         }
-        let data = self.data.as_deref()?;
-        let start = usize::try_from(offset).ok()?.min(data.len());
-        let rest = &data[start..];
-        (rest.len() >= count || self.whole).then(|| &rest[..rest.len().min(count)])
+        let bytes = self.bytes.as_ref()?;
+        let start = usize::try_from(offset).ok()?.min(bytes.data.len());
+        let rest = &bytes.data[start..];
+        (rest.len() >= count || bytes.whole).then(|| &rest[..rest.len().min(count)])
     }
 
     /// `read(2)` at the offset kept here; `None` if the description has been settled (the

@@ -62,7 +62,7 @@ use crate::contents::{ContentTable, is_settled};
 const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// What serving a request may use beyond the engine and the session.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct Extras<'a> {
     /// Serves `Handoff` (`None`: `EOPNOTSUPP`).
     pub(crate) courier: Option<&'a Courier<'a>>,
