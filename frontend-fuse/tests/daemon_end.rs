@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Mount, connect_ring, mounted_fstype, preloaded, ring_operations, wait_bounded};
+use common::{
+    Mount, Stopped, connect_ring, mounted_fstype, preloaded, ring_operations, wait_bounded,
+};
 
 /// How long a program may take to notice that the daemon is gone.
 const NOTICE_BOUND: Duration = Duration::from_secs(10);
@@ -112,6 +114,29 @@ fn assert_disconnected(ring: &btfuse_shm::Client) {
     assert!(started.elapsed() < NOTICE_BOUND);
 }
 
+/// A daemon that ended cleanly: exit status 0, mount gone, socket removed, the preloaded loop
+/// ended by a failing `cat` (the daemon was `how`), and the ring client disconnected.
+fn assert_clean_end(
+    mount: &Mount,
+    stopped: &Stopped,
+    socket: &Path,
+    (reader, how): (&mut ReadLoop, &str),
+    ring: &btfuse_shm::Client,
+) {
+    assert!(
+        stopped.status.is_some_and(|s| s.success()) && stopped.unmounted,
+        "{stopped:?}\n{}",
+        mount.output()
+    );
+    assert!(!socket.exists(), "the socket is removed");
+    assert_eq!(
+        reader.ended(how),
+        Some(LOOP_ENDED),
+        "cat failed and the loop ended"
+    );
+    assert_disconnected(ring);
+}
+
 #[test]
 fn a_killed_daemon_gives_errors_not_hangs_and_leaves_a_dead_mount() {
     let (mut mount, ring, mut reader) = busy_mount();
@@ -160,18 +185,7 @@ fn an_unmount_from_outside_ends_the_daemon_and_its_ring() {
         .expect("run umount");
     assert!(status.success(), "umount: {status}");
     let stopped = mount.wait_for_exit();
-    assert!(
-        stopped.status.is_some_and(|s| s.success()) && stopped.unmounted,
-        "{stopped:?}\n{}",
-        mount.output()
-    );
-    assert!(!socket.exists(), "the socket is removed");
-    assert_eq!(
-        reader.ended("unmounted"),
-        Some(LOOP_ENDED),
-        "cat failed and the loop ended"
-    );
-    assert_disconnected(&ring);
+    assert_clean_end(&mount, &stopped, &socket, (&mut reader, "unmounted"), &ring);
 }
 
 #[test]
@@ -179,16 +193,5 @@ fn sigterm_disconnects_ring_clients_removes_the_socket_and_unmounts() {
     let (mut mount, ring, mut reader) = busy_mount();
     let socket = mount.default_socket();
     let stopped = mount.stop();
-    assert!(
-        stopped.status.is_some_and(|s| s.success()) && stopped.unmounted,
-        "{stopped:?}\n{}",
-        mount.output()
-    );
-    assert!(!socket.exists(), "the socket is removed");
-    assert_eq!(
-        reader.ended("stopped"),
-        Some(LOOP_ENDED),
-        "cat failed and the loop ended"
-    );
-    assert_disconnected(&ring);
+    assert_clean_end(&mount, &stopped, &socket, (&mut reader, "stopped"), &ring);
 }

@@ -29,15 +29,22 @@ extern char **environ;
         va_end(ap);                                                                   \
     } while (0)
 
+/* Fills argv[0..argc]: `arg`, then from `ap` (started after `arg`) the argc - 1 arguments
+ * COUNT_ARGS counted and the null pointer that ends them. */
+#define FILL_ARGV(argv, argc, arg, ap)                                                    \
+    do {                                                                              \
+        (argv)[0] = (char *)(arg);                                                    \
+        for (ptrdiff_t i_ = 1; i_ <= (argc); i_++)                                    \
+            (argv)[i_] = va_arg(ap, char *);                                          \
+    } while (0)
+
 __attribute__((visibility("default"))) int execl(const char *path, const char *arg, ...) {
     ptrdiff_t argc;
     va_list ap;
     COUNT_ARGS(argc, arg, ap);
     char *argv[argc + 1];
     va_start(ap, arg);
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++)
-        argv[i] = va_arg(ap, char *);
+    FILL_ARGV(argv, argc, arg, ap);
     va_end(ap);
     return execve(path, argv, environ);
 }
@@ -49,9 +56,7 @@ __attribute__((visibility("default"))) int execle(const char *path, const char *
     char *argv[argc + 1];
     char **envp;
     va_start(ap, arg);
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++)
-        argv[i] = va_arg(ap, char *);
+    FILL_ARGV(argv, argc, arg, ap);
     envp = va_arg(ap, char **);
     va_end(ap);
     return execve(path, argv, envp);
@@ -63,9 +68,7 @@ __attribute__((visibility("default"))) int execlp(const char *file, const char *
     COUNT_ARGS(argc, arg, ap);
     char *argv[argc + 1];
     va_start(ap, arg);
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++)
-        argv[i] = va_arg(ap, char *);
+    FILL_ARGV(argv, argc, arg, ap);
     va_end(ap);
     return execvp(file, argv);
 }
