@@ -9,10 +9,11 @@
 //! [`resolve_at`] and [`resolve_parent_at`] are the `*at` forms: a relative path starts at a
 //! given directory (the `dirfd` of `openat`), an absolute one still at the filesystem root.
 //!
-//! The filesystem usually appears at a mount point of a larger namespace. Give that mount point
-//! as `mount` and a walk that leaves the filesystem (an absolute symlink pointing elsewhere, or
-//! `..` above the root) stops with [`Resolved::Outside`] and the host path to continue with;
-//! without `mount` the filesystem is its own root, as in a chroot.
+//! The filesystem usually appears at a mount point of a larger namespace, and the links it
+//! holds are written for that namespace. [`Mount`] says where it appears: a walk that leaves
+//! the filesystem (an absolute symlink pointing elsewhere, or `..` above the root) then stops
+//! with [`Resolved::Outside`] and the [`Escape`] to continue with. With [`Mount::Chroot`] the
+//! filesystem is its own root and a walk never leaves.
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
@@ -25,13 +26,45 @@ use crate::types::*;
 /// Most symbolic links followed in one resolution (Linux `MAXSYMLINKS`).
 pub const MAX_SYMLINKS: u32 = 40;
 
+/// Where the filesystem appears in the namespace its paths and symbolic links are written for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mount<'a> {
+    /// Nowhere: the filesystem is its own root, as in a chroot. `..` at the root stays there,
+    /// an absolute link starts from the root, and a walk never leaves.
+    Chroot,
+    /// At this absolute host path (no trailing slash). An absolute link under it stays inside;
+    /// any other absolute link, and `..` at the root, leave with an absolute host path.
+    At(&'a [u8]),
+    /// At a place the walker does not know, as for a server whose clients each see the
+    /// filesystem at their own prefix. Every absolute link leaves, with its target (and what is
+    /// left to walk) as the path; `..` at the root leaves with `..` and what is left to walk,
+    /// relative to where the filesystem appears. Whoever knows that place joins the two.
+    Elsewhere,
+}
+
+/// Where a walk that left the filesystem goes on.
+///
+/// Invariant: `path` is 1 to `PATH_MAX - 1` bytes without NUL (a walk whose continuation would
+/// be longer fails with `ENAMETOOLONG`: the walk that goes on takes it as one argument), and
+/// `links` is at most [`MAX_SYMLINKS`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Escape {
+    /// The path to continue with: absolute in the host namespace, or (only with
+    /// [`Mount::Elsewhere`]) relative to the directory the filesystem appears at, starting
+    /// with `..`.
+    pub path: Vec<u8>,
+    /// Symbolic links followed before leaving, the one that led out included: a walk that goes
+    /// on counts from here towards [`MAX_SYMLINKS`].
+    pub links: u32,
+}
+
 /// Where a walk ended.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Resolved<T> {
     /// Inside the filesystem.
     Inside(T),
-    /// Outside it: the absolute host path the walk must continue with.
-    Outside(Vec<u8>),
+    /// Outside it: where the walk must continue.
+    Outside(Escape),
 }
 
 /// The directory a path's last component lives in, and that component.
@@ -73,13 +106,11 @@ impl Last<'_> {
     }
 }
 
-/// A walk in progress: the directory reached, the names leading to it, and the links met.
+/// A walk in progress: the directory reached and the links met.
 struct Walk<'a, F: ?Sized> {
     fs: &'a F,
     cred: &'a Credentials,
-    mount: Option<&'a [u8]>,
-    /// Names from the filesystem root to `dir`, to name the host path if the walk leaves.
-    trail: Vec<Vec<u8>>,
+    mount: Mount<'a>,
     /// The directory reached.
     dir: Ino,
     /// Its attributes, when a step already returned them.
@@ -98,18 +129,27 @@ fn join(mut head: Vec<u8>, rest: &[u8]) -> Vec<u8> {
     head
 }
 
+/// `path` without its last component (`/` for a path with one component).
+fn parent_of(path: &[u8]) -> Vec<u8> {
+    let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let mut out = path[..cut].to_vec();
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
 impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
     /// A walk of `path` from `start`, or from the root if `path` is absolute. The start must be
     /// a directory (`ENOTDIR`) the caller may search (`EACCES`), as Linux's `path_init` and
     /// first `may_lookup` want.
     ///
-    /// The names leading to a start other than the root are not known, and need not be: they
-    /// only serve to name the host path when a walk leaves through the root, and a walk at the
-    /// root has none left, however it got there.
+    /// The names leading to a start other than the root are not known, and need not be: a walk
+    /// leaves through `..` only at the root, and the root's place is `mount`'s.
     fn new(
         fs: &'a F,
         cred: &'a Credentials,
-        mount: Option<&'a [u8]>,
+        mount: Mount<'a>,
         start: Ino,
         path: &[u8],
     ) -> Result<Self> {
@@ -129,39 +169,41 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
             fs,
             cred,
             mount,
-            trail: Vec::new(),
             dir: start,
             dir_attr,
             links: 0,
         })
     }
 
-    /// The host path of the current directory (or of its parent, with `up`) joined to `rest`.
-    fn outside(&self, up: bool, rest: &[u8]) -> Vec<u8> {
-        let mut out: Vec<u8> = self.mount.unwrap_or(b"").to_vec();
-        for name in &self.trail {
-            out.push(b'/');
-            out.extend_from_slice(name);
+    /// Leaves with `path` as the continuation, unless it is too long to be one.
+    fn leave(&self, path: Vec<u8>) -> Result<Escape> {
+        if path.len() >= PATH_MAX {
+            return Err(Errno::NameTooLong);
         }
-        if up {
-            while out.pop().is_some_and(|b| b != b'/') {}
-        }
-        if out.is_empty() {
-            out.push(b'/');
-        }
-        join(out, rest)
+        Ok(Escape {
+            path,
+            links: self.links,
+        })
     }
 
-    fn go_root(&mut self) -> Result<()> {
+    /// `..` at the root, with `rest` still to walk: where the walk goes on, if it leaves.
+    fn above_root(&self, rest: &[u8]) -> Result<Option<Escape>> {
+        let path = match self.mount {
+            Mount::Chroot => return Ok(None),
+            Mount::At(mount) => join(parent_of(mount), rest),
+            Mount::Elsewhere => join(b"..".to_vec(), rest),
+        };
+        self.leave(path).map(Some)
+    }
+
+    fn go_root(&mut self) {
         if self.dir != Ino::ROOT {
             self.enter(Ino::ROOT, None);
         }
-        self.trail.clear();
-        Ok(())
     }
 
     /// Follows the symlink `link` met with `rest` still to walk: returns the path to walk
-    /// next from the current directory, or the host path if the link leads outside.
+    /// next from the current directory, or the escape if the link leads outside.
     fn splice(&mut self, link: Ino, rest: &[u8]) -> Result<Resolved<Vec<u8>>> {
         self.links += 1;
         if self.links > MAX_SYMLINKS {
@@ -172,28 +214,29 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
             return Ok(Resolved::Inside(join(target, rest)));
         }
         let inner = match self.mount {
-            None => Some(&target[..]),
-            Some(mount) => match target.strip_prefix(mount) {
+            Mount::Chroot => Some(&target[..]),
+            Mount::At(mount) => match target.strip_prefix(mount) {
                 Some(tail) if tail.is_empty() || tail[0] == b'/' => Some(tail),
                 _ => None,
             },
+            Mount::Elsewhere => None,
         };
         match inner {
             Some(tail) => {
-                self.go_root()?;
+                self.go_root();
                 Ok(Resolved::Inside(join(
                     b"/".to_vec(),
                     &join(tail.to_vec(), rest),
                 )))
             }
-            None => Ok(Resolved::Outside(join(target, rest))),
+            None => self.leave(join(target, rest)).map(Resolved::Outside),
         }
     }
 
     /// Walks `path` up to (not including) its last component; returns the path walked last
     /// (`path` itself unless a symlink replaced it), the last component's range in it, and
-    /// whether a slash followed it; or the host path if the walk left the filesystem. Nothing
-    /// is allocated unless a symlink is followed or the walk must track names for `mount`.
+    /// whether a slash followed it; or the escape if the walk left the filesystem. Nothing is
+    /// allocated unless a symlink is followed or the walk leaves.
     fn walk_to_last<'p>(&mut self, path: Cow<'p, [u8]>) -> Result<Resolved<Last<'p>>> {
         let mut buf = path;
         let mut pos = 0;
@@ -202,7 +245,7 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
                 while buf.get(pos) == Some(&b'/') {
                     pos += 1;
                 }
-                self.go_root()?;
+                self.go_root();
             }
             let end = buf[pos..]
                 .iter()
@@ -226,18 +269,19 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
                 continue;
             }
             if &buf[name.clone()] == b".." {
-                if self.dir == Ino::ROOT && self.mount.is_some() {
-                    return Ok(Resolved::Outside(self.outside(true, &buf[pos..])));
+                if self.dir == Ino::ROOT
+                    && let Some(escape) = self.above_root(&buf[pos..])?
+                {
+                    return Ok(Resolved::Outside(escape));
                 }
                 let up = self.fs.find(self.cred, self.dir, b"..")?;
                 self.enter(up.ino, Some(up));
-                self.trail.pop();
                 continue;
             }
             let attr = self.fs.find(self.cred, self.dir, &buf[name.clone()])?;
             if attr.kind == FileType::Symlink {
                 match self.splice(attr.ino, &buf[pos..])? {
-                    Resolved::Outside(host) => return Ok(Resolved::Outside(host)),
+                    Resolved::Outside(escape) => return Ok(Resolved::Outside(escape)),
                     Resolved::Inside(next_path) => {
                         buf = Cow::Owned(next_path);
                         pos = 0;
@@ -247,10 +291,6 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
             }
             if attr.kind != FileType::Directory {
                 return Err(Errno::NotADirectory);
-            }
-            // The names only serve to spell a host path when a walk leaves `mount`.
-            if self.mount.is_some() {
-                self.trail.push(buf[name].to_vec());
             }
             self.enter(attr.ino, Some(attr));
         }
@@ -294,7 +334,7 @@ fn check_path(path: &[u8]) -> Result<()> {
 pub fn resolve<F: Filesystem + ?Sized>(
     fs: &F,
     cred: &Credentials,
-    mount: Option<&[u8]>,
+    mount: Mount<'_>,
     path: &[u8],
     follow: Follow,
 ) -> Result<Resolved<Attr>> {
@@ -309,7 +349,7 @@ pub fn resolve<F: Filesystem + ?Sized>(
 pub fn resolve_at<F: Filesystem + ?Sized>(
     fs: &F,
     cred: &Credentials,
-    mount: Option<&[u8]>,
+    mount: Mount<'_>,
     start: Ino,
     path: &[u8],
     follow: Follow,
@@ -319,18 +359,21 @@ pub fn resolve_at<F: Filesystem + ?Sized>(
     let mut path = Cow::Borrowed(path);
     loop {
         let last = match walk.walk_to_last(path)? {
-            Resolved::Outside(host) => return Ok(Resolved::Outside(host)),
+            Resolved::Outside(escape) => return Ok(Resolved::Outside(escape)),
             Resolved::Inside(last) => last,
         };
         let slash = last.slash;
         let name = last.name();
-        if name == b".." && walk.dir == Ino::ROOT && mount.is_some() {
-            return Ok(Resolved::Outside(walk.outside(true, b"")));
+        if name == b".."
+            && walk.dir == Ino::ROOT
+            && let Some(escape) = walk.above_root(b"")?
+        {
+            return Ok(Resolved::Outside(escape));
         }
         let attr = fs.find(cred, walk.dir, name)?;
         if attr.kind == FileType::Symlink && (follow == Follow::Follow || slash) {
             match walk.splice(attr.ino, if slash { b"." } else { b"" })? {
-                Resolved::Outside(host) => return Ok(Resolved::Outside(host)),
+                Resolved::Outside(escape) => return Ok(Resolved::Outside(escape)),
                 Resolved::Inside(next) => {
                     path = Cow::Owned(next);
                     continue;
@@ -349,7 +392,7 @@ pub fn resolve_at<F: Filesystem + ?Sized>(
 pub fn resolve_parent<F: Filesystem + ?Sized>(
     fs: &F,
     cred: &Credentials,
-    mount: Option<&[u8]>,
+    mount: Mount<'_>,
     path: &[u8],
 ) -> Result<Resolved<Parent>> {
     resolve_parent_at(fs, cred, mount, Ino::ROOT, path)
@@ -360,14 +403,14 @@ pub fn resolve_parent<F: Filesystem + ?Sized>(
 pub fn resolve_parent_at<F: Filesystem + ?Sized>(
     fs: &F,
     cred: &Credentials,
-    mount: Option<&[u8]>,
+    mount: Mount<'_>,
     start: Ino,
     path: &[u8],
 ) -> Result<Resolved<Parent>> {
     check_path(path)?;
     let mut walk = Walk::new(fs, cred, mount, start, path)?;
     match walk.walk_to_last(Cow::Borrowed(path))? {
-        Resolved::Outside(host) => Ok(Resolved::Outside(host)),
+        Resolved::Outside(escape) => Ok(Resolved::Outside(escape)),
         Resolved::Inside(last) => Ok(Resolved::Inside(Parent {
             dir: walk.dir_attr()?,
             name: last.name().to_vec(),
@@ -400,9 +443,16 @@ mod tests {
     }
 
     fn ino_of(fs: &MemFs<MemPool>, path: &[u8]) -> Result<Resolved<u64>> {
-        resolve(fs, &Credentials::root(), None, path, Follow::Follow).map(|r| match r {
+        resolve(
+            fs,
+            &Credentials::root(),
+            Mount::Chroot,
+            path,
+            Follow::Follow,
+        )
+        .map(|r| match r {
             Resolved::Inside(a) => Resolved::Inside(a.ino.0),
-            Resolved::Outside(p) => Resolved::Outside(p),
+            Resolved::Outside(e) => Resolved::Outside(e),
         })
     }
 
@@ -428,9 +478,9 @@ mod tests {
         assert_eq!(ino_of(&fs, &[b'/'; PATH_MAX]), Err(Errno::NameTooLong));
         // lstat semantics: the link itself, unless a trailing slash asks for a directory.
         let root = Credentials::root();
-        let link = resolve(&fs, &root, None, b"/abs", Follow::NoFollow).unwrap();
+        let link = resolve(&fs, &root, Mount::Chroot, b"/abs", Follow::NoFollow).unwrap();
         assert!(matches!(link, Resolved::Inside(a) if a.kind == FileType::Symlink));
-        let dir = resolve(&fs, &root, None, b"/abs/", Follow::NoFollow).unwrap();
+        let dir = resolve(&fs, &root, Mount::Chroot, b"/abs/", Follow::NoFollow).unwrap();
         assert!(matches!(dir, Resolved::Inside(a) if a.kind == FileType::Directory));
     }
 
@@ -438,35 +488,102 @@ mod tests {
     fn search_permission_is_checked_per_component() {
         let fs = sample();
         let alice = Credentials::user(1000, 1000);
-        let walk = resolve(&fs, &alice, None, b"/a/b/f", Follow::Follow);
+        let walk = resolve(&fs, &alice, Mount::Chroot, b"/a/b/f", Follow::Follow);
         assert_eq!(walk, Err(Errno::PermissionDenied));
-        assert!(resolve(&fs, &alice, None, b"/a/b", Follow::Follow).is_ok());
+        assert!(resolve(&fs, &alice, Mount::Chroot, b"/a/b", Follow::Follow).is_ok());
+    }
+
+    fn escape(path: &[u8], links: u32) -> Resolved<Attr> {
+        Resolved::Outside(Escape {
+            path: path.to_vec(),
+            links,
+        })
     }
 
     #[test]
     fn leaving_the_mount_names_the_host_path() {
         let fs = sample();
         let root = Credentials::root();
-        let mount = Some(&b"/mnt/bt"[..]);
+        let mount = Mount::At(b"/mnt/bt");
         let out = |p: &[u8]| resolve(&fs, &root, mount, p, Follow::Follow).unwrap();
-        assert_eq!(out(b"/host"), Resolved::Outside(b"/etc/passwd".to_vec()));
-        assert_eq!(
-            out(b"/a/../../x/y"),
-            Resolved::Outside(b"/mnt/x/y".to_vec())
-        );
+        assert_eq!(out(b"/host"), escape(b"/etc/passwd", 1));
+        assert_eq!(out(b"/a/../../x/y"), escape(b"/mnt/x/y", 0));
+        assert_eq!(out(b"/.."), escape(b"/mnt", 0));
         assert_eq!(out(b"/a/b/.."), out(b"/a"));
         let a = out(b"/a");
         assert_eq!(out(b"/mounted"), a);
         // Without a mount the filesystem is its own root.
-        let inside = resolve(&fs, &root, None, b"/mounted", Follow::Follow);
+        let inside = resolve(&fs, &root, Mount::Chroot, b"/mounted", Follow::Follow);
         assert_eq!(inside, Err(Errno::NotFound));
+    }
+
+    #[test]
+    fn leaving_an_unknown_place_names_the_rest_of_the_walk() {
+        let fs = sample();
+        let root = Credentials::root();
+        let a = fs.find(&root, Ino::ROOT, b"a").unwrap().ino;
+        fs.symlink(&root, a, b"out", b"../../x").unwrap();
+        fs.symlink(&root, Ino::ROOT, b"via", b"rel/../out").unwrap();
+        fs.symlink(&root, Ino::ROOT, b"twice", b"host").unwrap();
+        let out = |p: &[u8]| resolve(&fs, &root, Mount::Elsewhere, p, Follow::Follow).unwrap();
+        // Every absolute link leaves, even one that a known mount would keep inside.
+        assert_eq!(out(b"/host"), escape(b"/etc/passwd", 1));
+        assert_eq!(out(b"/twice"), escape(b"/etc/passwd", 2));
+        assert_eq!(out(b"/mounted/b"), escape(b"/mnt/bt/a/b", 1));
+        assert_eq!(out(b"/host/"), escape(b"/etc/passwd/.", 1));
+        // `..` at the root leaves relative to where the filesystem appears.
+        assert_eq!(out(b"/.."), escape(b"..", 0));
+        assert_eq!(out(b"/../"), escape(b"..", 0));
+        assert_eq!(out(b"/a/../../y/./z/"), escape(b"../y/./z/", 0));
+        assert_eq!(out(b"/a/out/w"), escape(b"../x/w", 1));
+        let at = |p: &[u8]| resolve_at(&fs, &root, Mount::Elsewhere, a, p, Follow::Follow);
+        assert_eq!(at(b"../.."), Ok(escape(b"..", 0)));
+        assert_eq!(at(b"out"), Ok(escape(b"../x", 1)));
+        // A link is left as it is when not followed; the walk to it may still leave.
+        let link = resolve(&fs, &root, Mount::Elsewhere, b"/host", Follow::NoFollow).unwrap();
+        assert!(matches!(link, Resolved::Inside(l) if l.kind == FileType::Symlink));
+        let parent = resolve_parent(&fs, &root, Mount::Elsewhere, b"/host/new").unwrap();
+        assert_eq!(
+            parent,
+            Resolved::Outside(Escape {
+                path: b"/etc/passwd/new".to_vec(),
+                links: 1
+            })
+        );
+        let parent = resolve_parent(&fs, &root, Mount::Elsewhere, b"/../new").unwrap();
+        assert_eq!(
+            parent,
+            Resolved::Outside(Escape {
+                path: b"../new".to_vec(),
+                links: 0
+            })
+        );
+        // What stays inside is walked as in a chroot, loops included.
+        assert_eq!(out(b"/a/up"), out(b"/rel"));
+        let looped = resolve(&fs, &root, Mount::Elsewhere, b"/loop", Follow::Follow);
+        assert_eq!(looped, Err(Errno::TooManySymlinks));
+        // A continuation too long to be one argument is refused.
+        let long = [b'n'; 200].repeat(20);
+        let mut target = b"/".to_vec();
+        for chunk in long.chunks(200) {
+            target.extend_from_slice(chunk);
+            target.push(b'/');
+        }
+        target.pop();
+        fs.symlink(&root, Ino::ROOT, b"long", &target).unwrap();
+        let mut path = b"/long/".to_vec();
+        path.extend_from_slice(&[b'x'; 200]);
+        let too_long = resolve(&fs, &root, Mount::Elsewhere, &path, Follow::Follow);
+        assert_eq!(too_long, Err(Errno::NameTooLong));
     }
 
     #[test]
     fn parent_of_last_component() {
         let fs = sample();
         let root = Credentials::root();
-        let Resolved::Inside(p) = resolve_parent(&fs, &root, None, b"/abs/../new/").unwrap() else {
+        let Resolved::Inside(p) =
+            resolve_parent(&fs, &root, Mount::Chroot, b"/abs/../new/").unwrap()
+        else {
             panic!("outside")
         };
         assert_eq!(p.name, b"new");
@@ -474,19 +591,26 @@ mod tests {
         let a = fs.find(&root, Ino::ROOT, b"a").unwrap();
         assert_eq!(p.dir.ino, a.ino);
         // A symlink to a file in the middle of a path is ENOTDIR.
-        let through_file = resolve_parent(&fs, &root, None, b"/rel/../x");
+        let through_file = resolve_parent(&fs, &root, Mount::Chroot, b"/rel/../x");
         assert_eq!(through_file, Err(Errno::NotADirectory));
-        let Resolved::Inside(top) = resolve_parent(&fs, &root, None, b"/").unwrap() else {
+        let Resolved::Inside(top) = resolve_parent(&fs, &root, Mount::Chroot, b"/").unwrap() else {
             panic!("outside")
         };
         assert_eq!((top.dir.ino, &top.name[..]), (Ino::ROOT, &b"."[..]));
     }
 
     fn ino_at(fs: &MemFs<MemPool>, start: Ino, path: &[u8]) -> Result<Resolved<u64>> {
-        let at = resolve_at(fs, &Credentials::root(), None, start, path, Follow::Follow);
+        let at = resolve_at(
+            fs,
+            &Credentials::root(),
+            Mount::Chroot,
+            start,
+            path,
+            Follow::Follow,
+        );
         at.map(|r| match r {
             Resolved::Inside(a) => Resolved::Inside(a.ino.0),
-            Resolved::Outside(p) => Resolved::Outside(p),
+            Resolved::Outside(e) => Resolved::Outside(e),
         })
     }
 
@@ -519,22 +643,26 @@ mod tests {
         // The path's own checks come first.
         assert_eq!(ino_at(&fs, Ino(file), b""), Err(Errno::NotFound));
 
-        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, None, a, b"b/new/").unwrap() else {
+        let Resolved::Inside(p) =
+            resolve_parent_at(&fs, &root, Mount::Chroot, a, b"b/new/").unwrap()
+        else {
             panic!("outside")
         };
         assert_eq!(
             (p.dir.ino, &p.name[..], p.trailing_slash),
             (b, &b"new"[..], true)
         );
-        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, None, b, b"x").unwrap() else {
+        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, Mount::Chroot, b, b"x").unwrap()
+        else {
             panic!("outside")
         };
         assert_eq!((p.dir.ino, &p.name[..]), (b, &b"x"[..]));
-        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, None, b, b"/y").unwrap() else {
+        let Resolved::Inside(p) = resolve_parent_at(&fs, &root, Mount::Chroot, b, b"/y").unwrap()
+        else {
             panic!("outside")
         };
         assert_eq!((p.dir.ino, &p.name[..]), (Ino::ROOT, &b"y"[..]));
-        let through_file = resolve_parent_at(&fs, &root, None, Ino(file), b"x");
+        let through_file = resolve_parent_at(&fs, &root, Mount::Chroot, Ino(file), b"x");
         assert_eq!(through_file, Err(Errno::NotADirectory));
     }
 
@@ -546,13 +674,13 @@ mod tests {
         let a = fs.find(&root, Ino::ROOT, b"a").unwrap().ino;
         let b = fs.find(&root, a, b"b").unwrap().ino;
         for path in [&b"f"[..], b".", b".."] {
-            let walk = resolve_at(&fs, &alice, None, b, path, Follow::Follow);
+            let walk = resolve_at(&fs, &alice, Mount::Chroot, b, path, Follow::Follow);
             assert_eq!(walk, Err(Errno::PermissionDenied), "{path:?}");
         }
-        let parent = resolve_parent_at(&fs, &alice, None, b, b"new");
+        let parent = resolve_parent_at(&fs, &alice, Mount::Chroot, b, b"new");
         assert_eq!(parent, Err(Errno::PermissionDenied));
-        assert!(resolve_at(&fs, &alice, None, b, b"/a", Follow::Follow).is_ok());
-        assert!(resolve_at(&fs, &alice, None, a, b"b", Follow::Follow).is_ok());
+        assert!(resolve_at(&fs, &alice, Mount::Chroot, b, b"/a", Follow::Follow).is_ok());
+        assert!(resolve_at(&fs, &alice, Mount::Chroot, a, b"b", Follow::Follow).is_ok());
     }
 
     #[test]
@@ -560,11 +688,11 @@ mod tests {
         let fs = sample();
         let root = Credentials::root();
         let a = fs.find(&root, Ino::ROOT, b"a").unwrap().ino;
-        let mount = Some(&b"/mnt/bt"[..]);
+        let mount = Mount::At(b"/mnt/bt");
         let out = |p: &[u8]| resolve_at(&fs, &root, mount, a, p, Follow::Follow).unwrap();
-        assert_eq!(out(b"../../x/y"), Resolved::Outside(b"/mnt/x/y".to_vec()));
-        assert_eq!(out(b"b/../../.."), Resolved::Outside(b"/mnt".to_vec()));
-        assert_eq!(out(b"../host"), Resolved::Outside(b"/etc/passwd".to_vec()));
+        assert_eq!(out(b"../../x/y"), escape(b"/mnt/x/y", 0));
+        assert_eq!(out(b"b/../../.."), escape(b"/mnt", 0));
+        assert_eq!(out(b"../host"), escape(b"/etc/passwd", 1));
         let Resolved::Inside(b) = out(b"b/") else {
             panic!("outside")
         };

@@ -47,7 +47,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use btfuse_core::path::{self, Follow, MAX_SYMLINKS, Parent, Resolved};
+use btfuse_core::path::{self, Follow, MAX_SYMLINKS, Mount, Parent, Resolved};
 use btfuse_core::ring::{self, DirentBuilder, OpenOptions, Request, Response, Target, Whence};
 use btfuse_core::{
     Attr, Credentials, Errno, FallocateMode, FileType, Filesystem, Ino, OpenFlags, PATH_MAX,
@@ -348,7 +348,12 @@ impl<F: Filesystem> Exec<'_, F> {
             Follow::NoFollow
         };
         inside(path::resolve_at(
-            &**self.fs, self.cred, None, start, path, follow,
+            &**self.fs,
+            self.cred,
+            Mount::Chroot,
+            start,
+            path,
+            follow,
         ))
     }
 
@@ -356,7 +361,11 @@ impl<F: Filesystem> Exec<'_, F> {
     fn parent(&self, at: Option<u32>, path: &[u8]) -> Result<Parent> {
         let start = self.start(at, path)?;
         inside(path::resolve_parent_at(
-            &**self.fs, self.cred, None, start, path,
+            &**self.fs,
+            self.cred,
+            Mount::Chroot,
+            start,
+            path,
         ))
     }
 
@@ -488,7 +497,11 @@ impl<F: Filesystem> Exec<'_, F> {
         let mut path = Cow::Borrowed(path);
         for _ in 0..=MAX_SYMLINKS {
             let parent = inside(path::resolve_parent_at(
-                &**self.fs, self.cred, None, start, &path,
+                &**self.fs,
+                self.cred,
+                Mount::Chroot,
+                start,
+                &path,
             ))?;
             // `.` and `..` go to the engine, which answers `EEXIST` or `EISDIR` as Linux.
             if !is_dots(&parent.name) {
@@ -947,7 +960,7 @@ fn hello(version: u8) -> Result<Response<'static>> {
     }
 }
 
-/// The inside of a walk. Without a mount prefix a walk never leaves the filesystem; if it did,
+/// The inside of a walk. In a chroot a walk never leaves the filesystem; if it did,
 /// the path would name nothing here.
 fn inside<T>(resolved: Result<Resolved<T>>) -> Result<T> {
     match resolved? {
