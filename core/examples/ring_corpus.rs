@@ -329,6 +329,14 @@ fn main() -> std::io::Result<()> {
         ),
         ("dirents", Response::Dirents(builder.finish())),
         ("token", Response::Token(0x1234_5678)),
+        (
+            "outside",
+            Response::Outside {
+                second: false,
+                links: 2,
+                path: b"../outside/rest",
+            },
+        ),
     ];
     for (tag, (name, response)) in (1..).zip(responses) {
         let len = encode_response(tag, &response, &mut out).expect("a valid response");

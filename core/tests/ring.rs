@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use btfuse_core::path::MAX_SYMLINKS;
 use btfuse_core::ring::{
     DecodeError, DirentBuilder, DirentList, EncodeError, HEADER_LEN, MAX_IO, MAX_RECORD,
     OpenOptions, Request, Response, Target, VERSION, Whence, decode_request, decode_response,
@@ -355,7 +356,7 @@ fn request_index(request: &Request<'_>) -> usize {
     }
 }
 
-const RESPONSE_VARIANTS: usize = 13;
+const RESPONSE_VARIANTS: usize = 14;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -368,6 +369,9 @@ struct ResponseParts {
     flags: OpenOptions,
     statfs: StatFs,
     dirents: Vec<u8>,
+    path: Vec<u8>,
+    second: bool,
+    links: u32,
 }
 
 fn entry_name() -> impl Strategy<Value = Vec<u8>> {
@@ -417,8 +421,9 @@ fn response_parts() -> impl Strategy<Value = ResponseParts> {
         ),
         (any::<u32>(), any::<u64>(), vec(any::<u8>(), 0..64)),
         (open_options(), statfs(), dirents()),
+        (string(PATH_MAX), any::<bool>(), 0..=MAX_SYMLINKS),
     )
-        .prop_map(|(a, b, c)| ResponseParts {
+        .prop_map(|(a, b, c, d)| ResponseParts {
             op: a.0,
             errno: a.1,
             attr: a.2,
@@ -428,6 +433,9 @@ fn response_parts() -> impl Strategy<Value = ResponseParts> {
             flags: c.0,
             statfs: c.1,
             dirents: c.2,
+            path: d.0,
+            second: d.1,
+            links: d.2,
         })
 }
 
@@ -455,6 +463,11 @@ impl ResponseParts {
                 version: self.num,
                 data: &self.bytes,
             },
+            13 => Response::Outside {
+                second: self.second,
+                links: self.links,
+                path: &self.path,
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -476,6 +489,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::Dirents(_) => 10,
         Response::Token(_) => 11,
         Response::Prefetched { .. } => 12,
+        Response::Outside { .. } => 13,
     }
 }
 
@@ -757,6 +771,21 @@ fn documented_layouts_decode() {
         name: b".",
     };
     assert_eq!(list.iter().collect::<Vec<_>>(), [dot]);
+
+    let outside = record(
+        0x8d,
+        4,
+        &payload![[1u8], 3u32.to_le_bytes(), 4u16.to_le_bytes(), *b"../x"],
+    );
+    let expected = Response::Outside {
+        second: true,
+        links: 3,
+        path: b"../x",
+    };
+    assert_eq!(decode_response(&outside), Ok((4, expected)));
+    let mut out = vec![0; outside.len()];
+    assert_eq!(encode_response(4, &expected, &mut out), Ok(outside.len()));
+    assert_eq!(out, outside);
 }
 
 #[test]
@@ -776,8 +805,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(2))
     );
     assert_eq!(
-        decode_request(&patched(0, 4)),
-        Err(DecodeError::BadVersion(4))
+        decode_request(&patched(0, 3)),
+        Err(DecodeError::BadVersion(3))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 5)),
+        Err(DecodeError::BadVersion(5))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -797,7 +830,7 @@ fn header_errors() {
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x8d, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x8e, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))
@@ -1061,6 +1094,29 @@ fn response_value_errors() {
     assert_eq!(listing(cut.clone()), Err(DecodeError::Truncated));
     assert_eq!(DirentList::new(&cut), Err(DecodeError::Truncated));
     assert_eq!(DirentList::new(&[]), Ok(DirentList::EMPTY));
+    // An escape's link count is bounded, its `second` a boolean, its path a path.
+    let outside = |second: u8, links: u32, path: &[u8]| {
+        let body = payload![
+            [second],
+            links.to_le_bytes(),
+            (path.len() as u16).to_le_bytes(),
+            path
+        ];
+        response(0x8d, body)
+    };
+    assert!(outside(0, MAX_SYMLINKS, b"/etc/hostname").is_ok());
+    assert_eq!(
+        outside(0, MAX_SYMLINKS + 1, b"/x"),
+        Err(DecodeError::TooLong)
+    );
+    assert_eq!(outside(2, 0, b"/x"), Err(DecodeError::BadValue));
+    assert_eq!(outside(0, 0, b""), Err(DecodeError::EmptyString));
+    assert_eq!(outside(0, 0, b"/a\0b"), Err(DecodeError::NulByte));
+    assert!(outside(1, 0, &[b'p'; PATH_MAX]).is_ok());
+    assert_eq!(
+        outside(1, 0, &[b'p'; PATH_MAX + 1]),
+        Err(DecodeError::TooLong)
+    );
     // Open flags in a `Flags` response.
     assert_eq!(
         response(0x88, 0x400u32.to_le_bytes().to_vec()),

@@ -7,7 +7,9 @@
 //!
 //! Paths name files from the served root: `/a/b` and `a/b` are the same file. Errors are
 //! `std::io::Error`s whose `raw_os_error` is the errno the server answered; a server that is
-//! gone gives `ENOTCONN` within [`DEAD_SERVER_CHECK`].
+//! gone gives `ENOTCONN` within [`DEAD_SERVER_CHECK`]. A path whose walk leaves the served
+//! tree (an absolute symbolic link, `..` above the root) fails with a [`LeftTree`] error: a
+//! `Client` has no namespace of its own to go on in.
 
 #![allow(unsafe_code)]
 
@@ -961,10 +963,40 @@ fn expect_ok(response: Response<'_>) -> io::Result<()> {
     }
 }
 
-/// An error answer as its errno; any other unexpected answer as a protocol error.
+/// The error of a call whose path leads out of the served tree: the server did nothing, and
+/// the walk would go on at `path`. Carried by an `io::Error` of kind `Other`
+/// (`error.get_ref()` and `downcast_ref::<LeftTree>()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftTree {
+    /// Where the walk would go on: absolute, or relative to the place the served root appears
+    /// at (then it starts with `..`).
+    pub path: PathBuf,
+    /// Symbolic links followed before leaving.
+    pub links: u32,
+}
+
+impl std::fmt::Display for LeftTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the path leaves the btfuse tree (after {} symbolic links) and goes on at {}",
+            self.links,
+            self.path.display()
+        )
+    }
+}
+
+impl std::error::Error for LeftTree {}
+
+/// An error answer as its errno, a walk that left the tree as [`LeftTree`]; any other
+/// unexpected answer as a protocol error.
 fn unexpected<T>(response: Response<'_>) -> io::Result<T> {
     match response {
         Response::Err(e) => Err(errno(e)),
+        Response::Outside { path, links, .. } => Err(io::Error::other(LeftTree {
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+            links,
+        })),
         other => Err(protocol_error(format_args!(
             "unexpected response {other:?}"
         ))),

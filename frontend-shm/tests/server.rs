@@ -196,6 +196,41 @@ fn every_client_operation_behaves_like_a_kernel_filesystem() {
     assert!(stats.blocks > 0);
 }
 
+/// The place a path leads to when its walk leaves the tree, from the client's error.
+fn left_tree<T: std::fmt::Debug>(result: std::io::Result<T>) -> (PathBuf, u32) {
+    let error = result.expect_err("expected an error");
+    let left = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<btfuse_shm::LeftTree>())
+        .unwrap_or_else(|| panic!("not a walk out of the tree: {error}"));
+    (left.path.clone(), left.links)
+}
+
+#[test]
+fn paths_that_leave_the_tree_are_a_clear_error_and_change_nothing() {
+    let daemon = Daemon::start("16M");
+    let c = daemon.client();
+    c.create_dir("/d").unwrap();
+    c.symlink("/etc/hostname", "/host").unwrap();
+    c.symlink("../../elsewhere", "/d/up").unwrap();
+    let out = |p: &str, links| (PathBuf::from(p), links);
+    assert_eq!(left_tree(c.read("/host")), out("/etc/hostname", 1));
+    assert_eq!(left_tree(c.metadata("/d/up/x")), out("../elsewhere/x", 1));
+    assert_eq!(left_tree(c.metadata("/..")), out("..", 0));
+    assert_eq!(
+        left_tree(c.write("/host/../new", b"x")),
+        out("/etc/hostname/../new", 1)
+    );
+    assert_eq!(
+        left_tree(c.rename("/d", "/d/up/d")),
+        out("../elsewhere/d", 1)
+    );
+    assert!(c.symlink_metadata("/host").unwrap().is_symlink());
+    assert!(c.metadata("/d").unwrap().is_dir());
+    let message = c.read("/host").unwrap_err().to_string();
+    assert!(message.contains("/etc/hostname"), "{message}");
+}
+
 #[test]
 fn the_socket_is_private_and_a_second_server_is_refused() {
     let daemon = Daemon::start("16M");

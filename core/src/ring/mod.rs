@@ -28,8 +28,8 @@
 //! **Version policy.** Any change to the format (a new opcode, kind or flag bit as much as a
 //! changed layout) takes a new version, and a decoder accepts only the versions it knows, so
 //! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`,
-//! version 3 `Open`'s `prefetch` and the `Prefetched` response; older versions are no longer
-//! spoken.
+//! version 3 `Open`'s `prefetch` and the `Prefetched` response, version 4 the `Outside`
+//! response; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -135,6 +135,15 @@
 //! | 0x8a | `Dirents` | `dirents` ([`DirentList`]) |
 //! | 0x8b | `Token`   | `u64`                      |
 //! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u64` version, `data` |
+//! | 0x8d | `Outside` | `bool` second, `max(MAX_SYMLINKS)` links, `path` |
+//!
+//! **Walks that leave the tree.** The server walks a request's paths as if the served root
+//! were mounted at a place it does not know (each client sees it at its own prefix):
+//! `path::Mount::Elsewhere`. When a walk leaves (an absolute symbolic link, or `..` above the
+//! root), the server acts on nothing and answers `Outside` with the rest of the walk; the
+//! client joins a relative rest to its own prefix and makes the call itself, in its own
+//! namespace and with its own identity, counting the links toward `MAX_SYMLINKS` across the
+//! hops. The server never acts outside the tree, and learns nothing it must trust.
 //!
 //! # Errors on the wire
 //!
@@ -159,7 +168,7 @@ pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{DirentBuilder, DirentIter, DirentList, Response};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

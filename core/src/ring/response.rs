@@ -1,8 +1,9 @@
 //! Responses: what the server answers, and the directory listing they may carry.
 
-use super::codec::{Blob, Codec, Reader, Sink, Str, Writer, check_str};
+use super::codec::{Blob, Codec, Max, Reader, Sink, Str, Writer, check_str};
 use super::{DecodeError, EncodeError, MAX_IO, OpenOptions};
-use crate::{Attr, DirEntry, Errno, FileType, Ino, NAME_MAX, StatFs};
+use crate::path::MAX_SYMLINKS;
+use crate::{Attr, DirEntry, Errno, FileType, Ino, NAME_MAX, PATH_MAX, StatFs};
 
 /// A response; its header carries the tag of the request it answers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,6 +53,22 @@ pub enum Response<'a> {
     Dirents(DirentList<'a>),
     /// A token for [`Request::Attach`](super::Request::Attach) (`Fork`).
     Token(u64),
+    /// The walk of one of the request's paths left the served tree (an absolute symbolic
+    /// link, or `..` above the root): the server did nothing, and the call goes on with
+    /// `path` in the client's own namespace, as the client itself. Any request naming a path
+    /// may get it.
+    Outside {
+        /// Which path left: `false` the request's first, `true` its second (the new name of
+        /// `Rename` and `Link`).
+        second: bool,
+        /// Symbolic links followed before leaving, the one that led out included (at most
+        /// `MAX_SYMLINKS`): the rest of the walk counts from here.
+        links: u32,
+        /// The path to go on with: absolute in the client's namespace, or relative to where
+        /// the client sees the served root (then it starts with `..`). At most `PATH_MAX`
+        /// bytes, no NUL.
+        path: &'a [u8],
+    },
 }
 
 mod kind {
@@ -68,6 +85,7 @@ mod kind {
     pub(super) const DIRENTS: u8 = 0x8a;
     pub(super) const TOKEN: u8 = 0x8b;
     pub(super) const PREFETCHED: u8 = 0x8c;
+    pub(super) const OUTSIDE: u8 = 0x8d;
 }
 
 impl Response<'_> {
@@ -87,11 +105,14 @@ impl Response<'_> {
             Response::Dirents(_) => kind::DIRENTS,
             Response::Token(_) => kind::TOKEN,
             Response::Prefetched { .. } => kind::PREFETCHED,
+            Response::Outside { .. } => kind::OUTSIDE,
         }
     }
 }
 
 type Data = Blob<MAX_IO>;
+type Path = Str<PATH_MAX>;
+type Links = Max<MAX_SYMLINKS>;
 
 pub(super) fn put_response<S: Sink + ?Sized>(
     response: &Response<'_>,
@@ -122,6 +143,15 @@ pub(super) fn put_response<S: Sink + ?Sized>(
             u64::put(version, sink)?;
             Data::put(data, sink)
         }
+        Response::Outside {
+            second,
+            links,
+            path,
+        } => {
+            bool::put(second, sink)?;
+            Links::put(links, sink)?;
+            Path::put(path, sink)
+        }
     }
 }
 
@@ -150,6 +180,11 @@ pub(super) fn get_response<'a>(
             ino: Ino(u64::get(reader)?),
             version: u64::get(reader)?,
             data: Data::get(reader)?,
+        },
+        kind::OUTSIDE => Response::Outside {
+            second: bool::get(reader)?,
+            links: Links::get(reader)?,
+            path: Path::get(reader)?,
         },
         _ => return Err(DecodeError::UnknownOpcode(kind)),
     })

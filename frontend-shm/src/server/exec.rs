@@ -33,6 +33,11 @@
 //!   on its own: the links inside each path walked are counted by that walk.
 //! - Reads, `pread`s and `pwrite`s on one description run one at a time, because `F_SETFL`
 //!   may swap the engine handle under them; different descriptions run in parallel.
+//! - A path is walked as if the served root were mounted where the server cannot know (each
+//!   client sees it at its own prefix, `Mount::Elsewhere`): a walk that leaves the tree (an
+//!   absolute symbolic link, `..` above the root) acts on nothing and answers `Outside` with
+//!   the rest of the walk, which the client goes on with in its own namespace. Links that
+//!   `O_CREAT` follows in the last component count towards that answer's links too.
 //! - A description handed to the kernel (`Handoff`, see [`handoff`](super::handoff)) reads,
 //!   writes, seeks and reports and changes its status flags through its kernel file, with no
 //!   lock held: the kernel's FUSE requests are served by the mount's own threads. `ftruncate`,
@@ -42,12 +47,13 @@
 //! [`MAX_SYMLINKS`]: btfuse_core::path::MAX_SYMLINKS
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use btfuse_core::path::{self, Follow, MAX_SYMLINKS, Mount, Parent, Resolved};
+use btfuse_core::path::{self, Escape, Follow, MAX_SYMLINKS, Mount, Parent, Resolved};
 use btfuse_core::ring::{self, DirentBuilder, OpenOptions, Request, Response, Target, Whence};
 use btfuse_core::{
     Attr, Credentials, Errno, FallocateMode, FileType, Filesystem, Ino, OpenFlags, PATH_MAX,
@@ -71,18 +77,28 @@ pub(crate) struct Extras<'a> {
     pub(crate) contents: Option<&'a ContentTable>,
 }
 
-/// Serves one request for a client. `session` may be replaced (`Attach`). `scratch` is a
-/// private buffer that the response's data may borrow; it is grown as needed and what it held
-/// before is never part of a response.
+/// Private buffers a response may borrow: they are grown as needed, and what they held before
+/// is never part of a response.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// Bytes read for the client.
+    data: Vec<u8>,
+    /// The rest of a walk that left the tree (apart from `data`, so that the answer can be
+    /// made once the request has failed).
+    outside: Vec<u8>,
+}
+
+/// Serves one request for a client. `session` may be replaced (`Attach`).
 pub(crate) fn execute<'s, F: Filesystem>(
     fs: &Arc<F>,
     forks: &ForkTable<F>,
     session: &mut Arc<Session<F>>,
     cred: &Credentials,
     request: &Request<'_>,
-    scratch: &'s mut Vec<u8>,
+    scratch: &'s mut Scratch,
     extras: Extras<'_>,
 ) -> Response<'s> {
+    let Scratch { data, outside } = scratch;
     let mut exec = Exec {
         fs,
         forks,
@@ -90,8 +106,28 @@ pub(crate) fn execute<'s, F: Filesystem>(
         cred,
         courier: extras.courier,
         contents: extras.contents,
+        left: Cell::new(None),
     };
-    exec.serve(request, scratch).unwrap_or_else(Response::Err)
+    match exec.serve(request, data) {
+        Ok(response) => response,
+        Err(e) => match exec.left.take() {
+            None => Response::Err(e),
+            Some(left) => {
+                *outside = left.escape.path;
+                Response::Outside {
+                    second: left.second,
+                    links: left.escape.links,
+                    path: outside,
+                }
+            }
+        },
+    }
+}
+
+/// A walk that left the tree, and which of the request's paths it walked.
+struct Left {
+    second: bool,
+    escape: Escape,
 }
 
 /// One request's view of the server: the engine, the client's session and who is asking.
@@ -103,6 +139,8 @@ struct Exec<'a, F: Filesystem> {
     courier: Option<&'a Courier<'a>>,
     /// The content table when the engine reports its changes: opens may send content.
     contents: Option<&'a ContentTable>,
+    /// Set when a walk left the tree: the request then fails, and is answered `Outside`.
+    left: Cell<Option<Left>>,
 }
 
 /// An inode a request acts on, and its type.
@@ -347,10 +385,10 @@ impl<F: Filesystem> Exec<'_, F> {
         } else {
             Follow::NoFollow
         };
-        inside(path::resolve_at(
+        self.inside(path::resolve_at(
             &**self.fs,
             self.cred,
-            Mount::Chroot,
+            Mount::Elsewhere,
             start,
             path,
             follow,
@@ -360,13 +398,47 @@ impl<F: Filesystem> Exec<'_, F> {
     /// The directory holding `path`'s last component, and that component.
     fn parent(&self, at: Option<u32>, path: &[u8]) -> Result<Parent> {
         let start = self.start(at, path)?;
-        inside(path::resolve_parent_at(
+        self.inside(path::resolve_parent_at(
             &**self.fs,
             self.cred,
-            Mount::Chroot,
+            Mount::Elsewhere,
             start,
             path,
         ))
+    }
+
+    /// The inside of a walk. A walk that left the tree fails the request, which does nothing
+    /// more, and is kept for the answer (`Outside`).
+    fn inside<T>(&self, resolved: Result<Resolved<T>>) -> Result<T> {
+        match resolved? {
+            Resolved::Inside(value) => Ok(value),
+            Resolved::Outside(escape) => Err(self.leave(escape)),
+        }
+    }
+
+    /// Keeps `escape` for the answer; the error the request fails with meanwhile.
+    fn leave(&self, escape: Escape) -> Errno {
+        if escape.links > MAX_SYMLINKS {
+            return Errno::TooManySymlinks;
+        }
+        self.left.set(Some(Left {
+            second: false,
+            escape,
+        }));
+        Errno::NotFound
+    }
+
+    /// `resolved` as the walk of the request's second path (`Rename`'s and `Link`'s new name).
+    fn second<T>(&self, resolved: Result<T>) -> Result<T> {
+        if resolved.is_err()
+            && let Some(left) = self.left.take()
+        {
+            self.left.set(Some(Left {
+                second: true,
+                ..left
+            }));
+        }
+        resolved
     }
 
     /// The inode a target names.
@@ -495,14 +567,16 @@ impl<F: Filesystem> Exec<'_, F> {
     ) -> Result<(Attr, btfuse_core::Fh)> {
         let mut start = self.start(at, path)?;
         let mut path = Cow::Borrowed(path);
-        for _ in 0..=MAX_SYMLINKS {
-            let parent = inside(path::resolve_parent_at(
-                &**self.fs,
-                self.cred,
-                Mount::Chroot,
-                start,
-                &path,
-            ))?;
+        for followed in 0..=MAX_SYMLINKS {
+            let walk =
+                path::resolve_parent_at(&**self.fs, self.cred, Mount::Elsewhere, start, &path);
+            let parent = match walk? {
+                Resolved::Inside(parent) => parent,
+                Resolved::Outside(escape) => {
+                    let links = escape.links + followed;
+                    return Err(self.leave(Escape { links, ..escape }));
+                }
+            };
             // `.` and `..` go to the engine, which answers `EEXIST` or `EISDIR` as Linux.
             if !is_dots(&parent.name) {
                 if parent.trailing_slash {
@@ -516,7 +590,15 @@ impl<F: Filesystem> Exec<'_, F> {
                         if options.nofollow {
                             return Err(Errno::TooManySymlinks);
                         }
-                        path = Cow::Owned(self.fs.readlink(self.cred, link.ino)?);
+                        let content = self.fs.readlink(self.cred, link.ino)?;
+                        if content.first() == Some(&b'/') {
+                            let links = followed + 1;
+                            return Err(self.leave(Escape {
+                                path: content,
+                                links,
+                            }));
+                        }
+                        path = Cow::Owned(content);
                         start = parent.dir.ino;
                         continue;
                     }
@@ -581,7 +663,7 @@ impl<F: Filesystem> Exec<'_, F> {
         mode: RenameMode,
     ) -> Result<Response<'static>> {
         let from = self.parent(old_at, old_path)?;
-        let to = self.parent(new_at, new_path)?;
+        let to = self.second(self.parent(new_at, new_path))?;
         let slashes = from.trailing_slash || to.trailing_slash;
         // `.` and `..` are the engine's `EBUSY`, which Linux checks before slashes.
         if slashes && !is_dots(&from.name) && !is_dots(&to.name) {
@@ -633,7 +715,7 @@ impl<F: Filesystem> Exec<'_, F> {
         new_path: &[u8],
     ) -> Result<Response<'static>> {
         let source = self.node(old)?;
-        let parent = self.parent(new_at, new_path)?;
+        let parent = self.second(self.parent(new_at, new_path))?;
         self.check_new_name(&parent)?;
         let attr = self
             .fs
@@ -960,15 +1042,6 @@ fn hello(version: u8) -> Result<Response<'static>> {
     }
 }
 
-/// The inside of a walk. In a chroot a walk never leaves the filesystem; if it did,
-/// the path would name nothing here.
-fn inside<T>(resolved: Result<Resolved<T>>) -> Result<T> {
-    match resolved? {
-        Resolved::Inside(value) => Ok(value),
-        Resolved::Outside(_) => Err(Errno::NotFound),
-    }
-}
-
 /// Whether `name` is `.` or `..`.
 fn is_dots(name: &[u8]) -> bool {
     name == b"." || name == b".."
@@ -1082,7 +1155,7 @@ mod tests {
         forks: Arc<ForkTable<Fs>>,
         session: Arc<Session<Fs>>,
         cred: Credentials,
-        scratch: Vec<u8>,
+        scratch: Scratch,
         contents: Arc<ContentTable>,
     }
 
@@ -1098,7 +1171,7 @@ mod tests {
                 forks: Arc::new(ForkTable::default()),
                 session: Arc::new(Session::new(1, 0)),
                 cred: Credentials::root(),
-                scratch: Vec::new(),
+                scratch: Scratch::default(),
                 contents,
             }
         }
@@ -1110,7 +1183,7 @@ mod tests {
                 forks: self.forks.clone(),
                 session: Arc::new(Session::new(u64::from(uid) + 100, uid)),
                 cred: Credentials::user(uid, gid),
-                scratch: Vec::new(),
+                scratch: Scratch::default(),
                 contents: self.contents.clone(),
             }
         }
@@ -1443,7 +1516,7 @@ mod tests {
         let (_, again) = c.open(b"/d/up", creat(), 0o600).unwrap();
         assert_eq!(again.ino, up.ino);
         // A link to a name with a slash after it asks for a directory.
-        c.symlink(b"/slashed/", b"/toslash").unwrap();
+        c.symlink(b"slashed/", b"/toslash").unwrap();
         assert_eq!(c.open(b"/toslash", creat(), 0o600), Err(IsADirectory));
         // At most 40 links: l0 -> l1 -> ... -> l40 -> end.
         for i in 0..=40 {
@@ -1460,6 +1533,146 @@ mod tests {
         assert_eq!(c.stat(at(b"/end")).unwrap().kind, FileType::RegularFile);
         c.symlink(b"loop", b"/loop").unwrap();
         assert_eq!(c.open(b"/loop", creat(), 0o600), Err(TooManySymlinks));
+    }
+
+    /// Which path of a request left the tree, the links followed and the rest of the walk.
+    fn left(response: Response<'_>) -> (bool, u32, Vec<u8>) {
+        match response {
+            Response::Outside {
+                second,
+                links,
+                path,
+            } => (second, links, path.to_vec()),
+            other => panic!("expected Outside, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn walks_that_leave_the_tree_answer_outside_and_change_nothing() {
+        let mut c = Client::root();
+        c.mkdir(b"/d", 0o755).unwrap();
+        c.put(b"/d/f", b"x");
+        c.symlink(b"/etc/hostname", b"/host").unwrap();
+        c.symlink(b"host", b"/via").unwrap();
+        c.symlink(b"/tmp", b"/tmp").unwrap();
+        c.symlink(b"../../outside", b"/d/up").unwrap();
+        let stat = |c: &mut Client, target| left(c.run(Request::Stat { target }));
+        // An absolute link leaves with its target and what is left to walk.
+        assert_eq!(
+            stat(&mut c, at(b"/host")),
+            (false, 1, b"/etc/hostname".to_vec())
+        );
+        assert_eq!(
+            stat(&mut c, at(b"/via")),
+            (false, 2, b"/etc/hostname".to_vec())
+        );
+        assert_eq!(
+            stat(&mut c, at(b"/tmp/x//y")),
+            (false, 1, b"/tmp/x//y".to_vec())
+        );
+        assert_eq!(c.stat(lat(b"/host")).unwrap().kind, FileType::Symlink);
+        // `..` above the root leaves relative to where the client sees the root.
+        assert_eq!(stat(&mut c, at(b"/..")), (false, 0, b"..".to_vec()));
+        assert_eq!(
+            stat(&mut c, at(b"/d/../../o")),
+            (false, 0, b"../o".to_vec())
+        );
+        assert_eq!(
+            stat(&mut c, at(b"/d/up/z")),
+            (false, 1, b"../outside/z".to_vec())
+        );
+        let d = c.fd(b"/d", dir());
+        let from_d = Target::Path {
+            at: Some(d),
+            path: b"../../o",
+            follow: true,
+        };
+        assert_eq!(stat(&mut c, from_d), (false, 0, b"../o".to_vec()));
+        // Calls that would change something change nothing.
+        let before = c.statfs();
+        let mkdir = Request::Mkdir {
+            at: None,
+            path: b"/tmp/new",
+            mode: 0o755,
+        };
+        assert_eq!(left(c.run(mkdir)), (false, 1, b"/tmp/new".to_vec()));
+        let rename = Request::Rename {
+            old_at: None,
+            old_path: b"/d/f",
+            new_at: None,
+            new_path: b"/tmp/g",
+            mode: RenameMode::Replace,
+        };
+        assert_eq!(left(c.run(rename)), (true, 1, b"/tmp/g".to_vec()));
+        let rename = Request::Rename {
+            old_at: None,
+            old_path: b"/../g",
+            new_at: None,
+            new_path: b"/d/g",
+            mode: RenameMode::Replace,
+        };
+        assert_eq!(left(c.run(rename)), (false, 0, b"../g".to_vec()));
+        let link = Request::Link {
+            old: at(b"/d/f"),
+            new_at: None,
+            new_path: b"/tmp/h",
+        };
+        assert_eq!(left(c.run(link)), (true, 1, b"/tmp/h".to_vec()));
+        let chmod = Request::Chmod {
+            target: at(b"/host"),
+            mode: 0o600,
+        };
+        assert_eq!(left(c.run(chmod)), (false, 1, b"/etc/hostname".to_vec()));
+        assert_eq!(c.get(b"/d/f"), b"x");
+        assert_eq!(c.statfs(), before);
+        // `O_CREAT` through a dangling link to an absolute name creates nothing here.
+        c.symlink(b"/tmp/made", b"/dangling").unwrap();
+        c.symlink(b"dangling", b"/twice").unwrap();
+        let before = c.statfs();
+        let open = |c: &mut Client, path, flags| {
+            left(c.run(Request::Open {
+                at: None,
+                path,
+                flags,
+                mode: 0o600,
+                prefetch: 0,
+                known_ino: 0,
+                known_version: 0,
+            }))
+        };
+        assert_eq!(
+            open(&mut c, b"/dangling", creat()),
+            (false, 1, b"/tmp/made".to_vec())
+        );
+        assert_eq!(
+            open(&mut c, b"/twice", creat()),
+            (false, 2, b"/tmp/made".to_vec())
+        );
+        assert_eq!(
+            open(&mut c, b"/host", ro()),
+            (false, 1, b"/etc/hostname".to_vec())
+        );
+        assert_eq!(c.open(b"/dangling", excl(), 0o600), Err(Exists));
+        assert_eq!(c.statfs(), before);
+        // Links count across the walk and what `O_CREAT` follows: 40 may be followed in all.
+        for i in 0..40 {
+            let target = if i == 39 {
+                b"/tmp/end".to_vec()
+            } else {
+                format!("k{}", i + 1).into_bytes()
+            };
+            c.symlink(&target, format!("/k{i}").as_bytes()).unwrap();
+        }
+        assert_eq!(stat(&mut c, at(b"/k0")), (false, 40, b"/tmp/end".to_vec()));
+        assert_eq!(
+            open(&mut c, b"/k0", creat()),
+            (false, 40, b"/tmp/end".to_vec())
+        );
+        c.symlink(b"k0", b"/k").unwrap();
+        assert_eq!(c.stat(at(b"/k")), Err(TooManySymlinks));
+        assert_eq!(c.open(b"/k", creat(), 0o600), Err(TooManySymlinks));
+        c.symlink(b"k0/x", b"/kd").unwrap();
+        assert_eq!(c.open(b"/kd", creat(), 0o600), Err(TooManySymlinks));
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub(super) fn run<F: Filesystem + Send + Sync + 'static>(shared: &Shared<F>, ind
 impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
     fn serve_until_stopped(&mut self) {
         let mut request = Vec::with_capacity(AREA);
-        let mut scratch = Vec::new();
+        let mut scratch = exec::Scratch::default();
         let mut last_work: Option<Instant> = None;
         let mut polls = 0u32;
         let mut waiting_seen = 0;
@@ -363,7 +363,12 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
     }
 
     /// Serves the request waiting on `slot`, if any; returns whether there was one.
-    fn serve_slot(&mut self, slot: usize, request: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
+    fn serve_slot(
+        &mut self,
+        slot: usize,
+        request: &mut Vec<u8>,
+        scratch: &mut exec::Scratch,
+    ) -> bool {
         let Some(Some(channel)) = self.slots.get_mut(slot) else {
             return false;
         };
