@@ -3,6 +3,7 @@
 //! it goes to the real libc function untouched.
 
 use std::borrow::Cow;
+use std::ffi::CStr;
 use std::sync::Arc;
 
 use btfuse_core::ring::{self, MAX_IO, Request, Response, Target, Whence};
@@ -11,6 +12,7 @@ use btfuse_shm::Client;
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 
 use crate::held;
+use crate::outside::{self, Side, follow};
 use crate::real;
 use crate::stat::{fill_stat, fill_statx};
 use crate::state::{self, Entry, PROTOCOL, c_bytes, call, fail, guarded};
@@ -24,16 +26,12 @@ pub(crate) struct PathTarget<'a> {
 }
 
 impl PathTarget<'_> {
-    /// `served`, unless this call found the server gone and the kernel can redo it: a name
-    /// the kernel resolves the same way (absolute, or from its own working directory); the
-    /// mount answers if it is still there. A name relative to a btfuse directory keeps the
-    /// lost session's error.
-    pub(crate) fn unless_lost<T>(&self, served: T) -> Option<T> {
-        let fell = state::take_fell_back();
-        if fell && self.at.is_none() {
-            None
-        } else {
-            Some(served)
+    /// The same target, owning its path.
+    pub(crate) fn into_owned(self) -> PathTarget<'static> {
+        PathTarget {
+            client: self.client,
+            at: self.at,
+            path: Cow::Owned(self.path.into_owned()),
         }
     }
 }
@@ -238,7 +236,13 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t)
     guarded(|| {
         // SAFETY: the caller's contract.
         let target = unsafe { at_target(dirfd, path) }?;
-        target.unless_lost(ring_open(&target, flags, mode))
+        follow(
+            target,
+            |t| ring_open(t, flags, mode),
+            // SAFETY: libc's `openat` with an absolute path and the caller's flags and mode.
+            |host| unsafe { real::openat()(libc::AT_FDCWD, host.as_ptr(), flags, mode) },
+            fail,
+        )
     })
     .flatten()
 }
@@ -601,15 +605,24 @@ unsafe fn stat_at(
         }
         // SAFETY: the caller's contract.
         let t = unsafe { at_target(dirfd, path) }?;
-        let target = Target::Path {
-            at: t.at,
-            path: &t.path,
-            follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-        };
-        let served = ring_stat(&t.client, target, buf);
-        t.unless_lost(served)
+        follow(
+            t,
+            |t| ring_stat(&t.client, path_target(t, flags), buf),
+            // SAFETY: libc's `fstatat` with an absolute path and the caller's buffer.
+            |host| unsafe { real::fstatat()(libc::AT_FDCWD, host.as_ptr(), buf, flags) },
+            fail,
+        )
     })
     .flatten()
+}
+
+/// The ring target of a path, following a final symbolic link unless `AT_SYMLINK_NOFOLLOW`.
+fn path_target<'a>(t: &'a PathTarget<'_>, flags: c_int) -> Target<'a> {
+    Target::Path {
+        at: t.at,
+        path: &t.path,
+        follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+    }
 }
 
 macro_rules! stat_fn {
@@ -694,13 +707,13 @@ pub unsafe extern "C" fn statx(
         }
         // SAFETY: libc's contract.
         let t = unsafe { at_target(dirfd, path) }?;
-        let target = Target::Path {
-            at: t.at,
-            path: &t.path,
-            follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-        };
-        let served = fill(&t.client, target);
-        t.unless_lost(served)
+        follow(
+            t,
+            |t| fill(&t.client, path_target(t, flags)),
+            // SAFETY: libc's `statx` with an absolute path and the caller's buffer.
+            |host| unsafe { real::statx()(libc::AT_FDCWD, host.as_ptr(), flags, mask, buf) },
+            fail,
+        )
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -723,17 +736,21 @@ unsafe fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int
     guarded(|| {
         // SAFETY: the caller's contract.
         let t = unsafe { at_target(dirfd, path) }?;
-        let request = Request::Access {
-            target: Target::Path {
-                at: t.at,
-                path: &t.path,
-                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-            },
-            mask: access_mask(mode),
-            effective: flags & libc::AT_EACCESS != 0,
+        let access = |t: &PathTarget<'_>| {
+            let request = Request::Access {
+                target: path_target(t, flags),
+                mask: access_mask(mode),
+                effective: flags & libc::AT_EACCESS != 0,
+            };
+            call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail)
         };
-        let served = call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail);
-        t.unless_lost(served)
+        follow(
+            t,
+            access,
+            // SAFETY: libc's `faccessat` with an absolute path.
+            |host| unsafe { real::faccessat()(libc::AT_FDCWD, host.as_ptr(), mode, flags) },
+            fail,
+        )
     })
     .flatten()
 }
@@ -779,20 +796,21 @@ pub unsafe extern "C" fn faccessat(
     }
 }
 
-/// A path call answered `Ok` or an errno.
+/// A path call: `serve` over the ring for a btfuse path, `kernel` (the real call with an
+/// absolute path) where a walk that left the tree goes on outside it.
 ///
 /// # Safety
 /// `path` is null or a valid C string.
 unsafe fn simple(
     dirfd: c_int,
     path: *const c_char,
-    request: impl FnOnce(&PathTarget) -> Option<c_int>,
+    serve: impl FnMut(&PathTarget) -> c_int,
+    kernel: impl FnMut(&CStr) -> c_int,
 ) -> Option<c_int> {
     guarded(|| {
         // SAFETY: the caller's contract.
         let t = unsafe { at_target(dirfd, path) }?;
-        let served = request(&t)?;
-        t.unless_lost(served)
+        follow(t, serve, kernel, fail)
     })
     .flatten()
 }
@@ -813,17 +831,20 @@ pub unsafe extern "C" fn mkdir(path: *const c_char, mode: mode_t) -> c_int {
 pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
     // SAFETY: libc's contract, passed on.
     unsafe {
-        simple(dirfd, path, |t| {
-            let mode = mode & 0o7777 & !current_umask();
-            Some(expect_ok(
-                &t.client,
-                &Request::Mkdir {
+        simple(
+            dirfd,
+            path,
+            |t| {
+                let mode = mode & 0o7777 & !current_umask();
+                let request = Request::Mkdir {
                     at: t.at,
                     path: &t.path,
                     mode,
-                },
-            ))
-        })
+                };
+                expect_ok(&t.client, &request)
+            },
+            |host| real::mkdirat()(libc::AT_FDCWD, host.as_ptr(), mode),
+        )
         .unwrap_or_else(|| real::mkdirat()(dirfd, path, mode))
     }
 }
@@ -833,15 +854,18 @@ pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t
 pub unsafe extern "C" fn rmdir(path: *const c_char) -> c_int {
     // SAFETY: libc's contract, passed on.
     unsafe {
-        simple(libc::AT_FDCWD, path, |t| {
-            Some(expect_ok(
-                &t.client,
-                &Request::Rmdir {
+        simple(
+            libc::AT_FDCWD,
+            path,
+            |t| {
+                let request = Request::Rmdir {
                     at: t.at,
                     path: &t.path,
-                },
-            ))
-        })
+                };
+                expect_ok(&t.client, &request)
+            },
+            |host| real::rmdir()(host.as_ptr()),
+        )
         .unwrap_or_else(|| real::rmdir()(path))
     }
 }
@@ -858,44 +882,59 @@ pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
 pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
     // SAFETY: libc's contract, passed on.
     unsafe {
-        simple(dirfd, path, |t| {
-            let request = if flags & libc::AT_REMOVEDIR != 0 {
-                Request::Rmdir {
-                    at: t.at,
-                    path: &t.path,
-                }
-            } else {
-                Request::Unlink {
-                    at: t.at,
-                    path: &t.path,
-                }
-            };
-            Some(expect_ok(&t.client, &request))
-        })
+        simple(
+            dirfd,
+            path,
+            |t| {
+                let request = if flags & libc::AT_REMOVEDIR != 0 {
+                    Request::Rmdir {
+                        at: t.at,
+                        path: &t.path,
+                    }
+                } else {
+                    Request::Unlink {
+                        at: t.at,
+                        path: &t.path,
+                    }
+                };
+                expect_ok(&t.client, &request)
+            },
+            |host| real::unlinkat()(libc::AT_FDCWD, host.as_ptr(), flags),
+        )
         .unwrap_or_else(|| real::unlinkat()(dirfd, path, flags))
     }
 }
 
-/// The targets of a call naming two paths (`rename`, `link`): `None` if neither is btfuse's
-/// (the kernel's call), `EXDEV` if only one is, as across two filesystems.
+/// The two paths of a call naming two (`rename`, `link`), each btfuse's or the kernel's;
+/// `None` if neither is btfuse's, or one is null (the kernel's call).
 ///
 /// # Safety
 /// Both paths are null or valid C strings.
-unsafe fn two_targets<'a>(
+unsafe fn two_sides<'a>(
     olddir: c_int,
     old: *const c_char,
     newdir: c_int,
     new: *const c_char,
-) -> Option<Result<(PathTarget<'a>, PathTarget<'a>), c_int>> {
-    // SAFETY: the caller's contract.
-    match unsafe { (at_target(olddir, old), at_target(newdir, new)) } {
-        (None, None) => None,
-        (Some(from), Some(to)) => Some(Ok((from, to))),
-        _ => Some(Err(fail(libc::EXDEV))),
+) -> Option<(Side<'a>, Side<'a>)> {
+    if old.is_null() || new.is_null() {
+        return None;
+    }
+    let side = |dir: c_int, path: *const c_char| {
+        // SAFETY: the caller's contract.
+        match unsafe { at_target(dir, path) } {
+            Some(target) => Side::Ring(target),
+            // SAFETY: `path` is a valid C string (the caller's contract), not null.
+            None => Side::Kernel(dir, Cow::Borrowed(unsafe { CStr::from_ptr(path) })),
+        }
+    };
+    match (side(olddir, old), side(newdir, new)) {
+        (Side::Kernel(..), Side::Kernel(..)) => None,
+        both => Some(both),
     }
 }
 
-/// `renameat2` for btfuse paths: both must be btfuse's (`EXDEV` if only one is).
+/// `renameat2` for btfuse paths: both must be btfuse's, or both lead out of the tree to the
+/// kernel's (`EXDEV` otherwise, as across two filesystems).
 ///
 /// # Safety
 /// As for `renameat2(2)`.
@@ -908,24 +947,34 @@ unsafe fn rename_at(
 ) -> Option<c_int> {
     guarded(|| {
         // SAFETY: the caller's contract.
-        let (from, to) = match unsafe { two_targets(olddir, old, newdir, new) }? {
-            Ok(both) => both,
-            Err(rc) => return Some(rc),
-        };
+        let (from, to) = unsafe { two_sides(olddir, old, newdir, new) }?;
         let mode = match flags {
             0 => RenameMode::Replace,
             libc::RENAME_NOREPLACE => RenameMode::NoReplace,
             libc::RENAME_EXCHANGE => RenameMode::Exchange,
             _ => return Some(fail(libc::EINVAL)),
         };
-        let request = Request::Rename {
-            old_at: from.at,
-            old_path: &from.path,
-            new_at: to.at,
-            new_path: &to.path,
-            mode,
+        let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
+            let request = Request::Rename {
+                old_at: from.at,
+                old_path: &from.path,
+                new_at: to.at,
+                new_path: &to.path,
+                mode,
+            };
+            expect_ok(&from.client, &request)
         };
-        Some(expect_ok(&from.client, &request))
+        let kernel = |(old_dir, old): (c_int, &CStr), (new_dir, new): (c_int, &CStr)| {
+            // SAFETY: libc's `renameat2` with the caller's flags and two valid paths.
+            unsafe { real::renameat2()(old_dir, old.as_ptr(), new_dir, new.as_ptr(), flags) }
+        };
+        let parent = outside::Naming::Parent;
+        Some(outside::follow_two(
+            (from, parent),
+            (to, parent),
+            serve,
+            kernel,
+        ))
     })
     .flatten()
 }
@@ -1154,31 +1203,34 @@ macro_rules! ftruncate_fn {
 ftruncate_fn!(ftruncate);
 ftruncate_fn!(ftruncate64);
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn truncate(path: *const c_char, length: off_t) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        simple(libc::AT_FDCWD, path, |t| {
-            if length < 0 {
-                return Some(fail(libc::EINVAL));
+macro_rules! truncate_fn {
+    ($name:ident) => {
+        /// Interposed.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(path: *const c_char, length: off_t) -> c_int {
+            // SAFETY: libc's contract, passed on.
+            unsafe {
+                simple(
+                    libc::AT_FDCWD,
+                    path,
+                    |t| {
+                        if length < 0 {
+                            return fail(libc::EINVAL);
+                        }
+                        let request = Request::Truncate {
+                            target: path_target(t, 0),
+                            size: length as u64,
+                        };
+                        expect_ok(&t.client, &request)
+                    },
+                    |host| real::$name()(host.as_ptr(), length),
+                )
+                .unwrap_or_else(|| real::$name()(path, length))
             }
-            let target = Target::Path {
-                at: t.at,
-                path: &t.path,
-                follow: true,
-            };
-            Some(expect_ok(
-                &t.client,
-                &Request::Truncate {
-                    target,
-                    size: length as u64,
-                },
-            ))
-        })
-        .unwrap_or_else(|| real::truncate()(path, length))
-    }
+        }
+    };
 }
+truncate_fn!(truncate);
 
 macro_rules! fsync_fn {
     ($name:ident, $datasync:expr) => {
@@ -1240,13 +1292,21 @@ unsafe fn readlink_at(
             return Some(fail(libc::EINVAL) as ssize_t);
         }
         let max = size.min(btfuse_core::PATH_MAX) as u32;
-        let request = Request::Readlink {
-            at: t.at,
-            path: &t.path,
-            max,
+        let read_link = |t: &PathTarget<'_>| {
+            let request = Request::Readlink {
+                at: t.at,
+                path: &t.path,
+                max,
+            };
+            ring_read(&t.client, &request, buf.cast(), size)
         };
-        let served = ring_read(&t.client, &request, buf.cast(), size);
-        t.unless_lost(served)
+        follow(
+            t,
+            read_link,
+            // SAFETY: libc's `readlinkat` with an absolute path and the caller's buffer.
+            |host| unsafe { real::readlinkat()(libc::AT_FDCWD, host.as_ptr(), buf, size) },
+            |e| fail(e) as ssize_t,
+        )
     })
     .flatten()
 }
@@ -1267,16 +1327,22 @@ pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: s
 /// As for `symlinkat(2)`.
 unsafe fn symlink_at(target: *const c_char, dirfd: c_int, path: *const c_char) -> Option<c_int> {
     // SAFETY: the caller's contract.
+    let content = unsafe { c_bytes(target) }?;
+    // SAFETY: the caller's contract.
     unsafe {
-        simple(dirfd, path, |t| {
-            let content = c_bytes(target)?;
-            let request = Request::Symlink {
-                target: content,
-                at: t.at,
-                path: &t.path,
-            };
-            Some(expect_ok(&t.client, &request))
-        })
+        simple(
+            dirfd,
+            path,
+            |t| {
+                let request = Request::Symlink {
+                    target: content,
+                    at: t.at,
+                    path: &t.path,
+                };
+                expect_ok(&t.client, &request)
+            },
+            |host| real::symlinkat()(target, libc::AT_FDCWD, host.as_ptr()),
+        )
     }
 }
 
@@ -1353,20 +1419,30 @@ unsafe fn link_at(
 ) -> Option<c_int> {
     guarded(|| {
         // SAFETY: the caller's contract.
-        let (from, to) = match unsafe { two_targets(olddir, old, newdir, new) }? {
-            Ok(both) => both,
-            Err(rc) => return Some(rc),
+        let (from, to) = unsafe { two_sides(olddir, old, newdir, new) }?;
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
+            let request = Request::Link {
+                old: Target::Path {
+                    at: from.at,
+                    path: &from.path,
+                    follow,
+                },
+                new_at: to.at,
+                new_path: &to.path,
+            };
+            expect_ok(&from.client, &request)
         };
-        let request = Request::Link {
-            old: Target::Path {
-                at: from.at,
-                path: &from.path,
-                follow: flags & libc::AT_SYMLINK_FOLLOW != 0,
-            },
-            new_at: to.at,
-            new_path: &to.path,
+        let kernel = |(old_dir, old): (c_int, &CStr), (new_dir, new): (c_int, &CStr)| {
+            // SAFETY: libc's `linkat` with the caller's flags and two valid paths.
+            unsafe { real::linkat()(old_dir, old.as_ptr(), new_dir, new.as_ptr(), flags) }
         };
-        Some(expect_ok(&from.client, &request))
+        Some(outside::follow_two(
+            (from, outside::Naming::Whole { follow }),
+            (to, outside::Naming::Parent),
+            serve,
+            kernel,
+        ))
     })
     .flatten()
 }
@@ -1418,21 +1494,29 @@ unsafe fn fd_or_path<'a>(
     Some((t.client.clone(), Some(t), None))
 }
 
-/// The ring target of an `fd_or_path` result, following a final symlink unless
-/// `AT_SYMLINK_NOFOLLOW`.
-fn at_flags_target<'a>(
-    path: Option<&'a PathTarget<'_>>,
-    fd: Option<u32>,
+/// A call taking `(dirfd, path, flags)`: `request` for the descriptor or, over the ring, for
+/// the path (a walk that leaves the tree going on with `kernel`, the real call with an
+/// absolute path).
+///
+/// # Safety
+/// `path` is null or a valid C string.
+unsafe fn fd_or_path_call(
+    dirfd: c_int,
+    path: *const c_char,
     flags: c_int,
-) -> Option<Target<'a>> {
-    match (path, fd) {
-        (Some(t), _) => Some(Target::Path {
-            at: t.at,
-            path: &t.path,
-            follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-        }),
-        (None, Some(desc)) => Some(Target::Fd(desc)),
-        (None, None) => None,
+    mut request: impl FnMut(&Client, Target<'_>) -> c_int,
+    kernel: impl FnMut(&CStr) -> c_int,
+) -> Option<c_int> {
+    // SAFETY: the caller's contract.
+    let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
+    match target {
+        Some(t) => follow(
+            t,
+            |t| request(&t.client, path_target(t, flags)),
+            kernel,
+            fail,
+        ),
+        None => Some(request(&client, Target::Fd(fd?))),
     }
 }
 
@@ -1455,8 +1539,6 @@ pub unsafe extern "C" fn utimensat(
     flags: c_int,
 ) -> c_int {
     let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
         // SAFETY: `times` is null or two timespecs (libc's contract).
         let (atime, mtime) = unsafe {
             if times.is_null() {
@@ -1465,15 +1547,19 @@ pub unsafe extern "C" fn utimensat(
                 (time_set(Some(&*times)), time_set(Some(&*times.add(1))))
             }
         };
-        let target = at_flags_target(target.as_ref(), fd, flags)?;
-        Some(expect_ok(
-            &client,
-            &Request::Utimens {
+        let request = |client: &Client, target: Target<'_>| {
+            let request = Request::Utimens {
                 target,
                 atime,
                 mtime,
-            },
-        ))
+            };
+            expect_ok(client, &request)
+        };
+        // SAFETY: libc's `utimensat` with an absolute path and the caller's times.
+        let kernel =
+            |host: &CStr| unsafe { real::utimensat()(libc::AT_FDCWD, host.as_ptr(), times, flags) };
+        // SAFETY: libc's contract.
+        unsafe { fd_or_path_call(dirfd, path, flags, request, kernel) }
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -1502,16 +1588,15 @@ pub unsafe extern "C" fn fchmodat(
     flags: c_int,
 ) -> c_int {
     let served = guarded(|| {
+        let request = |client: &Client, target: Target<'_>| {
+            let mode = mode & 0o7777;
+            expect_ok(client, &Request::Chmod { target, mode })
+        };
+        // SAFETY: libc's `fchmodat` with an absolute path.
+        let kernel =
+            |host: &CStr| unsafe { real::fchmodat()(libc::AT_FDCWD, host.as_ptr(), mode, flags) };
         // SAFETY: libc's contract.
-        let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
-        let target = at_flags_target(target.as_ref(), fd, flags)?;
-        Some(expect_ok(
-            &client,
-            &Request::Chmod {
-                target,
-                mode: mode & 0o7777,
-            },
-        ))
+        unsafe { fd_or_path_call(dirfd, path, flags, request, kernel) }
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -1532,17 +1617,20 @@ pub unsafe extern "C" fn fchownat(
     flags: c_int,
 ) -> c_int {
     let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let (client, target, fd) = unsafe { fd_or_path(dirfd, path, flags) }?;
-        let target = at_flags_target(target.as_ref(), fd, flags)?;
-        Some(expect_ok(
-            &client,
-            &Request::Chown {
+        let request = |client: &Client, target: Target<'_>| {
+            let request = Request::Chown {
                 target,
                 uid: owner(uid),
                 gid: owner(gid),
-            },
-        ))
+            };
+            expect_ok(client, &request)
+        };
+        // SAFETY: libc's `fchownat` with an absolute path.
+        let kernel = |host: &CStr| unsafe {
+            real::fchownat()(libc::AT_FDCWD, host.as_ptr(), uid, gid, flags)
+        };
+        // SAFETY: libc's contract.
+        unsafe { fd_or_path_call(dirfd, path, flags, request, kernel) }
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -1612,45 +1700,59 @@ fn open_dir(client: &Client, at: Option<u32>, path: &[u8]) -> Result<u32, i32> {
     )
 }
 
+/// What `chdir` did over the ring, or the kernel's directory it must go to instead.
+enum Chdir {
+    Done(c_int),
+    Kernel(std::ffi::CString),
+}
+
 /// Interposed: a btfuse directory becomes the working directory in this library (the
-/// kernel's stays where it was, and is used again once a kernel directory is chosen).
+/// kernel's stays where it was, and is used again once a kernel directory is chosen). A
+/// path whose walk leaves the tree (`cd ..` from the root) goes on in the kernel.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
     let served = guarded(|| {
         // SAFETY: libc's contract.
         let bytes = unsafe { c_bytes(path) }?;
         let cwd = state::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (at, logical) = if bytes.first() == Some(&b'/') {
-            (None, state::ring_path(bytes)?)
+        let (at, ring_path, base) = if bytes.first() == Some(&b'/') {
+            (None, state::ring_path(bytes)?, Vec::new())
         } else {
             let (desc, base) = cwd?;
-            match state::join_lexically(&base, bytes) {
-                Some(logical) => (Some(desc), logical),
-                // `..` above the served root: the kernel's directory above the prefix.
-                None => return None,
-            }
+            (Some(desc), bytes.to_vec(), base)
         };
-        let client = state::client()?;
-        let target = if at.is_some() {
-            bytes.to_vec()
-        } else {
-            logical.clone()
+        let first = PathTarget {
+            client: state::client()?,
+            at,
+            path: Cow::Owned(ring_path),
         };
-        Some(match open_dir(&client, at, &target) {
-            Ok(desc) => {
-                state::remember_path(desc, logical.clone());
-                set_cwd(&client, Some((desc, logical)));
-                0
-            }
-            Err(e) => fail(e),
-        })
+        let enter = |t: &PathTarget<'_>| {
+            // The path `getcwd` answers: lexical, as the shell keeps it (a name that climbs
+            // above the root lexically, yet not on the server, went through a link there).
+            let logical = match t.at {
+                None => t.path.to_vec(),
+                Some(_) => state::join_lexically(&base, &t.path).unwrap_or_else(|| b"/".to_vec()),
+            };
+            Chdir::Done(match open_dir(&t.client, t.at, &t.path) {
+                Ok(desc) => {
+                    state::remember_path(desc, logical.clone());
+                    set_cwd(&t.client, Some((desc, logical)));
+                    0
+                }
+                Err(e) => fail(e),
+            })
+        };
+        let kernel = |host: &CStr| Chdir::Kernel(host.to_owned());
+        follow(first, enter, kernel, |e| Chdir::Done(fail(e)))
     })
     .flatten();
-    if let Some(rc) = served {
-        return rc;
+    match served {
+        Some(Chdir::Done(rc)) => rc,
+        // SAFETY: libc's `chdir` with a path that leaves the tree.
+        Some(Chdir::Kernel(host)) => kernel_cwd_after(unsafe { real::chdir()(host.as_ptr()) }),
+        // SAFETY: libc's contract, passed on.
+        None => kernel_cwd_after(unsafe { real::chdir()(path) }),
     }
-    // SAFETY: libc's contract, passed on.
-    kernel_cwd_after(unsafe { real::chdir()(path) })
 }
 
 /// After the kernel's `chdir`/`fchdir` returned `rc`: on success the working directory is
@@ -1741,36 +1843,17 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
     served.unwrap_or_else(|| unsafe { real::getcwd()(buf, size) })
 }
 
-/// What an extended-attribute call acts on: a path or a descriptor.
-///
-/// # Safety
-/// `path` is null or a valid C string.
-unsafe fn xattr_target<'a>(
-    path: Option<*const c_char>,
-    fd: c_int,
-) -> Option<(Client, Option<PathTarget<'a>>, Option<u32>)> {
-    match path {
-        Some(p) => {
-            // SAFETY: the caller's contract.
-            unsafe { at_target(libc::AT_FDCWD, p) }.map(|t| (t.client.clone(), Some(t), None))
-        }
-        None => descriptor(fd).map(|(entry, client)| (client, None, Some(entry.desc))),
-    }
+/// The btfuse description behind `fd` as an extended-attribute call's target.
+fn xattr_fd(fd: c_int) -> Option<(Client, Target<'static>)> {
+    descriptor(fd).map(|(entry, client)| (client, Target::Fd(entry.desc)))
 }
 
-fn xattr_request_target<'a>(
-    t: &'a Option<PathTarget<'_>>,
-    desc: Option<u32>,
-    follow: bool,
-) -> Target<'a> {
-    match (t, desc) {
-        (Some(t), _) => Target::Path {
-            at: t.at,
-            path: &t.path,
-            follow,
-        },
-        (None, Some(desc)) => Target::Fd(desc),
-        (None, None) => Target::Fd(u32::MAX),
+/// A btfuse path as an extended-attribute call's target (`follow`: not an `l` call).
+fn xattr_path<'a>(t: &'a PathTarget<'_>, follow: bool) -> Target<'a> {
+    Target::Path {
+        at: t.at,
+        path: &t.path,
+        follow,
     }
 }
 
@@ -1832,16 +1915,15 @@ macro_rules! getxattr_fn {
         ) -> ssize_t {
             let served = guarded(|| {
                 // SAFETY: libc's contract.
-                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
                 // SAFETY: libc's contract.
-                let name = unsafe { c_bytes(name) }?;
-                Some(xattr_get(
-                    &client,
-                    xattr_request_target(&t, desc, $follow),
-                    name,
-                    buf,
-                    size,
-                ))
+                let attr = unsafe { c_bytes(name) }?;
+                let get = |t: &PathTarget<'_>| {
+                    xattr_get(&t.client, xattr_path(t, $follow), attr, buf, size)
+                };
+                // SAFETY: libc's call with an absolute path and the caller's buffer.
+                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), name, buf, size) };
+                follow(t, get, kernel, |e| fail(e) as ssize_t)
             })
             .flatten();
             // SAFETY: libc's contract, passed on.
@@ -1861,17 +1943,10 @@ pub unsafe extern "C" fn fgetxattr(
     size: size_t,
 ) -> ssize_t {
     let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        let (client, target) = xattr_fd(fd)?;
         // SAFETY: libc's contract.
         let name = unsafe { c_bytes(name) }?;
-        Some(xattr_get(
-            &client,
-            xattr_request_target(&t, desc, true),
-            name,
-            buf,
-            size,
-        ))
+        Some(xattr_get(&client, target, name, buf, size))
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -1889,13 +1964,12 @@ macro_rules! listxattr_fn {
         ) -> ssize_t {
             let served = guarded(|| {
                 // SAFETY: libc's contract.
-                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
-                Some(xattr_list(
-                    &client,
-                    xattr_request_target(&t, desc, $follow),
-                    buf,
-                    size,
-                ))
+                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+                let list =
+                    |t: &PathTarget<'_>| xattr_list(&t.client, xattr_path(t, $follow), buf, size);
+                // SAFETY: libc's call with an absolute path and the caller's buffer.
+                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), buf, size) };
+                follow(t, list, kernel, |e| fail(e) as ssize_t)
             })
             .flatten();
             // SAFETY: libc's contract, passed on.
@@ -1910,14 +1984,8 @@ listxattr_fn!(llistxattr, false);
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn flistxattr(fd: c_int, buf: *mut c_char, size: size_t) -> ssize_t {
     let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
-        Some(xattr_list(
-            &client,
-            xattr_request_target(&t, desc, true),
-            buf,
-            size,
-        ))
+        let (client, target) = xattr_fd(fd)?;
+        Some(xattr_list(&client, target, buf, size))
     })
     .flatten();
     // SAFETY: libc's contract, passed on.
@@ -1937,24 +2005,28 @@ macro_rules! setxattr_fn {
         ) -> c_int {
             let served = guarded(|| {
                 // SAFETY: libc's contract.
-                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
                 // SAFETY: libc's contract.
-                let name = unsafe { c_bytes(name) }?;
+                let attr = unsafe { c_bytes(name) }?;
                 let Some(mode) = xattr_mode(flags) else {
                     return Some(fail(libc::EINVAL));
                 };
                 // SAFETY: `value` holds `size` bytes.
-                let value = unsafe { input(value, size) };
-                let target = xattr_request_target(&t, desc, $follow);
-                Some(expect_ok(
-                    &client,
-                    &Request::SetXattr {
-                        target,
-                        name,
-                        value,
+                let bytes = unsafe { input(value, size) };
+                let set = |t: &PathTarget<'_>| {
+                    let request = Request::SetXattr {
+                        target: xattr_path(t, $follow),
+                        name: attr,
+                        value: bytes,
                         mode,
-                    },
-                ))
+                    };
+                    expect_ok(&t.client, &request)
+                };
+                let kernel = |host: &CStr| {
+                    // SAFETY: libc's call with an absolute path and the caller's value.
+                    unsafe { real::$name()(host.as_ptr(), name, value, size, flags) }
+                };
+                follow(t, set, kernel, fail)
             })
             .flatten();
             // SAFETY: libc's contract, passed on.
@@ -1975,8 +2047,7 @@ pub unsafe extern "C" fn fsetxattr(
     flags: c_int,
 ) -> c_int {
     let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        let (client, target) = xattr_fd(fd)?;
         // SAFETY: libc's contract.
         let name = unsafe { c_bytes(name) }?;
         let Some(mode) = xattr_mode(flags) else {
@@ -1984,7 +2055,6 @@ pub unsafe extern "C" fn fsetxattr(
         };
         // SAFETY: `value` holds `size` bytes.
         let value = unsafe { input(value, size) };
-        let target = xattr_request_target(&t, desc, true);
         Some(expect_ok(
             &client,
             &Request::SetXattr {
@@ -2007,11 +2077,16 @@ macro_rules! removexattr_fn {
         pub unsafe extern "C" fn $name(path: *const c_char, name: *const c_char) -> c_int {
             let served = guarded(|| {
                 // SAFETY: libc's contract.
-                let (client, t, desc) = unsafe { xattr_target(Some(path), -1) }?;
+                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
                 // SAFETY: libc's contract.
-                let name = unsafe { c_bytes(name) }?;
-                let target = xattr_request_target(&t, desc, $follow);
-                Some(expect_ok(&client, &Request::RemoveXattr { target, name }))
+                let attr = unsafe { c_bytes(name) }?;
+                let remove = |t: &PathTarget<'_>| {
+                    let target = xattr_path(t, $follow);
+                    expect_ok(&t.client, &Request::RemoveXattr { target, name: attr })
+                };
+                // SAFETY: libc's call with an absolute path.
+                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), name) };
+                follow(t, remove, kernel, fail)
             })
             .flatten();
             // SAFETY: libc's contract, passed on.
@@ -2026,11 +2101,9 @@ removexattr_fn!(lremovexattr, false);
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fremovexattr(fd: c_int, name: *const c_char) -> c_int {
     let served = guarded(|| {
-        // SAFETY: libc's contract.
-        let (client, t, desc) = unsafe { xattr_target(None, fd) }?;
+        let (client, target) = xattr_fd(fd)?;
         // SAFETY: libc's contract.
         let name = unsafe { c_bytes(name) }?;
-        let target = xattr_request_target(&t, desc, true);
         Some(expect_ok(&client, &Request::RemoveXattr { target, name }))
     })
     .flatten();
@@ -2249,19 +2322,17 @@ macro_rules! statfs_fn {
             let served = guarded(|| {
                 // SAFETY: libc's contract.
                 let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
-                let target = Target::Path {
-                    at: t.at,
-                    path: &t.path,
-                    follow: true,
-                };
-                Some(match ring_statfs(&t.client, target) {
+                let statfs = |t: &PathTarget<'_>| match ring_statfs(&t.client, path_target(t, 0)) {
                     Ok(s) => {
                         // SAFETY: `buf` is the caller's struct.
                         $fill(unsafe { &mut *buf }, &s);
                         0
                     }
                     Err(e) => fail(e),
-                })
+                };
+                // SAFETY: libc's call with an absolute path and the caller's buffer.
+                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), buf) };
+                follow(t, statfs, kernel, fail)
             })
             .flatten();
             // SAFETY: libc's contract, passed on.

@@ -98,6 +98,11 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     if fd < 0 {
         return std::ptr::null_mut();
     }
+    // A path that led out of the tree was opened by the kernel: glibc's stream, then.
+    if guarded(|| state::lookup(fd).is_none()) == Some(true) {
+        // SAFETY: `fd` is the kernel directory just opened, given to the stream.
+        return unsafe { real::fdopendir()(fd) };
+    }
     guarded(|| new_stream(fd)).unwrap_or(std::ptr::null_mut())
 }
 

@@ -29,7 +29,10 @@
 //!
 //! **Paths and directories.** [`resolve`]: `realpath` walks a path through this library's
 //! calls, as glibc's walks it through internal ones. [`dir`]: directory streams,
-//! `seekdir`/`telldir` and `getdents64` over the server's readdir cookies.
+//! `seekdir`/`telldir` and `getdents64` over the server's readdir cookies. A path whose walk
+//! leaves the tree (a symbolic link to `/etc/hostname`, `..` above the root) goes on where
+//! the kernel would go on, served again if that is under the prefix and by libc otherwise
+//! (`outside`).
 //!
 //! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
 //! calls) runs with a per-thread flag set, and calls made while it is set pass through.
@@ -44,6 +47,7 @@
 pub mod calls;
 pub mod dir;
 mod held;
+mod outside;
 pub mod process;
 mod program;
 mod real;

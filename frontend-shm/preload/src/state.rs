@@ -668,8 +668,9 @@ pub(crate) fn join_lexically(base: &[u8], rel: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The server's path for `path` if it names something under the prefix: absolute, and not
-/// climbing out of the prefix with `..` (such a path belongs to the kernel).
+/// The server's path for `path` if it is spelled from the prefix (absolute). A `..` that
+/// climbs out of the tree is the server's to walk as well: it answers where the walk goes on
+/// (see [`crate::outside`]), after the links it met on the way.
 pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {
     ring_path_in(path).map(Cow::into_owned)
 }
@@ -683,19 +684,6 @@ pub(crate) fn ring_path_in(path: &[u8]) -> Option<Cow<'_, [u8]>> {
     let rest = path.strip_prefix(config.prefix.as_slice())?;
     if !(rest.is_empty() || rest[0] == b'/') {
         return None;
-    }
-    let mut depth: i64 = 0;
-    for component in rest.split(|&b| b == b'/') {
-        match component {
-            b"" | b"." => {}
-            b".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return None;
-                }
-            }
-            _ => depth += 1,
-        }
     }
     Some(if rest.is_empty() {
         Cow::Borrowed(b"/")
@@ -741,6 +729,8 @@ pub(crate) fn call<T>(
 }
 
 /// Waits for the answer to a request sent with `Client::send` and maps it as [`call`] does.
+/// An `Outside` answer is kept for the call that expects one (see [`crate::outside`]) and
+/// fails with [`PROTOCOL`], which is all it is to any other.
 pub(crate) fn finish<T>(
     sent: btfuse_shm::Sent<'_>,
     read: impl FnOnce(Response<'_>) -> Result<T, i32>,
@@ -749,6 +739,18 @@ pub(crate) fn finish<T>(
     let received = sent.finish(|r| {
         outcome = match r {
             Response::Err(e) => Err(e.code()),
+            Response::Outside {
+                second,
+                links,
+                path,
+            } => {
+                crate::outside::record(crate::outside::Left {
+                    second,
+                    links,
+                    path: path.to_vec(),
+                });
+                Err(PROTOCOL)
+            }
             other => read(other),
         };
         Ok(())

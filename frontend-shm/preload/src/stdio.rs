@@ -180,6 +180,16 @@ macro_rules! fopen_fn {
             if fd < 0 {
                 return std::ptr::null_mut();
             }
+            // A path that led out of the tree was opened by the kernel: glibc's stream, then.
+            if guarded(|| state::lookup(fd).is_none()) == Some(true) {
+                // SAFETY: `fd` is the kernel file just opened, given to the stream.
+                let fp = unsafe { crate::real::fdopen()(fd, mode) };
+                if fp.is_null() {
+                    // SAFETY: the descriptor just opened.
+                    unsafe { crate::real::close()(fd) };
+                }
+                return fp;
+            }
             // SAFETY: `mode` is valid.
             let fp = unsafe { cookie_stream(fd, mode, true) };
             if fp.is_null() {
