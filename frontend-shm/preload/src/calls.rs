@@ -1231,6 +1231,7 @@ macro_rules! truncate_fn {
     };
 }
 truncate_fn!(truncate);
+truncate_fn!(truncate64);
 
 macro_rules! fsync_fn {
     ($name:ident, $datasync:expr) => {

@@ -89,6 +89,7 @@ real_fns! {
     ftruncate: fn(c_int, off_t) -> c_int;
     ftruncate64: fn(c_int, off_t) -> c_int;
     truncate: fn(*const c_char, off_t) -> c_int;
+    truncate64: fn(*const c_char, off_t) -> c_int;
     fsync: fn(c_int) -> c_int;
     fdatasync: fn(c_int) -> c_int;
     copy_file_range: fn(c_int, *mut off_t, c_int, *mut off_t, size_t, c_uint) -> ssize_t;
