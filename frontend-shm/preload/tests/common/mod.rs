@@ -66,29 +66,51 @@ pub(crate) fn run(
     dir: &str,
     server: Option<&Server>,
 ) -> String {
+    run_with(
+        interpreter,
+        script,
+        &[("D", dir)],
+        server.map(|s| (s, "/btfuse")),
+    )
+}
+
+/// Runs `script` with `interpreter` and the variables `vars`, under the preload with
+/// `BTFUSE_PREFIX` set to the prefix given with the server, if one is. The transcript has
+/// each variable's value replaced by `$NAME` (longest values first).
+pub(crate) fn run_with(
+    interpreter: &[&str],
+    script: &str,
+    vars: &[(&str, &str)],
+    preload: Option<(&Server, &str)>,
+) -> String {
     let mut cmd = Command::new(interpreter[0]);
-    cmd.args(&interpreter[1..])
-        .arg(script)
-        .env("D", dir)
-        .env("LC_ALL", "C");
+    cmd.args(&interpreter[1..]).arg(script).env("LC_ALL", "C");
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
     cmd.env_remove("LD_PRELOAD");
-    if let Some(server) = server {
+    if let Some((server, prefix)) = preload {
         cmd.env("LD_PRELOAD", artifact("libbtfuse_preload.so"))
             .env(btfuse_preload::SOCKET_VAR, &server.socket)
-            .env(btfuse_preload::PREFIX_VAR, "/btfuse");
+            .env(btfuse_preload::PREFIX_VAR, prefix);
     }
     let Output {
         status,
         stdout,
         stderr,
     } = cmd.output().unwrap();
-    let text = format!(
+    let mut text = format!(
         "status {:?}\n--- stdout\n{}--- stderr\n{}",
         status.code(),
         String::from_utf8_lossy(&stdout),
         String::from_utf8_lossy(&stderr)
     );
-    text.replace(dir, "$D")
+    let mut vars = vars.to_vec();
+    vars.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+    for (name, value) in vars {
+        text = text.replace(value, &format!("${name}"));
+    }
+    text
 }
 
 /// The script under the preload and on tmpfs must give the same transcript.
