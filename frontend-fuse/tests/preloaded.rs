@@ -43,13 +43,27 @@ enum Route {
 /// Runs `script` with `interpreter` (its last argument being `-c` or alike), `$D` naming `dir`,
 /// and returns its transcript with `dir` written as `$D`.
 fn run(interpreter: &[&str], script: &str, dir: &Path, under_preload: bool) -> String {
+    let dir = dir.to_str().expect("test paths are UTF-8");
+    run_with(interpreter, script, &[("D", dir)], under_preload)
+}
+
+/// Runs `script` with `interpreter` and the variables `vars`, and returns its transcript with
+/// each variable's value written as `$NAME` (the longest values first).
+fn run_with(
+    interpreter: &[&str],
+    script: &str,
+    vars: &[(&str, &str)],
+    under_preload: bool,
+) -> String {
     let mut command = Command::new(interpreter[0]);
     command
         .args(&interpreter[1..])
         .arg(script)
-        .env("D", dir)
         .env("LC_ALL", "C")
         .env_remove("LD_PRELOAD");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
     if under_preload {
         preloaded(&mut command);
     }
@@ -58,13 +72,18 @@ fn run(interpreter: &[&str], script: &str, dir: &Path, under_preload: bool) -> S
         stdout,
         stderr,
     } = command.output().expect("run the script");
-    let text = format!(
+    let mut text = format!(
         "status {:?}\n--- stdout\n{}--- stderr\n{}",
         status.code(),
         String::from_utf8_lossy(&stdout),
         String::from_utf8_lossy(&stderr)
     );
-    text.replace(dir.to_str().expect("test paths are UTF-8"), "$D")
+    let mut vars = vars.to_vec();
+    vars.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+    for (name, value) in vars {
+        text = text.replace(value, &format!("${name}"));
+    }
+    text
 }
 
 /// What a plain (not preloaded) reader sees of the tree under `root`, one line per name in
@@ -418,5 +437,79 @@ fn a_glibc_stream_reopened_onto_the_mount() {
         "freopen",
         Route::RingAndKernel,
         scratch.to_str().expect("UTF-8 path"),
+    );
+}
+
+/// What the script of [`links_out_of_the_mount_lead_where_the_kernel_goes`] does in `$D`, a
+/// directory at the root of a mount, with `$O` (named `$ON`) a kernel directory beside that
+/// mount: links to `/etc/hostname`, into `$O` and back into `$D` (absolute, and relative
+/// through `..` above the mount's root), a kernel link into `$D`, and a loop through `$O`.
+const OUT_OF_THE_MOUNT: &str = r#"
+    echo outside > $O/outside.txt; mkdir $O/od; echo deep > $O/od/f
+    MN=$(basename $(dirname $D)); DN=$(basename $D)
+    mkdir $D/d; echo inside > $D/d/f
+    ln -s /etc/hostname $D/host
+    ln -s ../../$ON/outside.txt $D/up
+    ln -s $O/od $D/out
+    ln -s $D/d $D/back
+    ln -s ../../$MN/$DN/d $D/rel_back
+    ln -s $D/d $O/into
+    cmp $D/host /etc/hostname && echo host is /etc/hostname
+    cat $D/up $D/out/f $D/back/f $D/rel_back/f $D/out/../into/f
+    stat -L -c '%s %F' $D/host $D/up $D/out
+    ls -l $D/host $D/up | awk '{print $1, $5, $10, $11}'
+    ls $D/out $D/rel_back $D/out/../into; readlink $D/up; readlink -f $D/up
+    cd $D/..; cat ../$ON/outside.txt; ls ../$ON/od
+    cd $D; cat ../../$ON/od/f; cd ../..; cat $ON/outside.txt
+    echo made > $D/out/made; cat $O/od/made; echo again >> $D/up; cat $O/outside.txt
+    mkdir $D/out/sub; mv $D/out/made $D/out/sub/; ls $O/od/sub
+    mv $D/out/sub/made $D/d/moved_in; cat $D/d/moved_in; ls $O/od/sub
+    echo via-back > $D/rel_back/vb; cat $D/d/vb
+    chmod 600 $D/up; stat -c %a $O/outside.txt
+    ln -s ../../$ON/loop $D/loop; ln -s ../$MN/$DN/loop $O/loop
+    cat $D/loop; echo "loop through the kernel: $?"
+"#;
+
+/// A walk that leaves the mount goes where the kernel goes: the same script under the
+/// preload on the mount, without it on the mount (the kernel's own walk through FUSE) and on
+/// a tmpfs gives one transcript, and the first used the ring.
+#[test]
+fn links_out_of_the_mount_lead_where_the_kernel_goes() {
+    let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
+    let tmpfs = Tmpfs::new();
+    let run_in = |root: &Path, name: &str, under_preload: bool| {
+        let dir = fresh_dir(root, name);
+        let kept = tempfile::Builder::new()
+            .prefix("btfuse-out-")
+            .tempdir()
+            .expect("a kernel directory beside the mount");
+        let outside = fs::canonicalize(kept.path()).expect("canonical");
+        assert_eq!(outside.parent(), root.parent(), "beside the mount");
+        let name = outside
+            .file_name()
+            .expect("a name")
+            .to_str()
+            .expect("UTF-8");
+        let vars = [
+            ("D", dir.to_str().expect("UTF-8")),
+            ("O", outside.to_str().expect("UTF-8")),
+            ("ON", name),
+        ];
+        run_with(SH, OUT_OF_THE_MOUNT, &vars, under_preload)
+    };
+    let before = mount.metrics();
+    let fast = run_in(mount.path(), "preloaded", true);
+    let after = mount.metrics();
+    let kernel = run_in(mount.path(), "plain", false);
+    let reference = run_in(tmpfs.path(), "plain", false);
+    assert_eq!(
+        fast, kernel,
+        "under the preload (left) and through the kernel (right)"
+    );
+    assert_eq!(fast, reference, "on the mount (left) and on tmpfs (right)");
+    let ring = ring_operations(&after) - ring_operations(&before);
+    assert!(
+        ring >= MIN_RING_OPERATIONS,
+        "only {ring} ring operations: the programs did not use the ring"
     );
 }
