@@ -13,8 +13,9 @@
 //! (`rename`, `link`).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use btfuse_core::path::MAX_SYMLINKS;
 use btfuse_core::ring::{Request, Response, Target};
@@ -35,35 +36,44 @@ pub(crate) struct Left {
 }
 
 thread_local! {
-    /// While a call that may be answered `Outside` is served (see [`watched`]): `Some`, and
-    /// then where its walk left, once the answer says so.
-    static LEFT: RefCell<Option<Option<Left>>> = const { RefCell::new(None) };
+    /// The `Outside` answer this thread received last and no call has taken yet.
+    static LEFT: Cell<Option<Left>> = const { Cell::new(None) };
 }
 
-/// Keeps an `Outside` answer for the call being served. An answer no call expects is dropped:
-/// the server broke the protocol, and the call fails with [`PROTOCOL`] all the same.
+/// `Outside` answers recorded and not yet taken, in all threads. While there are none (nearly
+/// always) a call need not look at its thread's slot: in a shared library every thread-local
+/// lookup is a call into the dynamic loader, and this is on every path call's way.
+static RECORDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Keeps an `Outside` answer for the call being served (see [`watched`]).
 pub(crate) fn record(left: Left) {
     let _ = LEFT.try_with(|slot| {
-        if let Some(kept) = &mut *slot.borrow_mut() {
-            *kept = Some(left);
+        if slot.replace(Some(left)).is_none() {
+            RECORDED.fetch_add(1, Ordering::Relaxed);
         }
     });
 }
 
-/// Runs `serve`, which may be answered `Outside`: its value, and where its walk left if it did.
-/// (`serve` then failed, with [`PROTOCOL`] as its errno.)
+/// This thread's recorded answer, if any. (A thread sees its own additions to `RECORDED` in
+/// program order; another thread's only cost it a look.)
+fn take() -> Option<Left> {
+    if RECORDED.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let left = LEFT.try_with(Cell::take).ok().flatten();
+    if left.is_some() {
+        RECORDED.fetch_sub(1, Ordering::Relaxed);
+    }
+    left
+}
+
+/// Runs `serve`, which may be answered `Outside`: its value, and where its walk left if it did
+/// (`serve` then failed, with [`PROTOCOL`] as its errno). An answer no call expected (from a
+/// server that broke the protocol) is dropped first.
 fn watched<T>(serve: impl FnOnce() -> T) -> (T, Option<Left>) {
-    let outer = LEFT
-        .try_with(|slot| slot.replace(Some(None)))
-        .ok()
-        .flatten();
+    drop(take());
     let value = serve();
-    let left = LEFT
-        .try_with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer))
-        .ok()
-        .flatten()
-        .flatten();
-    (value, left)
+    (value, take())
 }
 
 /// This thread's `errno`.

@@ -729,8 +729,8 @@ pub(crate) fn call<T>(
 }
 
 /// Waits for the answer to a request sent with `Client::send` and maps it as [`call`] does.
-/// An `Outside` answer is kept for the call that expects one (see [`crate::outside`]) and
-/// fails with [`PROTOCOL`], which is all it is to any other.
+/// An `Outside` answer is kept for the path call being served (see [`crate::outside`]), and
+/// fails with [`PROTOCOL`].
 pub(crate) fn finish<T>(
     sent: btfuse_shm::Sent<'_>,
     read: impl FnOnce(Response<'_>) -> Result<T, i32>,
