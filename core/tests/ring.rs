@@ -80,7 +80,7 @@ fn attr() -> impl Strategy<Value = Attr> {
 }
 
 fn open_options() -> impl Strategy<Value = OpenOptions> {
-    any::<[bool; 9]>().prop_map(|b| OpenOptions {
+    any::<[bool; 11]>().prop_map(|b| OpenOptions {
         read: b[0],
         write: b[1],
         append: b[2],
@@ -90,6 +90,8 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
         directory: b[6],
         nofollow: b[7],
         nonblock: b[8],
+        check_read_write: b[9],
+        path_only: b[10],
     })
 }
 

@@ -55,7 +55,7 @@ use btfuse_core::{
 };
 
 use super::handoff::{Courier, KernelAccess, kernel_errno};
-use super::session::{Cursor, Description, ForkTable, MAX_OPEN, Route, Session};
+use super::session::{Cursor, Description, ForkTable, Grant, MAX_OPEN, Route, Session};
 use crate::contents::{ContentTable, is_settled};
 
 /// Largest file offset or size a request may name: `i64::MAX`, as Linux's `loff_t` allows.
@@ -140,7 +140,7 @@ impl<F: Filesystem> Exec<'_, F> {
                 mask,
                 effective: _,
             } => {
-                let node = self.node(&target)?;
+                let node = self.node_raw(&target)?;
                 self.fs.access(self.cred, node.ino, mask)?;
                 Ok(Response::Ok)
             }
@@ -203,7 +203,7 @@ impl<F: Filesystem> Exec<'_, F> {
                 self.setattr(&target, &set)
             }
             Request::Statfs { target } => {
-                self.node(&target)?;
+                self.node_raw(&target)?;
                 self.fs.statfs(self.cred).map(Response::StatFs)
             }
             Request::GetXattr { target, name, max } => {
@@ -235,7 +235,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Pwrite { fd, offset, data } => self.write(fd, Some(offset), data),
             Request::Lseek { fd, offset, whence } => self.lseek(fd, offset, whence),
             Request::Fsync { fd, datasync } => {
-                let description = self.session.get(fd)?;
+                let description = self.file(fd)?;
                 let cursor = description.cursor();
                 self.fs.fsync(self.cred, cursor.fh, datasync)?;
                 Ok(Response::Ok)
@@ -259,11 +259,14 @@ impl<F: Filesystem> Exec<'_, F> {
                         (flags & libc::O_APPEND != 0, flags & libc::O_NONBLOCK != 0)
                     }
                 };
+                let grant = description.grant;
                 Ok(Response::Flags(OpenOptions {
-                    read: description.read,
-                    write: description.write,
+                    read: grant.read,
+                    write: grant.write,
                     append,
                     nonblock,
+                    check_read_write: grant.check_read_write,
+                    path_only: grant.path_only,
                     ..OpenOptions::default()
                 }))
             }
@@ -287,9 +290,11 @@ impl<F: Filesystem> Exec<'_, F> {
             _ => return Err(Errno::InvalidArgument),
         }
         let file = description.kernel_file(|cursor| {
+            // Never more than the description was granted: one that grants neither reading
+            // nor writing (`O_PATH`, access mode 3) becomes an `O_PATH` kernel file.
             let access = KernelAccess {
-                read: description.read,
-                write: description.write,
+                read: description.grant.read,
+                write: description.grant.write,
                 append: cursor.append,
                 nonblock: cursor.nonblock,
             };
@@ -360,8 +365,33 @@ impl<F: Filesystem> Exec<'_, F> {
         ))
     }
 
-    /// The inode a target names.
+    /// The description numbered `fd` for a call Linux serves with `fdget`: any but an
+    /// `O_PATH` one (`EBADF`).
+    fn file(&self, fd: u32) -> Result<Arc<Description<F>>> {
+        let description = self.session.get(fd)?;
+        if description.grant.path_only {
+            return Err(Errno::BadHandle);
+        }
+        Ok(description)
+    }
+
+    /// The inode a target names, for a call that needs more than an `O_PATH` description.
     fn node(&self, target: &Target<'_>) -> Result<Node> {
+        match *target {
+            Target::Fd(fd) => {
+                let description = self.file(fd)?;
+                Ok(Node {
+                    ino: description.ino,
+                    kind: description.kind,
+                })
+            }
+            Target::Path { .. } => self.node_raw(target),
+        }
+    }
+
+    /// The inode a target names, an `O_PATH` description included (`fstatfs`, `faccessat`
+    /// with `AT_EMPTY_PATH`).
+    fn node_raw(&self, target: &Target<'_>) -> Result<Node> {
         match *target {
             Target::Fd(fd) => {
                 let description = self.session.get(fd)?;
@@ -407,26 +437,44 @@ impl<F: Filesystem> Exec<'_, F> {
         (prefetch, known): (u32, (Ino, u64)),
         scratch: &'s mut Vec<u8>,
     ) -> Result<Response<'s>> {
-        // Linux 6.4 and later refuse the ambiguous `O_CREAT | O_DIRECTORY`.
-        if options.create && options.directory {
-            return Err(Errno::InvalidArgument);
-        }
         // The descriptor comes first, as Linux's `get_unused_fd_flags` does: a client that
         // could not get one has no file created for it.
         if self.session.len() >= MAX_OPEN {
             return Err(Errno::TooManyOpenFiles);
         }
-        let (attr, fh) = if options.create {
-            self.open_create(at, path, options, mode)?
+        if options.path_only {
+            return self.open_path(at, path, options);
+        }
+        // Linux 6.4 and later refuse the ambiguous `O_CREAT | O_DIRECTORY`.
+        if options.create && options.directory {
+            return Err(Errno::InvalidArgument);
+        }
+        // Access mode 3 is checked as `O_RDWR`; the handle is then one that grants nothing.
+        let checked = OpenOptions {
+            read: options.read || options.check_read_write,
+            write: options.write || options.check_read_write,
+            ..options
+        };
+        let (attr, mut fh) = if options.create {
+            self.open_create(at, path, checked, mode)?
         } else {
             let attr = self.resolve(at, path, !options.nofollow)?;
             // Linux `do_open` judges `O_DIRECTORY` before `may_open` refuses a symbolic link.
             if options.directory && attr.kind != FileType::Directory {
                 return Err(Errno::NotADirectory);
             }
-            let fh = self.fs.open(self.cred, attr.ino, options.engine_flags())?;
+            let fh = self.fs.open(self.cred, attr.ino, checked.engine_flags())?;
             (attr, fh)
         };
+        let grant = Grant {
+            read: options.read,
+            write: options.write,
+            check_read_write: options.check_read_write,
+            path_only: false,
+        };
+        if grant.check_read_write && !(grant.read || grant.write) {
+            fh = self.bare_handle(attr.ino, fh)?;
+        }
         let cursor = Cursor {
             offset: 0,
             append: options.append,
@@ -437,8 +485,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Arc::clone(self.fs),
             attr.ino,
             attr.kind,
-            options.read,
-            options.write,
+            grant,
             cursor,
         ));
         // Content goes only to an open that reads, writes nothing and truncates nothing, of a
@@ -472,6 +519,54 @@ impl<F: Filesystem> Exec<'_, F> {
             });
         }
         Ok(Response::Opened { fd, attr })
+    }
+
+    /// `open` with `O_PATH`: the walk's checks only, a description that grants nothing.
+    fn open_path(
+        &self,
+        at: Option<u32>,
+        path: &[u8],
+        options: OpenOptions,
+    ) -> Result<Response<'static>> {
+        let attr = self.resolve(at, path, !options.nofollow)?;
+        if options.directory && attr.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        // An empty request: the engine checks no permission for it.
+        let flags = OpenFlags {
+            directory: options.directory,
+            ..OpenFlags::default()
+        };
+        let fh = self.fs.open(self.cred, attr.ino, flags)?;
+        let cursor = Cursor {
+            offset: 0,
+            append: false,
+            nonblock: false,
+            fh,
+        };
+        let grant = Grant {
+            path_only: true,
+            ..Grant::default()
+        };
+        let description = Arc::new(Description::new(
+            Arc::clone(self.fs),
+            attr.ino,
+            attr.kind,
+            grant,
+            cursor,
+        ));
+        let fd = self.session.insert(description)?;
+        Ok(Response::Opened { fd, attr })
+    }
+
+    /// Swaps `checked`, the handle whose open checked a request's permissions, for one of the
+    /// same inode that grants neither reading nor writing.
+    fn bare_handle(&self, ino: Ino, checked: btfuse_core::Fh) -> Result<btfuse_core::Fh> {
+        let bare = self.fs.open(self.cred, ino, OpenFlags::default());
+        if let Err(e) = self.fs.release(checked) {
+            log::warn!("releasing checking handle {checked:?}: {e}");
+        }
+        bare
     }
 
     /// `open` with `O_CREAT`: creates the last component unless it exists, following a
@@ -675,8 +770,8 @@ impl<F: Filesystem> Exec<'_, F> {
         };
         match *target {
             Target::Fd(fd) => {
-                let description = self.session.get(fd)?;
-                if description.kind != FileType::RegularFile || !description.write {
+                let description = self.file(fd)?;
+                if description.kind != FileType::RegularFile || !description.grant.write {
                     return Err(Errno::InvalidArgument);
                 }
                 // The writable handle stands for the permission (Linux checks none).
@@ -739,7 +834,7 @@ impl<F: Filesystem> Exec<'_, F> {
         scratch: &'s mut Vec<u8>,
     ) -> Result<Response<'s>> {
         let description = self.session.get(fd)?;
-        if !description.read {
+        if !description.grant.read {
             return Err(Errno::BadHandle);
         }
         let mut cursor = match description.route() {
@@ -768,7 +863,7 @@ impl<F: Filesystem> Exec<'_, F> {
     /// at the end of the file for an `O_APPEND` description, as Linux does.
     fn write(&self, fd: u32, offset: Option<u64>, data: &[u8]) -> Result<Response<'static>> {
         let description = self.session.get(fd)?;
-        if !description.write {
+        if !description.grant.write {
             return Err(Errno::BadHandle);
         }
         let mut cursor = match description.route() {
@@ -796,7 +891,7 @@ impl<F: Filesystem> Exec<'_, F> {
 
     /// `lseek`; on a directory, `telldir`, `seekdir` and `rewinddir`.
     fn lseek(&self, fd: u32, offset: i64, whence: Whence) -> Result<Response<'static>> {
-        let description = self.session.get(fd)?;
+        let description = self.file(fd)?;
         let mut cursor = match description.route() {
             Route::Engine(cursor) => cursor,
             Route::Kernel(file) => {
@@ -845,10 +940,13 @@ impl<F: Filesystem> Exec<'_, F> {
         offset: u64,
         len: u64,
     ) -> Result<Response<'static>> {
-        let description = self.session.get(fd)?;
+        let description = self.file(fd)?;
         // Linux `vfs_fallocate` checks the range before the description's access.
         if offset > MAX_OFFSET || len == 0 || len > MAX_OFFSET {
             return Err(Errno::InvalidArgument);
+        }
+        if !description.grant.write {
+            return Err(Errno::BadHandle);
         }
         let cursor = description.cursor();
         self.fs.fallocate(self.cred, cursor.fh, mode, offset, len)?;
@@ -859,6 +957,11 @@ impl<F: Filesystem> Exec<'_, F> {
     /// cookie moves past them.
     fn getdents<'s>(&self, fd: u32, max: u32, scratch: &'s mut Vec<u8>) -> Result<Response<'s>> {
         let description = self.session.get(fd)?;
+        // Listing is reading: only a description whose open checked read permission may
+        // (Linux `iterate_dir` wants `FMODE_READ`; an `O_PATH` one is not even a file).
+        if !description.grant.read {
+            return Err(Errno::BadHandle);
+        }
         if description.kind != FileType::Directory {
             return Err(Errno::NotADirectory);
         }
@@ -901,13 +1004,13 @@ impl<F: Filesystem> Exec<'_, F> {
 
     /// `fcntl(F_SETFL)`.
     fn set_flags(&self, fd: u32, append: bool, nonblock: bool) -> Result<Response<'static>> {
-        let description = self.session.get(fd)?;
+        let description = self.file(fd)?;
         let mut cursor = description.cursor();
         // Append mode only matters to writes, and the engine fixes it when a handle opens.
-        if append != cursor.append && description.write {
+        if append != cursor.append && description.grant.write {
             let flags = OpenFlags {
-                read: description.read,
-                write: description.write,
+                read: description.grant.read,
+                write: description.grant.write,
                 append,
                 ..OpenFlags::default()
             };
@@ -1487,6 +1590,170 @@ mod tests {
             c.fs.mknod(&c.cred, home, b"fifo", FileType::NamedPipe, 0o644, 0);
         c.fs.forget(fifo.unwrap().ino, 1);
         assert_eq!(c.open(b"/d/fifo", ro(), 0), Err(NotSupported));
+    }
+
+    fn mode3() -> OpenOptions {
+        OpenOptions {
+            check_read_write: true,
+            ..OpenOptions::default()
+        }
+    }
+
+    fn o_path() -> OpenOptions {
+        OpenOptions {
+            path_only: true,
+            ..OpenOptions::default()
+        }
+    }
+
+    #[test]
+    fn access_mode_3_is_checked_for_read_and_write_and_grants_neither() {
+        let mut root = Client::root();
+        root.put(b"/secret", b"root only");
+        root.chmod(at(b"/secret"), 0o600).unwrap();
+        root.put(b"/readable", b"everyone reads");
+        root.chmod(at(b"/readable"), 0o644).unwrap();
+        root.put(b"/shared", b"everyone writes");
+        root.chmod(at(b"/shared"), 0o666).unwrap();
+        root.mkdir(b"/d", 0o777).unwrap();
+        let mut user = root.other(1000, 1000);
+        // Linux `ACC_MODE(3)` is read and write: a file the user may only read is refused.
+        assert_eq!(user.open(b"/secret", mode3(), 0), Err(PermissionDenied));
+        assert_eq!(user.open(b"/readable", mode3(), 0), Err(PermissionDenied));
+        // A directory cannot be opened for writing.
+        assert_eq!(user.open(b"/d", mode3(), 0), Err(IsADirectory));
+        assert_eq!(root.open(b"/d", mode3(), 0), Err(IsADirectory));
+        // Where both are allowed the open succeeds, and the description reads and writes
+        // nothing, lists nothing and cannot be handed to the kernel as a readable file.
+        let (fd, _) = user.open(b"/shared", mode3(), 0).unwrap();
+        assert_eq!(user.read(fd, 64), Err(BadHandle));
+        assert_eq!(user.pread(fd, 0, 64), Err(BadHandle));
+        assert_eq!(user.write(fd, b"x"), Err(BadHandle));
+        assert_eq!(user.pwrite(fd, 0, b"x"), Err(BadHandle));
+        let grow = Request::Fallocate {
+            fd,
+            mode: FallocateMode::Allocate,
+            offset: 0,
+            len: 10,
+        };
+        assert_eq!(user.unit(grow), Err(BadHandle));
+        match user.run(Request::GetFlags { fd }) {
+            Response::Flags(f) => assert!(f.check_read_write && !f.read && !f.write),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(root.get(b"/shared"), b"everyone writes");
+        // Root may, and still gets a description that grants neither.
+        let (fd, _) = root.open(b"/secret", mode3(), 0).unwrap();
+        assert_eq!(root.read(fd, 64), Err(BadHandle));
+        // The engine holds no readable or writable handle for it.
+        assert_eq!(root.fs.usage().handles, 2);
+    }
+
+    #[test]
+    fn o_path_checks_only_the_walk_and_grants_nothing() {
+        let mut root = Client::root();
+        root.put(b"/secret", b"root only");
+        root.chmod(at(b"/secret"), 0o600).unwrap();
+        root.mkdir(b"/private", 0o700).unwrap();
+        root.put(b"/private/inner", b"x");
+        root.mkdir(b"/passage", 0o711).unwrap();
+        root.put(b"/passage/known", b"y");
+        let mut user = root.other(1000, 1000);
+        // The walk's search permission still counts.
+        assert_eq!(
+            user.open(b"/private/inner", o_path(), 0),
+            Err(PermissionDenied)
+        );
+        let (file, attr) = user.open(b"/secret", o_path(), 0).unwrap();
+        assert_eq!(attr.perm, 0o600);
+        assert_eq!(user.read(file, 64), Err(BadHandle));
+        assert_eq!(user.pread(file, 0, 64), Err(BadHandle));
+        assert_eq!(user.write(file, b"x"), Err(BadHandle));
+        assert_eq!(user.seek(file, 0, Whence::Set), Err(BadHandle));
+        // `fstat` works on it; `fchmod`, `fchown`, `ftruncate` and xattrs do not.
+        assert_eq!(user.stat(Target::Fd(file)).unwrap().ino, attr.ino);
+        assert_eq!(user.chmod(Target::Fd(file), 0o777), Err(BadHandle));
+        assert_eq!(user.chown(Target::Fd(file), None, None), Err(BadHandle));
+        let truncate = Request::Truncate {
+            target: Target::Fd(file),
+            size: 0,
+        };
+        assert_eq!(user.unit(truncate), Err(BadHandle));
+        let (dir, _) = user
+            .open(
+                b"/private",
+                OpenOptions {
+                    directory: true,
+                    ..o_path()
+                },
+                0,
+            )
+            .unwrap();
+        // Neither a 0700 nor a 0711 directory can be listed through one.
+        assert_eq!(user.entries(dir, 4096), Err(BadHandle));
+        let (passage, _) = user.open(b"/passage", o_path(), 0).unwrap();
+        assert_eq!(user.entries(passage, 4096), Err(BadHandle));
+        // As a starting directory it is as good as the walk: search permission decides.
+        assert_eq!(
+            user.open_at(Some(dir), b"inner", ro(), 0).map(|_| ()),
+            Err(PermissionDenied)
+        );
+        let (known, _) = user.open_at(Some(passage), b"known", o_path(), 0).unwrap();
+        assert_eq!(user.read(known, 1), Err(BadHandle));
+        match user.run(Request::GetFlags { fd: file }) {
+            Response::Flags(f) => assert!(f.path_only && !f.read && !f.write),
+            other => panic!("{other:?}"),
+        }
+        // O_PATH ignores O_CREAT and O_TRUNC, as Linux does.
+        let mut create = OpenOptions {
+            create: true,
+            truncate: true,
+            ..o_path()
+        };
+        assert_eq!(user.open(b"/new", create, 0o644).map(|_| ()), Err(NotFound));
+        create.directory = true;
+        assert_eq!(
+            user.open(b"/secret", create, 0).map(|_| ()),
+            Err(NotADirectory)
+        );
+        assert_eq!(root.get(b"/secret"), b"root only");
+    }
+
+    #[test]
+    fn a_directory_is_listed_only_through_a_description_that_was_checked_for_reading() {
+        let mut root = Client::root();
+        for (dir, mode) in [(&b"/p700"[..], 0o700), (b"/p711", 0o711), (b"/p755", 0o755)] {
+            root.mkdir(dir, mode).unwrap();
+            let mut file = dir.to_vec();
+            file.extend_from_slice(b"/hidden");
+            root.put(&file, b"z");
+        }
+        let mut user = root.other(1000, 1000);
+        assert_eq!(
+            user.open(b"/p700", dir(), 0).map(|_| ()),
+            Err(PermissionDenied)
+        );
+        assert_eq!(
+            user.open(b"/p711", dir(), 0).map(|_| ()),
+            Err(PermissionDenied)
+        );
+        for path in [&b"/p700"[..], b"/p711"] {
+            let no_access = OpenOptions {
+                directory: true,
+                ..mode3()
+            };
+            assert_eq!(user.open(path, no_access, 0).map(|_| ()), Err(IsADirectory));
+            // A hostile client that asks for nothing at all gets nothing to list either.
+            let nothing = OpenOptions {
+                directory: true,
+                ..OpenOptions::default()
+            };
+            let (fd, _) = user.open(path, nothing, 0).unwrap();
+            assert_eq!(user.entries(fd, 4096), Err(BadHandle));
+        }
+        let (fd, _) = user.open(b"/p755", dir(), 0).unwrap();
+        let listed = user.entries(fd, 4096).unwrap();
+        assert_eq!(names(&listed), [&b"."[..], b"..", b"hidden"]);
     }
 
     #[test]
@@ -2680,6 +2947,8 @@ mod tests {
             directory: true,
             nofollow: true,
             nonblock: true,
+            check_read_write: true,
+            path_only: true,
         };
         let requests = [
             Request::Read {

@@ -43,12 +43,27 @@ pub(crate) struct Description<F: Filesystem> {
     pub(crate) ino: Ino,
     /// Its type at open time.
     pub(crate) kind: FileType,
-    /// Opened for reading.
-    pub(crate) read: bool,
-    /// Opened for writing.
-    pub(crate) write: bool,
+    /// What it was granted when it opened, checked then with the opener's identity; later
+    /// changes of the caller's ids or of the file's mode change nothing here (Linux).
+    pub(crate) grant: Grant,
     cursor: Mutex<Cursor>,
     kernel: OnceLock<std::fs::File>,
+}
+
+/// What a description may be used for, fixed when it opens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// Reading (and, for a directory, listing): read permission was checked at open.
+    pub(crate) read: bool,
+    /// Writing: write permission was checked at open.
+    pub(crate) write: bool,
+    /// Access mode 3: read and write permission were checked, neither is granted; kept for
+    /// `F_GETFL`.
+    pub(crate) check_read_write: bool,
+    /// `O_PATH`: names the inode and nothing more. Only the calls Linux serves with
+    /// `fdget_raw` take it (`fstat`, `fstatfs`, `faccessat` on it, `F_GETFL`, `dup`, `close`,
+    /// a starting directory); every other is `EBADF`.
+    pub(crate) path_only: bool,
 }
 
 /// Where a call on a description's offset goes.
@@ -62,20 +77,12 @@ pub(crate) enum Route<'d> {
 impl<F: Filesystem> Description<F> {
     /// A description over the engine handle `fh`, which it releases when the last reference
     /// to it goes.
-    pub(crate) fn new(
-        fs: Arc<F>,
-        ino: Ino,
-        kind: FileType,
-        read: bool,
-        write: bool,
-        cursor: Cursor,
-    ) -> Self {
+    pub(crate) fn new(fs: Arc<F>, ino: Ino, kind: FileType, grant: Grant, cursor: Cursor) -> Self {
         Description {
             fs,
             ino,
             kind,
-            read,
-            write,
+            grant,
             cursor: Mutex::new(cursor),
             kernel: OnceLock::new(),
         }
