@@ -19,7 +19,7 @@ use btfuse_core::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const ERRNOS: [Errno; 23] = Errno::ALL;
+const ERRNOS: [Errno; Errno::ALL.len()] = Errno::ALL;
 
 const FILE_TYPES: [FileType; 7] = [
     FileType::RegularFile,

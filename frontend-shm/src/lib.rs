@@ -30,7 +30,9 @@ pub mod metrics;
 pub mod server;
 mod sys;
 
-pub use client::{Client, DirEntry, File, Metadata, OpenOptions, Sent, set_private_fd_floor};
+pub use client::{
+    Client, DirEntry, File, Metadata, OpenOptions, Sent, identity_changed, set_private_fd_floor,
+};
 pub use creds::supplementary_groups;
 pub use server::{Server, ServerConfig};
 pub use sys::PeerCred;

@@ -162,7 +162,7 @@ const BUCKETS_NS: [u64; 26] = [
 ];
 
 /// Every errno the engine reports, in label order.
-const ERRNOS: [Errno; 23] = Errno::ALL;
+const ERRNOS: [Errno; Errno::ALL.len()] = Errno::ALL;
 
 /// A counter only its own thread writes: a load and a store, no locked instruction.
 #[derive(Default)]
