@@ -31,6 +31,9 @@
 //! calls, as glibc's walks it through internal ones. [`dir`]: directory streams,
 //! `seekdir`/`telldir` and `getdents64` over the server's readdir cookies.
 //!
+//! **Identity.** [`identity`]: after `setuid`, `setgroups`, `setfsuid` and the rest, the
+//! channels are connected again, so the server checks later calls with the new ids.
+//!
 //! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
 //! calls) runs with a per-thread flag set, and calls made while it is set pass through.
 //!
@@ -44,6 +47,7 @@
 pub mod calls;
 pub mod dir;
 mod held;
+pub mod identity;
 pub mod process;
 mod program;
 mod real;

@@ -320,7 +320,7 @@ impl<F: Filesystem> Exec<'_, F> {
             log::warn!("no randomness for a fork token: {e}");
             Errno::Io
         })?;
-        self.forks.prepare(token, self.session, self.cred);
+        self.forks.prepare(token, self.session, self.cred)?;
         Ok(Response::Token(token))
     }
 
@@ -1186,7 +1186,7 @@ mod tests {
             Client {
                 fs: Arc::new(fs),
                 forks: Arc::new(ForkTable::default()),
-                session: Arc::new(Session::new(1, 0)),
+                session: Arc::new(Session::new(1, &Credentials::root())),
                 cred: Credentials::root(),
                 scratch: Vec::new(),
                 contents,
@@ -1198,7 +1198,10 @@ mod tests {
             Client {
                 fs: self.fs.clone(),
                 forks: self.forks.clone(),
-                session: Arc::new(Session::new(u64::from(uid) + 100, uid)),
+                session: Arc::new(Session::new(
+                    u64::from(uid) + 100,
+                    &Credentials::user(uid, gid),
+                )),
                 cred: Credentials::user(uid, gid),
                 scratch: Vec::new(),
                 contents: self.contents.clone(),

@@ -42,6 +42,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most channels one session may have (one per client thread is the intent).
 const MAX_CHANNELS_PER_SESSION: usize = 256;
 
+/// How often forks that no child attached to are looked for and released.
+const FORK_SWEEP: Duration = Duration::from_secs(1);
+
 /// How a [`Server`] runs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -53,6 +56,68 @@ pub struct ServerConfig {
     /// mount with `allow_other` opens it to everyone (each request is still checked with
     /// the caller's identity).
     pub socket_mode: u32,
+    /// Most connections (channels, and connections still saying hello) one user may have
+    /// at once; more are refused with `EMFILE` and a log line. Each costs the server a
+    /// descriptor and a shared region, so this keeps one user from using up the server's
+    /// descriptors ([`DEFAULT_MAX_CONNECTIONS_PER_USER`] is a good value).
+    pub max_connections_per_user: usize,
+}
+
+/// The default of [`ServerConfig::max_connections_per_user`]: room for a few hundred
+/// processes of 16 threads each.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 4096;
+
+/// Live connections per user, and the cap on them.
+struct UserConnections {
+    counts: Mutex<HashMap<u32, usize>>,
+    max: usize,
+    /// When a refusal was last logged, in seconds since the server started (so a flood of
+    /// refused connections writes one line a second, not one per connection).
+    logged: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+}
+
+/// One connection's place in its user's count, given back when it drops.
+pub(crate) struct UserSlot {
+    users: Arc<UserConnections>,
+    uid: u32,
+}
+
+impl UserConnections {
+    /// A place for a connection of `uid`, or `None` when it has as many as it may.
+    fn take(self: &Arc<Self>, uid: u32, pid: u32) -> Option<UserSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(uid).or_insert(0);
+        if *count >= self.max {
+            drop(counts);
+            let now = self.started.elapsed().as_secs() + 1;
+            if self.logged.swap(now, Ordering::Relaxed) != now {
+                log::warn!(
+                    "uid {uid} (pid {pid}) has {} connections, the most one user may have \
+                     (--max-connections-per-user): refusing more",
+                    self.max
+                );
+            }
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot {
+            users: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut counts = self.users.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.uid);
+            }
+        }
+    }
 }
 
 /// State the acceptor, the set-up threads and the workers share.
@@ -72,6 +137,7 @@ struct Shared<F: Filesystem> {
     stop: AtomicBool,
     /// Channels served and requests waiting, for monitoring.
     counters: Arc<RingCounters>,
+    users: Arc<UserConnections>,
 }
 
 /// Live figures of a running server, readable from any thread (the metrics exporter's
@@ -151,6 +217,12 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             sessions: Mutex::new(HashMap::new()),
             workers: inboxes,
             stop: AtomicBool::new(false),
+            users: Arc::new(UserConnections {
+                counts: Mutex::new(HashMap::new()),
+                max: config.max_connections_per_user,
+                logged: std::sync::atomic::AtomicU64::new(0),
+                started: std::time::Instant::now(),
+            }),
             counters: Arc::new(RingCounters {
                 channels: AtomicUsize::new(0),
                 waiting: (0..config.threads.max(1))
@@ -167,6 +239,12 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
                     .spawn(move || worker::run(&shared, index))?,
             );
         }
+        let for_sweeper = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("ring-forks".into())
+                .spawn(move || for_sweeper.forks.run_sweeper(FORK_SWEEP))?,
+        );
         let accepting = listener.try_clone()?;
         let for_acceptor = Arc::clone(&shared);
         threads.push(
@@ -207,6 +285,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
         for inbox in &self.shared.workers {
             inbox.wake();
         }
+        self.shared.forks.close();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -259,11 +338,23 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
+        // Counted before a thread is spent on it: a user over the cap costs one refusal.
+        let peer = match sys::peer_cred(&stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                log::debug!("SO_PEERCRED: {e}");
+                continue;
+            }
+        };
+        let Some(slot) = shared.users.take(peer.uid, peer.pid) else {
+            refuse(&stream, libc::EMFILE);
+            continue;
+        };
         let shared = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("ring-setup".into())
             .spawn(move || {
-                if let Err(e) = set_up(&shared, stream) {
+                if let Err(e) = set_up(&shared, stream, peer, slot) {
                     log::debug!("channel set-up failed: {e}");
                 }
             });
@@ -277,9 +368,10 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
 fn set_up<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     stream: UnixStream,
+    peer: sys::PeerCred,
+    slot: UserSlot,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
-    let peer = sys::peer_cred(&stream)?;
     let mut hello = [0u8; HELLO_LEN];
     (&stream).read_exact(&mut hello)?;
     let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -287,14 +379,7 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
     let session = match find_session(shared, hello, &cred) {
         Ok(session) => session,
         Err(errno) => {
-            let refusal = Welcome {
-                status: errno as u16,
-                session: 0,
-                region_len: 0,
-                table_len: 0,
-            };
-            use std::io::Write;
-            (&stream).write_all(&refusal.encode())?;
+            refuse(&stream, errno);
             return Ok(());
         }
     };
@@ -323,8 +408,24 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         stream,
         session,
         cred,
+        slot,
     });
     Ok(())
+}
+
+/// Answers a connection with a welcome that refuses it with `errno`, without waiting.
+fn refuse(stream: &UnixStream, errno: i32) {
+    let refusal = Welcome {
+        status: errno as u16,
+        session: 0,
+        region_len: 0,
+        table_len: 0,
+    };
+    let _ = stream.set_nonblocking(true);
+    use std::io::Write;
+    if let Err(e) = (&*stream).write_all(&refusal.encode()) {
+        log::debug!("refusing a connection: {e}");
+    }
 }
 
 /// The session a hello asks for, as an errno when it may not have it.
@@ -343,7 +444,7 @@ fn find_session<F: Filesystem>(
                     break t;
                 }
             };
-            let session = Arc::new(Session::new(token, cred.uid));
+            let session = Arc::new(Session::new(token, cred));
             sessions.insert(token, Arc::downgrade(&session));
             Ok(session)
         }
@@ -352,7 +453,7 @@ fn find_session<F: Filesystem>(
                 .get(&token)
                 .and_then(Weak::upgrade)
                 .ok_or(libc::ENOENT)?;
-            if session.owner_uid != cred.uid && !cred.is_root() {
+            if !session.may_join(cred) {
                 return Err(libc::EACCES);
             }
             if Arc::strong_count(&session) > MAX_CHANNELS_PER_SESSION {
@@ -392,6 +493,7 @@ mod tests {
                 socket: socket.clone(),
                 threads: 2,
                 socket_mode: 0o600,
+                max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
         )
         .unwrap();
@@ -549,6 +651,7 @@ mod tests {
                 socket: socket.clone(),
                 threads: 2,
                 socket_mode: 0o600,
+                max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
             Arc::new(FileOpener(kernel.clone())),
         )

@@ -3,7 +3,7 @@
 //! descriptor numbers to descriptions; `dup` shares a description, `fork` copies the map.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
@@ -13,6 +13,19 @@ pub(crate) const MAX_OPEN: usize = 1 << 16;
 
 /// How long the descriptions shared by a `Fork` wait for the child to attach.
 const FORK_TTL: Duration = Duration::from_secs(60);
+
+/// How long they wait once the session that made them is gone: long enough for the program an
+/// `exec` starts, or the child of a parent that exits at once (`daemon(3)`), to attach.
+const ORPHAN_FORK_TTL: Duration = Duration::from_secs(5);
+
+/// Most forks one session may have waiting for their children at once (`EAGAIN` beyond, as
+/// `fork` answers at its process limit).
+pub(crate) const MAX_PENDING_FORKS_PER_SESSION: usize = 256;
+
+/// Most descriptor numbers the forks waiting for one user's children may hold in all: each
+/// is a copy of a whole table, so this bounds the memory a user's clients can pin with forks
+/// that never attach (`EAGAIN` beyond).
+pub(crate) const MAX_PENDING_FORK_ENTRIES_PER_USER: usize = 4 * MAX_OPEN;
 
 /// The part of a description that reads and writes change, under one lock: POSIX wants a
 /// read or write and its offset update to be one step.
@@ -142,8 +155,11 @@ impl<F: Filesystem> Drop for Description<F> {
 pub(crate) struct Session<F: Filesystem> {
     /// The secret another connection of the same client presents to join this session.
     pub(crate) join_token: u64,
-    /// The user that created the session; only the same user may join it.
+    /// The user that created the session: another connection of the same user may join it.
     pub(crate) owner_uid: u32,
+    /// The process that created (or attached to) the session: it may join it whatever its ids
+    /// are now, as a process keeps its descriptors when it changes them.
+    pub(crate) owner_pid: u32,
     table: Mutex<Table<F>>,
 }
 
@@ -154,18 +170,20 @@ struct Table<F: Filesystem> {
 }
 
 impl<F: Filesystem> Session<F> {
-    pub(crate) fn new(join_token: u64, owner_uid: u32) -> Self {
-        Self::with_table(join_token, owner_uid, HashMap::new())
+    /// An empty session of the client `owner`.
+    pub(crate) fn new(join_token: u64, owner: &Credentials) -> Self {
+        Self::with_table(join_token, owner, HashMap::new())
     }
 
     fn with_table(
         join_token: u64,
-        owner_uid: u32,
+        owner: &Credentials,
         open: HashMap<u32, Arc<Description<F>>>,
     ) -> Self {
         Session {
             join_token,
-            owner_uid,
+            owner_uid: owner.uid,
+            owner_pid: owner.pid,
             table: Mutex::new(Table { open, next: 0 }),
         }
     }
@@ -214,6 +232,14 @@ impl<F: Filesystem> Session<F> {
         self.table().open.len()
     }
 
+    /// Whether a connection of `cred` may join: the same process, the same user, or root.
+    pub(crate) fn may_join(&self, cred: &Credentials) -> bool {
+        // A process the server cannot see (another pid namespace) has pid 0: no proof.
+        (cred.pid != 0 && cred.pid == self.owner_pid)
+            || cred.uid == self.owner_uid
+            || cred.is_root()
+    }
+
     /// A copy of the table sharing every description, as `fork` gives a child.
     fn fork_table(&self) -> HashMap<u32, Arc<Description<F>>> {
         self.table().open.clone()
@@ -221,49 +247,95 @@ impl<F: Filesystem> Session<F> {
 }
 
 /// Tables a parent shared with `Fork`, waiting for the child to `Attach`.
+///
+/// What a client can make the server hold here is bounded: at most
+/// [`MAX_PENDING_FORKS_PER_SESSION`] waiting forks per session and
+/// [`MAX_PENDING_FORK_ENTRIES_PER_USER`] descriptor numbers in all of a user's waiting forks
+/// (`EAGAIN` beyond); a fork not attached within [`FORK_TTL`], or [`ORPHAN_FORK_TTL`] after
+/// the session that made it went, is released by [`ForkTable::sweep`], which the server runs on
+/// a timer.
 pub(crate) struct ForkTable<F: Filesystem> {
     pending: Mutex<HashMap<u64, PendingFork<F>>>,
+    /// Set at shutdown, with `closing` notified, to end [`ForkTable::run_sweeper`].
+    closed: Mutex<bool>,
+    closing: Condvar,
 }
 
 struct PendingFork<F: Filesystem> {
     made: Instant,
     uid: u32,
+    /// The session that made it, to tell when it is gone.
+    parent: Weak<Session<F>>,
     open: HashMap<u32, Arc<Description<F>>>,
+}
+
+impl<F: Filesystem> PendingFork<F> {
+    /// Whether it is past its time at `now`.
+    fn expired(&self, now: Instant) -> bool {
+        let age = now.saturating_duration_since(self.made);
+        age > FORK_TTL || (age > ORPHAN_FORK_TTL && self.parent.strong_count() == 0)
+    }
 }
 
 impl<F: Filesystem> Default for ForkTable<F> {
     fn default() -> Self {
         ForkTable {
             pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(false),
+            closing: Condvar::new(),
         }
     }
 }
 
 impl<F: Filesystem> ForkTable<F> {
-    /// Keeps a copy of `session`'s table under `token` for a child of the same user.
-    pub(crate) fn prepare(&self, token: u64, session: &Session<F>, cred: &Credentials) {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, PendingFork<F>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a copy of `session`'s table under `token` for a child of the same user; `EAGAIN`
+    /// when the session or its user has as many waiting forks as they may.
+    pub(crate) fn prepare(
+        &self,
+        token: u64,
+        session: &Arc<Session<F>>,
+        cred: &Credentials,
+    ) -> Result<(), Errno> {
         let open = session.fork_table();
-        let expired = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let expired: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| now.duration_since(p.made) > FORK_TTL)
-                .map(|(&t, _)| t)
-                .collect();
-            let expired: Vec<_> = expired.iter().filter_map(|t| pending.remove(t)).collect();
-            pending.insert(
-                token,
-                PendingFork {
-                    made: now,
-                    uid: cred.uid,
-                    open,
-                },
+        let parent = Arc::downgrade(session);
+        let mut pending = self.lock();
+        let (mut of_session, mut of_user) = (0, 0);
+        for p in pending.values() {
+            if p.parent.ptr_eq(&parent) {
+                of_session += 1;
+            }
+            if p.uid == cred.uid {
+                of_user += p.open.len();
+            }
+        }
+        if of_session >= MAX_PENDING_FORKS_PER_SESSION
+            || of_user.saturating_add(open.len()) > MAX_PENDING_FORK_ENTRIES_PER_USER
+        {
+            drop(pending);
+            log::warn!(
+                "uid {} (pid {}): fork refused, {of_session} forks of this session and {of_user} \
+                 descriptors of this user's forks wait for children that have not attached",
+                cred.uid,
+                cred.pid
             );
-            expired
-        };
-        // Released outside the lock.
-        drop(expired);
+            // Released outside the lock.
+            drop(open);
+            return Err(Errno::TryAgain);
+        }
+        pending.insert(
+            token,
+            PendingFork {
+                made: Instant::now(),
+                uid: cred.uid,
+                parent,
+                open,
+            },
+        );
+        Ok(())
     }
 
     /// The session a child attaching with `token` continues with: `EACCES` for another user,
@@ -274,10 +346,10 @@ impl<F: Filesystem> ForkTable<F> {
         join_token: u64,
         cred: &Credentials,
     ) -> Result<Session<F>, Errno> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.lock();
         match pending.get(&token) {
             None => return Err(Errno::NotFound),
-            Some(p) if p.made.elapsed() > FORK_TTL => {
+            Some(p) if p.expired(Instant::now()) => {
                 let stale = pending.remove(&token);
                 drop(pending);
                 drop(stale);
@@ -287,12 +359,203 @@ impl<F: Filesystem> ForkTable<F> {
             Some(_) => {}
         }
         let p = pending.remove(&token).ok_or(Errno::NotFound)?;
-        Ok(Session::with_table(join_token, cred.uid, p.open))
+        drop(pending);
+        Ok(Session::with_table(join_token, cred, p.open))
+    }
+
+    /// Releases every waiting fork past its time; how many.
+    pub(crate) fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<PendingFork<F>> = {
+            let mut pending = self.lock();
+            let tokens: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| p.expired(now))
+                .map(|(&t, _)| t)
+                .collect();
+            tokens.iter().filter_map(|t| pending.remove(t)).collect()
+        };
+        // Released outside the lock.
+        expired.len()
+    }
+
+    /// Waiting forks now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Sweeps every `every` until [`ForkTable::close`].
+    pub(crate) fn run_sweeper(&self, every: Duration) {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        while !*closed {
+            closed = self
+                .closing
+                .wait_timeout(closed, every)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            if !*closed {
+                let released = self.sweep();
+                if released > 0 {
+                    log::debug!("released {released} forks no child attached to");
+                }
+            }
+        }
+    }
+
+    /// Ends [`ForkTable::run_sweeper`] (at shutdown).
+    pub(crate) fn close(&self) {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.closing.notify_all();
     }
 
     /// Drops every pending table (at shutdown).
     pub(crate) fn clear(&self) {
-        let all = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = std::mem::take(&mut *self.lock());
         drop(all);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use btfuse_core::{Config, MemFs, MemPool, OpenFlags, ZeroClock};
+
+    use super::*;
+
+    type Fs = MemFs<MemPool>;
+
+    fn user(uid: u32, pid: u32) -> Credentials {
+        Credentials {
+            pid,
+            ..Credentials::user(uid, uid)
+        }
+    }
+
+    /// A session of `cred` holding `n` numbers of one open description.
+    fn session(fs: &Arc<Fs>, token: u64, cred: &Credentials, n: usize) -> Arc<Session<Fs>> {
+        let session = Arc::new(Session::new(token, cred));
+        let root = Credentials::root();
+        let (attr, fh) = fs
+            .create(
+                &root,
+                Ino::ROOT,
+                format!("f{token}").as_bytes(),
+                0o644,
+                OpenFlags::READ,
+            )
+            .unwrap();
+        let cursor = Cursor {
+            offset: 0,
+            append: false,
+            nonblock: false,
+            fh,
+        };
+        let grant = Grant {
+            read: true,
+            ..Grant::default()
+        };
+        let description = Arc::new(Description::new(
+            Arc::clone(fs),
+            attr.ino,
+            attr.kind,
+            grant,
+            cursor,
+        ));
+        for _ in 0..n {
+            session.insert(Arc::clone(&description)).unwrap();
+        }
+        session
+    }
+
+    fn fs() -> Arc<Fs> {
+        Arc::new(MemFs::new(
+            MemPool::new(1 << 20),
+            Config::default(),
+            ZeroClock,
+        ))
+    }
+
+    #[test]
+    fn a_session_has_a_bounded_number_of_waiting_forks() {
+        let fs = fs();
+        let forks = ForkTable::default();
+        let cred = user(1000, 7);
+        let parent = session(&fs, 1, &cred, 1);
+        for token in 0..MAX_PENDING_FORKS_PER_SESSION as u64 {
+            forks.prepare(100 + token, &parent, &cred).unwrap();
+        }
+        assert_eq!(forks.prepare(99, &parent, &cred), Err(Errno::TryAgain));
+        // Another session of the same user is not held up by this one's count.
+        let other = session(&fs, 2, &cred, 1);
+        forks.prepare(98, &other, &cred).unwrap();
+        // A child that attaches makes room.
+        forks.attach(100, 5, &user(1000, 8)).unwrap();
+        forks.prepare(99, &parent, &cred).unwrap();
+    }
+
+    #[test]
+    fn a_users_waiting_forks_hold_a_bounded_number_of_descriptors() {
+        let fs = fs();
+        let forks = ForkTable::default();
+        let cred = user(1000, 7);
+        let full = session(&fs, 1, &cred, MAX_OPEN);
+        for token in 0..(MAX_PENDING_FORK_ENTRIES_PER_USER / MAX_OPEN) as u64 {
+            forks.prepare(100 + token, &full, &cred).unwrap();
+        }
+        assert_eq!(forks.prepare(99, &full, &cred), Err(Errno::TryAgain));
+        // The same from another session of the user; another user is not affected.
+        let more = session(&fs, 2, &cred, 1);
+        assert_eq!(forks.prepare(98, &more, &cred), Err(Errno::TryAgain));
+        let stranger = user(1001, 9);
+        let theirs = session(&fs, 3, &stranger, 1);
+        forks.prepare(97, &theirs, &stranger).unwrap();
+        assert_eq!(fs.usage().handles, 3);
+    }
+
+    #[test]
+    fn forks_of_a_session_that_is_gone_are_released_by_the_sweeper() {
+        let fs = fs();
+        let forks = ForkTable::default();
+        let cred = user(1000, 7);
+        let parent = session(&fs, 1, &cred, 3);
+        forks.prepare(10, &parent, &cred).unwrap();
+        forks.prepare(11, &parent, &cred).unwrap();
+        // The parent lives: nothing is due yet.
+        assert_eq!(forks.sweep(), 0);
+        drop(parent);
+        // A child or an exec'd program may still attach within the grace.
+        assert_eq!(forks.sweep(), 0);
+        assert_eq!(forks.len(), 2);
+        forks.attach(10, 5, &user(1000, 8)).unwrap();
+        // Once it is past, the sweeper releases the rest, and with them the descriptions.
+        let later = Instant::now() + ORPHAN_FORK_TTL + Duration::from_millis(1);
+        assert!(forks.lock().values().all(|p| p.expired(later)));
+        let handles = fs.usage().handles;
+        assert_eq!(handles, 1);
+        let sweeper = std::thread::scope(|scope| {
+            let running = scope.spawn(|| forks.run_sweeper(Duration::from_millis(5)));
+            std::thread::sleep(ORPHAN_FORK_TTL + Duration::from_millis(200));
+            let left = forks.len();
+            forks.close();
+            running.join().unwrap();
+            left
+        });
+        assert_eq!(sweeper, 0);
+    }
+
+    #[test]
+    fn the_same_process_may_join_after_changing_ids_and_a_stranger_may_not() {
+        let root = Credentials {
+            pid: 7,
+            ..Credentials::root()
+        };
+        let session: Session<Fs> = Session::new(1, &root);
+        // The process dropped to 1000: still its session.
+        assert!(session.may_join(&user(1000, 7)));
+        assert!(!session.may_join(&user(1000, 8)));
+        // No pid is no proof.
+        let unseen: Session<Fs> = Session::new(2, &user(1000, 0));
+        assert!(!unseen.may_join(&user(1001, 0)));
+        assert!(unseen.may_join(&user(1000, 5)));
     }
 }
