@@ -540,18 +540,24 @@ impl Client {
     }
 
     fn take_channel(&self) -> io::Result<Box<Channel>> {
-        loop {
-            let channel = self.take_any_channel()?;
-            if channel.epoch == identity_epoch() {
-                return Ok(channel);
-            }
-            self.retire(channel);
+        let channel = self.take_any_channel()?;
+        if channel.epoch == identity_epoch() {
+            return Ok(channel);
+        }
+        // Its successor connects first: the server keeps a session only while it has a
+        // channel, and this may be the only one.
+        let fresh = Channel::connect(&self.inner.socket, Hello::Join(self.inner.session));
+        self.retire(channel, fresh.is_ok());
+        match fresh {
+            Ok((channel, _, _)) => Ok(Box::new(channel)),
+            Err(e) => Err(join_error(e)),
         }
     }
 
-    /// Lets go of a channel connected under ids the process no longer has. The answer to a
-    /// request it posted is collected first, so the server has served it before the hang-up.
-    fn retire(&self, mut channel: Box<Channel>) {
+    /// Lets go of a channel connected under ids the process no longer has (`replaced`: by a
+    /// new one, which takes its place in the count). The answer to a request it posted is
+    /// collected first, so the server has served it before the hang-up.
+    fn retire(&self, mut channel: Box<Channel>, replaced: bool) {
         // Any answer shows every request published before it served (they are served in
         // order): a `Close` in the post area is never lost with the channel.
         let settled = if channel.post_pending {
@@ -568,6 +574,9 @@ impl Client {
         }
         channel.wake();
         drop(channel);
+        if replaced {
+            return;
+        }
         let inner = &self.inner;
         let idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         inner.open.fetch_sub(1, Ordering::Relaxed);

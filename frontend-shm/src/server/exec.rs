@@ -326,10 +326,10 @@ impl<F: Filesystem> Exec<'_, F> {
 
     /// `Attach`: this channel continues with the table a parent shared under `token`.
     fn attach(&mut self, token: u64) -> Result<Response<'static>> {
-        let joined = self
-            .forks
-            .attach(token, self.session.join_token, self.cred)?;
-        *self.session = Arc::new(joined);
+        // The session stays the one the server knows by its join token, so that the child's
+        // other channels (its threads, or a channel renewed after an id change) find it.
+        let open = self.forks.attach(token, self.cred)?;
+        self.session.replace_table(open);
         Ok(Response::Ok)
     }
 

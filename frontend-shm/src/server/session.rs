@@ -172,19 +172,14 @@ struct Table<F: Filesystem> {
 impl<F: Filesystem> Session<F> {
     /// An empty session of the client `owner`.
     pub(crate) fn new(join_token: u64, owner: &Credentials) -> Self {
-        Self::with_table(join_token, owner, HashMap::new())
-    }
-
-    fn with_table(
-        join_token: u64,
-        owner: &Credentials,
-        open: HashMap<u32, Arc<Description<F>>>,
-    ) -> Self {
         Session {
             join_token,
             owner_uid: owner.uid,
             owner_pid: owner.pid,
-            table: Mutex::new(Table { open, next: 0 }),
+            table: Mutex::new(Table {
+                open: HashMap::new(),
+                next: 0,
+            }),
         }
     }
 
@@ -230,6 +225,17 @@ impl<F: Filesystem> Session<F> {
     /// Number of open descriptor numbers.
     pub(crate) fn len(&self) -> usize {
         self.table().open.len()
+    }
+
+    /// Replaces the whole table with `open` (a child attaching to what its parent shared);
+    /// what it held before is released after the lock is let go.
+    pub(crate) fn replace_table(&self, open: HashMap<u32, Arc<Description<F>>>) {
+        let old = {
+            let mut table = self.table();
+            table.next = 0;
+            std::mem::replace(&mut table.open, open)
+        };
+        drop(old);
     }
 
     /// Whether a connection of `cred` may join: the same process, the same user, or root.
@@ -338,14 +344,13 @@ impl<F: Filesystem> ForkTable<F> {
         Ok(())
     }
 
-    /// The session a child attaching with `token` continues with: `EACCES` for another user,
+    /// The table a child attaching with `token` continues with: `EACCES` for another user,
     /// `ENOENT` for an unknown, used or expired token.
     pub(crate) fn attach(
         &self,
         token: u64,
-        join_token: u64,
         cred: &Credentials,
-    ) -> Result<Session<F>, Errno> {
+    ) -> Result<HashMap<u32, Arc<Description<F>>>, Errno> {
         let mut pending = self.lock();
         match pending.get(&token) {
             None => return Err(Errno::NotFound),
@@ -360,7 +365,7 @@ impl<F: Filesystem> ForkTable<F> {
         }
         let p = pending.remove(&token).ok_or(Errno::NotFound)?;
         drop(pending);
-        Ok(Session::with_table(join_token, cred, p.open))
+        Ok(p.open)
     }
 
     /// Releases every waiting fork past its time; how many.
@@ -489,7 +494,7 @@ mod tests {
         let other = session(&fs, 2, &cred, 1);
         forks.prepare(98, &other, &cred).unwrap();
         // A child that attaches makes room.
-        forks.attach(100, 5, &user(1000, 8)).unwrap();
+        forks.attach(100, &user(1000, 8)).unwrap();
         forks.prepare(99, &parent, &cred).unwrap();
     }
 
@@ -526,7 +531,7 @@ mod tests {
         // A child or an exec'd program may still attach within the grace.
         assert_eq!(forks.sweep(), 0);
         assert_eq!(forks.len(), 2);
-        forks.attach(10, 5, &user(1000, 8)).unwrap();
+        forks.attach(10, &user(1000, 8)).unwrap();
         // Once it is past, the sweeper releases the rest, and with them the descriptions.
         let later = Instant::now() + ORPHAN_FORK_TTL + Duration::from_millis(1);
         assert!(forks.lock().values().all(|p| p.expired(later)));
