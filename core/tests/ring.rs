@@ -454,6 +454,7 @@ impl ResponseParts {
             12 => Response::Prefetched {
                 fd: self.fd,
                 ino: self.attr.ino,
+                slot: self.fd,
                 version: self.num,
                 data: &self.bytes,
             },
@@ -778,8 +779,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(2))
     );
     assert_eq!(
-        decode_request(&patched(0, 4)),
-        Err(DecodeError::BadVersion(4))
+        decode_request(&patched(0, 3)),
+        Err(DecodeError::BadVersion(3))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 5)),
+        Err(DecodeError::BadVersion(5))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -974,8 +979,8 @@ fn value_errors() {
             ],
         )
     };
-    assert!(open(0x1ff, 0o7777).is_ok());
-    assert_eq!(open(0x200, 0), Err(DecodeError::BadBits));
+    assert!(open(0x7ff, 0o7777).is_ok());
+    assert_eq!(open(0x800, 0), Err(DecodeError::BadBits));
     assert_eq!(open(1 << 31, 0), Err(DecodeError::BadBits));
     assert_eq!(open(1, 0o10000), Err(DecodeError::BadBits));
     // An absent `at` must be zero.
@@ -1065,7 +1070,7 @@ fn response_value_errors() {
     assert_eq!(DirentList::new(&[]), Ok(DirentList::EMPTY));
     // Open flags in a `Flags` response.
     assert_eq!(
-        response(0x88, 0x400u32.to_le_bytes().to_vec()),
+        response(0x88, 0x800u32.to_le_bytes().to_vec()),
         Err(DecodeError::BadBits)
     );
 }

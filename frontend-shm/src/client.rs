@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use btfuse_core::ring::{
     self, DecodeError, EncodeError, MAX_IO, Request, Response, Target, Whence,
 };
-use btfuse_core::{AccessMask, Attr, Errno, FileType, Ino, RenameMode, StatFs, TimeSet};
+use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet};
 
 use crate::channel::{REGION_LEN, Region};
 use crate::contents::{ContentView, TABLE_LEN};
@@ -691,11 +691,11 @@ impl Client {
         })
     }
 
-    /// Whether content the server sent with `version` for inode `ino`
+    /// Whether content the server sent with `version` and content table slot `slot`
     /// ([`Response::Prefetched`]) is still the file's: no change to it has begun since. One
     /// load from the server's content table; no round trip.
-    pub fn content_is_current(&self, ino: Ino, version: u64) -> bool {
-        crate::contents::is_settled(version) && self.inner.contents.version(ino) == version
+    pub fn content_is_current(&self, slot: u32, version: u64) -> bool {
+        crate::contents::is_settled(version) && self.inner.contents.version(slot) == version
     }
 
     /// Names the server's content table, unique among all servers ever started: content

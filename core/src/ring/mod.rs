@@ -28,8 +28,9 @@
 //! **Version policy.** Any change to the format (a new opcode, kind or flag bit as much as a
 //! changed layout) takes a new version, and a decoder accepts only the versions it knows, so
 //! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`,
-//! version 3 `Open`'s `prefetch` and the `Prefetched` response; older versions are no longer
-//! spoken.
+//! version 3 `Open`'s `prefetch` and the `Prefetched` response, version 4 the open flags
+//! `check_read_write` (access mode 3) and `path_only` (`O_PATH`) and `Prefetched`'s content
+//! table slot; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -60,7 +61,8 @@
 //! | `dirents`   | 4 + n    | `u32` n ≤ `MAX_IO`, then n bytes of entries, below             |
 //!
 //! - `oflags` bits: 0x1 read, 0x2 write, 0x4 append, 0x8 truncate, 0x10 create, 0x20 exclusive,
-//!   0x40 directory, 0x80 nofollow, 0x100 nonblock.
+//!   0x40 directory, 0x80 nofollow, 0x100 nonblock, 0x200 check_read_write (access mode 3),
+//!   0x400 path_only (`O_PATH`).
 //! - `attr`: `u64` ino, `kind`, `perm`, `u32` nlink, uid, gid, rdev, `u64` size, blocks, `u32`
 //!   blksize, `time` atime, mtime, ctime.
 //! - `statfs`: `u32` block size, `u64` blocks, blocks free, blocks available, files, files
@@ -134,7 +136,7 @@
 //! | 0x89 | `StatFs`  | `statfs`                   |
 //! | 0x8a | `Dirents` | `dirents` ([`DirentList`]) |
 //! | 0x8b | `Token`   | `u64`                      |
-//! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u64` version, `data` |
+//! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u32` slot, `u64` version, `data` |
 //!
 //! # Errors on the wire
 //!
@@ -159,7 +161,7 @@ pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{DirentBuilder, DirentIter, DirentList, Response};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

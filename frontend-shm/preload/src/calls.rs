@@ -197,17 +197,18 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         Response::Prefetched {
             fd,
             ino,
+            slot,
             version,
             data,
         } if prefetch > 0 && data.len() <= prefetch as usize => {
             let data = (!data.is_empty()).then(|| Arc::<[u8]>::from(data));
-            Ok((fd, false, Some((ino, version, data))))
+            Ok((fd, false, Some(((ino, slot, version), data))))
         }
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {
-        Ok((desc, dir, Some((ino, version, data)))) => {
-            held::keep(desc, named, (ino, version), (data, known), prefetch);
+        Ok((desc, dir, Some((stamp, data)))) => {
+            held::keep(desc, named, stamp, (data, known), prefetch);
             (desc, dir)
         }
         Ok((desc, dir, None)) => (desc, dir),

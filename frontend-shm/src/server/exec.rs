@@ -514,6 +514,7 @@ impl<F: Filesystem> Exec<'_, F> {
             return Ok(Response::Prefetched {
                 fd,
                 ino: attr.ino,
+                slot: contents.slot(attr.ino),
                 version,
                 data: &scratch[..len],
             });
@@ -1854,10 +1855,13 @@ mod tests {
             Response::Prefetched {
                 fd,
                 ino: opened,
+                slot,
                 version,
                 data,
             } => {
                 assert_eq!((data, opened), (&b"hello wo"[..], ino));
+                // The slot the server's key puts the inode in, known from the answer only.
+                assert_eq!(slot, c.contents.slot(ino));
                 (fd, version)
             }
             other => panic!("expected Prefetched, got {other:?}"),
