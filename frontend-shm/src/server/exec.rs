@@ -329,7 +329,7 @@ impl<F: Filesystem> Exec<'_, F> {
         // The session stays the one the server knows by its join token, so that the child's
         // other channels (its threads, or a channel renewed after an id change) find it.
         let open = self.forks.attach(token, self.cred)?;
-        self.session.replace_table(open);
+        self.session.replace_table(open)?;
         Ok(Response::Ok)
     }
 
@@ -1148,6 +1148,7 @@ mod tests {
     use btfuse_core::ring::DirentList;
     use btfuse_core::{AccessMask, Clock, Config, ContentWatch, MemFs, MemPool, StatFs, Timestamp};
 
+    use super::super::session::UserBudget;
     use super::*;
 
     type Fs = MemFs<MemPool>;
@@ -1187,7 +1188,11 @@ mod tests {
             Client {
                 fs: Arc::new(fs),
                 forks: Arc::new(ForkTable::default()),
-                session: Arc::new(Session::new(1, &Credentials::root())),
+                session: Arc::new(Session::new(
+                    1,
+                    &Credentials::root(),
+                    Arc::new(UserBudget::new(usize::MAX)),
+                )),
                 cred: Credentials::root(),
                 scratch: Vec::new(),
                 contents,
@@ -1202,6 +1207,7 @@ mod tests {
                 session: Arc::new(Session::new(
                     u64::from(uid) + 100,
                     &Credentials::user(uid, gid),
+                    Arc::new(UserBudget::new(usize::MAX)),
                 )),
                 cred: Credentials::user(uid, gid),
                 scratch: Vec::new(),

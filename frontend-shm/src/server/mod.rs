@@ -138,6 +138,8 @@ struct Shared<F: Filesystem> {
     /// Channels served and requests waiting, for monitoring.
     counters: Arc<RingCounters>,
     users: Arc<UserConnections>,
+    /// Descriptor numbers per user, across its sessions.
+    budgets: session::Budgets,
 }
 
 /// Live figures of a running server, readable from any thread (the metrics exporter's
@@ -217,6 +219,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             sessions: Mutex::new(HashMap::new()),
             workers: inboxes,
             stop: AtomicBool::new(false),
+            budgets: session::Budgets::default(),
             users: Arc::new(UserConnections {
                 counts: Mutex::new(HashMap::new()),
                 max: config.max_connections_per_user,
@@ -444,7 +447,7 @@ fn find_session<F: Filesystem>(
                     break t;
                 }
             };
-            let session = Arc::new(Session::new(token, cred));
+            let session = Arc::new(Session::new(token, cred, shared.budgets.of(cred.uid)));
             sessions.insert(token, Arc::downgrade(&session));
             Ok(session)
         }

@@ -3,6 +3,7 @@
 //! descriptor numbers to descriptions; `dup` shares a description, `fork` copies the map.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,13 @@ const FORK_TTL: Duration = Duration::from_secs(60);
 /// How long they wait once the session that made them is gone: long enough for the program an
 /// `exec` starts, or the child of a parent that exits at once (`daemon(3)`), to attach.
 const ORPHAN_FORK_TTL: Duration = Duration::from_secs(5);
+
+impl<F: Filesystem> Drop for Session<F> {
+    fn drop(&mut self) {
+        let table = self.table.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.budget.give(table.open.len());
+    }
+}
 
 /// Most forks one session may have waiting for their children at once (`EAGAIN` beyond, as
 /// `fork` answers at its process limit).
@@ -151,6 +159,68 @@ impl<F: Filesystem> Drop for Description<F> {
     }
 }
 
+/// Most descriptor numbers all the sessions of one user may hold at once (`EMFILE` beyond):
+/// without it, a user's connections times [`MAX_OPEN`] would be the bound.
+pub(crate) const MAX_OPEN_PER_USER: usize = 16 * MAX_OPEN;
+
+/// The descriptor numbers one user's sessions hold, against a cap.
+#[derive(Debug)]
+pub(crate) struct UserBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl UserBudget {
+    /// A budget of `max` numbers, none used.
+    pub(crate) fn new(max: usize) -> UserBudget {
+        UserBudget {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `n` numbers, or `EMFILE` (taking none) when fewer are left.
+    fn take(&self, n: usize) -> Result<(), Errno> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.max)
+            })
+            .map(|_| ())
+            .map_err(|_| Errno::TooManyOpenFiles)
+    }
+
+    /// Gives back `n` numbers taken before.
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Numbers in use.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// One [`UserBudget`] per user, shared by that user's sessions while any lives.
+#[derive(Default)]
+pub(crate) struct Budgets {
+    by_uid: Mutex<HashMap<u32, Weak<UserBudget>>>,
+}
+
+impl Budgets {
+    /// The budget of `uid`'s sessions.
+    pub(crate) fn of(&self, uid: u32) -> Arc<UserBudget> {
+        let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(budget) = by_uid.get(&uid).and_then(Weak::upgrade) {
+            return budget;
+        }
+        by_uid.retain(|_, b| b.strong_count() > 0);
+        let budget = Arc::new(UserBudget::new(MAX_OPEN_PER_USER));
+        by_uid.insert(uid, Arc::downgrade(&budget));
+        budget
+    }
+}
+
 /// A client's descriptor table.
 pub(crate) struct Session<F: Filesystem> {
     /// The secret another connection of the same client presents to join this session.
@@ -160,6 +230,8 @@ pub(crate) struct Session<F: Filesystem> {
     /// The process that created (or attached to) the session: it may join it whatever its ids
     /// are now, as a process keeps its descriptors when it changes them.
     pub(crate) owner_pid: u32,
+    /// The numbers the owner's sessions hold in all.
+    budget: Arc<UserBudget>,
     table: Mutex<Table<F>>,
 }
 
@@ -170,12 +242,13 @@ struct Table<F: Filesystem> {
 }
 
 impl<F: Filesystem> Session<F> {
-    /// An empty session of the client `owner`.
-    pub(crate) fn new(join_token: u64, owner: &Credentials) -> Self {
+    /// An empty session of the client `owner`, whose numbers count against `budget`.
+    pub(crate) fn new(join_token: u64, owner: &Credentials, budget: Arc<UserBudget>) -> Self {
         Session {
             join_token,
             owner_uid: owner.uid,
             owner_pid: owner.pid,
+            budget,
             table: Mutex::new(Table {
                 open: HashMap::new(),
                 next: 0,
@@ -189,12 +262,14 @@ impl<F: Filesystem> Session<F> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds a description under a fresh number (`EMFILE` when the table is full).
+    /// Adds a description under a fresh number (`EMFILE` when the table, or the owner's
+    /// budget, is full).
     pub(crate) fn insert(&self, description: Arc<Description<F>>) -> Result<u32, Errno> {
         let mut table = self.table();
         if table.open.len() >= MAX_OPEN {
             return Err(Errno::TooManyOpenFiles);
         }
+        self.budget.take(1)?;
         let mut fd = table.next;
         while table.open.contains_key(&fd) {
             fd = fd.wrapping_add(1);
@@ -213,7 +288,10 @@ impl<F: Filesystem> Session<F> {
     /// release happens after the table lock is dropped.
     pub(crate) fn remove(&self, fd: u32) -> Result<(), Errno> {
         let removed = self.table().open.remove(&fd);
-        removed.map(drop).ok_or(Errno::BadHandle)
+        let removed = removed.ok_or(Errno::BadHandle)?;
+        self.budget.give(1);
+        drop(removed);
+        Ok(())
     }
 
     /// A second number for the description `fd` refers to.
@@ -228,14 +306,21 @@ impl<F: Filesystem> Session<F> {
     }
 
     /// Replaces the whole table with `open` (a child attaching to what its parent shared);
-    /// what it held before is released after the lock is let go.
-    pub(crate) fn replace_table(&self, open: HashMap<u32, Arc<Description<F>>>) {
+    /// what it held before is released after the lock is let go. `EMFILE`, with nothing
+    /// changed, when the owner's budget cannot hold the new table.
+    pub(crate) fn replace_table(
+        &self,
+        open: HashMap<u32, Arc<Description<F>>>,
+    ) -> Result<(), Errno> {
         let old = {
             let mut table = self.table();
+            self.budget.take(open.len())?;
+            self.budget.give(table.open.len());
             table.next = 0;
             std::mem::replace(&mut table.open, open)
         };
         drop(old);
+        Ok(())
     }
 
     /// Whether a connection of `cred` may join: the same process, the same user, or root.
@@ -438,7 +523,7 @@ mod tests {
 
     /// A session of `cred` holding `n` numbers of one open description.
     fn session(fs: &Arc<Fs>, token: u64, cred: &Credentials, n: usize) -> Arc<Session<Fs>> {
-        let session = Arc::new(Session::new(token, cred));
+        let session = Arc::new(Session::new(token, cred, budget()));
         let root = Credentials::root();
         let (attr, fh) = fs
             .create(
@@ -470,6 +555,10 @@ mod tests {
             session.insert(Arc::clone(&description)).unwrap();
         }
         session
+    }
+
+    fn budget() -> Arc<UserBudget> {
+        Arc::new(UserBudget::new(usize::MAX))
     }
 
     fn fs() -> Arc<Fs> {
@@ -554,13 +643,86 @@ mod tests {
             pid: 7,
             ..Credentials::root()
         };
-        let session: Session<Fs> = Session::new(1, &root);
+        let session: Session<Fs> = Session::new(1, &root, budget());
         // The process dropped to 1000: still its session.
         assert!(session.may_join(&user(1000, 7)));
         assert!(!session.may_join(&user(1000, 8)));
         // No pid is no proof.
-        let unseen: Session<Fs> = Session::new(2, &user(1000, 0));
+        let unseen: Session<Fs> = Session::new(2, &user(1000, 0), budget());
         assert!(!unseen.may_join(&user(1001, 0)));
         assert!(unseen.may_join(&user(1000, 5)));
+    }
+}
+
+#[cfg(test)]
+mod budget {
+    use btfuse_core::{Config, MemFs, MemPool, OpenFlags, ZeroClock};
+
+    use super::*;
+
+    type Fs = MemFs<MemPool>;
+
+    #[test]
+    fn a_users_sessions_share_one_bound_on_descriptor_numbers() {
+        let fs = Arc::new(MemFs::new(
+            MemPool::new(1 << 20),
+            Config::default(),
+            ZeroClock,
+        ));
+        let root = Credentials::root();
+        let (attr, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ)
+            .unwrap();
+        let cursor = Cursor {
+            offset: 0,
+            append: false,
+            nonblock: false,
+            fh,
+        };
+        let description = Arc::new(Description::new(
+            Arc::clone(&fs),
+            attr.ino,
+            attr.kind,
+            Grant::default(),
+            cursor,
+        ));
+        let budgets = Budgets::default();
+        let user = Credentials::user(1000, 1000);
+        let budget = budgets.of(1000);
+        let small = Arc::new(UserBudget::new(3));
+        let (a, b): (Session<Fs>, Session<Fs>) = (
+            Session::new(1, &user, Arc::clone(&small)),
+            Session::new(2, &user, Arc::clone(&small)),
+        );
+        a.insert(Arc::clone(&description)).unwrap();
+        let kept = a.insert(Arc::clone(&description)).unwrap();
+        b.insert(Arc::clone(&description)).unwrap();
+        assert_eq!(
+            b.insert(Arc::clone(&description)),
+            Err(Errno::TooManyOpenFiles)
+        );
+        assert_eq!(a.dup(kept), Err(Errno::TooManyOpenFiles));
+        a.remove(kept).unwrap();
+        b.dup(0).unwrap();
+        // A table that does not fit is not taken; one that does replaces what was there.
+        let mut bigger = HashMap::new();
+        for fd in 0..3 {
+            bigger.insert(fd, Arc::clone(&description));
+        }
+        assert_eq!(
+            a.replace_table(bigger.clone()),
+            Err(Errno::TooManyOpenFiles)
+        );
+        assert_eq!(small.used(), 3);
+        bigger.remove(&2);
+        drop(b);
+        a.replace_table(bigger).unwrap();
+        assert_eq!((a.len(), small.used()), (2, 2));
+        drop(a);
+        assert_eq!(small.used(), 0);
+        // One budget per user while any of its sessions lives.
+        assert!(Arc::ptr_eq(&budget, &budgets.of(1000)));
+        assert!(!Arc::ptr_eq(&budget, &budgets.of(1001)));
+        assert_eq!(budget.max, MAX_OPEN_PER_USER);
     }
 }
