@@ -800,4 +800,40 @@ mod tests {
         server.shutdown();
         assert!(!socket.exists());
     }
+
+    #[test]
+    fn a_client_that_says_nothing_is_let_go_after_the_hello_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let mut silent = UnixStream::connect(&socket).unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 8];
+        assert_eq!(std::io::Read::read(&mut silent, &mut buf).unwrap(), 0);
+        let waited = started.elapsed();
+        assert!(
+            waited >= HELLO_TIMEOUT - Duration::from_millis(100),
+            "{waited:?}"
+        );
+        assert!(waited < HELLO_TIMEOUT * 3, "{waited:?}");
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_session_has_a_bounded_number_of_channels() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let (first, token, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let mut channels = vec![first];
+        let refused = loop {
+            match Channel::connect(&socket, Hello::Join(token)) {
+                Ok((channel, _, _)) => channels.push(channel),
+                Err(e) => break e,
+            }
+            assert!(channels.len() <= MAX_CHANNELS_PER_SESSION + 1, "no bound");
+        };
+        assert_eq!(refused.raw_os_error(), Some(libc::EMFILE));
+        assert!(channels.len() >= MAX_CHANNELS_PER_SESSION);
+        drop(channels);
+        server.shutdown();
+    }
 }
