@@ -303,9 +303,12 @@ impl<F: Filesystem> Exec<'_, F> {
                 log::debug!("handing off inode {:?}: {e}", description.ino);
                 kernel_errno(&e)
             })?);
-            let offset = i64::try_from(cursor.offset).map_err(|_| Errno::Overflow)?;
-            crate::sys::lseek(file.as_raw_fd(), offset, libc::SEEK_SET)
-                .map_err(|e| kernel_errno(&e))?;
+            // An `O_PATH` kernel file has no offset to move.
+            if access.read || access.write {
+                let offset = i64::try_from(cursor.offset).map_err(|_| Errno::Overflow)?;
+                crate::sys::lseek(file.as_raw_fd(), offset, libc::SEEK_SET)
+                    .map_err(|e| kernel_errno(&e))?;
+            }
             Ok(file)
         })?;
         courier.deliver(fd, file)?;
