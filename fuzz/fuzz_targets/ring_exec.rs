@@ -36,6 +36,10 @@
 //! | 1 | operation, modulo the length of [`OPS`] |
 //! | 2-5 | arguments `a`, `b`, `c`, `d`, as each operation reads them in [`decode_action`] |
 //!
+//! For `open`, `d` also says what to do with the new descriptor if the open succeeds: bit 0,
+//! `Getdents` (a directory) or `Read` (anything else); bit 1, `Write`. Each runs as a step of
+//! its own.
+//!
 //! `BTFUSE_RING_EXEC_TRACE=1` prints the steps of every input run and both runs' answers.
 //!
 //! A path byte: bits 0-3 pick from [`PATHS`]; bits 4-6, when not 0, name descriptor
@@ -172,6 +176,18 @@ struct Step {
     session: usize,
     caller: usize,
     action: Action,
+    /// After an open that succeeds: use the new descriptor at once, each use a step of its
+    /// own. A grant is then one bit away from being tried, where a separate step would need
+    /// the session, the operation and the number to line up.
+    then: Use,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Use {
+    /// `Getdents` on a directory, `Read` on anything else.
+    read: bool,
+    /// `Write`.
+    write: bool,
 }
 
 fn path_at(byte: u8) -> (Option<u32>, &'static [u8]) {
@@ -395,19 +411,43 @@ fn decode_action(op: u8, [a, b, c, d]: [u8; 4]) -> Action {
 fn decode(data: &[u8]) -> Vec<Step> {
     data.chunks_exact(STEP_LEN)
         .take(MAX_STEPS)
-        .map(|step| Step {
-            session: usize::from(step[0] & 3),
-            caller: usize::from((step[0] >> 2) & 3),
-            action: decode_action(step[1], [step[2], step[3], step[4], step[5]]),
+        .map(|step| {
+            let action = decode_action(step[1], [step[2], step[3], step[4], step[5]]);
+            let then = match action {
+                Action::Call(Request::Open { .. }) => Use {
+                    read: step[5] & 1 != 0,
+                    write: step[5] & 2 != 0,
+                },
+                _ => Use::default(),
+            };
+            Step {
+                session: usize::from(step[0] & 3),
+                caller: usize::from((step[0] >> 2) & 3),
+                action,
+                then,
+            }
         })
         .collect()
 }
 
-/// `Debug` output with every list of printable byte values shown as a string: `[47, 97]`
-/// becomes `"/a"`.
+/// `Debug` output with every list of printable byte values shown as a string (`[47, 97]`
+/// becomes `"/a"`) and modes in octal.
 fn readable(debug: &str) -> String {
-    let mut out = String::new();
+    let mut octal = String::new();
     let mut rest = debug;
+    while let Some(at) = rest.find("mode: ") {
+        let (before, after) = rest.split_at(at + "mode: ".len());
+        octal.push_str(before);
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match after[..digits].parse::<u32>() {
+            Ok(mode) => octal.push_str(&format!("{mode:#o}")),
+            Err(_) => octal.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    octal.push_str(rest);
+    let mut out = String::new();
+    let mut rest = &octal[..];
     while let Some(open) = rest.find('[') {
         out.push_str(&rest[..open]);
         rest = &rest[open..];
@@ -604,6 +644,24 @@ impl World {
         }
         self.check_descriptors(step, &engine_request, &got);
         self.follow_descriptors(step, &cred, &engine_request, &got, &want, created_ino, fork);
+
+        if let Outcome::Opened { fd, kind, .. } = got {
+            let after = |request| Step {
+                action: Action::Call(request),
+                then: Use::default(),
+                ..step
+            };
+            if step.then.read {
+                self.run(after(if kind == FileType::Directory {
+                    Request::Getdents { fd, max: 512 }
+                } else {
+                    Request::Read { fd, len: 16 }
+                }));
+            }
+            if step.then.write {
+                self.run(after(Request::Write { fd, data: b"hello" }));
+            }
+        }
     }
 
     /// The shadow's verdict on a descriptor call that succeeded.
