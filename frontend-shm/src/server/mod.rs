@@ -11,8 +11,13 @@
 //! - A **session** is one client's descriptor table, shared by all of its channels (one per
 //!   client thread); it closes, releasing every description it alone held, when its last
 //!   channel goes.
+//!
+//! With the feature `fuzzing`, the module `fuzzing` serves requests through the same executor
+//! without a ring, for fuzz targets.
 
 pub(crate) mod exec;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod handoff;
 pub(crate) mod session;
 mod worker;
