@@ -215,6 +215,9 @@ fn target(byte: u8) -> Target<'static> {
 
 fn open_options(byte: u8) -> OpenOptions {
     let bit = |n: u8| byte & (1 << n) != 0;
+    // Access 3 is "neither": as a hostile client sends it, or, with bit 7, access mode 3
+    // (`check_read_write`), or with bits 7 and 3, `O_PATH`.
+    let neither = byte & 3 == 3;
     OpenOptions {
         read: matches!(byte & 3, 0 | 2),
         write: matches!(byte & 3, 1 | 2),
@@ -223,8 +226,10 @@ fn open_options(byte: u8) -> OpenOptions {
         truncate: bit(4),
         directory: bit(5),
         nofollow: bit(6),
-        append: bit(7),
+        append: bit(7) && !neither,
         nonblock: false,
+        check_read_write: neither && bit(7) && !bit(3),
+        path_only: neither && bit(7) && bit(3),
     }
 }
 

@@ -47,7 +47,7 @@ use btfuse_core::ring::{Request, Response};
 use btfuse_core::{Credentials, Filesystem};
 
 use super::exec::{self, Extras};
-use super::session::{ForkTable, Session};
+use super::session::{ForkTable, MAX_OPEN_PER_USER, Session, UserBudget};
 
 /// Client sessions over one filesystem, served by the ring server's executor.
 pub struct Executor<F: Filesystem> {
@@ -61,7 +61,10 @@ impl<F: Filesystem> Executor<F> {
     /// `sessions` empty sessions over `fs`, numbered from 0.
     pub fn new(fs: Arc<F>, sessions: usize) -> Executor<F> {
         let sessions = (0..sessions)
-            .map(|i| Arc::new(Session::new(i as u64 + 1, 0)))
+            .map(|i| {
+                let budget = Arc::new(UserBudget::new(MAX_OPEN_PER_USER));
+                Arc::new(Session::new(i as u64 + 1, &Credentials::root(), budget))
+            })
             .collect();
         Executor {
             fs,
