@@ -406,17 +406,24 @@ impl State {
         self.ctime = now.into();
     }
 
-    /// Clears set-ID bits as a `chown` by `cred` does (Linux `chown_common`): set-user-ID
-    /// always, root included; set-group-ID when group-execute is set or the caller is neither
-    /// root nor in the file's group.
-    fn drop_privileges_on_chown(&mut self, cred: &Credentials) {
-        let mut kill = S_ISUID;
+    /// The set-ID bits a `chown` by `cred` clears (Linux `chown_common`): set-user-ID always,
+    /// root included; set-group-ID when group-execute is set or the caller is neither root nor
+    /// in the file's group. Only bits that are set: none means the chown changes no mode.
+    fn setid_bits_chown_clears(&self, cred: &Credentials) -> u32 {
+        let mut kill = self.perm & S_ISUID;
         if self.perm & S_ISGID != 0
             && (self.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(self.gid)))
         {
             kill |= S_ISGID;
         }
-        self.perm &= !kill;
+        kill
+    }
+
+    /// Clears the set-ID bits a `chown` by `cred` clears ([`setid_bits_chown_clears`]).
+    ///
+    /// [`setid_bits_chown_clears`]: State::setid_bits_chown_clears
+    fn drop_privileges_on_chown(&mut self, cred: &Credentials) {
+        self.perm &= !self.setid_bits_chown_clears(cred);
     }
 
     /// Clears set-ID bits as a write or truncation by `cred` does (Linux
@@ -1466,6 +1473,17 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if set.mode.is_some() && !owner {
             return Err(Errno::NotPermitted);
         }
+        // A chown (or the kernel's request to drop set-ID bits) that has a bit to clear is a
+        // mode change: Linux's `notify_change` makes it one, and `setattr_prepare` lets only
+        // the owner or root change a mode. With nothing to clear, anyone may ask: ctime moves.
+        let chown = set.uid.is_some() || set.gid.is_some() || set.kill_setid;
+        if chown
+            && inode.kind != FileType::Directory
+            && !owner
+            && st.setid_bits_chown_clears(cred) != 0
+        {
+            return Err(Errno::NotPermitted);
+        }
         // Linux `vfs_utimes`: setting both times to now (a "touch") needs ownership or write
         // permission; any other time change needs ownership.
         let touch = set.atime == TimeSet::Now && set.mtime == TimeSet::Now;
@@ -1489,7 +1507,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         }
         // A chown, or the kernel's request to drop set-ID bits, clears them as Linux's
         // `chown_common` does, judged on the group before the change.
-        if set.uid.is_some() || set.gid.is_some() || set.kill_setid {
+        if chown {
             if inode.kind != FileType::Directory {
                 st.drop_privileges_on_chown(cred);
             }
@@ -2815,6 +2833,114 @@ mod tests {
             .unwrap();
         fs.write(&alice, fh, 0, b"x").unwrap();
         assert_eq!(fs.getattr(&root, f.ino).unwrap().perm, 0o755);
+    }
+
+    /// A clock that moves one second each time it is read, so a test can see ctime move.
+    struct TickingClock(AtomicU64);
+
+    impl Clock for TickingClock {
+        fn now(&self) -> Timestamp {
+            let secs = self.0.fetch_add(1, Ordering::Relaxed) as i64;
+            Timestamp { secs, nanos: 0 }
+        }
+    }
+
+    #[test]
+    fn chown_to_nobody_by_a_non_owner_cannot_drop_set_id_bits() {
+        let config = Config {
+            root_perm: 0o777,
+            ..Config::default()
+        };
+        let fs = MemFs::new(
+            MemPool::new(64 * 4096),
+            config,
+            TickingClock(AtomicU64::new(1)),
+        );
+        let root = Credentials::root();
+        let alice = Credentials::user(1000, 1000);
+        let kill = SetAttr {
+            kill_setid: true,
+            ..SetAttr::default()
+        };
+        let (f, fh) = fs
+            .create(&root, Ino::ROOT, b"su", 0o4755, OpenFlags::WRITE)
+            .unwrap();
+        fs.release(fh).unwrap();
+        // `chown(f, -1, -1)` by someone else would clear root's set-user-ID bit: EPERM, and
+        // nothing changes, ctime included.
+        assert_eq!(
+            fs.setattr(&alice, f.ino, &kill, None),
+            Err(Errno::NotPermitted)
+        );
+        let after = fs.getattr(&root, f.ino).unwrap();
+        assert_eq!((after.perm, after.ctime), (0o4755, f.ctime));
+        // A uid or gid change by a non-owner stays EPERM, whatever the bits.
+        let chgrp = SetAttr {
+            gid: Some(1000),
+            ..kill
+        };
+        assert_eq!(
+            fs.setattr(&alice, f.ino, &chgrp, None),
+            Err(Errno::NotPermitted)
+        );
+        // Set-group-ID without group-execute falls only for callers outside the file's group.
+        let sg = SetAttr {
+            mode: Some(0o2745),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &sg, None).unwrap();
+        let member = Credentials {
+            groups: vec![0],
+            ..Credentials::user(1001, 1001)
+        };
+        // A member of the file's group clears nothing here: allowed, only ctime moves.
+        let before = fs.getattr(&root, f.ino).unwrap();
+        let done = fs.setattr(&member, f.ino, &kill, None).unwrap();
+        assert_eq!(done.perm, 0o2745);
+        assert!(done.ctime > before.ctime, "ctime moves");
+        // Someone outside it would clear set-group-ID: EPERM.
+        assert_eq!(
+            fs.setattr(&alice, f.ino, &kill, None),
+            Err(Errno::NotPermitted)
+        );
+        // With no set-ID bit at all, a non-owner's `chown(f, -1, -1)` succeeds and moves ctime.
+        let plain = SetAttr {
+            mode: Some(0o755),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &plain, None).unwrap();
+        let before = fs.getattr(&root, f.ino).unwrap();
+        let done = fs.setattr(&alice, f.ino, &kill, None).unwrap();
+        assert_eq!((done.perm, done.uid), (0o755, 0));
+        assert!(done.ctime > before.ctime, "ctime moves");
+        // The owner and root clear the bits as before.
+        fs.setattr(
+            &root,
+            f.ino,
+            &SetAttr {
+                mode: Some(0o6755),
+                ..SetAttr::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(fs.setattr(&root, f.ino, &kill, None).unwrap().perm, 0o755);
+        let (mine, fh) = fs
+            .create(&alice, Ino::ROOT, b"mine", 0o4755, OpenFlags::WRITE)
+            .unwrap();
+        fs.release(fh).unwrap();
+        assert_eq!(
+            fs.setattr(&alice, mine.ino, &kill, None).unwrap().perm,
+            0o755
+        );
+        // Directories keep their set-ID bits on chown, so anyone may ask.
+        let d = fs.mkdir(&root, Ino::ROOT, b"d", 0o755).unwrap();
+        let sgid_dir = SetAttr {
+            mode: Some(0o2755),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, d.ino, &sgid_dir, None).unwrap();
+        assert_eq!(fs.setattr(&alice, d.ino, &kill, None).unwrap().perm, 0o2755);
     }
 
     #[test]

@@ -467,10 +467,17 @@ fn permits(node: &Node, cred: &Credentials, mask: AccessMask) -> bool {
 /// `setattr_should_drop_sgid`, which tmpfs applies through `file_remove_privs` and
 /// `chown_common`. Callers leave root alone where the page says so.
 fn kill_setid(node: &mut Node, cred: &Credentials) {
-    node.perm &= !S_ISUID;
+    node.perm &= !setid_bits_killed(node, cred);
+}
+
+/// The set-ID bits of `node` that [`kill_setid`] clears for `cred`: none when it would change
+/// nothing.
+fn setid_bits_killed(node: &Node, cred: &Credentials) -> u32 {
+    let mut bits = node.perm & S_ISUID;
     if node.perm & S_IXGRP != 0 || !(cred.is_root() || cred.in_group(node.gid)) {
-        node.perm &= !S_ISGID;
+        bits |= node.perm & S_ISGID;
     }
+    bits
 }
 
 /// sticky(P, I): whether the caller may remove or rename `child` out of `dir`.
@@ -736,6 +743,13 @@ impl Filesystem for Model {
         if set.mode.is_some() && !owner {
             return Err(Errno::NotPermitted);
         }
+        // A chown that clears a set-ID bit changes the mode (Linux `notify_change`), which
+        // only the owner or root may do (`setattr_prepare`).
+        let chown = set.uid.is_some() || set.gid.is_some() || set.kill_setid;
+        if chown && node.kind != FileType::Directory && !owner && setid_bits_killed(node, cred) != 0
+        {
+            return Err(Errno::NotPermitted);
+        }
         // Linux `vfs_utimes`: setting both times to now (a "touch") needs ownership or write
         // permission; any other time change needs ownership.
         let touch = set.atime == TimeSet::Now && set.mtime == TimeSet::Now;
@@ -772,9 +786,7 @@ impl Filesystem for Model {
         }
         // chown clears set-ID bits as of before the change (Linux `chown_common` decides on the
         // old group); an explicit mode in the same call is applied after, so it wins.
-        if (set.uid.is_some() || set.gid.is_some() || set.kill_setid)
-            && node.kind != FileType::Directory
-        {
+        if chown && node.kind != FileType::Directory {
             kill_setid(node, cred);
         }
         if let Some(uid) = set.uid {

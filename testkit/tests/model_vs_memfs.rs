@@ -312,6 +312,36 @@ fn seed_corpus() -> Vec<(&'static str, Vec<Op>)> {
             vec![create("a", 0o2666), write(CAROL, 0, b"x")],
         ),
         (
+            "chown(f, -1, -1) by a non-owner that would clear set-user-ID is EPERM",
+            vec![
+                create("a", 0o4755),
+                Op::Setattr {
+                    user: ALICE,
+                    target: at(&["a"]),
+                    change: AttrChange {
+                        kill_setid: true,
+                        ..AttrChange::default()
+                    },
+                    handle: None,
+                },
+            ],
+        ),
+        (
+            "chown(f, -1, -1) by a non-owner with no set-ID bit to clear moves ctime",
+            vec![
+                create("a", 0o755),
+                Op::Setattr {
+                    user: ALICE,
+                    target: at(&["a"]),
+                    change: AttrChange {
+                        kill_setid: true,
+                        ..AttrChange::default()
+                    },
+                    handle: None,
+                },
+            ],
+        ),
+        (
             "relatime counts a day in whole seconds",
             vec![
                 setattr(
@@ -713,9 +743,30 @@ fn set_id_bits_fall_on_write_and_chown() {
         fs.setattr(&root(), attr.ino, &chown, None).unwrap().perm,
         0o755
     );
+    // `chown(f, -1, -1)` by someone who does not own the file: EPERM when it would clear a
+    // set-ID bit (the kill becomes a mode change), allowed when there is none to clear.
+    let bob = Credentials::user(1001, 1001);
+    let kill = SetAttr {
+        kill_setid: true,
+        ..SetAttr::default()
+    };
+    let set = SetAttr {
+        mode: Some(0o4755),
+        ..SetAttr::default()
+    };
+    fs.setattr(&alice, attr.ino, &set, None).unwrap();
+    assert_eq!(
+        fs.setattr(&bob, attr.ino, &kill, None),
+        Err(Errno::NotPermitted)
+    );
+    assert_eq!(fs.getattr(&root(), attr.ino).unwrap().perm, 0o4755);
+    assert_eq!(
+        fs.setattr(&alice, attr.ino, &kill, None).unwrap().perm,
+        0o755
+    );
+    assert_eq!(fs.setattr(&bob, attr.ino, &kill, None).unwrap().perm, 0o755);
     // Setting both times to now needs only write permission (denied here: EACCES); any other
     // time change needs ownership (EPERM), as Linux's vfs_utimes has it.
-    let bob = Credentials::user(1001, 1001);
     let touch = SetAttr {
         atime: TimeSet::Now,
         mtime: TimeSet::Now,
