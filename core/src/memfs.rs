@@ -30,6 +30,17 @@
 //!   the tail of the last block), so growing a file never exposes old data.
 //! - A directory's `nlink` is 2 plus its subdirectories; its `parent` names the directory
 //!   holding its one entry (the root's parent is itself).
+//! - **Space**: the store's capacity bounds the bytes users store, and every `ENOSPC` path,
+//!   `statfs` and [`Usage::blocks_used`] read one figure for it, the store's used blocks. A
+//!   file's data are blocks. An inode's extended attributes live on the heap, but their names
+//!   plus values are charged as `bytes.div_ceil(block_size)` blocks taken from the store and
+//!   kept, never read or written, in `Xattrs::charge`: taken before an attribute grows, all or
+//!   nothing (a `setxattr` that fails changes nothing), given back as attributes shrink or go
+//!   and when the inode is freed. So the store's used blocks are always the live inodes' file
+//!   blocks plus their charges. Real blocks rather than a second counter: the store's own
+//!   reservation stays the only arbiter, exact under races, and no allocation path can forget
+//!   the charge. The price: attribute bytes are held twice at worst (heap and pool), which is
+//!   still bounded by the store's size.
 //!
 //! # Lock order
 //!
@@ -93,6 +104,8 @@ pub struct Config {
     /// Most live inodes, the root included; creating more is `ENOSPC`.
     pub max_inodes: u64,
     /// Most bytes of extended attributes per inode (names plus values); more is `ENOSPC`.
+    /// Within this budget, the bytes also take room in the store (whole blocks per inode), so a
+    /// full store refuses them too.
     pub max_xattr_bytes: usize,
     /// When reads update the access time.
     pub atime: AtimePolicy,
@@ -336,7 +349,12 @@ type Sharded<T> = Box<[RwLock<HashMap<u64, Arc<T>>>]>;
 #[derive(Default)]
 struct Xattrs {
     entries: Vec<(Name, Box<[u8]>)>,
+    /// Names plus values of `entries`.
     bytes: usize,
+    /// Blocks taken from the store to charge `bytes` against its capacity:
+    /// `bytes.div_ceil(block_size)` of them. Never read or written; the bytes live in
+    /// `entries`.
+    charge: Vec<BlockNo>,
 }
 
 /// A timestamp packed into 12 bytes (4-byte aligned): three of them in every inode.
@@ -841,7 +859,9 @@ impl<B: BlockStore> MemFs<B> {
                 return;
             }
             st.freed = true;
-            st.xattrs = None;
+            if let Some(mut x) = st.xattrs.take() {
+                self.shrink_charge(&mut x.charge, 0);
+            }
             core::mem::replace(&mut st.body, Body::Special { rdev: 0 })
         };
         let hash = self.hash_ino(inode.ino);
@@ -1010,6 +1030,70 @@ impl<B: BlockStore> MemFs<B> {
         if !st.freed && needs(&st, now) {
             st.atime = now.into();
         }
+    }
+
+    /// Takes blocks from the store until `charge` holds `want` of them, all or nothing:
+    /// `ENOSPC` (or the store's error) leaves `charge` as it was.
+    fn grow_charge(&self, charge: &mut Vec<BlockNo>, want: usize) -> Result<()> {
+        let have = charge.len();
+        if want <= have {
+            return Ok(());
+        }
+        if (want - have) as u64 > self.store.free_blocks() {
+            return Err(Errno::NoSpace);
+        }
+        charge
+            .try_reserve(want - have)
+            .map_err(|_| Errno::NoSpace)?;
+        for _ in have..want {
+            match self.store.allocate() {
+                Ok(block) => charge.push(block),
+                Err(e) => {
+                    self.shrink_charge(charge, have);
+                    return Err(store_err(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the blocks of `charge` past the first `keep` back to the store.
+    fn shrink_charge(&self, charge: &mut Vec<BlockNo>, keep: usize) {
+        for block in charge.drain(keep.min(charge.len())..) {
+            let freed = self.store.free(block);
+            debug_assert!(freed.is_ok(), "charged {block:?} was not allocated");
+        }
+    }
+
+    /// Sets attribute `name` of `x` to `value` as `setxattr` does, after its permission
+    /// checks: the per-inode budget, then the store's capacity. A failure changes nothing.
+    fn set_xattr_in(
+        &self,
+        x: &mut Xattrs,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<()> {
+        let pos = x.entries.iter().position(|(n, _)| &**n == name);
+        match (mode, pos) {
+            (XattrMode::Create, Some(_)) => return Err(Errno::Exists),
+            (XattrMode::Replace, None) => return Err(Errno::NoData),
+            _ => {}
+        }
+        let old = pos.map_or(0, |i| name.len() + x.entries[i].1.len());
+        let bytes = x.bytes - old + name.len() + value.len();
+        if bytes > self.config.max_xattr_bytes {
+            return Err(Errno::NoSpace);
+        }
+        let blocks = bytes.div_ceil(self.store.block_size());
+        self.grow_charge(&mut x.charge, blocks)?;
+        match pos {
+            Some(i) => x.entries[i].1 = value.into(),
+            None => x.entries.push((name.into(), value.into())),
+        }
+        x.bytes = bytes;
+        self.shrink_charge(&mut x.charge, blocks);
+        Ok(())
     }
 
     /// Frees every block at index `from` and above.
@@ -2275,27 +2359,12 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             return Err(Errno::NotFound);
         }
         Self::xattr_write_permission(cred, inode.kind, &st, ns)?;
-        let max = self.config.max_xattr_bytes;
         let x = st.xattrs.get_or_insert_with(Default::default);
-        let pos = x.entries.iter().position(|(n, _)| &**n == name);
-        match (mode, pos) {
-            (XattrMode::Create, Some(_)) => return Err(Errno::Exists),
-            (XattrMode::Replace, None) => return Err(Errno::NoData),
-            _ => {}
+        let set = self.set_xattr_in(x, name, value, mode);
+        if x.entries.is_empty() {
+            st.xattrs = None;
         }
-        let old = pos.map_or(0, |i| name.len() + x.entries[i].1.len());
-        let bytes = x.bytes - old + name.len() + value.len();
-        if bytes > max {
-            if x.entries.is_empty() {
-                st.xattrs = None;
-            }
-            return Err(Errno::NoSpace);
-        }
-        match pos {
-            Some(i) => x.entries[i].1 = value.into(),
-            None => x.entries.push((name.into(), value.into())),
-        }
-        x.bytes = bytes;
+        set?;
         st.ctime = self.now().into();
         Ok(())
     }
@@ -2341,6 +2410,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             .ok_or(Errno::NoData)?;
         let (n, v) = x.entries.remove(i);
         x.bytes -= n.len() + v.len();
+        self.shrink_charge(&mut x.charge, x.bytes.div_ceil(self.store.block_size()));
         if x.entries.is_empty() {
             st.xattrs = None;
         }
@@ -2639,6 +2709,96 @@ mod tests {
         assert_eq!(fs.write(&root, b, 4096, &[9u8; 100]), Err(Errno::NoSpace));
         fs.store().heal();
         assert_eq!(fs.write(&root, b, 4096, &[9u8; 100]), Ok((100, 4196)));
+    }
+
+    #[test]
+    fn xattrs_take_their_room_from_the_store() {
+        let store = FaultInjector::new(MemPool::new(4 * 4096));
+        let fs = MemFs::new(store, Config::default(), ZeroClock);
+        let root = Credentials::root();
+        let free = || fs.statfs(&root).unwrap().blocks_free;
+        let (f, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        // Names plus values, rounded up to whole blocks per inode: 6 + 8000 bytes take two.
+        fs.setxattr(&root, f.ino, b"user.a", &[1; 8000], XattrMode::Set)
+            .unwrap();
+        assert_eq!((free(), fs.store().used_blocks()), (2, 2));
+        fs.setxattr(&root, f.ino, b"user.b", &[2; 4000], XattrMode::Set)
+            .unwrap();
+        assert_eq!(free(), 1);
+        // File data and attributes share the store: the last block goes to the file, and
+        // then neither a write, a fallocate nor an attribute needing a block fits.
+        assert_eq!(fs.write(&root, fh, 0, &[3; 4096]), Ok((4096, 4096)));
+        assert_eq!(free(), 0);
+        assert_eq!(fs.write(&root, fh, 4096, b"x"), Err(Errno::NoSpace));
+        assert_eq!(
+            fs.fallocate(&root, fh, FallocateMode::KeepSize, 4096, 4096),
+            Err(Errno::NoSpace)
+        );
+        // 12012 bytes in three blocks: an attribute that still fits in the third one is fine.
+        fs.setxattr(&root, f.ino, b"user.c", &[4; 100], XattrMode::Set)
+            .unwrap();
+        // One that needs a fourth block is ENOSPC, and the old value stays.
+        assert_eq!(
+            fs.setxattr(&root, f.ino, b"user.c", &[5; 500], XattrMode::Replace),
+            Err(Errno::NoSpace)
+        );
+        assert_eq!(
+            fs.setxattr(&root, f.ino, b"user.d", &[6; 500], XattrMode::Set),
+            Err(Errno::NoSpace)
+        );
+        let mut buf = [0u8; 600];
+        assert_eq!(fs.getxattr(&root, f.ino, b"user.c", &mut buf), Ok(100));
+        assert!(buf[..100].iter().all(|&b| b == 4));
+        assert_eq!(
+            fs.getxattr(&root, f.ino, b"user.d", &mut buf),
+            Err(Errno::NoData)
+        );
+        assert_eq!(fs.store().used_blocks(), 4);
+        // Removing an attribute gives its room back, to the file as to attributes: 4006 +
+        // 106 bytes left, in two blocks.
+        fs.removexattr(&root, f.ino, b"user.a").unwrap();
+        assert_eq!(free(), 1);
+        assert_eq!(fs.write(&root, fh, 4096, b"x"), Ok((1, 4097)));
+        assert_eq!(free(), 0);
+        // Replacing a value with a smaller one gives room back too: 6 + 10 and 6 + 100 bytes.
+        fs.setxattr(&root, f.ino, b"user.b", &[7; 10], XattrMode::Replace)
+            .unwrap();
+        assert_eq!(free(), 1);
+        // A store failing part way through a charge of two blocks leaves everything as it was.
+        let empty = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &empty, None).unwrap();
+        assert_eq!(free(), 3);
+        fs.store().fail_allocations_after(1);
+        assert_eq!(
+            fs.setxattr(&root, f.ino, b"user.b", &[8; 9000], XattrMode::Replace),
+            Err(Errno::NoSpace)
+        );
+        assert_eq!(fs.store().injected_faults(), 1, "the second block failed");
+        fs.store().heal();
+        assert_eq!((free(), fs.store().used_blocks()), (3, 1));
+        assert_eq!(fs.getxattr(&root, f.ino, b"user.b", &mut buf), Ok(10));
+        assert_eq!(buf[..10], [7; 10]);
+        // Freeing the inode returns every block, attributes' included.
+        fs.release(fh).unwrap();
+        fs.unlink(&root, Ino::ROOT, b"f").unwrap();
+        assert_eq!(
+            fs.store().used_blocks(),
+            1,
+            "the record holds its attributes"
+        );
+        fs.forget(f.ino, 1);
+        assert_eq!((free(), fs.store().used_blocks()), (4, 0));
+        // So does removing the last attribute of a directory.
+        fs.setxattr(&root, Ino::ROOT, b"user.r", b"v", XattrMode::Set)
+            .unwrap();
+        assert_eq!(free(), 3);
+        fs.removexattr(&root, Ino::ROOT, b"user.r").unwrap();
+        assert_eq!(free(), 4);
     }
 
     #[test]

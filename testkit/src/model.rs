@@ -13,8 +13,9 @@
 //! File data is kept per block (a map from block index to the block's bytes) rather than as one
 //! flat buffer, because the property test writes at offsets around 2^40: the map's keys are
 //! exactly the allocated blocks, which is what `blocks`, `SEEK_DATA`/`SEEK_HOLE` and the store's
-//! free count are computed from. Bytes outside allocated blocks, and bytes of an allocated
-//! block past the file size, are always zero.
+//! free count (with the blocks extended attributes are charged) are computed from. Bytes
+//! outside allocated blocks, and bytes of an allocated block past the file size, are always
+//! zero.
 
 use btfuse_core::{
     AccessMask, AtimePolicy, Attr, Clock, Config, Credentials, DirEntry, Errno, FallocateMode, Fh,
@@ -49,7 +50,8 @@ struct State {
     handles: BTreeMap<u64, Handle>,
     next_ino: u64,
     next_fh: u64,
-    /// Blocks allocated by all live inodes together.
+    /// Blocks allocated by all live inodes together: file data, and the charge for each
+    /// inode's extended attributes ([`Model::xattr_blocks`]).
     used_blocks: u64,
 }
 
@@ -384,8 +386,16 @@ impl Model {
         Ok(fh)
     }
 
+    /// The blocks an inode's extended attributes take from the store: their names and values
+    /// rounded up to whole blocks. tmpfs charges these bytes against its inode space instead;
+    /// the engine charges them against the size, so that `-o size` bounds them.
+    fn xattr_blocks(&self, xattrs: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+        let bytes: usize = xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
+        (bytes as u64).div_ceil(self.block_size)
+    }
+
     /// Frees `ino` if nothing refers to it any more, returning its blocks to the store.
-    fn maybe_free(st: &mut State, ino: u64) {
+    fn maybe_free(&self, st: &mut State, ino: u64) {
         let Some(node) = st.nodes.get(&ino) else {
             return;
         };
@@ -393,6 +403,7 @@ impl Model {
             if let Body::File { blocks, .. } = &node.body {
                 st.used_blocks -= blocks.len() as u64;
             }
+            st.used_blocks -= self.xattr_blocks(&node.xattrs);
             st.nodes.remove(&ino);
         } else if node.nlink == 0 && node.open_handles == 0 {
             // Unreachable data (only lookup references remain): the blocks go at once.
@@ -696,7 +707,7 @@ impl Filesystem for Model {
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino.0) {
             node.lookups = node.lookups.saturating_sub(nlookup);
-            Self::maybe_free(&mut st, ino.0);
+            self.maybe_free(&mut st, ino.0);
         }
     }
 
@@ -957,7 +968,7 @@ impl Filesystem for Model {
         let node = st.nodes.get_mut(&ino).expect("checked");
         node.nlink -= 1;
         node.ctime = now;
-        Self::maybe_free(&mut st, ino);
+        self.maybe_free(&mut st, ino);
         Ok(())
     }
 
@@ -998,7 +1009,7 @@ impl Filesystem for Model {
         node.nlink = 0;
         // The page names only the nlink; tmpfs (`shmem_unlink`) also moves the ctime.
         node.ctime = now;
-        Self::maybe_free(&mut st, ino);
+        self.maybe_free(&mut st, ino);
         Ok(())
     }
 
@@ -1148,7 +1159,7 @@ impl Filesystem for Model {
             dir.ctime = now;
         }
         if let (Some(tgt), false) = (tgt, mode == RenameMode::Exchange) {
-            Self::maybe_free(&mut st, tgt);
+            self.maybe_free(&mut st, tgt);
         }
         Ok(())
     }
@@ -1247,7 +1258,7 @@ impl Filesystem for Model {
         if let Some(node) = st.nodes.get_mut(&handle.ino) {
             node.open_handles -= 1;
         }
-        Self::maybe_free(&mut st, handle.ino);
+        self.maybe_free(&mut st, handle.ino);
         Ok(())
     }
 
@@ -1562,10 +1573,21 @@ impl Filesystem for Model {
         if total - old + name.len() + value.len() > self.config.max_xattr_bytes {
             return Err(Errno::NoSpace);
         }
+        // The new names and values, rounded up to blocks, must fit in the store beside what
+        // the inode's attributes already hold.
+        let had = self.xattr_blocks(&node.xattrs);
+        let mut xattrs = node.xattrs.clone();
         match existing {
-            Some(i) => node.xattrs[i].1 = value.to_vec(),
-            None => node.xattrs.push((name.to_vec(), value.to_vec())),
+            Some(i) => xattrs[i].1 = value.to_vec(),
+            None => xattrs.push((name.to_vec(), value.to_vec())),
         }
+        let needs = self.xattr_blocks(&xattrs);
+        if needs > had && needs - had > self.capacity_blocks - st.used_blocks {
+            return Err(Errno::NoSpace);
+        }
+        st.used_blocks = st.used_blocks + needs - had;
+        let node = st.nodes.get_mut(&ino.0).expect("checked above");
+        node.xattrs = xattrs;
         node.ctime = now;
         Ok(())
     }
@@ -1595,8 +1617,11 @@ impl Filesystem for Model {
             .iter()
             .position(|(n, _)| n == name)
             .ok_or(Errno::NoData)?;
+        let had = self.xattr_blocks(&node.xattrs);
         node.xattrs.remove(i);
         node.ctime = now;
+        let needs = self.xattr_blocks(&node.xattrs);
+        st.used_blocks -= had - needs;
         Ok(())
     }
 
