@@ -30,6 +30,13 @@
 //!   the tail of the last block), so growing a file never exposes old data.
 //! - A directory's `nlink` is 2 plus its subdirectories; its `parent` names the directory
 //!   holding its one entry (the root's parent is itself).
+//! - **Inode budget**: `charged_inodes` counts the units of `Config::max_inodes` in use: one
+//!   per live inode (taken at creation, given back when the inode is freed), and one per name
+//!   of a non-directory beyond its first (taken by `link`, given back when `unlink` or a
+//!   replacing `rename` removes a name while others remain), as tmpfs counts links against
+//!   `nr_inodes`. So it always equals `live_inodes` plus the sum over live non-directories of
+//!   `nlink - 1` (0 for an unlinked one), and `statfs` reports the rest as free. Names cost
+//!   memory as inodes do; without this, links would be an unbounded way to use it.
 //! - **Space**: the store's capacity bounds the bytes users store, and every `ENOSPC` path,
 //!   `statfs` and [`Usage::blocks_used`] read one figure for it, the store's used blocks. A
 //!   file's data are blocks. An inode's extended attributes live on the heap, but their names
@@ -139,6 +146,9 @@ impl Default for Config {
 pub struct Usage {
     /// Live inodes, the root included.
     pub inodes: u64,
+    /// Units of [`Config::max_inodes`] in use: `inodes` plus every hard link of a
+    /// non-directory beyond its first name. `statfs` reports the rest as free.
+    pub inodes_charged: u64,
     /// Open handles.
     pub handles: u64,
     /// Blocks allocated in the store.
@@ -573,6 +583,9 @@ pub struct MemFs<B: BlockStore> {
     next_ino: AtomicU64,
     next_fh: AtomicU64,
     live_inodes: AtomicU64,
+    /// Units of `Config::max_inodes` in use: `live_inodes` plus, for every non-directory, its
+    /// names beyond the first (see the invariants).
+    charged_inodes: AtomicU64,
     open_handles: AtomicU64,
     rename_lock: Mutex<()>,
     /// Told about content changes, once a frontend asks ([`Filesystem::watch_content`]).
@@ -626,6 +639,7 @@ impl<B: BlockStore> MemFs<B> {
             next_ino: AtomicU64::new(Ino::ROOT.0 + 1),
             next_fh: AtomicU64::new(1),
             live_inodes: AtomicU64::new(1),
+            charged_inodes: AtomicU64::new(1),
             open_handles: AtomicU64::new(0),
             rename_lock: Mutex::new(()),
             watch: spin::Once::new(),
@@ -705,6 +719,7 @@ impl<B: BlockStore> MemFs<B> {
     pub fn usage(&self) -> Usage {
         Usage {
             inodes: self.live_inodes.load(Ordering::Relaxed),
+            inodes_charged: self.charged_inodes.load(Ordering::Relaxed),
             handles: self.open_handles.load(Ordering::Relaxed),
             blocks_used: self.store.used_blocks(),
             blocks_total: self.store.capacity_blocks(),
@@ -810,10 +825,11 @@ impl<B: BlockStore> MemFs<B> {
         chain
     }
 
-    /// Reserves one inode of the budget.
-    fn reserve_inode(&self) -> Result<()> {
+    /// Takes one unit of the inode budget, for a new inode or another name of a
+    /// non-directory: `ENOSPC` when `Config::max_inodes` are in use.
+    fn charge_inode(&self) -> Result<()> {
         let max = self.config.max_inodes;
-        self.live_inodes
+        self.charged_inodes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -821,9 +837,16 @@ impl<B: BlockStore> MemFs<B> {
             .map_err(|_| Errno::NoSpace)
     }
 
+    /// Gives back one unit taken by [`charge_inode`](Self::charge_inode).
+    fn uncharge_inode(&self) {
+        let before = self.charged_inodes.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 1, "the root's unit is never given back");
+    }
+
     /// Makes a new inode (one lookup counted) and enters it in the table. The caller has
-    /// reserved it with [`reserve_inode`](Self::reserve_inode).
+    /// charged it with [`charge_inode`](Self::charge_inode).
     fn new_inode(&self, kind: FileType, state: State) -> Arc<Inode> {
+        self.live_inodes.fetch_add(1, Ordering::AcqRel);
         let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
         let inode = Arc::new(Inode {
             ino,
@@ -873,6 +896,7 @@ impl<B: BlockStore> MemFs<B> {
             entry.remove();
         }
         self.live_inodes.fetch_sub(1, Ordering::AcqRel);
+        self.uncharge_inode();
         if let Body::File(f) = body {
             for block in f.blocks.values() {
                 let freed = self.store.free(*block);
@@ -962,7 +986,7 @@ impl<B: BlockStore> MemFs<B> {
         if kind == FileType::Directory && pst.nlink >= LINK_MAX {
             return Err(Errno::TooManyLinks);
         }
-        self.reserve_inode()?;
+        self.charge_inode()?;
         let now = self.now();
         let state = self.initial_state(cred, pst, kind, perm, body, now);
         let inode = self.new_inode(kind, state);
@@ -1741,6 +1765,11 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             let now = self.now();
             pst.dir_mut()?.remove(&self.hasher, name);
             pst.touch_modified(now);
+            if cst.nlink > 1 {
+                // A name beyond the first goes: its unit of the inode budget comes back. The
+                // last name's unit is the inode's own, given back when the inode is freed.
+                self.uncharge_inode();
+            }
             cst.nlink -= 1;
             cst.ctime = now.into();
             drop(cst);
@@ -1981,6 +2010,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                     ct.nlink = 0;
                     st2!().nlink -= 1;
                 } else {
+                    if ct.nlink > 1 {
+                        // As in unlink: a replaced name beyond the first gives its unit back.
+                        self.uncharge_inode();
+                    }
                     ct.nlink -= 1;
                 }
                 g1.dir_mut()?.remove(h, name);
@@ -2055,7 +2088,16 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if pst.nlink == 0 {
             return Err(Errno::NotFound);
         }
-        pst.dir_mut()?.insert(&self.hasher, new_name, &src)?;
+        // Every name pins memory as an inode does: each one beyond the first takes a unit of
+        // the inode budget (tmpfs's `shmem_link` reserves an inode likewise).
+        self.charge_inode()?;
+        if let Err(e) = pst
+            .dir_mut()
+            .and_then(|d| d.insert(&self.hasher, new_name, &src))
+        {
+            self.uncharge_inode();
+            return Err(e);
+        }
         let now = self.now();
         pst.touch_modified(now);
         cst.nlink += 1;
@@ -2303,7 +2345,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
     fn statfs(&self, _cred: &Credentials) -> Result<StatFs> {
         let used = self.store.used_blocks();
         let total = self.store.capacity_blocks();
-        let inodes = self.live_inodes.load(Ordering::Relaxed);
+        let inodes = self.charged_inodes.load(Ordering::Relaxed);
         Ok(StatFs {
             block_size: self.store.block_size() as u32,
             blocks: total,
@@ -2823,6 +2865,58 @@ mod tests {
             fs.mkdir(&root, Ino::ROOT, b"c", 0o755).map(|a| a.ino),
             Ok(Ino(4))
         );
+    }
+
+    #[test]
+    fn hard_links_count_against_the_inode_budget() {
+        let config = Config {
+            max_inodes: 5,
+            ..Config::default()
+        };
+        let fs = MemFs::new(MemPool::new(4096), config, ZeroClock);
+        let root = Credentials::root();
+        let free = || fs.statfs(&root).unwrap().files_free;
+        let f = fs
+            .mknod(&root, Ino::ROOT, b"f", FileType::RegularFile, 0o644, 0)
+            .unwrap();
+        assert_eq!(free(), 3);
+        // Each name beyond the first takes a unit, as an inode does.
+        fs.link(&root, f.ino, Ino::ROOT, b"g").unwrap();
+        fs.link(&root, f.ino, Ino::ROOT, b"h").unwrap();
+        assert_eq!(free(), 1);
+        let x = fs
+            .mknod(&root, Ino::ROOT, b"x", FileType::NamedPipe, 0o644, 0)
+            .unwrap();
+        assert_eq!(free(), 0);
+        assert_eq!(fs.link(&root, f.ino, Ino::ROOT, b"i"), Err(Errno::NoSpace));
+        assert_eq!(fs.mkdir(&root, Ino::ROOT, b"d", 0o755), Err(Errno::NoSpace));
+        assert_eq!(fs.find(&root, Ino::ROOT, b"i"), Err(Errno::NotFound));
+        let usage = fs.usage();
+        assert_eq!((usage.inodes, usage.inodes_charged), (3, 5));
+        // A rename replacing one of several names gives that name's unit back.
+        fs.rename(&root, Ino::ROOT, b"x", Ino::ROOT, b"g", RenameMode::Replace)
+            .unwrap();
+        assert_eq!((free(), fs.getattr(&root, f.ino).unwrap().nlink), (1, 2));
+        // So does unlinking one while another remains.
+        fs.unlink(&root, Ino::ROOT, b"h").unwrap();
+        assert_eq!(free(), 2);
+        fs.link(&root, f.ino, Ino::ROOT, b"i").unwrap();
+        fs.unlink(&root, Ino::ROOT, b"i").unwrap();
+        assert_eq!(free(), 2);
+        // The last name's unit is the inode's: it comes back when the inode is freed.
+        fs.unlink(&root, Ino::ROOT, b"f").unwrap();
+        assert_eq!(
+            free(),
+            2,
+            "the kernel still holds its lookups (one per link)"
+        );
+        fs.forget(f.ino, 4);
+        assert_eq!(free(), 3);
+        fs.unlink(&root, Ino::ROOT, b"g").unwrap();
+        fs.forget(x.ino, 1);
+        assert_eq!(free(), 4);
+        let usage = fs.usage();
+        assert_eq!((usage.inodes, usage.inodes_charged), (1, 1));
     }
 
     #[test]

@@ -319,8 +319,19 @@ impl Model {
         Ok(())
     }
 
+    /// Units of `Config::max_inodes` in use: every inode, and every name of a non-directory
+    /// beyond its first (tmpfs's `shmem_link` reserves an inode for each, and `shmem_unlink`
+    /// gives one back while other names remain).
+    fn inodes_charged(st: &State) -> u64 {
+        let extra_names: u64 = (st.nodes.values())
+            .filter(|n| n.kind != FileType::Directory)
+            .map(|n| u64::from(n.nlink.saturating_sub(1)))
+            .sum();
+        st.nodes.len() as u64 + extra_names
+    }
+
     fn inode_budget(&self, st: &State) -> Result<()> {
-        if st.nodes.len() as u64 >= self.config.max_inodes {
+        if Self::inodes_charged(st) >= self.config.max_inodes {
             return Err(Errno::NoSpace);
         }
         Ok(())
@@ -1203,6 +1214,8 @@ impl Filesystem for Model {
         if src.nlink >= LINK_MAX {
             return Err(Errno::TooManyLinks);
         }
+        // 10.
+        self.inode_budget(&st)?;
         let dir = st.nodes.get_mut(&new_parent.0).expect("checked");
         insert_entry(dir, new_name, ino.0);
         dir.mtime = now;
@@ -1514,7 +1527,7 @@ impl Filesystem for Model {
             blocks_free: free,
             blocks_available: free,
             files: self.config.max_inodes,
-            files_free: self.config.max_inodes.saturating_sub(st.nodes.len() as u64),
+            files_free: (self.config.max_inodes).saturating_sub(Self::inodes_charged(&st)),
             name_max: NAME_MAX as u32,
         })
     }

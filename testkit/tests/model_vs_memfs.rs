@@ -695,6 +695,32 @@ fn a_full_store_gives_short_writes_and_refuses_partial_fallocate() {
 }
 
 #[test]
+fn hard_links_take_units_of_the_inode_budget_as_on_tmpfs() {
+    let (fs, _) = model_with(
+        Config {
+            max_inodes: 3,
+            ..Config::default()
+        },
+        64,
+    );
+    let f = fs
+        .mknod(&root(), Ino::ROOT, b"f", FileType::RegularFile, 0o644, 0)
+        .unwrap();
+    fs.link(&root(), f.ino, Ino::ROOT, b"g").unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 0);
+    assert_eq!(
+        fs.link(&root(), f.ino, Ino::ROOT, b"h"),
+        Err(Errno::NoSpace)
+    );
+    fs.unlink(&root(), Ino::ROOT, b"g").unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 1);
+    fs.unlink(&root(), Ino::ROOT, b"f").unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 1);
+    fs.forget(f.ino, 2);
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 2);
+}
+
+#[test]
 fn relatime_refreshes_atime_only_when_stale() {
     let (fs, clock) = model();
     let (attr, fh) = fs

@@ -11,8 +11,9 @@
 //!   agrees with `readdir`;
 //! - every inode's `nlink` equals the entries naming it (directories: 2 + subdirectories);
 //! - the blocks files report, plus the blocks charged for every inode's extended attributes,
-//!   add up to the store's used blocks, and the live inode count is exactly what the walk
-//!   reached (nothing unlinked and released survives);
+//!   add up to the store's used blocks, the live inode count is exactly what the walk reached
+//!   (nothing unlinked and released survives), and the inode budget in use is those inodes
+//!   plus every hard link beyond a file's first name;
 //! - deleting everything returns every block, inode, handle and byte of chunk memory.
 //!
 //! Scenarios: random mixed operations, some inside directories removed while a worker still
@@ -380,6 +381,7 @@ fn check_invariants(fs: &Fs, readers_running: bool) -> Walk {
     let walk = walk(fs);
     let block_size = fs.store().block_size() as u64;
     let mut blocks = 0;
+    let mut extra_names = 0;
     for (&ino, walked) in &walk.attrs {
         // Attributes are read again now: the walk's copy may predate a later entry's listing.
         let attr = fs
@@ -401,6 +403,7 @@ fn check_invariants(fs: &Fs, readers_running: bool) -> Walk {
             assert_eq!(attr.blocks, 0);
         } else {
             assert_eq!(attr.nlink, naming, "{ino:?}: nlink vs entries naming it");
+            extra_names += u64::from(attr.nlink.saturating_sub(1));
         }
         if attr.kind == FileType::RegularFile {
             blocks += attr.blocks * 512 / block_size;
@@ -424,6 +427,14 @@ fn check_invariants(fs: &Fs, readers_running: bool) -> Walk {
             describe_unreached(fs, &walk)
         );
     }
+    // Every name of a non-directory beyond its first takes a unit of the inode budget.
+    assert_eq!(
+        usage.inodes_charged,
+        usage.inodes + extra_names,
+        "inode budget in use vs inodes plus extra hard links"
+    );
+    let statfs = fs.statfs(&root()).expect("statfs");
+    assert_eq!(statfs.files - statfs.files_free, usage.inodes_charged);
     walk
 }
 
@@ -495,7 +506,8 @@ fn check_empties_completely(fs: &Fs) {
         "blocks left after deleting everything"
     );
     assert_eq!(
-        usage.inodes, 1,
+        (usage.inodes, usage.inodes_charged),
+        (1, 1),
         "inodes left after deleting everything (root only)"
     );
     assert_eq!(usage.handles, 0);
