@@ -721,6 +721,26 @@ fn hard_links_take_units_of_the_inode_budget_as_on_tmpfs() {
 }
 
 #[test]
+fn xattrs_take_blocks_of_the_store() {
+    let (fs, _) = model_with(Config::default(), 2);
+    let (attr, fh) = fs
+        .create(&root(), Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
+        .unwrap();
+    fs.setxattr(&root(), attr.ino, b"user.a", &[1; 5000], XattrMode::Set)
+        .unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().blocks_free, 0);
+    assert_eq!(fs.write(&root(), fh, 0, b"x"), Err(Errno::NoSpace));
+    assert_eq!(
+        fs.setxattr(&root(), attr.ino, b"user.a", &[2; 9000], XattrMode::Set),
+        Err(Errno::NoSpace)
+    );
+    assert_eq!(fs.getxattr(&root(), attr.ino, b"user.a", &mut []), Ok(5000));
+    fs.removexattr(&root(), attr.ino, b"user.a").unwrap();
+    assert_eq!(fs.write(&root(), fh, 0, b"x"), Ok((1, 1)));
+    assert_eq!(fs.statfs(&root()).unwrap().blocks_free, 1);
+}
+
+#[test]
 fn relatime_refreshes_atime_only_when_stale() {
     let (fs, clock) = model();
     let (attr, fh) = fs
