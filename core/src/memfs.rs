@@ -1584,11 +1584,15 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         // A chown (or the kernel's request to drop set-ID bits) that has a bit to clear is a
         // mode change: Linux's `notify_change` makes it one, and `setattr_prepare` lets only
         // the owner or root change a mode. With nothing to clear, anyone may ask: ctime moves.
+        // A caller who may write the file may ask too: through FUSE, the kernel's request
+        // before such a caller's write or fallocate (`file_remove_privs`) is the same empty
+        // SETATTR as `chown(f, -1, -1)`, and a writer clears the bits by writing anyway.
         let chown = set.uid.is_some() || set.gid.is_some() || set.kill_setid;
         if chown
             && inode.kind != FileType::Directory
             && !owner
             && st.setid_bits_chown_clears(cred) != 0
+            && !permitted(cred, inode.kind, &st, AccessMask::WRITE)
         {
             return Err(Errno::NotPermitted);
         }
@@ -3167,6 +3171,14 @@ mod tests {
         let done = fs.setattr(&alice, f.ino, &kill, None).unwrap();
         assert_eq!((done.perm, done.uid), (0o755, 0));
         assert!(done.ctime > before.ctime, "ctime moves");
+        // Someone who may write the file may clear them: writing would clear them anyway, and
+        // through FUSE the kernel asks this way before that caller's write.
+        let writable = SetAttr {
+            mode: Some(0o4757),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &writable, None).unwrap();
+        assert_eq!(fs.setattr(&alice, f.ino, &kill, None).unwrap().perm, 0o757);
         // The owner and root clear the bits as before.
         fs.setattr(
             &root,

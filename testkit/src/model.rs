@@ -766,9 +766,15 @@ impl Filesystem for Model {
             return Err(Errno::NotPermitted);
         }
         // A chown that clears a set-ID bit changes the mode (Linux `notify_change`), which
-        // only the owner or root may do (`setattr_prepare`).
+        // only the owner or root may do (`setattr_prepare`). The page lets a caller who may
+        // write the file do it too: over FUSE the kernel's request before that caller's write
+        // looks the same, and the write would clear the bits anyway.
         let chown = set.uid.is_some() || set.gid.is_some() || set.kill_setid;
-        if chown && node.kind != FileType::Directory && !owner && setid_bits_killed(node, cred) != 0
+        if chown
+            && node.kind != FileType::Directory
+            && !owner
+            && setid_bits_killed(node, cred) != 0
+            && !permits(node, cred, AccessMask::WRITE)
         {
             return Err(Errno::NotPermitted);
         }

@@ -811,6 +811,18 @@ fn set_id_bits_fall_on_write_and_chown() {
         0o755
     );
     assert_eq!(fs.setattr(&bob, attr.ino, &kill, None).unwrap().perm, 0o755);
+    // One who may write the file may: over FUSE the kernel asks so before such a write.
+    let writable = SetAttr {
+        mode: Some(0o4757),
+        ..SetAttr::default()
+    };
+    fs.setattr(&alice, attr.ino, &writable, None).unwrap();
+    assert_eq!(fs.setattr(&bob, attr.ino, &kill, None).unwrap().perm, 0o757);
+    let set = SetAttr {
+        mode: Some(0o755),
+        ..SetAttr::default()
+    };
+    fs.setattr(&alice, attr.ino, &set, None).unwrap();
     // Setting both times to now needs only write permission (denied here: EACCES); any other
     // time change needs ownership (EPERM), as Linux's vfs_utimes has it.
     let touch = SetAttr {
