@@ -108,7 +108,9 @@ pub enum AtimePolicy {
 /// Settings of a [`MemFs`].
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Most live inodes, the root included; creating more is `ENOSPC`.
+    /// Most live inodes, the root included, where every name of a non-directory beyond its
+    /// first counts as one more (as tmpfs counts hard links); creating or linking past it is
+    /// `ENOSPC`.
     pub max_inodes: u64,
     /// Most bytes of extended attributes per inode (names plus values); more is `ENOSPC`.
     /// Within this budget, the bytes also take room in the store (whole blocks per inode), so a
