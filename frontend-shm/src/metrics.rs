@@ -423,7 +423,8 @@ pub fn serve_engine<B: btfuse_core::BlockStore + 'static>(
         let usage = fs.usage();
         let ring = ring.get();
         Gauges {
-            inodes_used: usage.inodes,
+            // Hard links take units of the budget as inodes do: used + free = total.
+            inodes_used: usage.inodes_charged,
             inodes_total,
             blocks_used: usage.blocks_used,
             blocks_total: usage.blocks_total,

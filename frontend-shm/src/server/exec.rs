@@ -27,8 +27,10 @@
 //! - `F_GETFL` reports the access mode, `O_APPEND` and `O_NONBLOCK`; Linux also keeps
 //!   `O_DIRECTORY` and `O_NOFOLLOW` there.
 //! - `Hello` accepts exactly [`ring::VERSION`]; any other version is `EINVAL`.
-//! - `chown(f, -1, -1)` clears set-ID bits and moves ctime without a permission check; Linux
-//!   refuses (`EPERM`) a caller who does not own the file when it has set-ID bits to clear.
+//! - `chown(f, -1, -1)` by a caller who is neither root nor the owner is `EPERM` when it would
+//!   clear a set-ID bit, as on Linux, checked here: the engine lets a caller who may write the
+//!   file through (see `docs/semantics.md`), because FUSE sends the kernel's request to drop
+//!   the bits before a write in the same form.
 //! - A symbolic link met by `O_CREAT` in the last component counts towards [`MAX_SYMLINKS`]
 //!   on its own: the links inside each path walked are counted by that walk.
 //! - Reads, `pread`s and `pwrite`s on one description run one at a time, because `F_SETFL`
@@ -176,6 +178,9 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Truncate { target, size } => self.truncate(&target, size),
             Request::Chmod { target, mode } => self.chmod(&target, mode),
             Request::Chown { target, uid, gid } => {
+                if uid.is_none() && gid.is_none() {
+                    self.check_keeps_set_id(&target)?;
+                }
                 // `chown` clears set-ID bits and moves ctime even when both ids are -1
                 // (Linux `chown_common`), which only `kill_setid` can say.
                 let set = SetAttr {
@@ -804,6 +809,26 @@ impl<F: Filesystem> Exec<'_, F> {
         };
         self.fs.setattr(self.cred, node.ino, &set, None)?;
         Ok(Response::Ok)
+    }
+
+    /// `chown(f, -1, -1)`: Linux turns the set-ID bits it would clear into a mode change,
+    /// which only the owner (or root) may make (`EPERM`). The engine cannot tell this request
+    /// from the kernel's own request to drop the bits before a write, which FUSE sends with
+    /// the same fields, so it lets a caller who may write the file ask; the ring can tell, and
+    /// refuses as Linux does.
+    fn check_keeps_set_id(&self, target: &Target<'_>) -> Result<()> {
+        let node = self.node(target)?;
+        let attr = self.fs.getattr(self.cred, node.ino)?;
+        if self.cred.is_root() || self.cred.uid == attr.uid || attr.kind == FileType::Directory {
+            return Ok(());
+        }
+        let set_uid = attr.perm & 0o4000 != 0;
+        let set_gid =
+            attr.perm & 0o2000 != 0 && (attr.perm & 0o010 != 0 || !self.cred.in_group(attr.gid));
+        if set_uid || set_gid {
+            return Err(Errno::NotPermitted);
+        }
+        Ok(())
     }
 
     /// An attribute change with no size: owner, group or times.
@@ -1767,6 +1792,33 @@ mod tests {
         let (fd, _) = user.open(b"/p755", dir(), 0).unwrap();
         let listed = user.entries(fd, 4096).unwrap();
         assert_eq!(names(&listed), [&b"."[..], b"..", b"hidden"]);
+    }
+
+    #[test]
+    fn chown_minus_one_by_a_non_owner_keeps_set_id_bits_even_on_a_writable_file() {
+        let mut root = Client::root();
+        root.put(b"/suid", b"x");
+        root.chmod(at(b"/suid"), 0o4757).unwrap();
+        root.put(b"/sgid", b"x");
+        root.chmod(at(b"/sgid"), 0o2757).unwrap();
+        root.put(b"/plain", b"x");
+        root.chmod(at(b"/plain"), 0o757).unwrap();
+        let mut user = root.other(1000, 1000);
+        // The user may write these files, yet chown(-1, -1) is not its to make (Linux).
+        assert_eq!(user.chown(at(b"/suid"), None, None), Err(NotPermitted));
+        // Set-group-ID without group execute, for a caller outside the group, falls too.
+        assert_eq!(user.chown(at(b"/sgid"), None, None), Err(NotPermitted));
+        assert_eq!(root.stat(at(b"/suid")).unwrap().perm, 0o4757);
+        assert_eq!(root.stat(at(b"/sgid")).unwrap().perm, 0o2757);
+        // With nothing to clear it only moves ctime.
+        let before = root.stat(at(b"/plain")).unwrap();
+        assert_eq!(user.chown(at(b"/plain"), None, None), Ok(()));
+        let after = root.stat(at(b"/plain")).unwrap();
+        assert_eq!(after.perm, 0o757);
+        assert!(after.ctime > before.ctime);
+        // The owner, and root, clear them.
+        assert_eq!(root.chown(at(b"/suid"), None, None), Ok(()));
+        assert_eq!(root.stat(at(b"/suid")).unwrap().perm, 0o757);
     }
 
     #[test]
