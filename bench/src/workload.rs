@@ -556,6 +556,7 @@ mod tests {
                 socket: kernel.path().join("ring.sock"),
                 threads: 1,
                 socket_mode: 0o600,
+                max_connections_per_user: btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
         )
         .unwrap();

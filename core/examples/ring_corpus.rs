@@ -299,6 +299,7 @@ fn main() -> std::io::Result<()> {
             Response::Prefetched {
                 fd: 5,
                 ino: Ino(12),
+                slot: 3,
                 version: 7 << 20,
                 data: b"first bytes",
             },

@@ -58,12 +58,15 @@ pub enum Errno {
     Overflow,
     /// `EMFILE`: the caller holds as many open descriptions as it may.
     TooManyOpenFiles,
+    /// `EAGAIN`: the caller has reached a limit on what it may make a server hold for it
+    /// (pending forks, say); it may try again once some is released.
+    TryAgain,
 }
 
 impl Errno {
     /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
     /// tests that must cover them all.
-    pub const ALL: [Errno; 23] = [
+    pub const ALL: [Errno; 24] = [
         Errno::NotPermitted,
         Errno::NotFound,
         Errno::Io,
@@ -87,6 +90,7 @@ impl Errno {
         Errno::NotSupported,
         Errno::Overflow,
         Errno::TooManyOpenFiles,
+        Errno::TryAgain,
     ];
 
     /// The conventional symbolic name, e.g. `"ENOENT"`.
@@ -115,6 +119,7 @@ impl Errno {
             Errno::NotSupported => "EOPNOTSUPP",
             Errno::Overflow => "EOVERFLOW",
             Errno::TooManyOpenFiles => "EMFILE",
+            Errno::TryAgain => "EAGAIN",
         }
     }
 
@@ -144,6 +149,7 @@ impl Errno {
             Errno::NoData => linux::ENODATA,
             Errno::Overflow => linux::EOVERFLOW,
             Errno::TooManyOpenFiles => linux::EMFILE,
+            Errno::TryAgain => linux::EAGAIN,
             Errno::NotSupported => linux::EOPNOTSUPP,
         }
     }
@@ -173,6 +179,7 @@ impl Errno {
             linux::ENODATA => Errno::NoData,
             linux::EOVERFLOW => Errno::Overflow,
             linux::EMFILE => Errno::TooManyOpenFiles,
+            linux::EAGAIN => Errno::TryAgain,
             linux::EOPNOTSUPP => Errno::NotSupported,
             _ => return None,
         })
@@ -194,6 +201,7 @@ mod linux {
     pub(super) const EISDIR: i32 = 21;
     pub(super) const EINVAL: i32 = 22;
     pub(super) const EMFILE: i32 = 24;
+    pub(super) const EAGAIN: i32 = 11;
     pub(super) const EFBIG: i32 = 27;
     pub(super) const ENOSPC: i32 = 28;
     pub(super) const EMLINK: i32 = 31;
@@ -247,6 +255,7 @@ mod tests {
             Errno::NotSupported => 20,
             Errno::Overflow => 21,
             Errno::TooManyOpenFiles => 22,
+            Errno::TryAgain => 23,
         }
     }
 

@@ -30,6 +30,24 @@
 //!   the tail of the last block), so growing a file never exposes old data.
 //! - A directory's `nlink` is 2 plus its subdirectories; its `parent` names the directory
 //!   holding its one entry (the root's parent is itself).
+//! - **Inode budget**: `charged_inodes` counts the units of `Config::max_inodes` in use: one
+//!   per live inode (taken at creation, given back when the inode is freed), and one per name
+//!   of a non-directory beyond its first (taken by `link`, given back when `unlink` or a
+//!   replacing `rename` removes a name while others remain), as tmpfs counts links against
+//!   `nr_inodes`. So it always equals `live_inodes` plus the sum over live non-directories of
+//!   `nlink - 1` (0 for an unlinked one), and `statfs` reports the rest as free. Names cost
+//!   memory as inodes do; without this, links would be an unbounded way to use it.
+//! - **Space**: the store's capacity bounds the bytes users store, and every `ENOSPC` path,
+//!   `statfs` and [`Usage::blocks_used`] read one figure for it, the store's used blocks. A
+//!   file's data are blocks. An inode's extended attributes live on the heap, but their names
+//!   plus values are charged as `bytes.div_ceil(block_size)` blocks taken from the store and
+//!   kept, never read or written, in `Xattrs::charge`: taken before an attribute grows, all or
+//!   nothing (a `setxattr` that fails changes nothing), given back as attributes shrink or go
+//!   and when the inode is freed. So the store's used blocks are always the live inodes' file
+//!   blocks plus their charges. Real blocks rather than a second counter: the store's own
+//!   reservation stays the only arbiter, exact under races, and no allocation path can forget
+//!   the charge. The price: attribute bytes are held twice at worst (heap and pool), which is
+//!   still bounded by the store's size.
 //!
 //! # Lock order
 //!
@@ -90,9 +108,13 @@ pub enum AtimePolicy {
 /// Settings of a [`MemFs`].
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Most live inodes, the root included; creating more is `ENOSPC`.
+    /// Most live inodes, the root included, where every name of a non-directory beyond its
+    /// first counts as one more (as tmpfs counts hard links); creating or linking past it is
+    /// `ENOSPC`.
     pub max_inodes: u64,
     /// Most bytes of extended attributes per inode (names plus values); more is `ENOSPC`.
+    /// Within this budget, the bytes also take room in the store (whole blocks per inode), so a
+    /// full store refuses them too.
     pub max_xattr_bytes: usize,
     /// When reads update the access time.
     pub atime: AtimePolicy,
@@ -126,6 +148,9 @@ impl Default for Config {
 pub struct Usage {
     /// Live inodes, the root included.
     pub inodes: u64,
+    /// Units of [`Config::max_inodes`] in use: `inodes` plus every hard link of a
+    /// non-directory beyond its first name. `statfs` reports the rest as free.
+    pub inodes_charged: u64,
     /// Open handles.
     pub handles: u64,
     /// Blocks allocated in the store.
@@ -336,7 +361,12 @@ type Sharded<T> = Box<[RwLock<HashMap<u64, Arc<T>>>]>;
 #[derive(Default)]
 struct Xattrs {
     entries: Vec<(Name, Box<[u8]>)>,
+    /// Names plus values of `entries`.
     bytes: usize,
+    /// Blocks taken from the store to charge `bytes` against its capacity:
+    /// `bytes.div_ceil(block_size)` of them. Never read or written; the bytes live in
+    /// `entries`.
+    charge: Vec<BlockNo>,
 }
 
 /// A timestamp packed into 12 bytes (4-byte aligned): three of them in every inode.
@@ -406,17 +436,24 @@ impl State {
         self.ctime = now.into();
     }
 
-    /// Clears set-ID bits as a `chown` by `cred` does (Linux `chown_common`): set-user-ID
-    /// always, root included; set-group-ID when group-execute is set or the caller is neither
-    /// root nor in the file's group.
-    fn drop_privileges_on_chown(&mut self, cred: &Credentials) {
-        let mut kill = S_ISUID;
+    /// The set-ID bits a `chown` by `cred` clears (Linux `chown_common`): set-user-ID always,
+    /// root included; set-group-ID when group-execute is set or the caller is neither root nor
+    /// in the file's group. Only bits that are set: none means the chown changes no mode.
+    fn setid_bits_chown_clears(&self, cred: &Credentials) -> u32 {
+        let mut kill = self.perm & S_ISUID;
         if self.perm & S_ISGID != 0
             && (self.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(self.gid)))
         {
             kill |= S_ISGID;
         }
-        self.perm &= !kill;
+        kill
+    }
+
+    /// Clears the set-ID bits a `chown` by `cred` clears ([`setid_bits_chown_clears`]).
+    ///
+    /// [`setid_bits_chown_clears`]: State::setid_bits_chown_clears
+    fn drop_privileges_on_chown(&mut self, cred: &Credentials) {
+        self.perm &= !self.setid_bits_chown_clears(cred);
     }
 
     /// Clears set-ID bits as a write or truncation by `cred` does (Linux
@@ -548,6 +585,9 @@ pub struct MemFs<B: BlockStore> {
     next_ino: AtomicU64,
     next_fh: AtomicU64,
     live_inodes: AtomicU64,
+    /// Units of `Config::max_inodes` in use: `live_inodes` plus, for every non-directory, its
+    /// names beyond the first (see the invariants).
+    charged_inodes: AtomicU64,
     open_handles: AtomicU64,
     rename_lock: Mutex<()>,
     /// Told about content changes, once a frontend asks ([`Filesystem::watch_content`]).
@@ -601,6 +641,7 @@ impl<B: BlockStore> MemFs<B> {
             next_ino: AtomicU64::new(Ino::ROOT.0 + 1),
             next_fh: AtomicU64::new(1),
             live_inodes: AtomicU64::new(1),
+            charged_inodes: AtomicU64::new(1),
             open_handles: AtomicU64::new(0),
             rename_lock: Mutex::new(()),
             watch: spin::Once::new(),
@@ -680,6 +721,7 @@ impl<B: BlockStore> MemFs<B> {
     pub fn usage(&self) -> Usage {
         Usage {
             inodes: self.live_inodes.load(Ordering::Relaxed),
+            inodes_charged: self.charged_inodes.load(Ordering::Relaxed),
             handles: self.open_handles.load(Ordering::Relaxed),
             blocks_used: self.store.used_blocks(),
             blocks_total: self.store.capacity_blocks(),
@@ -785,10 +827,11 @@ impl<B: BlockStore> MemFs<B> {
         chain
     }
 
-    /// Reserves one inode of the budget.
-    fn reserve_inode(&self) -> Result<()> {
+    /// Takes one unit of the inode budget, for a new inode or another name of a
+    /// non-directory: `ENOSPC` when `Config::max_inodes` are in use.
+    fn charge_inode(&self) -> Result<()> {
         let max = self.config.max_inodes;
-        self.live_inodes
+        self.charged_inodes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -796,9 +839,16 @@ impl<B: BlockStore> MemFs<B> {
             .map_err(|_| Errno::NoSpace)
     }
 
+    /// Gives back one unit taken by [`charge_inode`](Self::charge_inode).
+    fn uncharge_inode(&self) {
+        let before = self.charged_inodes.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 1, "the root's unit is never given back");
+    }
+
     /// Makes a new inode (one lookup counted) and enters it in the table. The caller has
-    /// reserved it with [`reserve_inode`](Self::reserve_inode).
+    /// charged it with [`charge_inode`](Self::charge_inode).
     fn new_inode(&self, kind: FileType, state: State) -> Arc<Inode> {
+        self.live_inodes.fetch_add(1, Ordering::AcqRel);
         let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
         let inode = Arc::new(Inode {
             ino,
@@ -834,7 +884,9 @@ impl<B: BlockStore> MemFs<B> {
                 return;
             }
             st.freed = true;
-            st.xattrs = None;
+            if let Some(mut x) = st.xattrs.take() {
+                self.shrink_charge(&mut x.charge, 0);
+            }
             core::mem::replace(&mut st.body, Body::Special { rdev: 0 })
         };
         let hash = self.hash_ino(inode.ino);
@@ -846,6 +898,7 @@ impl<B: BlockStore> MemFs<B> {
             entry.remove();
         }
         self.live_inodes.fetch_sub(1, Ordering::AcqRel);
+        self.uncharge_inode();
         if let Body::File(f) = body {
             for block in f.blocks.values() {
                 let freed = self.store.free(*block);
@@ -935,7 +988,7 @@ impl<B: BlockStore> MemFs<B> {
         if kind == FileType::Directory && pst.nlink >= LINK_MAX {
             return Err(Errno::TooManyLinks);
         }
-        self.reserve_inode()?;
+        self.charge_inode()?;
         let now = self.now();
         let state = self.initial_state(cred, pst, kind, perm, body, now);
         let inode = self.new_inode(kind, state);
@@ -1003,6 +1056,70 @@ impl<B: BlockStore> MemFs<B> {
         if !st.freed && needs(&st, now) {
             st.atime = now.into();
         }
+    }
+
+    /// Takes blocks from the store until `charge` holds `want` of them, all or nothing:
+    /// `ENOSPC` (or the store's error) leaves `charge` as it was.
+    fn grow_charge(&self, charge: &mut Vec<BlockNo>, want: usize) -> Result<()> {
+        let have = charge.len();
+        if want <= have {
+            return Ok(());
+        }
+        if (want - have) as u64 > self.store.free_blocks() {
+            return Err(Errno::NoSpace);
+        }
+        charge
+            .try_reserve(want - have)
+            .map_err(|_| Errno::NoSpace)?;
+        for _ in have..want {
+            match self.store.allocate() {
+                Ok(block) => charge.push(block),
+                Err(e) => {
+                    self.shrink_charge(charge, have);
+                    return Err(store_err(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the blocks of `charge` past the first `keep` back to the store.
+    fn shrink_charge(&self, charge: &mut Vec<BlockNo>, keep: usize) {
+        for block in charge.drain(keep.min(charge.len())..) {
+            let freed = self.store.free(block);
+            debug_assert!(freed.is_ok(), "charged {block:?} was not allocated");
+        }
+    }
+
+    /// Sets attribute `name` of `x` to `value` as `setxattr` does, after its permission
+    /// checks: the per-inode budget, then the store's capacity. A failure changes nothing.
+    fn set_xattr_in(
+        &self,
+        x: &mut Xattrs,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<()> {
+        let pos = x.entries.iter().position(|(n, _)| &**n == name);
+        match (mode, pos) {
+            (XattrMode::Create, Some(_)) => return Err(Errno::Exists),
+            (XattrMode::Replace, None) => return Err(Errno::NoData),
+            _ => {}
+        }
+        let old = pos.map_or(0, |i| name.len() + x.entries[i].1.len());
+        let bytes = x.bytes - old + name.len() + value.len();
+        if bytes > self.config.max_xattr_bytes {
+            return Err(Errno::NoSpace);
+        }
+        let blocks = bytes.div_ceil(self.store.block_size());
+        self.grow_charge(&mut x.charge, blocks)?;
+        match pos {
+            Some(i) => x.entries[i].1 = value.into(),
+            None => x.entries.push((name.into(), value.into())),
+        }
+        x.bytes = bytes;
+        self.shrink_charge(&mut x.charge, blocks);
+        Ok(())
     }
 
     /// Frees every block at index `from` and above.
@@ -1466,6 +1583,21 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if set.mode.is_some() && !owner {
             return Err(Errno::NotPermitted);
         }
+        // A chown (or the kernel's request to drop set-ID bits) that has a bit to clear is a
+        // mode change: Linux's `notify_change` makes it one, and `setattr_prepare` lets only
+        // the owner or root change a mode. With nothing to clear, anyone may ask: ctime moves.
+        // A caller who may write the file may ask too: through FUSE, the kernel's request
+        // before such a caller's write or fallocate (`file_remove_privs`) is the same empty
+        // SETATTR as `chown(f, -1, -1)`, and a writer clears the bits by writing anyway.
+        let chown = set.uid.is_some() || set.gid.is_some() || set.kill_setid;
+        if chown
+            && inode.kind != FileType::Directory
+            && !owner
+            && st.setid_bits_chown_clears(cred) != 0
+            && !permitted(cred, inode.kind, &st, AccessMask::WRITE)
+        {
+            return Err(Errno::NotPermitted);
+        }
         // Linux `vfs_utimes`: setting both times to now (a "touch") needs ownership or write
         // permission; any other time change needs ownership.
         let touch = set.atime == TimeSet::Now && set.mtime == TimeSet::Now;
@@ -1489,7 +1621,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         }
         // A chown, or the kernel's request to drop set-ID bits, clears them as Linux's
         // `chown_common` does, judged on the group before the change.
-        if set.uid.is_some() || set.gid.is_some() || set.kill_setid {
+        if chown {
             if inode.kind != FileType::Directory {
                 st.drop_privileges_on_chown(cred);
             }
@@ -1639,6 +1771,11 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             let now = self.now();
             pst.dir_mut()?.remove(&self.hasher, name);
             pst.touch_modified(now);
+            if cst.nlink > 1 {
+                // A name beyond the first goes: its unit of the inode budget comes back. The
+                // last name's unit is the inode's own, given back when the inode is freed.
+                self.uncharge_inode();
+            }
             cst.nlink -= 1;
             cst.ctime = now.into();
             drop(cst);
@@ -1879,6 +2016,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                     ct.nlink = 0;
                     st2!().nlink -= 1;
                 } else {
+                    if ct.nlink > 1 {
+                        // As in unlink: a replaced name beyond the first gives its unit back.
+                        self.uncharge_inode();
+                    }
                     ct.nlink -= 1;
                 }
                 g1.dir_mut()?.remove(h, name);
@@ -1953,7 +2094,16 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         if pst.nlink == 0 {
             return Err(Errno::NotFound);
         }
-        pst.dir_mut()?.insert(&self.hasher, new_name, &src)?;
+        // Every name pins memory as an inode does: each one beyond the first takes a unit of
+        // the inode budget (tmpfs's `shmem_link` reserves an inode likewise).
+        self.charge_inode()?;
+        if let Err(e) = pst
+            .dir_mut()
+            .and_then(|d| d.insert(&self.hasher, new_name, &src))
+        {
+            self.uncharge_inode();
+            return Err(e);
+        }
         let now = self.now();
         pst.touch_modified(now);
         cst.nlink += 1;
@@ -2201,7 +2351,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
     fn statfs(&self, _cred: &Credentials) -> Result<StatFs> {
         let used = self.store.used_blocks();
         let total = self.store.capacity_blocks();
-        let inodes = self.live_inodes.load(Ordering::Relaxed);
+        let inodes = self.charged_inodes.load(Ordering::Relaxed);
         Ok(StatFs {
             block_size: self.store.block_size() as u32,
             blocks: total,
@@ -2257,27 +2407,12 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             return Err(Errno::NotFound);
         }
         Self::xattr_write_permission(cred, inode.kind, &st, ns)?;
-        let max = self.config.max_xattr_bytes;
         let x = st.xattrs.get_or_insert_with(Default::default);
-        let pos = x.entries.iter().position(|(n, _)| &**n == name);
-        match (mode, pos) {
-            (XattrMode::Create, Some(_)) => return Err(Errno::Exists),
-            (XattrMode::Replace, None) => return Err(Errno::NoData),
-            _ => {}
+        let set = self.set_xattr_in(x, name, value, mode);
+        if x.entries.is_empty() {
+            st.xattrs = None;
         }
-        let old = pos.map_or(0, |i| name.len() + x.entries[i].1.len());
-        let bytes = x.bytes - old + name.len() + value.len();
-        if bytes > max {
-            if x.entries.is_empty() {
-                st.xattrs = None;
-            }
-            return Err(Errno::NoSpace);
-        }
-        match pos {
-            Some(i) => x.entries[i].1 = value.into(),
-            None => x.entries.push((name.into(), value.into())),
-        }
-        x.bytes = bytes;
+        set?;
         st.ctime = self.now().into();
         Ok(())
     }
@@ -2323,6 +2458,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             .ok_or(Errno::NoData)?;
         let (n, v) = x.entries.remove(i);
         x.bytes -= n.len() + v.len();
+        self.shrink_charge(&mut x.charge, x.bytes.div_ceil(self.store.block_size()));
         if x.entries.is_empty() {
             st.xattrs = None;
         }
@@ -2624,6 +2760,96 @@ mod tests {
     }
 
     #[test]
+    fn xattrs_take_their_room_from_the_store() {
+        let store = FaultInjector::new(MemPool::new(4 * 4096));
+        let fs = MemFs::new(store, Config::default(), ZeroClock);
+        let root = Credentials::root();
+        let free = || fs.statfs(&root).unwrap().blocks_free;
+        let (f, fh) = fs
+            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
+            .unwrap();
+        // Names plus values, rounded up to whole blocks per inode: 6 + 8000 bytes take two.
+        fs.setxattr(&root, f.ino, b"user.a", &[1; 8000], XattrMode::Set)
+            .unwrap();
+        assert_eq!((free(), fs.store().used_blocks()), (2, 2));
+        fs.setxattr(&root, f.ino, b"user.b", &[2; 4000], XattrMode::Set)
+            .unwrap();
+        assert_eq!(free(), 1);
+        // File data and attributes share the store: the last block goes to the file, and
+        // then neither a write, a fallocate nor an attribute needing a block fits.
+        assert_eq!(fs.write(&root, fh, 0, &[3; 4096]), Ok((4096, 4096)));
+        assert_eq!(free(), 0);
+        assert_eq!(fs.write(&root, fh, 4096, b"x"), Err(Errno::NoSpace));
+        assert_eq!(
+            fs.fallocate(&root, fh, FallocateMode::KeepSize, 4096, 4096),
+            Err(Errno::NoSpace)
+        );
+        // 12012 bytes in three blocks: an attribute that still fits in the third one is fine.
+        fs.setxattr(&root, f.ino, b"user.c", &[4; 100], XattrMode::Set)
+            .unwrap();
+        // One that needs a fourth block is ENOSPC, and the old value stays.
+        assert_eq!(
+            fs.setxattr(&root, f.ino, b"user.c", &[5; 500], XattrMode::Replace),
+            Err(Errno::NoSpace)
+        );
+        assert_eq!(
+            fs.setxattr(&root, f.ino, b"user.d", &[6; 500], XattrMode::Set),
+            Err(Errno::NoSpace)
+        );
+        let mut buf = [0u8; 600];
+        assert_eq!(fs.getxattr(&root, f.ino, b"user.c", &mut buf), Ok(100));
+        assert!(buf[..100].iter().all(|&b| b == 4));
+        assert_eq!(
+            fs.getxattr(&root, f.ino, b"user.d", &mut buf),
+            Err(Errno::NoData)
+        );
+        assert_eq!(fs.store().used_blocks(), 4);
+        // Removing an attribute gives its room back, to the file as to attributes: 4006 +
+        // 106 bytes left, in two blocks.
+        fs.removexattr(&root, f.ino, b"user.a").unwrap();
+        assert_eq!(free(), 1);
+        assert_eq!(fs.write(&root, fh, 4096, b"x"), Ok((1, 4097)));
+        assert_eq!(free(), 0);
+        // Replacing a value with a smaller one gives room back too: 6 + 10 and 6 + 100 bytes.
+        fs.setxattr(&root, f.ino, b"user.b", &[7; 10], XattrMode::Replace)
+            .unwrap();
+        assert_eq!(free(), 1);
+        // A store failing part way through a charge of two blocks leaves everything as it was.
+        let empty = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &empty, None).unwrap();
+        assert_eq!(free(), 3);
+        fs.store().fail_allocations_after(1);
+        assert_eq!(
+            fs.setxattr(&root, f.ino, b"user.b", &[8; 9000], XattrMode::Replace),
+            Err(Errno::NoSpace)
+        );
+        assert_eq!(fs.store().injected_faults(), 1, "the second block failed");
+        fs.store().heal();
+        assert_eq!((free(), fs.store().used_blocks()), (3, 1));
+        assert_eq!(fs.getxattr(&root, f.ino, b"user.b", &mut buf), Ok(10));
+        assert_eq!(buf[..10], [7; 10]);
+        // Freeing the inode returns every block, attributes' included.
+        fs.release(fh).unwrap();
+        fs.unlink(&root, Ino::ROOT, b"f").unwrap();
+        assert_eq!(
+            fs.store().used_blocks(),
+            1,
+            "the record holds its attributes"
+        );
+        fs.forget(f.ino, 1);
+        assert_eq!((free(), fs.store().used_blocks()), (4, 0));
+        // So does removing the last attribute of a directory.
+        fs.setxattr(&root, Ino::ROOT, b"user.r", b"v", XattrMode::Set)
+            .unwrap();
+        assert_eq!(free(), 3);
+        fs.removexattr(&root, Ino::ROOT, b"user.r").unwrap();
+        assert_eq!(free(), 4);
+    }
+
+    #[test]
     fn inode_budget_is_enospc() {
         let config = Config {
             max_inodes: 3,
@@ -2645,6 +2871,58 @@ mod tests {
             fs.mkdir(&root, Ino::ROOT, b"c", 0o755).map(|a| a.ino),
             Ok(Ino(4))
         );
+    }
+
+    #[test]
+    fn hard_links_count_against_the_inode_budget() {
+        let config = Config {
+            max_inodes: 5,
+            ..Config::default()
+        };
+        let fs = MemFs::new(MemPool::new(4096), config, ZeroClock);
+        let root = Credentials::root();
+        let free = || fs.statfs(&root).unwrap().files_free;
+        let f = fs
+            .mknod(&root, Ino::ROOT, b"f", FileType::RegularFile, 0o644, 0)
+            .unwrap();
+        assert_eq!(free(), 3);
+        // Each name beyond the first takes a unit, as an inode does.
+        fs.link(&root, f.ino, Ino::ROOT, b"g").unwrap();
+        fs.link(&root, f.ino, Ino::ROOT, b"h").unwrap();
+        assert_eq!(free(), 1);
+        let x = fs
+            .mknod(&root, Ino::ROOT, b"x", FileType::NamedPipe, 0o644, 0)
+            .unwrap();
+        assert_eq!(free(), 0);
+        assert_eq!(fs.link(&root, f.ino, Ino::ROOT, b"i"), Err(Errno::NoSpace));
+        assert_eq!(fs.mkdir(&root, Ino::ROOT, b"d", 0o755), Err(Errno::NoSpace));
+        assert_eq!(fs.find(&root, Ino::ROOT, b"i"), Err(Errno::NotFound));
+        let usage = fs.usage();
+        assert_eq!((usage.inodes, usage.inodes_charged), (3, 5));
+        // A rename replacing one of several names gives that name's unit back.
+        fs.rename(&root, Ino::ROOT, b"x", Ino::ROOT, b"g", RenameMode::Replace)
+            .unwrap();
+        assert_eq!((free(), fs.getattr(&root, f.ino).unwrap().nlink), (1, 2));
+        // So does unlinking one while another remains.
+        fs.unlink(&root, Ino::ROOT, b"h").unwrap();
+        assert_eq!(free(), 2);
+        fs.link(&root, f.ino, Ino::ROOT, b"i").unwrap();
+        fs.unlink(&root, Ino::ROOT, b"i").unwrap();
+        assert_eq!(free(), 2);
+        // The last name's unit is the inode's: it comes back when the inode is freed.
+        fs.unlink(&root, Ino::ROOT, b"f").unwrap();
+        assert_eq!(
+            free(),
+            2,
+            "the kernel still holds its lookups (one per link)"
+        );
+        fs.forget(f.ino, 4);
+        assert_eq!(free(), 3);
+        fs.unlink(&root, Ino::ROOT, b"g").unwrap();
+        fs.forget(x.ino, 1);
+        assert_eq!(free(), 4);
+        let usage = fs.usage();
+        assert_eq!((usage.inodes, usage.inodes_charged), (1, 1));
     }
 
     #[test]
@@ -2815,6 +3093,122 @@ mod tests {
             .unwrap();
         fs.write(&alice, fh, 0, b"x").unwrap();
         assert_eq!(fs.getattr(&root, f.ino).unwrap().perm, 0o755);
+    }
+
+    /// A clock that moves one second each time it is read, so a test can see ctime move.
+    struct TickingClock(AtomicU64);
+
+    impl Clock for TickingClock {
+        fn now(&self) -> Timestamp {
+            let secs = self.0.fetch_add(1, Ordering::Relaxed) as i64;
+            Timestamp { secs, nanos: 0 }
+        }
+    }
+
+    #[test]
+    fn chown_to_nobody_by_a_non_owner_cannot_drop_set_id_bits() {
+        let config = Config {
+            root_perm: 0o777,
+            ..Config::default()
+        };
+        let fs = MemFs::new(
+            MemPool::new(64 * 4096),
+            config,
+            TickingClock(AtomicU64::new(1)),
+        );
+        let root = Credentials::root();
+        let alice = Credentials::user(1000, 1000);
+        let kill = SetAttr {
+            kill_setid: true,
+            ..SetAttr::default()
+        };
+        let (f, fh) = fs
+            .create(&root, Ino::ROOT, b"su", 0o4755, OpenFlags::WRITE)
+            .unwrap();
+        fs.release(fh).unwrap();
+        // `chown(f, -1, -1)` by someone else would clear root's set-user-ID bit: EPERM, and
+        // nothing changes, ctime included.
+        assert_eq!(
+            fs.setattr(&alice, f.ino, &kill, None),
+            Err(Errno::NotPermitted)
+        );
+        let after = fs.getattr(&root, f.ino).unwrap();
+        assert_eq!((after.perm, after.ctime), (0o4755, f.ctime));
+        // A uid or gid change by a non-owner stays EPERM, whatever the bits.
+        let chgrp = SetAttr {
+            gid: Some(1000),
+            ..kill
+        };
+        assert_eq!(
+            fs.setattr(&alice, f.ino, &chgrp, None),
+            Err(Errno::NotPermitted)
+        );
+        // Set-group-ID without group-execute falls only for callers outside the file's group.
+        let sg = SetAttr {
+            mode: Some(0o2745),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &sg, None).unwrap();
+        let member = Credentials {
+            groups: vec![0],
+            ..Credentials::user(1001, 1001)
+        };
+        // A member of the file's group clears nothing here: allowed, only ctime moves.
+        let before = fs.getattr(&root, f.ino).unwrap();
+        let done = fs.setattr(&member, f.ino, &kill, None).unwrap();
+        assert_eq!(done.perm, 0o2745);
+        assert!(done.ctime > before.ctime, "ctime moves");
+        // Someone outside it would clear set-group-ID: EPERM.
+        assert_eq!(
+            fs.setattr(&alice, f.ino, &kill, None),
+            Err(Errno::NotPermitted)
+        );
+        // With no set-ID bit at all, a non-owner's `chown(f, -1, -1)` succeeds and moves ctime.
+        let plain = SetAttr {
+            mode: Some(0o755),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &plain, None).unwrap();
+        let before = fs.getattr(&root, f.ino).unwrap();
+        let done = fs.setattr(&alice, f.ino, &kill, None).unwrap();
+        assert_eq!((done.perm, done.uid), (0o755, 0));
+        assert!(done.ctime > before.ctime, "ctime moves");
+        // Someone who may write the file may clear them: writing would clear them anyway, and
+        // through FUSE the kernel asks this way before that caller's write.
+        let writable = SetAttr {
+            mode: Some(0o4757),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, f.ino, &writable, None).unwrap();
+        assert_eq!(fs.setattr(&alice, f.ino, &kill, None).unwrap().perm, 0o757);
+        // The owner and root clear the bits as before.
+        fs.setattr(
+            &root,
+            f.ino,
+            &SetAttr {
+                mode: Some(0o6755),
+                ..SetAttr::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(fs.setattr(&root, f.ino, &kill, None).unwrap().perm, 0o755);
+        let (mine, fh) = fs
+            .create(&alice, Ino::ROOT, b"mine", 0o4755, OpenFlags::WRITE)
+            .unwrap();
+        fs.release(fh).unwrap();
+        assert_eq!(
+            fs.setattr(&alice, mine.ino, &kill, None).unwrap().perm,
+            0o755
+        );
+        // Directories keep their set-ID bits on chown, so anyone may ask.
+        let d = fs.mkdir(&root, Ino::ROOT, b"d", 0o755).unwrap();
+        let sgid_dir = SetAttr {
+            mode: Some(0o2755),
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, d.ino, &sgid_dir, None).unwrap();
+        assert_eq!(fs.setattr(&alice, d.ino, &kill, None).unwrap().perm, 0o2755);
     }
 
     #[test]

@@ -225,10 +225,15 @@ pub struct SetAttr {
     pub mtime: TimeSet,
     /// New change time. `Omit` still sets it to now when anything else is set.
     pub ctime: TimeSet,
-    /// Clear set-ID bits as a write or `chown` does (set-user-ID always; set-group-ID when
-    /// group-execute is set or the caller is neither root nor in the file's group) and move
-    /// ctime. Needs no permission: a kernel frontend sends it after its own checks (FUSE's
-    /// kill-set-ID request, `chown(f, -1, -1)`).
+    /// Clear set-ID bits of a non-directory as `chown` does (set-user-ID always; set-group-ID
+    /// when group-execute is set or the caller is neither root nor in the file's group) and
+    /// move ctime: what `chown(f, -1, -1)` does, and FUSE's kill-set-ID request. When a bit
+    /// would be cleared, that is a mode change: only the owner, root, or a caller who may write
+    /// the file may ask; others get `EPERM` and nothing changes (Linux's `notify_change` makes
+    /// the kill an `ATTR_MODE`, which `setattr_prepare` refuses to a non-owner). Writers are
+    /// let through because over FUSE the kernel sends this same request before a non-owner's
+    /// write or fallocate, and a write clears the bits anyway. With nothing to clear anyone may
+    /// ask, and only ctime moves.
     pub kill_setid: bool,
 }
 

@@ -20,7 +20,7 @@ use btfuse_core::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const ERRNOS: [Errno; 23] = Errno::ALL;
+const ERRNOS: [Errno; Errno::ALL.len()] = Errno::ALL;
 
 const FILE_TYPES: [FileType; 7] = [
     FileType::RegularFile,
@@ -81,7 +81,7 @@ fn attr() -> impl Strategy<Value = Attr> {
 }
 
 fn open_options() -> impl Strategy<Value = OpenOptions> {
-    any::<[bool; 9]>().prop_map(|b| OpenOptions {
+    any::<[bool; 11]>().prop_map(|b| OpenOptions {
         read: b[0],
         write: b[1],
         append: b[2],
@@ -91,6 +91,8 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
         directory: b[6],
         nofollow: b[7],
         nonblock: b[8],
+        check_read_write: b[9],
+        path_only: b[10],
     })
 }
 
@@ -460,6 +462,7 @@ impl ResponseParts {
             12 => Response::Prefetched {
                 fd: self.fd,
                 ino: self.attr.ino,
+                slot: self.fd,
                 version: self.num,
                 data: &self.bytes,
             },
@@ -1005,8 +1008,8 @@ fn value_errors() {
             ],
         )
     };
-    assert!(open(0x1ff, 0o7777).is_ok());
-    assert_eq!(open(0x200, 0), Err(DecodeError::BadBits));
+    assert!(open(0x7ff, 0o7777).is_ok());
+    assert_eq!(open(0x800, 0), Err(DecodeError::BadBits));
     assert_eq!(open(1 << 31, 0), Err(DecodeError::BadBits));
     assert_eq!(open(1, 0o10000), Err(DecodeError::BadBits));
     // An absent `at` must be zero.
@@ -1119,7 +1122,7 @@ fn response_value_errors() {
     );
     // Open flags in a `Flags` response.
     assert_eq!(
-        response(0x88, 0x400u32.to_le_bytes().to_vec()),
+        response(0x88, 0x800u32.to_le_bytes().to_vec()),
         Err(DecodeError::BadBits)
     );
 }

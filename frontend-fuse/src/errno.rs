@@ -29,6 +29,7 @@ pub(crate) fn to_fuse(e: Errno) -> fuser::Errno {
         Errno::NotSupported => libc::EOPNOTSUPP,
         Errno::Overflow => libc::EOVERFLOW,
         Errno::TooManyOpenFiles => libc::EMFILE,
+        Errno::TryAgain => libc::EAGAIN,
     };
     fuser::Errno::from_i32(raw)
 }

@@ -29,7 +29,9 @@ use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
 use crate::coherence::Coherent;
-use btfuse_shm::daemon::{SystemClock, block_stop_signals, parse_size, wait_for_stop};
+use btfuse_shm::daemon::{
+    SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
+};
 use btfuse_shm::metrics::{self, Frontend, Metered};
 use btfuse_shm::{Server, ServerConfig};
 
@@ -76,6 +78,12 @@ struct Cli {
     /// Let users other than the one mounting use the filesystem (permission checks still apply).
     #[arg(long)]
     allow_other: bool,
+
+    /// Most ring connections one user may have at once; more are refused (EMFILE) with a
+    /// log line.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
+    max_connections_per_user: u32,
 
     /// Owner of the root directory [default: 0].
     #[arg(long, value_name = "UID")]
@@ -189,6 +197,8 @@ struct Extras {
     metrics: Option<SocketAddr>,
     /// The ring's socket, or `None` for `--no-shm`.
     ring: Option<PathBuf>,
+    /// Most ring connections of one user.
+    max_connections_per_user: usize,
 }
 
 /// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
@@ -221,6 +231,7 @@ fn serve(
     // One /dev/fuse descriptor per thread: requests do not queue on one shared file.
     config.clone_fd = true;
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    raise_descriptor_limit();
     // Bound before mounting, so that a taken address fails the start and leaves no mount;
     // served until this function returns.
     let ring_counters = metrics::RingSlot::default();
@@ -265,7 +276,8 @@ fn serve(
         Some(socket) => {
             let engine = Arc::new(Coherent::new(Arc::clone(&fs), session.notifier()));
             let opener = Arc::new(handoff::MountOpener::new(&canonical));
-            match start_ring(engine, socket, s.threads, s.allow_other, opener) {
+            let limits = (s.threads, extras.max_connections_per_user);
+            match start_ring(engine, socket, limits, s.allow_other, opener) {
                 Ok(server) => {
                     let _ = ring_counters.set(server.counters());
                     fast_path_hint(socket, &mountpoint);
@@ -355,6 +367,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let extras = Extras {
         metrics: cli.metrics,
         ring: ring_socket(&cli, &mountpoint)?,
+        max_connections_per_user: cli.max_connections_per_user as usize,
     };
     if helper && !cli.foreground {
         match sys::daemonize().map_err(|e| format!("cannot detach: {e}"))? {
@@ -399,7 +412,7 @@ fn ring_socket(cli: &Cli, mountpoint: &std::path::Path) -> Result<Option<PathBuf
 fn start_ring<F: btfuse_core::Filesystem + 'static>(
     engine: Arc<F>,
     socket: &std::path::Path,
-    threads: usize,
+    (threads, max_connections_per_user): (usize, usize),
     allow_other: bool,
     opener: Arc<handoff::MountOpener>,
 ) -> Result<Server<F>, String> {
@@ -419,6 +432,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
         socket: socket.to_path_buf(),
         threads,
         socket_mode: if allow_other { 0o666 } else { 0o600 },
+        max_connections_per_user,
     };
     let server = Server::start_with_kernel(engine, &config, opener)
         .map_err(|e| format!("--shm-socket {}: {e}", socket.display()))?;

@@ -9,7 +9,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use btfuse_core::Ino;
 use btfuse_core::ring::{self, Request, Response};
 use btfuse_shm::{Client, OpenOptions};
 use common::{Mount, connect_ring, preloaded, ring_operations};
@@ -153,8 +152,8 @@ fn mount_changes_show_through_the_ring_at_once() {
 }
 
 /// Opens `path` through the ring for reading with its first bytes sent along: the
-/// description, the inode, the content version and the bytes.
-fn open_prefetched(ring: &Client, path: &str) -> (u32, Ino, u64, Vec<u8>) {
+/// description, the inode's content table slot, the content version and the bytes.
+fn open_prefetched(ring: &Client, path: &str) -> (u32, u32, u64, Vec<u8>) {
     let request = Request::Open {
         at: None,
         path: path.as_bytes(),
@@ -170,10 +169,11 @@ fn open_prefetched(ring: &Client, path: &str) -> (u32, Ino, u64, Vec<u8>) {
     ring.request(&request, |r| match r {
         Response::Prefetched {
             fd,
-            ino,
+            slot,
             version,
             data,
-        } => Ok((fd, ino, version, data.to_vec())),
+            ..
+        } => Ok((fd, slot, version, data.to_vec())),
         other => panic!("expected Prefetched, got {other:?}"),
     })
     .unwrap()
@@ -184,12 +184,12 @@ fn content_sent_with_an_open_goes_stale_when_the_mount_changes_it() {
     let (mount, ring, _sockets) = mount_with_ring();
     let m = mount.path();
     fs::write(m.join("kept"), b"first").unwrap();
-    let (fd, ino, version, data) = open_prefetched(&ring, "/kept");
+    let (fd, slot, version, data) = open_prefetched(&ring, "/kept");
     assert_eq!(data, b"first");
-    assert!(ring.content_is_current(ino, version));
+    assert!(ring.content_is_current(slot, version));
     // Reading through the mount changes nothing.
     assert_eq!(read_through(&m.join("kept")), b"first");
-    assert!(ring.content_is_current(ino, version));
+    assert!(ring.content_is_current(slot, version));
     // A write through the kernel does, before it returns.
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -197,7 +197,7 @@ fn content_sent_with_an_open_goes_stale_when_the_mount_changes_it() {
         .unwrap();
     f.write_all(b"F").unwrap();
     assert!(
-        !ring.content_is_current(ino, version),
+        !ring.content_is_current(slot, version),
         "a write through the mount"
     );
     let (again, _, version, data) = open_prefetched(&ring, "/kept");
@@ -205,7 +205,7 @@ fn content_sent_with_an_open_goes_stale_when_the_mount_changes_it() {
     // So does a truncation.
     f.set_len(2).unwrap();
     assert!(
-        !ring.content_is_current(ino, version),
+        !ring.content_is_current(slot, version),
         "a truncation through the mount"
     );
     for desc in [fd, again] {

@@ -141,3 +141,61 @@ fn a_daemon_that_handed_files_off_still_stops_and_unmounts() {
     assert!(stopped.unmounted, "{stopped:?}");
     assert!(stopped.status.is_some_and(|s| s.success()), "{stopped:?}");
 }
+
+/// Opens `path` through the ring with `flags`; the description number.
+fn open_raw(
+    client: &btfuse_shm::Client,
+    path: &[u8],
+    flags: btfuse_core::ring::OpenOptions,
+) -> u32 {
+    use btfuse_core::ring::{Request, Response};
+    let request = Request::Open {
+        at: None,
+        path,
+        flags,
+        mode: 0,
+        prefetch: 0,
+        known_ino: 0,
+        known_version: 0,
+    };
+    client
+        .request(&request, |r| match r {
+            Response::Opened { fd, .. } => Ok(fd),
+            other => panic!("expected Opened, got {other:?}"),
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_description_that_grants_nothing_is_handed_off_as_one_that_grants_nothing() {
+    let mount = Mount::start(&[]);
+    fs::write(mount.path().join("secret"), b"not for reading").unwrap();
+    let client = connect_ring(&mount.default_socket());
+    let mode3 = btfuse_core::ring::OpenOptions {
+        check_read_write: true,
+        ..Default::default()
+    };
+    let o_path = btfuse_core::ring::OpenOptions {
+        path_only: true,
+        ..Default::default()
+    };
+    for flags in [mode3, o_path] {
+        let fd = open_raw(&client, b"/secret", flags);
+        let kernel = fs::File::from(client.handoff(fd).unwrap());
+        // The kernel file is an O_PATH one: it names the inode and reads nothing.
+        assert_ne!(status_flags(&kernel) & libc::O_PATH, 0, "{flags:?}");
+        assert_eq!(
+            kernel.metadata().unwrap().ino(),
+            client.metadata("/secret").unwrap().attr.ino.0
+        );
+        let mut buf = [0u8; 8];
+        let err = (&kernel).read(&mut buf).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{flags:?}");
+        let err = (&kernel).write(b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{flags:?}");
+    }
+    assert_eq!(
+        fs::read(mount.path().join("secret")).unwrap(),
+        b"not for reading"
+    );
+}

@@ -18,14 +18,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use btfuse_core::ring::{
     self, DecodeError, EncodeError, MAX_IO, Request, Response, Target, Whence,
 };
-use btfuse_core::{AccessMask, Attr, Errno, FileType, Ino, RenameMode, StatFs, TimeSet};
+use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet};
 
 use crate::channel::{REGION_LEN, Region};
 use crate::contents::{ContentView, TABLE_LEN};
@@ -41,6 +41,25 @@ static PRIVATE_FD_FLOOR: std::sync::atomic::AtomicI32 = std::sync::atomic::Atomi
 /// onto a small number) never land on the client's socket.
 pub fn set_private_fd_floor(floor: i32) {
     PRIVATE_FD_FLOOR.store(floor.max(0), Ordering::Relaxed);
+}
+
+/// How many times this process's ids have changed, as [`identity_changed`] counts them.
+static IDENTITY_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Says that this process's user or group ids (real, effective, saved, filesystem or
+/// supplementary) may have changed. The server takes a channel's identity from the kernel
+/// when the channel connects (`SO_PEERCRED`, `/proc`), never from the client; so from now on
+/// every client of this process leaves the channels it has and connects new ones, joining the
+/// same session, before its next request. Descriptions opened before keep the access they were
+/// granted, as the kernel's do. An interposer calls this after every `set*id`, `setgroups`
+/// and `setfs*id`; a Rust program that changes its ids calls it itself.
+pub fn identity_changed() {
+    IDENTITY_EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The identity epoch now.
+fn identity_epoch() -> u64 {
+    IDENTITY_EPOCH.load(Ordering::Acquire)
 }
 
 /// Most channels one client opens.
@@ -132,12 +151,17 @@ pub(crate) struct Channel {
     /// A request was published and the server not yet woken if it sleeps
     /// ([`Region::wake_server`]): done before waiting or letting go of the channel.
     unwoken: bool,
+    /// The identity epoch when it connected: the server checks its requests with the ids the
+    /// process had then, so it serves no request made after they changed.
+    epoch: u64,
 }
 
 impl Channel {
     /// Connects a channel; returns it, the session's join token and the server's content
     /// table (to map, or to drop when the client has it already).
     pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, u64, OwnedFd)> {
+        // Read before connecting: ids changed during the handshake make the channel stale.
+        let epoch = identity_epoch();
         let mut stream = UnixStream::connect(socket)?;
         let floor = PRIVATE_FD_FLOOR.load(Ordering::Relaxed);
         if floor > 0 {
@@ -182,6 +206,7 @@ impl Channel {
                 posted: None,
                 post_pending: false,
                 unwoken: false,
+                epoch,
             },
             welcome.session,
             table,
@@ -517,6 +542,55 @@ impl Client {
     }
 
     fn take_channel(&self) -> io::Result<Box<Channel>> {
+        let channel = self.take_any_channel()?;
+        if channel.epoch == identity_epoch() {
+            return Ok(channel);
+        }
+        // Its successor connects first: the server keeps a session only while it has a
+        // channel, and this may be the only one.
+        let fresh = Channel::connect(&self.inner.socket, Hello::Join(self.inner.session));
+        self.retire(channel, fresh.is_ok());
+        match fresh {
+            Ok((channel, _, _)) => Ok(Box::new(channel)),
+            Err(e) => Err(join_error(e)),
+        }
+    }
+
+    /// Lets go of a channel connected under ids the process no longer has (`replaced`: by a
+    /// new one, which takes its place in the count). The answer to a request it posted is
+    /// collected first, so the server has served it before the hang-up.
+    fn retire(&self, mut channel: Box<Channel>, replaced: bool) {
+        // Any answer shows every request published before it served (they are served in
+        // order): a `Close` in the post area is never lost with the channel.
+        let settled = if channel.post_pending {
+            let tag = u64::from(channel.seq.wrapping_add(1));
+            let hello = Request::Hello {
+                version: ring::VERSION,
+            };
+            channel.call(tag, &hello, |_| Ok(()))
+        } else {
+            channel.collect_posted()
+        };
+        if let Err(e) = settled {
+            log::debug!("retiring a channel: {e}");
+        }
+        channel.wake();
+        drop(channel);
+        if replaced {
+            return;
+        }
+        let inner = &self.inner;
+        let idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        inner.open.fetch_sub(1, Ordering::Relaxed);
+        let waiting = inner.waiters.load(Ordering::Relaxed) > 0;
+        drop(idle);
+        if waiting {
+            inner.returned.notify_one();
+        }
+    }
+
+    /// A free channel, of any epoch.
+    fn take_any_channel(&self) -> io::Result<Box<Channel>> {
         if let Some(channel) = self.take_hot() {
             return Ok(channel);
         }
@@ -619,11 +693,11 @@ impl Client {
         })
     }
 
-    /// Whether content the server sent with `version` for inode `ino`
+    /// Whether content the server sent with `version` and content table slot `slot`
     /// ([`Response::Prefetched`]) is still the file's: no change to it has begun since. One
     /// load from the server's content table; no round trip.
-    pub fn content_is_current(&self, ino: Ino, version: u64) -> bool {
-        crate::contents::is_settled(version) && self.inner.contents.version(ino) == version
+    pub fn content_is_current(&self, slot: u32, version: u64) -> bool {
+        crate::contents::is_settled(version) && self.inner.contents.version(slot) == version
     }
 
     /// Names the server's content table, unique among all servers ever started: content

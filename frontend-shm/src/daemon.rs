@@ -52,6 +52,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
+/// Raises the soft limit on open descriptors to the hard limit, as a daemon that holds one
+/// per client connection should, and logs the limit it runs with (or why it could not).
+pub fn raise_descriptor_limit() {
+    match crate::sys::raise_nofile_limit() {
+        Ok(limit) => log::debug!("open descriptor limit: {limit}"),
+        Err(e) => log::warn!("cannot raise the open descriptor limit: {e}"),
+    }
+}
+
 /// Physical memory in bytes (`MemTotal` of /proc/meminfo), or 1 GiB if unreadable.
 pub fn memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")

@@ -31,7 +31,8 @@ pub mod server;
 mod sys;
 
 pub use client::{
-    Client, DirEntry, File, LeftTree, Metadata, OpenOptions, Sent, set_private_fd_floor,
+    Client, DirEntry, File, LeftTree, Metadata, OpenOptions, Sent, identity_changed,
+    set_private_fd_floor,
 };
 pub use creds::supplementary_groups;
 pub use server::{Server, ServerConfig};

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
 use btfuse_shm::daemon::{
-    SystemClock, block_stop_signals, memory_bytes, parse_size, wait_for_stop,
+    SystemClock, block_stop_signals, memory_bytes, parse_size, raise_descriptor_limit,
+    wait_for_stop,
 };
 use btfuse_shm::metrics;
 use btfuse_shm::{Server, ServerConfig};
@@ -53,6 +54,10 @@ struct ServeArgs {
     /// a free one and logs it) [default: off].
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Most connections one user may have at once; more are refused (EMFILE) with a log line.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
+    max_connections_per_user: u32,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let fs = Arc::new(MemFs::new(MemPool::new(size), config, SystemClock));
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    raise_descriptor_limit();
     // Bound before anything else starts, so that a taken address fails the start.
     let ring_counters = metrics::RingSlot::default();
     let exporter = args
@@ -97,6 +103,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             socket: args.socket.clone(),
             threads,
             socket_mode: 0o600,
+            max_connections_per_user: args.max_connections_per_user as usize,
         },
     )
     .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;

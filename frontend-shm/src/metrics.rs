@@ -162,7 +162,7 @@ const BUCKETS_NS: [u64; 26] = [
 ];
 
 /// Every errno the engine reports, in label order.
-const ERRNOS: [Errno; 23] = Errno::ALL;
+const ERRNOS: [Errno; Errno::ALL.len()] = Errno::ALL;
 
 /// A counter only its own thread writes: a load and a store, no locked instruction.
 #[derive(Default)]
@@ -423,7 +423,8 @@ pub fn serve_engine<B: btfuse_core::BlockStore + 'static>(
         let usage = fs.usage();
         let ring = ring.get();
         Gauges {
-            inodes_used: usage.inodes,
+            // Hard links take units of the budget as inodes do: used + free = total.
+            inodes_used: usage.inodes_charged,
             inodes_total,
             blocks_used: usage.blocks_used,
             blocks_total: usage.blocks_total,

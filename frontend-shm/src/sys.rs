@@ -156,6 +156,27 @@ pub(crate) fn recv_waiting_with_fd(
         .next())
 }
 
+/// Reads and throws away whatever is waiting on `sock`, closing every descriptor that came
+/// with it, without blocking; the bytes and descriptors thrown away. A client never writes on
+/// its channel after the hello: what it sends is a protocol violation, and descriptors left
+/// queued would keep the client's own socket open and the channel alive after it is gone.
+pub(crate) fn discard_received(sock: &UnixStream) -> (usize, usize) {
+    let (mut bytes, mut fds) = (0, 0);
+    // A byte at a time, so each message's descriptors are taken (and closed as they drop)
+    // with its first byte; bounded, so a client writing without pause cannot hold the worker
+    // here. Closing the socket afterwards drops whatever is left, descriptors included.
+    for _ in 0..64 {
+        match recvmsg_with_fds(sock, &mut [0u8; 1], libc::MSG_DONTWAIT) {
+            Ok(received) => {
+                fds += received.len();
+                bytes += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    (bytes, fds)
+}
+
 fn recvmsg_with_fds(
     sock: &UnixStream,
     buf: &mut [u8],
@@ -212,6 +233,26 @@ pub struct PeerCred {
     pub uid: u32,
     /// Effective group id.
     pub gid: u32,
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to the hard one; the limit now.
+pub(crate) fn raise_nofile_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads `limit`.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// `SO_PEERCRED` of a connected Unix socket.

@@ -13,8 +13,9 @@
 //! File data is kept per block (a map from block index to the block's bytes) rather than as one
 //! flat buffer, because the property test writes at offsets around 2^40: the map's keys are
 //! exactly the allocated blocks, which is what `blocks`, `SEEK_DATA`/`SEEK_HOLE` and the store's
-//! free count are computed from. Bytes outside allocated blocks, and bytes of an allocated
-//! block past the file size, are always zero.
+//! free count (with the blocks extended attributes are charged) are computed from. Bytes
+//! outside allocated blocks, and bytes of an allocated block past the file size, are always
+//! zero.
 
 use btfuse_core::{
     AccessMask, AtimePolicy, Attr, Clock, Config, Credentials, DirEntry, Errno, FallocateMode, Fh,
@@ -49,7 +50,8 @@ struct State {
     handles: BTreeMap<u64, Handle>,
     next_ino: u64,
     next_fh: u64,
-    /// Blocks allocated by all live inodes together.
+    /// Blocks allocated by all live inodes together: file data, and the charge for each
+    /// inode's extended attributes ([`Model::xattr_blocks`]).
     used_blocks: u64,
 }
 
@@ -317,8 +319,19 @@ impl Model {
         Ok(())
     }
 
+    /// Units of `Config::max_inodes` in use: every inode, and every name of a non-directory
+    /// beyond its first (tmpfs's `shmem_link` reserves an inode for each, and `shmem_unlink`
+    /// gives one back while other names remain).
+    fn inodes_charged(st: &State) -> u64 {
+        let extra_names: u64 = (st.nodes.values())
+            .filter(|n| n.kind != FileType::Directory)
+            .map(|n| u64::from(n.nlink.saturating_sub(1)))
+            .sum();
+        st.nodes.len() as u64 + extra_names
+    }
+
     fn inode_budget(&self, st: &State) -> Result<()> {
-        if st.nodes.len() as u64 >= self.config.max_inodes {
+        if Self::inodes_charged(st) >= self.config.max_inodes {
             return Err(Errno::NoSpace);
         }
         Ok(())
@@ -384,8 +397,16 @@ impl Model {
         Ok(fh)
     }
 
+    /// The blocks an inode's extended attributes take from the store: their names and values
+    /// rounded up to whole blocks. tmpfs charges these bytes against its inode space instead;
+    /// the engine charges them against the size, so that `-o size` bounds them.
+    fn xattr_blocks(&self, xattrs: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+        let bytes: usize = xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
+        (bytes as u64).div_ceil(self.block_size)
+    }
+
     /// Frees `ino` if nothing refers to it any more, returning its blocks to the store.
-    fn maybe_free(st: &mut State, ino: u64) {
+    fn maybe_free(&self, st: &mut State, ino: u64) {
         let Some(node) = st.nodes.get(&ino) else {
             return;
         };
@@ -393,6 +414,7 @@ impl Model {
             if let Body::File { blocks, .. } = &node.body {
                 st.used_blocks -= blocks.len() as u64;
             }
+            st.used_blocks -= self.xattr_blocks(&node.xattrs);
             st.nodes.remove(&ino);
         } else if node.nlink == 0 && node.open_handles == 0 {
             // Unreachable data (only lookup references remain): the blocks go at once.
@@ -467,10 +489,17 @@ fn permits(node: &Node, cred: &Credentials, mask: AccessMask) -> bool {
 /// `setattr_should_drop_sgid`, which tmpfs applies through `file_remove_privs` and
 /// `chown_common`. Callers leave root alone where the page says so.
 fn kill_setid(node: &mut Node, cred: &Credentials) {
-    node.perm &= !S_ISUID;
+    node.perm &= !setid_bits_killed(node, cred);
+}
+
+/// The set-ID bits of `node` that [`kill_setid`] clears for `cred`: none when it would change
+/// nothing.
+fn setid_bits_killed(node: &Node, cred: &Credentials) -> u32 {
+    let mut bits = node.perm & S_ISUID;
     if node.perm & S_IXGRP != 0 || !(cred.is_root() || cred.in_group(node.gid)) {
-        node.perm &= !S_ISGID;
+        bits |= node.perm & S_ISGID;
     }
+    bits
 }
 
 /// sticky(P, I): whether the caller may remove or rename `child` out of `dir`.
@@ -689,7 +718,7 @@ impl Filesystem for Model {
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino.0) {
             node.lookups = node.lookups.saturating_sub(nlookup);
-            Self::maybe_free(&mut st, ino.0);
+            self.maybe_free(&mut st, ino.0);
         }
     }
 
@@ -736,6 +765,19 @@ impl Filesystem for Model {
         if set.mode.is_some() && !owner {
             return Err(Errno::NotPermitted);
         }
+        // A chown that clears a set-ID bit changes the mode (Linux `notify_change`), which
+        // only the owner or root may do (`setattr_prepare`). The page lets a caller who may
+        // write the file do it too: over FUSE the kernel's request before that caller's write
+        // looks the same, and the write would clear the bits anyway.
+        let chown = set.uid.is_some() || set.gid.is_some() || set.kill_setid;
+        if chown
+            && node.kind != FileType::Directory
+            && !owner
+            && setid_bits_killed(node, cred) != 0
+            && !permits(node, cred, AccessMask::WRITE)
+        {
+            return Err(Errno::NotPermitted);
+        }
         // Linux `vfs_utimes`: setting both times to now (a "touch") needs ownership or write
         // permission; any other time change needs ownership.
         let touch = set.atime == TimeSet::Now && set.mtime == TimeSet::Now;
@@ -772,9 +814,7 @@ impl Filesystem for Model {
         }
         // chown clears set-ID bits as of before the change (Linux `chown_common` decides on the
         // old group); an explicit mode in the same call is applied after, so it wins.
-        if (set.uid.is_some() || set.gid.is_some() || set.kill_setid)
-            && node.kind != FileType::Directory
-        {
+        if chown && node.kind != FileType::Directory {
             kill_setid(node, cred);
         }
         if let Some(uid) = set.uid {
@@ -945,7 +985,7 @@ impl Filesystem for Model {
         let node = st.nodes.get_mut(&ino).expect("checked");
         node.nlink -= 1;
         node.ctime = now;
-        Self::maybe_free(&mut st, ino);
+        self.maybe_free(&mut st, ino);
         Ok(())
     }
 
@@ -986,7 +1026,7 @@ impl Filesystem for Model {
         node.nlink = 0;
         // The page names only the nlink; tmpfs (`shmem_unlink`) also moves the ctime.
         node.ctime = now;
-        Self::maybe_free(&mut st, ino);
+        self.maybe_free(&mut st, ino);
         Ok(())
     }
 
@@ -1136,7 +1176,7 @@ impl Filesystem for Model {
             dir.ctime = now;
         }
         if let (Some(tgt), false) = (tgt, mode == RenameMode::Exchange) {
-            Self::maybe_free(&mut st, tgt);
+            self.maybe_free(&mut st, tgt);
         }
         Ok(())
     }
@@ -1180,6 +1220,8 @@ impl Filesystem for Model {
         if src.nlink >= LINK_MAX {
             return Err(Errno::TooManyLinks);
         }
+        // 10.
+        self.inode_budget(&st)?;
         let dir = st.nodes.get_mut(&new_parent.0).expect("checked");
         insert_entry(dir, new_name, ino.0);
         dir.mtime = now;
@@ -1235,7 +1277,7 @@ impl Filesystem for Model {
         if let Some(node) = st.nodes.get_mut(&handle.ino) {
             node.open_handles -= 1;
         }
-        Self::maybe_free(&mut st, handle.ino);
+        self.maybe_free(&mut st, handle.ino);
         Ok(())
     }
 
@@ -1491,7 +1533,7 @@ impl Filesystem for Model {
             blocks_free: free,
             blocks_available: free,
             files: self.config.max_inodes,
-            files_free: self.config.max_inodes.saturating_sub(st.nodes.len() as u64),
+            files_free: (self.config.max_inodes).saturating_sub(Self::inodes_charged(&st)),
             name_max: NAME_MAX as u32,
         })
     }
@@ -1550,10 +1592,21 @@ impl Filesystem for Model {
         if total - old + name.len() + value.len() > self.config.max_xattr_bytes {
             return Err(Errno::NoSpace);
         }
+        // The new names and values, rounded up to blocks, must fit in the store beside what
+        // the inode's attributes already hold.
+        let had = self.xattr_blocks(&node.xattrs);
+        let mut xattrs = node.xattrs.clone();
         match existing {
-            Some(i) => node.xattrs[i].1 = value.to_vec(),
-            None => node.xattrs.push((name.to_vec(), value.to_vec())),
+            Some(i) => xattrs[i].1 = value.to_vec(),
+            None => xattrs.push((name.to_vec(), value.to_vec())),
         }
+        let needs = self.xattr_blocks(&xattrs);
+        if needs > had && needs - had > self.capacity_blocks - st.used_blocks {
+            return Err(Errno::NoSpace);
+        }
+        st.used_blocks = st.used_blocks + needs - had;
+        let node = st.nodes.get_mut(&ino.0).expect("checked above");
+        node.xattrs = xattrs;
         node.ctime = now;
         Ok(())
     }
@@ -1583,8 +1636,11 @@ impl Filesystem for Model {
             .iter()
             .position(|(n, _)| n == name)
             .ok_or(Errno::NoData)?;
+        let had = self.xattr_blocks(&node.xattrs);
         node.xattrs.remove(i);
         node.ctime = now;
+        let needs = self.xattr_blocks(&node.xattrs);
+        st.used_blocks -= had - needs;
         Ok(())
     }
 

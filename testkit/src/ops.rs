@@ -249,7 +249,7 @@ pub struct AttrChange {
     pub mtime: TimeSet,
     /// New change time.
     pub ctime: TimeSet,
-    /// Clear set-ID bits as a write or chown would.
+    /// Clear set-ID bits as `chown(f, -1, -1)` would.
     pub kill_setid: bool,
 }
 

@@ -312,6 +312,36 @@ fn seed_corpus() -> Vec<(&'static str, Vec<Op>)> {
             vec![create("a", 0o2666), write(CAROL, 0, b"x")],
         ),
         (
+            "chown(f, -1, -1) by a non-owner that would clear set-user-ID is EPERM",
+            vec![
+                create("a", 0o4755),
+                Op::Setattr {
+                    user: ALICE,
+                    target: at(&["a"]),
+                    change: AttrChange {
+                        kill_setid: true,
+                        ..AttrChange::default()
+                    },
+                    handle: None,
+                },
+            ],
+        ),
+        (
+            "chown(f, -1, -1) by a non-owner with no set-ID bit to clear moves ctime",
+            vec![
+                create("a", 0o755),
+                Op::Setattr {
+                    user: ALICE,
+                    target: at(&["a"]),
+                    change: AttrChange {
+                        kill_setid: true,
+                        ..AttrChange::default()
+                    },
+                    handle: None,
+                },
+            ],
+        ),
+        (
             "relatime counts a day in whole seconds",
             vec![
                 setattr(
@@ -665,6 +695,52 @@ fn a_full_store_gives_short_writes_and_refuses_partial_fallocate() {
 }
 
 #[test]
+fn hard_links_take_units_of_the_inode_budget_as_on_tmpfs() {
+    let (fs, _) = model_with(
+        Config {
+            max_inodes: 3,
+            ..Config::default()
+        },
+        64,
+    );
+    let f = fs
+        .mknod(&root(), Ino::ROOT, b"f", FileType::RegularFile, 0o644, 0)
+        .unwrap();
+    fs.link(&root(), f.ino, Ino::ROOT, b"g").unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 0);
+    assert_eq!(
+        fs.link(&root(), f.ino, Ino::ROOT, b"h"),
+        Err(Errno::NoSpace)
+    );
+    fs.unlink(&root(), Ino::ROOT, b"g").unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 1);
+    fs.unlink(&root(), Ino::ROOT, b"f").unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 1);
+    fs.forget(f.ino, 2);
+    assert_eq!(fs.statfs(&root()).unwrap().files_free, 2);
+}
+
+#[test]
+fn xattrs_take_blocks_of_the_store() {
+    let (fs, _) = model_with(Config::default(), 2);
+    let (attr, fh) = fs
+        .create(&root(), Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
+        .unwrap();
+    fs.setxattr(&root(), attr.ino, b"user.a", &[1; 5000], XattrMode::Set)
+        .unwrap();
+    assert_eq!(fs.statfs(&root()).unwrap().blocks_free, 0);
+    assert_eq!(fs.write(&root(), fh, 0, b"x"), Err(Errno::NoSpace));
+    assert_eq!(
+        fs.setxattr(&root(), attr.ino, b"user.a", &[2; 9000], XattrMode::Set),
+        Err(Errno::NoSpace)
+    );
+    assert_eq!(fs.getxattr(&root(), attr.ino, b"user.a", &mut []), Ok(5000));
+    fs.removexattr(&root(), attr.ino, b"user.a").unwrap();
+    assert_eq!(fs.write(&root(), fh, 0, b"x"), Ok((1, 1)));
+    assert_eq!(fs.statfs(&root()).unwrap().blocks_free, 1);
+}
+
+#[test]
 fn relatime_refreshes_atime_only_when_stale() {
     let (fs, clock) = model();
     let (attr, fh) = fs
@@ -713,9 +789,42 @@ fn set_id_bits_fall_on_write_and_chown() {
         fs.setattr(&root(), attr.ino, &chown, None).unwrap().perm,
         0o755
     );
+    // `chown(f, -1, -1)` by someone who does not own the file: EPERM when it would clear a
+    // set-ID bit (the kill becomes a mode change), allowed when there is none to clear.
+    let bob = Credentials::user(1001, 1001);
+    let kill = SetAttr {
+        kill_setid: true,
+        ..SetAttr::default()
+    };
+    let set = SetAttr {
+        mode: Some(0o4755),
+        ..SetAttr::default()
+    };
+    fs.setattr(&alice, attr.ino, &set, None).unwrap();
+    assert_eq!(
+        fs.setattr(&bob, attr.ino, &kill, None),
+        Err(Errno::NotPermitted)
+    );
+    assert_eq!(fs.getattr(&root(), attr.ino).unwrap().perm, 0o4755);
+    assert_eq!(
+        fs.setattr(&alice, attr.ino, &kill, None).unwrap().perm,
+        0o755
+    );
+    assert_eq!(fs.setattr(&bob, attr.ino, &kill, None).unwrap().perm, 0o755);
+    // One who may write the file may: over FUSE the kernel asks so before such a write.
+    let writable = SetAttr {
+        mode: Some(0o4757),
+        ..SetAttr::default()
+    };
+    fs.setattr(&alice, attr.ino, &writable, None).unwrap();
+    assert_eq!(fs.setattr(&bob, attr.ino, &kill, None).unwrap().perm, 0o757);
+    let set = SetAttr {
+        mode: Some(0o755),
+        ..SetAttr::default()
+    };
+    fs.setattr(&alice, attr.ino, &set, None).unwrap();
     // Setting both times to now needs only write permission (denied here: EACCES); any other
     // time change needs ownership (EPERM), as Linux's vfs_utimes has it.
-    let bob = Credentials::user(1001, 1001);
     let touch = SetAttr {
         atime: TimeSet::Now,
         mtime: TimeSet::Now,

@@ -10,8 +10,10 @@
 //!   listing has `.`/`..` right, no name twice and strictly increasing cookies, and `find`
 //!   agrees with `readdir`;
 //! - every inode's `nlink` equals the entries naming it (directories: 2 + subdirectories);
-//! - the blocks files report add up to the store's used blocks, and the live inode count is
-//!   exactly what the walk reached (nothing unlinked and released survives);
+//! - the blocks files report, plus the blocks charged for every inode's extended attributes,
+//!   add up to the store's used blocks, the live inode count is exactly what the walk reached
+//!   (nothing unlinked and released survives), and the inode budget in use is those inodes
+//!   plus every hard link beyond a file's first name;
 //! - deleting everything returns every block, inode, handle and byte of chunk memory.
 //!
 //! Scenarios: random mixed operations, some inside directories removed while a worker still
@@ -379,6 +381,7 @@ fn check_invariants(fs: &Fs, readers_running: bool) -> Walk {
     let walk = walk(fs);
     let block_size = fs.store().block_size() as u64;
     let mut blocks = 0;
+    let mut extra_names = 0;
     for (&ino, walked) in &walk.attrs {
         // Attributes are read again now: the walk's copy may predate a later entry's listing.
         let attr = fs
@@ -400,12 +403,14 @@ fn check_invariants(fs: &Fs, readers_running: bool) -> Walk {
             assert_eq!(attr.blocks, 0);
         } else {
             assert_eq!(attr.nlink, naming, "{ino:?}: nlink vs entries naming it");
+            extra_names += u64::from(attr.nlink.saturating_sub(1));
         }
         if attr.kind == FileType::RegularFile {
             blocks += attr.blocks * 512 / block_size;
         } else {
             assert_eq!(attr.blocks, 0, "{ino:?}: only regular files hold blocks");
         }
+        blocks += xattr_bytes(fs, ino).div_ceil(block_size);
     }
     let usage = fs.usage();
     if !readers_running {
@@ -414,14 +419,40 @@ fn check_invariants(fs: &Fs, readers_running: bool) -> Walk {
     let used = fs.store().used_blocks();
     if blocks != used || usage.inodes != walk.attrs.len() as u64 {
         panic!(
-            "the files reachable from the root hold {blocks} blocks of the store's {used}, and \
-             are {} of its {} live inodes; live inodes the walk did not reach:\n{}",
+            "the inodes reachable from the root hold {blocks} blocks (data and xattrs) of the \
+             store's {used}, and are {} of its {} live inodes; live inodes the walk did not \
+             reach:\n{}",
             walk.attrs.len(),
             usage.inodes,
             describe_unreached(fs, &walk)
         );
     }
+    // Every name of a non-directory beyond its first takes a unit of the inode budget.
+    assert_eq!(
+        usage.inodes_charged,
+        usage.inodes + extra_names,
+        "inode budget in use vs inodes plus extra hard links"
+    );
+    let statfs = fs.statfs(&root()).expect("statfs");
+    assert_eq!(statfs.files - statfs.files_free, usage.inodes_charged);
     walk
+}
+
+/// The bytes of `ino`'s extended attributes, names plus values, as root sees them (all of
+/// them): what the store charges for them, in blocks rounded up.
+fn xattr_bytes(fs: &Fs, ino: Ino) -> u64 {
+    let cred = root();
+    let len = fs.listxattr(&cred, ino, &mut []).expect("listxattr size");
+    let mut names = vec![0u8; len];
+    fs.listxattr(&cred, ino, &mut names).expect("listxattr");
+    let mut bytes = 0;
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let value = fs
+            .getxattr(&cred, ino, name, &mut [])
+            .expect("getxattr size");
+        bytes += (name.len() + value) as u64;
+    }
+    bytes
 }
 
 /// The live inodes a walk did not reach, found by asking `getattr` about every inode number
@@ -475,7 +506,8 @@ fn check_empties_completely(fs: &Fs) {
         "blocks left after deleting everything"
     );
     assert_eq!(
-        usage.inodes, 1,
+        (usage.inodes, usage.inodes_charged),
+        (1, 1),
         "inodes left after deleting everything (root only)"
     );
     assert_eq!(usage.handles, 0);

@@ -29,7 +29,8 @@
 //! changed layout) takes a new version, and a decoder accepts only the versions it knows, so
 //! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`,
 //! version 3 `Open`'s `prefetch` and the `Prefetched` response, version 4 the `Outside`
-//! response; older versions are no longer spoken.
+//! response, the open flags `check_read_write` (access mode 3) and `path_only` (`O_PATH`) and
+//! `Prefetched`'s content table slot; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -60,7 +61,8 @@
 //! | `dirents`   | 4 + n    | `u32` n ≤ `MAX_IO`, then n bytes of entries, below             |
 //!
 //! - `oflags` bits: 0x1 read, 0x2 write, 0x4 append, 0x8 truncate, 0x10 create, 0x20 exclusive,
-//!   0x40 directory, 0x80 nofollow, 0x100 nonblock.
+//!   0x40 directory, 0x80 nofollow, 0x100 nonblock, 0x200 check_read_write (access mode 3),
+//!   0x400 path_only (`O_PATH`).
 //! - `attr`: `u64` ino, `kind`, `perm`, `u32` nlink, uid, gid, rdev, `u64` size, blocks, `u32`
 //!   blksize, `time` atime, mtime, ctime.
 //! - `statfs`: `u32` block size, `u64` blocks, blocks free, blocks available, files, files
@@ -134,7 +136,7 @@
 //! | 0x89 | `StatFs`  | `statfs`                   |
 //! | 0x8a | `Dirents` | `dirents` ([`DirentList`]) |
 //! | 0x8b | `Token`   | `u64`                      |
-//! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u64` version, `data` |
+//! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u32` slot, `u64` version, `data` |
 //! | 0x8d | `Outside` | `bool` second, `max(MAX_SYMLINKS)` links, `path` |
 //!
 //! **Walks that leave the tree.** The server walks a request's paths as if the served root

@@ -87,6 +87,14 @@ pub struct OpenOptions {
     pub nofollow: bool,
     /// Non-blocking I/O (`O_NONBLOCK`): kept for `F_GETFL`, no effect on files in memory.
     pub nonblock: bool,
+    /// Access mode 3 (`O_ACCMODE`), with `read` and `write` false: checked as `O_RDWR` is
+    /// (read and write permission; a directory is `EISDIR`), yet the description grants
+    /// neither, as Linux gives such a descriptor only to `ioctl`.
+    pub check_read_write: bool,
+    /// `O_PATH`: a description that only names the inode. Nothing is checked on it beyond
+    /// the walk, and it grants no reading, writing or listing; every other flag but
+    /// `directory` and `nofollow` is ignored, as Linux does.
+    pub path_only: bool,
 }
 
 impl OpenOptions {
@@ -113,6 +121,8 @@ flags_codec!(OpenOptions: u32 {
     directory = 1 << 6,
     nofollow = 1 << 7,
     nonblock = 1 << 8,
+    check_read_write = 1 << 9,
+    path_only = 1 << 10,
 });
 
 /// Where an `lseek` offset counts from.

@@ -29,6 +29,10 @@ pub enum Response<'a> {
         fd: u32,
         /// The opened inode, a regular file.
         ino: Ino,
+        /// Where the server's content table counts the inode's changes. The table's slots are
+        /// placed by a keyed hash the server alone knows, so a client learns which slot is a
+        /// file's only from an open of it for reading that was allowed.
+        slot: u32,
         /// The inode's content version when `data` was read: while the server's content
         /// table shows the same version for the inode, `data` is still its content.
         version: u64,
@@ -135,11 +139,13 @@ pub(super) fn put_response<S: Sink + ?Sized>(
         Response::Prefetched {
             fd,
             ino,
+            slot,
             version,
             data,
         } => {
             u32::put(fd, sink)?;
             u64::put(&ino.0, sink)?;
+            u32::put(slot, sink)?;
             u64::put(version, sink)?;
             Data::put(data, sink)
         }
@@ -178,6 +184,7 @@ pub(super) fn get_response<'a>(
         kind::PREFETCHED => Response::Prefetched {
             fd: u32::get(reader)?,
             ino: Ino(u64::get(reader)?),
+            slot: u32::get(reader)?,
             version: u64::get(reader)?,
             data: Data::get(reader)?,
         },

@@ -128,8 +128,18 @@ pub extern "C" fn umask(mask: mode_t) -> mode_t {
 }
 
 fn open_options(flags: c_int) -> ring::OpenOptions {
+    // Linux keeps only these with `O_PATH` and checks nothing but the walk.
+    if flags & libc::O_PATH != 0 {
+        return ring::OpenOptions {
+            path_only: true,
+            directory: flags & libc::O_DIRECTORY != 0,
+            nofollow: flags & libc::O_NOFOLLOW != 0,
+            ..ring::OpenOptions::default()
+        };
+    }
     let access = flags & libc::O_ACCMODE;
     ring::OpenOptions {
+        check_read_write: access == libc::O_ACCMODE,
         read: access == libc::O_RDONLY || access == libc::O_RDWR,
         write: access == libc::O_WRONLY || access == libc::O_RDWR,
         append: flags & libc::O_APPEND != 0,
@@ -139,6 +149,7 @@ fn open_options(flags: c_int) -> ring::OpenOptions {
         directory: flags & libc::O_DIRECTORY != 0,
         nofollow: flags & libc::O_NOFOLLOW != 0,
         nonblock: flags & libc::O_NONBLOCK != 0,
+        path_only: false,
     }
 }
 
@@ -184,17 +195,18 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
         Response::Prefetched {
             fd,
             ino,
+            slot,
             version,
             data,
         } if prefetch > 0 && data.len() <= prefetch as usize => {
             let data = (!data.is_empty()).then(|| Arc::<[u8]>::from(data));
-            Ok((fd, false, Some((ino, version, data))))
+            Ok((fd, false, Some(((ino, slot, version), data))))
         }
         _ => Err(PROTOCOL),
     });
     let (desc, dir) = match opened {
-        Ok((desc, dir, Some((ino, version, data)))) => {
-            held::keep(desc, named, (ino, version), (data, known), prefetch);
+        Ok((desc, dir, Some((stamp, data)))) => {
+            held::keep(desc, named, stamp, (data, known), prefetch);
             (desc, dir)
         }
         Ok((desc, dir, None)) => (desc, dir),
@@ -1124,10 +1136,14 @@ fn fcntl_ring(
         }
         libc::F_GETFL => Some(
             call(client, &Request::GetFlags { fd: entry.desc }, |r| match r {
+                Response::Flags(f) if f.path_only => {
+                    Ok(libc::O_PATH | if entry.dir { libc::O_DIRECTORY } else { 0 })
+                }
                 Response::Flags(f) => {
                     let access = match (f.read, f.write) {
                         (true, true) => libc::O_RDWR,
                         (false, true) => libc::O_WRONLY,
+                        _ if f.check_read_write => libc::O_ACCMODE,
                         _ => libc::O_RDONLY,
                     };
                     Ok(access

@@ -49,6 +49,8 @@ const RECENT: usize = 8;
 #[derive(Clone)]
 pub(crate) struct Bytes {
     pub(crate) ino: Ino,
+    /// Where the server's content table counts the inode's changes.
+    slot: u32,
     /// The content version that vouches for `data`.
     pub(crate) version: u64,
     /// The file's bytes from offset 0.
@@ -120,13 +122,14 @@ fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
 pub(crate) fn keep(
     desc: u32,
     path: Option<(u64, &[u8])>,
-    (ino, version): (Ino, u64),
+    (ino, slot, version): (Ino, u32, u64),
     (data, named): (Option<Arc<[u8]>>, Option<Bytes>),
     asked: u32,
 ) {
     let bytes = match (data, named) {
         (Some(data), _) => Bytes {
             ino,
+            slot,
             version,
             whole: data.len() < asked as usize,
             data,
@@ -134,6 +137,7 @@ pub(crate) fn keep(
         (None, Some(named)) if (named.ino, named.version) == (ino, version) => named,
         (None, _) => Bytes {
             ino,
+            slot,
             version,
             data: Arc::from(&[][..]),
             whole: true,
@@ -257,7 +261,7 @@ impl Held {
     /// current and either cover it or end where the file does.
     fn local(&mut self, client: &Client, offset: u64, count: usize) -> Option<&[u8]> {
         let bytes = self.bytes.as_ref()?;
-        if !client.content_is_current(bytes.ino, bytes.version) {
+        if !client.content_is_current(bytes.slot, bytes.version) {
             self.bytes = None;
             return None;
         }

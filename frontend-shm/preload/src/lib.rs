@@ -34,6 +34,9 @@
 //! the kernel would go on, served again if that is under the prefix and by libc otherwise
 //! (`outside`).
 //!
+//! **Identity.** [`identity`]: after `setuid`, `setgroups`, `setfsuid` and the rest, the
+//! channels are connected again, so the server checks later calls with the new ids.
+//!
 //! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
 //! calls) runs with a per-thread flag set, and calls made while it is set pass through.
 //!
@@ -47,6 +50,7 @@
 pub mod calls;
 pub mod dir;
 mod held;
+pub mod identity;
 mod outside;
 pub mod process;
 mod program;

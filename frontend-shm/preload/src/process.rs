@@ -37,11 +37,25 @@ pub unsafe extern "C" fn fork() -> pid_t {
     let held = guarded(|| held::settle_all(state::current_client().as_ref()));
     let token = guarded(|| {
         if state::entries().is_empty() && state::cwd_desc().is_none() {
-            return None;
+            return Ok(None);
         }
-        state::current_client()?.prepare_fork().ok()
+        match state::current_client().map(|c| c.prepare_fork()) {
+            Some(Ok(token)) => Ok(Some(token)),
+            // The server holds as many of this user's forks as it may: the fork fails as
+            // the kernel's does at its process limit, rather than leave the child without
+            // the descriptors it inherits.
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EAGAIN) => Err(libc::EAGAIN),
+            _ => Ok(None),
+        }
     })
-    .flatten();
+    .unwrap_or(Ok(None));
+    let token = match token {
+        Ok(token) => token,
+        Err(code) => {
+            drop(held);
+            return state::fail(code);
+        }
+    };
     let client = state::hold_client();
     let table = state::TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: fork has no preconditions; the locks held make the child's copies consistent.

@@ -43,6 +43,18 @@ macro_rules! real_fns {
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 
 real_fns! {
+    setuid: fn(libc::uid_t) -> c_int;
+    seteuid: fn(libc::uid_t) -> c_int;
+    setreuid: fn(libc::uid_t, libc::uid_t) -> c_int;
+    setresuid: fn(libc::uid_t, libc::uid_t, libc::uid_t) -> c_int;
+    setfsuid: fn(libc::uid_t) -> c_int;
+    setgid: fn(libc::gid_t) -> c_int;
+    setegid: fn(libc::gid_t) -> c_int;
+    setregid: fn(libc::gid_t, libc::gid_t) -> c_int;
+    setresgid: fn(libc::gid_t, libc::gid_t, libc::gid_t) -> c_int;
+    setfsgid: fn(libc::gid_t) -> c_int;
+    setgroups: fn(size_t, *const libc::gid_t) -> c_int;
+    initgroups: fn(*const c_char, libc::gid_t) -> c_int;
     open: fn(*const c_char, c_int, mode_t) -> c_int;
     open64: fn(*const c_char, c_int, mode_t) -> c_int;
     openat: fn(c_int, *const c_char, c_int, mode_t) -> c_int;

@@ -27,8 +27,10 @@
 //! - `F_GETFL` reports the access mode, `O_APPEND` and `O_NONBLOCK`; Linux also keeps
 //!   `O_DIRECTORY` and `O_NOFOLLOW` there.
 //! - `Hello` accepts exactly [`ring::VERSION`]; any other version is `EINVAL`.
-//! - `chown(f, -1, -1)` clears set-ID bits and moves ctime without a permission check; Linux
-//!   refuses (`EPERM`) a caller who does not own the file when it has set-ID bits to clear.
+//! - `chown(f, -1, -1)` by a caller who is neither root nor the owner is `EPERM` when it would
+//!   clear a set-ID bit, as on Linux, checked here: the engine lets a caller who may write the
+//!   file through (see `docs/semantics.md`), because FUSE sends the kernel's request to drop
+//!   the bits before a write in the same form.
 //! - A symbolic link met by `O_CREAT` in the last component counts towards [`MAX_SYMLINKS`]
 //!   on its own: the links inside each path walked are counted by that walk.
 //! - Reads, `pread`s and `pwrite`s on one description run one at a time, because `F_SETFL`
@@ -61,7 +63,7 @@ use btfuse_core::{
 };
 
 use super::handoff::{Courier, KernelAccess, kernel_errno};
-use super::session::{Cursor, Description, ForkTable, MAX_OPEN, Route, Session};
+use super::session::{Cursor, Description, ForkTable, Grant, MAX_OPEN, Route, Session};
 use crate::contents::{ContentTable, is_settled};
 
 /// Largest file offset or size a request may name: `i64::MAX`, as Linux's `loff_t` allows.
@@ -178,7 +180,7 @@ impl<F: Filesystem> Exec<'_, F> {
                 mask,
                 effective: _,
             } => {
-                let node = self.node(&target)?;
+                let node = self.node_raw(&target)?;
                 self.fs.access(self.cred, node.ino, mask)?;
                 Ok(Response::Ok)
             }
@@ -214,6 +216,9 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Truncate { target, size } => self.truncate(&target, size),
             Request::Chmod { target, mode } => self.chmod(&target, mode),
             Request::Chown { target, uid, gid } => {
+                if uid.is_none() && gid.is_none() {
+                    self.check_keeps_set_id(&target)?;
+                }
                 // `chown` clears set-ID bits and moves ctime even when both ids are -1
                 // (Linux `chown_common`), which only `kill_setid` can say.
                 let set = SetAttr {
@@ -241,7 +246,7 @@ impl<F: Filesystem> Exec<'_, F> {
                 self.setattr(&target, &set)
             }
             Request::Statfs { target } => {
-                self.node(&target)?;
+                self.node_raw(&target)?;
                 self.fs.statfs(self.cred).map(Response::StatFs)
             }
             Request::GetXattr { target, name, max } => {
@@ -273,7 +278,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Pwrite { fd, offset, data } => self.write(fd, Some(offset), data),
             Request::Lseek { fd, offset, whence } => self.lseek(fd, offset, whence),
             Request::Fsync { fd, datasync } => {
-                let description = self.session.get(fd)?;
+                let description = self.file(fd)?;
                 let cursor = description.cursor();
                 self.fs.fsync(self.cred, cursor.fh, datasync)?;
                 Ok(Response::Ok)
@@ -297,11 +302,14 @@ impl<F: Filesystem> Exec<'_, F> {
                         (flags & libc::O_APPEND != 0, flags & libc::O_NONBLOCK != 0)
                     }
                 };
+                let grant = description.grant;
                 Ok(Response::Flags(OpenOptions {
-                    read: description.read,
-                    write: description.write,
+                    read: grant.read,
+                    write: grant.write,
                     append,
                     nonblock,
+                    check_read_write: grant.check_read_write,
+                    path_only: grant.path_only,
                     ..OpenOptions::default()
                 }))
             }
@@ -325,9 +333,11 @@ impl<F: Filesystem> Exec<'_, F> {
             _ => return Err(Errno::InvalidArgument),
         }
         let file = description.kernel_file(|cursor| {
+            // Never more than the description was granted: one that grants neither reading
+            // nor writing (`O_PATH`, access mode 3) becomes an `O_PATH` kernel file.
             let access = KernelAccess {
-                read: description.read,
-                write: description.write,
+                read: description.grant.read,
+                write: description.grant.write,
                 append: cursor.append,
                 nonblock: cursor.nonblock,
             };
@@ -336,9 +346,12 @@ impl<F: Filesystem> Exec<'_, F> {
                 log::debug!("handing off inode {:?}: {e}", description.ino);
                 kernel_errno(&e)
             })?);
-            let offset = i64::try_from(cursor.offset).map_err(|_| Errno::Overflow)?;
-            crate::sys::lseek(file.as_raw_fd(), offset, libc::SEEK_SET)
-                .map_err(|e| kernel_errno(&e))?;
+            // An `O_PATH` kernel file has no offset to move.
+            if access.read || access.write {
+                let offset = i64::try_from(cursor.offset).map_err(|_| Errno::Overflow)?;
+                crate::sys::lseek(file.as_raw_fd(), offset, libc::SEEK_SET)
+                    .map_err(|e| kernel_errno(&e))?;
+            }
             Ok(file)
         })?;
         courier.deliver(fd, file)?;
@@ -353,16 +366,16 @@ impl<F: Filesystem> Exec<'_, F> {
             log::warn!("no randomness for a fork token: {e}");
             Errno::Io
         })?;
-        self.forks.prepare(token, self.session, self.cred);
+        self.forks.prepare(token, self.session, self.cred)?;
         Ok(Response::Token(token))
     }
 
     /// `Attach`: this channel continues with the table a parent shared under `token`.
     fn attach(&mut self, token: u64) -> Result<Response<'static>> {
-        let joined = self
-            .forks
-            .attach(token, self.session.join_token, self.cred)?;
-        *self.session = Arc::new(joined);
+        // The session stays the one the server knows by its join token, so that the child's
+        // other channels (its threads, or a channel renewed after an id change) find it.
+        let open = self.forks.attach(token, self.cred)?;
+        self.session.replace_table(open)?;
         Ok(Response::Ok)
     }
 
@@ -441,8 +454,33 @@ impl<F: Filesystem> Exec<'_, F> {
         resolved
     }
 
-    /// The inode a target names.
+    /// The description numbered `fd` for a call Linux serves with `fdget`: any but an
+    /// `O_PATH` one (`EBADF`).
+    fn file(&self, fd: u32) -> Result<Arc<Description<F>>> {
+        let description = self.session.get(fd)?;
+        if description.grant.path_only {
+            return Err(Errno::BadHandle);
+        }
+        Ok(description)
+    }
+
+    /// The inode a target names, for a call that needs more than an `O_PATH` description.
     fn node(&self, target: &Target<'_>) -> Result<Node> {
+        match *target {
+            Target::Fd(fd) => {
+                let description = self.file(fd)?;
+                Ok(Node {
+                    ino: description.ino,
+                    kind: description.kind,
+                })
+            }
+            Target::Path { .. } => self.node_raw(target),
+        }
+    }
+
+    /// The inode a target names, an `O_PATH` description included (`fstatfs`, `faccessat`
+    /// with `AT_EMPTY_PATH`).
+    fn node_raw(&self, target: &Target<'_>) -> Result<Node> {
         match *target {
             Target::Fd(fd) => {
                 let description = self.session.get(fd)?;
@@ -488,26 +526,44 @@ impl<F: Filesystem> Exec<'_, F> {
         (prefetch, known): (u32, (Ino, u64)),
         scratch: &'s mut Vec<u8>,
     ) -> Result<Response<'s>> {
-        // Linux 6.4 and later refuse the ambiguous `O_CREAT | O_DIRECTORY`.
-        if options.create && options.directory {
-            return Err(Errno::InvalidArgument);
-        }
         // The descriptor comes first, as Linux's `get_unused_fd_flags` does: a client that
         // could not get one has no file created for it.
         if self.session.len() >= MAX_OPEN {
             return Err(Errno::TooManyOpenFiles);
         }
-        let (attr, fh) = if options.create {
-            self.open_create(at, path, options, mode)?
+        if options.path_only {
+            return self.open_path(at, path, options);
+        }
+        // Linux 6.4 and later refuse the ambiguous `O_CREAT | O_DIRECTORY`.
+        if options.create && options.directory {
+            return Err(Errno::InvalidArgument);
+        }
+        // Access mode 3 is checked as `O_RDWR`; the handle is then one that grants nothing.
+        let checked = OpenOptions {
+            read: options.read || options.check_read_write,
+            write: options.write || options.check_read_write,
+            ..options
+        };
+        let (attr, mut fh) = if options.create {
+            self.open_create(at, path, checked, mode)?
         } else {
             let attr = self.resolve(at, path, !options.nofollow)?;
             // Linux `do_open` judges `O_DIRECTORY` before `may_open` refuses a symbolic link.
             if options.directory && attr.kind != FileType::Directory {
                 return Err(Errno::NotADirectory);
             }
-            let fh = self.fs.open(self.cred, attr.ino, options.engine_flags())?;
+            let fh = self.fs.open(self.cred, attr.ino, checked.engine_flags())?;
             (attr, fh)
         };
+        let grant = Grant {
+            read: options.read,
+            write: options.write,
+            check_read_write: options.check_read_write,
+            path_only: false,
+        };
+        if grant.check_read_write && !(grant.read || grant.write) {
+            fh = self.bare_handle(attr.ino, fh)?;
+        }
         let cursor = Cursor {
             offset: 0,
             append: options.append,
@@ -518,8 +574,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Arc::clone(self.fs),
             attr.ino,
             attr.kind,
-            options.read,
-            options.write,
+            grant,
             cursor,
         ));
         // Content goes only to an open that reads, writes nothing and truncates nothing, of a
@@ -548,11 +603,60 @@ impl<F: Filesystem> Exec<'_, F> {
             return Ok(Response::Prefetched {
                 fd,
                 ino: attr.ino,
+                slot: contents.slot(attr.ino),
                 version,
                 data: &scratch[..len],
             });
         }
         Ok(Response::Opened { fd, attr })
+    }
+
+    /// `open` with `O_PATH`: the walk's checks only, a description that grants nothing.
+    fn open_path(
+        &self,
+        at: Option<u32>,
+        path: &[u8],
+        options: OpenOptions,
+    ) -> Result<Response<'static>> {
+        let attr = self.resolve(at, path, !options.nofollow)?;
+        if options.directory && attr.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        // An empty request: the engine checks no permission for it.
+        let flags = OpenFlags {
+            directory: options.directory,
+            ..OpenFlags::default()
+        };
+        let fh = self.fs.open(self.cred, attr.ino, flags)?;
+        let cursor = Cursor {
+            offset: 0,
+            append: false,
+            nonblock: false,
+            fh,
+        };
+        let grant = Grant {
+            path_only: true,
+            ..Grant::default()
+        };
+        let description = Arc::new(Description::new(
+            Arc::clone(self.fs),
+            attr.ino,
+            attr.kind,
+            grant,
+            cursor,
+        ));
+        let fd = self.session.insert(description)?;
+        Ok(Response::Opened { fd, attr })
+    }
+
+    /// Swaps `checked`, the handle whose open checked a request's permissions, for one of the
+    /// same inode that grants neither reading nor writing.
+    fn bare_handle(&self, ino: Ino, checked: btfuse_core::Fh) -> Result<btfuse_core::Fh> {
+        let bare = self.fs.open(self.cred, ino, OpenFlags::default());
+        if let Err(e) = self.fs.release(checked) {
+            log::warn!("releasing checking handle {checked:?}: {e}");
+        }
+        bare
     }
 
     /// `open` with `O_CREAT`: creates the last component unless it exists, following a
@@ -770,8 +874,8 @@ impl<F: Filesystem> Exec<'_, F> {
         };
         match *target {
             Target::Fd(fd) => {
-                let description = self.session.get(fd)?;
-                if description.kind != FileType::RegularFile || !description.write {
+                let description = self.file(fd)?;
+                if description.kind != FileType::RegularFile || !description.grant.write {
                     return Err(Errno::InvalidArgument);
                 }
                 // The writable handle stands for the permission (Linux checks none).
@@ -800,6 +904,26 @@ impl<F: Filesystem> Exec<'_, F> {
         };
         self.fs.setattr(self.cred, node.ino, &set, None)?;
         Ok(Response::Ok)
+    }
+
+    /// `chown(f, -1, -1)`: Linux turns the set-ID bits it would clear into a mode change,
+    /// which only the owner (or root) may make (`EPERM`). The engine cannot tell this request
+    /// from the kernel's own request to drop the bits before a write, which FUSE sends with
+    /// the same fields, so it lets a caller who may write the file ask; the ring can tell, and
+    /// refuses as Linux does.
+    fn check_keeps_set_id(&self, target: &Target<'_>) -> Result<()> {
+        let node = self.node(target)?;
+        let attr = self.fs.getattr(self.cred, node.ino)?;
+        if self.cred.is_root() || self.cred.uid == attr.uid || attr.kind == FileType::Directory {
+            return Ok(());
+        }
+        let set_uid = attr.perm & 0o4000 != 0;
+        let set_gid =
+            attr.perm & 0o2000 != 0 && (attr.perm & 0o010 != 0 || !self.cred.in_group(attr.gid));
+        if set_uid || set_gid {
+            return Err(Errno::NotPermitted);
+        }
+        Ok(())
     }
 
     /// An attribute change with no size: owner, group or times.
@@ -834,7 +958,7 @@ impl<F: Filesystem> Exec<'_, F> {
         scratch: &'s mut Vec<u8>,
     ) -> Result<Response<'s>> {
         let description = self.session.get(fd)?;
-        if !description.read {
+        if !description.grant.read {
             return Err(Errno::BadHandle);
         }
         let mut cursor = match description.route() {
@@ -863,7 +987,7 @@ impl<F: Filesystem> Exec<'_, F> {
     /// at the end of the file for an `O_APPEND` description, as Linux does.
     fn write(&self, fd: u32, offset: Option<u64>, data: &[u8]) -> Result<Response<'static>> {
         let description = self.session.get(fd)?;
-        if !description.write {
+        if !description.grant.write {
             return Err(Errno::BadHandle);
         }
         let mut cursor = match description.route() {
@@ -891,7 +1015,7 @@ impl<F: Filesystem> Exec<'_, F> {
 
     /// `lseek`; on a directory, `telldir`, `seekdir` and `rewinddir`.
     fn lseek(&self, fd: u32, offset: i64, whence: Whence) -> Result<Response<'static>> {
-        let description = self.session.get(fd)?;
+        let description = self.file(fd)?;
         let mut cursor = match description.route() {
             Route::Engine(cursor) => cursor,
             Route::Kernel(file) => {
@@ -940,10 +1064,13 @@ impl<F: Filesystem> Exec<'_, F> {
         offset: u64,
         len: u64,
     ) -> Result<Response<'static>> {
-        let description = self.session.get(fd)?;
+        let description = self.file(fd)?;
         // Linux `vfs_fallocate` checks the range before the description's access.
         if offset > MAX_OFFSET || len == 0 || len > MAX_OFFSET {
             return Err(Errno::InvalidArgument);
+        }
+        if !description.grant.write {
+            return Err(Errno::BadHandle);
         }
         let cursor = description.cursor();
         self.fs.fallocate(self.cred, cursor.fh, mode, offset, len)?;
@@ -954,6 +1081,11 @@ impl<F: Filesystem> Exec<'_, F> {
     /// cookie moves past them.
     fn getdents<'s>(&self, fd: u32, max: u32, scratch: &'s mut Vec<u8>) -> Result<Response<'s>> {
         let description = self.session.get(fd)?;
+        // Listing is reading: only a description whose open checked read permission may
+        // (Linux `iterate_dir` wants `FMODE_READ`; an `O_PATH` one is not even a file).
+        if !description.grant.read {
+            return Err(Errno::BadHandle);
+        }
         if description.kind != FileType::Directory {
             return Err(Errno::NotADirectory);
         }
@@ -996,13 +1128,13 @@ impl<F: Filesystem> Exec<'_, F> {
 
     /// `fcntl(F_SETFL)`.
     fn set_flags(&self, fd: u32, append: bool, nonblock: bool) -> Result<Response<'static>> {
-        let description = self.session.get(fd)?;
+        let description = self.file(fd)?;
         let mut cursor = description.cursor();
         // Append mode only matters to writes, and the engine fixes it when a handle opens.
-        if append != cursor.append && description.write {
+        if append != cursor.append && description.grant.write {
             let flags = OpenFlags {
-                read: description.read,
-                write: description.write,
+                read: description.grant.read,
+                write: description.grant.write,
                 append,
                 ..OpenFlags::default()
             };
@@ -1130,6 +1262,7 @@ mod tests {
     use btfuse_core::ring::DirentList;
     use btfuse_core::{AccessMask, Clock, Config, ContentWatch, MemFs, MemPool, StatFs, Timestamp};
 
+    use super::super::session::UserBudget;
     use super::*;
 
     type Fs = MemFs<MemPool>;
@@ -1169,7 +1302,11 @@ mod tests {
             Client {
                 fs: Arc::new(fs),
                 forks: Arc::new(ForkTable::default()),
-                session: Arc::new(Session::new(1, 0)),
+                session: Arc::new(Session::new(
+                    1,
+                    &Credentials::root(),
+                    Arc::new(UserBudget::new(usize::MAX)),
+                )),
                 cred: Credentials::root(),
                 scratch: Scratch::default(),
                 contents,
@@ -1181,7 +1318,11 @@ mod tests {
             Client {
                 fs: self.fs.clone(),
                 forks: self.forks.clone(),
-                session: Arc::new(Session::new(u64::from(uid) + 100, uid)),
+                session: Arc::new(Session::new(
+                    u64::from(uid) + 100,
+                    &Credentials::user(uid, gid),
+                    Arc::new(UserBudget::new(usize::MAX)),
+                )),
                 cred: Credentials::user(uid, gid),
                 scratch: Scratch::default(),
                 contents: self.contents.clone(),
@@ -1715,6 +1856,197 @@ mod tests {
         assert_eq!(c.open(b"/d/fifo", ro(), 0), Err(NotSupported));
     }
 
+    fn mode3() -> OpenOptions {
+        OpenOptions {
+            check_read_write: true,
+            ..OpenOptions::default()
+        }
+    }
+
+    fn o_path() -> OpenOptions {
+        OpenOptions {
+            path_only: true,
+            ..OpenOptions::default()
+        }
+    }
+
+    #[test]
+    fn access_mode_3_is_checked_for_read_and_write_and_grants_neither() {
+        let mut root = Client::root();
+        root.put(b"/secret", b"root only");
+        root.chmod(at(b"/secret"), 0o600).unwrap();
+        root.put(b"/readable", b"everyone reads");
+        root.chmod(at(b"/readable"), 0o644).unwrap();
+        root.put(b"/shared", b"everyone writes");
+        root.chmod(at(b"/shared"), 0o666).unwrap();
+        root.mkdir(b"/d", 0o777).unwrap();
+        let mut user = root.other(1000, 1000);
+        // Linux `ACC_MODE(3)` is read and write: a file the user may only read is refused.
+        assert_eq!(user.open(b"/secret", mode3(), 0), Err(PermissionDenied));
+        assert_eq!(user.open(b"/readable", mode3(), 0), Err(PermissionDenied));
+        // A directory cannot be opened for writing.
+        assert_eq!(user.open(b"/d", mode3(), 0), Err(IsADirectory));
+        assert_eq!(root.open(b"/d", mode3(), 0), Err(IsADirectory));
+        // Where both are allowed the open succeeds, and the description reads and writes
+        // nothing, lists nothing and cannot be handed to the kernel as a readable file.
+        let (fd, _) = user.open(b"/shared", mode3(), 0).unwrap();
+        assert_eq!(user.read(fd, 64), Err(BadHandle));
+        assert_eq!(user.pread(fd, 0, 64), Err(BadHandle));
+        assert_eq!(user.write(fd, b"x"), Err(BadHandle));
+        assert_eq!(user.pwrite(fd, 0, b"x"), Err(BadHandle));
+        let grow = Request::Fallocate {
+            fd,
+            mode: FallocateMode::Allocate,
+            offset: 0,
+            len: 10,
+        };
+        assert_eq!(user.unit(grow), Err(BadHandle));
+        match user.run(Request::GetFlags { fd }) {
+            Response::Flags(f) => assert!(f.check_read_write && !f.read && !f.write),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(root.get(b"/shared"), b"everyone writes");
+        // Root may, and still gets a description that grants neither.
+        let (fd, _) = root.open(b"/secret", mode3(), 0).unwrap();
+        assert_eq!(root.read(fd, 64), Err(BadHandle));
+        // The engine holds no readable or writable handle for it.
+        assert_eq!(root.fs.usage().handles, 2);
+    }
+
+    #[test]
+    fn o_path_checks_only_the_walk_and_grants_nothing() {
+        let mut root = Client::root();
+        root.put(b"/secret", b"root only");
+        root.chmod(at(b"/secret"), 0o600).unwrap();
+        root.mkdir(b"/private", 0o700).unwrap();
+        root.put(b"/private/inner", b"x");
+        root.mkdir(b"/passage", 0o711).unwrap();
+        root.put(b"/passage/known", b"y");
+        let mut user = root.other(1000, 1000);
+        // The walk's search permission still counts.
+        assert_eq!(
+            user.open(b"/private/inner", o_path(), 0),
+            Err(PermissionDenied)
+        );
+        let (file, attr) = user.open(b"/secret", o_path(), 0).unwrap();
+        assert_eq!(attr.perm, 0o600);
+        assert_eq!(user.read(file, 64), Err(BadHandle));
+        assert_eq!(user.pread(file, 0, 64), Err(BadHandle));
+        assert_eq!(user.write(file, b"x"), Err(BadHandle));
+        assert_eq!(user.seek(file, 0, Whence::Set), Err(BadHandle));
+        // `fstat` works on it; `fchmod`, `fchown`, `ftruncate` and xattrs do not.
+        assert_eq!(user.stat(Target::Fd(file)).unwrap().ino, attr.ino);
+        assert_eq!(user.chmod(Target::Fd(file), 0o777), Err(BadHandle));
+        assert_eq!(user.chown(Target::Fd(file), None, None), Err(BadHandle));
+        let truncate = Request::Truncate {
+            target: Target::Fd(file),
+            size: 0,
+        };
+        assert_eq!(user.unit(truncate), Err(BadHandle));
+        let (dir, _) = user
+            .open(
+                b"/private",
+                OpenOptions {
+                    directory: true,
+                    ..o_path()
+                },
+                0,
+            )
+            .unwrap();
+        // Neither a 0700 nor a 0711 directory can be listed through one.
+        assert_eq!(user.entries(dir, 4096), Err(BadHandle));
+        let (passage, _) = user.open(b"/passage", o_path(), 0).unwrap();
+        assert_eq!(user.entries(passage, 4096), Err(BadHandle));
+        // As a starting directory it is as good as the walk: search permission decides.
+        assert_eq!(
+            user.open_at(Some(dir), b"inner", ro(), 0).map(|_| ()),
+            Err(PermissionDenied)
+        );
+        let (known, _) = user.open_at(Some(passage), b"known", o_path(), 0).unwrap();
+        assert_eq!(user.read(known, 1), Err(BadHandle));
+        match user.run(Request::GetFlags { fd: file }) {
+            Response::Flags(f) => assert!(f.path_only && !f.read && !f.write),
+            other => panic!("{other:?}"),
+        }
+        // O_PATH ignores O_CREAT and O_TRUNC, as Linux does.
+        let mut create = OpenOptions {
+            create: true,
+            truncate: true,
+            ..o_path()
+        };
+        assert_eq!(user.open(b"/new", create, 0o644).map(|_| ()), Err(NotFound));
+        create.directory = true;
+        assert_eq!(
+            user.open(b"/secret", create, 0).map(|_| ()),
+            Err(NotADirectory)
+        );
+        assert_eq!(root.get(b"/secret"), b"root only");
+    }
+
+    #[test]
+    fn a_directory_is_listed_only_through_a_description_that_was_checked_for_reading() {
+        let mut root = Client::root();
+        for (dir, mode) in [(&b"/p700"[..], 0o700), (b"/p711", 0o711), (b"/p755", 0o755)] {
+            root.mkdir(dir, mode).unwrap();
+            let mut file = dir.to_vec();
+            file.extend_from_slice(b"/hidden");
+            root.put(&file, b"z");
+        }
+        let mut user = root.other(1000, 1000);
+        assert_eq!(
+            user.open(b"/p700", dir(), 0).map(|_| ()),
+            Err(PermissionDenied)
+        );
+        assert_eq!(
+            user.open(b"/p711", dir(), 0).map(|_| ()),
+            Err(PermissionDenied)
+        );
+        for path in [&b"/p700"[..], b"/p711"] {
+            let no_access = OpenOptions {
+                directory: true,
+                ..mode3()
+            };
+            assert_eq!(user.open(path, no_access, 0).map(|_| ()), Err(IsADirectory));
+            // A hostile client that asks for nothing at all gets nothing to list either.
+            let nothing = OpenOptions {
+                directory: true,
+                ..OpenOptions::default()
+            };
+            let (fd, _) = user.open(path, nothing, 0).unwrap();
+            assert_eq!(user.entries(fd, 4096), Err(BadHandle));
+        }
+        let (fd, _) = user.open(b"/p755", dir(), 0).unwrap();
+        let listed = user.entries(fd, 4096).unwrap();
+        assert_eq!(names(&listed), [&b"."[..], b"..", b"hidden"]);
+    }
+
+    #[test]
+    fn chown_minus_one_by_a_non_owner_keeps_set_id_bits_even_on_a_writable_file() {
+        let mut root = Client::root();
+        root.put(b"/suid", b"x");
+        root.chmod(at(b"/suid"), 0o4757).unwrap();
+        root.put(b"/sgid", b"x");
+        root.chmod(at(b"/sgid"), 0o2757).unwrap();
+        root.put(b"/plain", b"x");
+        root.chmod(at(b"/plain"), 0o757).unwrap();
+        let mut user = root.other(1000, 1000);
+        // The user may write these files, yet chown(-1, -1) is not its to make (Linux).
+        assert_eq!(user.chown(at(b"/suid"), None, None), Err(NotPermitted));
+        // Set-group-ID without group execute, for a caller outside the group, falls too.
+        assert_eq!(user.chown(at(b"/sgid"), None, None), Err(NotPermitted));
+        assert_eq!(root.stat(at(b"/suid")).unwrap().perm, 0o4757);
+        assert_eq!(root.stat(at(b"/sgid")).unwrap().perm, 0o2757);
+        // With nothing to clear it only moves ctime.
+        let before = root.stat(at(b"/plain")).unwrap();
+        assert_eq!(user.chown(at(b"/plain"), None, None), Ok(()));
+        let after = root.stat(at(b"/plain")).unwrap();
+        assert_eq!(after.perm, 0o757);
+        assert!(after.ctime > before.ctime);
+        // The owner, and root, clear them.
+        assert_eq!(root.chown(at(b"/suid"), None, None), Ok(()));
+        assert_eq!(root.stat(at(b"/suid")).unwrap().perm, 0o757);
+    }
+
     #[test]
     fn o_trunc_truncates_with_write_permission_only() {
         let mut root = Client::root();
@@ -1810,10 +2142,13 @@ mod tests {
             Response::Prefetched {
                 fd,
                 ino: opened,
+                slot,
                 version,
                 data,
             } => {
                 assert_eq!((data, opened), (&b"hello wo"[..], ino));
+                // The slot the server's key puts the inode in, known from the answer only.
+                assert_eq!(slot, c.contents.slot(ino));
                 (fd, version)
             }
             other => panic!("expected Prefetched, got {other:?}"),
@@ -2906,6 +3241,8 @@ mod tests {
             directory: true,
             nofollow: true,
             nonblock: true,
+            check_read_write: true,
+            path_only: true,
         };
         let requests = [
             Request::Read {

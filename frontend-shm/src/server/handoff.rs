@@ -62,12 +62,14 @@ pub struct KernelAccess {
 
 impl KernelAccess {
     /// The `open(2)` flags: the access mode, `O_APPEND`, `O_NONBLOCK` and `O_CLOEXEC`; never
-    /// `O_CREAT` or `O_TRUNC`.
+    /// `O_CREAT` or `O_TRUNC`. Neither reading nor writing is `O_PATH`: a kernel file that
+    /// grants nothing, as the description did.
     pub fn open_flags(&self) -> i32 {
         let mode = match (self.read, self.write) {
             (true, true) => libc::O_RDWR,
             (false, true) => libc::O_WRONLY,
-            _ => libc::O_RDONLY,
+            (true, false) => libc::O_RDONLY,
+            (false, false) => return libc::O_PATH | libc::O_CLOEXEC,
         };
         let append = if self.append { libc::O_APPEND } else { 0 };
         let nonblock = if self.nonblock { libc::O_NONBLOCK } else { 0 };
@@ -201,5 +203,12 @@ mod tests {
             nonblock: false,
         };
         assert_eq!(write_only.open_flags(), libc::O_WRONLY | libc::O_CLOEXEC);
+        // A description that grants nothing is never handed off as one that reads.
+        let nothing = KernelAccess {
+            read: false,
+            write: false,
+            ..all
+        };
+        assert_eq!(nothing.open_flags(), libc::O_PATH | libc::O_CLOEXEC);
     }
 }

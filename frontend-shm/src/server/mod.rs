@@ -11,8 +11,13 @@
 //! - A **session** is one client's descriptor table, shared by all of its channels (one per
 //!   client thread); it closes, releasing every description it alone held, when its last
 //!   channel goes.
+//!
+//! With the feature `fuzzing`, the module `fuzzing` serves requests through the same executor
+//! without a ring, for fuzz targets.
 
 pub(crate) mod exec;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod handoff;
 pub(crate) mod session;
 mod worker;
@@ -42,6 +47,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most channels one session may have (one per client thread is the intent).
 const MAX_CHANNELS_PER_SESSION: usize = 256;
 
+/// How often forks that no child attached to are looked for and released.
+const FORK_SWEEP: Duration = Duration::from_secs(1);
+
 /// How a [`Server`] runs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -53,6 +61,68 @@ pub struct ServerConfig {
     /// mount with `allow_other` opens it to everyone (each request is still checked with
     /// the caller's identity).
     pub socket_mode: u32,
+    /// Most connections (channels, and connections still saying hello) one user may have
+    /// at once; more are refused with `EMFILE` and a log line. Each costs the server a
+    /// descriptor and a shared region, so this keeps one user from using up the server's
+    /// descriptors ([`DEFAULT_MAX_CONNECTIONS_PER_USER`] is a good value).
+    pub max_connections_per_user: usize,
+}
+
+/// The default of [`ServerConfig::max_connections_per_user`]: room for a few hundred
+/// processes of 16 threads each.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 4096;
+
+/// Live connections per user, and the cap on them.
+struct UserConnections {
+    counts: Mutex<HashMap<u32, usize>>,
+    max: usize,
+    /// When a refusal was last logged, in seconds since the server started (so a flood of
+    /// refused connections writes one line a second, not one per connection).
+    logged: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+}
+
+/// One connection's place in its user's count, given back when it drops.
+pub(crate) struct UserSlot {
+    users: Arc<UserConnections>,
+    uid: u32,
+}
+
+impl UserConnections {
+    /// A place for a connection of `uid`, or `None` when it has as many as it may.
+    fn take(self: &Arc<Self>, uid: u32, pid: u32) -> Option<UserSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(uid).or_insert(0);
+        if *count >= self.max {
+            drop(counts);
+            let now = self.started.elapsed().as_secs() + 1;
+            if self.logged.swap(now, Ordering::Relaxed) != now {
+                log::warn!(
+                    "uid {uid} (pid {pid}) has {} connections, the most one user may have \
+                     (--max-connections-per-user): refusing more",
+                    self.max
+                );
+            }
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot {
+            users: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut counts = self.users.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.uid);
+            }
+        }
+    }
 }
 
 /// State the acceptor, the set-up threads and the workers share.
@@ -72,6 +142,9 @@ struct Shared<F: Filesystem> {
     stop: AtomicBool,
     /// Channels served and requests waiting, for monitoring.
     counters: Arc<RingCounters>,
+    users: Arc<UserConnections>,
+    /// Descriptor numbers per user, across its sessions.
+    budgets: session::Budgets,
 }
 
 /// Live figures of a running server, readable from any thread (the metrics exporter's
@@ -151,6 +224,13 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             sessions: Mutex::new(HashMap::new()),
             workers: inboxes,
             stop: AtomicBool::new(false),
+            budgets: session::Budgets::default(),
+            users: Arc::new(UserConnections {
+                counts: Mutex::new(HashMap::new()),
+                max: config.max_connections_per_user,
+                logged: std::sync::atomic::AtomicU64::new(0),
+                started: std::time::Instant::now(),
+            }),
             counters: Arc::new(RingCounters {
                 channels: AtomicUsize::new(0),
                 waiting: (0..config.threads.max(1))
@@ -167,6 +247,12 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
                     .spawn(move || worker::run(&shared, index))?,
             );
         }
+        let for_sweeper = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("ring-forks".into())
+                .spawn(move || for_sweeper.forks.run_sweeper(FORK_SWEEP))?,
+        );
         let accepting = listener.try_clone()?;
         let for_acceptor = Arc::clone(&shared);
         threads.push(
@@ -207,6 +293,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
         for inbox in &self.shared.workers {
             inbox.wake();
         }
+        self.shared.forks.close();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -259,11 +346,23 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
+        // Counted before a thread is spent on it: a user over the cap costs one refusal.
+        let peer = match sys::peer_cred(&stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                log::debug!("SO_PEERCRED: {e}");
+                continue;
+            }
+        };
+        let Some(slot) = shared.users.take(peer.uid, peer.pid) else {
+            refuse(&stream, libc::EMFILE);
+            continue;
+        };
         let shared = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("ring-setup".into())
             .spawn(move || {
-                if let Err(e) = set_up(&shared, stream) {
+                if let Err(e) = set_up(&shared, stream, peer, slot) {
                     log::debug!("channel set-up failed: {e}");
                 }
             });
@@ -277,9 +376,10 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
 fn set_up<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     stream: UnixStream,
+    peer: sys::PeerCred,
+    slot: UserSlot,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
-    let peer = sys::peer_cred(&stream)?;
     let mut hello = [0u8; HELLO_LEN];
     (&stream).read_exact(&mut hello)?;
     let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -287,14 +387,7 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
     let session = match find_session(shared, hello, &cred) {
         Ok(session) => session,
         Err(errno) => {
-            let refusal = Welcome {
-                status: errno as u16,
-                session: 0,
-                region_len: 0,
-                table_len: 0,
-            };
-            use std::io::Write;
-            (&stream).write_all(&refusal.encode())?;
+            refuse(&stream, errno);
             return Ok(());
         }
     };
@@ -323,8 +416,24 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         stream,
         session,
         cred,
+        slot,
     });
     Ok(())
+}
+
+/// Answers a connection with a welcome that refuses it with `errno`, without waiting.
+fn refuse(stream: &UnixStream, errno: i32) {
+    let refusal = Welcome {
+        status: errno as u16,
+        session: 0,
+        region_len: 0,
+        table_len: 0,
+    };
+    let _ = stream.set_nonblocking(true);
+    use std::io::Write;
+    if let Err(e) = (&*stream).write_all(&refusal.encode()) {
+        log::debug!("refusing a connection: {e}");
+    }
 }
 
 /// The session a hello asks for, as an errno when it may not have it.
@@ -343,7 +452,7 @@ fn find_session<F: Filesystem>(
                     break t;
                 }
             };
-            let session = Arc::new(Session::new(token, cred.uid));
+            let session = Arc::new(Session::new(token, cred, shared.budgets.of(cred.uid)));
             sessions.insert(token, Arc::downgrade(&session));
             Ok(session)
         }
@@ -352,7 +461,7 @@ fn find_session<F: Filesystem>(
                 .get(&token)
                 .and_then(Weak::upgrade)
                 .ok_or(libc::ENOENT)?;
-            if session.owner_uid != cred.uid && !cred.is_root() {
+            if !session.may_join(cred) {
                 return Err(libc::EACCES);
             }
             if Arc::strong_count(&session) > MAX_CHANNELS_PER_SESSION {
@@ -392,6 +501,7 @@ mod tests {
                 socket: socket.clone(),
                 threads: 2,
                 socket_mode: 0o600,
+                max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
         )
         .unwrap();
@@ -549,6 +659,7 @@ mod tests {
                 socket: socket.clone(),
                 threads: 2,
                 socket_mode: 0o600,
+                max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
             Arc::new(FileOpener(kernel.clone())),
         )
@@ -693,5 +804,41 @@ mod tests {
         assert_eq!(server.channels(), 0);
         server.shutdown();
         assert!(!socket.exists());
+    }
+
+    #[test]
+    fn a_client_that_says_nothing_is_let_go_after_the_hello_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let mut silent = UnixStream::connect(&socket).unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 8];
+        assert_eq!(std::io::Read::read(&mut silent, &mut buf).unwrap(), 0);
+        let waited = started.elapsed();
+        assert!(
+            waited >= HELLO_TIMEOUT - Duration::from_millis(100),
+            "{waited:?}"
+        );
+        assert!(waited < HELLO_TIMEOUT * 3, "{waited:?}");
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_session_has_a_bounded_number_of_channels() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let (first, token, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let mut channels = vec![first];
+        let refused = loop {
+            match Channel::connect(&socket, Hello::Join(token)) {
+                Ok((channel, _, _)) => channels.push(channel),
+                Err(e) => break e,
+            }
+            assert!(channels.len() <= MAX_CHANNELS_PER_SESSION + 1, "no bound");
+        };
+        assert_eq!(refused.raw_os_error(), Some(libc::EMFILE));
+        assert!(channels.len() >= MAX_CHANNELS_PER_SESSION);
+        drop(channels);
+        server.shutdown();
     }
 }

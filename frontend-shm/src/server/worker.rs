@@ -53,6 +53,8 @@ pub(crate) struct NewChannel<F: Filesystem> {
     pub(crate) stream: UnixStream,
     pub(crate) session: Arc<Session<F>>,
     pub(crate) cred: Credentials,
+    /// Its place in its user's connection count.
+    pub(crate) slot: super::UserSlot,
 }
 
 /// Where a worker receives new channels and wake-ups.
@@ -100,6 +102,8 @@ struct Channel<F: Filesystem> {
     stream: UnixStream,
     session: Arc<Session<F>>,
     cred: Credentials,
+    /// Its place in its user's connection count, given back when it goes.
+    _slot: super::UserSlot,
     /// Sequence number of the last request served.
     last_seen: u32,
     /// A futex wait on `req_seq` is in flight: the region must outlive it.
@@ -257,7 +261,9 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             self.generations[slot] = self.generations[slot].wrapping_add(1);
             let hangup = opcode::PollAdd::new(
                 types::Fd(channel.stream.as_raw_fd()),
-                (libc::POLLRDHUP | libc::POLLHUP) as u32,
+                // POLLIN too: a client never writes after its hello, so anything it sends
+                // (descriptors that would keep its own socket alive, say) ends the channel.
+                (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP) as u32,
             )
             .build()
             .user_data(user_data(KIND_HANGUP, slot, self.generations[slot]));
@@ -266,6 +272,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 stream: channel.stream,
                 session: channel.session,
                 cred: channel.cred,
+                _slot: channel.slot,
                 // A fresh region starts at 0; the client may already have published request 1
                 // before the channel got here.
                 last_seen: 0,
@@ -301,6 +308,15 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             match kind {
                 KIND_FUTEX => channel.futex_armed = false,
                 KIND_HANGUP => {
+                    let (bytes, fds) = sys::discard_received(&channel.stream);
+                    if bytes > 0 {
+                        log::warn!(
+                            "uid {} (pid {}) wrote on its channel after the hello ({fds} \
+                             descriptors among it): closed them and dropped the channel",
+                            channel.cred.uid,
+                            channel.cred.pid
+                        );
+                    }
                     channel.hangup_armed = false;
                     channel.closing = true;
                     self.any_closing = true;
