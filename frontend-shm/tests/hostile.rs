@@ -8,7 +8,9 @@
 //!   again: the server's descriptors come back;
 //! - more connections than the per-user cap: refused with `EMFILE` and a log line;
 //! - `Fork` without `Attach` in a loop: `EAGAIN` at the per-session bound, and what the forks
-//!   held is released once the client is gone.
+//!   held is released once the client is gone;
+//! - extended attributes and hard links in a loop: `ENOSPC` at the filesystem's size and inode
+//!   budget, with the server's memory bounded and nothing stored harmed.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -36,9 +38,15 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("ring.sock");
         let log = dir.path().join("log");
+        let size: &[&str] = if extra.contains(&"--size") {
+            &[]
+        } else {
+            &["--size", "64M"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_btfuse-shm"))
-            .args(["serve", "--threads", "2", "--size", "64M", "--socket"])
+            .args(["serve", "--threads", "2", "--socket"])
             .arg(&socket)
+            .args(size)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stderr(std::fs::File::create(&log).unwrap())
@@ -421,4 +429,109 @@ fn forks_no_child_attaches_are_bounded_and_released_when_the_client_goes() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Resident memory of the server process, in bytes.
+fn resident_bytes(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn xattr_and_link_floods_end_at_the_size_and_inode_budget() {
+    // 1 MiB and 64 inodes: a flood without limits grew a daemon like this by hundreds of MB.
+    let daemon = Daemon::start(&["--size", "1M", "--inodes", "64"]);
+    let c = daemon.client();
+    c.write("/keep", b"nothing stored is harmed").unwrap();
+    let before = resident_bytes(&daemon);
+    let statfs = c.statfs().unwrap();
+    let value = vec![b'v'; 60 << 10];
+    let set = |path: &str, name: &str| {
+        let request = Request::SetXattr {
+            target: Target::Path {
+                at: None,
+                path: path.as_bytes(),
+                follow: true,
+            },
+            name: name.as_bytes(),
+            value: &value,
+            mode: btfuse_core::XattrMode::Set,
+        };
+        outcome(&c, &request)
+    };
+    // Values of 60 KiB on file after file: the filesystem's blocks run out, not the memory.
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for i in 0..2000 {
+        let path = format!("/x{}", i % 40);
+        if i < 40 {
+            c.write(&path, b"").unwrap();
+        }
+        let name = format!("user.a{}", i / 40);
+        match set(&path, &name) {
+            Ok(()) => stored.push((path, name)),
+            Err(e) => {
+                assert_eq!(e, libc::ENOSPC);
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 1900, "only {refused} refused");
+    assert!(
+        stored.len() <= 17,
+        "{} values of 60 KiB in a 1 MiB filesystem",
+        stored.len()
+    );
+    let full = c.statfs().unwrap();
+    assert!(full.blocks_free < statfs.blocks_free / 8, "{full:?}");
+    // What is stored is intact, and a write finds no room left either.
+    assert_eq!(c.read("/keep").unwrap(), b"nothing stored is harmed");
+    assert_eq!(
+        c.write("/big", vec![1u8; 256 << 10])
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENOSPC)
+    );
+    // Removing the attributes gives the room back.
+    for (path, name) in &stored {
+        let remove = Request::RemoveXattr {
+            target: Target::Path {
+                at: None,
+                path: path.as_bytes(),
+                follow: true,
+            },
+            name: name.as_bytes(),
+        };
+        outcome(&c, &remove).unwrap();
+    }
+    assert!(c.statfs().unwrap().blocks_free >= full.blocks_free + 15 * stored.len() as u64 - 1);
+    c.write("/big", vec![1u8; 256 << 10]).unwrap();
+
+    // Hard links take units of the inode budget.
+    c.write("/target", b"t").unwrap();
+    let mut links = 0;
+    let err = loop {
+        match c.hard_link("/target", format!("/l{links}")) {
+            Ok(()) => links += 1,
+            Err(e) => break e,
+        }
+        assert!(links <= 64, "links are not bounded by the inode budget");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+    assert_eq!(c.statfs().unwrap().files_free, 0);
+    c.remove_file("/l0").unwrap();
+    c.hard_link("/target", "/again").unwrap();
+    // Thousands more attempts cost nothing that stays.
+    for i in 0..5000 {
+        assert!(c.hard_link("/target", format!("/m{i}")).is_err());
+    }
+    let grown = resident_bytes(&daemon).saturating_sub(before);
+    assert!(grown < 32 << 20, "the server grew by {grown} bytes");
+    assert_eq!(c.read("/keep").unwrap(), b"nothing stored is harmed");
 }
