@@ -628,12 +628,7 @@ impl<F: Filesystem> Exec<'_, F> {
             ..OpenFlags::default()
         };
         let fh = self.fs.open(self.cred, attr.ino, flags)?;
-        let cursor = Cursor {
-            offset: 0,
-            append: false,
-            nonblock: false,
-            fh,
-        };
+        let cursor = Cursor::at_start(fh);
         let grant = Grant {
             path_only: true,
             ..Grant::default()

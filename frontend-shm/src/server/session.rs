@@ -87,6 +87,18 @@ pub(crate) struct Grant {
     pub(crate) path_only: bool,
 }
 
+impl Cursor {
+    /// A cursor at offset 0 over `fh`, with no status flags.
+    pub(crate) fn at_start(fh: Fh) -> Cursor {
+        Cursor {
+            offset: 0,
+            append: false,
+            nonblock: false,
+            fh,
+        }
+    }
+}
+
 /// Where a call on a description's offset goes.
 pub(crate) enum Route<'d> {
     /// The engine, with the offset and flags locked for the call.
@@ -521,36 +533,30 @@ mod tests {
         }
     }
 
-    /// A session of `cred` holding `n` numbers of one open description.
-    fn session(fs: &Arc<Fs>, token: u64, cred: &Credentials, n: usize) -> Arc<Session<Fs>> {
-        let session = Arc::new(Session::new(token, cred, budget()));
+    /// A description of a new file `name`, open for reading.
+    pub(super) fn description(fs: &Arc<Fs>, name: &str) -> Arc<Description<Fs>> {
         let root = Credentials::root();
         let (attr, fh) = fs
-            .create(
-                &root,
-                Ino::ROOT,
-                format!("f{token}").as_bytes(),
-                0o644,
-                OpenFlags::READ,
-            )
+            .create(&root, Ino::ROOT, name.as_bytes(), 0o644, OpenFlags::READ)
             .unwrap();
-        let cursor = Cursor {
-            offset: 0,
-            append: false,
-            nonblock: false,
-            fh,
-        };
         let grant = Grant {
             read: true,
             ..Grant::default()
         };
-        let description = Arc::new(Description::new(
+        let cursor = Cursor::at_start(fh);
+        Arc::new(Description::new(
             Arc::clone(fs),
             attr.ino,
             attr.kind,
             grant,
             cursor,
-        ));
+        ))
+    }
+
+    /// A session of `cred` holding `n` numbers of one open description.
+    fn session(fs: &Arc<Fs>, token: u64, cred: &Credentials, n: usize) -> Arc<Session<Fs>> {
+        let session = Arc::new(Session::new(token, cred, budget()));
+        let description = description(fs, &format!("f{token}"));
         for _ in 0..n {
             session.insert(Arc::clone(&description)).unwrap();
         }
@@ -561,7 +567,7 @@ mod tests {
         Arc::new(UserBudget::new(usize::MAX))
     }
 
-    fn fs() -> Arc<Fs> {
+    pub(super) fn fs() -> Arc<Fs> {
         Arc::new(MemFs::new(
             MemPool::new(1 << 20),
             Config::default(),
@@ -656,36 +662,17 @@ mod tests {
 
 #[cfg(test)]
 mod budget {
-    use btfuse_core::{Config, MemFs, MemPool, OpenFlags, ZeroClock};
+    use btfuse_core::{MemFs, MemPool};
 
+    use super::tests::{description, fs};
     use super::*;
 
     type Fs = MemFs<MemPool>;
 
     #[test]
     fn a_users_sessions_share_one_bound_on_descriptor_numbers() {
-        let fs = Arc::new(MemFs::new(
-            MemPool::new(1 << 20),
-            Config::default(),
-            ZeroClock,
-        ));
-        let root = Credentials::root();
-        let (attr, fh) = fs
-            .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ)
-            .unwrap();
-        let cursor = Cursor {
-            offset: 0,
-            append: false,
-            nonblock: false,
-            fh,
-        };
-        let description = Arc::new(Description::new(
-            Arc::clone(&fs),
-            attr.ino,
-            attr.kind,
-            Grant::default(),
-            cursor,
-        ));
+        let fs = fs();
+        let description = description(&fs, "f");
         let budgets = Budgets::default();
         let user = Credentials::user(1000, 1000);
         let budget = budgets.of(1000);
