@@ -2144,7 +2144,17 @@ fn perm_write_clears_setid(base: &Path) -> Vec<String> {
         t.need("write gm (group 2000)", write_new(&at("gm"), b"0123456789"))?;
         t.need("chown gm 0:2000", chown(at("gm"), None, Some(2000)))?;
         t.need("chmod gm 2767", chmod(&at("gm"), 0o2767))?;
+        for (name, mode) in [("locked", 0o4755), ("glocked", 0o2755)] {
+            t.need(&format!("write {name}"), write_new(&at(name), b"x"))?;
+            t.need(&format!("chmod {name} {mode:o}"), chmod(&at(name), mode))?;
+        }
         as_other(t, "alice", &alice(), |t| {
+            // chown(f, -1, -1) by a non-owner who may not write the file: the set-ID bits
+            // it would clear make it a mode change, which only the owner may make (EPERM).
+            for name in ["locked", "glocked"] {
+                t.step(&format!("chown {name} -1 -1"), chown(at(name), None, None));
+                t.step(&format!("stat {name} after chown"), stat(&at(name)));
+            }
             for name in ["u", "ug", "g_noexec", "gm"] {
                 let file = open(&at(name), libc::O_WRONLY, 0);
                 if let Some(file) = t.step(&format!("open {name} for write"), file) {
