@@ -54,7 +54,7 @@ pub struct Executor<F: Filesystem> {
     fs: Arc<F>,
     forks: ForkTable<F>,
     sessions: Vec<Arc<Session<F>>>,
-    scratch: Vec<u8>,
+    scratch: exec::Scratch,
 }
 
 impl<F: Filesystem> Executor<F> {
@@ -70,7 +70,7 @@ impl<F: Filesystem> Executor<F> {
             fs,
             forks: ForkTable::default(),
             sessions,
-            scratch: Vec::new(),
+            scratch: exec::Scratch::default(),
         }
     }
 
