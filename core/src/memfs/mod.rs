@@ -66,6 +66,7 @@
 
 mod data;
 mod perm;
+mod xattr;
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -76,14 +77,15 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use spin::{Mutex, RwLock, RwLockWriteGuard};
 
-use crate::block::{BlockNo, BlockStore};
+use crate::block::BlockStore;
 use crate::error::{Errno, Result};
 use crate::fs::{ContentWatch, Filesystem};
 use crate::rbtree::{NodeId, RbTree};
 use crate::types::*;
 
-use data::{FileData, store_err};
+use data::FileData;
 use perm::{check, check_sticky, permitted};
+use xattr::{XattrNamespace, Xattrs, copy_out, xattr_namespace};
 
 /// Number of shards of the inode and handle tables.
 pub const SHARDS: usize = 64;
@@ -349,23 +351,8 @@ enum Body {
     },
 }
 
-/// A name stored in the engine.
-type Name = Box<[u8]>;
-
 /// A sharded table from a number to a shared value.
 type Sharded<T> = Box<[RwLock<HashMap<u64, Arc<T>>>]>;
-
-/// Extended attributes of one inode, in the order they were set.
-#[derive(Default)]
-struct Xattrs {
-    entries: Vec<(Name, Box<[u8]>)>,
-    /// Names plus values of `entries`.
-    bytes: usize,
-    /// Blocks taken from the store to charge `bytes` against its capacity:
-    /// `bytes.div_ceil(block_size)` of them. Never read or written; the bytes live in
-    /// `entries`.
-    charge: Vec<BlockNo>,
-}
 
 /// A timestamp packed into 12 bytes (4-byte aligned): three of them in every inode.
 #[repr(C, packed(4))]
@@ -912,70 +899,6 @@ impl<B: BlockStore> MemFs<B> {
         }
     }
 
-    /// Takes blocks from the store until `charge` holds `want` of them, all or nothing:
-    /// `ENOSPC` (or the store's error) leaves `charge` as it was.
-    fn grow_charge(&self, charge: &mut Vec<BlockNo>, want: usize) -> Result<()> {
-        let have = charge.len();
-        if want <= have {
-            return Ok(());
-        }
-        if (want - have) as u64 > self.store.free_blocks() {
-            return Err(Errno::NoSpace);
-        }
-        charge
-            .try_reserve(want - have)
-            .map_err(|_| Errno::NoSpace)?;
-        for _ in have..want {
-            match self.store.allocate() {
-                Ok(block) => charge.push(block),
-                Err(e) => {
-                    self.shrink_charge(charge, have);
-                    return Err(store_err(e));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Gives the blocks of `charge` past the first `keep` back to the store.
-    fn shrink_charge(&self, charge: &mut Vec<BlockNo>, keep: usize) {
-        for block in charge.drain(keep.min(charge.len())..) {
-            let freed = self.store.free(block);
-            debug_assert!(freed.is_ok(), "charged {block:?} was not allocated");
-        }
-    }
-
-    /// Sets attribute `name` of `x` to `value` as `setxattr` does, after its permission
-    /// checks: the per-inode budget, then the store's capacity. A failure changes nothing.
-    fn set_xattr_in(
-        &self,
-        x: &mut Xattrs,
-        name: &[u8],
-        value: &[u8],
-        mode: XattrMode,
-    ) -> Result<()> {
-        let pos = x.entries.iter().position(|(n, _)| &**n == name);
-        match (mode, pos) {
-            (XattrMode::Create, Some(_)) => return Err(Errno::Exists),
-            (XattrMode::Replace, None) => return Err(Errno::NoData),
-            _ => {}
-        }
-        let old = pos.map_or(0, |i| name.len() + x.entries[i].1.len());
-        let bytes = x.bytes - old + name.len() + value.len();
-        if bytes > self.config.max_xattr_bytes {
-            return Err(Errno::NoSpace);
-        }
-        let blocks = bytes.div_ceil(self.store.block_size());
-        self.grow_charge(&mut x.charge, blocks)?;
-        match pos {
-            Some(i) => x.entries[i].1 = value.into(),
-            None => x.entries.push((name.into(), value.into())),
-        }
-        x.bytes = bytes;
-        self.shrink_charge(&mut x.charge, blocks);
-        Ok(())
-    }
-
     fn open_handle(&self, inode: Arc<Inode>, flags: OpenFlags, horizon: u64) -> Fh {
         let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
         let handle = Handle {
@@ -1075,47 +998,6 @@ impl<B: BlockStore> Drop for MemFs<B> {
     }
 }
 
-/// Namespaces of extended attributes the engine stores.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum XattrNamespace {
-    User,
-    Trusted,
-    Security,
-}
-
-/// Checks an attribute name and returns its namespace.
-fn xattr_namespace(name: &[u8]) -> Result<XattrNamespace> {
-    if name.is_empty() || name.len() > XATTR_NAME_MAX {
-        return Err(Errno::Range);
-    }
-    let (ns, prefix_len) = if name.starts_with(b"user.") {
-        (XattrNamespace::User, 5)
-    } else if name.starts_with(b"trusted.") {
-        (XattrNamespace::Trusted, 8)
-    } else if name.starts_with(b"security.") {
-        (XattrNamespace::Security, 9)
-    } else {
-        return Err(Errno::NotSupported);
-    };
-    if name.len() == prefix_len {
-        return Err(Errno::InvalidArgument);
-    }
-    Ok(ns)
-}
-
-/// Copies `value` to `buf` the way the xattr calls reply: length only for an empty buffer,
-/// `ERANGE` for a short one.
-fn copy_out(value: &[u8], buf: &mut [u8]) -> Result<usize> {
-    if buf.is_empty() {
-        Ok(value.len())
-    } else if buf.len() < value.len() {
-        Err(Errno::Range)
-    } else {
-        buf[..value.len()].copy_from_slice(value);
-        Ok(value.len())
-    }
-}
-
 impl<B: BlockStore> MemFs<B> {
     fn lookup_inner(
         &self,
@@ -1202,33 +1084,6 @@ impl<B: BlockStore> MemFs<B> {
         let inode = self.create_locked(cred, &mut pst, name, new)?;
         let st = inode.state.read();
         Ok(self.attr_of(&inode, &st))
-    }
-
-    fn xattr_write_permission(
-        cred: &Credentials,
-        kind: FileType,
-        st: &State,
-        ns: XattrNamespace,
-    ) -> Result<()> {
-        match ns {
-            XattrNamespace::Trusted | XattrNamespace::Security if !cred.is_root() => {
-                Err(Errno::NotPermitted)
-            }
-            XattrNamespace::Trusted | XattrNamespace::Security => Ok(()),
-            XattrNamespace::User => {
-                if !matches!(kind, FileType::RegularFile | FileType::Directory) {
-                    return Err(Errno::NotPermitted);
-                }
-                if kind == FileType::Directory
-                    && st.perm & S_ISVTX != 0
-                    && !cred.is_root()
-                    && cred.uid != st.uid
-                {
-                    return Err(Errno::NotPermitted);
-                }
-                check(cred, kind, st, AccessMask::WRITE)
-            }
-        }
     }
 }
 
