@@ -65,6 +65,7 @@
 //! of these.
 
 mod data;
+mod dir;
 mod perm;
 mod xattr;
 
@@ -80,21 +81,16 @@ use spin::{Mutex, RwLock, RwLockWriteGuard};
 use crate::block::BlockStore;
 use crate::error::{Errno, Result};
 use crate::fs::{ContentWatch, Filesystem};
-use crate::rbtree::{NodeId, RbTree};
+use crate::rbtree::NodeId;
 use crate::types::*;
 
 use data::FileData;
+use dir::{BOGO_DIRENT_SIZE, Dir};
 use perm::{check, check_sticky, permitted};
 use xattr::{XattrNamespace, Xattrs, copy_out, xattr_namespace};
 
 /// Number of shards of the inode and handle tables.
 pub const SHARDS: usize = 64;
-
-/// Bytes a directory's size grows by per entry, as tmpfs counts it.
-const BOGO_DIRENT_SIZE: u64 = 20;
-
-/// First cookie of a real entry: 1 and 2 are `.` and `..`.
-const FIRST_COOKIE: u64 = 3;
 
 /// Seconds after which relatime updates the access time regardless.
 const RELATIME_SECS: i64 = 24 * 60 * 60;
@@ -166,179 +162,6 @@ pub struct Usage {
     pub blocks_total: u64,
     /// Bytes per block.
     pub block_size: u64,
-}
-
-/// Longest name stored inside a directory entry itself; longer ones go to the heap.
-const INLINE_NAME: usize = 22;
-
-/// A directory entry's name: inline when it fits (most names do), so the common lookup reads
-/// the name from the tree slot it already loaded, and a short name costs no allocation.
-/// 24 bytes either way.
-enum NameBuf {
-    Inline { len: u8, bytes: [u8; INLINE_NAME] },
-    Heap(Box<[u8]>),
-}
-
-impl NameBuf {
-    fn new(name: &[u8]) -> NameBuf {
-        if name.len() <= INLINE_NAME {
-            let mut bytes = [0u8; INLINE_NAME];
-            bytes[..name.len()].copy_from_slice(name);
-            NameBuf::Inline {
-                len: name.len() as u8,
-                bytes,
-            }
-        } else {
-            NameBuf::Heap(name.into())
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            NameBuf::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            NameBuf::Heap(name) => name,
-        }
-    }
-}
-
-/// Bits of [`Entry::ino_kind`] that hold the inode's type: the top three. Inode numbers come
-/// from a counter and never reach 2^61.
-const KIND_SHIFT: u32 = 61;
-
-/// One directory entry, stored in the directory's tree: inode number and type packed into one
-/// word (what readdir needs), the name, and the inode itself (what lookup needs, without a trip
-/// through the inode table).
-struct Entry {
-    ino_kind: u64,
-    name: NameBuf,
-    inode: Arc<Inode>,
-}
-
-impl Entry {
-    fn new(inode: &Arc<Inode>, name: &[u8]) -> Entry {
-        let ino_kind = pack_ino_kind(inode.ino, inode.kind);
-        Entry {
-            ino_kind,
-            name: NameBuf::new(name),
-            inode: inode.clone(),
-        }
-    }
-
-    fn ino(&self) -> Ino {
-        unpack_ino_kind(self.ino_kind).0
-    }
-
-    fn kind(&self) -> FileType {
-        unpack_ino_kind(self.ino_kind).1
-    }
-
-    fn name(&self) -> &[u8] {
-        self.name.as_bytes()
-    }
-}
-
-/// An inode number and type in one word: the type in the top three bits.
-fn pack_ino_kind(ino: Ino, kind: FileType) -> u64 {
-    debug_assert!(ino.0 < 1 << KIND_SHIFT);
-    let code = match kind {
-        FileType::RegularFile => 0,
-        FileType::Directory => 1,
-        FileType::Symlink => 2,
-        FileType::NamedPipe => 3,
-        FileType::Socket => 4,
-        FileType::CharDevice => 5,
-        FileType::BlockDevice => 6,
-    };
-    ino.0 | (code << KIND_SHIFT)
-}
-
-/// The inverse of [`pack_ino_kind`].
-fn unpack_ino_kind(word: u64) -> (Ino, FileType) {
-    let kind = match word >> KIND_SHIFT {
-        0 => FileType::RegularFile,
-        1 => FileType::Directory,
-        2 => FileType::Symlink,
-        3 => FileType::NamedPipe,
-        4 => FileType::Socket,
-        5 => FileType::CharDevice,
-        _ => FileType::BlockDevice,
-    };
-    (Ino(word & ((1 << KIND_SHIFT) - 1)), kind)
-}
-
-/// A directory's entries: ordered by cookie in `entries`, indexed by name in `index`.
-struct Dir {
-    entries: RbTree<u64, Entry>,
-    index: HashTable<NodeId>,
-    next_cookie: u64,
-    /// The directory holding this one's entry (the root's is itself). Changed only under
-    /// `rename_lock`, so a rename holding it can walk ancestors one lock at a time.
-    parent: Ino,
-}
-
-impl Dir {
-    fn new(parent: Ino) -> Dir {
-        Dir {
-            entries: RbTree::new(),
-            index: HashTable::new(),
-            next_cookie: FIRST_COOKIE,
-            parent,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn node_name(entries: &RbTree<u64, Entry>, id: NodeId) -> &[u8] {
-        match entries.get(id) {
-            Some((_, e)) => e.name(),
-            None => &[],
-        }
-    }
-
-    fn get(&self, hasher: &DefaultHashBuilder, name: &[u8]) -> Option<&Entry> {
-        let hash = hasher.hash_one(name);
-        let entries = &self.entries;
-        let id = self
-            .index
-            .find(hash, |&id| Self::node_name(entries, id) == name)?;
-        entries.get(*id).map(|(_, e)| e)
-    }
-
-    /// Adds an entry the caller knows is absent; `ENOSPC` if memory for it cannot be had.
-    fn insert(
-        &mut self,
-        hasher: &DefaultHashBuilder,
-        name: &[u8],
-        inode: &Arc<Inode>,
-    ) -> Result<()> {
-        let entries = &self.entries;
-        self.index
-            .try_reserve(1, |&id| hasher.hash_one(Self::node_name(entries, id)))
-            .map_err(|_| Errno::NoSpace)?;
-        self.entries.try_reserve(1).map_err(|_| Errno::NoSpace)?;
-        let cookie = self.next_cookie;
-        self.next_cookie += 1;
-        let entry = Entry::new(inode, name);
-        let id = self.entries.insert(cookie, entry).map_err(|_| Errno::Io)?;
-        let entries = &self.entries;
-        self.index.insert_unique(hasher.hash_one(name), id, |&id| {
-            hasher.hash_one(Self::node_name(entries, id))
-        });
-        Ok(())
-    }
-
-    fn remove(&mut self, hasher: &DefaultHashBuilder, name: &[u8]) -> Option<Entry> {
-        let hash = hasher.hash_one(name);
-        let entries = &self.entries;
-        let found = self
-            .index
-            .find_entry(hash, |&id| Self::node_name(entries, id) == name)
-            .ok()?;
-        let (id, _) = found.remove();
-        Some(self.entries.remove(id).1)
-    }
 }
 
 enum Body {
@@ -567,62 +390,6 @@ impl<B: BlockStore> MemFs<B> {
     /// The settings this filesystem was made with.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// Checks every directory's structure: its red-black tree invariants, that the name index
-    /// and the tree hold the same entries, that every entry names a live inode of the recorded
-    /// type, and that a subdirectory's `parent` is the directory listing it. Returns the first
-    /// violation with the directory's inode number. For tests: it locks one directory at a time,
-    /// so run it while nothing else changes the tree.
-    pub fn check_directories(&self) -> core::result::Result<(), (Ino, &'static str)> {
-        let mut dirs = Vec::new();
-        for shard in self.inodes.iter() {
-            dirs.extend(
-                shard
-                    .read()
-                    .iter()
-                    .filter(|i| i.kind == FileType::Directory)
-                    .cloned(),
-            );
-        }
-        for inode in dirs {
-            let fail = |why| Err((inode.ino, why));
-            let st = inode.state.read();
-            let Ok(dir) = st.dir() else {
-                return fail("directory without a directory body");
-            };
-            if dir.entries.check_invariants().is_err() {
-                return fail("red-black tree invariant broken");
-            }
-            if dir.index.len() != dir.entries.len() {
-                return fail("name index and tree differ in size");
-            }
-            let mut subdirs = 0;
-            for (_, &cookie, entry) in dir.entries.iter() {
-                if cookie < FIRST_COOKIE || cookie >= dir.next_cookie {
-                    return fail("cookie out of range");
-                }
-                if dir.get(&self.hasher, entry.name()).map(|e| e.ino()) != Some(entry.ino()) {
-                    return fail("entry not found through the name index");
-                }
-                let Ok(child) = self.inode(entry.ino()) else {
-                    return fail("entry names no inode");
-                };
-                if child.kind != entry.kind() {
-                    return fail("entry type differs from the inode's");
-                }
-                if child.kind == FileType::Directory {
-                    subdirs += 1;
-                    if child.state.read().dir().map(|d| d.parent) != Ok(inode.ino) {
-                        return fail("subdirectory's parent is not this directory");
-                    }
-                }
-            }
-            if !st.freed && st.nlink != 0 && st.nlink != 2 + subdirs {
-                return fail("directory nlink is not 2 + subdirectories");
-            }
-        }
-        Ok(())
     }
 
     /// Counts of what the filesystem holds.
@@ -2073,31 +1840,3 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod check_tests {
-    use super::*;
-    use crate::ZeroClock;
-    use crate::block::MemPool;
-
-    #[test]
-    fn check_directories_detects_corruption() {
-        let fs = MemFs::new(MemPool::new(1 << 20), Config::default(), ZeroClock);
-        let root = Credentials::root();
-        let a = fs.mkdir(&root, Ino::ROOT, b"a", 0o755).unwrap();
-        let b = fs.mkdir(&root, a.ino, b"b", 0o755).unwrap();
-        assert_eq!(fs.check_directories(), Ok(()));
-        let b_inode = fs.inode(b.ino).unwrap();
-        b_inode.state.write().dir_mut().unwrap().parent = Ino::ROOT;
-        assert_eq!(
-            fs.check_directories(),
-            Err((a.ino, "subdirectory's parent is not this directory"))
-        );
-        b_inode.state.write().dir_mut().unwrap().parent = a.ino;
-        fs.inode(a.ino).unwrap().state.write().nlink = 5;
-        assert_eq!(
-            fs.check_directories(),
-            Err((a.ino, "directory nlink is not 2 + subdirectories"))
-        );
-    }
-}

@@ -65,30 +65,6 @@ fn inodes_stay_compact() {
 }
 
 #[test]
-fn entries_stay_compact() {
-    assert_eq!(core::mem::size_of::<NameBuf>(), 24);
-    assert_eq!(core::mem::size_of::<Entry>(), 40);
-    let long = [b'n'; 200];
-    for name in [
-        &b"a"[..],
-        &[b'x'; INLINE_NAME],
-        &[b'y'; INLINE_NAME + 1],
-        &long,
-    ] {
-        assert_eq!(NameBuf::new(name).as_bytes(), name);
-    }
-    for kind in [
-        FileType::RegularFile,
-        FileType::BlockDevice,
-        FileType::Directory,
-    ] {
-        for ino in [Ino(1), Ino((1 << KIND_SHIFT) - 1)] {
-            assert_eq!(unpack_ino_kind(pack_ino_kind(ino, kind)), (ino, kind));
-        }
-    }
-}
-
-#[test]
 fn dot_in_a_file_is_the_file_for_the_kernel_only() {
     let fs = fs();
     let root = Credentials::root();
