@@ -66,6 +66,7 @@
 
 mod data;
 mod dir;
+mod handle;
 mod perm;
 mod xattr;
 
@@ -81,11 +82,11 @@ use spin::{Mutex, RwLock, RwLockWriteGuard};
 use crate::block::BlockStore;
 use crate::error::{Errno, Result};
 use crate::fs::{ContentWatch, Filesystem};
-use crate::rbtree::NodeId;
 use crate::types::*;
 
 use data::FileData;
 use dir::{BOGO_DIRENT_SIZE, Dir};
+use handle::{Handle, Sharded};
 use perm::{check, check_sticky, permitted};
 use xattr::{XattrNamespace, Xattrs, copy_out, xattr_namespace};
 
@@ -174,9 +175,6 @@ enum Body {
     },
 }
 
-/// A sharded table from a number to a shared value.
-type Sharded<T> = Box<[RwLock<HashMap<u64, Arc<T>>>]>;
-
 /// A timestamp packed into 12 bytes (4-byte aligned): three of them in every inode.
 #[repr(C, packed(4))]
 #[derive(Clone, Copy)]
@@ -259,22 +257,6 @@ struct NewInode {
     kind: FileType,
     perm: u32,
     body: Body,
-}
-
-/// An open file description as the engine knows it.
-struct Handle {
-    inode: Arc<Inode>,
-    read: bool,
-    write: bool,
-    append: bool,
-    /// Directories: the cookie and tree node of the last entry the previous `readdir` handed
-    /// out, so the next page continues from that node instead of searching from the root. Only
-    /// a hint: it is used when the node still holds that cookie (cookies are never reused).
-    cursor: Mutex<Option<(u64, NodeId)>>,
-    /// Directories: entries with this cookie or above were created after the handle was
-    /// opened (or last read from cookie 0) and are not listed, so a program that creates files
-    /// while it lists a directory cannot chase its own entries forever (tmpfs behaves alike).
-    horizon: AtomicU64,
 }
 
 fn is_dot_or_dotdot(name: &[u8]) -> bool {
@@ -428,14 +410,6 @@ impl<B: BlockStore> MemFs<B> {
             .find(hash, |i| i.ino == ino)
             .cloned()
             .ok_or(Errno::NotFound)
-    }
-
-    fn handle(&self, fh: Fh) -> Result<Arc<Handle>> {
-        self.handles[(fh.0 as usize) % SHARDS]
-            .read()
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::BadHandle)
     }
 
     fn now(&self) -> Timestamp {
@@ -666,71 +640,6 @@ impl<B: BlockStore> MemFs<B> {
         }
     }
 
-    fn open_handle(&self, inode: Arc<Inode>, flags: OpenFlags, horizon: u64) -> Fh {
-        let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
-        let handle = Handle {
-            inode,
-            read: flags.read,
-            write: flags.write,
-            append: flags.append,
-            cursor: Mutex::new(None),
-            horizon: AtomicU64::new(horizon),
-        };
-        self.handles[(fh.0 as usize) % SHARDS]
-            .write()
-            .insert(fh.0, Arc::new(handle));
-        self.open_handles.fetch_add(1, Ordering::Relaxed);
-        fh
-    }
-
-    /// `open` on an inode whose state the caller has locked for writing.
-    fn open_locked(
-        &self,
-        cred: &Credentials,
-        inode: &Arc<Inode>,
-        st: &mut State,
-        flags: OpenFlags,
-    ) -> Result<Fh> {
-        if st.freed {
-            return Err(Errno::NotFound);
-        }
-        // O_TRUNC asks for write permission and truncates even on a read-only open (Linux).
-        let writes = flags.write || flags.truncate;
-        match inode.kind {
-            FileType::Symlink => return Err(Errno::TooManySymlinks),
-            FileType::Directory if writes => return Err(Errno::IsADirectory),
-            FileType::Directory => {}
-            _ if flags.directory => return Err(Errno::NotADirectory),
-            _ => {}
-        }
-        let mask = AccessMask {
-            read: flags.read,
-            write: writes,
-            execute: false,
-        };
-        check(cred, inode.kind, st, mask)?;
-        match inode.kind {
-            FileType::Socket => return Err(Errno::NoSuchDeviceOrAddress),
-            FileType::NamedPipe | FileType::CharDevice | FileType::BlockDevice => {
-                return Err(Errno::NotSupported);
-            }
-            _ => {}
-        }
-        if flags.truncate
-            && let Some(file) = st.file_mut()
-        {
-            {
-                let _change = self.content_change(inode.ino);
-                self.set_size(file, 0)?;
-                st.drop_privileges_on_write(cred);
-                st.touch_modified(self.now());
-            }
-        }
-        inode.opens.fetch_add(1, Ordering::AcqRel);
-        let horizon = st.dir().map_or(u64::MAX, |d| d.next_cookie);
-        Ok(self.open_handle(inode.clone(), flags, horizon))
-    }
-
     /// Locks two distinct inodes' states for writing: a directory before a non-directory (other
     /// calls lock a directory and then an entry in it), else in inode-number order (two
     /// directories here are never one above the other: rename has ruled that out).
@@ -825,14 +734,6 @@ impl<B: BlockStore> MemFs<B> {
         }
         let cst = child.state.read();
         Ok(self.attr_of(child, &cst))
-    }
-
-    fn dir_handle(&self, fh: Fh) -> Result<Arc<Handle>> {
-        let h = self.handle(fh)?;
-        if h.inode.kind != FileType::Directory {
-            return Err(Errno::NotADirectory);
-        }
-        Ok(h)
     }
 
     fn make_node(
