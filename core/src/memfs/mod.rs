@@ -67,6 +67,7 @@
 mod data;
 mod dir;
 mod handle;
+mod inode;
 mod perm;
 mod xattr;
 
@@ -85,16 +86,14 @@ use crate::fs::{ContentWatch, Filesystem};
 use crate::types::*;
 
 use data::FileData;
-use dir::{BOGO_DIRENT_SIZE, Dir};
+use dir::Dir;
 use handle::{Handle, Sharded};
+use inode::{Body, Inode, NewInode, State};
 use perm::{check, check_sticky, permitted};
-use xattr::{XattrNamespace, Xattrs, copy_out, xattr_namespace};
+use xattr::{XattrNamespace, copy_out, xattr_namespace};
 
 /// Number of shards of the inode and handle tables.
 pub const SHARDS: usize = 64;
-
-/// Seconds after which relatime updates the access time regardless.
-const RELATIME_SECS: i64 = 24 * 60 * 60;
 
 /// When reads update the access time.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -163,100 +162,6 @@ pub struct Usage {
     pub blocks_total: u64,
     /// Bytes per block.
     pub block_size: u64,
-}
-
-enum Body {
-    File(FileData),
-    Dir(Box<Dir>),
-    Symlink(Box<[u8]>),
-    /// A FIFO, socket or device record, with the device number (0 but for devices).
-    Special {
-        rdev: u32,
-    },
-}
-
-/// A timestamp packed into 12 bytes (4-byte aligned): three of them in every inode.
-#[repr(C, packed(4))]
-#[derive(Clone, Copy)]
-struct Time {
-    secs: i64,
-    nanos: u32,
-}
-
-impl Time {
-    fn get(self) -> Timestamp {
-        Timestamp {
-            secs: self.secs,
-            nanos: self.nanos,
-        }
-    }
-}
-
-impl From<Timestamp> for Time {
-    fn from(t: Timestamp) -> Time {
-        Time {
-            secs: t.secs,
-            nanos: t.nanos,
-        }
-    }
-}
-
-/// The mutable part of an inode, behind its lock.
-struct State {
-    perm: u32,
-    uid: u32,
-    gid: u32,
-    nlink: u32,
-    freed: bool,
-    atime: Time,
-    mtime: Time,
-    ctime: Time,
-    body: Body,
-    xattrs: Option<Box<Xattrs>>,
-}
-
-impl State {
-    fn dir(&self) -> Result<&Dir> {
-        match &self.body {
-            Body::Dir(d) => Ok(d),
-            _ => Err(Errno::NotADirectory),
-        }
-    }
-
-    fn dir_mut(&mut self) -> Result<&mut Dir> {
-        match &mut self.body {
-            Body::Dir(d) => Ok(d),
-            _ => Err(Errno::NotADirectory),
-        }
-    }
-
-    fn file_mut(&mut self) -> Option<&mut FileData> {
-        match &mut self.body {
-            Body::File(f) => Some(f),
-            _ => None,
-        }
-    }
-
-    fn touch_modified(&mut self, now: Timestamp) {
-        self.mtime = now.into();
-        self.ctime = now.into();
-    }
-}
-
-/// An inode: identity, reference counts and its locked state.
-struct Inode {
-    ino: Ino,
-    kind: FileType,
-    lookups: AtomicU64,
-    opens: AtomicU32,
-    state: RwLock<State>,
-}
-
-/// What a new inode is made of.
-struct NewInode {
-    kind: FileType,
-    perm: u32,
-    body: Body,
 }
 
 fn is_dot_or_dotdot(name: &[u8]) -> bool {
@@ -386,32 +291,6 @@ impl<B: BlockStore> MemFs<B> {
         }
     }
 
-    fn shard(&self, ino: Ino) -> &RwLock<HashTable<Arc<Inode>>> {
-        &self.inodes[(ino.0 as usize) % SHARDS]
-    }
-
-    fn hash_ino(&self, ino: Ino) -> u64 {
-        self.hasher.hash_one(ino.0)
-    }
-
-    /// Adds an inode to the table.
-    fn enter_inode(&self, inode: Arc<Inode>) {
-        let hash = self.hash_ino(inode.ino);
-        let rehash = |i: &Arc<Inode>| self.hash_ino(i.ino);
-        self.shard(inode.ino)
-            .write()
-            .insert_unique(hash, inode, rehash);
-    }
-
-    fn inode(&self, ino: Ino) -> Result<Arc<Inode>> {
-        let hash = self.hash_ino(ino);
-        let shard = self.shard(ino).read();
-        shard
-            .find(hash, |i| i.ino == ino)
-            .cloned()
-            .ok_or(Errno::NotFound)
-    }
-
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
@@ -430,34 +309,6 @@ impl<B: BlockStore> MemFs<B> {
         self.store.block_size() as u64
     }
 
-    fn attr_of(&self, inode: &Inode, st: &State) -> Attr {
-        let bs = self.block_size();
-        let (size, blocks) = match &st.body {
-            Body::File(f) => (f.size, f.blocks.len() as u64 * (bs / 512)),
-            Body::Dir(d) => ((d.len() as u64 + 2) * BOGO_DIRENT_SIZE, 0),
-            Body::Symlink(t) => (t.len() as u64, 0),
-            Body::Special { .. } => (0, 0),
-        };
-        Attr {
-            ino: inode.ino,
-            kind: inode.kind,
-            perm: st.perm,
-            nlink: st.nlink,
-            uid: st.uid,
-            gid: st.gid,
-            rdev: match st.body {
-                Body::Special { rdev } => rdev,
-                _ => 0,
-            },
-            size,
-            blocks,
-            blksize: bs as u32,
-            atime: st.atime.get(),
-            mtime: st.mtime.get(),
-            ctime: st.ctime.get(),
-        }
-    }
-
     /// `ino` and the directories above it, up to the root. Takes each directory's lock alone,
     /// for reading: the caller holds `rename_lock` (so the answer stays true) and no inode lock.
     fn ancestors(&self, mut ino: Ino) -> Vec<Ino> {
@@ -474,86 +325,6 @@ impl<B: BlockStore> MemFs<B> {
             chain.push(ino);
         }
         chain
-    }
-
-    /// Takes one unit of the inode budget, for a new inode or another name of a
-    /// non-directory: `ENOSPC` when `Config::max_inodes` are in use.
-    fn charge_inode(&self) -> Result<()> {
-        let max = self.config.max_inodes;
-        self.charged_inodes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map(|_| ())
-            .map_err(|_| Errno::NoSpace)
-    }
-
-    /// Gives back one unit taken by [`charge_inode`](Self::charge_inode).
-    fn uncharge_inode(&self) {
-        let before = self.charged_inodes.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(before > 1, "the root's unit is never given back");
-    }
-
-    /// Makes a new inode (one lookup counted) and enters it in the table. The caller has
-    /// charged it with [`charge_inode`](Self::charge_inode).
-    fn new_inode(&self, kind: FileType, state: State) -> Arc<Inode> {
-        self.live_inodes.fetch_add(1, Ordering::AcqRel);
-        let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
-        let inode = Arc::new(Inode {
-            ino,
-            kind,
-            lookups: AtomicU64::new(1),
-            opens: AtomicU32::new(0),
-            state: RwLock::new(state),
-        });
-        self.enter_inode(inode.clone());
-        inode
-    }
-
-    /// Frees `inode` if nothing refers to it any more: no link, no lookup, no handle.
-    fn release_if_unused(&self, inode: &Inode) {
-        let body = {
-            let mut st = inode.state.write();
-            if st.freed || st.nlink > 0 || inode.opens.load(Ordering::Acquire) > 0 {
-                return;
-            }
-            if inode.lookups.load(Ordering::Acquire) > 0 {
-                // No name and no handle: nothing can open the inode again, only the kernel's
-                // lookup references remain, and they may be forgotten long after the unlink.
-                // The data goes now, as tmpfs frees it at unlink; the record stays.
-                let Body::File(f) = &mut st.body else {
-                    return;
-                };
-                let blocks = core::mem::take(&mut f.blocks);
-                drop(st);
-                for block in blocks.values() {
-                    let freed = self.store.free(*block);
-                    debug_assert!(freed.is_ok(), "block {block:?} of a file was not allocated");
-                }
-                return;
-            }
-            st.freed = true;
-            if let Some(mut x) = st.xattrs.take() {
-                self.shrink_charge(&mut x.charge, 0);
-            }
-            core::mem::replace(&mut st.body, Body::Special { rdev: 0 })
-        };
-        let hash = self.hash_ino(inode.ino);
-        if let Ok(entry) = self
-            .shard(inode.ino)
-            .write()
-            .find_entry(hash, |i| i.ino == inode.ino)
-        {
-            entry.remove();
-        }
-        self.live_inodes.fetch_sub(1, Ordering::AcqRel);
-        self.uncharge_inode();
-        if let Body::File(f) = body {
-            for block in f.blocks.values() {
-                let freed = self.store.free(*block);
-                debug_assert!(freed.is_ok(), "block {block:?} of a file was not allocated");
-            }
-        }
     }
 
     /// The checks every entry-creating call makes on its parent, in order: directory, live,
@@ -613,48 +384,6 @@ impl<B: BlockStore> MemFs<B> {
         }
         pst.touch_modified(now);
         Ok(inode)
-    }
-
-    /// Updates the access time after a read, as the policy says.
-    fn accessed(&self, inode: &Inode) {
-        let needs = |st: &State, now: Timestamp| match self.config.atime {
-            AtimePolicy::Never => false,
-            AtimePolicy::Strict => st.atime.get() != now,
-            AtimePolicy::Relatime => {
-                let atime = st.atime.get();
-                atime <= st.mtime.get()
-                    || atime <= st.ctime.get()
-                    || now.secs.saturating_sub(atime.secs) >= RELATIME_SECS
-            }
-        };
-        if self.config.atime == AtimePolicy::Never {
-            return;
-        }
-        let now = self.now();
-        if !needs(&inode.state.read(), now) {
-            return;
-        }
-        let mut st = inode.state.write();
-        if !st.freed && needs(&st, now) {
-            st.atime = now.into();
-        }
-    }
-
-    /// Locks two distinct inodes' states for writing: a directory before a non-directory (other
-    /// calls lock a directory and then an entry in it), else in inode-number order (two
-    /// directories here are never one above the other: rename has ruled that out).
-    fn lock_pair<'a>(
-        a: &'a Inode,
-        b: &'a Inode,
-    ) -> (RwLockWriteGuard<'a, State>, RwLockWriteGuard<'a, State>) {
-        let rank = |i: &Inode| (i.kind != FileType::Directory, i.ino);
-        if rank(a) < rank(b) {
-            let ga = a.state.write();
-            (ga, b.state.write())
-        } else {
-            let gb = b.state.write();
-            (a.state.write(), gb)
-        }
     }
 }
 
