@@ -68,6 +68,7 @@ mod data;
 mod dir;
 mod handle;
 mod inode;
+mod names;
 mod perm;
 mod xattr;
 
@@ -78,7 +79,7 @@ use core::hash::BuildHasher;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use spin::{Mutex, RwLock, RwLockWriteGuard};
+use spin::{Mutex, RwLock};
 
 use crate::block::BlockStore;
 use crate::error::{Errno, Result};
@@ -89,6 +90,7 @@ use data::FileData;
 use dir::Dir;
 use handle::{Handle, Sharded};
 use inode::{Body, Inode, NewInode, State};
+use names::{check_name, check_not_removed, is_dot_or_dotdot};
 use perm::{check, check_sticky, permitted};
 use xattr::{XattrNamespace, copy_out, xattr_namespace};
 
@@ -162,31 +164,6 @@ pub struct Usage {
     pub blocks_total: u64,
     /// Bytes per block.
     pub block_size: u64,
-}
-
-fn is_dot_or_dotdot(name: &[u8]) -> bool {
-    name == b"." || name == b".."
-}
-
-/// A name for one directory entry: not empty, no `/` or NUL, at most `NAME_MAX` bytes.
-fn check_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() || name.iter().any(|&b| b == b'/' || b == 0) {
-        Err(Errno::InvalidArgument)
-    } else if name.len() > NAME_MAX {
-        Err(Errno::NameTooLong)
-    } else {
-        Ok(())
-    }
-}
-
-/// A directory removed while still referenced (nlink 0) takes no new entries (Linux
-/// `IS_DEADDIR`).
-fn check_not_removed(dir: &State) -> Result<()> {
-    if dir.nlink == 0 {
-        Err(Errno::NotFound)
-    } else {
-        Ok(())
-    }
 }
 
 /// The in-memory filesystem. See the module documentation for its layout and lock order.
@@ -308,83 +285,6 @@ impl<B: BlockStore> MemFs<B> {
     fn block_size(&self) -> u64 {
         self.store.block_size() as u64
     }
-
-    /// `ino` and the directories above it, up to the root. Takes each directory's lock alone,
-    /// for reading: the caller holds `rename_lock` (so the answer stays true) and no inode lock.
-    fn ancestors(&self, mut ino: Ino) -> Vec<Ino> {
-        let mut chain = alloc::vec![ino];
-        while ino != Ino::ROOT {
-            let Ok(inode) = self.inode(ino) else { break };
-            let Ok(parent) = inode.state.read().dir().map(|d| d.parent) else {
-                break;
-            };
-            if parent == ino {
-                break;
-            }
-            ino = parent;
-            chain.push(ino);
-        }
-        chain
-    }
-
-    /// The checks every entry-creating call makes on its parent, in order: directory, live,
-    /// searchable, valid name, name free; then returns the locked parent.
-    fn lock_parent_for_create<'a>(
-        &self,
-        cred: &Credentials,
-        parent: &'a Inode,
-        name: &[u8],
-    ) -> Result<RwLockWriteGuard<'a, State>> {
-        if parent.kind != FileType::Directory {
-            return Err(Errno::NotADirectory);
-        }
-        let pst = parent.state.write();
-        if pst.freed {
-            return Err(Errno::NotFound);
-        }
-        check(cred, parent.kind, &pst, AccessMask::EXECUTE)?;
-        check_name(name)?;
-        if is_dot_or_dotdot(name) {
-            return Err(Errno::Exists);
-        }
-        check_not_removed(&pst)?;
-        if pst.dir()?.get(&self.hasher, name).is_some() {
-            return Err(Errno::Exists);
-        }
-        Ok(pst)
-    }
-
-    /// Creates an inode named `name` in the locked parent: budget, entry, parent times.
-    fn create_locked(
-        &self,
-        cred: &Credentials,
-        pst: &mut State,
-        name: &[u8],
-        new: NewInode,
-    ) -> Result<Arc<Inode>> {
-        let NewInode { kind, perm, body } = new;
-        if pst.nlink == 0 {
-            return Err(Errno::NotFound);
-        }
-        if kind == FileType::Directory && pst.nlink >= LINK_MAX {
-            return Err(Errno::TooManyLinks);
-        }
-        self.charge_inode()?;
-        let now = self.now();
-        let state = self.initial_state(cred, pst, kind, perm, body, now);
-        let inode = self.new_inode(kind, state);
-        if let Err(e) = pst.dir_mut()?.insert(&self.hasher, name, &inode) {
-            inode.lookups.store(0, Ordering::Release);
-            inode.state.write().nlink = 0;
-            self.release_if_unused(&inode);
-            return Err(e);
-        }
-        if kind == FileType::Directory {
-            pst.nlink += 1;
-        }
-        pst.touch_modified(now);
-        Ok(inode)
-    }
 }
 
 impl<B: BlockStore> Drop for MemFs<B> {
@@ -400,87 +300,6 @@ impl<B: BlockStore> Drop for MemFs<B> {
                 }
             }
         }
-    }
-}
-
-impl<B: BlockStore> MemFs<B> {
-    fn lookup_inner(
-        &self,
-        cred: &Credentials,
-        parent: Ino,
-        name: &[u8],
-        count: bool,
-    ) -> Result<Attr> {
-        let held;
-        let p: &Inode = if parent == Ino::ROOT {
-            &self.root
-        } else {
-            held = self.inode(parent)?;
-            &held
-        };
-        if p.kind != FileType::Directory {
-            if count && name == b"." {
-                // The kernel's export lookup of an inode it has forgotten (`fuse_get_dentry`
-                // asks for "." in the inode itself, whatever its type): the inode, counted.
-                let st = p.state.read();
-                if st.freed {
-                    return Err(Errno::NotFound);
-                }
-                p.lookups.fetch_add(1, Ordering::AcqRel);
-                return Ok(self.attr_of(p, &st));
-            }
-            return Err(Errno::NotADirectory);
-        }
-        let pst = p.state.read();
-        if pst.freed {
-            return Err(Errno::NotFound);
-        }
-        check(cred, p.kind, &pst, AccessMask::EXECUTE)?;
-        if name == b"." {
-            if count {
-                p.lookups.fetch_add(1, Ordering::AcqRel);
-            }
-            return Ok(self.attr_of(p, &pst));
-        }
-        if name == b".." {
-            let up = pst.dir()?.parent;
-            drop(pst);
-            let up = self.inode(up)?;
-            if count {
-                up.lookups.fetch_add(1, Ordering::AcqRel);
-            }
-            let ust = up.state.read();
-            return Ok(self.attr_of(&up, &ust));
-        }
-        check_name(name)?;
-        let child = &pst
-            .dir()?
-            .get(&self.hasher, name)
-            .ok_or(Errno::NotFound)?
-            .inode;
-        if count {
-            child.lookups.fetch_add(1, Ordering::AcqRel);
-        }
-        let cst = child.state.read();
-        Ok(self.attr_of(child, &cst))
-    }
-
-    fn make_node(
-        &self,
-        cred: &Credentials,
-        parent: Ino,
-        name: &[u8],
-        new: NewInode,
-    ) -> Result<Attr> {
-        let p = self.inode(parent)?;
-        let mut pst = self.lock_parent_for_create(cred, &p, name)?;
-        check(cred, p.kind, &pst, AccessMask::WRITE_EXECUTE)?;
-        if matches!(new.kind, FileType::CharDevice | FileType::BlockDevice) && !cred.is_root() {
-            return Err(Errno::NotPermitted);
-        }
-        let inode = self.create_locked(cred, &mut pst, name, new)?;
-        let st = inode.state.read();
-        Ok(self.attr_of(&inode, &st))
     }
 }
 
