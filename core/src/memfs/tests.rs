@@ -1,10 +1,19 @@
 //! Unit tests of [`MemFs`](super::MemFs): operations through the [`Filesystem`] calls,
 //! checked against the layout and invariants the module header states.
 
-use super::*;
-use crate::ZeroClock;
-use crate::block::{FaultInjector, MemPool};
+use alloc::sync::Arc;
 use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use super::{Config, MemFs};
+use crate::ZeroClock;
+use crate::block::{BlockStore, FaultInjector, MemPool};
+use crate::error::Errno;
+use crate::fs::{ContentWatch, Filesystem};
+use crate::types::*;
 
 fn fs() -> MemFs<MemPool> {
     MemFs::new(MemPool::new(64 * 4096), Config::default(), ZeroClock)
