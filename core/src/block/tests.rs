@@ -3,6 +3,12 @@
 
 extern crate std;
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::BTreeMap;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::AtomicBool;
@@ -10,7 +16,10 @@ use std::thread;
 
 use proptest::prelude::*;
 
-use super::*;
+use super::pool::{capacity_in_blocks, chunk_count};
+use super::{
+    BlockNo, BlockStore, FaultInjector, MemPool, PoolConfigError, StoreError, TraceOp, Tracer,
+};
 
 const SMALL: usize = 512;
 
