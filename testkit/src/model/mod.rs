@@ -17,6 +17,8 @@
 //! outside allocated blocks, and bytes of an allocated block past the file size, are always
 //! zero.
 
+mod perm;
+
 use btfuse_core::{
     AccessMask, AtimePolicy, Attr, Clock, Config, Credentials, DirEntry, Errno, FallocateMode, Fh,
     FileType, Filesystem, Ino, LINK_MAX, MAX_FILE_SIZE, NAME_MAX, OpenFlags, PATH_MAX, RenameMode,
@@ -27,6 +29,8 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use perm::{kill_setid, permits, setid_bits_killed, sticky_allows};
 
 /// Seconds in 24 hours: the age at which `Relatime` refreshes atime regardless.
 const DAY_SECS: i64 = 24 * 60 * 60;
@@ -465,46 +469,6 @@ impl fmt::Debug for Model {
             .field("used_blocks", &st.used_blocks)
             .finish_non_exhaustive()
     }
-}
-
-/// perm(I, mask) of the semantics page.
-fn permits(node: &Node, cred: &Credentials, mask: AccessMask) -> bool {
-    if cred.is_root() {
-        return !mask.execute || node.kind == FileType::Directory || node.perm & 0o111 != 0;
-    }
-    let class = if cred.uid == node.uid {
-        node.perm >> 6
-    } else if cred.in_group(node.gid) {
-        node.perm >> 3
-    } else {
-        node.perm
-    } & 7;
-    let wanted = u32::from(mask.read) << 2 | u32::from(mask.write) << 1 | u32::from(mask.execute);
-    class & wanted == wanted
-}
-
-/// Clears the set-ID bits that a write, a truncation or a chown by `cred` removes: set-user-ID
-/// always; set-group-ID when group-execute is set, or when the caller is neither root nor in the
-/// file's group. The page names only the first case for set-group-ID; the second is Linux 6.x's
-/// `setattr_should_drop_sgid`, which tmpfs applies through `file_remove_privs` and
-/// `chown_common`. Callers leave root alone where the page says so.
-fn kill_setid(node: &mut Node, cred: &Credentials) {
-    node.perm &= !setid_bits_killed(node, cred);
-}
-
-/// The set-ID bits of `node` that [`kill_setid`] clears for `cred`: none when it would change
-/// nothing.
-fn setid_bits_killed(node: &Node, cred: &Credentials) -> u32 {
-    let mut bits = node.perm & S_ISUID;
-    if node.perm & S_IXGRP != 0 || !(cred.is_root() || cred.in_group(node.gid)) {
-        bits |= node.perm & S_ISGID;
-    }
-    bits
-}
-
-/// sticky(P, I): whether the caller may remove or rename `child` out of `dir`.
-fn sticky_allows(dir: &Node, child: &Node, cred: &Credentials) -> bool {
-    dir.perm & S_ISVTX == 0 || cred.is_root() || cred.uid == child.uid || cred.uid == dir.uid
 }
 
 /// name(n) of the semantics page.
