@@ -17,6 +17,7 @@
 //! outside allocated blocks, and bytes of an allocated block past the file size, are always
 //! zero.
 
+mod dir;
 mod perm;
 
 use btfuse_core::{
@@ -30,6 +31,10 @@ use std::collections::btree_map::Entry;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use dir::{
+    check_name, check_not_removed, dir_horizon, entry_count, find_entry, insert_entry,
+    is_ancestor_or_self, is_dot_or_dotdot, lookup_dir, remove_entry, resolve_name,
+};
 use perm::{kill_setid, permits, setid_bits_killed, sticky_allows};
 
 /// Seconds in 24 hours: the age at which `Relatime` refreshes atime regardless.
@@ -105,14 +110,6 @@ struct Handle {
     /// Directories: entries with this cookie or above were created after the handle was
     /// opened (or last read from cookie 0) and are not listed.
     horizon: u64,
-}
-
-/// The first cookie a directory has not handed out yet (`u64::MAX` for non-directories).
-fn dir_horizon(body: &Body) -> u64 {
-    match body {
-        Body::Dir { next_cookie, .. } => *next_cookie,
-        _ => u64::MAX,
-    }
 }
 
 /// What `create_inode` needs besides the caller and the place.
@@ -469,111 +466,6 @@ impl fmt::Debug for Model {
             .field("used_blocks", &st.used_blocks)
             .finish_non_exhaustive()
     }
-}
-
-/// name(n) of the semantics page.
-fn check_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
-        return Err(Errno::InvalidArgument);
-    }
-    if name.len() > NAME_MAX {
-        return Err(Errno::NameTooLong);
-    }
-    Ok(())
-}
-
-fn is_dot_or_dotdot(name: &[u8]) -> bool {
-    name == b"." || name == b".."
-}
-
-/// dir(P) and search(P).
-fn lookup_dir<'s>(st: &'s State, cred: &Credentials, ino: u64) -> Result<&'s Node> {
-    let node = st.nodes.get(&ino).ok_or(Errno::NotFound)?;
-    if node.kind != FileType::Directory {
-        return Err(Errno::NotADirectory);
-    }
-    if !permits(node, cred, AccessMask::EXECUTE) {
-        return Err(Errno::PermissionDenied);
-    }
-    Ok(node)
-}
-
-/// A removed directory (nlink 0, kept alive by a lookup or a handle) takes no new entries:
-/// `ENOENT`, as Linux's `__lookup_hash` answers for a dead directory. The page's dir(P) says only
-/// "a live inode"; this is where Linux puts the check, after the name's own checks.
-fn check_not_removed(dir: &Node) -> Result<()> {
-    if dir.nlink == 0 {
-        Err(Errno::NotFound)
-    } else {
-        Ok(())
-    }
-}
-
-/// The cookie and inode of entry `name` in directory `dir`.
-fn find_entry(dir: &Node, name: &[u8]) -> Option<(u64, u64)> {
-    let Body::Dir { entries, .. } = &dir.body else {
-        return None;
-    };
-    entries
-        .iter()
-        .find(|(_, (n, _))| n == name)
-        .map(|(cookie, (_, ino))| (*cookie, *ino))
-}
-
-fn insert_entry(dir: &mut Node, name: &[u8], ino: u64) {
-    let Body::Dir {
-        entries,
-        next_cookie,
-        ..
-    } = &mut dir.body
-    else {
-        panic!("not a directory")
-    };
-    entries.insert(*next_cookie, (name.to_vec(), ino));
-    *next_cookie += 1;
-}
-
-fn remove_entry(dir: &mut Node, name: &[u8]) {
-    let cookie = find_entry(dir, name).expect("entry checked").0;
-    let Body::Dir { entries, .. } = &mut dir.body else {
-        panic!("not a directory")
-    };
-    entries.remove(&cookie);
-}
-
-fn parent_of(node: &Node) -> u64 {
-    match node.body {
-        Body::Dir { parent, .. } => parent,
-        _ => panic!("not a directory"),
-    }
-}
-
-fn entry_count(node: &Node) -> usize {
-    match &node.body {
-        Body::Dir { entries, .. } => entries.len(),
-        _ => 0,
-    }
-}
-
-/// Whether `ancestor` is `ino` or one of its ancestors (following `..` up to the root).
-fn is_ancestor_or_self(st: &State, ancestor: u64, mut ino: u64) -> bool {
-    // The bound only guards against a broken parent chain, which would be a model bug.
-    for _ in 0..=st.nodes.len() {
-        if ino == ancestor {
-            return true;
-        }
-        let Some(node) = st.nodes.get(&ino) else {
-            return false;
-        };
-        let Body::Dir { parent, .. } = node.body else {
-            return false;
-        };
-        if parent == ino {
-            return false;
-        }
-        ino = parent;
-    }
-    panic!("cycle in the model's parent chain")
 }
 
 fn set_time(slot: &mut Timestamp, set: TimeSet, now: Timestamp) {
@@ -1621,19 +1513,6 @@ impl Filesystem for Model {
     fn fsync(&self, _cred: &Credentials, fh: Fh, _datasync: bool) -> Result<()> {
         let st = self.lock();
         Self::handle(&st, fh).map(|_| ())
-    }
-}
-
-/// `lookup`'s resolution: dir(P), search(P), name(n), then `.`, `..` or the entry.
-fn resolve_name(st: &State, cred: &Credentials, parent: u64, name: &[u8]) -> Result<u64> {
-    let dir = lookup_dir(st, cred, parent)?;
-    check_name(name)?;
-    match name {
-        b"." => Ok(parent),
-        b".." => Ok(parent_of(dir)),
-        _ => find_entry(dir, name)
-            .map(|(_, ino)| ino)
-            .ok_or(Errno::NotFound),
     }
 }
 
