@@ -19,12 +19,13 @@
 
 mod dir;
 mod perm;
+mod xattr;
 
 use btfuse_core::{
     AccessMask, AtimePolicy, Attr, Clock, Config, Credentials, DirEntry, Errno, FallocateMode, Fh,
     FileType, Filesystem, Ino, LINK_MAX, MAX_FILE_SIZE, NAME_MAX, OpenFlags, PATH_MAX, RenameMode,
-    Result, S_ISGID, S_ISUID, S_ISVTX, SeekWhence, SetAttr, StatFs, TimeSet, Timestamp,
-    XATTR_NAME_MAX, XATTR_SIZE_MAX, XattrMode,
+    Result, S_ISGID, S_ISUID, SeekWhence, SetAttr, StatFs, TimeSet, Timestamp, XATTR_SIZE_MAX,
+    XattrMode,
 };
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -36,6 +37,7 @@ use dir::{
     is_ancestor_or_self, is_dot_or_dotdot, lookup_dir, remove_entry, resolve_name,
 };
 use perm::{kill_setid, permits, setid_bits_killed, sticky_allows};
+use xattr::{Namespace, copy_out, file_or_dir, xattr_length, xattr_may_change, xattr_namespace};
 
 /// Seconds in 24 hours: the age at which `Relatime` refreshes atime regardless.
 const DAY_SECS: i64 = 24 * 60 * 60;
@@ -119,14 +121,6 @@ struct NewInode {
     perm: u32,
     rdev: u32,
     body: Body,
-}
-
-/// An xattr namespace, from the name's prefix.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Namespace {
-    User,
-    Trusted,
-    Security,
 }
 
 impl Model {
@@ -398,14 +392,6 @@ impl Model {
         Ok(fh)
     }
 
-    /// The blocks an inode's extended attributes take from the store: their names and values
-    /// rounded up to whole blocks. tmpfs charges these bytes against its inode space instead;
-    /// the engine charges them against the size, so that `-o size` bounds them.
-    fn xattr_blocks(&self, xattrs: &[(Vec<u8>, Vec<u8>)]) -> u64 {
-        let bytes: usize = xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
-        (bytes as u64).div_ceil(self.block_size)
-    }
-
     /// Frees `ino` if nothing refers to it any more, returning its blocks to the store.
     fn maybe_free(&self, st: &mut State, ino: u64) {
         let Some(node) = st.nodes.get(&ino) else {
@@ -474,75 +460,6 @@ fn set_time(slot: &mut Timestamp, set: TimeSet, now: Timestamp) {
         TimeSet::Now => *slot = now,
         TimeSet::At(t) => *slot = t,
     }
-}
-
-/// Checks an xattr name: its length, then its namespace.
-fn xattr_length(name: &[u8]) -> Result<()> {
-    if name.is_empty() || name.len() > XATTR_NAME_MAX {
-        return Err(Errno::Range);
-    }
-    Ok(())
-}
-
-/// The namespace of an xattr name. A bare prefix is `EINVAL` in every namespace: the page says
-/// so for `user.`, and Linux's `xattr_resolve_name` does it for all prefix handlers.
-fn xattr_namespace(name: &[u8]) -> Result<Namespace> {
-    let (ns, rest) = if let Some(rest) = name.strip_prefix(b"user.") {
-        (Namespace::User, rest)
-    } else if let Some(rest) = name.strip_prefix(b"trusted.") {
-        (Namespace::Trusted, rest)
-    } else if let Some(rest) = name.strip_prefix(b"security.") {
-        (Namespace::Security, rest)
-    } else {
-        return Err(Errno::NotSupported);
-    };
-    if rest.is_empty() {
-        return Err(Errno::InvalidArgument);
-    }
-    Ok(ns)
-}
-
-fn file_or_dir(node: &Node) -> bool {
-    matches!(node.kind, FileType::RegularFile | FileType::Directory)
-}
-
-/// The checks `setxattr` and `removexattr` share after the name checks.
-fn xattr_may_change(node: &Node, cred: &Credentials, ns: Namespace) -> Result<()> {
-    match ns {
-        Namespace::Trusted | Namespace::Security => {
-            if !cred.is_root() {
-                return Err(Errno::NotPermitted);
-            }
-        }
-        Namespace::User => {
-            if !file_or_dir(node) {
-                return Err(Errno::NotPermitted);
-            }
-            if node.kind == FileType::Directory
-                && node.perm & S_ISVTX != 0
-                && !cred.is_root()
-                && cred.uid != node.uid
-            {
-                return Err(Errno::NotPermitted);
-            }
-            if !permits(node, cred, AccessMask::WRITE) {
-                return Err(Errno::PermissionDenied);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Copies `data` into `buf` as `getxattr`/`listxattr` do.
-fn copy_out(data: &[u8], buf: &mut [u8]) -> Result<usize> {
-    if buf.is_empty() {
-        return Ok(data.len());
-    }
-    if buf.len() < data.len() {
-        return Err(Errno::Range);
-    }
-    buf[..data.len()].copy_from_slice(data);
-    Ok(data.len())
 }
 
 impl Filesystem for Model {
