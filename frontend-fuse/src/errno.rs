@@ -1,4 +1,11 @@
 //! The one place where engine errors become kernel errno values.
+//!
+//! Core numbers its errors too, in [`Errno::code`]: the Linux generic numbering the ring
+//! carries. This table does not derive from it (`from_i32(e.code())`) but stays one exhaustive
+//! `match` on `libc`'s named constants, as every edge maps errors: `libc` knows the numbers of
+//! the kernel this binary answers, core only the generic ones. The two are one fact on every
+//! target we build, so a test below proves they agree for every variant: a slip in either table,
+//! or a target whose numbers differ (where the ring's numbers would be wrong too), fails it.
 
 use btfuse_core::Errno;
 
@@ -45,5 +52,12 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), all.len());
         assert_eq!(to_fuse(Errno::NotFound), fuser::Errno::ENOENT);
+    }
+
+    #[test]
+    fn every_error_maps_to_the_number_core_gives_it() {
+        for e in Errno::ALL {
+            assert_eq!(to_fuse(e).code(), e.code(), "{e:?} ({})", e.name());
+        }
     }
 }
