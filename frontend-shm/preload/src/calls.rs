@@ -127,38 +127,12 @@ pub extern "C" fn umask(mask: mode_t) -> mode_t {
     old
 }
 
-fn open_options(flags: c_int) -> ring::OpenOptions {
-    // Linux keeps only these with `O_PATH` and checks nothing but the walk.
-    if flags & libc::O_PATH != 0 {
-        return ring::OpenOptions {
-            path_only: true,
-            directory: flags & libc::O_DIRECTORY != 0,
-            nofollow: flags & libc::O_NOFOLLOW != 0,
-            ..ring::OpenOptions::default()
-        };
-    }
-    let access = flags & libc::O_ACCMODE;
-    ring::OpenOptions {
-        check_read_write: access == libc::O_ACCMODE,
-        read: access == libc::O_RDONLY || access == libc::O_RDWR,
-        write: access == libc::O_WRONLY || access == libc::O_RDWR,
-        append: flags & libc::O_APPEND != 0,
-        truncate: flags & libc::O_TRUNC != 0,
-        create: flags & libc::O_CREAT != 0,
-        exclusive: flags & libc::O_EXCL != 0,
-        directory: flags & libc::O_DIRECTORY != 0,
-        nofollow: flags & libc::O_NOFOLLOW != 0,
-        nonblock: flags & libc::O_NONBLOCK != 0,
-        path_only: false,
-    }
-}
-
 /// Opens `target` over the ring and gives it a descriptor number.
 fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return fail(libc::EOPNOTSUPP);
     }
-    let options = open_options(flags);
+    let options = ring::OpenOptions::from_linux(flags);
     // Only a description that only reads may have its first bytes sent along (see `held`).
     let prefetch = if options.read && !options.write && !options.truncate {
         held::PREFETCH
@@ -2491,3 +2465,28 @@ preadv2_fn!(preadv2, vectored_read);
 preadv2_fn!(pwritev2, vectored_write);
 preadv2_fn!(preadv64v2, vectored_read);
 preadv2_fn!(pwritev64v2, vectored_write);
+
+#[cfg(test)]
+mod tests {
+    use btfuse_core::ring::OpenOptions;
+
+    #[test]
+    fn libc_open_flags_decode_to_their_options() {
+        let decoded = OpenOptions::from_linux;
+        assert!(decoded(libc::O_RDONLY).read && !decoded(libc::O_RDONLY).write);
+        assert!(decoded(libc::O_WRONLY).write && !decoded(libc::O_WRONLY).read);
+        assert!(decoded(libc::O_RDWR).read && decoded(libc::O_RDWR).write);
+        assert!(decoded(libc::O_ACCMODE).check_read_write);
+        assert!(decoded(libc::O_APPEND).append);
+        assert!(decoded(libc::O_TRUNC).truncate);
+        assert!(decoded(libc::O_CREAT).create);
+        assert!(decoded(libc::O_EXCL).exclusive);
+        assert!(decoded(libc::O_DIRECTORY).directory);
+        assert!(decoded(libc::O_NOFOLLOW).nofollow);
+        assert!(decoded(libc::O_NONBLOCK).nonblock);
+        assert!(decoded(libc::O_PATH).path_only);
+        // What has no option leaves the access mode alone.
+        let ignored = libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY | libc::O_SYNC;
+        assert_eq!(decoded(libc::O_WRONLY | ignored), decoded(libc::O_WRONLY));
+    }
+}
