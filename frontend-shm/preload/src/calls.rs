@@ -11,11 +11,12 @@ use btfuse_core::{AccessMask, FileType, RenameMode};
 use btfuse_shm::Client;
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 
+use crate::errno::fail;
 use crate::held;
 use crate::outside::{self, Side, follow};
 use crate::real;
 use crate::stat::{fill_stat, fill_statx};
-use crate::state::{self, Entry, PROTOCOL, c_bytes, call, fail, guarded};
+use crate::state::{self, Entry, PROTOCOL, c_bytes, call, guarded};
 
 /// What a path argument names. The path is the caller's own bytes where it can be (no copy on
 /// the way to the ring).

@@ -17,8 +17,9 @@ use btfuse_shm::Client;
 use libc::{c_char, c_int};
 
 use crate::calls::{at_target, close};
+use crate::errno::{errno, fail, set_errno};
 use crate::real;
-use crate::state::{self, PROTOCOL, call, fail, guarded};
+use crate::state::{self, PROTOCOL, call, guarded};
 
 /// Bytes asked for per `Getdents`.
 const BATCH: u32 = 32 * 1024;
@@ -128,12 +129,10 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
 /// value changed, a liveness probe that found no data: `EAGAIN`), which a reader like
 /// Python's `os.listdir` would report as a failed listing.
 fn next(stream: &mut Stream) -> *mut libc::dirent64 {
-    // SAFETY: reads this thread's errno.
-    let saved = unsafe { *libc::__errno_location() };
+    let saved = errno();
     let entry = next_entry(stream);
     if !entry.is_null() || stream.done {
-        // SAFETY: writes this thread's errno.
-        unsafe { *libc::__errno_location() = saved };
+        set_errno(saved);
     }
     entry
 }

@@ -49,6 +49,7 @@
 
 pub mod calls;
 pub mod dir;
+mod errno;
 mod held;
 pub mod identity;
 mod outside;

@@ -22,6 +22,7 @@ use btfuse_core::ring::{Request, Response, Target};
 use libc::c_int;
 
 use crate::calls::{PathTarget, at_target};
+use crate::errno::{errno, fail, set_errno};
 use crate::state::{self, PROTOCOL, call};
 
 /// Where a walk left the tree, as the server answered it.
@@ -74,17 +75,6 @@ fn watched<T>(serve: impl FnOnce() -> T) -> (T, Option<Left>) {
     drop(take());
     let value = serve();
     (value, take())
-}
-
-/// This thread's `errno`.
-fn errno() -> i32 {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(code: i32) {
-    // SAFETY: writes this thread's errno.
-    unsafe { *libc::__errno_location() = code };
 }
 
 /// The absolute path a walk goes on at: `rest` itself if absolute, else `rest` from the
@@ -297,7 +287,7 @@ pub(crate) fn follow_two(
                 };
                 set_errno(saved_errno);
                 let side = match next_hop(&mut links, &left) {
-                    Err(e) => return state::fail(e),
+                    Err(e) => return fail(e),
                     Ok((_, Some(next))) => Side::Ring(next),
                     Ok((host, None)) => to_kernel(host),
                 };
@@ -313,15 +303,15 @@ pub(crate) fn follow_two(
             (Side::Ring(from), kernel_side @ Side::Kernel(..)) => {
                 match on_host(&from, old_naming, &mut links) {
                     Ok(Some(host)) => (old, new) = (to_kernel(host), kernel_side),
-                    Ok(None) => return state::fail(libc::EXDEV),
-                    Err(e) => return state::fail(e),
+                    Ok(None) => return fail(libc::EXDEV),
+                    Err(e) => return fail(e),
                 }
             }
             (kernel_side @ Side::Kernel(..), Side::Ring(to)) => {
                 match on_host(&to, new_naming, &mut links) {
                     Ok(Some(host)) => (old, new) = (kernel_side, to_kernel(host)),
-                    Ok(None) => return state::fail(libc::EXDEV),
-                    Err(e) => return state::fail(e),
+                    Ok(None) => return fail(libc::EXDEV),
+                    Err(e) => return fail(e),
                 }
             }
         }

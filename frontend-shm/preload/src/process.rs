@@ -24,6 +24,7 @@ use std::ffi::CString;
 
 use libc::{c_char, c_int, pid_t};
 
+use crate::errno::fail;
 use crate::held;
 use crate::program::{self, Program};
 use crate::real;
@@ -53,7 +54,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
         Ok(token) => token,
         Err(code) => {
             drop(held);
-            return state::fail(code);
+            return fail(code);
         }
     };
     let client = state::hold_client();
@@ -381,7 +382,7 @@ unsafe fn with_program_path(
     match resolved {
         None | Some(ProgramPath::Unchanged) => exec(path),
         Some(ProgramPath::Spelled(full)) => exec(full.as_ptr()),
-        Some(ProgramPath::Refused(e)) => state::fail(e),
+        Some(ProgramPath::Refused(e)) => fail(e),
     }
 }
 
@@ -455,7 +456,7 @@ pub unsafe extern "C" fn fexecve(
     envp: *const *const c_char,
 ) -> c_int {
     if guarded(|| state::lookup(fd).is_some()).unwrap_or(false) {
-        return state::fail(libc::EACCES);
+        return fail(libc::EACCES);
     }
     // SAFETY: libc's contract, passed on.
     unsafe { exec_with(Program::Fd(fd), envp, |env| real::fexecve()(fd, argv, env)) }

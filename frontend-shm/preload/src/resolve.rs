@@ -10,8 +10,9 @@
 use libc::{c_char, size_t};
 
 use crate::calls;
+use crate::errno::{errno, fail};
 use crate::real;
-use crate::state::{self, c_bytes, fail, guarded};
+use crate::state::{self, c_bytes, guarded};
 
 /// glibc's `PATH_MAX`: the size of a caller's `resolved` buffer.
 const PATH_MAX: usize = libc::PATH_MAX as usize;
@@ -23,11 +24,6 @@ const MAX_LINKS: usize = 40;
 /// An errno and the part of the path resolved when it happened (glibc copies that part into
 /// the caller's buffer).
 type Failure = (i32, Vec<u8>);
-
-fn errno() -> i32 {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
 
 /// The working directory, through this library's `getcwd` (a btfuse directory if that is
 /// where the program is).

@@ -23,10 +23,11 @@ use std::sync::{Mutex, OnceLock};
 use libc::{FILE, c_char, c_int, c_short, c_uint, pid_t, sigset_t};
 
 use crate::calls;
+use crate::errno::{errno, fail};
 use crate::process::{self, environ};
 use crate::program::Program;
 use crate::real;
-use crate::state::{self, fail, guarded};
+use crate::state::{self, guarded};
 
 /// One file action of a `posix_spawn_file_actions_t`, as glibc records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,11 +231,6 @@ impl Attributes {
     fn has(&self, flag: c_int) -> bool {
         c_int::from(self.flags) & flag != 0
     }
-}
-
-fn errno() -> c_int {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
 }
 
 /// The result of a call that answers -1 and `errno` on failure.

@@ -18,6 +18,8 @@ use btfuse_core::ring::{Request, Response};
 use btfuse_shm::Client;
 use libc::c_int;
 
+use crate::errno::errno;
+
 /// Environment variable naming the server's socket.
 pub const SOCKET_VAR: &str = "BTFUSE_SOCKET";
 /// Environment variable naming the directory the server's filesystem appears at.
@@ -408,8 +410,7 @@ pub(crate) fn placeholder(cloexec: bool) -> Result<c_int, i32> {
     // SAFETY: F_DUPFD(_CLOEXEC) of a descriptor this library holds.
     let fd = unsafe { libc::syscall(libc::SYS_fcntl, base, command, 0) };
     if fd < 0 {
-        // SAFETY: reads this thread's errno.
-        return Err(unsafe { *libc::__errno_location() });
+        return Err(errno());
     }
     Ok(fd as c_int)
 }
@@ -420,8 +421,7 @@ fn placeholder_base() -> Result<c_int, i32> {
     // SAFETY: a literal path; `open` returns a descriptor or -1.
     let fd = unsafe { crate::real::open()(c"/".as_ptr(), flags, 0) };
     if fd < 0 {
-        // SAFETY: reads this thread's errno.
-        return Err(unsafe { *libc::__errno_location() });
+        return Err(errno());
     }
     // SAFETY: as in `placeholder`.
     let moved = unsafe {
@@ -432,8 +432,7 @@ fn placeholder_base() -> Result<c_int, i32> {
             private_fd_floor(),
         )
     } as c_int;
-    // SAFETY: reads this thread's errno.
-    let error = unsafe { *libc::__errno_location() };
+    let error = errno();
     // SAFETY: `fd` is this function's own descriptor.
     unsafe { crate::real::close()(fd) };
     if moved < 0 {
@@ -702,13 +701,6 @@ pub(crate) unsafe fn c_bytes<'a>(p: *const libc::c_char) -> Option<&'a [u8]> {
     }
     // SAFETY: the caller's contract.
     Some(unsafe { CStr::from_ptr(p) }.to_bytes())
-}
-
-/// Sets `errno` and returns -1, the C convention.
-pub(crate) fn fail(code: i32) -> c_int {
-    // SAFETY: __errno_location returns this thread's errno.
-    unsafe { *libc::__errno_location() = code };
-    -1
 }
 
 /// The errno of an I/O error from the client (`EIO` if it carries none).

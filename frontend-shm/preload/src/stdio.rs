@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use libc::{FILE, c_char, c_int, c_void, size_t, ssize_t};
 
 use crate::calls;
+use crate::errno::{errno, fail};
 use crate::state::{self, c_bytes, guarded};
 
 #[repr(C)]
@@ -172,7 +173,7 @@ macro_rules! fopen_fn {
             }
             // SAFETY: libc's contract.
             let Some(flags) = (unsafe { c_bytes(mode) }).and_then(mode_flags) else {
-                state::fail(libc::EINVAL);
+                fail(libc::EINVAL);
                 return std::ptr::null_mut();
             };
             // SAFETY: libc's contract; `open` is this library's.
@@ -375,11 +376,6 @@ unsafe fn set_stream_access(fp: *mut FILE, flags: c_int) {
     }
 }
 
-fn errno() -> c_int {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
 /// `freopen` for the streams and files this library serves; `None` hands the call to
 /// glibc (neither the stream nor the file is btfuse's).
 ///
@@ -400,7 +396,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
     }
     // SAFETY: libc's contract.
     let Some(flags) = (unsafe { c_bytes(mode) }).and_then(mode_flags) else {
-        state::fail(libc::EINVAL);
+        fail(libc::EINVAL);
         return Some(std::ptr::null_mut());
     };
     // SAFETY: this library's calls on the stream's descriptors, with libc's
@@ -425,7 +421,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
                 // POSIX: the stream is closed even when the open fails.
                 let e = errno();
                 calls::close(fd);
-                state::fail(e);
+                fail(e);
                 return Some(std::ptr::null_mut());
             }
             if opened != fd {
@@ -434,7 +430,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
                 let e = errno();
                 calls::close(opened);
                 if moved < 0 {
-                    state::fail(e);
+                    fail(e);
                     return Some(std::ptr::null_mut());
                 }
             }
@@ -463,7 +459,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
                     let e = errno();
                     (*cookie).fd = -1;
                     (*cookie).owns_fd = false;
-                    state::fail(e);
+                    fail(e);
                     return Some(std::ptr::null_mut());
                 }
                 opened
@@ -481,7 +477,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
         if state::prefix_is_mounted() {
             return Some(crate::real::freopen()(path, mode, fp));
         }
-        state::fail(libc::EOPNOTSUPP);
+        fail(libc::EOPNOTSUPP);
         Some(std::ptr::null_mut())
     }
 }
