@@ -11,74 +11,16 @@ use btfuse_core::{AccessMask, FileType, RenameMode};
 use btfuse_shm::Client;
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 
+use crate::config;
+use crate::connection::{self, PROTOCOL, call};
+use crate::descriptors::{self, Entry};
 use crate::errno::fail;
+use crate::guard::guarded;
 use crate::held;
 use crate::outside::{self, Side, follow};
+use crate::paths::{self, PathTarget, at_target, c_bytes};
 use crate::real;
 use crate::stat::{fill_stat, fill_statx};
-use crate::state::{self, Entry, PROTOCOL, c_bytes, call, guarded};
-
-/// What a path argument names. The path is the caller's own bytes where it can be (no copy on
-/// the way to the ring).
-pub(crate) struct PathTarget<'a> {
-    pub(crate) client: Client,
-    pub(crate) at: Option<u32>,
-    pub(crate) path: Cow<'a, [u8]>,
-}
-
-impl PathTarget<'_> {
-    /// The same target, owning its path.
-    pub(crate) fn into_owned(self) -> PathTarget<'static> {
-        PathTarget {
-            client: self.client,
-            at: self.at,
-            path: Cow::Owned(self.path.into_owned()),
-        }
-    }
-}
-
-/// The btfuse target of `path` taken from `dirfd` (`AT_FDCWD` for plain path calls), or
-/// `None` if the kernel's.
-///
-/// # Safety
-/// `path` is null or a valid C string.
-pub(crate) unsafe fn at_target<'a>(dirfd: c_int, path: *const c_char) -> Option<PathTarget<'a>> {
-    // SAFETY: the caller's contract.
-    let bytes: &'a [u8] = unsafe { c_bytes(path) }?;
-    if bytes.first() == Some(&b'/') {
-        let path = state::ring_path_in(bytes)?;
-        return Some(PathTarget {
-            client: state::client()?,
-            at: None,
-            path,
-        });
-    }
-    if bytes.is_empty() {
-        return None;
-    }
-    if dirfd == libc::AT_FDCWD {
-        if let Some(cwd) = state::cwd_desc() {
-            return Some(PathTarget {
-                client: state::session()?,
-                at: Some(cwd),
-                path: Cow::Borrowed(bytes),
-            });
-        }
-        // The kernel's working directory may be inside the mount.
-        let path = state::ring_path(&state::from_kernel_cwd(bytes)?)?;
-        return Some(PathTarget {
-            client: state::client()?,
-            at: None,
-            path: Cow::Owned(path),
-        });
-    }
-    let entry = state::lookup(dirfd)?;
-    Some(PathTarget {
-        client: state::session()?,
-        at: Some(entry.desc),
-        path: Cow::Borrowed(bytes),
-    })
-}
 
 /// Gives up this process's reference to description `desc` (and what it remembered of it).
 fn release(client: &Client, desc: u32) {
@@ -87,12 +29,12 @@ fn release(client: &Client, desc: u32) {
 
 /// Like [`release`], running `then` while the request travels to the server.
 fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() -> T) -> T {
-    state::forget_path(desc);
+    paths::forget_path(desc);
     held::forget(desc);
     // Not waited for: the program's close needs nothing from the answer (see Client::post).
     let (posted, value) = client.post_then(&Request::Close { fd: desc }, then);
     if let Err(e) = posted {
-        state::transport_failed(&e);
+        connection::transport_failed(&e);
     }
     value
 }
@@ -160,12 +102,12 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     // The placeholder is made while the server opens the file.
     let sent = match target.client.send(&request) {
         Ok(sent) => sent,
-        Err(e) => return fail(state::transport_failed(&e)),
+        Err(e) => return fail(connection::transport_failed(&e)),
     };
-    let placeholder = state::placeholder(flags & libc::O_CLOEXEC != 0);
+    let placeholder = descriptors::placeholder(flags & libc::O_CLOEXEC != 0);
     // The bytes are copied out while the channel is taken; the table is changed after it is
     // given back (a `fork` settling every description may need a channel meanwhile).
-    let opened = state::finish(sent, |r| match r {
+    let opened = connection::finish(sent, |r| match r {
         Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory, None)),
         Response::Prefetched {
             fd,
@@ -196,15 +138,15 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     if dir {
         let base = match target.at {
             None => Some(Vec::new()),
-            Some(at) => state::desc_path(at),
+            Some(at) => paths::desc_path(at),
         };
-        if let Some(path) = base.and_then(|b| state::join_lexically(&b, &target.path)) {
-            state::remember_path(desc, path);
+        if let Some(path) = base.and_then(|b| paths::join_lexically(&b, &target.path)) {
+            paths::remember_path(desc, path);
         }
     }
     match placeholder {
         Ok(fd) => {
-            state::insert(fd, Entry { desc, dir });
+            descriptors::insert(fd, Entry { desc, dir });
             crate::stdio::sync_std_stream(fd);
             fd
         }
@@ -317,8 +259,11 @@ fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
 
 /// Like [`descriptor`], leaving an offset this process keeps where it is.
 fn held_descriptor(fd: c_int) -> Option<(Entry, Client)> {
-    let entry = state::lookup(fd)?;
-    Some((entry, state::current_client().or_else(state::client)?))
+    let entry = descriptors::lookup(fd)?;
+    Some((
+        entry,
+        connection::current_client().or_else(connection::client)?,
+    ))
 }
 
 /// Interposed: closing a btfuse descriptor releases its description's reference.
@@ -327,11 +272,11 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     let closed = guarded(|| {
         // The library's own descriptors are not the program's to close: for the program that
         // number is not open (a loop closing every number must not cut the library off).
-        if state::is_private(fd) {
+        if descriptors::is_private(fd) {
             return Some(fail(libc::EBADF));
         }
-        let entry = state::remove(fd)?;
-        let client = state::current_client();
+        let entry = descriptors::remove(fd)?;
+        let client = connection::current_client();
         if fd > 2
             && let Some(client) = &client
         {
@@ -1015,10 +960,10 @@ fn adopt_copy(old: Entry, newfd: c_int, client: &Client) -> c_int {
         _ => Err(PROTOCOL),
     }) {
         Ok(desc) => {
-            if let Some(path) = old.dir.then(|| state::desc_path(old.desc)).flatten() {
-                state::remember_path(desc, path);
+            if let Some(path) = old.dir.then(|| paths::desc_path(old.desc)).flatten() {
+                paths::remember_path(desc, path);
             }
-            if let Some(replaced) = state::insert(newfd, Entry { desc, dir: old.dir }) {
+            if let Some(replaced) = descriptors::insert(newfd, Entry { desc, dir: old.dir }) {
                 release(client, replaced.desc);
             }
             newfd
@@ -1034,8 +979,8 @@ fn adopt_copy(old: Entry, newfd: c_int, client: &Client) -> c_int {
 /// A descriptor number the kernel just reused for something that is not btfuse's: forget
 /// the btfuse description that had it.
 fn forget_number(fd: c_int) {
-    if let Some(old) = state::remove(fd)
-        && let Some(client) = state::current_client()
+    if let Some(old) = descriptors::remove(fd)
+        && let Some(client) = connection::current_client()
     {
         release(&client, old.desc);
     }
@@ -1058,7 +1003,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 
 /// `dup2`/`dup3` bookkeeping after the kernel's copy succeeded.
 fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
-    state::placeholder_base_gone(newfd);
+    descriptors::placeholder_base_gone(newfd);
     guarded(|| {
         let rc = match descriptor(oldfd) {
             Some((entry, client)) if oldfd != newfd => adopt_copy(entry, newfd, &client),
@@ -1259,7 +1204,8 @@ pub unsafe extern "C" fn copy_file_range(
     len: size_t,
     flags: c_uint,
 ) -> ssize_t {
-    let ours = guarded(|| state::lookup(fd_in).is_some() || state::lookup(fd_out).is_some());
+    let ours =
+        guarded(|| descriptors::lookup(fd_in).is_some() || descriptors::lookup(fd_out).is_some());
     if ours == Some(true) {
         return fail(libc::EXDEV) as ssize_t;
     }
@@ -1562,7 +1508,7 @@ pub unsafe extern "C" fn utimensat(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn futimens(fd: c_int, times: *const libc::timespec) -> c_int {
     // SAFETY: `utimensat` with a null path acts on `fd` (libc's own definition).
-    let ours = guarded(|| state::lookup(fd).is_some()).unwrap_or(false);
+    let ours = guarded(|| descriptors::lookup(fd).is_some()).unwrap_or(false);
     if ours {
         // SAFETY: libc's contract.
         return unsafe { utimensat(fd, std::ptr::null(), times, 0) };
@@ -1646,7 +1592,7 @@ pub unsafe extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
-    let ours = guarded(|| state::lookup(fd).is_some()).unwrap_or(false);
+    let ours = guarded(|| descriptors::lookup(fd).is_some()).unwrap_or(false);
     if ours {
         // SAFETY: a null path acts on `fd`.
         return unsafe { fchownat(fd, std::ptr::null(), uid, gid, 0) };
@@ -1659,7 +1605,7 @@ pub unsafe extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -
 /// directory, releasing the previous one.
 fn set_cwd(client: &Client, new: Option<(u32, Vec<u8>)>) {
     let old = std::mem::replace(
-        &mut *state::CWD.lock().unwrap_or_else(|p| p.into_inner()),
+        &mut *paths::CWD.lock().unwrap_or_else(|p| p.into_inner()),
         new,
     );
     if let Some((desc, _)) = old {
@@ -1706,15 +1652,15 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
     let served = guarded(|| {
         // SAFETY: libc's contract.
         let bytes = unsafe { c_bytes(path) }?;
-        let cwd = state::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let cwd = paths::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (at, ring_path, base) = if bytes.first() == Some(&b'/') {
-            (None, state::ring_path(bytes)?, Vec::new())
+            (None, paths::ring_path(bytes)?, Vec::new())
         } else {
             let (desc, base) = cwd?;
             (Some(desc), bytes.to_vec(), base)
         };
         let first = PathTarget {
-            client: state::client()?,
+            client: connection::client()?,
             at,
             path: Cow::Owned(ring_path),
         };
@@ -1723,11 +1669,11 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
             // above the root lexically, yet not on the server, went through a link there).
             let logical = match t.at {
                 None => t.path.to_vec(),
-                Some(_) => state::join_lexically(&base, &t.path).unwrap_or_else(|| b"/".to_vec()),
+                Some(_) => paths::join_lexically(&base, &t.path).unwrap_or_else(|| b"/".to_vec()),
             };
             Chdir::Done(match open_dir(&t.client, t.at, &t.path) {
                 Ok(desc) => {
-                    state::remember_path(desc, logical.clone());
+                    paths::remember_path(desc, logical.clone());
                     set_cwd(&t.client, Some((desc, logical)));
                     0
                 }
@@ -1751,9 +1697,9 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
 /// the kernel's again.
 fn kernel_cwd_after(rc: c_int) -> c_int {
     if rc == 0 {
-        state::forget_kernel_cwd();
+        paths::forget_kernel_cwd();
         let _ = guarded(|| {
-            if let Some(client) = state::current_client() {
+            if let Some(client) = connection::current_client() {
                 set_cwd(&client, None);
             }
         });
@@ -1775,8 +1721,8 @@ pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
         });
         Some(match dup {
             Ok(desc) => {
-                let path = state::dir_path(fd).unwrap_or_else(|| b"/".to_vec());
-                state::remember_path(desc, path.clone());
+                let path = paths::dir_path(fd).unwrap_or_else(|| b"/".to_vec());
+                paths::remember_path(desc, path.clone());
                 set_cwd(&client, Some((desc, path)));
                 0
             }
@@ -1795,11 +1741,11 @@ pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
     let served = guarded(|| {
-        let (_, path) = state::CWD
+        let (_, path) = paths::CWD
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let config = state::config()?;
+        let config = config::config()?;
         let mut full = config.prefix.clone();
         if path != b"/" {
             full.extend_from_slice(&path);
@@ -2369,19 +2315,19 @@ fstatfs_fn!(fstatvfs64, libc::statvfs, fill_statvfs);
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     let private = guarded(|| {
-        let client = state::current_client();
+        let client = connection::current_client();
         if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-            for (fd, entry) in state::entries() {
+            for (fd, entry) in descriptors::entries() {
                 let n = fd as c_uint;
                 if n >= first && n <= last {
-                    state::remove(fd);
+                    descriptors::remove(fd);
                     if let Some(client) = &client {
                         release(client, entry.desc);
                     }
                 }
             }
         }
-        let mut private: Vec<c_uint> = state::private_fds(client.as_ref())
+        let mut private: Vec<c_uint> = descriptors::private_fds(client.as_ref())
             .into_iter()
             .filter_map(|fd| c_uint::try_from(fd).ok())
             .filter(|&fd| fd >= first && fd <= last)
@@ -2420,7 +2366,7 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
         return;
     }
     let open: Vec<c_int> = guarded(|| {
-        let private = state::private_fds(state::current_client().as_ref());
+        let private = descriptors::private_fds(connection::current_client().as_ref());
         std::fs::read_dir("/proc/self/fd")
             .map(|entries| {
                 entries
@@ -2450,7 +2396,7 @@ macro_rules! preadv2_fn {
             flags: c_int,
         ) -> ssize_t {
             let served = guarded(|| {
-                state::lookup(fd)?;
+                descriptors::lookup(fd)?;
                 if flags != 0 {
                     return Some(fail(libc::EOPNOTSUPP) as ssize_t);
                 }

@@ -16,10 +16,13 @@ use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
 use btfuse_shm::Client;
 use libc::{c_char, c_int};
 
-use crate::calls::{at_target, close};
+use crate::calls::close;
+use crate::connection::{self, PROTOCOL, call};
+use crate::descriptors;
 use crate::errno::{errno, fail, set_errno};
+use crate::guard::guarded;
+use crate::paths::at_target;
 use crate::real;
-use crate::state::{self, PROTOCOL, call, guarded};
 
 /// Bytes asked for per `Getdents`.
 const BATCH: u32 = 32 * 1024;
@@ -100,7 +103,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         return std::ptr::null_mut();
     }
     // A path that led out of the tree was opened by the kernel: glibc's stream, then.
-    if guarded(|| state::lookup(fd).is_none()) == Some(true) {
+    if guarded(|| descriptors::lookup(fd).is_none()) == Some(true) {
         // SAFETY: `fd` is the kernel directory just opened, given to the stream.
         return unsafe { real::fdopendir()(fd) };
     }
@@ -110,7 +113,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
-    let ours = guarded(|| state::lookup(fd)).flatten();
+    let ours = guarded(|| descriptors::lookup(fd)).flatten();
     match ours {
         Some(entry) if entry.dir => guarded(|| new_stream(fd)).unwrap_or(std::ptr::null_mut()),
         Some(_) => {
@@ -139,11 +142,11 @@ fn next(stream: &mut Stream) -> *mut libc::dirent64 {
 
 fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
     if stream.pending.is_empty() && !stream.done {
-        let Some(entry) = state::lookup(stream.fd) else {
+        let Some(entry) = descriptors::lookup(stream.fd) else {
             fail(libc::EBADF);
             return std::ptr::null_mut();
         };
-        let Some(client) = state::current_client() else {
+        let Some(client) = connection::current_client() else {
             fail(libc::EBADF);
             return std::ptr::null_mut();
         };
@@ -275,7 +278,8 @@ fn set_position(stream: &mut Stream, position: u64) {
     stream.position = position;
     // The stream's position is the description's: seek it. A failure shows at the next
     // `readdir`, as it would for libc's streams.
-    if let Some((entry, client)) = state::lookup(stream.fd).zip(state::current_client()) {
+    if let Some((entry, client)) = descriptors::lookup(stream.fd).zip(connection::current_client())
+    {
         let _ = call(
             &client,
             &Request::Lseek {
@@ -378,8 +382,8 @@ fn getdents_into(client: &Client, desc: u32, max: u32, buf: &mut [u8]) -> Result
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: usize) -> isize {
     let served = guarded(|| {
-        let entry = state::lookup(fd)?;
-        let client = state::current_client().or_else(state::client)?;
+        let entry = descriptors::lookup(fd)?;
+        let client = connection::current_client().or_else(connection::client)?;
         if !entry.dir {
             return Some(fail(libc::ENOTDIR) as isize);
         }

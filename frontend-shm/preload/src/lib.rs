@@ -48,18 +48,23 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod calls;
+mod config;
+mod connection;
+mod descriptors;
 pub mod dir;
 mod errno;
+mod guard;
 mod held;
 pub mod identity;
+mod left;
 mod outside;
+mod paths;
 pub mod process;
 mod program;
 mod real;
 pub mod resolve;
 pub mod spawn;
 mod stat;
-pub mod state;
 pub mod stdio;
 
-pub use state::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};
+pub use config::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};

@@ -10,9 +10,11 @@
 use libc::{c_char, size_t};
 
 use crate::calls;
+use crate::config;
 use crate::errno::{errno, fail};
+use crate::guard::guarded;
+use crate::paths::{self, c_bytes};
 use crate::real;
-use crate::state::{self, c_bytes, guarded};
 
 /// glibc's `PATH_MAX`: the size of a caller's `resolved` buffer.
 const PATH_MAX: usize = libc::PATH_MAX as usize;
@@ -192,9 +194,9 @@ fn canonical(name: &[u8]) -> Result<Vec<u8>, Failure> {
 /// relative and the working directory is btfuse's.
 fn reaches_btfuse(name: &[u8]) -> bool {
     if name.first() == Some(&b'/') {
-        state::spelled_under_prefix(name)
+        config::spelled_under_prefix(name)
     } else {
-        !name.is_empty() && state::cwd_desc().is_some()
+        !name.is_empty() && paths::cwd_desc().is_some()
     }
 }
 
@@ -257,7 +259,7 @@ unsafe fn realpath_here(name: &[u8], resolved: *mut c_char) -> *mut c_char {
 pub unsafe extern "C" fn realpath(name: *const c_char, resolved: *mut c_char) -> *mut c_char {
     let ours = guarded(|| {
         // SAFETY: libc's contract.
-        unsafe { c_bytes(name) }.map(|n| (reaches_btfuse(n), state::config().is_some()))
+        unsafe { c_bytes(name) }.map(|n| (reaches_btfuse(n), config::config().is_some()))
     })
     .flatten();
     let Some((reaches, configured)) = ours else {

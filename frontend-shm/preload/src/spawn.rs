@@ -23,11 +23,14 @@ use std::sync::{Mutex, OnceLock};
 use libc::{FILE, c_char, c_int, c_short, c_uint, pid_t, sigset_t};
 
 use crate::calls;
+use crate::config;
+use crate::descriptors;
 use crate::errno::{errno, fail};
+use crate::guard::guarded;
+use crate::paths;
 use crate::process::{self, environ};
 use crate::program::Program;
 use crate::real;
-use crate::state::{self, guarded};
 
 /// One file action of a `posix_spawn_file_actions_t`, as glibc records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,20 +244,20 @@ fn checked(rc: c_int) -> Result<c_int, c_int> {
 /// Whether a spawn with `actions` involves btfuse, so that it must run here.
 fn involves_btfuse(actions: &[Action]) -> bool {
     guarded(|| {
-        let inherited = state::entries().into_iter().any(|(fd, _)| {
+        let inherited = descriptors::entries().into_iter().any(|(fd, _)| {
             // SAFETY: F_GETFD on a placeholder this library holds.
             let flags = unsafe { real::fcntl()(fd, libc::F_GETFD, 0) };
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         });
         inherited
-            || state::cwd_desc().is_some()
+            || paths::cwd_desc().is_some()
             || actions.iter().any(|action| match *action {
                 // SAFETY: paths glibc copied into the file actions.
                 Action::Open { path, .. } | Action::Chdir(path) => unsafe {
-                    calls::at_target(libc::AT_FDCWD, path).is_some()
+                    paths::at_target(libc::AT_FDCWD, path).is_some()
                 },
                 Action::Dup2 { fd, .. } | Action::Fchdir(fd) | Action::Tcsetpgrp(fd) => {
-                    state::lookup(fd).is_some()
+                    descriptors::lookup(fd).is_some()
                 }
                 Action::Close(_) | Action::Closefrom(_) => false,
             })
@@ -772,12 +775,12 @@ unsafe fn spawn_shell(command: *const c_char, actions: &[Action]) -> Result<pid_
 /// closed in the child), so that a child that inherits btfuse descriptors receives them.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE {
-    if !guarded(|| state::config().is_some()).unwrap_or(false) {
+    if !guarded(|| config::config().is_some()).unwrap_or(false) {
         // SAFETY: libc's contract, passed on.
         return unsafe { real::popen()(command, mode) };
     }
     // SAFETY: libc's contract.
-    let Some((read, cloexec)) = (unsafe { state::c_bytes(mode) }).and_then(popen_mode) else {
+    let Some((read, cloexec)) = (unsafe { paths::c_bytes(mode) }).and_then(popen_mode) else {
         fail(libc::EINVAL);
         return std::ptr::null_mut();
     };

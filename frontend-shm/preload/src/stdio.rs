@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use libc::{FILE, c_char, c_int, c_void, size_t, ssize_t};
 
 use crate::calls;
+use crate::config;
+use crate::descriptors;
 use crate::errno::{errno, fail};
-use crate::state::{self, c_bytes, guarded};
+use crate::guard::guarded;
+use crate::paths::{self, c_bytes};
 
 #[repr(C)]
 struct CookieFunctions {
@@ -165,7 +168,7 @@ macro_rules! fopen_fn {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: *const c_char) -> *mut FILE {
             // SAFETY: libc's contract.
-            let ours = guarded(|| unsafe { calls::at_target(libc::AT_FDCWD, path) }.is_some())
+            let ours = guarded(|| unsafe { paths::at_target(libc::AT_FDCWD, path) }.is_some())
                 .unwrap_or(false);
             if !ours {
                 // SAFETY: libc's contract, passed on.
@@ -182,7 +185,7 @@ macro_rules! fopen_fn {
                 return std::ptr::null_mut();
             }
             // A path that led out of the tree was opened by the kernel: glibc's stream, then.
-            if guarded(|| state::lookup(fd).is_none()) == Some(true) {
+            if guarded(|| descriptors::lookup(fd).is_none()) == Some(true) {
                 // SAFETY: `fd` is the kernel file just opened, given to the stream.
                 let fp = unsafe { crate::real::fdopen()(fd, mode) };
                 if fp.is_null() {
@@ -207,7 +210,7 @@ fopen_fn!(fopen64);
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut FILE {
-    if guarded(|| state::lookup(fd).is_some()).unwrap_or(false) {
+    if guarded(|| descriptors::lookup(fd).is_some()).unwrap_or(false) {
         // SAFETY: `mode` is libc's contract.
         return unsafe { cookie_stream(fd, mode, true) };
     }
@@ -241,7 +244,7 @@ pub(crate) fn sync_std_stream(fd: c_int) {
     if index > 2 {
         return;
     }
-    let ours = state::lookup(fd).is_some();
+    let ours = descriptors::lookup(fd).is_some();
     let swapped = SWAPPED[index].load(Ordering::Acquire);
     // SAFETY: the standard stream variables are libc's; this library only swaps them for
     // streams it made, and flushes before every swap.
@@ -386,11 +389,11 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
         let index = std_index(fp);
         let cookie = cookie_of(fp);
         // SAFETY: the caller's contract.
-        let target = !path.is_null() && unsafe { calls::at_target(libc::AT_FDCWD, path) }.is_some();
+        let target = !path.is_null() && unsafe { paths::at_target(libc::AT_FDCWD, path) }.is_some();
         (index, cookie, target)
     })?;
     let std_is_ours =
-        index.is_some_and(|i| guarded(|| state::lookup(i as c_int).is_some()) == Some(true));
+        index.is_some_and(|i| guarded(|| descriptors::lookup(i as c_int).is_some()) == Some(true));
     if !target_is_ours && !std_is_ours && (cookie.is_none() || index.is_some()) {
         return None;
     }
@@ -474,7 +477,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
         // its I/O with internal calls). With a mount at the prefix, glibc reopens it there,
         // through the kernel (the mount and the ring show one filesystem); without one it is
         // refused, the stream left as it was.
-        if state::prefix_is_mounted() {
+        if config::prefix_is_mounted() {
             return Some(crate::real::freopen()(path, mode, fp));
         }
         fail(libc::EOPNOTSUPP);
