@@ -22,19 +22,19 @@
 //! redirection inherited across `exec`, or `dup2`), the matching `stdin`, `stdout` or `stderr`
 //! stream is replaced by such a stream until the descriptor changes again.
 //!
-//! **Processes.** See [`process`]: `fork` shares descriptions with the child, `exec` hands
+//! **Processes.** See [`process`](calls::process): `fork` shares descriptions with the child, `exec` hands
 //! the surviving descriptors to the next program (the variadic `execl` family is a small C
-//! file calling it), to the kernel first when that program will not load this library. [`spawn`]: `posix_spawn`, `system` and `popen` exec inside glibc, so a
+//! file calling it), to the kernel first when that program will not load this library. [`spawn`](calls::spawn): `posix_spawn`, `system` and `popen` exec inside glibc, so a
 //! spawn that involves btfuse is made here from `fork`, the file actions and that `exec`.
 //!
-//! **Paths and directories.** [`resolve`]: `realpath` walks a path through this library's
-//! calls, as glibc's walks it through internal ones. [`dir`]: directory streams,
+//! **Paths and directories.** [`resolve`](calls::resolve): `realpath` walks a path through this library's
+//! calls, as glibc's walks it through internal ones. [`dir`](calls::dir): directory streams,
 //! `seekdir`/`telldir` and `getdents64` over the server's readdir cookies. A path whose walk
 //! leaves the tree (a symbolic link to `/etc/hostname`, `..` above the root) goes on where
 //! the kernel would go on, served again if that is under the prefix and by libc otherwise
 //! (`outside`).
 //!
-//! **Identity.** [`identity`]: after `setuid`, `setgroups`, `setfsuid` and the rest, the
+//! **Identity.** [`identity`](calls::identity): after `setuid`, `setgroups`, `setfsuid` and the rest, the
 //! channels are connected again, so the server checks later calls with the new ids.
 //!
 //! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
@@ -51,20 +51,14 @@ pub mod calls;
 mod config;
 mod connection;
 mod descriptors;
-pub mod dir;
 mod errno;
 mod guard;
 mod held;
-pub mod identity;
 mod left;
 mod outside;
 mod paths;
-pub mod process;
 mod program;
 mod real;
-pub mod resolve;
-pub mod spawn;
 mod stat;
-pub mod stdio;
 
 pub use config::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};

@@ -23,12 +23,12 @@ use std::sync::{Mutex, OnceLock};
 use libc::{FILE, c_char, c_int, c_short, c_uint, pid_t, sigset_t};
 
 use crate::calls;
+use crate::calls::process::{self, environ};
 use crate::config;
 use crate::descriptors;
 use crate::errno::{errno, fail};
 use crate::guard::guarded;
 use crate::paths;
-use crate::process::{self, environ};
 use crate::program::Program;
 use crate::real;
 

@@ -2,6 +2,13 @@
 //! it is served over the ring and answers with libc's conventions (-1 and `errno`), otherwise
 //! it goes to the real libc function untouched.
 
+pub mod dir;
+pub mod identity;
+pub mod process;
+pub mod resolve;
+pub mod spawn;
+pub mod stdio;
+
 use std::borrow::Cow;
 use std::ffi::CStr;
 use std::sync::Arc;
@@ -147,7 +154,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     match placeholder {
         Ok(fd) => {
             descriptors::insert(fd, Entry { desc, dir });
-            crate::stdio::sync_std_stream(fd);
+            crate::calls::stdio::sync_std_stream(fd);
             fd
         }
         Err(e) => {
@@ -289,7 +296,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         if let Some(client) = &client {
             release(client, entry.desc);
         }
-        crate::stdio::sync_std_stream(fd);
+        crate::calls::stdio::sync_std_stream(fd);
         None
     })
     .flatten();
@@ -1013,7 +1020,7 @@ fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
                 newfd
             }
         };
-        crate::stdio::sync_std_stream(newfd);
+        crate::calls::stdio::sync_std_stream(newfd);
         rc
     })
     .unwrap_or(newfd)
