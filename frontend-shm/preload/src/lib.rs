@@ -59,6 +59,6 @@ mod outside;
 mod paths;
 mod program;
 mod real;
-mod stat;
+mod serve;
 
 pub use config::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};

@@ -16,7 +16,8 @@ use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
 use btfuse_shm::Client;
 use libc::{c_char, c_int};
 
-use crate::calls::close;
+use super::fd::close;
+use super::path;
 use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors;
 use crate::errno::{errno, fail, set_errno};
@@ -98,7 +99,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     // Opened through this library's `open`, which serves btfuse paths over the ring.
     // SAFETY: libc's contract; `open` is this library's.
-    let fd = unsafe { crate::calls::open(path, flags, 0) };
+    let fd = unsafe { path::open(path, flags, 0) };
     if fd < 0 {
         return std::ptr::null_mut();
     }

@@ -9,7 +9,7 @@
 
 use libc::{c_char, size_t};
 
-use crate::calls;
+use super::{cwd, path};
 use crate::config;
 use crate::errno::{errno, fail};
 use crate::guard::guarded;
@@ -33,7 +33,7 @@ fn working_directory() -> Result<Vec<u8>, i32> {
     let mut buf = vec![0u8; PATH_MAX];
     loop {
         // SAFETY: `buf` holds `buf.len()` bytes; `getcwd` is this library's.
-        let got = unsafe { calls::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+        let got = unsafe { cwd::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
         if !got.is_null() {
             let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
             buf.truncate(len);
@@ -54,7 +54,7 @@ fn read_link(path: &[u8]) -> Result<Vec<u8>, i32> {
         // SAFETY: `c_path` is NUL-terminated, `buf` holds `buf.len()` bytes; `readlink` is
         // this library's.
         let n =
-            unsafe { calls::readlink(c_path.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+            unsafe { path::readlink(c_path.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             return Err(errno());
         }
@@ -104,7 +104,7 @@ fn is_reachable_directory(path: &[u8]) -> Result<(), i32> {
     let c_path = c_string(&with_slash);
     // SAFETY: `c_path` is NUL-terminated; `faccessat` is this library's.
     let rc = unsafe {
-        calls::faccessat(
+        path::faccessat(
             libc::AT_FDCWD,
             c_path.as_ptr().cast(),
             libc::F_OK,

@@ -22,8 +22,8 @@ use std::sync::{Mutex, OnceLock};
 
 use libc::{FILE, c_char, c_int, c_short, c_uint, pid_t, sigset_t};
 
-use crate::calls;
-use crate::calls::process::{self, environ};
+use super::process::{self, environ};
+use super::{cwd, fd, path};
 use crate::config;
 use crate::descriptors;
 use crate::errno::{errno, fail};
@@ -298,19 +298,19 @@ unsafe fn apply(action: Action, attr: &Attributes, pipe: &mut c_int) -> Result<(
                 return Err(libc::EBADF);
             }
             Action::Close(fd) => {
-                if calls::close(fd) != 0 && !(0..descriptor_limit()).contains(&fd) {
+                if fd::close(fd) != 0 && !(0..descriptor_limit()).contains(&fd) {
                     return Err(errno());
                 }
             }
             Action::Dup2 { fd, newfd } if fd == newfd => {
                 // Only the close-on-exec flag is cleared.
-                let flags = checked(calls::fcntl(fd, libc::F_GETFD, 0))?;
+                let flags = checked(fd::fcntl(fd, libc::F_GETFD, 0))?;
                 let cleared = (flags & !libc::FD_CLOEXEC) as libc::c_ulong;
-                checked(calls::fcntl(fd, libc::F_SETFD, cleared))?;
+                checked(fd::fcntl(fd, libc::F_SETFD, cleared))?;
             }
             Action::Dup2 { fd, newfd } => {
                 move_pipe_from(pipe, newfd)?;
-                if calls::dup2(fd, newfd) != newfd {
+                if fd::dup2(fd, newfd) != newfd {
                     return Err(errno());
                 }
             }
@@ -322,30 +322,30 @@ unsafe fn apply(action: Action, attr: &Attributes, pipe: &mut c_int) -> Result<(
             } => {
                 move_pipe_from(pipe, fd)?;
                 // POSIX: a descriptor already open at `fd` is closed first.
-                calls::close(fd);
-                let opened = checked(calls::open(path, oflag | libc::O_LARGEFILE, mode))?;
+                fd::close(fd);
+                let opened = checked(path::open(path, oflag | libc::O_LARGEFILE, mode))?;
                 if opened != fd {
-                    if calls::dup2(opened, fd) != fd {
+                    if fd::dup2(opened, fd) != fd {
                         return Err(errno());
                     }
-                    checked(calls::close(opened))?;
+                    checked(fd::close(opened))?;
                 }
             }
             Action::Chdir(path) => {
-                checked(calls::chdir(path))?;
+                checked(cwd::chdir(path))?;
             }
             Action::Fchdir(fd) => {
-                checked(calls::fchdir(fd))?;
+                checked(cwd::fchdir(fd))?;
             }
             Action::Closefrom(low) => {
                 let low = low.max(0);
                 if *pipe >= low {
                     if *pipe > low {
-                        checked(calls::close_range(low as c_uint, (*pipe - 1) as c_uint, 0))?;
+                        checked(fd::close_range(low as c_uint, (*pipe - 1) as c_uint, 0))?;
                     }
-                    calls::closefrom(*pipe + 1);
+                    fd::closefrom(*pipe + 1);
                 } else {
-                    calls::closefrom(low);
+                    fd::closefrom(low);
                 }
             }
             Action::Tcsetpgrp(fd) => {

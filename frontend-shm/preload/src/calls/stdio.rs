@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use libc::{FILE, c_char, c_int, c_void, size_t, ssize_t};
 
-use crate::calls;
+use super::{fd, io, path};
 use crate::config;
 use crate::descriptors;
 use crate::errno::{errno, fail};
@@ -46,7 +46,7 @@ struct Cookie {
 
 unsafe extern "C" fn cookie_read(cookie: *mut c_void, buf: *mut c_char, size: size_t) -> ssize_t {
     // SAFETY: the cookie is a live `Cookie`; `buf` holds `size` bytes (stdio's contract).
-    unsafe { calls::read((*cookie.cast::<Cookie>()).fd, buf.cast(), size) }
+    unsafe { io::read((*cookie.cast::<Cookie>()).fd, buf.cast(), size) }
 }
 
 unsafe extern "C" fn cookie_write(
@@ -59,7 +59,7 @@ unsafe extern "C" fn cookie_write(
     let mut done = 0;
     while done < size {
         // SAFETY: `buf` holds `size` bytes.
-        let n = unsafe { calls::write(fd, buf.add(done).cast(), size - done) };
+        let n = unsafe { io::write(fd, buf.add(done).cast(), size - done) };
         if n <= 0 {
             return if done > 0 { done as ssize_t } else { -1 };
         }
@@ -71,7 +71,7 @@ unsafe extern "C" fn cookie_write(
 unsafe extern "C" fn cookie_seek(cookie: *mut c_void, offset: *mut i64, whence: c_int) -> c_int {
     // SAFETY: as in cookie_read; `offset` is stdio's.
     unsafe {
-        let at = calls::lseek((*cookie.cast::<Cookie>()).fd, *offset, whence);
+        let at = io::lseek((*cookie.cast::<Cookie>()).fd, *offset, whence);
         if at < 0 {
             return -1;
         }
@@ -88,7 +88,7 @@ unsafe extern "C" fn cookie_close(cookie: *mut c_void) -> c_int {
     }
     if cookie.owns_fd {
         // SAFETY: the descriptor belongs to this stream.
-        unsafe { calls::close(cookie.fd) }
+        unsafe { fd::close(cookie.fd) }
     } else {
         0
     }
@@ -180,7 +180,7 @@ macro_rules! fopen_fn {
                 return std::ptr::null_mut();
             };
             // SAFETY: libc's contract; `open` is this library's.
-            let fd = unsafe { calls::open(path, flags, 0o666) };
+            let fd = unsafe { path::open(path, flags, 0o666) };
             if fd < 0 {
                 return std::ptr::null_mut();
             }
@@ -198,7 +198,7 @@ macro_rules! fopen_fn {
             let fp = unsafe { cookie_stream(fd, mode, true) };
             if fp.is_null() {
                 // SAFETY: the descriptor just opened.
-                unsafe { calls::close(fd) };
+                unsafe { fd::close(fd) };
             }
             fp
         }
@@ -415,23 +415,23 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
             if !target_is_ours {
                 // From btfuse back to a kernel file: give the descriptor up (which puts the
                 // original stream back), then let glibc reopen the original.
-                calls::close(fd);
+                fd::close(fd);
                 let original = *std_slot(index);
                 return Some(crate::real::freopen()(path, mode, original));
             }
-            let opened = calls::open(path, flags, 0o666);
+            let opened = path::open(path, flags, 0o666);
             if opened < 0 {
                 // POSIX: the stream is closed even when the open fails.
                 let e = errno();
-                calls::close(fd);
+                fd::close(fd);
                 fail(e);
                 return Some(std::ptr::null_mut());
             }
             if opened != fd {
                 let cloexec = flags & libc::O_CLOEXEC;
-                let moved = calls::dup3(opened, fd, cloexec);
+                let moved = fd::dup3(opened, fd, cloexec);
                 let e = errno();
-                calls::close(opened);
+                fd::close(opened);
                 if moved < 0 {
                     fail(e);
                     return Some(std::ptr::null_mut());
@@ -445,17 +445,17 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
             libc::fflush(fp);
             let old = (*cookie).fd;
             let reopened = if path.is_null() {
-                let status = calls::fcntl(old, libc::F_GETFL, 0);
+                let status = fd::fcntl(old, libc::F_GETFL, 0);
                 let append = (flags & libc::O_APPEND) as libc::c_ulong;
                 let status =
                     (status as libc::c_ulong & !(libc::O_APPEND as libc::c_ulong)) | append;
-                calls::fcntl(old, libc::F_SETFL, status);
+                fd::fcntl(old, libc::F_SETFL, status);
                 old
             } else {
                 if (*cookie).owns_fd {
-                    calls::close(old);
+                    fd::close(old);
                 }
-                let opened = calls::open(path, flags, 0o666);
+                let opened = path::open(path, flags, 0o666);
                 if opened < 0 {
                     // Closed, as POSIX says; the stream stays allocated (as glibc's does) and
                     // fails with EBADF until it is closed.
