@@ -36,7 +36,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         if let Some(client) = &client {
             release(client, entry.desc);
         }
-        super::stdio::sync_std_stream(fd);
+        super::streams::sync_std_stream(fd);
         None
     })
     .flatten();
@@ -105,7 +105,7 @@ fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
                 newfd
             }
         };
-        super::stdio::sync_std_stream(newfd);
+        super::streams::sync_std_stream(newfd);
         rc
     })
     .unwrap_or(newfd)

@@ -10,8 +10,9 @@
 //! - [`xattr`]: extended attributes.
 //! - [`cwd`]: `chdir`, `fchdir`, `getcwd`.
 //! - [`dir`]: directory streams and `getdents64`.
-//! - [`resolve`]: `realpath`.
-//! - [`stdio`]: `fopen`, `fdopen`, `freopen`, `fileno`, and the standard streams.
+//! - [`resolve`]: `realpath` and its relatives.
+//! - [`stdio`]: `fopen`, `fdopen`, `freopen`, `fileno`; `streams`: the cookie streams they
+//!   make, and the stand-ins for `stdin`, `stdout` and `stderr` over btfuse descriptors.
 //! - [`process`]: `fork` and `exec`; [`spawn`]: `posix_spawn`, `system`, `popen`;
 //!   [`identity`]: `setuid` and the other id changes.
 
@@ -27,4 +28,5 @@ pub mod resolve;
 pub mod spawn;
 pub mod stat;
 pub mod stdio;
+mod streams;
 pub mod xattr;

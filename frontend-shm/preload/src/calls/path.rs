@@ -127,7 +127,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     match placeholder {
         Ok(fd) => {
             descriptors::insert(fd, Entry { desc, dir });
-            super::stdio::sync_std_stream(fd);
+            super::streams::sync_std_stream(fd);
             fd
         }
         Err(e) => {

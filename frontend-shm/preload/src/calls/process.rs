@@ -571,7 +571,7 @@ extern "C" fn on_load() {
                 descriptors::insert(fd, entry);
             }
             for fd in 0..=2 {
-                super::stdio::sync_std_stream(fd);
+                super::streams::sync_std_stream(fd);
             }
             if let Some((desc, path)) = cwd {
                 paths::remember_path(desc, path.clone());
