@@ -2,7 +2,8 @@
 //! connection to serve it ([`descriptor`]), a description given back ([`release`]), a request
 //! sent and its answer in libc's conventions ([`expect_ok`], [`ring_read`], [`ring_write`]),
 //! and a path call served over the ring or, where its walk leaves the tree, by the kernel
-//! ([`simple`]).
+//! ([`simple`]). All of it runs inside an interposed call, as this library (the re-entry
+//! guard held by the interposer).
 
 use std::ffi::CStr;
 
@@ -13,7 +14,6 @@ use libc::{c_char, c_int, c_void, size_t, ssize_t};
 use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors::{self, Entry};
 use crate::errno::fail;
-use crate::guard::guarded;
 use crate::held;
 use crate::outside::follow;
 use crate::paths::{self, PathTarget, at_target};
@@ -113,12 +113,9 @@ pub(crate) unsafe fn simple(
     serve: impl FnMut(&PathTarget) -> c_int,
     kernel: impl FnMut(&CStr) -> c_int,
 ) -> Option<c_int> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let t = unsafe { at_target(dirfd, path) }?;
-        follow(t, serve, kernel, fail)
-    })
-    .flatten()
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(dirfd, path) }?;
+    follow(t, serve, kernel, fail)
 }
 
 pub(crate) fn expect_ok(client: &Client, request: &Request<'_>) -> c_int {

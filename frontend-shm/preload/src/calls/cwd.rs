@@ -154,10 +154,9 @@ pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
     kernel_cwd_after(unsafe { real::fchdir()(fd) })
 }
 
-/// Interposed: a btfuse working directory is the prefix joined with its path.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed: a btfuse working directory is the prefix joined with its path.
+    fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
         let (_, path) = paths::CWD
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -192,8 +191,5 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
         // SAFETY: `buf` holds `size` bytes, enough for `full`.
         unsafe { std::ptr::copy_nonoverlapping(full.as_ptr().cast(), buf, full.len()) };
         Some(buf)
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::getcwd()(buf, size) })
+    }
 }

@@ -193,34 +193,24 @@ fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
     d
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readdir64(dir: *mut libc::DIR) -> *mut libc::dirent64 {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn readdir64(dir: *mut libc::DIR) -> *mut libc::dirent64 {
         if !is_ours(dir) {
             return None;
         }
         // SAFETY: `dir` is a Stream this library made and has not freed.
         Some(next(unsafe { &mut *dir.cast::<Stream>() }))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readdir64()(dir) })
-}
+    }
 
-/// Interposed: on 64-bit Linux `struct dirent` and `struct dirent64` are the same.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
-    let served = guarded(|| {
+    /// Interposed: on 64-bit Linux `struct dirent` and `struct dirent64` are the same.
+    fn readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
         if !is_ours(dir) {
             return None;
         }
         // SAFETY: as in readdir64; the two structs have one layout on this target.
         Some(next(unsafe { &mut *dir.cast::<Stream>() }).cast::<libc::dirent>())
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readdir()(dir) })
+    }
 }
 
 /// Interposed.
@@ -241,22 +231,17 @@ pub unsafe extern "C" fn closedir(dir: *mut libc::DIR) -> c_int {
     unsafe { close(stream.fd) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dirfd(dir: *mut libc::DIR) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn dirfd(dir: *mut libc::DIR) -> c_int {
         // SAFETY: `dir` is one of this library's streams when registered.
         is_ours(dir).then(|| unsafe { (*dir.cast::<Stream>()).fd })
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::dirfd()(dir) })
+    }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn rewinddir(dir: *mut libc::DIR) {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn rewinddir(dir: *mut libc::DIR) -> () {
         if !is_ours(dir) {
             return None;
         }
@@ -264,11 +249,6 @@ pub unsafe extern "C" fn rewinddir(dir: *mut libc::DIR) {
         let stream = unsafe { &mut *dir.cast::<Stream>() };
         set_position(stream, 0);
         Some(())
-    })
-    .flatten();
-    if served.is_none() {
-        // SAFETY: libc's contract, passed on.
-        unsafe { real::rewinddir()(dir) }
     }
 }
 
@@ -293,10 +273,9 @@ fn set_position(stream: &mut Stream, position: u64) {
     }
 }
 
-/// Interposed: the position is the readdir cookie of the description.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn seekdir(dir: *mut libc::DIR, position: libc::c_long) {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed: the position is the readdir cookie of the description.
+    fn seekdir(dir: *mut libc::DIR, position: libc::c_long) -> () {
         if !is_ours(dir) {
             return None;
         }
@@ -304,27 +283,18 @@ pub unsafe extern "C" fn seekdir(dir: *mut libc::DIR, position: libc::c_long) {
         let stream = unsafe { &mut *dir.cast::<Stream>() };
         set_position(stream, position as u64);
         Some(())
-    })
-    .flatten();
-    if served.is_none() {
-        // SAFETY: libc's contract, passed on.
-        unsafe { real::seekdir()(dir, position) }
     }
 }
 
-/// Interposed: where the entry after the one last returned is (a readdir cookie).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn telldir(dir: *mut libc::DIR) -> libc::c_long {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed: where the entry after the one last returned is (a readdir cookie).
+    fn telldir(dir: *mut libc::DIR) -> libc::c_long {
         if !is_ours(dir) {
             return None;
         }
         // SAFETY: a registered stream.
         Some(unsafe { (*dir.cast::<Stream>()).position } as libc::c_long)
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::telldir()(dir) })
+    }
 }
 
 /// The size of a `struct dirent64` record for a name of `name_len` bytes: the fixed part,
@@ -377,12 +347,11 @@ fn getdents_into(client: &Client, desc: u32, max: u32, buf: &mut [u8]) -> Result
     Ok(used)
 }
 
-/// Interposed: `getdents64` on a btfuse directory descriptor fills the buffer with
-/// `struct dirent64` records (`d_off` is the position after each, for `lseek`), as many as
-/// fit, and moves the position past them.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: usize) -> isize {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed: `getdents64` on a btfuse directory descriptor fills the buffer with
+    /// `struct dirent64` records (`d_off` is the position after each, for `lseek`), as many as
+    /// fit, and moves the position past them.
+    fn getdents64(fd: c_int, buf: *mut libc::c_void, count: usize) -> isize {
         let entry = descriptors::lookup(fd)?;
         let client = connection::current_client().or_else(connection::client)?;
         if !entry.dir {
@@ -404,10 +373,7 @@ pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: us
             Ok(n) => n as isize,
             Err(e) => fail(e) as isize,
         })
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::getdents64()(fd, buf, count) })
+    }
 }
 
 /// `getdents64` into a buffer too small for three quarters of the first entry's ring size:

@@ -13,10 +13,9 @@ use crate::paths;
 use crate::real;
 use crate::serve::{descriptor, expect_ok, release, release_then};
 
-/// Interposed: closing a btfuse descriptor releases its description's reference.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    let closed = guarded(|| {
+interpose! {
+    /// Interposed: closing a btfuse descriptor releases its description's reference.
+    fn close(fd: c_int) -> c_int {
         // The library's own descriptors are not the program's to close: for the program that
         // number is not open (a loop closing every number must not cut the library off).
         if descriptors::is_private(fd) {
@@ -37,11 +36,9 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
             release(client, entry.desc);
         }
         super::streams::sync_std_stream(fd);
+        // libc's `close` closes the placeholder.
         None
-    })
-    .flatten();
-    // SAFETY: closes the placeholder (or the program's own descriptor).
-    closed.unwrap_or_else(|| unsafe { real::close()(fd) })
+    }
 }
 
 /// After the kernel made `newfd` a copy of btfuse descriptor `old`, gives it a description
@@ -188,23 +185,13 @@ fn fcntl_ring(
     }
 }
 
-macro_rules! fcntl_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
-            let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
-                fcntl_ring(fd, cmd, arg, entry, &client)
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, cmd, arg) })
-        }
-    };
+interpose! {
+    /// Interposed.
+    fn fcntl, fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+        let (entry, client) = descriptor(fd)?;
+        fcntl_ring(fd, cmd, arg, entry, &client)
+    }
 }
-fcntl_fn!(fcntl);
-fcntl_fn!(fcntl64);
 
 /// Interposed: closing a range closes the btfuse descriptors in it, and leaves this
 /// library's own sockets open (the program did not open them and cannot know them).

@@ -7,15 +7,12 @@ use libc::{c_int, c_uint, c_void, off_t, size_t, ssize_t};
 use crate::connection::{PROTOCOL, call};
 use crate::descriptors;
 use crate::errno::fail;
-use crate::guard::guarded;
 use crate::held;
-use crate::real;
 use crate::serve::{descriptor, expect_ok, held_descriptor, input, ring_read, ring_write};
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
         let (entry, client) = held_descriptor(fd)?;
         if entry.dir {
             return Some(fail(libc::EISDIR) as ssize_t);
@@ -33,16 +30,10 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
             buf,
             count,
         ))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::read()(fd, buf, count) })
-}
+    }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    let served = guarded(|| {
+    /// Interposed.
+    fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
         let (entry, client) = descriptor(fd)?;
         // SAFETY: the caller's buffer holds `count` bytes.
         let data = unsafe { input(buf, count) };
@@ -53,164 +44,107 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
                 data,
             },
         ))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::write()(fd, buf, count) })
-}
-
-macro_rules! pread_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            buf: *mut c_void,
-            count: size_t,
-            offset: off_t,
-        ) -> ssize_t {
-            let served = guarded(|| {
-                let (entry, client) = held_descriptor(fd)?;
-                if offset < 0 {
-                    return Some(fail(libc::EINVAL) as ssize_t);
-                }
-                let at = offset as u64;
-                if let Some(n) = held::with(entry.desc, |h| h.pread(&client, buf, count, at)) {
-                    return Some(n);
-                }
-                let len = count.min(MAX_IO) as u32;
-                let request = Request::Pread {
-                    fd: entry.desc,
-                    offset: offset as u64,
-                    len,
-                };
-                Some(ring_read(&client, &request, buf, count))
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf, count, offset) })
-        }
-    };
-}
-pread_fn!(pread);
-pread_fn!(pread64);
-
-macro_rules! pwrite_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            buf: *const c_void,
-            count: size_t,
-            offset: off_t,
-        ) -> ssize_t {
-            let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
-                if offset < 0 {
-                    return Some(fail(libc::EINVAL) as ssize_t);
-                }
-                // SAFETY: the caller's buffer holds `count` bytes.
-                let data = unsafe { input(buf, count) };
-                let request = Request::Pwrite {
-                    fd: entry.desc,
-                    offset: offset as u64,
-                    data,
-                };
-                Some(ring_write(&client, &request))
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf, count, offset) })
-        }
-    };
-}
-pwrite_fn!(pwrite);
-pwrite_fn!(pwrite64);
-
-macro_rules! lseek_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fd: c_int, offset: off_t, whence: c_int) -> off_t {
-            let served = guarded(|| {
-                let (entry, client) = held_descriptor(fd)?;
-                if let Some(at) = held::with(entry.desc, |h| h.seek(offset, whence)) {
-                    return Some(at);
-                }
-                let _ = held::settle(&client, entry.desc);
-                let whence = match whence {
-                    libc::SEEK_SET => Whence::Set,
-                    libc::SEEK_CUR => Whence::Cur,
-                    libc::SEEK_END => Whence::End,
-                    libc::SEEK_DATA => Whence::Data,
-                    libc::SEEK_HOLE => Whence::Hole,
-                    _ => return Some(fail(libc::EINVAL) as off_t),
-                };
-                let request = Request::Lseek {
-                    fd: entry.desc,
-                    offset,
-                    whence,
-                };
-                Some(
-                    call(&client, &request, |r| match r {
-                        Response::Offset(n) => Ok(n as off_t),
-                        _ => Err(PROTOCOL),
-                    })
-                    .unwrap_or_else(|e| fail(e) as off_t),
-                )
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, offset, whence) })
-        }
-    };
-}
-lseek_fn!(lseek);
-lseek_fn!(lseek64);
-
-macro_rules! fsync_fn {
-    ($name:ident, $datasync:expr) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fd: c_int) -> c_int {
-            let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
-                Some(expect_ok(
-                    &client,
-                    &Request::Fsync {
-                        fd: entry.desc,
-                        datasync: $datasync,
-                    },
-                ))
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd) })
-        }
-    };
-}
-fsync_fn!(fsync, false);
-fsync_fn!(fdatasync, true);
-
-/// Interposed: the kernel cannot copy between btfuse descriptors (their placeholders are
-/// `/dev/null`), so btfuse's answer is `EXDEV`, on which callers copy with read and write.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn copy_file_range(
-    fd_in: c_int,
-    off_in: *mut off_t,
-    fd_out: c_int,
-    off_out: *mut off_t,
-    len: size_t,
-    flags: c_uint,
-) -> ssize_t {
-    let ours =
-        guarded(|| descriptors::lookup(fd_in).is_some() || descriptors::lookup(fd_out).is_some());
-    if ours == Some(true) {
-        return fail(libc::EXDEV) as ssize_t;
     }
-    // SAFETY: libc's contract, passed on.
-    unsafe { real::copy_file_range()(fd_in, off_in, fd_out, off_out, len, flags) }
+
+    /// Interposed.
+    fn pread, pread64(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t {
+        let (entry, client) = held_descriptor(fd)?;
+        if offset < 0 {
+            return Some(fail(libc::EINVAL) as ssize_t);
+        }
+        let at = offset as u64;
+        if let Some(n) = held::with(entry.desc, |h| h.pread(&client, buf, count, at)) {
+            return Some(n);
+        }
+        let len = count.min(MAX_IO) as u32;
+        let request = Request::Pread {
+            fd: entry.desc,
+            offset: offset as u64,
+            len,
+        };
+        Some(ring_read(&client, &request, buf, count))
+    }
+
+    /// Interposed.
+    fn pwrite, pwrite64(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t {
+        let (entry, client) = descriptor(fd)?;
+        if offset < 0 {
+            return Some(fail(libc::EINVAL) as ssize_t);
+        }
+        // SAFETY: the caller's buffer holds `count` bytes.
+        let data = unsafe { input(buf, count) };
+        let request = Request::Pwrite {
+            fd: entry.desc,
+            offset: offset as u64,
+            data,
+        };
+        Some(ring_write(&client, &request))
+    }
+
+    /// Interposed.
+    fn lseek, lseek64(fd: c_int, offset: off_t, whence: c_int) -> off_t {
+        let (entry, client) = held_descriptor(fd)?;
+        if let Some(at) = held::with(entry.desc, |h| h.seek(offset, whence)) {
+            return Some(at);
+        }
+        let _ = held::settle(&client, entry.desc);
+        let whence = match whence {
+            libc::SEEK_SET => Whence::Set,
+            libc::SEEK_CUR => Whence::Cur,
+            libc::SEEK_END => Whence::End,
+            libc::SEEK_DATA => Whence::Data,
+            libc::SEEK_HOLE => Whence::Hole,
+            _ => return Some(fail(libc::EINVAL) as off_t),
+        };
+        let request = Request::Lseek {
+            fd: entry.desc,
+            offset,
+            whence,
+        };
+        Some(
+            call(&client, &request, |r| match r {
+                Response::Offset(n) => Ok(n as off_t),
+                _ => Err(PROTOCOL),
+            })
+            .unwrap_or_else(|e| fail(e) as off_t),
+        )
+    }
+
+    /// Interposed.
+    fn fsync(fd: c_int) -> c_int {
+        sync(fd, false)
+    }
+
+    /// Interposed.
+    fn fdatasync(fd: c_int) -> c_int {
+        sync(fd, true)
+    }
+
+    /// Interposed: the kernel cannot copy between btfuse descriptors (their placeholders are
+    /// `/dev/null`), so btfuse's answer is `EXDEV`, on which callers copy with read and write.
+    fn copy_file_range(
+        fd_in: c_int,
+        off_in: *mut off_t,
+        fd_out: c_int,
+        off_out: *mut off_t,
+        len: size_t,
+        flags: c_uint,
+    ) -> ssize_t {
+        let ours = descriptors::lookup(fd_in).is_some() || descriptors::lookup(fd_out).is_some();
+        ours.then(|| fail(libc::EXDEV) as ssize_t)
+    }
+}
+
+/// `fsync` and `fdatasync` of a btfuse descriptor.
+fn sync(fd: c_int, datasync: bool) -> Option<c_int> {
+    let (entry, client) = descriptor(fd)?;
+    Some(expect_ok(
+        &client,
+        &Request::Fsync {
+            fd: entry.desc,
+            datasync,
+        },
+    ))
 }
 
 /// Gathers an iovec array into one buffer (at most `MAX_IO` bytes: a short write, as the
@@ -327,85 +261,64 @@ fn vectored_write(
     Some(ring_write(&client, &request))
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int) -> ssize_t {
-    let served = guarded(|| vectored_read(fd, iov, count, None)).flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readv()(fd, iov, count) })
-}
+interpose! {
+    /// Interposed.
+    fn readv(fd: c_int, iov: *const libc::iovec, count: c_int) -> ssize_t {
+        vectored_read(fd, iov, count, None)
+    }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, count: c_int) -> ssize_t {
-    let served = guarded(|| vectored_write(fd, iov, count, None)).flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::writev()(fd, iov, count) })
-}
+    /// Interposed.
+    fn writev(fd: c_int, iov: *const libc::iovec, count: c_int) -> ssize_t {
+        vectored_write(fd, iov, count, None)
+    }
 
-macro_rules! preadv_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            iov: *const libc::iovec,
-            count: c_int,
-            offset: off_t,
-        ) -> ssize_t {
-            let served = guarded(|| vectored_read(fd, iov, count, Some(offset))).flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, iov, count, offset) })
+    /// Interposed.
+    fn preadv, preadv64(
+        fd: c_int,
+        iov: *const libc::iovec,
+        count: c_int,
+        offset: off_t,
+    ) -> ssize_t {
+        vectored_read(fd, iov, count, Some(offset))
+    }
+
+    /// Interposed.
+    fn pwritev, pwritev64(
+        fd: c_int,
+        iov: *const libc::iovec,
+        count: c_int,
+        offset: off_t,
+    ) -> ssize_t {
+        vectored_write(fd, iov, count, Some(offset))
+    }
+
+    /// Interposed: without flags, as `preadv`; offset -1 uses the file offset.
+    fn preadv2, preadv64v2(
+        fd: c_int,
+        iov: *const libc::iovec,
+        count: c_int,
+        offset: off_t,
+        flags: c_int,
+    ) -> ssize_t {
+        descriptors::lookup(fd)?;
+        if flags != 0 {
+            return Some(fail(libc::EOPNOTSUPP) as ssize_t);
         }
-    };
-}
-preadv_fn!(preadv);
-preadv_fn!(preadv64);
+        vectored_read(fd, iov, count, (offset != -1).then_some(offset))
+    }
 
-macro_rules! pwritev_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            iov: *const libc::iovec,
-            count: c_int,
-            offset: off_t,
-        ) -> ssize_t {
-            let served = guarded(|| vectored_write(fd, iov, count, Some(offset))).flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, iov, count, offset) })
+    /// Interposed: without flags, as `pwritev`; offset -1 uses the file offset.
+    fn pwritev2, pwritev64v2(
+        fd: c_int,
+        iov: *const libc::iovec,
+        count: c_int,
+        offset: off_t,
+        flags: c_int,
+    ) -> ssize_t {
+        descriptors::lookup(fd)?;
+        if flags != 0 {
+            return Some(fail(libc::EOPNOTSUPP) as ssize_t);
         }
-    };
+        vectored_write(fd, iov, count, (offset != -1).then_some(offset))
+    }
 }
-pwritev_fn!(pwritev);
-pwritev_fn!(pwritev64);
-
-macro_rules! preadv2_fn {
-    ($name:ident, $vectored:ident) => {
-        /// Interposed: without flags, as `preadv`/`pwritev`; offset -1 uses the file offset.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            iov: *const libc::iovec,
-            count: c_int,
-            offset: off_t,
-            flags: c_int,
-        ) -> ssize_t {
-            let served = guarded(|| {
-                descriptors::lookup(fd)?;
-                if flags != 0 {
-                    return Some(fail(libc::EOPNOTSUPP) as ssize_t);
-                }
-                $vectored(fd, iov, count, (offset != -1).then_some(offset))
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, iov, count, offset, flags) })
-        }
-    };
-}
-preadv2_fn!(preadv2, vectored_read);
-preadv2_fn!(pwritev2, vectored_write);
-preadv2_fn!(preadv64v2, vectored_read);
-preadv2_fn!(pwritev64v2, vectored_write);

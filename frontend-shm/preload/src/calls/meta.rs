@@ -15,60 +15,38 @@ use crate::paths::{PathTarget, at_target, c_bytes};
 use crate::real;
 use crate::serve::{descriptor, expect_ok, path_target, simple};
 
-macro_rules! ftruncate_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fd: c_int, length: off_t) -> c_int {
-            let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
-                if length < 0 {
-                    return Some(fail(libc::EINVAL));
-                }
-                let request = Request::Truncate {
-                    target: Target::Fd(entry.desc),
-                    size: length as u64,
-                };
-                Some(expect_ok(&client, &request))
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, length) })
+interpose! {
+    /// Interposed.
+    fn ftruncate, ftruncate64(fd: c_int, length: off_t) -> c_int {
+        let (entry, client) = descriptor(fd)?;
+        if length < 0 {
+            return Some(fail(libc::EINVAL));
         }
-    };
-}
-ftruncate_fn!(ftruncate);
-ftruncate_fn!(ftruncate64);
+        let request = Request::Truncate {
+            target: Target::Fd(entry.desc),
+            size: length as u64,
+        };
+        Some(expect_ok(&client, &request))
+    }
 
-macro_rules! truncate_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, length: off_t) -> c_int {
-            // SAFETY: libc's contract, passed on.
-            unsafe {
-                simple(
-                    libc::AT_FDCWD,
-                    path,
-                    |t| {
-                        if length < 0 {
-                            return fail(libc::EINVAL);
-                        }
-                        let request = Request::Truncate {
-                            target: path_target(t, 0),
-                            size: length as u64,
-                        };
-                        expect_ok(&t.client, &request)
-                    },
-                    |host| real::$name()(host.as_ptr(), length),
-                )
-                .unwrap_or_else(|| real::$name()(path, length))
+    /// Interposed.
+    fn truncate, truncate64(path: *const c_char, length: off_t) -> c_int; real = libc_fn {
+        let serve = |t: &PathTarget<'_>| {
+            if length < 0 {
+                return fail(libc::EINVAL);
             }
-        }
-    };
+            let request = Request::Truncate {
+                target: path_target(t, 0),
+                size: length as u64,
+            };
+            expect_ok(&t.client, &request)
+        };
+        // SAFETY: libc's call with an absolute path.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), length) };
+        // SAFETY: libc's contract.
+        unsafe { simple(libc::AT_FDCWD, path, serve, kernel) }
+    }
 }
-truncate_fn!(truncate);
-truncate_fn!(truncate64);
 
 /// Interposed.
 #[unsafe(no_mangle)]
@@ -77,20 +55,16 @@ pub unsafe extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
     unsafe { fchmodat(libc::AT_FDCWD, path, mode, 0) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn fchmod(fd: c_int, mode: mode_t) -> c_int {
         let (entry, client) = descriptor(fd)?;
         let request = Request::Chmod {
             target: Target::Fd(entry.desc),
             mode: mode & 0o7777,
         };
         Some(expect_ok(&client, &request))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::fchmod()(fd, mode) })
+    }
 }
 
 /// A target for the calls that take `(dirfd, path, flags)` with `AT_EMPTY_PATH` or a null
@@ -150,15 +124,14 @@ fn time_set(ts: Option<&libc::timespec>) -> btfuse_core::TimeSet {
     }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn utimensat(
-    dirfd: c_int,
-    path: *const c_char,
-    times: *const libc::timespec,
-    flags: c_int,
-) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn utimensat(
+        dirfd: c_int,
+        path: *const c_char,
+        times: *const libc::timespec,
+        flags: c_int,
+    ) -> c_int {
         // SAFETY: `times` is null or two timespecs (libc's contract).
         let (atime, mtime) = unsafe {
             if times.is_null() {
@@ -180,10 +153,7 @@ pub unsafe extern "C" fn utimensat(
             |host: &CStr| unsafe { real::utimensat()(libc::AT_FDCWD, host.as_ptr(), times, flags) };
         // SAFETY: libc's contract.
         unsafe { fd_or_path_call(dirfd, path, flags, request, kernel) }
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::utimensat()(dirfd, path, times, flags) })
+    }
 }
 
 /// Interposed.
@@ -199,15 +169,9 @@ pub unsafe extern "C" fn futimens(fd: c_int, times: *const libc::timespec) -> c_
     unsafe { real::futimens()(fd, times) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fchmodat(
-    dirfd: c_int,
-    path: *const c_char,
-    mode: mode_t,
-    flags: c_int,
-) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
         let request = |client: &Client, target: Target<'_>| {
             let mode = mode & 0o7777;
             expect_ok(client, &Request::Chmod { target, mode })
@@ -217,26 +181,22 @@ pub unsafe extern "C" fn fchmodat(
             |host: &CStr| unsafe { real::fchmodat()(libc::AT_FDCWD, host.as_ptr(), mode, flags) };
         // SAFETY: libc's contract.
         unsafe { fd_or_path_call(dirfd, path, flags, request, kernel) }
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::fchmodat()(dirfd, path, mode, flags) })
+    }
 }
 
 fn owner(id: u32) -> Option<u32> {
     (id != u32::MAX).then_some(id)
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fchownat(
-    dirfd: c_int,
-    path: *const c_char,
-    uid: libc::uid_t,
-    gid: libc::gid_t,
-    flags: c_int,
-) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn fchownat(
+        dirfd: c_int,
+        path: *const c_char,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+        flags: c_int,
+    ) -> c_int {
         let request = |client: &Client, target: Target<'_>| {
             let request = Request::Chown {
                 target,
@@ -251,10 +211,7 @@ pub unsafe extern "C" fn fchownat(
         };
         // SAFETY: libc's contract.
         unsafe { fd_or_path_call(dirfd, path, flags, request, kernel) }
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::fchownat()(dirfd, path, uid, gid, flags) })
+    }
 }
 
 /// Interposed.

@@ -12,7 +12,6 @@ use libc::{c_char, c_int, c_uint, mode_t, size_t, ssize_t};
 use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors::{self, Entry};
 use crate::errno::fail;
-use crate::guard::guarded;
 use crate::held;
 use crate::outside::{self, Side, follow};
 use crate::paths::{self, PathTarget, at_target, c_bytes};
@@ -142,89 +141,43 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
 /// # Safety
 /// As for `openat(2)`.
 unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> Option<c_int> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let target = unsafe { at_target(dirfd, path) }?;
-        follow(
-            target,
-            |t| ring_open(t, flags, mode),
-            // SAFETY: libc's `openat` with an absolute path and the caller's flags and mode.
-            |host| unsafe { real::openat()(libc::AT_FDCWD, host.as_ptr(), flags, mode) },
-            fail,
-        )
-    })
-    .flatten()
+    // SAFETY: the caller's contract.
+    let target = unsafe { at_target(dirfd, path) }?;
+    follow(
+        target,
+        |t| ring_open(t, flags, mode),
+        // SAFETY: libc's `openat` with an absolute path and the caller's flags and mode.
+        |host| unsafe { real::openat()(libc::AT_FDCWD, host.as_ptr(), flags, mode) },
+        fail,
+    )
 }
 
-macro_rules! open_fn {
-    ($name:ident) => {
-        /// Interposed: btfuse paths open over the ring.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-            // SAFETY: libc's contract for this call, passed on.
-            unsafe {
-                open_at(libc::AT_FDCWD, path, flags, mode)
-                    .unwrap_or_else(|| real::$name()(path, flags, mode))
-            }
-        }
-    };
-}
-open_fn!(open);
-open_fn!(open64);
+interpose! {
+    /// Interposed: btfuse paths open over the ring.
+    fn open, open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { open_at(libc::AT_FDCWD, path, flags, mode) }
+    }
 
-macro_rules! openat_fn {
-    ($name:ident) => {
-        /// Interposed: btfuse paths open over the ring.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            dirfd: c_int,
-            path: *const c_char,
-            flags: c_int,
-            mode: mode_t,
-        ) -> c_int {
-            // SAFETY: libc's contract for this call, passed on.
-            unsafe {
-                open_at(dirfd, path, flags, mode)
-                    .unwrap_or_else(|| real::$name()(dirfd, path, flags, mode))
-            }
-        }
-    };
-}
-openat_fn!(openat);
-openat_fn!(openat64);
+    /// Interposed: btfuse paths open over the ring.
+    fn openat, openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { open_at(dirfd, path, flags, mode) }
+    }
 
-macro_rules! open2_fn {
-    ($name:ident) => {
-        /// Interposed: the fortified `open` without a mode.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
-            // SAFETY: libc's contract for this call, passed on.
-            unsafe {
-                open_at(libc::AT_FDCWD, path, flags, 0)
-                    .unwrap_or_else(|| real::$name()(path, flags))
-            }
-        }
-    };
-}
-open2_fn!(__open_2);
-open2_fn!(__open64_2);
+    /// Interposed: the fortified `open` without a mode.
+    fn __open_2, __open64_2(path: *const c_char, flags: c_int) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { open_at(libc::AT_FDCWD, path, flags, 0) }
+    }
 
-macro_rules! creat_fn {
-    ($name:ident) => {
-        /// Interposed: `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
-            let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
-            // SAFETY: libc's contract for this call, passed on.
-            unsafe {
-                open_at(libc::AT_FDCWD, path, flags, mode)
-                    .unwrap_or_else(|| real::$name()(path, mode))
-            }
-        }
-    };
+    /// Interposed: `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
+    fn creat, creat64(path: *const c_char, mode: mode_t) -> c_int {
+        let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+        // SAFETY: libc's contract.
+        unsafe { open_at(libc::AT_FDCWD, path, flags, mode) }
+    }
 }
-creat_fn!(creat);
-creat_fn!(creat64);
 
 fn access_mask(mode: c_int) -> AccessMask {
     AccessMask {
@@ -239,66 +192,43 @@ fn access_mask(mode: c_int) -> AccessMask {
 /// # Safety
 /// As for `faccessat(2)`.
 unsafe fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> Option<c_int> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let t = unsafe { at_target(dirfd, path) }?;
-        let access = |t: &PathTarget<'_>| {
-            let request = Request::Access {
-                target: path_target(t, flags),
-                mask: access_mask(mode),
-                effective: flags & libc::AT_EACCESS != 0,
-            };
-            call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail)
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(dirfd, path) }?;
+    let access = |t: &PathTarget<'_>| {
+        let request = Request::Access {
+            target: path_target(t, flags),
+            mask: access_mask(mode),
+            effective: flags & libc::AT_EACCESS != 0,
         };
-        follow(
-            t,
-            access,
-            // SAFETY: libc's `faccessat` with an absolute path.
-            |host| unsafe { real::faccessat()(libc::AT_FDCWD, host.as_ptr(), mode, flags) },
-            fail,
-        )
-    })
-    .flatten()
-}
-
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        access_at(libc::AT_FDCWD, path, mode, 0).unwrap_or_else(|| real::access()(path, mode))
-    }
-}
-
-macro_rules! eaccess_fn {
-    ($name:ident) => {
-        /// Interposed: `access` with the effective ids (glibc runs it on its own `fstatat`,
-        /// which no interposer sees).
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, mode: c_int) -> c_int {
-            // SAFETY: libc's contract, passed on.
-            unsafe {
-                access_at(libc::AT_FDCWD, path, mode, libc::AT_EACCESS)
-                    .unwrap_or_else(|| real::$name()(path, mode))
-            }
-        }
+        call(&t.client, &request, |_| Ok(0)).unwrap_or_else(fail)
     };
+    follow(
+        t,
+        access,
+        // SAFETY: libc's `faccessat` with an absolute path.
+        |host| unsafe { real::faccessat()(libc::AT_FDCWD, host.as_ptr(), mode, flags) },
+        fail,
+    )
 }
-eaccess_fn!(euidaccess);
-eaccess_fn!(eaccess);
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn faccessat(
-    dirfd: c_int,
-    path: *const c_char,
-    mode: c_int,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        access_at(dirfd, path, mode, flags)
-            .unwrap_or_else(|| real::faccessat()(dirfd, path, mode, flags))
+interpose! {
+    /// Interposed.
+    fn access(path: *const c_char, mode: c_int) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { access_at(libc::AT_FDCWD, path, mode, 0) }
+    }
+
+    /// Interposed: `access` with the effective ids (glibc runs it on its own `fstatat`,
+    /// which no interposer sees).
+    fn euidaccess, eaccess(path: *const c_char, mode: c_int) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { access_at(libc::AT_FDCWD, path, mode, libc::AT_EACCESS) }
+    }
+
+    /// Interposed.
+    fn faccessat(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { access_at(dirfd, path, mode, flags) }
     }
 }
 
@@ -309,47 +239,37 @@ pub unsafe extern "C" fn mkdir(path: *const c_char, mode: mode_t) -> c_int {
     unsafe { mkdirat(libc::AT_FDCWD, path, mode) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        simple(
-            dirfd,
-            path,
-            |t| {
-                let mode = mode & 0o7777 & !current_umask();
-                let request = Request::Mkdir {
-                    at: t.at,
-                    path: &t.path,
-                    mode,
-                };
-                expect_ok(&t.client, &request)
-            },
-            |host| real::mkdirat()(libc::AT_FDCWD, host.as_ptr(), mode),
-        )
-        .unwrap_or_else(|| real::mkdirat()(dirfd, path, mode))
+interpose! {
+    /// Interposed.
+    fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
+        let serve = |t: &PathTarget<'_>| {
+            let mode = mode & 0o7777 & !current_umask();
+            let request = Request::Mkdir {
+                at: t.at,
+                path: &t.path,
+                mode,
+            };
+            expect_ok(&t.client, &request)
+        };
+        // SAFETY: libc's `mkdirat` with an absolute path.
+        let kernel = |host: &CStr| unsafe { real::mkdirat()(libc::AT_FDCWD, host.as_ptr(), mode) };
+        // SAFETY: libc's contract.
+        unsafe { simple(dirfd, path, serve, kernel) }
     }
-}
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmdir(path: *const c_char) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        simple(
-            libc::AT_FDCWD,
-            path,
-            |t| {
-                let request = Request::Rmdir {
-                    at: t.at,
-                    path: &t.path,
-                };
-                expect_ok(&t.client, &request)
-            },
-            |host| real::rmdir()(host.as_ptr()),
-        )
-        .unwrap_or_else(|| real::rmdir()(path))
+    /// Interposed.
+    fn rmdir(path: *const c_char) -> c_int {
+        let serve = |t: &PathTarget<'_>| {
+            let request = Request::Rmdir {
+                at: t.at,
+                path: &t.path,
+            };
+            expect_ok(&t.client, &request)
+        };
+        // SAFETY: libc's `rmdir` with an absolute path.
+        let kernel = |host: &CStr| unsafe { real::rmdir()(host.as_ptr()) };
+        // SAFETY: libc's contract.
+        unsafe { simple(libc::AT_FDCWD, path, serve, kernel) }
     }
 }
 
@@ -360,31 +280,28 @@ pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
     unsafe { unlinkat(libc::AT_FDCWD, path, 0) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        simple(
-            dirfd,
-            path,
-            |t| {
-                let request = if flags & libc::AT_REMOVEDIR != 0 {
-                    Request::Rmdir {
-                        at: t.at,
-                        path: &t.path,
-                    }
-                } else {
-                    Request::Unlink {
-                        at: t.at,
-                        path: &t.path,
-                    }
-                };
-                expect_ok(&t.client, &request)
-            },
-            |host| real::unlinkat()(libc::AT_FDCWD, host.as_ptr(), flags),
-        )
-        .unwrap_or_else(|| real::unlinkat()(dirfd, path, flags))
+interpose! {
+    /// Interposed.
+    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+        let serve = |t: &PathTarget<'_>| {
+            let request = if flags & libc::AT_REMOVEDIR != 0 {
+                Request::Rmdir {
+                    at: t.at,
+                    path: &t.path,
+                }
+            } else {
+                Request::Unlink {
+                    at: t.at,
+                    path: &t.path,
+                }
+            };
+            expect_ok(&t.client, &request)
+        };
+        // SAFETY: libc's `unlinkat` with an absolute path.
+        let kernel =
+            |host: &CStr| unsafe { real::unlinkat()(libc::AT_FDCWD, host.as_ptr(), flags) };
+        // SAFETY: libc's contract.
+        unsafe { simple(dirfd, path, serve, kernel) }
     }
 }
 
@@ -428,78 +345,60 @@ unsafe fn rename_at(
     new: *const c_char,
     flags: c_uint,
 ) -> Option<c_int> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let (from, to) = unsafe { two_sides(olddir, old, newdir, new) }?;
-        let mode = match flags {
-            0 => RenameMode::Replace,
-            libc::RENAME_NOREPLACE => RenameMode::NoReplace,
-            libc::RENAME_EXCHANGE => RenameMode::Exchange,
-            _ => return Some(fail(libc::EINVAL)),
+    // SAFETY: the caller's contract.
+    let (from, to) = unsafe { two_sides(olddir, old, newdir, new) }?;
+    let mode = match flags {
+        0 => RenameMode::Replace,
+        libc::RENAME_NOREPLACE => RenameMode::NoReplace,
+        libc::RENAME_EXCHANGE => RenameMode::Exchange,
+        _ => return Some(fail(libc::EINVAL)),
+    };
+    let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
+        let request = Request::Rename {
+            old_at: from.at,
+            old_path: &from.path,
+            new_at: to.at,
+            new_path: &to.path,
+            mode,
         };
-        let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
-            let request = Request::Rename {
-                old_at: from.at,
-                old_path: &from.path,
-                new_at: to.at,
-                new_path: &to.path,
-                mode,
-            };
-            expect_ok(&from.client, &request)
-        };
-        let kernel = |(old_dir, old): (c_int, &CStr), (new_dir, new): (c_int, &CStr)| {
-            // SAFETY: libc's `renameat2` with the caller's flags and two valid paths.
-            unsafe { real::renameat2()(old_dir, old.as_ptr(), new_dir, new.as_ptr(), flags) }
-        };
-        let parent = outside::Naming::Parent;
-        Some(outside::follow_two(
-            (from, parent),
-            (to, parent),
-            serve,
-            kernel,
-        ))
-    })
-    .flatten()
+        expect_ok(&from.client, &request)
+    };
+    let kernel = |(old_dir, old): (c_int, &CStr), (new_dir, new): (c_int, &CStr)| {
+        // SAFETY: libc's `renameat2` with the caller's flags and two valid paths.
+        unsafe { real::renameat2()(old_dir, old.as_ptr(), new_dir, new.as_ptr(), flags) }
+    };
+    let parent = outside::Naming::Parent;
+    Some(outside::follow_two(
+        (from, parent),
+        (to, parent),
+        serve,
+        kernel,
+    ))
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        rename_at(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
-            .unwrap_or_else(|| real::rename()(old, new))
+interpose! {
+    /// Interposed.
+    fn rename(old: *const c_char, new: *const c_char) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { rename_at(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0) }
     }
-}
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn renameat(
-    olddir: c_int,
-    old: *const c_char,
-    newdir: c_int,
-    new: *const c_char,
-) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        rename_at(olddir, old, newdir, new, 0)
-            .unwrap_or_else(|| real::renameat()(olddir, old, newdir, new))
+    /// Interposed.
+    fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { rename_at(olddir, old, newdir, new, 0) }
     }
-}
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn renameat2(
-    olddir: c_int,
-    old: *const c_char,
-    newdir: c_int,
-    new: *const c_char,
-    flags: c_uint,
-) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        rename_at(olddir, old, newdir, new, flags)
-            .unwrap_or_else(|| real::renameat2()(olddir, old, newdir, new, flags))
+    /// Interposed.
+    fn renameat2(
+        olddir: c_int,
+        old: *const c_char,
+        newdir: c_int,
+        new: *const c_char,
+        flags: c_uint,
+    ) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { rename_at(olddir, old, newdir, new, flags) }
     }
 }
 
@@ -513,39 +412,40 @@ unsafe fn readlink_at(
     buf: *mut c_char,
     size: size_t,
 ) -> Option<ssize_t> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let t = unsafe { at_target(dirfd, path) }?;
-        if size == 0 {
-            return Some(fail(libc::EINVAL) as ssize_t);
-        }
-        let max = size.min(btfuse_core::PATH_MAX) as u32;
-        let read_link = |t: &PathTarget<'_>| {
-            let request = Request::Readlink {
-                at: t.at,
-                path: &t.path,
-                max,
-            };
-            ring_read(&t.client, &request, buf.cast(), size)
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(dirfd, path) }?;
+    if size == 0 {
+        return Some(fail(libc::EINVAL) as ssize_t);
+    }
+    let max = size.min(btfuse_core::PATH_MAX) as u32;
+    let read_link = |t: &PathTarget<'_>| {
+        let request = Request::Readlink {
+            at: t.at,
+            path: &t.path,
+            max,
         };
-        follow(
-            t,
-            read_link,
-            // SAFETY: libc's `readlinkat` with an absolute path and the caller's buffer.
-            |host| unsafe { real::readlinkat()(libc::AT_FDCWD, host.as_ptr(), buf, size) },
-            |e| fail(e) as ssize_t,
-        )
-    })
-    .flatten()
+        ring_read(&t.client, &request, buf.cast(), size)
+    };
+    follow(
+        t,
+        read_link,
+        // SAFETY: libc's `readlinkat` with an absolute path and the caller's buffer.
+        |host| unsafe { real::readlinkat()(libc::AT_FDCWD, host.as_ptr(), buf, size) },
+        |e| fail(e) as ssize_t,
+    )
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        readlink_at(libc::AT_FDCWD, path, buf, size)
-            .unwrap_or_else(|| real::readlink()(path, buf, size))
+interpose! {
+    /// Interposed.
+    fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
+        // SAFETY: libc's contract.
+        unsafe { readlink_at(libc::AT_FDCWD, path, buf, size) }
+    }
+
+    /// Interposed.
+    fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
+        // SAFETY: libc's contract.
+        unsafe { readlink_at(dirfd, path, buf, size) }
     }
 }
 
@@ -574,40 +474,17 @@ unsafe fn symlink_at(target: *const c_char, dirfd: c_int, path: *const c_char) -
     }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        symlink_at(target, libc::AT_FDCWD, path).unwrap_or_else(|| real::symlink()(target, path))
+interpose! {
+    /// Interposed.
+    fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { symlink_at(target, libc::AT_FDCWD, path) }
     }
-}
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn symlinkat(
-    target: *const c_char,
-    dirfd: c_int,
-    path: *const c_char,
-) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        symlink_at(target, dirfd, path).unwrap_or_else(|| real::symlinkat()(target, dirfd, path))
-    }
-}
-
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readlinkat(
-    dirfd: c_int,
-    path: *const c_char,
-    buf: *mut c_char,
-    size: size_t,
-) -> ssize_t {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        readlink_at(dirfd, path, buf, size)
-            .unwrap_or_else(|| real::readlinkat()(dirfd, path, buf, size))
+    /// Interposed.
+    fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { symlink_at(target, dirfd, path) }
     }
 }
 
@@ -622,59 +499,50 @@ unsafe fn link_at(
     new: *const c_char,
     flags: c_int,
 ) -> Option<c_int> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let (from, to) = unsafe { two_sides(olddir, old, newdir, new) }?;
-        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
-        let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
-            let request = Request::Link {
-                old: Target::Path {
-                    at: from.at,
-                    path: &from.path,
-                    follow,
-                },
-                new_at: to.at,
-                new_path: &to.path,
-            };
-            expect_ok(&from.client, &request)
+    // SAFETY: the caller's contract.
+    let (from, to) = unsafe { two_sides(olddir, old, newdir, new) }?;
+    let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+    let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
+        let request = Request::Link {
+            old: Target::Path {
+                at: from.at,
+                path: &from.path,
+                follow,
+            },
+            new_at: to.at,
+            new_path: &to.path,
         };
-        let kernel = |(old_dir, old): (c_int, &CStr), (new_dir, new): (c_int, &CStr)| {
-            // SAFETY: libc's `linkat` with the caller's flags and two valid paths.
-            unsafe { real::linkat()(old_dir, old.as_ptr(), new_dir, new.as_ptr(), flags) }
-        };
-        Some(outside::follow_two(
-            (from, outside::Naming::Whole { follow }),
-            (to, outside::Naming::Parent),
-            serve,
-            kernel,
-        ))
-    })
-    .flatten()
+        expect_ok(&from.client, &request)
+    };
+    let kernel = |(old_dir, old): (c_int, &CStr), (new_dir, new): (c_int, &CStr)| {
+        // SAFETY: libc's `linkat` with the caller's flags and two valid paths.
+        unsafe { real::linkat()(old_dir, old.as_ptr(), new_dir, new.as_ptr(), flags) }
+    };
+    Some(outside::follow_two(
+        (from, outside::Naming::Whole { follow }),
+        (to, outside::Naming::Parent),
+        serve,
+        kernel,
+    ))
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        link_at(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
-            .unwrap_or_else(|| real::link()(old, new))
+interpose! {
+    /// Interposed.
+    fn link(old: *const c_char, new: *const c_char) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { link_at(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0) }
     }
-}
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn linkat(
-    olddir: c_int,
-    old: *const c_char,
-    newdir: c_int,
-    new: *const c_char,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        link_at(olddir, old, newdir, new, flags)
-            .unwrap_or_else(|| real::linkat()(olddir, old, newdir, new, flags))
+    /// Interposed.
+    fn linkat(
+        olddir: c_int,
+        old: *const c_char,
+        newdir: c_int,
+        new: *const c_char,
+        flags: c_int,
+    ) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { link_at(olddir, old, newdir, new, flags) }
     }
 }
 

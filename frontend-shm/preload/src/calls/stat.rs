@@ -85,23 +85,13 @@ fn ring_stat(client: &Client, target: Target<'_>, buf: *mut libc::stat) -> c_int
     result.unwrap_or_else(fail)
 }
 
-macro_rules! fstat_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut libc::stat) -> c_int {
-            let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
-                Some(ring_stat(&client, Target::Fd(entry.desc), buf))
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf) })
-        }
-    };
+interpose! {
+    /// Interposed.
+    fn fstat, fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
+        let (entry, client) = descriptor(fd)?;
+        Some(ring_stat(&client, Target::Fd(entry.desc), buf))
+    }
 }
-fstat_fn!(fstat);
-fstat_fn!(fstat64);
 
 /// `fstatat` for btfuse paths and descriptors.
 ///
@@ -113,89 +103,55 @@ unsafe fn stat_at(
     buf: *mut libc::stat,
     flags: c_int,
 ) -> Option<c_int> {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let empty = unsafe { c_bytes(path) }.is_some_and(<[u8]>::is_empty);
-        if empty && flags & libc::AT_EMPTY_PATH != 0 {
-            let (entry, client) = descriptor(dirfd)?;
-            return Some(ring_stat(&client, Target::Fd(entry.desc), buf));
-        }
-        // SAFETY: the caller's contract.
-        let t = unsafe { at_target(dirfd, path) }?;
-        follow(
-            t,
-            |t| ring_stat(&t.client, path_target(t, flags), buf),
-            // SAFETY: libc's `fstatat` with an absolute path and the caller's buffer.
-            |host| unsafe { real::fstatat()(libc::AT_FDCWD, host.as_ptr(), buf, flags) },
-            fail,
-        )
-    })
-    .flatten()
-}
-
-macro_rules! stat_fn {
-    ($name:ident, $flags:expr) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, buf: *mut libc::stat) -> c_int {
-            // SAFETY: libc's contract, passed on.
-            unsafe {
-                stat_at(libc::AT_FDCWD, path, buf, $flags)
-                    .unwrap_or_else(|| real::$name()(path, buf))
-            }
-        }
-    };
-}
-stat_fn!(stat, 0);
-stat_fn!(stat64, 0);
-stat_fn!(lstat, libc::AT_SYMLINK_NOFOLLOW);
-stat_fn!(lstat64, libc::AT_SYMLINK_NOFOLLOW);
-
-macro_rules! fstatat_fn {
-    ($name:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            dirfd: c_int,
-            path: *const c_char,
-            buf: *mut libc::stat,
-            flags: c_int,
-        ) -> c_int {
-            // SAFETY: libc's contract, passed on.
-            unsafe {
-                stat_at(dirfd, path, buf, flags)
-                    .unwrap_or_else(|| real::$name()(dirfd, path, buf, flags))
-            }
-        }
-    };
-}
-fstatat_fn!(fstatat);
-fstatat_fn!(fstatat64);
-
-/// Interposed: `newfstatat` is glibc's name for `fstatat` in some builds.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn newfstatat(
-    dirfd: c_int,
-    path: *const c_char,
-    buf: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: libc's contract, passed on.
-    unsafe {
-        stat_at(dirfd, path, buf, flags).unwrap_or_else(|| real::fstatat()(dirfd, path, buf, flags))
+    // SAFETY: the caller's contract.
+    let empty = unsafe { c_bytes(path) }.is_some_and(<[u8]>::is_empty);
+    if empty && flags & libc::AT_EMPTY_PATH != 0 {
+        let (entry, client) = descriptor(dirfd)?;
+        return Some(ring_stat(&client, Target::Fd(entry.desc), buf));
     }
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(dirfd, path) }?;
+    follow(
+        t,
+        |t| ring_stat(&t.client, path_target(t, flags), buf),
+        // SAFETY: libc's `fstatat` with an absolute path and the caller's buffer.
+        |host| unsafe { real::fstatat()(libc::AT_FDCWD, host.as_ptr(), buf, flags) },
+        fail,
+    )
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn statx(
-    dirfd: c_int,
-    path: *const c_char,
-    flags: c_int,
-    mask: c_uint,
-    buf: *mut libc::statx,
-) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn stat, stat64(path: *const c_char, buf: *mut libc::stat) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { stat_at(libc::AT_FDCWD, path, buf, 0) }
+    }
+
+    /// Interposed.
+    fn lstat, lstat64(path: *const c_char, buf: *mut libc::stat) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { stat_at(libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW) }
+    }
+
+    /// Interposed.
+    fn fstatat, fstatat64(
+        dirfd: c_int,
+        path: *const c_char,
+        buf: *mut libc::stat,
+        flags: c_int,
+    ) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { stat_at(dirfd, path, buf, flags) }
+    }
+
+    /// Interposed.
+    fn statx(
+        dirfd: c_int,
+        path: *const c_char,
+        flags: c_int,
+        mask: c_uint,
+        buf: *mut libc::statx,
+    ) -> c_int {
         let fill = |client: &Client, target: Target<'_>| {
             call(client, &Request::Stat { target }, |r| match r {
                 Response::Attr(attr) => {
@@ -222,10 +178,22 @@ pub unsafe extern "C" fn statx(
             |host| unsafe { real::statx()(libc::AT_FDCWD, host.as_ptr(), flags, mask, buf) },
             fail,
         )
-    })
-    .flatten();
+    }
+}
+
+/// Interposed: `newfstatat` is glibc's name for `fstatat` in some builds (passed to libc's
+/// `fstatat`, hence not in `interpose!`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn newfstatat(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: libc's contract.
+    let served = guarded(|| unsafe { stat_at(dirfd, path, buf, flags) }).flatten();
     // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::statx()(dirfd, path, flags, mask, buf) })
+    served.unwrap_or_else(|| unsafe { real::fstatat()(dirfd, path, buf, flags) })
 }
 
 fn fill_statfs(out: &mut libc::statfs, s: &btfuse_core::StatFs) {
@@ -263,60 +231,88 @@ fn ring_statfs(client: &Client, target: Target<'_>) -> Result<btfuse_core::StatF
     })
 }
 
-macro_rules! statfs_fn {
-    ($name:ident, $out:ty, $fill:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, buf: *mut $out) -> c_int {
-            let served = guarded(|| {
-                // SAFETY: libc's contract.
-                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
-                let statfs = |t: &PathTarget<'_>| match ring_statfs(&t.client, path_target(t, 0)) {
-                    Ok(s) => {
-                        // SAFETY: `buf` is the caller's struct.
-                        $fill(unsafe { &mut *buf }, &s);
-                        0
-                    }
-                    Err(e) => fail(e),
-                };
-                // SAFETY: libc's call with an absolute path and the caller's buffer.
-                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), buf) };
-                follow(t, statfs, kernel, fail)
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(path, buf) })
+/// Fills `buf` with `fill` from a `Statfs` answer: 0, or -1 and `errno`.
+///
+/// # Safety
+/// `buf` points at a writable `T`.
+unsafe fn answer_statfs<T>(
+    answer: Result<btfuse_core::StatFs, i32>,
+    buf: *mut T,
+    fill: fn(&mut T, &btfuse_core::StatFs),
+) -> c_int {
+    debug_assert!(!buf.is_null());
+    match answer {
+        Ok(s) => {
+            // SAFETY: the caller's contract.
+            fill(unsafe { &mut *buf }, &s);
+            0
         }
-    };
+        Err(e) => fail(e),
+    }
 }
-statfs_fn!(statfs, libc::statfs, fill_statfs);
-statfs_fn!(statfs64, libc::statfs, fill_statfs);
-statfs_fn!(statvfs, libc::statvfs, fill_statvfs);
-statfs_fn!(statvfs64, libc::statvfs, fill_statvfs);
 
-macro_rules! fstatfs_fn {
-    ($name:ident, $out:ty, $fill:ident) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut $out) -> c_int {
-            let served = guarded(|| {
-                let (entry, client) = descriptor(fd)?;
-                Some(match ring_statfs(&client, Target::Fd(entry.desc)) {
-                    Ok(s) => {
-                        // SAFETY: `buf` is the caller's struct.
-                        $fill(unsafe { &mut *buf }, &s);
-                        0
-                    }
-                    Err(e) => fail(e),
-                })
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(fd, buf) })
-        }
+/// `statfs` and `statvfs` of a btfuse path, into `buf` with `fill`; `kernel` where the walk
+/// leaves the tree.
+///
+/// # Safety
+/// `path` is null or a valid C string; `buf` points at a writable `T`.
+unsafe fn path_statfs<T>(
+    path: *const c_char,
+    buf: *mut T,
+    fill: fn(&mut T, &btfuse_core::StatFs),
+    kernel: impl FnMut(&CStr) -> c_int,
+) -> Option<c_int> {
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+    let statfs = |t: &PathTarget<'_>| {
+        let answer = ring_statfs(&t.client, path_target(t, 0));
+        // SAFETY: the caller's contract.
+        unsafe { answer_statfs(answer, buf, fill) }
     };
+    follow(t, statfs, kernel, fail)
 }
-fstatfs_fn!(fstatfs, libc::statfs, fill_statfs);
-fstatfs_fn!(fstatfs64, libc::statfs, fill_statfs);
-fstatfs_fn!(fstatvfs, libc::statvfs, fill_statvfs);
-fstatfs_fn!(fstatvfs64, libc::statvfs, fill_statvfs);
+
+/// `fstatfs` and `fstatvfs` of a btfuse descriptor, into `buf` with `fill`.
+///
+/// # Safety
+/// `buf` points at a writable `T`.
+unsafe fn fd_statfs<T>(
+    fd: c_int,
+    buf: *mut T,
+    fill: fn(&mut T, &btfuse_core::StatFs),
+) -> Option<c_int> {
+    let (entry, client) = descriptor(fd)?;
+    let answer = ring_statfs(&client, Target::Fd(entry.desc));
+    // SAFETY: the caller's contract.
+    Some(unsafe { answer_statfs(answer, buf, fill) })
+}
+
+interpose! {
+    /// Interposed.
+    fn statfs, statfs64(path: *const c_char, buf: *mut libc::statfs) -> c_int; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's buffer.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), buf) };
+        // SAFETY: libc's contract.
+        unsafe { path_statfs(path, buf, fill_statfs, kernel) }
+    }
+
+    /// Interposed.
+    fn statvfs, statvfs64(path: *const c_char, buf: *mut libc::statvfs) -> c_int; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's buffer.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), buf) };
+        // SAFETY: libc's contract.
+        unsafe { path_statfs(path, buf, fill_statvfs, kernel) }
+    }
+
+    /// Interposed.
+    fn fstatfs, fstatfs64(fd: c_int, buf: *mut libc::statfs) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { fd_statfs(fd, buf, fill_statfs) }
+    }
+
+    /// Interposed.
+    fn fstatvfs, fstatvfs64(fd: c_int, buf: *mut libc::statvfs) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { fd_statfs(fd, buf, fill_statvfs) }
+    }
+}

@@ -14,6 +14,7 @@ use crate::descriptors;
 use crate::errno::{errno, fail};
 use crate::guard::guarded;
 use crate::paths::{self, c_bytes};
+use crate::real;
 
 /// `fclose` of a stream made by `fopen` or `fdopen`: the descriptor goes with it while the
 /// stream owns one.
@@ -50,50 +51,59 @@ fn mode_flags(mode: &[u8]) -> Option<c_int> {
     Some(flags)
 }
 
-macro_rules! fopen_fn {
-    ($name:ident) => {
-        /// Interposed: btfuse files open as cookie streams.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, mode: *const c_char) -> *mut FILE {
-            // SAFETY: libc's contract.
-            let ours = guarded(|| unsafe { paths::at_target(libc::AT_FDCWD, path) }.is_some())
-                .unwrap_or(false);
-            if !ours {
-                // SAFETY: libc's contract, passed on.
-                return unsafe { crate::real::$name()(path, mode) };
-            }
-            // SAFETY: libc's contract.
-            let Some(flags) = (unsafe { c_bytes(mode) }).and_then(mode_flags) else {
-                fail(libc::EINVAL);
-                return std::ptr::null_mut();
-            };
-            // SAFETY: libc's contract; `open` is this library's.
-            let fd = unsafe { path::open(path, flags, 0o666) };
-            if fd < 0 {
-                return std::ptr::null_mut();
-            }
-            // A path that led out of the tree was opened by the kernel: glibc's stream, then.
-            if guarded(|| descriptors::lookup(fd).is_none()) == Some(true) {
-                // SAFETY: `fd` is the kernel file just opened, given to the stream.
-                let fp = unsafe { crate::real::fdopen()(fd, mode) };
-                if fp.is_null() {
-                    // SAFETY: the descriptor just opened.
-                    unsafe { crate::real::close()(fd) };
-                }
-                return fp;
-            }
-            // SAFETY: `mode` is valid.
-            let fp = unsafe { cookie_stream(fd, mode, true, close_stream) };
-            if fp.is_null() {
-                // SAFETY: the descriptor just opened.
-                unsafe { fd::close(fd) };
-            }
-            fp
-        }
+/// `fopen` of a btfuse file: a cookie stream; `None` hands the call to glibc. The guard is
+/// taken only to ask: the stream is made with this library's own `open` and `close`.
+///
+/// # Safety
+/// As for `fopen`.
+unsafe fn open_stream(path: *const c_char, mode: *const c_char) -> Option<*mut FILE> {
+    // SAFETY: libc's contract.
+    let ours = guarded(|| unsafe { paths::at_target(libc::AT_FDCWD, path) }.is_some());
+    if ours != Some(true) {
+        return None;
+    }
+    // SAFETY: libc's contract.
+    let Some(flags) = (unsafe { c_bytes(mode) }).and_then(mode_flags) else {
+        fail(libc::EINVAL);
+        return Some(std::ptr::null_mut());
     };
+    // SAFETY: libc's contract; `open` is this library's.
+    let fd = unsafe { path::open(path, flags, 0o666) };
+    if fd < 0 {
+        return Some(std::ptr::null_mut());
+    }
+    // A path that led out of the tree was opened by the kernel: glibc's stream, then.
+    if guarded(|| descriptors::lookup(fd).is_none()) == Some(true) {
+        // SAFETY: `fd` is the kernel file just opened, given to the stream.
+        let fp = unsafe { real::fdopen()(fd, mode) };
+        if fp.is_null() {
+            // SAFETY: the descriptor just opened.
+            unsafe { real::close()(fd) };
+        }
+        return Some(fp);
+    }
+    // SAFETY: `mode` is valid.
+    let fp = unsafe { cookie_stream(fd, mode, true, close_stream) };
+    if fp.is_null() {
+        // SAFETY: the descriptor just opened.
+        unsafe { fd::close(fd) };
+    }
+    Some(fp)
 }
-fopen_fn!(fopen);
-fopen_fn!(fopen64);
+
+/// Interposed: btfuse files open as cookie streams.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE {
+    // SAFETY: libc's contract, passed on.
+    unsafe { open_stream(path, mode).unwrap_or_else(|| real::fopen()(path, mode)) }
+}
+
+/// Interposed: btfuse files open as cookie streams.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE {
+    // SAFETY: libc's contract, passed on.
+    unsafe { open_stream(path, mode).unwrap_or_else(|| real::fopen64()(path, mode)) }
+}
 
 /// Interposed.
 #[unsafe(no_mangle)]
@@ -103,23 +113,16 @@ pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut FILE {
         return unsafe { cookie_stream(fd, mode, true, close_stream) };
     }
     // SAFETY: libc's contract, passed on.
-    unsafe { crate::real::fdopen()(fd, mode) }
+    unsafe { real::fdopen()(fd, mode) }
 }
 
-macro_rules! fileno_fn {
-    ($name:ident) => {
-        /// Interposed: a cookie stream's descriptor is the btfuse descriptor under it.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(fp: *mut FILE) -> c_int {
-            // SAFETY: a registered cookie lives until its stream is closed.
-            let ours = guarded(|| cookie_of(fp).map(|c| unsafe { (*c).fd })).flatten();
-            // SAFETY: libc's contract, passed on.
-            ours.unwrap_or_else(|| unsafe { crate::real::$name()(fp) })
-        }
-    };
+interpose! {
+    /// Interposed: a cookie stream's descriptor is the btfuse descriptor under it.
+    fn fileno, fileno_unlocked(fp: *mut FILE) -> c_int {
+        // SAFETY: a registered cookie lives until its stream is closed.
+        cookie_of(fp).map(|c| unsafe { (*c).fd })
+    }
 }
-fileno_fn!(fileno);
-fileno_fn!(fileno_unlocked);
 
 /// `freopen` for the streams and files this library serves; `None` hands the call to
 /// glibc (neither the stream nor the file is btfuse's).
@@ -159,7 +162,7 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
                 // original stream back), then let glibc reopen the original.
                 fd::close(fd);
                 let original = *std_slot(index);
-                return Some(crate::real::freopen()(path, mode, original));
+                return Some(real::freopen()(path, mode, original));
             }
             let opened = path::open(path, flags, 0o666);
             if opened < 0 {
@@ -220,33 +223,36 @@ unsafe fn reopen(path: *const c_char, mode: *const c_char, fp: *mut FILE) -> Opt
         // through the kernel (the mount and the ring show one filesystem); without one it is
         // refused, the stream left as it was.
         if config::prefix_is_mounted() {
-            return Some(crate::real::freopen()(path, mode, fp));
+            return Some(real::freopen()(path, mode, fp));
         }
         fail(libc::EOPNOTSUPP);
         Some(std::ptr::null_mut())
     }
 }
 
-macro_rules! freopen_fn {
-    ($name:ident) => {
-        /// Interposed: a standard stream moved onto a btfuse file is this library's stream
-        /// over the same descriptor number; a stream made here moves its descriptor; other
-        /// streams and files are glibc's.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            path: *const c_char,
-            mode: *const c_char,
-            fp: *mut FILE,
-        ) -> *mut FILE {
-            // SAFETY: libc's contract, passed on.
-            unsafe {
-                reopen(path, mode, fp).unwrap_or_else(|| crate::real::$name()(path, mode, fp))
-            }
-        }
-    };
+/// Interposed: a standard stream moved onto a btfuse file is this library's stream over the
+/// same descriptor number; a stream made here moves its descriptor; other streams and files
+/// are glibc's.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn freopen(
+    path: *const c_char,
+    mode: *const c_char,
+    fp: *mut FILE,
+) -> *mut FILE {
+    // SAFETY: libc's contract, passed on.
+    unsafe { reopen(path, mode, fp).unwrap_or_else(|| real::freopen()(path, mode, fp)) }
 }
-freopen_fn!(freopen);
-freopen_fn!(freopen64);
+
+/// Interposed: as `freopen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn freopen64(
+    path: *const c_char,
+    mode: *const c_char,
+    fp: *mut FILE,
+) -> *mut FILE {
+    // SAFETY: libc's contract, passed on.
+    unsafe { reopen(path, mode, fp).unwrap_or_else(|| real::freopen64()(path, mode, fp)) }
+}
 
 #[cfg(test)]
 mod tests {

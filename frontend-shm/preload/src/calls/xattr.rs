@@ -9,10 +9,8 @@ use libc::{c_char, c_int, c_void, size_t, ssize_t};
 
 use crate::connection::{PROTOCOL, call};
 use crate::errno::fail;
-use crate::guard::guarded;
 use crate::outside::follow;
 use crate::paths::{PathTarget, at_target, c_bytes};
-use crate::real;
 use crate::serve::{descriptor, expect_ok, input};
 
 /// The btfuse description behind `fd` as an extended-attribute call's target.
@@ -75,150 +73,195 @@ fn xattr_mode(flags: c_int) -> Option<btfuse_core::XattrMode> {
     }
 }
 
-macro_rules! getxattr_fn {
-    ($name:ident, $follow:expr) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            path: *const c_char,
-            name: *const c_char,
-            buf: *mut c_void,
-            size: size_t,
-        ) -> ssize_t {
-            let served = guarded(|| {
-                // SAFETY: libc's contract.
-                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
-                // SAFETY: libc's contract.
-                let attr = unsafe { c_bytes(name) }?;
-                let get = |t: &PathTarget<'_>| {
-                    xattr_get(&t.client, xattr_path(t, $follow), attr, buf, size)
-                };
-                // SAFETY: libc's call with an absolute path and the caller's buffer.
-                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), name, buf, size) };
-                follow(t, get, kernel, |e| fail(e) as ssize_t)
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(path, name, buf, size) })
-        }
-    };
-}
-getxattr_fn!(getxattr, true);
-getxattr_fn!(lgetxattr, false);
-
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fgetxattr(
-    fd: c_int,
+/// `getxattr` and `lgetxattr` (`follow_link` false) of a btfuse path; `kernel` where the walk
+/// leaves the tree.
+///
+/// # Safety
+/// `path` and `name` are null or valid C strings; `buf` holds `size` bytes.
+unsafe fn path_get(
+    path: *const c_char,
     name: *const c_char,
     buf: *mut c_void,
     size: size_t,
-) -> ssize_t {
-    let served = guarded(|| {
+    follow_link: bool,
+    kernel: impl FnMut(&CStr) -> ssize_t,
+) -> Option<ssize_t> {
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+    // SAFETY: the caller's contract.
+    let attr = unsafe { c_bytes(name) }?;
+    let get =
+        |t: &PathTarget<'_>| xattr_get(&t.client, xattr_path(t, follow_link), attr, buf, size);
+    follow(t, get, kernel, |e| fail(e) as ssize_t)
+}
+
+/// `listxattr` and `llistxattr` (`follow_link` false) of a btfuse path; `kernel` where the
+/// walk leaves the tree.
+///
+/// # Safety
+/// `path` is null or a valid C string; `buf` holds `size` bytes.
+unsafe fn path_list(
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+    follow_link: bool,
+    kernel: impl FnMut(&CStr) -> ssize_t,
+) -> Option<ssize_t> {
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+    let list = |t: &PathTarget<'_>| xattr_list(&t.client, xattr_path(t, follow_link), buf, size);
+    follow(t, list, kernel, |e| fail(e) as ssize_t)
+}
+
+/// `setxattr` and `lsetxattr` (`follow_link` false) of a btfuse path; `kernel` where the walk
+/// leaves the tree.
+///
+/// # Safety
+/// `path` and `name` are null or valid C strings; `value` holds `size` bytes.
+unsafe fn path_set(
+    path: *const c_char,
+    name: *const c_char,
+    (value, size): (*const c_void, size_t),
+    flags: c_int,
+    follow_link: bool,
+    kernel: impl FnMut(&CStr) -> c_int,
+) -> Option<c_int> {
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+    // SAFETY: the caller's contract.
+    let attr = unsafe { c_bytes(name) }?;
+    let Some(mode) = xattr_mode(flags) else {
+        return Some(fail(libc::EINVAL));
+    };
+    // SAFETY: `value` holds `size` bytes.
+    let bytes = unsafe { input(value, size) };
+    let set = |t: &PathTarget<'_>| {
+        let request = Request::SetXattr {
+            target: xattr_path(t, follow_link),
+            name: attr,
+            value: bytes,
+            mode,
+        };
+        expect_ok(&t.client, &request)
+    };
+    follow(t, set, kernel, fail)
+}
+
+/// `removexattr` and `lremovexattr` (`follow_link` false) of a btfuse path; `kernel` where
+/// the walk leaves the tree.
+///
+/// # Safety
+/// `path` and `name` are null or valid C strings.
+unsafe fn path_remove(
+    path: *const c_char,
+    name: *const c_char,
+    follow_link: bool,
+    kernel: impl FnMut(&CStr) -> c_int,
+) -> Option<c_int> {
+    // SAFETY: the caller's contract.
+    let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
+    // SAFETY: the caller's contract.
+    let attr = unsafe { c_bytes(name) }?;
+    let remove = |t: &PathTarget<'_>| {
+        let target = xattr_path(t, follow_link);
+        expect_ok(&t.client, &Request::RemoveXattr { target, name: attr })
+    };
+    follow(t, remove, kernel, fail)
+}
+
+interpose! {
+    /// Interposed.
+    fn getxattr(
+        path: *const c_char,
+        name: *const c_char,
+        buf: *mut c_void,
+        size: size_t,
+    ) -> ssize_t; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's buffer.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), name, buf, size) };
+        // SAFETY: libc's contract.
+        unsafe { path_get(path, name, buf, size, true, kernel) }
+    }
+
+    /// Interposed.
+    fn lgetxattr(
+        path: *const c_char,
+        name: *const c_char,
+        buf: *mut c_void,
+        size: size_t,
+    ) -> ssize_t; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's buffer.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), name, buf, size) };
+        // SAFETY: libc's contract.
+        unsafe { path_get(path, name, buf, size, false, kernel) }
+    }
+
+    /// Interposed.
+    fn fgetxattr(fd: c_int, name: *const c_char, buf: *mut c_void, size: size_t) -> ssize_t {
         let (client, target) = xattr_fd(fd)?;
         // SAFETY: libc's contract.
         let name = unsafe { c_bytes(name) }?;
         Some(xattr_get(&client, target, name, buf, size))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::fgetxattr()(fd, name, buf, size) })
-}
+    }
 
-macro_rules! listxattr_fn {
-    ($name:ident, $follow:expr) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            path: *const c_char,
-            buf: *mut c_char,
-            size: size_t,
-        ) -> ssize_t {
-            let served = guarded(|| {
-                // SAFETY: libc's contract.
-                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
-                let list =
-                    |t: &PathTarget<'_>| xattr_list(&t.client, xattr_path(t, $follow), buf, size);
-                // SAFETY: libc's call with an absolute path and the caller's buffer.
-                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), buf, size) };
-                follow(t, list, kernel, |e| fail(e) as ssize_t)
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(path, buf, size) })
-        }
-    };
-}
-listxattr_fn!(listxattr, true);
-listxattr_fn!(llistxattr, false);
+    /// Interposed.
+    fn listxattr(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's buffer.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), buf, size) };
+        // SAFETY: libc's contract.
+        unsafe { path_list(path, buf, size, true, kernel) }
+    }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn flistxattr(fd: c_int, buf: *mut c_char, size: size_t) -> ssize_t {
-    let served = guarded(|| {
+    /// Interposed.
+    fn llistxattr(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's buffer.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), buf, size) };
+        // SAFETY: libc's contract.
+        unsafe { path_list(path, buf, size, false, kernel) }
+    }
+
+    /// Interposed.
+    fn flistxattr(fd: c_int, buf: *mut c_char, size: size_t) -> ssize_t {
         let (client, target) = xattr_fd(fd)?;
         Some(xattr_list(&client, target, buf, size))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::flistxattr()(fd, buf, size) })
-}
+    }
 
-macro_rules! setxattr_fn {
-    ($name:ident, $follow:expr) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            path: *const c_char,
-            name: *const c_char,
-            value: *const c_void,
-            size: size_t,
-            flags: c_int,
-        ) -> c_int {
-            let served = guarded(|| {
-                // SAFETY: libc's contract.
-                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
-                // SAFETY: libc's contract.
-                let attr = unsafe { c_bytes(name) }?;
-                let Some(mode) = xattr_mode(flags) else {
-                    return Some(fail(libc::EINVAL));
-                };
-                // SAFETY: `value` holds `size` bytes.
-                let bytes = unsafe { input(value, size) };
-                let set = |t: &PathTarget<'_>| {
-                    let request = Request::SetXattr {
-                        target: xattr_path(t, $follow),
-                        name: attr,
-                        value: bytes,
-                        mode,
-                    };
-                    expect_ok(&t.client, &request)
-                };
-                let kernel = |host: &CStr| {
-                    // SAFETY: libc's call with an absolute path and the caller's value.
-                    unsafe { real::$name()(host.as_ptr(), name, value, size, flags) }
-                };
-                follow(t, set, kernel, fail)
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(path, name, value, size, flags) })
-        }
-    };
-}
-setxattr_fn!(setxattr, true);
-setxattr_fn!(lsetxattr, false);
+    /// Interposed.
+    fn setxattr(
+        path: *const c_char,
+        name: *const c_char,
+        value: *const c_void,
+        size: size_t,
+        flags: c_int,
+    ) -> c_int; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's value.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), name, value, size, flags) };
+        // SAFETY: libc's contract.
+        unsafe { path_set(path, name, (value, size), flags, true, kernel) }
+    }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fsetxattr(
-    fd: c_int,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    let served = guarded(|| {
+    /// Interposed.
+    fn lsetxattr(
+        path: *const c_char,
+        name: *const c_char,
+        value: *const c_void,
+        size: size_t,
+        flags: c_int,
+    ) -> c_int; real = libc_fn {
+        // SAFETY: libc's call with an absolute path and the caller's value.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), name, value, size, flags) };
+        // SAFETY: libc's contract.
+        unsafe { path_set(path, name, (value, size), flags, false, kernel) }
+    }
+
+    /// Interposed.
+    fn fsetxattr(
+        fd: c_int,
+        name: *const c_char,
+        value: *const c_void,
+        size: size_t,
+        flags: c_int,
+    ) -> c_int {
         let (client, target) = xattr_fd(fd)?;
         // SAFETY: libc's contract.
         let name = unsafe { c_bytes(name) }?;
@@ -236,49 +279,29 @@ pub unsafe extern "C" fn fsetxattr(
                 mode,
             },
         ))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::fsetxattr()(fd, name, value, size, flags) })
-}
+    }
 
-macro_rules! removexattr_fn {
-    ($name:ident, $follow:expr) => {
-        /// Interposed.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(path: *const c_char, name: *const c_char) -> c_int {
-            let served = guarded(|| {
-                // SAFETY: libc's contract.
-                let t = unsafe { at_target(libc::AT_FDCWD, path) }?;
-                // SAFETY: libc's contract.
-                let attr = unsafe { c_bytes(name) }?;
-                let remove = |t: &PathTarget<'_>| {
-                    let target = xattr_path(t, $follow);
-                    expect_ok(&t.client, &Request::RemoveXattr { target, name: attr })
-                };
-                // SAFETY: libc's call with an absolute path.
-                let kernel = |host: &CStr| unsafe { real::$name()(host.as_ptr(), name) };
-                follow(t, remove, kernel, fail)
-            })
-            .flatten();
-            // SAFETY: libc's contract, passed on.
-            served.unwrap_or_else(|| unsafe { real::$name()(path, name) })
-        }
-    };
-}
-removexattr_fn!(removexattr, true);
-removexattr_fn!(lremovexattr, false);
+    /// Interposed.
+    fn removexattr(path: *const c_char, name: *const c_char) -> c_int; real = libc_fn {
+        // SAFETY: libc's call with an absolute path.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), name) };
+        // SAFETY: libc's contract.
+        unsafe { path_remove(path, name, true, kernel) }
+    }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fremovexattr(fd: c_int, name: *const c_char) -> c_int {
-    let served = guarded(|| {
+    /// Interposed.
+    fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int; real = libc_fn {
+        // SAFETY: libc's call with an absolute path.
+        let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), name) };
+        // SAFETY: libc's contract.
+        unsafe { path_remove(path, name, false, kernel) }
+    }
+
+    /// Interposed.
+    fn fremovexattr(fd: c_int, name: *const c_char) -> c_int {
         let (client, target) = xattr_fd(fd)?;
         // SAFETY: libc's contract.
         let name = unsafe { c_bytes(name) }?;
         Some(expect_ok(&client, &Request::RemoveXattr { target, name }))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::fremovexattr()(fd, name) })
+    }
 }
