@@ -121,7 +121,8 @@ interpose! {
     }
 
     /// Interposed: the kernel cannot copy between btfuse descriptors (their placeholders are
-    /// `/dev/null`), so btfuse's answer is `EXDEV`, on which callers copy with read and write.
+    /// `O_PATH` descriptors of `/`), so btfuse's answer is `EXDEV`, on which callers copy with
+    /// read and write.
     fn copy_file_range(
         fd_in: c_int,
         off_in: *mut off_t,

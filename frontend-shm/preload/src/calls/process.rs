@@ -9,7 +9,7 @@
 //!   `BTFUSE_INHERIT` to the new program, whose copy of this library attaches to them when it
 //!   loads. Close-on-exec descriptors are closed by the kernel with their placeholders, and
 //!   their descriptions are released with the old program's connection.
-//! - `exec` of a program that will not load this library (see [`program`](crate::program):
+//! - `exec` of a program that will not load this library (see [`program`]:
 //!   its environment does not preload it, it is static, or the loader runs it in secure
 //!   mode): each surviving btfuse file descriptor is handed to the kernel first (the ring's
 //!   `Handoff`: the server opens the same file through its FUSE mount at the description's

@@ -1,7 +1,7 @@
 //! The descriptor table: which of this process's descriptor numbers stand for server
 //! descriptions ([`Entry`]). Every intercepted descriptor call asks it first, with one load and
 //! no lock for the numbers programs use. The numbers themselves are kernel descriptors this
-//! library holds ([`placeholder`]), beside its own private ones ([`private`]).
+//! library holds ([`placeholder()`]), beside its own private ones ([`private`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
