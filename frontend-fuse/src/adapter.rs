@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use btfuse_core::ring::OpenOptions;
 use btfuse_core::{
     AccessMask, Attr, Credentials, FallocateMode, Fh, FileType, Filesystem, Ino, OpenFlags,
     RenameMode, SeekWhence, SetAttr, TimeSet, Timestamp, XattrMode,
@@ -182,17 +183,10 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
-/// The engine's view of `open(2)` flags.
+/// The engine's view of `open(2)` flags, decoded as the ring decodes them. (`O_PATH` never
+/// reaches a filesystem's `open`: the kernel serves such opens itself.)
 fn open_flags(raw: i32) -> OpenFlags {
-    let acc = raw & libc::O_ACCMODE;
-    OpenFlags {
-        read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
-        write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
-        append: raw & libc::O_APPEND != 0,
-        truncate: raw & libc::O_TRUNC != 0,
-        exclusive: raw & libc::O_EXCL != 0,
-        directory: raw & libc::O_DIRECTORY != 0,
-    }
+    OpenOptions::from_linux(raw).engine_flags()
 }
 
 /// A read buffer of `size` bytes (the kernel never asks for more than `MAX_WRITE`).

@@ -109,6 +109,64 @@ impl OpenOptions {
             directory: self.directory,
         }
     }
+
+    /// Decodes Linux's `open(2)` flag word, as `open` and FUSE receive it: the one decoding
+    /// of it every frontend uses. Access mode 3 (`O_ACCMODE`) is `check_read_write`. With
+    /// `O_PATH` only `O_DIRECTORY` and `O_NOFOLLOW` count, as on Linux. Flags with no option
+    /// here (`O_CLOEXEC`, `O_LARGEFILE`, `O_NOCTTY`, `O_SYNC`, ...) are ignored; `O_TMPFILE`,
+    /// which holds `O_DIRECTORY`'s bit, is the caller's to refuse before.
+    pub fn from_linux(flags: i32) -> OpenOptions {
+        use linux::*;
+        if flags & O_PATH != 0 {
+            return OpenOptions {
+                path_only: true,
+                directory: flags & O_DIRECTORY != 0,
+                nofollow: flags & O_NOFOLLOW != 0,
+                ..OpenOptions::default()
+            };
+        }
+        let access = flags & O_ACCMODE;
+        OpenOptions {
+            read: access == O_RDONLY || access == O_RDWR,
+            write: access == O_WRONLY || access == O_RDWR,
+            append: flags & O_APPEND != 0,
+            truncate: flags & O_TRUNC != 0,
+            create: flags & O_CREAT != 0,
+            exclusive: flags & O_EXCL != 0,
+            directory: flags & O_DIRECTORY != 0,
+            nofollow: flags & O_NOFOLLOW != 0,
+            nonblock: flags & O_NONBLOCK != 0,
+            check_read_write: access == O_ACCMODE,
+            path_only: false,
+        }
+    }
+}
+
+/// Linux's values of the `open(2)` flags [`OpenOptions::from_linux`] reads (core has no
+/// libc). They are the kernel's generic ones (`asm-generic/fcntl.h`: x86-64, RISC-V, s390,
+/// LoongArch), but for `O_DIRECTORY` and `O_NOFOLLOW`, which the ARM and PowerPC ports
+/// define apart and `target_arch` picks. Alpha, MIPS, PA-RISC and SPARC move others too and
+/// are not covered. The frontends, which have libc, test that these decode libc's values.
+mod linux {
+    pub(super) const O_ACCMODE: i32 = 0o3;
+    pub(super) const O_RDONLY: i32 = 0o0;
+    pub(super) const O_WRONLY: i32 = 0o1;
+    pub(super) const O_RDWR: i32 = 0o2;
+    pub(super) const O_CREAT: i32 = 0o100;
+    pub(super) const O_EXCL: i32 = 0o200;
+    pub(super) const O_TRUNC: i32 = 0o1000;
+    pub(super) const O_APPEND: i32 = 0o2000;
+    pub(super) const O_NONBLOCK: i32 = 0o4000;
+    pub(super) const O_PATH: i32 = 0o10000000;
+    /// The ports whose `O_DIRECTORY` and `O_NOFOLLOW` are not the generic ones.
+    const ARM_OR_POWERPC: bool = cfg!(any(
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "powerpc",
+        target_arch = "powerpc64"
+    ));
+    pub(super) const O_DIRECTORY: i32 = if ARM_OR_POWERPC { 0o40000 } else { 0o200000 };
+    pub(super) const O_NOFOLLOW: i32 = if ARM_OR_POWERPC { 0o100000 } else { 0o400000 };
 }
 
 flags_codec!(OpenOptions: u32 {
@@ -493,5 +551,84 @@ requests! {
             /// The description.
             fd: u32 as u32,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::linux::*;
+    use super::*;
+
+    fn decoded(flags: i32) -> OpenOptions {
+        OpenOptions::from_linux(flags)
+    }
+
+    /// `OpenOptions::default()` with `set` applied.
+    fn only(set: impl Fn(&mut OpenOptions)) -> OpenOptions {
+        let mut options = OpenOptions::default();
+        set(&mut options);
+        options
+    }
+
+    #[test]
+    fn the_access_mode_decodes() {
+        assert_eq!(decoded(O_RDONLY), only(|o| o.read = true));
+        assert_eq!(decoded(O_WRONLY), only(|o| o.write = true));
+        assert_eq!(decoded(O_RDWR), only(|o| (o.read, o.write) = (true, true)));
+        assert_eq!(decoded(O_ACCMODE), only(|o| o.check_read_write = true));
+    }
+
+    #[test]
+    fn each_flag_sets_its_option_alone() {
+        type Set = fn(&mut OpenOptions);
+        let cases: [(i32, Set); 7] = [
+            (O_APPEND, |o| o.append = true),
+            (O_TRUNC, |o| o.truncate = true),
+            (O_CREAT, |o| o.create = true),
+            (O_EXCL, |o| o.exclusive = true),
+            (O_DIRECTORY, |o| o.directory = true),
+            (O_NOFOLLOW, |o| o.nofollow = true),
+            (O_NONBLOCK, |o| o.nonblock = true),
+        ];
+        for (flag, set) in cases {
+            let expected = only(|o| {
+                o.read = true;
+                set(o);
+            });
+            assert_eq!(decoded(O_RDONLY | flag), expected, "{flag:#o}");
+        }
+    }
+
+    #[test]
+    fn o_path_keeps_only_directory_and_nofollow() {
+        let path = only(|o| o.path_only = true);
+        assert_eq!(decoded(O_PATH), path);
+        let ignored = O_RDWR | O_APPEND | O_TRUNC | O_CREAT | O_EXCL | O_NONBLOCK;
+        assert_eq!(decoded(O_PATH | ignored), path);
+        assert_eq!(decoded(O_PATH | O_ACCMODE), path);
+        let named = only(|o| (o.path_only, o.directory, o.nofollow) = (true, true, true));
+        assert_eq!(decoded(O_PATH | O_DIRECTORY | O_NOFOLLOW), named);
+    }
+
+    #[test]
+    fn flags_without_an_option_are_ignored() {
+        // O_NOCTTY, O_CLOEXEC and O_SYNC: one value on every port covered.
+        for flag in [0o400, 0o2000000, 0o4010000] {
+            assert_eq!(decoded(O_WRONLY | flag), decoded(O_WRONLY), "{flag:#o}");
+        }
+    }
+
+    #[test]
+    fn the_engine_flags_come_from_the_options() {
+        let flags = O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_DIRECTORY;
+        let expected = OpenFlags {
+            append: true,
+            exclusive: true,
+            directory: true,
+            ..OpenFlags::READ_WRITE
+        };
+        assert_eq!(decoded(flags).engine_flags(), expected);
+        let truncate = decoded(O_WRONLY | O_TRUNC).engine_flags();
+        assert!(truncate.write && truncate.truncate && !truncate.read);
     }
 }

@@ -38,7 +38,8 @@ use btfuse_shm::Client;
 use hashbrown::HashMap;
 use libc::{c_void, off_t, size_t, ssize_t};
 
-use crate::state::{PROTOCOL, call, fail};
+use crate::connection::{PROTOCOL, call};
+use crate::errno::fail;
 
 /// Bytes of content an open for reading asks for.
 pub(crate) const PREFETCH: u32 = 16 * 1024;

@@ -6,6 +6,31 @@
 //! the server over the shared-memory ring; every other call goes to the real function
 //! (`dlsym(RTLD_NEXT, ..)`), after one table lookup.
 //!
+//! # Layers
+//!
+//! From the bottom up; each module uses only those above it in this list.
+//!
+//! - [`real`]: libc's own functions, found once. [`errno`]: `errno`, read and set.
+//!   [`guard`]: the re-entry flag (below). [`config`]: where the filesystem is and how to
+//!   reach it. [`left`]: where a walk left the tree, as the server answered.
+//! - [`connection`]: the client handle, made on first use and replaced in a fork child, the
+//!   lost session, the private descriptor floor, and requests with their answers as errno
+//!   values. [`held`]: descriptions whose offset and first bytes this process keeps.
+//! - [`descriptors`]: the descriptor table every descriptor call asks first (which numbers
+//!   stand for server descriptions), the placeholders that give them their numbers, and the
+//!   library's own descriptors.
+//! - [`paths`]: what a path argument names: lexical helpers, the kernel's working directory,
+//!   the paths of btfuse directories. [`outside`]: a walk that left the tree, going on where
+//!   the kernel would. [`serve`]: what the interposed calls share.
+//!   [`program`]: whether the program an `exec` starts will load this library.
+//! - [`calls`]: the interposed C functions, one module per family ([`path`](calls::path),
+//!   [`fd`](calls::fd), [`io`](calls::io), [`stat`](calls::stat), [`meta`](calls::meta),
+//!   [`xattr`](calls::xattr), [`cwd`](calls::cwd), [`dir`](calls::dir),
+//!   [`resolve`](calls::resolve), [`stdio`](calls::stdio), [`process`](calls::process),
+//!   [`spawn`](calls::spawn), [`identity`](calls::identity)); most are written with one macro
+//!   that serves a call or passes it to libc. Among them, `io` is below the cookie streams,
+//!   which are below every family that changes descriptors 0 to 2 and `stdio` itself.
+//!
 //! **Descriptor numbers.** A btfuse descriptor is a real kernel descriptor (an `O_PATH`
 //! descriptor of `/`) that stands for the server's open description. The kernel therefore
 //! never gives the number to anything else, `dup2` onto standard output and `exec` keep it as
@@ -22,20 +47,23 @@
 //! redirection inherited across `exec`, or `dup2`), the matching `stdin`, `stdout` or `stderr`
 //! stream is replaced by such a stream until the descriptor changes again.
 //!
-//! **Processes.** See [`process`]: `fork` shares descriptions with the child, `exec` hands
-//! the surviving descriptors to the next program (the variadic `execl` family is a small C
-//! file calling it), to the kernel first when that program will not load this library. [`spawn`]: `posix_spawn`, `system` and `popen` exec inside glibc, so a
-//! spawn that involves btfuse is made here from `fork`, the file actions and that `exec`.
+//! **Processes.** See [`process`](calls::process): `fork` shares descriptions with the
+//! child, `exec` hands the surviving descriptors to the next program (the variadic `execl`
+//! family is a small C file calling it), to the kernel first when that program will not load
+//! this library. [`spawn`](calls::spawn): `posix_spawn`, `system` and `popen` exec inside
+//! glibc, so a spawn that involves btfuse is made here from `fork`, the file actions and that
+//! `exec`.
 //!
-//! **Paths and directories.** [`resolve`]: `realpath` walks a path through this library's
-//! calls, as glibc's walks it through internal ones. [`dir`]: directory streams,
-//! `seekdir`/`telldir` and `getdents64` over the server's readdir cookies. A path whose walk
-//! leaves the tree (a symbolic link to `/etc/hostname`, `..` above the root) goes on where
-//! the kernel would go on, served again if that is under the prefix and by libc otherwise
-//! (`outside`).
+//! **Paths and directories.** [`resolve`](calls::resolve): `realpath` walks a path through
+//! this library's calls, as glibc's walks it through internal ones. [`dir`](calls::dir):
+//! directory streams, `seekdir`/`telldir` and `getdents64` over the server's readdir
+//! cookies. A path whose walk leaves the tree (a symbolic link to `/etc/hostname`, `..` above
+//! the root) goes on where the kernel would go on, served again if that is under the prefix
+//! and by libc otherwise ([`outside`]).
 //!
-//! **Identity.** [`identity`]: after `setuid`, `setgroups`, `setfsuid` and the rest, the
-//! channels are connected again, so the server checks later calls with the new ids.
+//! **Identity.** [`identity`](calls::identity): after `setuid`, `setgroups`, `setfsuid` and
+//! the rest, the channels are connected again, so the server checks later calls with the new
+//! ids.
 //!
 //! **Re-entry.** Work done for an intercepted call (the client's own socket and memory
 //! calls) runs with a per-thread flag set, and calls made while it is set pass through.
@@ -46,19 +74,21 @@
 
 #![allow(unsafe_code)]
 #![allow(clippy::missing_safety_doc)]
+// The layers above are private modules; `cargo doc --document-private-items` shows them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod calls;
-pub mod dir;
+mod config;
+mod connection;
+mod descriptors;
+mod errno;
+mod guard;
 mod held;
-pub mod identity;
+mod left;
 mod outside;
-pub mod process;
+mod paths;
 mod program;
 mod real;
-pub mod resolve;
-pub mod spawn;
-mod stat;
-pub mod state;
-pub mod stdio;
+mod serve;
 
-pub use state::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};
+pub use config::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};

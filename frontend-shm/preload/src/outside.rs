@@ -13,79 +13,17 @@
 //! (`rename`, `link`).
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use btfuse_core::path::MAX_SYMLINKS;
 use btfuse_core::ring::{Request, Response, Target};
 use libc::c_int;
 
-use crate::calls::{PathTarget, at_target};
-use crate::state::{self, PROTOCOL, call};
-
-/// Where a walk left the tree, as the server answered it.
-#[derive(Debug)]
-pub(crate) struct Left {
-    /// The request's second path left (`rename`'s and `link`'s new name).
-    pub(crate) second: bool,
-    /// Links followed before leaving.
-    pub(crate) links: u32,
-    /// The rest of the walk: absolute, or relative to the prefix (`..` first).
-    pub(crate) path: Vec<u8>,
-}
-
-thread_local! {
-    /// The `Outside` answer this thread received last and no call has taken yet.
-    static LEFT: Cell<Option<Left>> = const { Cell::new(None) };
-}
-
-/// `Outside` answers recorded and not yet taken, in all threads. While there are none (nearly
-/// always) a call need not look at its thread's slot: in a shared library every thread-local
-/// lookup is a call into the dynamic loader, and this is on every path call's way.
-static RECORDED: AtomicUsize = AtomicUsize::new(0);
-
-/// Keeps an `Outside` answer for the call being served (see [`watched`]).
-pub(crate) fn record(left: Left) {
-    let _ = LEFT.try_with(|slot| {
-        if slot.replace(Some(left)).is_none() {
-            RECORDED.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-}
-
-/// This thread's recorded answer, if any. (A thread sees its own additions to `RECORDED` in
-/// program order; another thread's only cost it a look.)
-fn take() -> Option<Left> {
-    if RECORDED.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
-    let left = LEFT.try_with(Cell::take).ok().flatten();
-    if left.is_some() {
-        RECORDED.fetch_sub(1, Ordering::Relaxed);
-    }
-    left
-}
-
-/// Runs `serve`, which may be answered `Outside`: its value, and where its walk left if it did
-/// (`serve` then failed, with [`PROTOCOL`] as its errno). An answer no call expected (from a
-/// server that broke the protocol) is dropped first.
-fn watched<T>(serve: impl FnOnce() -> T) -> (T, Option<Left>) {
-    drop(take());
-    let value = serve();
-    (value, take())
-}
-
-/// This thread's `errno`.
-fn errno() -> i32 {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(code: i32) {
-    // SAFETY: writes this thread's errno.
-    unsafe { *libc::__errno_location() = code };
-}
+use crate::config::config;
+use crate::connection::{PROTOCOL, call, take_fell_back};
+use crate::errno::{errno, fail, set_errno};
+use crate::left::{Left, watched};
+use crate::paths::{PathTarget, at_target};
 
 /// The absolute path a walk goes on at: `rest` itself if absolute, else `rest` from the
 /// prefix, its leading `..` climbing from the prefix (lexically: the prefix is where the
@@ -129,9 +67,7 @@ fn count(links: &mut u32, more: u32) -> Result<(), i32> {
 
 /// The prefix the rest of a walk is relative to.
 fn prefix() -> Result<&'static [u8], i32> {
-    state::config()
-        .map(|c| c.prefix.as_slice())
-        .ok_or(libc::ENOENT)
+    config().map(|c| c.prefix.as_slice()).ok_or(libc::ENOENT)
 }
 
 /// Where the walk that left as `left` goes on, its links added to `links`: the absolute path,
@@ -165,7 +101,7 @@ pub(crate) fn follow<T>(
     loop {
         let (value, left) = watched(|| serve(&target));
         let Some(left) = left else {
-            if state::take_fell_back() && target.at.is_none() {
+            if take_fell_back() && target.at.is_none() {
                 return host.map(|h| kernel(&h));
             }
             return Some(value);
@@ -297,7 +233,7 @@ pub(crate) fn follow_two(
                 };
                 set_errno(saved_errno);
                 let side = match next_hop(&mut links, &left) {
-                    Err(e) => return state::fail(e),
+                    Err(e) => return fail(e),
                     Ok((_, Some(next))) => Side::Ring(next),
                     Ok((host, None)) => to_kernel(host),
                 };
@@ -313,15 +249,15 @@ pub(crate) fn follow_two(
             (Side::Ring(from), kernel_side @ Side::Kernel(..)) => {
                 match on_host(&from, old_naming, &mut links) {
                     Ok(Some(host)) => (old, new) = (to_kernel(host), kernel_side),
-                    Ok(None) => return state::fail(libc::EXDEV),
-                    Err(e) => return state::fail(e),
+                    Ok(None) => return fail(libc::EXDEV),
+                    Err(e) => return fail(e),
                 }
             }
             (kernel_side @ Side::Kernel(..), Side::Ring(to)) => {
                 match on_host(&to, new_naming, &mut links) {
                     Ok(Some(host)) => (old, new) = (kernel_side, to_kernel(host)),
-                    Ok(None) => return state::fail(libc::EXDEV),
-                    Err(e) => return state::fail(e),
+                    Ok(None) => return fail(libc::EXDEV),
+                    Err(e) => return fail(e),
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! Whether the program an `exec` starts will load this library, which decides how the btfuse
-//! descriptors it inherits reach it (see [`process`](crate::process)).
+//! descriptors it inherits reach it (see [`process`](crate::calls::process)).
 //!
 //! It will not when the environment it gets does not name this library in `LD_PRELOAD`, when
 //! the loader runs it in secure mode (a set-user-ID or set-group-ID file, file capabilities,

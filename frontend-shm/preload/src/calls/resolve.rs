@@ -9,9 +9,12 @@
 
 use libc::{c_char, size_t};
 
-use crate::calls;
+use super::{cwd, path};
+use crate::config;
+use crate::errno::{errno, fail};
+use crate::guard::guarded;
+use crate::paths::{self, c_bytes};
 use crate::real;
-use crate::state::{self, c_bytes, fail, guarded};
 
 /// glibc's `PATH_MAX`: the size of a caller's `resolved` buffer.
 const PATH_MAX: usize = libc::PATH_MAX as usize;
@@ -24,18 +27,13 @@ const MAX_LINKS: usize = 40;
 /// the caller's buffer).
 type Failure = (i32, Vec<u8>);
 
-fn errno() -> i32 {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
 /// The working directory, through this library's `getcwd` (a btfuse directory if that is
 /// where the program is).
 fn working_directory() -> Result<Vec<u8>, i32> {
     let mut buf = vec![0u8; PATH_MAX];
     loop {
         // SAFETY: `buf` holds `buf.len()` bytes; `getcwd` is this library's.
-        let got = unsafe { calls::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+        let got = unsafe { cwd::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
         if !got.is_null() {
             let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
             buf.truncate(len);
@@ -56,7 +54,7 @@ fn read_link(path: &[u8]) -> Result<Vec<u8>, i32> {
         // SAFETY: `c_path` is NUL-terminated, `buf` holds `buf.len()` bytes; `readlink` is
         // this library's.
         let n =
-            unsafe { calls::readlink(c_path.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+            unsafe { path::readlink(c_path.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             return Err(errno());
         }
@@ -106,7 +104,7 @@ fn is_reachable_directory(path: &[u8]) -> Result<(), i32> {
     let c_path = c_string(&with_slash);
     // SAFETY: `c_path` is NUL-terminated; `faccessat` is this library's.
     let rc = unsafe {
-        calls::faccessat(
+        path::faccessat(
             libc::AT_FDCWD,
             c_path.as_ptr().cast(),
             libc::F_OK,
@@ -196,9 +194,9 @@ fn canonical(name: &[u8]) -> Result<Vec<u8>, Failure> {
 /// relative and the working directory is btfuse's.
 fn reaches_btfuse(name: &[u8]) -> bool {
     if name.first() == Some(&b'/') {
-        state::spelled_under_prefix(name)
+        config::spelled_under_prefix(name)
     } else {
-        !name.is_empty() && state::cwd_desc().is_some()
+        !name.is_empty() && paths::cwd_desc().is_some()
     }
 }
 
@@ -261,7 +259,7 @@ unsafe fn realpath_here(name: &[u8], resolved: *mut c_char) -> *mut c_char {
 pub unsafe extern "C" fn realpath(name: *const c_char, resolved: *mut c_char) -> *mut c_char {
     let ours = guarded(|| {
         // SAFETY: libc's contract.
-        unsafe { c_bytes(name) }.map(|n| (reaches_btfuse(n), state::config().is_some()))
+        unsafe { c_bytes(name) }.map(|n| (reaches_btfuse(n), config::config().is_some()))
     })
     .flatten();
     let Some((reaches, configured)) = ours else {

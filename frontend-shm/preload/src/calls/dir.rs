@@ -16,9 +16,14 @@ use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
 use btfuse_shm::Client;
 use libc::{c_char, c_int};
 
-use crate::calls::{at_target, close};
+use super::fd::close;
+use super::path;
+use crate::connection::{self, PROTOCOL, call};
+use crate::descriptors;
+use crate::errno::{errno, fail, set_errno};
+use crate::guard::guarded;
+use crate::paths::at_target;
 use crate::real;
-use crate::state::{self, PROTOCOL, call, fail, guarded};
 
 /// Bytes asked for per `Getdents`.
 const BATCH: u32 = 32 * 1024;
@@ -94,12 +99,12 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     // Opened through this library's `open`, which serves btfuse paths over the ring.
     // SAFETY: libc's contract; `open` is this library's.
-    let fd = unsafe { crate::calls::open(path, flags, 0) };
+    let fd = unsafe { path::open(path, flags, 0) };
     if fd < 0 {
         return std::ptr::null_mut();
     }
     // A path that led out of the tree was opened by the kernel: glibc's stream, then.
-    if guarded(|| state::lookup(fd).is_none()) == Some(true) {
+    if guarded(|| descriptors::lookup(fd).is_none()) == Some(true) {
         // SAFETY: `fd` is the kernel directory just opened, given to the stream.
         return unsafe { real::fdopendir()(fd) };
     }
@@ -109,7 +114,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
-    let ours = guarded(|| state::lookup(fd)).flatten();
+    let ours = guarded(|| descriptors::lookup(fd)).flatten();
     match ours {
         Some(entry) if entry.dir => guarded(|| new_stream(fd)).unwrap_or(std::ptr::null_mut()),
         Some(_) => {
@@ -128,23 +133,21 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
 /// value changed, a liveness probe that found no data: `EAGAIN`), which a reader like
 /// Python's `os.listdir` would report as a failed listing.
 fn next(stream: &mut Stream) -> *mut libc::dirent64 {
-    // SAFETY: reads this thread's errno.
-    let saved = unsafe { *libc::__errno_location() };
+    let saved = errno();
     let entry = next_entry(stream);
     if !entry.is_null() || stream.done {
-        // SAFETY: writes this thread's errno.
-        unsafe { *libc::__errno_location() = saved };
+        set_errno(saved);
     }
     entry
 }
 
 fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
     if stream.pending.is_empty() && !stream.done {
-        let Some(entry) = state::lookup(stream.fd) else {
+        let Some(entry) = descriptors::lookup(stream.fd) else {
             fail(libc::EBADF);
             return std::ptr::null_mut();
         };
-        let Some(client) = state::current_client() else {
+        let Some(client) = connection::current_client() else {
             fail(libc::EBADF);
             return std::ptr::null_mut();
         };
@@ -190,34 +193,24 @@ fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
     d
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readdir64(dir: *mut libc::DIR) -> *mut libc::dirent64 {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn readdir64(dir: *mut libc::DIR) -> *mut libc::dirent64 {
         if !is_ours(dir) {
             return None;
         }
         // SAFETY: `dir` is a Stream this library made and has not freed.
         Some(next(unsafe { &mut *dir.cast::<Stream>() }))
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readdir64()(dir) })
-}
+    }
 
-/// Interposed: on 64-bit Linux `struct dirent` and `struct dirent64` are the same.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
-    let served = guarded(|| {
+    /// Interposed: on 64-bit Linux `struct dirent` and `struct dirent64` are the same.
+    fn readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
         if !is_ours(dir) {
             return None;
         }
         // SAFETY: as in readdir64; the two structs have one layout on this target.
         Some(next(unsafe { &mut *dir.cast::<Stream>() }).cast::<libc::dirent>())
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::readdir()(dir) })
+    }
 }
 
 /// Interposed.
@@ -238,22 +231,17 @@ pub unsafe extern "C" fn closedir(dir: *mut libc::DIR) -> c_int {
     unsafe { close(stream.fd) }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dirfd(dir: *mut libc::DIR) -> c_int {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn dirfd(dir: *mut libc::DIR) -> c_int {
         // SAFETY: `dir` is one of this library's streams when registered.
         is_ours(dir).then(|| unsafe { (*dir.cast::<Stream>()).fd })
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::dirfd()(dir) })
+    }
 }
 
-/// Interposed.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn rewinddir(dir: *mut libc::DIR) {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed.
+    fn rewinddir(dir: *mut libc::DIR) -> () {
         if !is_ours(dir) {
             return None;
         }
@@ -261,11 +249,6 @@ pub unsafe extern "C" fn rewinddir(dir: *mut libc::DIR) {
         let stream = unsafe { &mut *dir.cast::<Stream>() };
         set_position(stream, 0);
         Some(())
-    })
-    .flatten();
-    if served.is_none() {
-        // SAFETY: libc's contract, passed on.
-        unsafe { real::rewinddir()(dir) }
     }
 }
 
@@ -276,7 +259,8 @@ fn set_position(stream: &mut Stream, position: u64) {
     stream.position = position;
     // The stream's position is the description's: seek it. A failure shows at the next
     // `readdir`, as it would for libc's streams.
-    if let Some((entry, client)) = state::lookup(stream.fd).zip(state::current_client()) {
+    if let Some((entry, client)) = descriptors::lookup(stream.fd).zip(connection::current_client())
+    {
         let _ = call(
             &client,
             &Request::Lseek {
@@ -289,10 +273,9 @@ fn set_position(stream: &mut Stream, position: u64) {
     }
 }
 
-/// Interposed: the position is the readdir cookie of the description.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn seekdir(dir: *mut libc::DIR, position: libc::c_long) {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed: the position is the readdir cookie of the description.
+    fn seekdir(dir: *mut libc::DIR, position: libc::c_long) -> () {
         if !is_ours(dir) {
             return None;
         }
@@ -300,27 +283,18 @@ pub unsafe extern "C" fn seekdir(dir: *mut libc::DIR, position: libc::c_long) {
         let stream = unsafe { &mut *dir.cast::<Stream>() };
         set_position(stream, position as u64);
         Some(())
-    })
-    .flatten();
-    if served.is_none() {
-        // SAFETY: libc's contract, passed on.
-        unsafe { real::seekdir()(dir, position) }
     }
 }
 
-/// Interposed: where the entry after the one last returned is (a readdir cookie).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn telldir(dir: *mut libc::DIR) -> libc::c_long {
-    let served = guarded(|| {
+interpose! {
+    /// Interposed: where the entry after the one last returned is (a readdir cookie).
+    fn telldir(dir: *mut libc::DIR) -> libc::c_long {
         if !is_ours(dir) {
             return None;
         }
         // SAFETY: a registered stream.
         Some(unsafe { (*dir.cast::<Stream>()).position } as libc::c_long)
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::telldir()(dir) })
+    }
 }
 
 /// The size of a `struct dirent64` record for a name of `name_len` bytes: the fixed part,
@@ -373,14 +347,13 @@ fn getdents_into(client: &Client, desc: u32, max: u32, buf: &mut [u8]) -> Result
     Ok(used)
 }
 
-/// Interposed: `getdents64` on a btfuse directory descriptor fills the buffer with
-/// `struct dirent64` records (`d_off` is the position after each, for `lseek`), as many as
-/// fit, and moves the position past them.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: usize) -> isize {
-    let served = guarded(|| {
-        let entry = state::lookup(fd)?;
-        let client = state::current_client().or_else(state::client)?;
+interpose! {
+    /// Interposed: `getdents64` on a btfuse directory descriptor fills the buffer with
+    /// `struct dirent64` records (`d_off` is the position after each, for `lseek`), as many as
+    /// fit, and moves the position past them.
+    fn getdents64(fd: c_int, buf: *mut libc::c_void, count: usize) -> isize {
+        let entry = descriptors::lookup(fd)?;
+        let client = connection::current_client().or_else(connection::client)?;
         if !entry.dir {
             return Some(fail(libc::ENOTDIR) as isize);
         }
@@ -400,10 +373,7 @@ pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: us
             Ok(n) => n as isize,
             Err(e) => fail(e) as isize,
         })
-    })
-    .flatten();
-    // SAFETY: libc's contract, passed on.
-    served.unwrap_or_else(|| unsafe { real::getdents64()(fd, buf, count) })
+    }
 }
 
 /// `getdents64` into a buffer too small for three quarters of the first entry's ring size:

@@ -22,11 +22,15 @@ use std::sync::{Mutex, OnceLock};
 
 use libc::{FILE, c_char, c_int, c_short, c_uint, pid_t, sigset_t};
 
-use crate::calls;
-use crate::process::{self, environ};
+use super::process::{self, environ};
+use super::{cwd, fd, path};
+use crate::config;
+use crate::descriptors;
+use crate::errno::{errno, fail};
+use crate::guard::guarded;
+use crate::paths;
 use crate::program::Program;
 use crate::real;
-use crate::state::{self, fail, guarded};
 
 /// One file action of a `posix_spawn_file_actions_t`, as glibc records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,11 +236,6 @@ impl Attributes {
     }
 }
 
-fn errno() -> c_int {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
 /// The result of a call that answers -1 and `errno` on failure.
 fn checked(rc: c_int) -> Result<c_int, c_int> {
     if rc < 0 { Err(errno()) } else { Ok(rc) }
@@ -245,20 +244,20 @@ fn checked(rc: c_int) -> Result<c_int, c_int> {
 /// Whether a spawn with `actions` involves btfuse, so that it must run here.
 fn involves_btfuse(actions: &[Action]) -> bool {
     guarded(|| {
-        let inherited = state::entries().into_iter().any(|(fd, _)| {
+        let inherited = descriptors::entries().into_iter().any(|(fd, _)| {
             // SAFETY: F_GETFD on a placeholder this library holds.
             let flags = unsafe { real::fcntl()(fd, libc::F_GETFD, 0) };
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         });
         inherited
-            || state::cwd_desc().is_some()
+            || paths::cwd_desc().is_some()
             || actions.iter().any(|action| match *action {
                 // SAFETY: paths glibc copied into the file actions.
                 Action::Open { path, .. } | Action::Chdir(path) => unsafe {
-                    calls::at_target(libc::AT_FDCWD, path).is_some()
+                    paths::at_target(libc::AT_FDCWD, path).is_some()
                 },
                 Action::Dup2 { fd, .. } | Action::Fchdir(fd) | Action::Tcsetpgrp(fd) => {
-                    state::lookup(fd).is_some()
+                    descriptors::lookup(fd).is_some()
                 }
                 Action::Close(_) | Action::Closefrom(_) => false,
             })
@@ -299,19 +298,19 @@ unsafe fn apply(action: Action, attr: &Attributes, pipe: &mut c_int) -> Result<(
                 return Err(libc::EBADF);
             }
             Action::Close(fd) => {
-                if calls::close(fd) != 0 && !(0..descriptor_limit()).contains(&fd) {
+                if fd::close(fd) != 0 && !(0..descriptor_limit()).contains(&fd) {
                     return Err(errno());
                 }
             }
             Action::Dup2 { fd, newfd } if fd == newfd => {
                 // Only the close-on-exec flag is cleared.
-                let flags = checked(calls::fcntl(fd, libc::F_GETFD, 0))?;
+                let flags = checked(fd::fcntl(fd, libc::F_GETFD, 0))?;
                 let cleared = (flags & !libc::FD_CLOEXEC) as libc::c_ulong;
-                checked(calls::fcntl(fd, libc::F_SETFD, cleared))?;
+                checked(fd::fcntl(fd, libc::F_SETFD, cleared))?;
             }
             Action::Dup2 { fd, newfd } => {
                 move_pipe_from(pipe, newfd)?;
-                if calls::dup2(fd, newfd) != newfd {
+                if fd::dup2(fd, newfd) != newfd {
                     return Err(errno());
                 }
             }
@@ -323,30 +322,30 @@ unsafe fn apply(action: Action, attr: &Attributes, pipe: &mut c_int) -> Result<(
             } => {
                 move_pipe_from(pipe, fd)?;
                 // POSIX: a descriptor already open at `fd` is closed first.
-                calls::close(fd);
-                let opened = checked(calls::open(path, oflag | libc::O_LARGEFILE, mode))?;
+                fd::close(fd);
+                let opened = checked(path::open(path, oflag | libc::O_LARGEFILE, mode))?;
                 if opened != fd {
-                    if calls::dup2(opened, fd) != fd {
+                    if fd::dup2(opened, fd) != fd {
                         return Err(errno());
                     }
-                    checked(calls::close(opened))?;
+                    checked(fd::close(opened))?;
                 }
             }
             Action::Chdir(path) => {
-                checked(calls::chdir(path))?;
+                checked(cwd::chdir(path))?;
             }
             Action::Fchdir(fd) => {
-                checked(calls::fchdir(fd))?;
+                checked(cwd::fchdir(fd))?;
             }
             Action::Closefrom(low) => {
                 let low = low.max(0);
                 if *pipe >= low {
                     if *pipe > low {
-                        checked(calls::close_range(low as c_uint, (*pipe - 1) as c_uint, 0))?;
+                        checked(fd::close_range(low as c_uint, (*pipe - 1) as c_uint, 0))?;
                     }
-                    calls::closefrom(*pipe + 1);
+                    fd::closefrom(*pipe + 1);
                 } else {
-                    calls::closefrom(low);
+                    fd::closefrom(low);
                 }
             }
             Action::Tcsetpgrp(fd) => {
@@ -776,12 +775,12 @@ unsafe fn spawn_shell(command: *const c_char, actions: &[Action]) -> Result<pid_
 /// closed in the child), so that a child that inherits btfuse descriptors receives them.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE {
-    if !guarded(|| state::config().is_some()).unwrap_or(false) {
+    if !guarded(|| config::config().is_some()).unwrap_or(false) {
         // SAFETY: libc's contract, passed on.
         return unsafe { real::popen()(command, mode) };
     }
     // SAFETY: libc's contract.
-    let Some((read, cloexec)) = (unsafe { state::c_bytes(mode) }).and_then(popen_mode) else {
+    let Some((read, cloexec)) = (unsafe { paths::c_bytes(mode) }).and_then(popen_mode) else {
         fail(libc::EINVAL);
         return std::ptr::null_mut();
     };

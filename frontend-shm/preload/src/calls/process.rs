@@ -9,7 +9,7 @@
 //!   `BTFUSE_INHERIT` to the new program, whose copy of this library attaches to them when it
 //!   loads. Close-on-exec descriptors are closed by the kernel with their placeholders, and
 //!   their descriptions are released with the old program's connection.
-//! - `exec` of a program that will not load this library (see [`program`](crate::program):
+//! - `exec` of a program that will not load this library (see [`program`]:
 //!   its environment does not preload it, it is static, or the loader runs it in secure
 //!   mode): each surviving btfuse file descriptor is handed to the kernel first (the ring's
 //!   `Handoff`: the server opens the same file through its FUSE mount at the description's
@@ -24,22 +24,27 @@ use std::ffi::CString;
 
 use libc::{c_char, c_int, pid_t};
 
+use crate::config::{self, INHERIT_VAR};
+use crate::connection;
+use crate::descriptors::{self, Entry};
+use crate::errno::fail;
+use crate::guard::guarded;
 use crate::held;
+use crate::paths;
 use crate::program::{self, Program};
 use crate::real;
-use crate::state::{self, Entry, INHERIT_VAR, guarded};
 
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
     // Offsets kept in this process go back to the server first, and nothing is kept again
     // until the child exists: parent and child share the descriptions (see `held`).
-    let held = guarded(|| held::settle_all(state::current_client().as_ref()));
+    let held = guarded(|| held::settle_all(connection::current_client().as_ref()));
     let token = guarded(|| {
-        if state::entries().is_empty() && state::cwd_desc().is_none() {
+        if descriptors::entries().is_empty() && paths::cwd_desc().is_none() {
             return Ok(None);
         }
-        match state::current_client().map(|c| c.prepare_fork()) {
+        match connection::current_client().map(|c| c.prepare_fork()) {
             Some(Ok(token)) => Ok(Some(token)),
             // The server holds as many of this user's forks as it may: the fork fails as
             // the kernel's does at its process limit, rather than leave the child without
@@ -53,11 +58,13 @@ pub unsafe extern "C" fn fork() -> pid_t {
         Ok(token) => token,
         Err(code) => {
             drop(held);
-            return state::fail(code);
+            return fail(code);
         }
     };
-    let client = state::hold_client();
-    let table = state::TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let client = connection::hold_client();
+    let table = descriptors::TABLE_LOCK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     // SAFETY: fork has no preconditions; the locks held make the child's copies consistent.
     let pid = unsafe { real::fork()() };
     drop(table);
@@ -66,20 +73,20 @@ pub unsafe extern "C" fn fork() -> pid_t {
     if pid == 0 {
         // The parent's channels are the parent's: this process needs its own.
         let _ = guarded(|| {
-            state::set_client(None);
+            connection::set_client(None);
             match token {
                 Some(token) => {
-                    let attached = state::client().and_then(|c| c.attach(token).ok());
+                    let attached = connection::client().and_then(|c| c.attach(token).ok());
                     if attached.is_none() {
                         // Without the server the descriptors are unusable: forget them, so
                         // that calls on them fail as on closed descriptors.
-                        state::clear();
-                        *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        descriptors::clear();
+                        *paths::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     }
                 }
                 None => {
-                    state::clear();
-                    *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    descriptors::clear();
+                    *paths::CWD.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
             }
         });
@@ -98,7 +105,7 @@ pub unsafe extern "C" fn vfork() -> pid_t {
 
 /// The btfuse descriptors an exec now keeps (no close-on-exec).
 fn surviving() -> Vec<(c_int, Entry)> {
-    state::entries()
+    descriptors::entries()
         .into_iter()
         .filter(|&(fd, _)| {
             // SAFETY: F_GETFD on a placeholder this library holds.
@@ -111,7 +118,7 @@ fn surviving() -> Vec<(c_int, Entry)> {
 /// Hands each of `surviving`'s files to the kernel (see the module documentation) and puts
 /// the kernel descriptor on its number; returns the descriptors it could not hand off.
 fn hand_off(surviving: Vec<(c_int, Entry)>) -> Vec<(c_int, Entry)> {
-    let Some(client) = state::client() else {
+    let Some(client) = connection::client() else {
         return surviving;
     };
     let mut left = Vec::new();
@@ -145,18 +152,18 @@ fn hand_off(surviving: Vec<(c_int, Entry)>) -> Vec<(c_int, Entry)> {
 /// kernel first and only what could not be is listed.
 fn inherit_value(hand_off_first: bool) -> Option<String> {
     // The new program uses the server's descriptions, offsets included (see `held`).
-    drop(held::settle_all(state::current_client().as_ref()));
+    drop(held::settle_all(connection::current_client().as_ref()));
     let surviving = surviving();
     let surviving = if hand_off_first && !surviving.is_empty() {
         hand_off(surviving)
     } else {
         surviving
     };
-    let cwd = state::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let cwd = paths::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if surviving.is_empty() && cwd.is_none() {
         return None;
     }
-    let token = state::client()?.prepare_fork().ok()?;
+    let token = connection::client()?.prepare_fork().ok()?;
     let mut value = format!("{token};");
     for (i, (fd, entry)) in surviving.iter().enumerate() {
         if i > 0 {
@@ -203,10 +210,10 @@ fn library_path() -> Option<&'static [u8]> {
 /// # Safety
 /// `envp` is a null-terminated array of C strings.
 unsafe fn with_inherit(envp: *const *const c_char, value: &str) -> Vec<CString> {
-    let discovered = state::exec_environment();
+    let discovered = config::exec_environment();
     let inherit = format!("{INHERIT_VAR}=");
-    let socket_var = format!("{}=", state::SOCKET_VAR);
-    let prefix_var = format!("{}=", state::PREFIX_VAR);
+    let socket_var = format!("{}=", config::SOCKET_VAR);
+    let prefix_var = format!("{}=", config::PREFIX_VAR);
     let mut kept = Vec::new();
     let mut named = false;
     let mut preload: Option<Vec<u8>> = None;
@@ -230,7 +237,7 @@ unsafe fn with_inherit(envp: *const *const c_char, value: &str) -> Vec<CString> 
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mount = discovered.or_else(|| {
         // Named by the environment: passed on only if `envp` lost the variables.
-        let config = state::config().filter(|_| !named)?;
+        let config = config::config().filter(|_| !named)?;
         let prefix = if config.prefix.is_empty() {
             b"/".to_vec()
         } else {
@@ -291,7 +298,7 @@ pub(crate) unsafe fn exec_with(
     exec: impl FnOnce(*const *const c_char) -> c_int,
 ) -> c_int {
     let value = guarded(|| {
-        let foreign = !state::entries().is_empty()
+        let foreign = !descriptors::entries().is_empty()
             && library_path().is_some_and(|library| {
                 // SAFETY: the caller's contract.
                 !unsafe { program::loads_library(program, envp, library) }
@@ -325,13 +332,13 @@ enum ProgramPath {
 
 fn program_path(dirfd: c_int, path: &[u8], empty_path: bool) -> ProgramPath {
     let Some(base) = (if dirfd == libc::AT_FDCWD {
-        state::CWD
+        paths::CWD
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|(_, path)| path.clone())
     } else {
-        match state::lookup(dirfd) {
+        match descriptors::lookup(dirfd) {
             None => None,
             Some(_) if path.is_empty() && empty_path => {
                 return ProgramPath::Refused(libc::EACCES);
@@ -339,7 +346,7 @@ fn program_path(dirfd: c_int, path: &[u8], empty_path: bool) -> ProgramPath {
             Some(entry) if !entry.dir && path.first() != Some(&b'/') => {
                 return ProgramPath::Refused(libc::ENOTDIR);
             }
-            Some(_) => state::dir_path(dirfd).or_else(|| Some(b"/".to_vec())),
+            Some(_) => paths::dir_path(dirfd).or_else(|| Some(b"/".to_vec())),
         }
     }) else {
         return ProgramPath::Unchanged;
@@ -347,7 +354,7 @@ fn program_path(dirfd: c_int, path: &[u8], empty_path: bool) -> ProgramPath {
     if path.is_empty() || path.first() == Some(&b'/') {
         return ProgramPath::Unchanged;
     }
-    let Some(config) = state::config() else {
+    let Some(config) = config::config() else {
         return ProgramPath::Unchanged;
     };
     let mut full = config.prefix.clone();
@@ -374,14 +381,14 @@ unsafe fn with_program_path(
 ) -> c_int {
     let resolved = guarded(|| {
         // SAFETY: the caller's contract.
-        let bytes = unsafe { state::c_bytes(path) }?;
+        let bytes = unsafe { paths::c_bytes(path) }?;
         Some(program_path(dirfd, bytes, empty_path))
     })
     .flatten();
     match resolved {
         None | Some(ProgramPath::Unchanged) => exec(path),
         Some(ProgramPath::Spelled(full)) => exec(full.as_ptr()),
-        Some(ProgramPath::Refused(e)) => state::fail(e),
+        Some(ProgramPath::Refused(e)) => fail(e),
     }
 }
 
@@ -414,7 +421,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 /// `file` is null or a valid C string.
 unsafe fn has_slash(file: *const c_char) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { state::c_bytes(file) }.is_some_and(|f| f.contains(&b'/'))
+    unsafe { paths::c_bytes(file) }.is_some_and(|f| f.contains(&b'/'))
 }
 
 /// Interposed.
@@ -454,8 +461,8 @@ pub unsafe extern "C" fn fexecve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    if guarded(|| state::lookup(fd).is_some()).unwrap_or(false) {
-        return state::fail(libc::EACCES);
+    if guarded(|| descriptors::lookup(fd).is_some()).unwrap_or(false) {
+        return fail(libc::EACCES);
     }
     // SAFETY: libc's contract, passed on.
     unsafe { exec_with(Program::Fd(fd), envp, |env| real::fexecve()(fd, argv, env)) }
@@ -556,19 +563,19 @@ extern "C" fn on_load() {
         let Some((token, entries, cwd)) = parse_inherit(&value) else {
             return;
         };
-        let Some(client) = state::client() else {
+        let Some(client) = connection::client() else {
             return;
         };
         if client.attach(token).is_ok() {
             for (fd, entry) in entries {
-                state::insert(fd, entry);
+                descriptors::insert(fd, entry);
             }
             for fd in 0..=2 {
-                crate::stdio::sync_std_stream(fd);
+                super::streams::sync_std_stream(fd);
             }
             if let Some((desc, path)) = cwd {
-                state::remember_path(desc, path.clone());
-                *state::CWD.lock().unwrap_or_else(|p| p.into_inner()) = Some((desc, path));
+                paths::remember_path(desc, path.clone());
+                *paths::CWD.lock().unwrap_or_else(|p| p.into_inner()) = Some((desc, path));
             }
         }
     });

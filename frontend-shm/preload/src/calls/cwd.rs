@@ -1,0 +1,195 @@
+//! The working directory: `chdir`, `fchdir` and `getcwd`. A btfuse directory becomes the
+//! working directory in this library; the kernel's stays where it was until a kernel
+//! directory is chosen again.
+
+use std::borrow::Cow;
+use std::ffi::CStr;
+
+use btfuse_core::ring::{self, Request, Response};
+use btfuse_shm::Client;
+use libc::{c_char, c_int, size_t};
+
+use crate::config;
+use crate::connection::{self, PROTOCOL, call};
+use crate::errno::fail;
+use crate::guard::guarded;
+use crate::outside::follow;
+use crate::paths::{self, PathTarget, c_bytes};
+use crate::real;
+use crate::serve::{descriptor, release};
+
+/// Makes the btfuse directory open as `desc` (path `path` from the served root) the working
+/// directory, releasing the previous one.
+fn set_cwd(client: &Client, new: Option<(u32, Vec<u8>)>) {
+    let old = std::mem::replace(
+        &mut *paths::CWD.lock().unwrap_or_else(|p| p.into_inner()),
+        new,
+    );
+    if let Some((desc, _)) = old {
+        release(client, desc);
+    }
+}
+
+/// Opens a btfuse directory for use as the working directory.
+fn open_dir(client: &Client, at: Option<u32>, path: &[u8]) -> Result<u32, i32> {
+    let flags = ring::OpenOptions {
+        read: true,
+        directory: true,
+        ..ring::OpenOptions::default()
+    };
+    call(
+        client,
+        &Request::Open {
+            at,
+            path,
+            flags,
+            mode: 0,
+            prefetch: 0,
+            known_ino: 0,
+            known_version: 0,
+        },
+        |r| match r {
+            Response::Opened { fd, .. } => Ok(fd),
+            _ => Err(PROTOCOL),
+        },
+    )
+}
+
+/// What `chdir` did over the ring, or the kernel's directory it must go to instead.
+enum Chdir {
+    Done(c_int),
+    Kernel(std::ffi::CString),
+}
+
+/// Interposed: a btfuse directory becomes the working directory in this library (the
+/// kernel's stays where it was, and is used again once a kernel directory is chosen). A
+/// path whose walk leaves the tree (`cd ..` from the root) goes on in the kernel.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
+    let served = guarded(|| {
+        // SAFETY: libc's contract.
+        let bytes = unsafe { c_bytes(path) }?;
+        let cwd = paths::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (at, ring_path, base) = if bytes.first() == Some(&b'/') {
+            (None, paths::ring_path(bytes)?, Vec::new())
+        } else {
+            let (desc, base) = cwd?;
+            (Some(desc), bytes.to_vec(), base)
+        };
+        let first = PathTarget {
+            client: connection::client()?,
+            at,
+            path: Cow::Owned(ring_path),
+        };
+        let enter = |t: &PathTarget<'_>| {
+            // The path `getcwd` answers: lexical, as the shell keeps it (a name that climbs
+            // above the root lexically, yet not on the server, went through a link there).
+            let logical = match t.at {
+                None => t.path.to_vec(),
+                Some(_) => paths::join_lexically(&base, &t.path).unwrap_or_else(|| b"/".to_vec()),
+            };
+            Chdir::Done(match open_dir(&t.client, t.at, &t.path) {
+                Ok(desc) => {
+                    paths::remember_path(desc, logical.clone());
+                    set_cwd(&t.client, Some((desc, logical)));
+                    0
+                }
+                Err(e) => fail(e),
+            })
+        };
+        let kernel = |host: &CStr| Chdir::Kernel(host.to_owned());
+        follow(first, enter, kernel, |e| Chdir::Done(fail(e)))
+    })
+    .flatten();
+    match served {
+        Some(Chdir::Done(rc)) => rc,
+        // SAFETY: libc's `chdir` with a path that leaves the tree.
+        Some(Chdir::Kernel(host)) => kernel_cwd_after(unsafe { real::chdir()(host.as_ptr()) }),
+        // SAFETY: libc's contract, passed on.
+        None => kernel_cwd_after(unsafe { real::chdir()(path) }),
+    }
+}
+
+/// After the kernel's `chdir`/`fchdir` returned `rc`: on success the working directory is
+/// the kernel's again.
+fn kernel_cwd_after(rc: c_int) -> c_int {
+    if rc == 0 {
+        paths::forget_kernel_cwd();
+        let _ = guarded(|| {
+            if let Some(client) = connection::current_client() {
+                set_cwd(&client, None);
+            }
+        });
+    }
+    rc
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
+    let served = guarded(|| {
+        let (entry, client) = descriptor(fd)?;
+        if !entry.dir {
+            return Some(fail(libc::ENOTDIR));
+        }
+        let dup = call(&client, &Request::Dup { fd: entry.desc }, |r| match r {
+            Response::Fd(d) => Ok(d),
+            _ => Err(PROTOCOL),
+        });
+        Some(match dup {
+            Ok(desc) => {
+                let path = paths::dir_path(fd).unwrap_or_else(|| b"/".to_vec());
+                paths::remember_path(desc, path.clone());
+                set_cwd(&client, Some((desc, path)));
+                0
+            }
+            Err(e) => fail(e),
+        })
+    })
+    .flatten();
+    if let Some(rc) = served {
+        return rc;
+    }
+    // SAFETY: libc's contract, passed on.
+    kernel_cwd_after(unsafe { real::fchdir()(fd) })
+}
+
+interpose! {
+    /// Interposed: a btfuse working directory is the prefix joined with its path.
+    fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
+        let (_, path) = paths::CWD
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let config = config::config()?;
+        let mut full = config.prefix.clone();
+        if path != b"/" {
+            full.extend_from_slice(&path);
+        }
+        if full.is_empty() {
+            full.push(b'/');
+        }
+        full.push(0);
+        if buf.is_null() {
+            // glibc's extension: allocate (at least `size` bytes when given).
+            let len = full.len().max(size);
+            // SAFETY: malloc'd memory the caller frees; `full` fits.
+            unsafe {
+                let out = libc::malloc(len).cast::<c_char>();
+                if out.is_null() {
+                    fail(libc::ENOMEM);
+                    return Some(std::ptr::null_mut());
+                }
+                std::ptr::copy_nonoverlapping(full.as_ptr().cast(), out, full.len());
+                return Some(out);
+            }
+        }
+        if size < full.len() {
+            fail(libc::ERANGE);
+            return Some(std::ptr::null_mut());
+        }
+        // SAFETY: `buf` holds `size` bytes, enough for `full`.
+        unsafe { std::ptr::copy_nonoverlapping(full.as_ptr().cast(), buf, full.len()) };
+        Some(buf)
+    }
+}

@@ -1,0 +1,110 @@
+//! The descriptor table: which of this process's descriptor numbers stand for server
+//! descriptions ([`Entry`]). Every intercepted descriptor call asks it first, with one load and
+//! no lock for the numbers programs use. The numbers themselves are kernel descriptors this
+//! library holds ([`placeholder()`]), beside its own private ones ([`private`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use libc::c_int;
+
+mod placeholder;
+mod private;
+
+pub(crate) use placeholder::{placeholder, placeholder_base_gone};
+pub(crate) use private::{is_private, private_fds};
+
+/// One of this process's descriptors that stands for a server description. The number is a
+/// real kernel descriptor (an `O_PATH` one) that this library holds, so the kernel never
+/// hands the number to anything else and `dup2`, `close` and `exec` treat it as they treat
+/// every descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The server's description.
+    pub(crate) desc: u32,
+    /// A directory (listing state lives in the server's description).
+    pub(crate) dir: bool,
+}
+
+/// Descriptor numbers below this are kept in [`SLOTS`], one atomic word each, so that the
+/// question every intercepted descriptor call asks first ("is this one btfuse's?") is one
+/// load with no lock, whichever thread asks.
+const DIRECT: usize = 4096;
+
+/// Slot encoding: 0 for none, else `1 | dir << 1 | desc << 32`.
+static SLOTS: [AtomicU64; DIRECT] = [const { AtomicU64::new(0) }; DIRECT];
+
+/// Btfuse descriptors numbered `DIRECT` and above (rare), under a lock.
+static HIGH: RwLock<Option<HashMap<c_int, Entry>>> = RwLock::new(None);
+
+/// Serialises changes to the table (and is held across `fork`), so that a child never
+/// inherits it half-changed. Lookups do not take it.
+pub(crate) static TABLE_LOCK: Mutex<()> = Mutex::new(());
+
+fn encode(entry: Entry) -> u64 {
+    1 | (u64::from(entry.dir) << 1) | (u64::from(entry.desc) << 32)
+}
+
+fn decode(word: u64) -> Option<Entry> {
+    (word & 1 != 0).then_some(Entry {
+        desc: (word >> 32) as u32,
+        dir: word & 2 != 0,
+    })
+}
+
+pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
+    let index = usize::try_from(fd).ok()?;
+    if let Some(slot) = SLOTS.get(index) {
+        return decode(slot.load(Ordering::Acquire));
+    }
+    HIGH.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&fd)
+        .copied()
+}
+
+pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
+    let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let index = usize::try_from(fd).ok()?;
+    if let Some(slot) = SLOTS.get(index) {
+        return decode(slot.swap(encode(entry), Ordering::AcqRel));
+    }
+    HIGH.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(fd, entry)
+}
+
+pub(crate) fn remove(fd: c_int) -> Option<Entry> {
+    let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let index = usize::try_from(fd).ok()?;
+    if let Some(slot) = SLOTS.get(index) {
+        return decode(slot.swap(0, Ordering::AcqRel));
+    }
+    HIGH.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()?
+        .remove(&fd)
+}
+
+/// Forgets every btfuse descriptor (a child that could not reattach).
+pub(crate) fn clear() {
+    for slot in &SLOTS {
+        slot.store(0, Ordering::Release);
+    }
+    *HIGH.write().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+pub(crate) fn entries() -> Vec<(c_int, Entry)> {
+    let mut out: Vec<(c_int, Entry)> = SLOTS
+        .iter()
+        .enumerate()
+        .filter_map(|(fd, slot)| Some((fd as c_int, decode(slot.load(Ordering::Acquire))?)))
+        .collect();
+    if let Some(high) = HIGH.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        out.extend(high.iter().map(|(&fd, &e)| (fd, e)));
+    }
+    out
+}
