@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
+use btfuse_core::ring::Request;
 use btfuse_core::{
     AccessMask, Attr, ContentWatch, Credentials, DirEntry, Errno, FallocateMode, Fh, FileType,
     Filesystem, Ino, OpenFlags, RenameMode, Result, SeekWhence, SetAttr, StatFs, XattrMode,
@@ -48,7 +49,27 @@ pub enum Frontend {
     Shm = 1,
 }
 
-const FRONTENDS: [(&str, &[&str]); 2] = [("fuse", FUSE_OPERATIONS), ("shm", SHM_OPERATIONS)];
+const FRONTENDS: [(Frontend, &str); 2] = [(Frontend::Fuse, "fuse"), (Frontend::Shm, "shm")];
+
+impl Frontend {
+    /// The names of this frontend's operations, by label index.
+    fn operations(self) -> &'static [&'static str] {
+        match self {
+            Frontend::Fuse => FUSE_OPERATIONS,
+            Frontend::Shm => &Request::NAMES,
+        }
+    }
+
+    /// The `operation` labels of this frontend, by label index: for `shm`, the ring's
+    /// requests ([`Request::NAMES`], indexed by [`Request::index`]) in lower case, `GetXattr`
+    /// as `getxattr`.
+    pub fn operation_labels(self) -> Vec<String> {
+        self.operations()
+            .iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect()
+    }
+}
 
 /// Operation labels of the `fuse` frontend: the engine's calls, indexed by [`EngineOp`].
 pub const FUSE_OPERATIONS: &[&str] = &[
@@ -81,55 +102,6 @@ pub const FUSE_OPERATIONS: &[&str] = &[
     "access",
     "fsync",
 ];
-
-/// Operation labels of the `shm` frontend, indexed by [`shm_operation`].
-pub const SHM_OPERATIONS: &[&str] = &[
-    "hello",
-    "attach",
-    "fork",
-    "stat",
-    "access",
-    "open",
-    "mkdir",
-    "rmdir",
-    "unlink",
-    "rename",
-    "link",
-    "symlink",
-    "readlink",
-    "truncate",
-    "chmod",
-    "chown",
-    "utimens",
-    "statfs",
-    "getxattr",
-    "setxattr",
-    "listxattr",
-    "removexattr",
-    "read",
-    "pread",
-    "write",
-    "pwrite",
-    "lseek",
-    "fsync",
-    "fallocate",
-    "dup",
-    "close",
-    "getdents",
-    "getflags",
-    "setflags",
-    "handoff",
-];
-
-/// The label index of a ring request, from its opcode (see `btfuse_core::ring`).
-pub fn shm_operation(opcode: u8) -> Option<usize> {
-    match opcode {
-        0x01..=0x03 => Some(usize::from(opcode - 0x01)),
-        0x10..=0x22 => Some(usize::from(opcode - 0x10) + 3),
-        0x30..=0x3c => Some(usize::from(opcode - 0x30) + 22),
-        _ => None,
-    }
-}
 
 /// Upper bounds of the duration buckets, in nanoseconds (`+Inf` is implied).
 const BUCKETS_NS: [u64; 26] = [
@@ -200,7 +172,7 @@ impl ThreadCells {
     fn new() -> ThreadCells {
         let ops = |n: usize| (0..n).map(|_| OpCells::default()).collect::<Box<[_]>>();
         ThreadCells {
-            ops: [ops(FUSE_OPERATIONS.len()), ops(SHM_OPERATIONS.len())],
+            ops: FRONTENDS.map(|(frontend, _)| ops(frontend.operations().len())),
             read_bytes: Default::default(),
             written_bytes: Default::default(),
         }
@@ -467,10 +439,7 @@ struct OpTotals {
 
 fn totals(recorder: &Recorder) -> Totals {
     let mut t = Totals {
-        ops: [
-            vec![OpTotals::default(); FUSE_OPERATIONS.len()],
-            vec![OpTotals::default(); SHM_OPERATIONS.len()],
-        ],
+        ops: FRONTENDS.map(|(frontend, _)| vec![OpTotals::default(); frontend.operations().len()]),
         read_bytes: [0; 2],
         written_bytes: [0; 2],
     };
@@ -522,6 +491,7 @@ impl Collector for Snapshot {
             return Ok(());
         };
         let t = totals(recorder);
+        let operations = FRONTENDS.map(|(frontend, _)| frontend.operation_labels());
         {
             let mut m = encoder.encode_descriptor(
                 "btfuse_operations",
@@ -529,12 +499,12 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for (f, (frontend, names)) in FRONTENDS.iter().enumerate() {
-                for (op, name) in t.ops[f].iter().zip(names.iter()) {
+            for (f, (_, frontend)) in FRONTENDS.iter().enumerate() {
+                for (op, name) in t.ops[f].iter().zip(&operations[f]) {
                     if op.count == 0 {
                         continue;
                     }
-                    let labels = [("frontend", *frontend), ("operation", *name)];
+                    let labels = [("frontend", *frontend), ("operation", name.as_str())];
                     m.encode_family(&labels)?
                         .encode_counter::<NoLabelSet, _, u64>(&op.count, None)?;
                 }
@@ -547,15 +517,15 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for (f, (frontend, names)) in FRONTENDS.iter().enumerate() {
-                for (op, name) in t.ops[f].iter().zip(names.iter()) {
+            for (f, (_, frontend)) in FRONTENDS.iter().enumerate() {
+                for (op, name) in t.ops[f].iter().zip(&operations[f]) {
                     for (count, errno) in op.errors.iter().zip(ERRNOS) {
                         if *count == 0 {
                             continue;
                         }
                         let labels = [
                             ("frontend", *frontend),
-                            ("operation", *name),
+                            ("operation", name.as_str()),
                             ("errno", errno.name()),
                         ];
                         m.encode_family(&labels)?
@@ -571,8 +541,8 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Histogram,
             )?;
-            for (f, (frontend, names)) in FRONTENDS.iter().enumerate() {
-                for (op, name) in t.ops[f].iter().zip(names.iter()) {
+            for (f, (_, frontend)) in FRONTENDS.iter().enumerate() {
+                for (op, name) in t.ops[f].iter().zip(&operations[f]) {
                     if op.count == 0 {
                         continue;
                     }
@@ -584,7 +554,7 @@ impl Collector for Snapshot {
                         .collect();
                     let bounded: u64 = op.buckets.iter().sum();
                     buckets.push((f64::INFINITY, op.count.saturating_sub(bounded)));
-                    let labels = [("frontend", *frontend), ("operation", *name)];
+                    let labels = [("frontend", *frontend), ("operation", name.as_str())];
                     m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
                         op.sum_ns as f64 / 1e9,
                         op.count,
@@ -603,7 +573,7 @@ impl Collector for Snapshot {
             ),
         ] {
             let mut m = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
-            for ((frontend, _), value) in FRONTENDS.iter().zip(values) {
+            for ((_, frontend), value) in FRONTENDS.iter().zip(values) {
                 m.encode_family(&[("frontend", *frontend)])?
                     .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
             }
@@ -971,7 +941,10 @@ mod tests {
             serve("127.0.0.1:0".parse().unwrap(), Gauges::default).is_err(),
             "one per process"
         );
-        let stat = SHM_OPERATIONS.iter().position(|&o| o == "stat").unwrap();
+        let stat = Request::Stat {
+            target: btfuse_core::ring::Target::Fd(0),
+        }
+        .index();
         record_ns(Frontend::Shm, stat, 300, None);
         // From another thread: its own cells, added up at the scrape.
         std::thread::spawn(move || {
@@ -1020,23 +993,65 @@ mod tests {
 
     #[test]
     fn every_ring_opcode_has_its_label() {
-        use btfuse_core::ring::Request;
-        let samples: [(Request<'_>, &str); 4] = [
+        let labels = Frontend::Shm.operation_labels();
+        let samples: [(Request<'_>, &str); 5] = [
             (Request::Hello { version: 1 }, "hello"),
             (Request::Fork, "fork"),
+            (
+                Request::ListXattr {
+                    target: btfuse_core::ring::Target::Fd(3),
+                    max: 0,
+                },
+                "listxattr",
+            ),
             (Request::Close { fd: 3 }, "close"),
             (Request::Handoff { fd: 3 }, "handoff"),
         ];
         for (request, label) in samples {
-            assert_eq!(
-                shm_operation(request.opcode()).map(|i| SHM_OPERATIONS[i]),
-                Some(label)
-            );
+            assert_eq!(labels.get(request.index()).map(String::as_str), Some(label));
         }
-        // Every opcode of the three ranges maps inside the table, and the table has no gaps.
-        let mapped: Vec<usize> = (0..=255u8).filter_map(shm_operation).collect();
-        assert_eq!(mapped.len(), SHM_OPERATIONS.len());
-        assert_eq!(mapped, (0..SHM_OPERATIONS.len()).collect::<Vec<_>>());
+        // The labels dashboards and queries name: a renamed request must show here first.
+        assert_eq!(
+            labels,
+            [
+                "hello",
+                "attach",
+                "fork",
+                "stat",
+                "access",
+                "open",
+                "mkdir",
+                "rmdir",
+                "unlink",
+                "rename",
+                "link",
+                "symlink",
+                "readlink",
+                "truncate",
+                "chmod",
+                "chown",
+                "utimens",
+                "statfs",
+                "getxattr",
+                "setxattr",
+                "listxattr",
+                "removexattr",
+                "read",
+                "pread",
+                "write",
+                "pwrite",
+                "lseek",
+                "fsync",
+                "fallocate",
+                "dup",
+                "close",
+                "getdents",
+                "getflags",
+                "setflags",
+                "handoff",
+            ]
+        );
+        assert_eq!(Frontend::Fuse.operation_labels(), FUSE_OPERATIONS);
         assert_eq!(FUSE_OPERATIONS.len(), EngineOp::Fsync as usize + 1);
         assert_eq!(
             ERRNOS.len(),

@@ -562,9 +562,7 @@ fn record_request(request: &Request<'_>, response: &Response<'_>, started: Optio
         Response::Err(e) => Some(*e),
         _ => None,
     };
-    if let Some(op) = metrics::shm_operation(request.opcode()) {
-        metrics::record(Frontend::Shm, op, started, errno);
-    }
+    metrics::record(Frontend::Shm, request.index(), started, errno);
     match (request, response) {
         (Request::Read { .. } | Request::Pread { .. }, Response::Data(data)) => {
             metrics::add_bytes(Frontend::Shm, data.len() as u64, 0);
