@@ -110,7 +110,7 @@ fn main() -> ExitCode {
 fn worker(args: WorkerArgs) -> io::Result<()> {
     let measured = match &args.socket {
         Some(socket) => {
-            let client = btfuse_shm::Client::connect(socket)?;
+            let client = btfuse_ring_client::Client::connect(socket)?;
             workload::run(&fs::Ring(client), args.workload, args.size, &args.dir)?
         }
         None => workload::run(&fs::Posix, args.workload, args.size, &args.dir)?,
@@ -198,7 +198,9 @@ fn run(args: RunArgs) -> io::Result<()> {
         let mut ops = None;
         let mut floor = Vec::with_capacity(rounds);
         for round in 0..rounds {
-            floor.push(btfuse_shm::channel::cache_line_round_trip(FLOOR_ROUNDS));
+            floor.push(btfuse_ring_client::channel::cache_line_round_trip(
+                FLOOR_ROUNDS,
+            ));
             // The order rotates so that no target always runs first (or right after another).
             for k in 0..targets.len() {
                 let i = (k + round) % targets.len();

@@ -91,7 +91,7 @@ fn mount_device(mountinfo: &str, mountpoint: &Path) -> Option<u64> {
         let (mount, fs) = line.split_once(" - ")?;
         let fields: Vec<&str> = mount.split(' ').collect();
         let fstype = fs.split(' ').next()?;
-        let at = btfuse_shm::discovery::unescape_mountinfo(fields.get(4)?);
+        let at = btfuse_ring_client::discovery::unescape_mountinfo(fields.get(4)?);
         if fstype != crate::FS_TYPE || at != mountpoint {
             return None;
         }

@@ -389,7 +389,7 @@ fn run(cli: Cli) -> Result<(), String> {
     serve(mountpoint, s, cache, extras, None)
 }
 
-/// Where the ring's socket goes: `--shm-socket`, or the rule of `btfuse_shm::discovery`.
+/// Where the ring's socket goes: `--shm-socket`, or the rule of `btfuse_ring_client::discovery`.
 fn ring_socket(cli: &Cli, mountpoint: &std::path::Path) -> Result<Option<PathBuf>, String> {
     if cli.no_shm {
         return Ok(None);
@@ -401,7 +401,7 @@ fn ring_socket(cli: &Cli, mountpoint: &std::path::Path) -> Result<Option<PathBuf
         .map_err(|e| format!("cannot resolve {}: {e}", mountpoint.display()))?;
     let uid = sys::effective_uid();
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    Ok(Some(btfuse_shm::discovery::socket_for_mount(
+    Ok(Some(btfuse_ring_client::discovery::socket_for_mount(
         &canonical,
         uid,
         runtime.as_deref(),
@@ -437,7 +437,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
     let server = Server::start_with_kernel(engine, &config, opener)
         .map_err(|e| format!("--shm-socket {}: {e}", socket.display()))?;
     log::info!(
-        "fast path: ring socket {} (btfuse_shm::Client::connect; --no-shm turns it off)",
+        "fast path: ring socket {} (btfuse_ring_client::Client::connect; --no-shm turns it off)",
         socket.display()
     );
     Ok(server)

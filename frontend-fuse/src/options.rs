@@ -118,7 +118,7 @@ pub(crate) fn is_btfuse_mount(dir: &Path) -> bool {
     let Ok(dir) = dir.canonicalize() else {
         return false;
     };
-    btfuse_shm::discovery::read_btfuse_mounts()
+    btfuse_ring_client::discovery::read_btfuse_mounts()
         .iter()
         .any(|m| m.mountpoint == dir)
 }

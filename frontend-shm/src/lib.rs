@@ -5,11 +5,9 @@
 //! writes requests into the region and reads responses from it, in the record format of
 //! [`btfuse_core::ring`].
 //!
-//! - [`channel`]: the region's layout and the submission/completion protocol (atomics, futex
-//!   sleeps announced by flags, no system call while both sides are busy).
+//! - `btfuse_ring_client`: the region's layout and protocol, the handshake and the Rust client.
 //! - [`Server`]: the listener, channel set-up (`SO_PEERCRED`, `SCM_RIGHTS`) and the worker
 //!   threads that serve channels, waiting on all of them at once through `io_uring`.
-//! - [`Client`]: a `std::fs`-like API over channels, usable from many threads.
 //!
 //! Open file descriptions (offset, status flags, the engine handle) live in the server, one
 //! table per client session, so `dup` and `fork` share them as the kernel's do. A client may
@@ -19,21 +17,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod channel;
-pub mod client;
 mod contents;
 mod creds;
 pub mod daemon;
-pub mod discovery;
-mod handshake;
 pub mod metrics;
 pub mod server;
 mod sys;
 
-pub use client::{
-    Client, DirEntry, File, LeftTree, Metadata, OpenOptions, Sent, identity_changed,
-    set_private_fd_floor,
-};
 pub use creds::supplementary_groups;
 pub use server::{Server, ServerConfig};
 pub use sys::PeerCred;

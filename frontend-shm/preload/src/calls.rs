@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use btfuse_core::ring::{self, MAX_IO, Request, Response, Target, Whence};
 use btfuse_core::{AccessMask, FileType, RenameMode};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 
 use crate::held;

@@ -15,7 +15,7 @@ use std::sync::atomic::{
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use btfuse_core::ring::{Request, Response};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::c_int;
 
 /// Environment variable naming the server's socket.
@@ -70,7 +70,7 @@ fn explicit() -> Option<&'static Config> {
 }
 
 /// Without the variables: the btfuse mounts of `/proc/self/mountinfo`, each with its ring
-/// socket placed by `btfuse_shm::discovery`'s rule, read once.
+/// socket placed by `btfuse_ring_client::discovery`'s rule, read once.
 fn discovered() -> &'static [Config] {
     static MOUNTS: OnceLock<Vec<Config>> = OnceLock::new();
     MOUNTS.get_or_init(|| {
@@ -79,7 +79,7 @@ fn discovered() -> &'static [Config] {
         }
         // SAFETY: geteuid cannot fail.
         let euid = unsafe { libc::geteuid() };
-        btfuse_shm::discovery::read_btfuse_mounts()
+        btfuse_ring_client::discovery::read_btfuse_mounts()
             .into_iter()
             .filter_map(|m| {
                 let runtime = if m.uid == euid {
@@ -87,7 +87,7 @@ fn discovered() -> &'static [Config] {
                 } else {
                     Some(PathBuf::from(format!("/run/user/{}", m.uid)))
                 };
-                let socket = btfuse_shm::discovery::socket_for_mount(
+                let socket = btfuse_ring_client::discovery::socket_for_mount(
                     &m.mountpoint,
                     m.uid,
                     runtime.as_deref(),
@@ -148,7 +148,7 @@ pub(crate) fn prefix_is_mounted() -> bool {
         return true;
     }
     *MOUNTED.get_or_init(|| {
-        btfuse_shm::discovery::read_btfuse_mounts()
+        btfuse_ring_client::discovery::read_btfuse_mounts()
             .iter()
             .any(|m| m.mountpoint.as_os_str().as_bytes() == config.prefix.as_slice())
     })
@@ -236,7 +236,7 @@ pub(crate) fn client() -> Option<Client> {
     if failed != 0 && now.saturating_sub(failed) < 1 {
         return None;
     }
-    btfuse_shm::set_private_fd_floor(private_fd_floor());
+    btfuse_ring_client::set_private_fd_floor(private_fd_floor());
     let Ok(client) = Client::connect(&config.socket) else {
         LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
         return None;
@@ -732,7 +732,7 @@ pub(crate) fn call<T>(
 /// An `Outside` answer is kept for the path call being served (see [`crate::outside`]), and
 /// fails with [`PROTOCOL`].
 pub(crate) fn finish<T>(
-    sent: btfuse_shm::Sent<'_>,
+    sent: btfuse_ring_client::Sent<'_>,
     read: impl FnOnce(Response<'_>) -> Result<T, i32>,
 ) -> Result<T, i32> {
     let mut outcome = Err(libc::EIO);
