@@ -277,17 +277,10 @@ fn machine() -> Machine {
         .find_map(|l| l.strip_prefix("model name"))
         .and_then(|l| l.split_once(':'))
         .map_or_else(|| "unknown CPU".to_owned(), |(_, v)| v.trim().to_owned());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     Machine {
         cpu,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
-        memory_bytes: memory_kib * 1024,
+        memory_bytes: btfuse_daemon::memory_total().unwrap_or(0),
         kernel: kernel(),
     }
 }

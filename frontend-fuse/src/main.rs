@@ -29,10 +29,10 @@ use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
 use crate::coherence::Coherent;
-use btfuse_shm::daemon::{
-    SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
+use btfuse_daemon::metrics::{self, Frontend, Metered};
+use btfuse_daemon::{
+    Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
 };
-use btfuse_shm::metrics::{self, Frontend, Metered};
 use btfuse_shm::{Server, ServerConfig};
 
 use crate::options::{Settings, parse_mode};
@@ -160,7 +160,7 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     }
     match cli.inodes {
         Some(n) => s.inodes = n,
-        None if !inodes_given => s.inodes = (s.size / 4096).max(1024),
+        None if !inodes_given => s.inodes = Sizing::with_defaults(Some(s.size), None).inodes,
         None => {}
     }
     s.threads = cli.threads.unwrap_or(s.threads);

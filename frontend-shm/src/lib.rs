@@ -18,12 +18,7 @@
 #![warn(missing_docs)]
 
 mod contents;
-mod creds;
-pub mod daemon;
-pub mod metrics;
 pub mod server;
 mod sys;
 
-pub use creds::supplementary_groups;
 pub use server::{Server, ServerConfig};
-pub use sys::PeerCred;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
-use btfuse_shm::daemon::{
-    SystemClock, block_stop_signals, memory_bytes, parse_size, raise_descriptor_limit,
-    wait_for_stop,
+use btfuse_daemon::metrics;
+use btfuse_daemon::{
+    Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
 };
-use btfuse_shm::metrics;
 use btfuse_shm::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
 
@@ -75,8 +74,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let size = args.size.unwrap_or_else(|| memory_bytes() / 2);
-    let inodes = args.inodes.unwrap_or((size / 4096).max(1024));
+    let Sizing { size, inodes } = Sizing::with_defaults(args.size, args.inodes);
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,

@@ -1,13 +1,14 @@
 //! The system calls the server needs and std does not wrap: memfd with seals, peer credentials,
-//! eventfds and randomness (descriptor passing and futexes are the client crate's, which both
-//! ends share). The only module of this crate with `unsafe`, apart from `contents`, which maps
-//! the content table.
+//! eventfds, randomness and file status flags (descriptor passing and futexes are the client
+//! crate's, which both ends share). The only module of this crate with `unsafe`, apart from
+//! `contents`, which maps the content table, and `worker`, which drives `io_uring`.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+
+use btfuse_daemon::creds::PeerCred;
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -49,38 +50,6 @@ pub(crate) fn seal_future_writes(fd: &OwnedFd) -> io::Result<()> {
 fn add_seals(fd: &OwnedFd, seals: libc::c_int) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor the caller owns.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
-}
-
-/// The identity of the process at the other end of a Unix socket, as the kernel recorded it
-/// when the connection was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerCred {
-    /// Process id.
-    pub pid: u32,
-    /// Effective user id.
-    pub uid: u32,
-    /// Effective group id.
-    pub gid: u32,
-}
-
-/// Sets the soft `RLIMIT_NOFILE` to the hard one; the limit now.
-pub(crate) fn raise_nofile_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit, which `limit` is.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: setrlimit only reads `limit`.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
 }
 
 /// `SO_PEERCRED` of a connected Unix socket.
@@ -166,46 +135,6 @@ pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     result
-}
-
-/// The signals that stop the daemon.
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-fn stop_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set it is given; sigaddset only adds valid signals.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in STOP_SIGNALS {
-            libc::sigaddset(&mut set, sig);
-        }
-        set
-    }
-}
-
-/// Blocks the stop signals in the calling thread and every thread it starts afterwards, so
-/// that only [`wait_for_stop`] receives them.
-pub fn block_stop_signals() -> io::Result<()> {
-    let set = stop_set();
-    // SAFETY: `set` is a valid initialised sigset; the old mask is not wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
-}
-
-/// Waits up to `timeout` for a stop signal; returns it, or `None` on timeout.
-pub fn wait_for_stop(timeout: Duration) -> Option<libc::c_int> {
-    let set = stop_set();
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `set` and `ts` are valid for the call; no siginfo is requested.
-    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-    (sig > 0).then_some(sig)
 }
 
 /// Bytes this end has sent on `sock` that the peer has not read yet (`SIOCOUTQ`).

@@ -33,6 +33,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use btfuse_core::{ContentWatch, Credentials, Filesystem};
+use btfuse_daemon::creds::{self, PeerCred};
+use btfuse_daemon::metrics::RingGauges;
 
 use btfuse_ring_client::channel::{REGION_LEN, Region};
 use btfuse_ring_client::contents::TABLE_LEN;
@@ -159,14 +161,12 @@ pub struct RingCounters {
     waiting: Vec<AtomicUsize>,
 }
 
-impl RingCounters {
-    /// Channels being served right now.
-    pub fn channels(&self) -> usize {
+impl RingGauges for RingCounters {
+    fn channels(&self) -> usize {
         self.channels.load(Ordering::Relaxed)
     }
 
-    /// Requests published by clients and not yet taken, as the workers last saw them.
-    pub fn requests_waiting(&self) -> usize {
+    fn requests_waiting(&self) -> usize {
         self.waiting.iter().map(|w| w.load(Ordering::Relaxed)).sum()
     }
 }
@@ -379,14 +379,14 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
 fn set_up<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     stream: UnixStream,
-    peer: sys::PeerCred,
+    peer: PeerCred,
     slot: UserSlot,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut hello = [0u8; HELLO_LEN];
     (&stream).read_exact(&mut hello)?;
     let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let cred = crate::creds::credentials_of(peer);
+    let cred = creds::credentials_of(peer);
     let session = match find_session(shared, hello, &cred) {
         Ok(session) => session,
         Err(errno) => {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use btfuse_core::ring::{self, Request, Response};
 use btfuse_core::{Credentials, Errno, Filesystem};
+use btfuse_daemon::metrics::{self, Frontend};
 use btfuse_ring_client::channel::{AREA, Region};
 use btfuse_ring_client::socket::discard_received;
 use io_uring::{IoUring, opcode, squeue, types};
@@ -25,7 +26,6 @@ use io_uring::{IoUring, opcode, squeue, types};
 use super::handoff::Courier;
 use super::session::Session;
 use super::{Shared, exec};
-use crate::metrics::{self, Frontend};
 use crate::sys;
 
 /// How long a worker keeps polling its channels after the last request before it sleeps.

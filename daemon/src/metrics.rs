@@ -380,8 +380,17 @@ fn respond(request: tiny_http::Request) {
     }
 }
 
+/// What a ring server reports at each scrape.
+pub trait RingGauges: Send + Sync {
+    /// Channels being served right now.
+    fn channels(&self) -> usize;
+
+    /// Requests published by clients and not yet taken, as the workers last saw them.
+    fn requests_waiting(&self) -> usize;
+}
+
 /// Where a daemon's ring server leaves its counters once it runs (the exporter starts first).
-pub type RingSlot = Arc<OnceLock<Arc<crate::server::RingCounters>>>;
+pub type RingSlot = Arc<OnceLock<Arc<dyn RingGauges>>>;
 
 /// [`serve`] for a daemon over `fs` (at most `inodes_total` inodes) and the ring server that
 /// will fill `ring`; logs the address it listens on.
