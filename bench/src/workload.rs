@@ -504,7 +504,7 @@ mod tests {
     use std::sync::Arc;
 
     use btfuse_core::{Config, MemFs, MemPool, ZeroClock};
-    use btfuse_shm::server::{Server, ServerConfig};
+    use btfuse_ring_server::{Server, ServerConfig};
 
     use super::*;
     use crate::fs::{Posix, Ring};
@@ -556,7 +556,7 @@ mod tests {
                 socket: kernel.path().join("ring.sock"),
                 threads: 1,
                 socket_mode: 0o600,
-                max_connections_per_user: btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER,
+                max_connections_per_user: btfuse_ring_server::DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
         )
         .unwrap();

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use btfuse_core::Ino;
-use btfuse_shm::server::handoff::{KernelAccess, KernelOpener};
+use btfuse_ring_server::handoff::{KernelAccess, KernelOpener};
 
 use crate::adapter::GENERATION;
 use crate::sys;

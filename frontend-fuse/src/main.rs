@@ -33,7 +33,7 @@ use btfuse_daemon::metrics::{self, Frontend, Metered};
 use btfuse_daemon::{
     Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
 };
-use btfuse_shm::{Server, ServerConfig};
+use btfuse_ring_server::{Server, ServerConfig};
 
 use crate::options::{Settings, parse_mode};
 
@@ -82,7 +82,7 @@ struct Cli {
     /// Most ring connections one user may have at once; more are refused (EMFILE) with a
     /// log line.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          default_value_t = btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
+          default_value_t = btfuse_ring_server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
     max_connections_per_user: u32,
 
     /// Owner of the root directory [default: 0].

@@ -1,5 +1,10 @@
-//! The ring server: a Unix socket listener that sets up channels, and worker threads that
-//! serve them.
+//! btfuse-ring-server: the server half of btfuse's shared-memory fast path, a Unix socket
+//! listener that sets up channels, and worker threads that serve them.
+//!
+//! A client (`btfuse-ring-client`, which this crate takes the wire layouts from: the region,
+//! the handshake, the kernel-file message, the content table) connects once, receives a shared
+//! region (a sealed memfd), and from then on writes requests into it in the record format of
+//! [`btfuse_core::ring`].
 //!
 //! - The **acceptor** thread takes connections. Each is set up on a short-lived thread of its
 //!   own (so a client that connects and says nothing delays no one): it reads the client's
@@ -10,16 +15,27 @@
 //!   all its channels, the hang-ups of their sockets and its own control eventfd.
 //! - A **session** is one client's descriptor table, shared by all of its channels (one per
 //!   client thread); it closes, releasing every description it alone held, when its last
-//!   channel goes.
+//!   channel goes. Open file descriptions (offset, status flags, the engine handle) live in it,
+//!   so `dup` and `fork` share them as the kernel's do.
+//! - The **executor** ([`exec`]) serves one request against the engine; [`handoff`] hands a
+//!   description to the kernel through a mount of the same filesystem.
+//! - The **content table** ([`contents`]) counts changes to files' content, so a client may keep
+//!   the first bytes of a file it opened for reading, sent with the open, for as long as the
+//!   table (mapped read-only by every client) says they are current.
 //!
 //! With the feature `fuzzing`, the module `fuzzing` serves requests through the same executor
 //! without a ring, for fuzz targets.
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod contents;
 pub(crate) mod exec;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod handoff;
 pub(crate) mod session;
+mod sys;
 mod worker;
 
 use std::collections::HashMap;
@@ -35,14 +51,12 @@ use std::time::Duration;
 use btfuse_core::{ContentWatch, Credentials, Filesystem};
 use btfuse_daemon::creds::{self, PeerCred};
 use btfuse_daemon::metrics::RingGauges;
-
 use btfuse_ring_client::channel::{REGION_LEN, Region};
 use btfuse_ring_client::contents::TABLE_LEN;
 use btfuse_ring_client::handshake::{HELLO_LEN, Hello, Welcome};
 use btfuse_ring_client::socket::send_with_fds;
 
 use crate::contents::ContentTable;
-use crate::sys;
 use handoff::KernelOpener;
 use session::{ForkTable, Session};
 
