@@ -38,7 +38,7 @@ impl<F> Metered<F> {
     }
 }
 
-/// The engine's calls, in [`FUSE_OPERATIONS`] order.
+/// The engine's calls, in [`FUSE_OPERATIONS`](super::FUSE_OPERATIONS) order.
 #[derive(Clone, Copy, Debug)]
 #[allow(missing_docs)]
 pub enum EngineOp {

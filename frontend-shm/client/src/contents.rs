@@ -16,7 +16,7 @@
 //! Every client maps the whole table, so the slot of an inode must not be something a client
 //! can work out: it is a keyed hash of the inode number (SipHash, with a key the server draws
 //! at start and never sends), and a client learns a file's slot only in the answer to an open
-//! of it for reading that the server allowed ([`Response::Prefetched`]'s `slot`). A client
+//! of it for reading that the server allowed (`Response::Prefetched`'s `slot`). A client
 //! watching the table sees that some files change, as `statfs` shows that blocks come and
 //! go, but not which, nor how often a file it could not open for reading changes.
 //!

@@ -44,5 +44,5 @@ pub use client::{
 /// the region and the content table with the welcome, and kernel files after `Handoff`, and
 /// throws away whatever a client sends after its hello; the client receives them.
 pub mod socket {
-    pub use crate::sys::{discard_received, send_with_fd_nonblocking, send_with_fds};
+    pub use crate::sys::{MAX_FDS, discard_received, send_with_fd_nonblocking, send_with_fds};
 }

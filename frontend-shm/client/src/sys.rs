@@ -57,7 +57,7 @@ pub fn send_with_fd_nonblocking(sock: &UnixStream, bytes: &[u8], fd: RawFd) -> i
 }
 
 /// Most descriptors one message carries.
-pub(crate) const MAX_FDS: usize = 4;
+pub const MAX_FDS: usize = 4;
 
 fn sendmsg_with_fds(
     sock: &UnixStream,

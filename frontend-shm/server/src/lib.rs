@@ -10,16 +10,16 @@
 //!   own (so a client that connects and says nothing delays no one): it reads the client's
 //!   hello, takes its identity from `SO_PEERCRED`, makes a sealed memfd region, sends it with
 //!   `SCM_RIGHTS`, and hands the channel to the worker with the fewest channels.
-//! - Each **worker** owns a set of channels and serves them in turn (see [`worker`]): it spins
+//! - Each **worker** owns a set of channels and serves them in turn (see `worker`): it spins
 //!   while requests keep coming and otherwise sleeps in one `io_uring` wait on the futexes of
 //!   all its channels, the hang-ups of their sockets and its own control eventfd.
 //! - A **session** is one client's descriptor table, shared by all of its channels (one per
 //!   client thread); it closes, releasing every description it alone held, when its last
 //!   channel goes. Open file descriptions (offset, status flags, the engine handle) live in it,
 //!   so `dup` and `fork` share them as the kernel's do.
-//! - The **executor** ([`exec`]) serves one request against the engine; [`handoff`] hands a
+//! - The **executor** (`exec`) serves one request against the engine; [`handoff`] hands a
 //!   description to the kernel through a mount of the same filesystem.
-//! - The **content table** ([`contents`]) counts changes to files' content, so a client may keep
+//! - The **content table** (`contents`) counts changes to files' content, so a client may keep
 //!   the first bytes of a file it opened for reading, sent with the open, for as long as the
 //!   table (mapped read-only by every client) says they are current.
 //!
