@@ -159,13 +159,13 @@ impl Fs for Posix {
 
 /// The ring's Rust client; paths are in the filesystem's own namespace (`/` is its root).
 #[derive(Debug)]
-pub(crate) struct Ring(pub(crate) btfuse_shm::Client);
+pub(crate) struct Ring(pub(crate) btfuse_ring_client::Client);
 
 impl Fs for Ring {
-    type File = btfuse_shm::File;
+    type File = btfuse_ring_client::File;
 
-    fn create(&self, path: &Path) -> io::Result<btfuse_shm::File> {
-        btfuse_shm::OpenOptions::new()
+    fn create(&self, path: &Path) -> io::Result<btfuse_ring_client::File> {
+        btfuse_ring_client::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
@@ -173,34 +173,44 @@ impl Fs for Ring {
             .open(&self.0, path)
     }
 
-    fn open_read(&self, path: &Path) -> io::Result<btfuse_shm::File> {
+    fn open_read(&self, path: &Path) -> io::Result<btfuse_ring_client::File> {
         self.0.open(path)
     }
 
-    fn open_rw(&self, path: &Path) -> io::Result<btfuse_shm::File> {
-        btfuse_shm::OpenOptions::new()
+    fn open_rw(&self, path: &Path) -> io::Result<btfuse_ring_client::File> {
+        btfuse_ring_client::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&self.0, path)
     }
 
-    fn read(&self, file: &mut btfuse_shm::File, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&self, file: &mut btfuse_ring_client::File, buf: &mut [u8]) -> io::Result<usize> {
         file.read(buf)
     }
 
-    fn write(&self, file: &mut btfuse_shm::File, buf: &[u8]) -> io::Result<usize> {
+    fn write(&self, file: &mut btfuse_ring_client::File, buf: &[u8]) -> io::Result<usize> {
         file.write(buf)
     }
 
-    fn pread(&self, file: &mut btfuse_shm::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    fn pread(
+        &self,
+        file: &mut btfuse_ring_client::File,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> io::Result<usize> {
         file.read_at(buf, offset)
     }
 
-    fn pwrite(&self, file: &mut btfuse_shm::File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    fn pwrite(
+        &self,
+        file: &mut btfuse_ring_client::File,
+        buf: &[u8],
+        offset: u64,
+    ) -> io::Result<usize> {
         file.write_at(buf, offset)
     }
 
-    fn close(&self, file: btfuse_shm::File) -> io::Result<()> {
+    fn close(&self, file: btfuse_ring_client::File) -> io::Result<()> {
         drop(file);
         Ok(())
     }

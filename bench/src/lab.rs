@@ -26,7 +26,7 @@ pub(crate) enum Target {
     Fuse,
     /// The same mount with `libbtfuse_preload.so` preloaded: calls go over the ring.
     Fast,
-    /// The ring's Rust client (`btfuse_shm::Client`) on the same daemon.
+    /// The ring's Rust client (`btfuse_ring_client::Client`) on the same daemon.
     Client,
 }
 
@@ -183,7 +183,7 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(btfuse_shm::discovery::unescape_mountinfo)
+        .map(btfuse_ring_client::discovery::unescape_mountinfo)
         .filter(|point| point.starts_with(dir))
         .collect()
 }
@@ -296,9 +296,10 @@ impl Lab {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-        let socket = btfuse_shm::discovery::socket_for_mount(mountpoint, uid, runtime.as_deref());
+        let socket =
+            btfuse_ring_client::discovery::socket_for_mount(mountpoint, uid, runtime.as_deref());
         let deadline = Instant::now() + DAEMON_TIMEOUT;
-        while !(is_mounted(mountpoint) && btfuse_shm::Client::connect(&socket).is_ok()) {
+        while !(is_mounted(mountpoint) && btfuse_ring_client::Client::connect(&socket).is_ok()) {
             if let Some(child) = self.daemon.as_mut()
                 && let Some(status) = child.try_wait()?
             {

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
 fn worker(args: WorkerArgs) -> io::Result<()> {
     let measured = match &args.socket {
         Some(socket) => {
-            let client = btfuse_shm::Client::connect(socket)?;
+            let client = btfuse_ring_client::Client::connect(socket)?;
             workload::run(&fs::Ring(client), args.workload, args.size, &args.dir)?
         }
         None => workload::run(&fs::Posix, args.workload, args.size, &args.dir)?,
@@ -198,7 +198,9 @@ fn run(args: RunArgs) -> io::Result<()> {
         let mut ops = None;
         let mut floor = Vec::with_capacity(rounds);
         for round in 0..rounds {
-            floor.push(btfuse_shm::channel::cache_line_round_trip(FLOOR_ROUNDS));
+            floor.push(btfuse_ring_client::channel::cache_line_round_trip(
+                FLOOR_ROUNDS,
+            ));
             // The order rotates so that no target always runs first (or right after another).
             for k in 0..targets.len() {
                 let i = (k + round) % targets.len();
@@ -275,17 +277,10 @@ fn machine() -> Machine {
         .find_map(|l| l.strip_prefix("model name"))
         .and_then(|l| l.split_once(':'))
         .map_or_else(|| "unknown CPU".to_owned(), |(_, v)| v.trim().to_owned());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     Machine {
         cpu,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
-        memory_bytes: memory_kib * 1024,
+        memory_bytes: btfuse_daemon::memory_total().unwrap_or(0),
         kernel: kernel(),
     }
 }

@@ -1,6 +1,6 @@
 //! The workloads, written once against [`Fs`] and run on two implementations of it: [`Posix`]
 //! (libc calls on a path, which is what tmpfs, the FUSE mount and the preloaded fast path all
-//! receive) and [`Ring`] (the Rust client of the ring, `btfuse_shm::Client`).
+//! receive) and [`Ring`] (the Rust client of the ring, `btfuse_ring_client::Client`).
 //!
 //! Each workload has a fixed size (a full one and a `--quick` one) and, where it draws random
 //! numbers, a fixed seed. A run has three parts: an untimed set-up (fixtures that later rounds
@@ -504,7 +504,7 @@ mod tests {
     use std::sync::Arc;
 
     use btfuse_core::{Config, MemFs, MemPool, ZeroClock};
-    use btfuse_shm::server::{Server, ServerConfig};
+    use btfuse_ring_server::{Server, ServerConfig};
 
     use super::*;
     use crate::fs::{Posix, Ring};
@@ -556,11 +556,12 @@ mod tests {
                 socket: kernel.path().join("ring.sock"),
                 threads: 1,
                 socket_mode: 0o600,
-                max_connections_per_user: btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER,
+                max_connections_per_user: btfuse_ring_server::DEFAULT_MAX_CONNECTIONS_PER_USER,
             },
         )
         .unwrap();
-        let ring = Ring(btfuse_shm::Client::connect(kernel.path().join("ring.sock")).unwrap());
+        let ring =
+            Ring(btfuse_ring_client::Client::connect(kernel.path().join("ring.sock")).unwrap());
         for (workload, size, ops) in CASES {
             let on_kernel = kernel.path().join(workload.name());
             let on_ring = Path::new("/").join(workload.name());

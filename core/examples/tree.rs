@@ -3,24 +3,8 @@
 //!
 //! Run it with `cargo run -p btfuse-core --example tree`.
 
-use btfuse_core::{
-    Attr, Clock, Config, Credentials, Errno, Filesystem, Ino, MemFs, MemPool, OpenFlags, Timestamp,
-};
-
-/// The system clock (core itself has none: it is `no_std`).
-struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        Timestamp {
-            secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
-        }
-    }
-}
+use btfuse_core::{Attr, Config, Credentials, Errno, Filesystem, Ino, MemFs, MemPool, OpenFlags};
+use btfuse_daemon::SystemClock;
 
 fn mode_string(attr: &Attr) -> String {
     let kind = match attr.kind {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use btfuse_core::Credentials;
-use btfuse_shm::supplementary_groups;
+use btfuse_daemon::creds::supplementary_groups;
 
 /// How long a process's groups are trusted before `/proc` is read again.
 const GROUPS_TTL: Duration = Duration::from_secs(1);

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use btfuse_core::Ino;
-use btfuse_shm::server::handoff::{KernelAccess, KernelOpener};
+use btfuse_ring_server::handoff::{KernelAccess, KernelOpener};
 
 use crate::adapter::GENERATION;
 use crate::sys;
@@ -91,7 +91,7 @@ fn mount_device(mountinfo: &str, mountpoint: &Path) -> Option<u64> {
         let (mount, fs) = line.split_once(" - ")?;
         let fields: Vec<&str> = mount.split(' ').collect();
         let fstype = fs.split(' ').next()?;
-        let at = btfuse_shm::discovery::unescape_mountinfo(fields.get(4)?);
+        let at = btfuse_ring_client::discovery::unescape_mountinfo(fields.get(4)?);
         if fstype != crate::FS_TYPE || at != mountpoint {
             return None;
         }

@@ -29,11 +29,11 @@ use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
 use crate::coherence::Coherent;
-use btfuse_shm::daemon::{
-    SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
+use btfuse_daemon::metrics::{self, Frontend, Metered};
+use btfuse_daemon::{
+    Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
 };
-use btfuse_shm::metrics::{self, Frontend, Metered};
-use btfuse_shm::{Server, ServerConfig};
+use btfuse_ring_server::{Server, ServerConfig};
 
 use crate::options::{Settings, parse_mode};
 
@@ -82,7 +82,7 @@ struct Cli {
     /// Most ring connections one user may have at once; more are refused (EMFILE) with a
     /// log line.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          default_value_t = btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
+          default_value_t = btfuse_ring_server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
     max_connections_per_user: u32,
 
     /// Owner of the root directory [default: 0].
@@ -160,7 +160,7 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     }
     match cli.inodes {
         Some(n) => s.inodes = n,
-        None if !inodes_given => s.inodes = (s.size / 4096).max(1024),
+        None if !inodes_given => s.inodes = Sizing::with_defaults(Some(s.size), None).inodes,
         None => {}
     }
     s.threads = cli.threads.unwrap_or(s.threads);
@@ -389,7 +389,7 @@ fn run(cli: Cli) -> Result<(), String> {
     serve(mountpoint, s, cache, extras, None)
 }
 
-/// Where the ring's socket goes: `--shm-socket`, or the rule of `btfuse_shm::discovery`.
+/// Where the ring's socket goes: `--shm-socket`, or the rule of `btfuse_ring_client::discovery`.
 fn ring_socket(cli: &Cli, mountpoint: &std::path::Path) -> Result<Option<PathBuf>, String> {
     if cli.no_shm {
         return Ok(None);
@@ -401,7 +401,7 @@ fn ring_socket(cli: &Cli, mountpoint: &std::path::Path) -> Result<Option<PathBuf
         .map_err(|e| format!("cannot resolve {}: {e}", mountpoint.display()))?;
     let uid = sys::effective_uid();
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    Ok(Some(btfuse_shm::discovery::socket_for_mount(
+    Ok(Some(btfuse_ring_client::discovery::socket_for_mount(
         &canonical,
         uid,
         runtime.as_deref(),
@@ -437,7 +437,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
     let server = Server::start_with_kernel(engine, &config, opener)
         .map_err(|e| format!("--shm-socket {}: {e}", socket.display()))?;
     log::info!(
-        "fast path: ring socket {} (btfuse_shm::Client::connect; --no-shm turns it off)",
+        "fast path: ring socket {} (btfuse_ring_client::Client::connect; --no-shm turns it off)",
         socket.display()
     );
     Ok(server)

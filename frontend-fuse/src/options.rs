@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use btfuse_shm::daemon::{memory_bytes, parse_size};
+use btfuse_daemon::{Sizing, parse_size};
 
 /// Everything that shapes a mount.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,10 +37,10 @@ pub(crate) fn parse_mode(text: &str) -> Result<u32, String> {
 impl Settings {
     /// The defaults, like tmpfs's: half of memory, one inode per 4 KiB of it.
     pub(crate) fn defaults() -> Settings {
-        let size = memory_bytes() / 2;
+        let Sizing { size, inodes } = Sizing::with_defaults(None, None);
         Settings {
             size,
-            inodes: (size / 4096).max(1024),
+            inodes,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             allow_other: false,
             uid: 0,
@@ -118,7 +118,7 @@ pub(crate) fn is_btfuse_mount(dir: &Path) -> bool {
     let Ok(dir) = dir.canonicalize() else {
         return false;
     };
-    btfuse_shm::discovery::read_btfuse_mounts()
+    btfuse_ring_client::discovery::read_btfuse_mounts()
         .iter()
         .any(|m| m.mountpoint == dir)
 }

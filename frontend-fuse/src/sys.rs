@@ -1,5 +1,5 @@
 //! The process-level system calls the daemon needs and std does not wrap: mounting and
-//! detaching as a daemon (signal handling is `btfuse_shm::daemon`'s). The only module of this
+//! detaching as a daemon (signal handling is `btfuse_daemon`'s). The only module of this
 //! crate with `unsafe`.
 #![allow(unsafe_code)]
 

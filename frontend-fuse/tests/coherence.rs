@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use btfuse_core::ring::{self, Request, Response};
-use btfuse_shm::{Client, OpenOptions};
+use btfuse_ring_client::{Client, OpenOptions};
 use common::{Mount, connect_ring, preloaded, ring_operations};
 
 /// A mount with its ring socket in a private temporary directory, and a ring client.
@@ -256,7 +256,7 @@ fn the_default_socket_follows_the_documented_rule() {
     // --no-shm: no socket at all.
     let mut quiet = Mount::start(&["--no-shm"]);
     let canonical = fs::canonicalize(quiet.path()).unwrap();
-    assert!(!btfuse_shm::discovery::socket_for_mount(&canonical, 0, None).exists());
+    assert!(!btfuse_ring_client::discovery::socket_for_mount(&canonical, 0, None).exists());
     let stopped = quiet.stop();
     assert!(stopped.status.is_some_and(|s| s.success()) && stopped.unmounted);
 }

@@ -78,7 +78,7 @@ impl Drop for ReadLoop {
 
 /// A mount serving the ring at its default socket, a file `f` on it, a connected ring client
 /// and a preloaded loop reading `f` that the daemon's metrics show is on the ring.
-fn busy_mount() -> (Mount, btfuse_shm::Client, ReadLoop) {
+fn busy_mount() -> (Mount, btfuse_ring_client::Client, ReadLoop) {
     let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
     fs::write(mount.path().join("f"), b"data").expect("write through the mount");
     let ring = connect_ring(&mount.default_socket());
@@ -99,7 +99,7 @@ fn busy_mount() -> (Mount, btfuse_shm::Client, ReadLoop) {
 
 /// Every call of a client whose daemon has ended fails with `ENOTCONN`: the first, on the
 /// channel it had, and the next ones, which find no channel and try to open one.
-fn assert_disconnected(ring: &btfuse_shm::Client) {
+fn assert_disconnected(ring: &btfuse_ring_client::Client) {
     let started = Instant::now();
     for call in ["first", "second", "third"] {
         let err = ring
@@ -121,7 +121,7 @@ fn assert_clean_end(
     stopped: &Stopped,
     socket: &Path,
     (reader, how): (&mut ReadLoop, &str),
-    ring: &btfuse_shm::Client,
+    ring: &btfuse_ring_client::Client,
 ) {
     assert!(
         stopped.status.is_some_and(|s| s.success()) && stopped.unmounted,

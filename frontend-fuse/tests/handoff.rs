@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
-use btfuse_shm::OpenOptions;
+use btfuse_ring_client::OpenOptions;
 use common::{Mount, connect_ring};
 
 fn status_flags(file: &fs::File) -> libc::c_int {
@@ -144,7 +144,7 @@ fn a_daemon_that_handed_files_off_still_stops_and_unmounts() {
 
 /// Opens `path` through the ring with `flags`; the description number.
 fn open_raw(
-    client: &btfuse_shm::Client,
+    client: &btfuse_ring_client::Client,
     path: &[u8],
     flags: btfuse_core::ring::OpenOptions,
 ) -> u32 {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 
 struct Daemon(Child);
 
@@ -93,7 +93,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     println!(
         "floor: one cache line bounced between two threads, {:.0} ns per round trip",
-        btfuse_shm::channel::cache_line_round_trip(1_000_000)
+        btfuse_ring_client::channel::cache_line_round_trip(1_000_000)
     );
     let batches = if quick { 50 } else { 400 };
     let per_batch = 1000;
@@ -166,7 +166,7 @@ fn main() {
     );
     println!(
         "floor again after the latency runs: {:.0} ns per round trip",
-        btfuse_shm::channel::cache_line_round_trip(1_000_000)
+        btfuse_ring_client::channel::cache_line_round_trip(1_000_000)
     );
 
     let time = Duration::from_millis(if quick { 300 } else { 2000 });

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
-use btfuse_shm::daemon::{
-    SystemClock, block_stop_signals, memory_bytes, parse_size, raise_descriptor_limit,
-    wait_for_stop,
+use btfuse_daemon::metrics;
+use btfuse_daemon::{
+    Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
 };
-use btfuse_shm::metrics;
-use btfuse_shm::{Server, ServerConfig};
+use btfuse_ring_server::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -56,7 +55,7 @@ struct ServeArgs {
     metrics: Option<std::net::SocketAddr>,
     /// Most connections one user may have at once; more are refused (EMFILE) with a log line.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          default_value_t = btfuse_shm::server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
+          default_value_t = btfuse_ring_server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
     max_connections_per_user: u32,
 }
 
@@ -75,8 +74,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let size = args.size.unwrap_or_else(|| memory_bytes() / 2);
-    let inodes = args.inodes.unwrap_or((size / 4096).max(1024));
+    let Sizing { size, inodes } = Sizing::with_defaults(args.size, args.inodes);
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,

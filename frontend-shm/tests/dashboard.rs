@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use common::{Exposition, SCRAPE_ACCEPT, ShmDaemon, all_panels, dashboard_queries, http_get};
 use serde_json::Value;
 

@@ -20,7 +20,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use btfuse_core::ring::{OpenOptions, Request, Response, Target};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 
 /// The uid and gid the unprivileged children switch to.
 const USER: u32 = 4001;

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use common::{Process, START_TIMEOUT, ShmDaemon, dashboard_queries, http_get};
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use btfuse_core::{AccessMask, FileType, RenameMode, TimeSet, Timestamp};
-use btfuse_shm::{Client, OpenOptions};
+use btfuse_ring_client::{Client, OpenOptions};
 
 /// A `btfuse-shm serve` process on a socket in a temporary directory, killed on drop.
 struct Daemon {
@@ -201,7 +201,7 @@ fn left_tree<T: std::fmt::Debug>(result: std::io::Result<T>) -> (PathBuf, u32) {
     let error = result.expect_err("expected an error");
     let left = error
         .get_ref()
-        .and_then(|e| e.downcast_ref::<btfuse_shm::LeftTree>())
+        .and_then(|e| e.downcast_ref::<btfuse_ring_client::LeftTree>())
         .unwrap_or_else(|| panic!("not a walk out of the tree: {error}"));
     (left.path.clone(), left.links)
 }
@@ -351,7 +351,7 @@ fn more_threads_than_channels_share_them_without_losing_any() {
         }
         thread.join().unwrap();
     }
-    assert!(client.private_fds().len() <= btfuse_shm::client::MAX_CHANNELS);
+    assert!(client.private_fds().len() <= btfuse_ring_client::MAX_CHANNELS);
 }
 
 /// Re-runs this test binary as a client process doing `role`.

@@ -59,7 +59,7 @@ use btfuse_core::{
     AccessMask, Config, Credentials, Errno, FallocateMode, FileType, Filesystem, Ino, MemFs,
     MemPool, RenameMode, TimeSet, Timestamp, XattrMode,
 };
-use btfuse_shm::server::fuzzing::Executor;
+use btfuse_ring_server::fuzzing::Executor;
 use btfuse_testkit::clock::ManualClock;
 use btfuse_testkit::model::Model;
 use libfuzzer_sys::fuzz_target;

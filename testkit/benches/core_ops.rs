@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use btfuse_core::{
     Config, Credentials, DirEntry, Fh, FileType, Filesystem, Ino, MemFs, MemPool, OpenFlags,
 };
-use btfuse_testkit::clock::SystemClock;
+use btfuse_daemon::SystemClock;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 type Fs = MemFs<MemPool>;

@@ -7,7 +7,7 @@
 //! `cargo run --release -p btfuse-testkit --example inode_memory`.
 
 use btfuse_core::{Config, Credentials, Filesystem, Ino, MemFs, MemPool, OpenFlags};
-use btfuse_testkit::clock::SystemClock;
+use btfuse_daemon::SystemClock;
 
 /// Files created.
 const FILES: u64 = 1_000_000;

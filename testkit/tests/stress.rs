@@ -37,7 +37,7 @@ use btfuse_core::{
     Attr, BlockStore, Config, Credentials, DirEntry, Errno, FallocateMode, Fh, FileType,
     Filesystem, Ino, MemFs, MemPool, OpenFlags, RenameMode, SetAttr, XattrMode,
 };
-use btfuse_testkit::clock::SystemClock;
+use btfuse_daemon::SystemClock;
 
 type Fs = MemFs<MemPool>;
 

@@ -198,9 +198,9 @@ pub enum Whence {
     Hole,
 }
 
-/// Declares [`Request`] and, from the same list, its opcodes, encoder and decoder, so the three
-/// cannot disagree. Fields are encoded in the order they are declared, each by the codec after
-/// `as`.
+/// Declares [`Request`] and, from the same list, its opcodes, names, encoder and decoder, so
+/// none can disagree with another. Fields are encoded in the order they are declared, each by
+/// the codec after `as`.
 macro_rules! requests {
     (
         $(#[$meta:meta])*
@@ -223,6 +223,21 @@ macro_rules! requests {
             pub const fn opcode(&self) -> u8 {
                 match self {
                     $(Request::$variant { .. } => $code,)*
+                }
+            }
+
+            /// Every kind of request by its variant's name, in the order declared: what a table
+            /// kept per kind (the daemons' metrics) is labelled with.
+            pub const NAMES: [&'static str; [$($code),*].len()] = [$(stringify!($variant)),*];
+
+            /// This request's kind as a position in [`Request::NAMES`]: dense from 0, unlike
+            /// the opcodes.
+            pub const fn index(&self) -> usize {
+                enum Index {
+                    $($variant,)*
+                }
+                match self {
+                    $(Request::$variant { .. } => Index::$variant as usize,)*
                 }
             }
         }

@@ -216,9 +216,9 @@ impl Drop for Mount {
 
 impl Mount {
     /// Where the daemon's ring socket is when no `--shm-socket` is given: the rule of
-    /// `btfuse_shm::discovery` for root (the tests run as root).
+    /// `btfuse_ring_client::discovery` for root (the tests run as root).
     pub(crate) fn default_socket(&self) -> PathBuf {
-        btfuse_shm::discovery::socket_for_mount(&self.dir, 0, None)
+        btfuse_ring_client::discovery::socket_for_mount(&self.dir, 0, None)
     }
 
     /// The daemon's metrics text, from the address it logged (started with `--metrics
@@ -270,10 +270,10 @@ fn operations(metrics: &str, frontend: &str) -> u64 {
 }
 
 /// A ring client of `socket`, retrying while the daemon starts.
-pub(crate) fn connect_ring(socket: &Path) -> btfuse_shm::Client {
+pub(crate) fn connect_ring(socket: &Path) -> btfuse_ring_client::Client {
     let deadline = Instant::now() + DAEMON_TIMEOUT;
     loop {
-        match btfuse_shm::Client::connect(socket) {
+        match btfuse_ring_client::Client::connect(socket) {
             Ok(client) => return client,
             Err(_) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
             Err(e) => panic!("cannot reach the ring at {}: {e}", socket.display()),

@@ -59,7 +59,7 @@ fn explicit() -> Option<&'static Config> {
 }
 
 /// Without the variables: the btfuse mounts of `/proc/self/mountinfo`, each with its ring
-/// socket placed by `btfuse_shm::discovery`'s rule, read once.
+/// socket placed by `btfuse_ring_client::discovery`'s rule, read once.
 fn discovered() -> &'static [Config] {
     static MOUNTS: OnceLock<Vec<Config>> = OnceLock::new();
     MOUNTS.get_or_init(|| {
@@ -68,7 +68,7 @@ fn discovered() -> &'static [Config] {
         }
         // SAFETY: geteuid cannot fail.
         let euid = unsafe { libc::geteuid() };
-        btfuse_shm::discovery::read_btfuse_mounts()
+        btfuse_ring_client::discovery::read_btfuse_mounts()
             .into_iter()
             .filter_map(|m| {
                 let runtime = if m.uid == euid {
@@ -76,7 +76,7 @@ fn discovered() -> &'static [Config] {
                 } else {
                     Some(PathBuf::from(format!("/run/user/{}", m.uid)))
                 };
-                let socket = btfuse_shm::discovery::socket_for_mount(
+                let socket = btfuse_ring_client::discovery::socket_for_mount(
                     &m.mountpoint,
                     m.uid,
                     runtime.as_deref(),
@@ -137,7 +137,7 @@ pub(crate) fn prefix_is_mounted() -> bool {
         return true;
     }
     *MOUNTED.get_or_init(|| {
-        btfuse_shm::discovery::read_btfuse_mounts()
+        btfuse_ring_client::discovery::read_btfuse_mounts()
             .iter()
             .any(|m| m.mountpoint.as_os_str().as_bytes() == config.prefix.as_slice())
     })

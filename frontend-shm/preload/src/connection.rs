@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 use btfuse_core::ring::{Request, Response};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 
 use crate::config::config;
 use crate::left::{self, Left};
@@ -54,7 +54,7 @@ pub(crate) fn client() -> Option<Client> {
     if failed != 0 && now.saturating_sub(failed) < 1 {
         return None;
     }
-    btfuse_shm::set_private_fd_floor(private_fd_floor());
+    btfuse_ring_client::set_private_fd_floor(private_fd_floor());
     let Ok(client) = Client::connect(&config.socket) else {
         LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
         return None;
@@ -182,7 +182,7 @@ pub(crate) fn call<T>(
 /// An `Outside` answer is kept for the path call being served (see [`crate::left`]), and
 /// fails with [`PROTOCOL`].
 pub(crate) fn finish<T>(
-    sent: btfuse_shm::Sent<'_>,
+    sent: btfuse_ring_client::Sent<'_>,
     read: impl FnOnce(Response<'_>) -> Result<T, i32>,
 ) -> Result<T, i32> {
     let mut outcome = Err(libc::EIO);

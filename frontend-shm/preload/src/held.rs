@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use btfuse_core::Ino;
 use btfuse_core::ring::{MAX_IO, Request, Response, Whence};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use hashbrown::HashMap;
 use libc::{c_void, off_t, size_t, ssize_t};
 

@@ -8,7 +8,7 @@
 use std::ffi::CStr;
 
 use btfuse_core::ring::{MAX_IO, Request, Response, Target};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
 
 use crate::connection::{self, PROTOCOL, call};

@@ -147,7 +147,7 @@ fn a_process_that_drops_privileges_gets_what_the_kernel_gives() {
     };
     open_to_all(&server.socket, 0o666);
     open_to_all(server.socket.parent().unwrap(), 0o755);
-    let setup = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let setup = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     setup.create_dir_mode("/identity", 0o755).unwrap();
     let run = |dir: &str, preload: bool| {
         let mut cmd = std::process::Command::new(&binary);

@@ -275,14 +275,14 @@ fn a_file_written_by_a_program_is_the_servers() {
         Some(&server),
     );
     assert!(out.starts_with("status Some(0)"), "{out}");
-    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let client = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     assert_eq!(client.read("/written").unwrap(), b"from sh");
 }
 
 #[test]
 fn programs_get_errors_not_hangs_when_the_server_is_killed() {
     let mut server = Server::start();
-    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let client = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     client.write("/f", b"data").unwrap();
     let mut looping = Command::new("sh")
         .arg("-c")
@@ -321,7 +321,7 @@ fn programs_get_errors_not_hangs_when_the_server_is_killed() {
 #[test]
 fn a_running_program_falls_back_to_the_kernel_when_the_server_goes() {
     let mut server = Server::start();
-    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let client = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     client.write("/f", b"ring\n").unwrap();
     client.create_dir("/d").unwrap();
     client.write("/d/g", b"ring g\n").unwrap();
@@ -396,7 +396,7 @@ fn a_running_program_falls_back_to_the_kernel_when_the_server_goes() {
 #[test]
 fn relative_names_from_a_kernel_working_directory_under_the_prefix_use_the_ring() {
     let server = Server::start();
-    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let client = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     client.create_dir("/sub").unwrap();
     client.write("/sub/f", b"ring\n").unwrap();
     let kernel = tempfile::tempdir_in("/dev/shm").unwrap();

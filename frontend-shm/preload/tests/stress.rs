@@ -88,7 +88,7 @@ int main(void) {
 fn threads_doing_io_while_another_forks() {
     let (_build, binary) = compile_c(STRESS_PROGRAM, &["-O1", "-pthread"]);
     let server = Server::start();
-    btfuse_shm::Client::connect(&server.socket)
+    btfuse_ring_client::Client::connect(&server.socket)
         .unwrap()
         .create_dir_mode("/stress", 0o755)
         .unwrap();
@@ -121,7 +121,7 @@ fn threads_doing_io_while_another_forks() {
     assert!(status.success(), "{stdout}{stderr}");
     assert_eq!(stdout, "failures 0\n", "{stderr}");
     // The server holds what the threads wrote last.
-    let client = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let client = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     let last = client.read("/stress/thread3").unwrap();
     assert!(last.starts_with(b"thread3 round 1999 "), "{last:?}");
 }

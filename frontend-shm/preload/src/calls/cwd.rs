@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::ffi::CStr;
 
 use btfuse_core::ring::{self, Request, Response};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int, size_t};
 
 use crate::config;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use btfuse_core::FileType;
 use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int};
 
 use super::fd::close;

@@ -2,7 +2,7 @@
 //! `close_range` and `closefrom`.
 
 use btfuse_core::ring::{Request, Response};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_int, c_uint};
 
 use crate::connection::{self, PROTOCOL, call};

@@ -1,8 +1,8 @@
 //! Changes of the process's ids: the server checks every request with the ids the kernel gave
 //! the channel it came on (`SO_PEERCRED` and `/proc` when it connected), so after any change
 //! every channel of this process is replaced by a new one, joining the same session, before the
-//! next request ([`btfuse_shm::identity_changed`]). Descriptions opened before keep the access
-//! they were granted, as the kernel's do.
+//! next request ([`btfuse_ring_client::identity_changed`]). Descriptions opened before keep the
+//! access they were granted, as the kernel's do.
 //!
 //! glibc applies each of these calls to every thread of the process, so one interposer per
 //! function covers changes made from any thread. The epoch is moved after the real call,
@@ -23,7 +23,7 @@ macro_rules! id_changers {
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
                 // SAFETY: the caller's contract is libc's for the same function.
                 let result = unsafe { real::$name()($($arg),*) };
-                btfuse_shm::identity_changed();
+                btfuse_ring_client::identity_changed();
                 result
             }
         )*

@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 
 use btfuse_core::ring::{Request, Target};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int, mode_t, off_t};
 
 use crate::descriptors;

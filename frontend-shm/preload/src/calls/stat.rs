@@ -5,7 +5,7 @@ use std::ffi::CStr;
 
 use btfuse_core::Attr;
 use btfuse_core::ring::{Request, Response, Target};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int, c_uint};
 
 use crate::connection::{PROTOCOL, call};

@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 
 use btfuse_core::ring::{Request, Response, Target};
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
 
 use crate::connection::{PROTOCOL, call};

@@ -1,7 +1,7 @@
 //! This library's own descriptors: the channels' sockets and the placeholders' base, which
 //! the program did not open and must not close.
 
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::c_int;
 
 use crate::connection::{current_client, lowest_private_fd};

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use btfuse_shm::Client;
+use btfuse_ring_client::Client;
 use libc::{c_char, c_int};
 
 use crate::connection;

@@ -40,7 +40,7 @@ impl Server {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while btfuse_shm::Client::connect(&socket).is_err() {
+        while btfuse_ring_client::Client::connect(&socket).is_err() {
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -117,7 +117,7 @@ pub(crate) fn run_with(
 pub(crate) fn same_as_tmpfs(interpreter: &[&str], name: &str, script: &str) {
     let server = Server::start();
     let fast_dir = format!("/btfuse/{name}");
-    let setup = btfuse_shm::Client::connect(&server.socket).unwrap();
+    let setup = btfuse_ring_client::Client::connect(&server.socket).unwrap();
     setup.create_dir_mode(format!("/{name}"), 0o755).unwrap();
     let fast = run(interpreter, script, &fast_dir, Some(&server));
     let tmp = tempfile::tempdir_in("/dev/shm").unwrap();

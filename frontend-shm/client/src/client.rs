@@ -30,7 +30,7 @@ use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet
 use crate::channel::{REGION_LEN, Region};
 use crate::contents::{ContentView, TABLE_LEN};
 use crate::handshake::{Hello, WELCOME_LEN, Welcome};
-use crate::server::handoff::{KERNEL_FILE_LEN, KernelFile};
+use crate::kernel_file::{KERNEL_FILE_LEN, KernelFile};
 use crate::sys;
 
 /// Where the client's own descriptors go: 0 leaves them where the kernel puts them.
@@ -191,7 +191,8 @@ impl Channel {
                 "the region is not a sealed memfd of the expected size",
             ));
         }
-        let region = Region::map(&fd)?;
+        // SAFETY: checked just above: a memfd of REGION_LEN bytes sealed against shrinking.
+        let region = unsafe { Region::map(&fd)? };
         if !region.is_valid() {
             return Err(protocol_error("unknown region layout"));
         }
@@ -296,7 +297,7 @@ impl Channel {
 
     /// Takes the kernel descriptor the server sent for `Handoff` request `tag` of description
     /// `fd`, which the server queued on the socket before it answered.
-    fn receive_kernel_file(&self, tag: u64, fd: u32) -> io::Result<OwnedFd> {
+    pub(crate) fn receive_kernel_file(&self, tag: u64, fd: u32) -> io::Result<OwnedFd> {
         let mut buf = [0u8; KERNEL_FILE_LEN];
         let received = sys::recv_waiting_with_fd(&self.stream, &mut buf)
             .map_err(|e| protocol_error(format!("no kernel file after Handoff: {e}")))?;

@@ -104,8 +104,13 @@ pub struct Region {
 }
 
 impl Region {
-    /// Maps `fd`, which must be at least [`REGION_LEN`] bytes long.
-    pub(crate) fn map(fd: &OwnedFd) -> io::Result<Region> {
+    /// Maps `fd`, a region the server made.
+    ///
+    /// # Safety
+    /// `fd` is a memfd of [`REGION_LEN`] bytes sealed against shrinking (the server makes it
+    /// so; a client checks the seals first), so the mapping stays valid while it lives.
+    pub unsafe fn map(fd: &OwnedFd) -> io::Result<Region> {
+        debug_assert!(crate::sys::is_sealed_memfd(fd, REGION_LEN as u64));
         // SAFETY: the mapping is shared with one peer that may write any byte at any time. This
         // module therefore never forms Rust references to the record areas' bytes while the
         // peer may write them: it reads them with raw copies and touches the header only
@@ -115,7 +120,7 @@ impl Region {
     }
 
     /// Writes the constant header fields of a new region.
-    pub(crate) fn initialise(&self) {
+    pub fn initialise(&self) {
         self.word(OFF_MAGIC).store(MAGIC, Ordering::Relaxed);
         self.word(OFF_VERSION)
             .store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -123,7 +128,7 @@ impl Region {
     }
 
     /// Whether the header says this is a region of the layout this code speaks.
-    pub(crate) fn is_valid(&self) -> bool {
+    pub fn is_valid(&self) -> bool {
         self.word(OFF_MAGIC).load(Ordering::Relaxed) == MAGIC
             && self.word(OFF_VERSION).load(Ordering::Relaxed) == LAYOUT_VERSION
             && self.word(OFF_AREA).load(Ordering::Relaxed) == AREA as u32
@@ -138,20 +143,22 @@ impl Region {
     }
 
     /// The futex word the server sleeps on.
-    pub(crate) fn req_seq(&self) -> &AtomicU32 {
+    pub fn req_seq(&self) -> &AtomicU32 {
         self.word(OFF_REQ_SEQ)
     }
 
     /// The futex word the client sleeps on.
-    pub(crate) fn resp_seq(&self) -> &AtomicU32 {
+    pub fn resp_seq(&self) -> &AtomicU32 {
         self.word(OFF_RESP_SEQ)
     }
 
-    pub(crate) fn server_sleeping(&self) -> &AtomicU32 {
+    /// The flag the server sets while it may be asleep.
+    pub fn server_sleeping(&self) -> &AtomicU32 {
         self.word(OFF_SERVER_SLEEPING)
     }
 
-    pub(crate) fn client_sleeping(&self) -> &AtomicU32 {
+    /// The flag the client sets while it may be asleep.
+    pub fn client_sleeping(&self) -> &AtomicU32 {
         self.word(OFF_CLIENT_SLEEPING)
     }
 
@@ -173,7 +180,7 @@ impl Region {
     /// As for [`request_area`](Region::request_area); and the server has taken the previous
     /// posted request (a response to a later request has been seen).
     #[allow(clippy::mut_from_ref)] // as for `request_area`
-    pub(crate) unsafe fn post_area(&self) -> &mut [u8] {
+    pub unsafe fn post_area(&self) -> &mut [u8] {
         // SAFETY: the area is POST_AREA bytes inside the mapping; only the client writes it,
         // and the caller holds the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.area(2), POST_AREA) }
@@ -182,7 +189,7 @@ impl Region {
     /// Client side: publishes the posted request of `len` bytes just written, as number `seq`.
     /// As for [`publish_request`](Region::publish_request), [`wake_server`](Region::wake_server)
     /// must follow.
-    pub(crate) fn publish_post(&self, seq: u32, len: usize) {
+    pub fn publish_post(&self, seq: u32, len: usize) {
         self.word(OFF_POST_LEN).store(len as u32, Ordering::Relaxed);
         // Ordered before the publication by the release store of `publish`.
         self.word(OFF_POST_SEQ).store(seq, Ordering::Relaxed);
@@ -195,7 +202,7 @@ impl Region {
     /// # Safety
     /// The caller is the channel's client and holds no other reference into the area.
     #[allow(clippy::mut_from_ref)] // the area is shared memory, owned by protocol, not by `self`
-    pub(crate) unsafe fn request_area(&self) -> &mut [u8] {
+    pub unsafe fn request_area(&self) -> &mut [u8] {
         // SAFETY: the area is AREA bytes inside the mapping; per the protocol only the client
         // writes it, and the caller holds the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.area(0), AREA) }
@@ -204,7 +211,7 @@ impl Region {
     /// Client side: publishes the request of `len` bytes just written, as number `seq`. The
     /// client must call [`wake_server`](Region::wake_server) before it waits for the answer or
     /// lets go of the channel, and may do other work first.
-    pub(crate) fn publish_request(&self, seq: u32, len: usize) {
+    pub fn publish_request(&self, seq: u32, len: usize) {
         self.word(OFF_REQ_LEN).store(len as u32, Ordering::Relaxed);
         let post = self.word(OFF_POST_SEQ);
         if post.load(Ordering::Relaxed) == seq {
@@ -220,7 +227,7 @@ impl Region {
     }
 
     /// Client side, after publishing: wakes the server if it said it sleeps.
-    pub(crate) fn wake_server(&self) {
+    pub fn wake_server(&self) {
         // The fence orders the publication before the load of the flag: with the server's
         // SeqCst swap of the flag and load of req_seq in `announce_sleep` it forms a Dekker
         // pair (the fence either follows the server's load in the single SeqCst order, and
@@ -234,7 +241,7 @@ impl Region {
     /// Server side: if a request newer than `last_seen` was published, copies the next one
     /// into `out` and returns its sequence number and whether it was posted (answered with
     /// no response). A length beyond its area is returned as an error.
-    pub(crate) fn take_request(
+    pub fn take_request(
         &self,
         last_seen: u32,
         out: &mut Vec<u8>,
@@ -272,14 +279,14 @@ impl Region {
     /// # Safety
     /// The caller is the channel's server thread and holds no other reference into the area.
     #[allow(clippy::mut_from_ref)] // as for `request_area`
-    pub(crate) unsafe fn response_area(&self) -> &mut [u8] {
+    pub unsafe fn response_area(&self) -> &mut [u8] {
         // SAFETY: the area is AREA bytes inside the mapping; only the server writes it.
         unsafe { std::slice::from_raw_parts_mut(self.area(1), AREA) }
     }
 
     /// Server side: publishes the response of `len` bytes to request `seq` and wakes the client
     /// if it said it sleeps.
-    pub(crate) fn publish_response(&self, seq: u32, len: usize) {
+    pub fn publish_response(&self, seq: u32, len: usize) {
         self.word(OFF_RESP_LEN).store(len as u32, Ordering::Relaxed);
         // A sequentially consistent swap, not a store and a fence: one locked instruction. Its
         // release half pairs with the client's Acquire load in `response`; with the SeqCst
@@ -296,7 +303,7 @@ impl Region {
     /// # Safety
     /// The caller is the channel's client, and drops the view before it publishes another
     /// request (the server writes the area only in answer to one).
-    pub(crate) unsafe fn response(&self, seq: u32) -> Option<&[u8]> {
+    pub unsafe fn response(&self, seq: u32) -> Option<&[u8]> {
         // Acquire: pairs with the server's Release store in `publish_response`.
         if self.resp_seq().load(Ordering::Acquire) != seq {
             return None;
@@ -309,7 +316,7 @@ impl Region {
 
     /// Either side: says it may sleep on its futex, then returns whether the awaited word
     /// still holds `seen` (if not, there is work and the caller must not sleep).
-    pub(crate) fn announce_sleep(&self, flag: &AtomicU32, word: &AtomicU32, seen: u32) -> bool {
+    pub fn announce_sleep(&self, flag: &AtomicU32, word: &AtomicU32, seen: u32) -> bool {
         // Pairs with `wake_server` / `publish_response`: in the single order of SeqCst
         // operations, either this swap comes first and the publisher sees the flag, or the
         // publication comes first and the load below sees it.

@@ -12,7 +12,7 @@
 //!
 //! use btfuse_core::ring::{OpenOptions, Request, Response};
 //! use btfuse_core::{Config, Credentials, Errno, MemFs, MemPool, ZeroClock};
-//! use btfuse_shm::server::fuzzing::Executor;
+//! use btfuse_ring_server::fuzzing::Executor;
 //!
 //! let fs = Arc::new(MemFs::new(MemPool::new(1 << 20), Config::default(), ZeroClock));
 //! let mut executor = Executor::new(fs, 2);

@@ -1,10 +1,21 @@
-//! Who a client is, as the kernel says: `SO_PEERCRED` gives the pid and the effective uid and
-//! gid at connect time; `/proc/PID/status` gives the filesystem ids (what Linux checks file
-//! access with) and the supplementary groups, read while the client waits for its welcome.
+//! Who a caller is, as the kernel says. For a ring client, `SO_PEERCRED` gives the pid and the
+//! effective uid and gid at connect time; `/proc/PID/status` gives the filesystem ids (what
+//! Linux checks file access with) and the supplementary groups, read while the client waits for
+//! its welcome. For a FUSE request, the kernel gives the ids and `/proc` the groups.
 
 use btfuse_core::Credentials;
 
-use crate::sys::PeerCred;
+/// The identity of the process at the other end of a Unix socket, as the kernel recorded it
+/// when the connection was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id.
+    pub pid: u32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+}
 
 /// The credentials requests on a channel from `peer` are checked with.
 ///
@@ -12,7 +23,7 @@ use crate::sys::PeerCred;
 /// the ones `SO_PEERCRED` reported. If they are not (the client changed its ids between
 /// `connect` and now, and will connect again for that), or `/proc` cannot be read, the
 /// effective ids are used with no supplementary group: never more than the kernel said.
-pub(crate) fn credentials_of(peer: PeerCred) -> Credentials {
+pub fn credentials_of(peer: PeerCred) -> Credentials {
     let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).ok();
     match status.as_deref().and_then(|s| parse_status(s, peer)) {
         Some(cred) => cred,

@@ -61,10 +61,11 @@ use btfuse_core::{
     Attr, Credentials, Errno, FallocateMode, FileType, Filesystem, Ino, OpenFlags, PATH_MAX,
     RenameMode, Result, SeekWhence, SetAttr, TimeSet, XattrMode,
 };
+use btfuse_ring_client::contents::is_settled;
 
 use super::handoff::{Courier, KernelAccess, kernel_errno};
 use super::session::{Cursor, Description, ForkTable, Grant, MAX_OPEN, Route, Session};
-use crate::contents::{ContentTable, is_settled};
+use crate::contents::ContentTable;
 
 /// Largest file offset or size a request may name: `i64::MAX`, as Linux's `loff_t` allows.
 const MAX_OFFSET: u64 = i64::MAX as u64;

@@ -1,25 +1,41 @@
-//! The ring server: a Unix socket listener that sets up channels, and worker threads that
-//! serve them.
+//! btfuse-ring-server: the server half of btfuse's shared-memory fast path, a Unix socket
+//! listener that sets up channels, and worker threads that serve them.
+//!
+//! A client (`btfuse-ring-client`, which this crate takes the wire layouts from: the region,
+//! the handshake, the kernel-file message, the content table) connects once, receives a shared
+//! region (a sealed memfd), and from then on writes requests into it in the record format of
+//! [`btfuse_core::ring`].
 //!
 //! - The **acceptor** thread takes connections. Each is set up on a short-lived thread of its
 //!   own (so a client that connects and says nothing delays no one): it reads the client's
 //!   hello, takes its identity from `SO_PEERCRED`, makes a sealed memfd region, sends it with
 //!   `SCM_RIGHTS`, and hands the channel to the worker with the fewest channels.
-//! - Each **worker** owns a set of channels and serves them in turn (see [`worker`]): it spins
+//! - Each **worker** owns a set of channels and serves them in turn (see `worker`): it spins
 //!   while requests keep coming and otherwise sleeps in one `io_uring` wait on the futexes of
 //!   all its channels, the hang-ups of their sockets and its own control eventfd.
 //! - A **session** is one client's descriptor table, shared by all of its channels (one per
 //!   client thread); it closes, releasing every description it alone held, when its last
-//!   channel goes.
+//!   channel goes. Open file descriptions (offset, status flags, the engine handle) live in it,
+//!   so `dup` and `fork` share them as the kernel's do.
+//! - The **executor** (`exec`) serves one request against the engine; [`handoff`] hands a
+//!   description to the kernel through a mount of the same filesystem.
+//! - The **content table** (`contents`) counts changes to files' content, so a client may keep
+//!   the first bytes of a file it opened for reading, sent with the open, for as long as the
+//!   table (mapped read-only by every client) says they are current.
 //!
 //! With the feature `fuzzing`, the module `fuzzing` serves requests through the same executor
 //! without a ring, for fuzz targets.
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod contents;
 pub(crate) mod exec;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod handoff;
 pub(crate) mod session;
+mod sys;
 mod worker;
 
 use std::collections::HashMap;
@@ -33,11 +49,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use btfuse_core::{ContentWatch, Credentials, Filesystem};
+use btfuse_daemon::creds::{self, PeerCred};
+use btfuse_daemon::metrics::RingGauges;
+use btfuse_ring_client::channel::{REGION_LEN, Region};
+use btfuse_ring_client::contents::TABLE_LEN;
+use btfuse_ring_client::handshake::{HELLO_LEN, Hello, Welcome};
+use btfuse_ring_client::socket::send_with_fds;
 
-use crate::channel::{REGION_LEN, Region};
-use crate::contents::{ContentTable, TABLE_LEN};
-use crate::handshake::{HELLO_LEN, Hello, Welcome};
-use crate::sys;
+use crate::contents::ContentTable;
 use handoff::KernelOpener;
 use session::{ForkTable, Session};
 
@@ -156,14 +175,12 @@ pub struct RingCounters {
     waiting: Vec<AtomicUsize>,
 }
 
-impl RingCounters {
-    /// Channels being served right now.
-    pub fn channels(&self) -> usize {
+impl RingGauges for RingCounters {
+    fn channels(&self) -> usize {
         self.channels.load(Ordering::Relaxed)
     }
 
-    /// Requests published by clients and not yet taken, as the workers last saw them.
-    pub fn requests_waiting(&self) -> usize {
+    fn requests_waiting(&self) -> usize {
         self.waiting.iter().map(|w| w.load(Ordering::Relaxed)).sum()
     }
 }
@@ -376,14 +393,14 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
 fn set_up<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     stream: UnixStream,
-    peer: sys::PeerCred,
+    peer: PeerCred,
     slot: UserSlot,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut hello = [0u8; HELLO_LEN];
     (&stream).read_exact(&mut hello)?;
     let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let cred = crate::creds::credentials_of(peer);
+    let cred = creds::credentials_of(peer);
     let session = match find_session(shared, hello, &cred) {
         Ok(session) => session,
         Err(errno) => {
@@ -392,7 +409,9 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         }
     };
     let memfd = sys::sealed_memfd(c"btfuse-ring", REGION_LEN as u64)?;
-    let region = Region::map(&memfd)?;
+    // SAFETY: a memfd of REGION_LEN bytes made just above, sealed against shrinking.
+    #[allow(unsafe_code)]
+    let region = unsafe { Region::map(&memfd)? };
     region.initialise();
     let welcome = Welcome {
         status: 0,
@@ -401,7 +420,7 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         table_len: TABLE_LEN as u64,
     };
     let table = shared.contents.fd().as_raw_fd();
-    sys::send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table])?;
+    send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table])?;
     drop(memfd);
     stream.set_read_timeout(None)?;
     if shared.stop.load(Ordering::SeqCst) {
@@ -484,9 +503,10 @@ mod tests {
     use btfuse_core::ring::{self, Request, Response};
     use btfuse_core::{Config, MemFs, MemPool, ZeroClock};
 
+    use btfuse_ring_client::Client;
+    use btfuse_ring_client::raw::RawChannel;
+
     use super::*;
-    use crate::Client;
-    use crate::client::Channel;
 
     fn server(dir: &Path) -> (Server<MemFs<MemPool>>, PathBuf) {
         let fs = Arc::new(MemFs::new(
@@ -506,17 +526,6 @@ mod tests {
         )
         .unwrap();
         (server, socket)
-    }
-
-    /// Publishes `bytes` as a request on a raw channel and waits for the server's verdict.
-    fn send_raw(channel: &mut Channel, bytes: &[u8], len: usize) -> io::Result<()> {
-        // SAFETY: the test owns the channel.
-        let area = unsafe { channel.region.request_area() };
-        area[..bytes.len()].copy_from_slice(bytes);
-        channel.seq = channel.seq.wrapping_add(1);
-        channel.region.publish_request(channel.seq, len);
-        channel.region.wake_server();
-        channel.wait(channel.seq)
     }
 
     #[test]
@@ -551,20 +560,20 @@ mod tests {
         good.write("/keep", b"kept").unwrap();
         let garbage: [&[u8]; 3] = [b"", b"not a record at all", &[0xff; 64]];
         for bytes in garbage {
-            let (mut bad, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
-            let err = send_raw(&mut bad, bytes, bytes.len()).unwrap_err();
+            let (mut bad, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+            let err = bad.publish_bytes(bytes, bytes.len()).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{bytes:?}");
         }
         // A length beyond the area.
-        let (mut liar, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
-        let err = send_raw(&mut liar, b"", usize::MAX >> 1).unwrap_err();
+        let (mut liar, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+        let err = liar.publish_bytes(b"", usize::MAX >> 1).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
         // A valid record whose header lies about its length.
         let mut record = vec![0u8; 256];
         let n = ring::encode_request(9, &Request::Fork, &mut record).unwrap();
         record[4] ^= 0x40;
-        let (mut liar, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
-        assert!(send_raw(&mut liar, &record[..n], n).is_err());
+        let (mut liar, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+        assert!(liar.publish_bytes(&record[..n], n).is_err());
         // The well-behaved client never noticed.
         assert_eq!(good.read("/keep").unwrap(), b"kept");
         server.shutdown();
@@ -575,12 +584,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket) = server(dir.path());
         let good = Client::connect(&socket).unwrap();
-        let (mut racer, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (mut racer, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let region_ptr = {
             // SAFETY: the scribbler below writes the request area the test's channel owns,
             // exactly the race a hostile client creates; it touches no Rust object.
-            unsafe { racer.region.request_area() }.as_mut_ptr() as usize
+            unsafe { racer.region().request_area() }.as_mut_ptr() as usize
         };
         let scribbler = {
             let stop = Arc::clone(&stop);
@@ -667,7 +676,7 @@ mod tests {
         (server, socket, kernel)
     }
 
-    fn handoff_on(channel: &mut Channel, tag: u64, fd: u32) -> Response<'static> {
+    fn handoff_on(channel: &mut RawChannel, tag: u64, fd: u32) -> Response<'static> {
         channel
             .call(tag, &Request::Handoff { fd }, |r| {
                 Ok(match r {
@@ -684,7 +693,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket) = server(dir.path());
         let client = Client::connect(&socket).unwrap();
-        let file = crate::OpenOptions::new()
+        let file = btfuse_ring_client::OpenOptions::new()
             .write(true)
             .create(true)
             .open(&client, "/f")
@@ -702,7 +711,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket, kernel) = server_with_opener(dir.path());
         let client = Client::connect(&socket).unwrap();
-        let file = crate::OpenOptions::new()
+        let file = btfuse_ring_client::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -743,7 +752,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket, _kernel) = server_with_opener(dir.path());
         let good = Client::connect(&socket).unwrap();
-        let (mut hostile, _, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (mut hostile, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
         let path = b"/h".to_vec();
         let open = Request::Open {
             at: None,
@@ -778,13 +787,7 @@ mod tests {
         good.write("/ok", b"fine").unwrap();
         assert_eq!(good.read("/ok").unwrap(), b"fine");
         // Once the waiting descriptor is taken, the next one goes.
-        let mut buf = [0u8; handoff::KERNEL_FILE_LEN];
-        let first = sys::recv_waiting_with_fd(&hostile.stream, &mut buf).unwrap();
-        assert!(first.is_some());
-        assert_eq!(
-            handoff::KernelFile::decode(&buf),
-            Ok(handoff::KernelFile { tag: 2, fd })
-        );
+        hostile.receive_kernel_file(2, fd).unwrap();
         assert_eq!(handoff_on(&mut hostile, 1000, fd), Response::Ok);
         drop(hostile);
         server.shutdown();
@@ -799,7 +802,9 @@ mod tests {
         let mut buf = [0u8; 8];
         // The server closes the connection without a region.
         assert_eq!(std::io::Read::read(&mut raw, &mut buf).unwrap(), 0);
-        let err = Channel::connect(&socket, Hello::Join(12345)).err().unwrap();
+        let err = RawChannel::connect(&socket, Hello::Join(12345))
+            .err()
+            .unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
         assert_eq!(server.channels(), 0);
         server.shutdown();
@@ -827,10 +832,10 @@ mod tests {
     fn a_session_has_a_bounded_number_of_channels() {
         let dir = tempfile::tempdir().unwrap();
         let (server, socket) = server(dir.path());
-        let (first, token, _) = Channel::connect(&socket, Hello::NewSession).unwrap();
+        let (first, token, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
         let mut channels = vec![first];
         let refused = loop {
-            match Channel::connect(&socket, Hello::Join(token)) {
+            match RawChannel::connect(&socket, Hello::Join(token)) {
                 Ok((channel, _, _)) => channels.push(channel),
                 Err(e) => break e,
             }

@@ -1,5 +1,6 @@
 //! The two fixed-size messages that set up a channel over the Unix socket, before the shared
-//! region takes over. All fields little-endian.
+//! region takes over; the server's side reads and writes them as the client's does. All fields
+//! little-endian.
 //!
 //! Client to server, [`HELLO_LEN`] bytes:
 //!
@@ -24,18 +25,18 @@
 //! | 24 | 8 | length of the content table |
 
 /// Length of the client's message.
-pub(crate) const HELLO_LEN: usize = 32;
+pub const HELLO_LEN: usize = 32;
 /// Length of the server's message.
-pub(crate) const WELCOME_LEN: usize = 32;
+pub const WELCOME_LEN: usize = 32;
 /// Version of these messages.
-pub(crate) const VERSION: u16 = 2;
+pub const VERSION: u16 = 2;
 
 const HELLO_MAGIC: u32 = 0x4254_4648;
 const WELCOME_MAGIC: u32 = 0x4254_4657;
 
 /// What a connecting client asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hello {
+pub enum Hello {
     /// A new session with an empty descriptor table.
     NewSession,
     /// Another channel into the session with this join token.
@@ -43,7 +44,8 @@ pub(crate) enum Hello {
 }
 
 impl Hello {
-    pub(crate) fn encode(self) -> [u8; HELLO_LEN] {
+    /// The message's bytes.
+    pub fn encode(self) -> [u8; HELLO_LEN] {
         let mut out = [0u8; HELLO_LEN];
         out[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
         out[4..6].copy_from_slice(&VERSION.to_le_bytes());
@@ -56,7 +58,8 @@ impl Hello {
         out
     }
 
-    pub(crate) fn decode(bytes: &[u8; HELLO_LEN]) -> Result<Hello, &'static str> {
+    /// The message in `bytes`, or what is wrong with them.
+    pub fn decode(bytes: &[u8; HELLO_LEN]) -> Result<Hello, &'static str> {
         let (head, rest) = bytes.split_at(8);
         if head[0..4] != HELLO_MAGIC.to_le_bytes() {
             return Err("not a btfuse client");
@@ -78,19 +81,20 @@ impl Hello {
 
 /// The server's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Welcome {
+pub struct Welcome {
     /// 0, or the errno of the refusal.
-    pub(crate) status: u16,
+    pub status: u16,
     /// The session's join token.
-    pub(crate) session: u64,
+    pub session: u64,
     /// Length of the region whose memfd comes with the message.
-    pub(crate) region_len: u64,
+    pub region_len: u64,
     /// Length of the content table whose memfd comes second.
-    pub(crate) table_len: u64,
+    pub table_len: u64,
 }
 
 impl Welcome {
-    pub(crate) fn encode(self) -> [u8; WELCOME_LEN] {
+    /// The message's bytes.
+    pub fn encode(self) -> [u8; WELCOME_LEN] {
         let mut out = [0u8; WELCOME_LEN];
         out[0..4].copy_from_slice(&WELCOME_MAGIC.to_le_bytes());
         out[4..6].copy_from_slice(&VERSION.to_le_bytes());
@@ -101,7 +105,8 @@ impl Welcome {
         out
     }
 
-    pub(crate) fn decode(bytes: &[u8; WELCOME_LEN]) -> Result<Welcome, &'static str> {
+    /// The message in `bytes`, or what is wrong with them.
+    pub fn decode(bytes: &[u8; WELCOME_LEN]) -> Result<Welcome, &'static str> {
         if bytes[0..4] != WELCOME_MAGIC.to_le_bytes() {
             return Err("not a btfuse server");
         }

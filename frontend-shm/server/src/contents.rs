@@ -1,36 +1,7 @@
-//! The content table: a page set every client maps read-only, where the server counts the
-//! changes to regular files' content, so that a client holding bytes it was sent
-//! ([`Response::Prefetched`](btfuse_core::ring::Response::Prefetched)) can tell, with one load
-//! and no round trip, whether they are still the file's.
-//!
-//! # Layout (a sealed memfd)
-//!
-//! A first 64-byte line whose first 8 bytes name this table among all tables any server ever
-//! made (random, nonzero): content a client keeps is only ever checked against the table it
-//! came with. Then [`SLOTS`] words of 8 bytes, each alone on its 64-byte line (a write to one
-//! file does not take the line of another slot's readers away). Files that share a slot only
-//! cost each other a round trip now and then.
-//!
-//! # Who learns what
-//!
-//! Every client maps the whole table, so the slot of an inode must not be something a client
-//! can work out: it is a keyed hash of the inode number (SipHash, with a key the server draws
-//! at start and never sends), and a client learns a file's slot only in the answer to an open
-//! of it for reading that the server allowed ([`Response::Prefetched`]'s `slot`). A client
-//! watching the table sees that some files change, as `statfs` shows that blocks come and
-//! go, but not which, nor how often a file it could not open for reading changes.
-//!
-//! A slot's word: bits 0..20 count the changes under way ([`ContentWatch::changing`] adds 1),
-//! bits 20.. count the changes completed ([`ContentWatch::changed`] adds `2^20 - 1`: one
-//! completed, one fewer under way). A version read with no change under way names the content
-//! exactly: any change that could have altered it since moves the word before it can be seen.
-//!
-//! # Who may write
-//!
-//! The server maps the memfd writable, then seals it with `F_SEAL_FUTURE_WRITE` (and against
-//! resizing): from then on nobody, clients included, can map it writable or write to it, so no
-//! client can make another's stale bytes look current. A client checks the seals before it
-//! maps the table.
+//! The content table's writing side: the server maps it writable, counts each change to a
+//! regular file's content in the slot of its inode, and hands the sealed memfd to every client.
+//! The layout, the meaning of a slot's word and who may write are
+//! [`btfuse_ring_client::contents`]'s.
 
 #![allow(unsafe_code)]
 
@@ -40,30 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use btfuse_core::{ContentWatch, Ino};
-use memmap2::{Mmap, MmapMut, MmapOptions};
-
-/// Slots in the table.
-pub(crate) const SLOTS: usize = 4096;
-/// Bytes between two slots: one cache line.
-const STRIDE: usize = 64;
-/// Bytes of the table: its identity's line, then the slots.
-pub(crate) const TABLE_LEN: usize = (1 + SLOTS) * STRIDE;
-/// What one completed change adds to a slot's word.
-const COMPLETED: u64 = 1 << 20;
-/// The bits that count changes under way.
-const UNDER_WAY: u64 = COMPLETED - 1;
-
-/// Where slot `slot`'s word is; `None` past the table.
-fn slot_offset(slot: u32) -> Option<usize> {
-    let slot = usize::try_from(slot).ok().filter(|&s| s < SLOTS)?;
-    Some((1 + slot) * STRIDE)
-}
-
-/// Whether `version` was read while no change was under way in its slot: only such a version
-/// may vouch for bytes.
-pub(crate) const fn is_settled(version: u64) -> bool {
-    version & UNDER_WAY == 0
-}
+use btfuse_ring_client::contents::{SLOTS, STRIDE, TABLE_LEN, UNDER_WAY};
+use memmap2::{MmapMut, MmapOptions};
 
 /// The server's side: counts changes, and is handed to every client.
 pub(crate) struct ContentTable {
@@ -136,46 +85,10 @@ impl std::fmt::Debug for ContentTable {
     }
 }
 
-/// A client's read-only view of the table.
-pub(crate) struct ContentView {
-    map: Mmap,
-}
-
-impl ContentView {
-    /// Maps the table the server sent, after checking that it is one nobody can write to.
-    pub(crate) fn map(fd: &OwnedFd) -> io::Result<ContentView> {
-        if !crate::sys::is_sealed_table(fd, TABLE_LEN as u64) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "ring protocol: the content table is not a sealed memfd of the expected size",
-            ));
-        }
-        // SAFETY: a read-only shared mapping of a memfd sealed against resizing; its words are
-        // only read atomically (`version`), as the server writes them concurrently.
-        let map = unsafe { MmapOptions::new().len(TABLE_LEN).map(fd)? };
-        Ok(ContentView { map })
-    }
-
-    /// The table's identity (see the layout).
-    pub(crate) fn identity(&self) -> u64 {
-        // SAFETY: the first 8 bytes of the mapping, aligned; written once by the server
-        // before the table was sent, and never again.
-        unsafe { &*self.map.as_ptr().cast::<AtomicU64>() }.load(Ordering::Relaxed)
-    }
-
-    /// The version in `slot` now (one that vouches for nothing for a slot past the table).
-    pub(crate) fn version(&self, slot: u32) -> u64 {
-        let Some(offset) = slot_offset(slot) else {
-            return UNDER_WAY;
-        };
-        // SAFETY: as in `ContentTable::word`; the mapping is read-only and read atomically.
-        let word = unsafe { &*self.map.as_ptr().add(offset).cast::<AtomicU64>() };
-        word.load(Ordering::SeqCst)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use btfuse_ring_client::contents::{ContentView, is_settled};
+
     use super::*;
 
     #[test]

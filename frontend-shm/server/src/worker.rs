@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 
 use btfuse_core::ring::{self, Request, Response};
 use btfuse_core::{Credentials, Errno, Filesystem};
+use btfuse_daemon::metrics::{self, Frontend};
+use btfuse_ring_client::channel::{AREA, Region};
+use btfuse_ring_client::socket::discard_received;
 use io_uring::{IoUring, opcode, squeue, types};
 
 use super::handoff::Courier;
 use super::session::Session;
 use super::{Shared, exec};
-use crate::channel::{AREA, Region};
-use crate::metrics::{self, Frontend};
 use crate::sys;
 
 /// How long a worker keeps polling its channels after the last request before it sleeps.
@@ -308,7 +309,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             match kind {
                 KIND_FUTEX => channel.futex_armed = false,
                 KIND_HANGUP => {
-                    let (bytes, fds) = sys::discard_received(&channel.stream);
+                    let (bytes, fds) = discard_received(&channel.stream);
                     if bytes > 0 {
                         log::warn!(
                             "uid {} (pid {}) wrote on its channel after the hello ({fds} \
@@ -562,9 +563,7 @@ fn record_request(request: &Request<'_>, response: &Response<'_>, started: Optio
         Response::Err(e) => Some(*e),
         _ => None,
     };
-    if let Some(op) = metrics::shm_operation(request.opcode()) {
-        metrics::record(Frontend::Shm, op, started, errno);
-    }
+    metrics::record(Frontend::Shm, request.index(), started, errno);
     match (request, response) {
         (Request::Read { .. } | Request::Pread { .. }, Response::Data(data)) => {
             metrics::add_bytes(Frontend::Shm, data.len() as u64, 0);

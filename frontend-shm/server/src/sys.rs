@@ -1,0 +1,169 @@
+//! The system calls the server needs and std does not wrap: memfd with seals, peer credentials,
+//! eventfds, randomness and file status flags (descriptor passing and futexes are the client
+//! crate's, which both ends share). The only module of this crate with `unsafe`, apart from
+//! `contents`, which maps the content table, and `worker`, which drives `io_uring`.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use btfuse_daemon::creds::PeerCred;
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A sealed memfd of `len` bytes: it can be mapped and written, never shrunk or grown, so a
+/// peer cannot make the other side's accesses fault by truncating it.
+pub(crate) fn sealed_memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedFd> {
+    let fd = memfd(name, len)?;
+    add_seals(&fd, libc::F_SEAL_SEAL)?;
+    Ok(fd)
+}
+
+/// A new memfd of `len` bytes that can no longer shrink or grow, open to more seals.
+pub(crate) fn memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid C string; the flags are constants.
+    let fd = check(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: a plain call on a descriptor this function owns.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    add_seals(&fd, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)?;
+    Ok(fd)
+}
+
+/// Seals a memfd against writes through any mapping or descriptor made from now on (mappings
+/// made before keep working) and against further seals.
+pub(crate) fn seal_future_writes(fd: &OwnedFd) -> io::Result<()> {
+    add_seals(fd, libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SEAL)
+}
+
+fn add_seals(fd: &OwnedFd, seals: libc::c_int) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// `SO_PEERCRED` of a connected Unix socket.
+pub(crate) fn peer_cred(sock: &UnixStream) -> io::Result<PeerCred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    check(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(PeerCred {
+        pid: cred.pid as u32,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// Eight bytes from the kernel's random source, for session tokens.
+pub(crate) fn random_u64() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: getrandom writes at most the remaining length into the buffer.
+        let n = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// A non-blocking, close-on-exec eventfd: how a worker is told about new channels or shutdown.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd, waking whoever reads it.
+pub(crate) fn eventfd_signal(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer. A full counter (EAGAIN) still wakes readers.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+}
+
+/// Empties an eventfd's counter.
+pub(crate) fn eventfd_drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN when already empty is fine.
+    unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+/// Shuts a socket down in both directions: a thread blocked in `accept` on it returns.
+pub(crate) fn shutdown_socket(fd: RawFd) {
+    // SAFETY: shutdown on a descriptor the caller keeps open; errors are irrelevant here.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Runs `f` with the process umask set to `mask`, then restores it. The umask is per process:
+/// call this only while no other thread creates files.
+pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask cannot fail.
+    let old = unsafe { libc::umask(mask) };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    result
+}
+
+/// Bytes this end has sent on `sock` that the peer has not read yet (`SIOCOUTQ`).
+pub(crate) fn unread_bytes(sock: &UnixStream) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int into `queued`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut queued) })?;
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
+/// `lseek(2)` with any whence (`SEEK_DATA` and `SEEK_HOLE` included).
+pub(crate) fn lseek(fd: RawFd, offset: i64, whence: libc::c_int) -> io::Result<u64> {
+    // SAFETY: lseek takes no pointers.
+    let position = unsafe { libc::lseek(fd, offset, whence) };
+    if position < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(position as u64)
+    }
+}
+
+/// The file status flags of `fd` (`F_GETFL`).
+pub(crate) fn status_flags(fd: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: F_GETFL takes no pointer.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFL) })
+}
+
+/// Sets the file status flags of `fd` (`F_SETFL`).
+pub(crate) fn set_status_flags(fd: RawFd, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_SETFL takes an int.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(drop)
+}
