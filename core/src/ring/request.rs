@@ -140,6 +140,27 @@ impl OpenOptions {
             path_only: false,
         }
     }
+
+    /// The status flags `fcntl(F_GETFL)` reports for a description opened with these options,
+    /// in Linux's values: the access mode (3 for `check_read_write`), `O_APPEND`,
+    /// `O_NONBLOCK` and `O_DIRECTORY`, or `O_PATH` with `O_DIRECTORY`. `O_LARGEFILE`, whose
+    /// value differs between ports, is the caller's to add.
+    pub fn to_linux(&self) -> i32 {
+        use linux::*;
+        let directory = if self.directory { O_DIRECTORY } else { 0 };
+        if self.path_only {
+            return O_PATH | directory;
+        }
+        let access = match (self.read, self.write) {
+            (true, true) => O_RDWR,
+            (false, true) => O_WRONLY,
+            (false, false) if self.check_read_write => O_ACCMODE,
+            _ => O_RDONLY,
+        };
+        let append = if self.append { O_APPEND } else { 0 };
+        let nonblock = if self.nonblock { O_NONBLOCK } else { 0 };
+        access | append | nonblock | directory
+    }
 }
 
 /// Linux's values of the `open(2)` flags [`OpenOptions::from_linux`] reads (core has no
@@ -645,5 +666,26 @@ mod tests {
         assert_eq!(decoded(flags).engine_flags(), expected);
         let truncate = decoded(O_WRONLY | O_TRUNC).engine_flags();
         assert!(truncate.write && truncate.truncate && !truncate.read);
+    }
+
+    #[test]
+    fn status_flags_read_back_as_they_were_decoded() {
+        // Every combination of the flags F_GETFL keeps survives a decode and an encode.
+        for access in [O_RDONLY, O_WRONLY, O_RDWR, O_ACCMODE] {
+            for extra in [0, O_APPEND, O_NONBLOCK, O_DIRECTORY, O_APPEND | O_NONBLOCK] {
+                let flags = access | extra;
+                assert_eq!(decoded(flags).to_linux(), flags, "{flags:#o}");
+            }
+        }
+        assert_eq!(decoded(O_PATH | O_RDWR).to_linux(), O_PATH);
+        assert_eq!(
+            decoded(O_PATH | O_DIRECTORY).to_linux(),
+            O_PATH | O_DIRECTORY
+        );
+        // Those F_GETFL does not keep are not reported.
+        assert_eq!(
+            decoded(O_WRONLY | O_CREAT | O_TRUNC | O_EXCL).to_linux(),
+            O_WRONLY
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Calls on descriptor numbers themselves: `close`, `dup`, `dup2`, `dup3`, `fcntl`,
 //! `close_range` and `closefrom`.
 
-use btfuse_core::ring::{Request, Response};
+use btfuse_core::ring::{self, Request, Response};
 use btfuse_ring_client::Client;
 use libc::{c_int, c_uint};
 
@@ -145,21 +145,14 @@ fn fcntl_ring(
         }
         libc::F_GETFL => Some(
             call(client, &Request::GetFlags { fd: entry.desc }, |r| match r {
-                Response::Flags(f) if f.path_only => {
-                    Ok(libc::O_PATH | if entry.dir { libc::O_DIRECTORY } else { 0 })
-                }
                 Response::Flags(f) => {
-                    let access = match (f.read, f.write) {
-                        (true, true) => libc::O_RDWR,
-                        (false, true) => libc::O_WRONLY,
-                        _ if f.check_read_write => libc::O_ACCMODE,
-                        _ => libc::O_RDONLY,
+                    let flags = ring::OpenOptions {
+                        directory: entry.dir,
+                        ..f
                     };
-                    Ok(access
-                        | if f.append { libc::O_APPEND } else { 0 }
-                        | if f.nonblock { libc::O_NONBLOCK } else { 0 }
-                        | if entry.dir { libc::O_DIRECTORY } else { 0 }
-                        | libc::O_LARGEFILE)
+                    // Linux sets O_LARGEFILE on every 64-bit open but an O_PATH one.
+                    let large = if f.path_only { 0 } else { libc::O_LARGEFILE };
+                    Ok(flags.to_linux() | large)
                 }
                 _ => Err(PROTOCOL),
             })
