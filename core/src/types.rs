@@ -79,6 +79,18 @@ impl Credentials {
     pub fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.groups.contains(&gid)
     }
+
+    /// The set-ID bits of a file with permission bits `perm` and group `gid` that a `chown`
+    /// by these credentials clears (Linux `chown_common`): set-user-ID always, root included;
+    /// set-group-ID when group-execute is set or the caller is neither root nor in the group.
+    /// Only bits that are set: none means the chown changes no mode.
+    pub fn setid_bits_chown_clears(&self, perm: u32, gid: u32) -> u32 {
+        let mut kill = perm & S_ISUID;
+        if perm & S_ISGID != 0 && (perm & 0o010 != 0 || !(self.is_root() || self.in_group(gid))) {
+            kill |= S_ISGID;
+        }
+        kill
+    }
 }
 
 /// A point in time: seconds and nanoseconds since the Unix epoch.

@@ -54,12 +54,7 @@ fn parse_status(status: &str, peer: PeerCred) -> Option<Credentials> {
     if euid != peer.uid || egid != peer.gid {
         return None;
     }
-    let groups = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))?
-        .split_whitespace()
-        .map(|g| g.parse().ok())
-        .collect::<Option<Vec<u32>>>()?;
+    let groups = groups(status)?;
     Some(Credentials {
         uid: fsuid,
         gid: fsgid,
@@ -68,15 +63,19 @@ fn parse_status(status: &str, peer: PeerCred) -> Option<Credentials> {
     })
 }
 
+/// The `Groups:` line of a `/proc/PID/status` text.
+fn groups(status: &str) -> Option<Vec<u32>> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))?
+        .split_whitespace()
+        .map(|g| g.parse().ok())
+        .collect()
+}
+
 /// The `Groups:` line of `/proc/PID/status`; `None` if the process is gone.
 pub fn supplementary_groups(pid: u32) -> Option<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
-    Some(
-        line.split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect(),
-    )
+    groups(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
 #[cfg(test)]

@@ -47,17 +47,9 @@ pub(super) fn check_sticky(cred: &Credentials, dir: &State, victim_uid: u32) -> 
 }
 
 impl State {
-    /// The set-ID bits a `chown` by `cred` clears (Linux `chown_common`): set-user-ID always,
-    /// root included; set-group-ID when group-execute is set or the caller is neither root nor
-    /// in the file's group. Only bits that are set: none means the chown changes no mode.
+    /// The set-ID bits a `chown` by `cred` clears ([`Credentials::setid_bits_chown_clears`]).
     pub(super) fn setid_bits_chown_clears(&self, cred: &Credentials) -> u32 {
-        let mut kill = self.perm & S_ISUID;
-        if self.perm & S_ISGID != 0
-            && (self.perm & 0o010 != 0 || !(cred.is_root() || cred.in_group(self.gid)))
-        {
-            kill |= S_ISGID;
-        }
-        kill
+        cred.setid_bits_chown_clears(self.perm, self.gid)
     }
 
     /// Clears the set-ID bits a `chown` by `cred` clears ([`setid_bits_chown_clears`]).

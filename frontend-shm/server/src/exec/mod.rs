@@ -913,10 +913,7 @@ impl<F: Filesystem> Exec<'_, F> {
         if self.cred.is_root() || self.cred.uid == attr.uid || attr.kind == FileType::Directory {
             return Ok(());
         }
-        let set_uid = attr.perm & 0o4000 != 0;
-        let set_gid =
-            attr.perm & 0o2000 != 0 && (attr.perm & 0o010 != 0 || !self.cred.in_group(attr.gid));
-        if set_uid || set_gid {
+        if self.cred.setid_bits_chown_clears(attr.perm, attr.gid) != 0 {
             return Err(Errno::NotPermitted);
         }
         Ok(())
