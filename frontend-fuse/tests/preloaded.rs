@@ -513,3 +513,56 @@ fn links_out_of_the_mount_lead_where_the_kernel_goes() {
         "only {ring} ring operations: the programs did not use the ring"
     );
 }
+
+/// The btfuse mounts a preloaded process found are handed to the programs it executes in
+/// `BTFUSE_MOUNTS` (so that only the first process of a script reads the mount table), and a
+/// program trusts such a list only when it was made in its own mount namespace: here a child
+/// given an empty list made in this namespace leaves the mount to the kernel, and one given a
+/// list made in another namespace reads the table and uses the ring.
+#[test]
+fn the_mounts_found_are_handed_to_children() {
+    let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
+    let dir = fresh_dir(mount.path(), "inherit");
+    fs::write(dir.join("f"), "content\n").unwrap();
+    let ns = fs::metadata("/proc/self/ns/mnt").unwrap();
+    let escaped = mount.path().to_str().unwrap().replace(' ', "\\040");
+
+    let handed = run_with(
+        SH,
+        r#"cat "$D/f"; sh -c 'echo "$BTFUSE_MOUNTS"'"#,
+        &[("D", dir.to_str().unwrap())],
+        true,
+    );
+    // Other btfuse mounts of the machine may be listed too.
+    let list = handed
+        .strip_prefix("status Some(0)\n--- stdout\ncontent\n")
+        .and_then(|rest| rest.strip_suffix("\n--- stderr\n"))
+        .unwrap_or_else(|| panic!("{handed}"));
+    let mut fields = list.split(' ');
+    assert_eq!(fields.next(), Some(&*format!("{}:{}", ns.dev(), ns.ino())));
+    assert!(fields.any(|f| f == format!("0:{escaped}")), "{list}");
+
+    let ops = |list: String| {
+        let before = mount.metrics();
+        let text = run_with(
+            &["cat"],
+            dir.join("f").to_str().unwrap(),
+            &[("BTFUSE_MOUNTS", &list)],
+            true,
+        );
+        assert_eq!(text, "status Some(0)\n--- stdout\ncontent\n--- stderr\n");
+        ring_operations(&mount.metrics()) - ring_operations(&before)
+    };
+    let ring = ops(format!("{}:{}", ns.dev(), ns.ino()));
+    assert_eq!(
+        ring, 0,
+        "an empty list from this namespace: nothing over the ring"
+    );
+    let ring = ops(format!("{}:{} 0:/elsewhere", ns.dev(), ns.ino() + 1));
+    assert!(
+        ring > 0,
+        "a list from another namespace is read again from the mount table"
+    );
+    let ring = ops(format!("{}:{} 0:{escaped}", ns.dev(), ns.ino()));
+    assert!(ring > 0, "the list handed down is used");
+}

@@ -1,11 +1,35 @@
 //! Where the filesystem is and how to reach it: the environment's variables (`BTFUSE_SOCKET`,
-//! `BTFUSE_PREFIX`) or, without them, the btfuse mounts of `/proc/self/mountinfo`, and the
-//! one a process binds to once it touches it.
+//! `BTFUSE_PREFIX`) or, without them, the btfuse mounts this process sees, and the one a
+//! process binds to once it touches it.
+//!
+//! **Nothing here allocates, locks or makes an interposed call.** Every intercepted call asks
+//! this module first whether its path is btfuse's, including calls made while the program's
+//! allocator initialises itself (jemalloc reads `/etc/malloc.conf` from inside its first
+//! `malloc`), from signal handlers and from the dynamic loader's constructors. So the
+//! configuration lives in fixed static buffers, is published with atomics, and is read from
+//! the system with raw system calls:
+//!
+//! - [`load`] runs as the library's first constructor: it copies the variables (`getenv`
+//!   neither allocates nor locks) and then marks the library [`ready`]. Until then every
+//!   call passes through to libc untouched ([`crate::guard`] asks).
+//! - The btfuse mounts are found at the first path call that needs them: from the list a
+//!   parent process passed in `BTFUSE_MOUNTS` when its mount namespace is this process's
+//!   (one `stat` of `/proc/self/ns/mnt`), else from `/proc/self/mountinfo`. Either way the
+//!   list is handed on to the programs this process executes (see [`mounts_variable`]), so
+//!   that in a shell script or a build only the first process reads the mount table.
+//!
+//! A list passed down can be stale in one direction only: a btfuse mount made after the
+//! parent read the table is not in it, and its paths then go to the kernel (through that
+//! mount) as without this library. A mount that went away has no socket either, so the
+//! connection fails and calls go to the kernel as well.
 
+use std::cell::UnsafeCell;
 use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use btfuse_ring_client::discovery::{self, Writer};
 
 /// Environment variable naming the server's socket.
 pub const SOCKET_VAR: &str = "BTFUSE_SOCKET";
@@ -13,91 +37,442 @@ pub const SOCKET_VAR: &str = "BTFUSE_SOCKET";
 pub const PREFIX_VAR: &str = "BTFUSE_PREFIX";
 /// Environment variable an `exec` hands the descriptor table to the next program in.
 pub const INHERIT_VAR: &str = "BTFUSE_INHERIT";
+/// Environment variable a process hands the btfuse mounts it found to the programs it
+/// executes in: `DEV:INO` of its mount namespace, then for each mount a space, the uid that
+/// mounted it, `:` and its mount point escaped as `mountinfo` escapes it.
+pub const MOUNTS_VAR: &str = "BTFUSE_MOUNTS";
+/// How an entry of [`MOUNTS_VAR`] starts in an environment.
+pub(crate) const MOUNTS_VAR_ENTRY: &[u8] = b"BTFUSE_MOUNTS=";
+
+/// The longest prefix kept (`PATH_MAX`).
+const PREFIX_CAP: usize = libc::PATH_MAX as usize;
+/// The longest socket path a Unix socket address holds (`sun_path`).
+const SOCKET_CAP: usize = 108;
+/// The btfuse mounts kept; paths under any further one go to the kernel, through its mount.
+const MAX_MOUNTS: usize = 8;
+/// The longest `BTFUSE_MOUNTS` value read or written; a longer list is read again from the
+/// mount table instead.
+const MOUNTS_VALUE_CAP: usize = 16 * 1024;
 
 /// Where the filesystem is and how to reach it.
-#[derive(Clone, Debug)]
 pub(crate) struct Config {
     /// Absolute, without a trailing slash (empty for `/`).
-    pub(crate) prefix: Vec<u8>,
-    pub(crate) socket: PathBuf,
+    prefix: [u8; PREFIX_CAP],
+    prefix_len: usize,
+    socket: [u8; SOCKET_CAP],
+    socket_len: usize,
+    /// The user that mounted it (0 for one named by the variables).
+    uid: u32,
 }
 
-fn getenv(name: &str) -> Option<Vec<u8>> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getenv reads the environment; the result is copied before anything can change
-    // it (the interceptor never runs concurrently with setenv in practice, as libc warns).
-    let value = unsafe { libc::getenv(name.as_ptr()) };
-    if value.is_null() {
-        return None;
+impl Config {
+    const EMPTY: Config = Config {
+        prefix: [0; PREFIX_CAP],
+        prefix_len: 0,
+        socket: [0; SOCKET_CAP],
+        socket_len: 0,
+        uid: 0,
+    };
+
+    /// The directory the filesystem appears at: absolute, without a trailing slash (empty for
+    /// `/`).
+    pub(crate) fn prefix(&self) -> &[u8] {
+        &self.prefix[..self.prefix_len]
     }
-    // SAFETY: getenv returned a NUL-terminated string.
-    Some(unsafe { CStr::from_ptr(value) }.to_bytes().to_vec())
-}
 
-fn trimmed(mut prefix: Vec<u8>) -> Option<Vec<u8>> {
-    if prefix.first() != Some(&b'/') {
-        return None;
+    /// The server's socket.
+    pub(crate) fn socket(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.socket[..self.socket_len]))
     }
-    while prefix.last() == Some(&b'/') {
-        prefix.pop();
-    }
-    Some(prefix)
-}
 
-/// The configuration the environment gives (`BTFUSE_SOCKET` and `BTFUSE_PREFIX`), read once.
-fn explicit() -> Option<&'static Config> {
-    static EXPLICIT: OnceLock<Option<Config>> = OnceLock::new();
-    EXPLICIT
-        .get_or_init(|| {
-            let socket = getenv(SOCKET_VAR)?;
-            Some(Config {
-                prefix: trimmed(getenv(PREFIX_VAR)?)?,
-                socket: PathBuf::from(OsStr::from_bytes(&socket)),
-            })
-        })
-        .as_ref()
-}
-
-/// Without the variables: the btfuse mounts of `/proc/self/mountinfo`, each with its ring
-/// socket placed by `btfuse_ring_client::discovery`'s rule, read once.
-fn discovered() -> &'static [Config] {
-    static MOUNTS: OnceLock<Vec<Config>> = OnceLock::new();
-    MOUNTS.get_or_init(|| {
-        if explicit().is_some() {
-            return Vec::new();
+    /// Sets the prefix from `path` (absolute, trailing slashes dropped); `None` if it is not
+    /// absolute or does not fit.
+    fn set_prefix(&mut self, path: &[u8]) -> Option<()> {
+        if path.first() != Some(&b'/') {
+            return None;
         }
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        btfuse_ring_client::discovery::read_btfuse_mounts()
-            .into_iter()
-            .filter_map(|m| {
-                let runtime = if m.uid == euid {
-                    getenv("XDG_RUNTIME_DIR").map(|d| PathBuf::from(OsStr::from_bytes(&d)))
-                } else {
-                    Some(PathBuf::from(format!("/run/user/{}", m.uid)))
-                };
-                let socket = btfuse_ring_client::discovery::socket_for_mount(
-                    &m.mountpoint,
-                    m.uid,
-                    runtime.as_deref(),
-                );
-                Some(Config {
-                    prefix: trimmed(m.mountpoint.as_os_str().as_bytes().to_vec())?,
-                    socket,
-                })
-            })
-            .collect()
+        let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        let trimmed = path.get(..end)?;
+        self.prefix
+            .get_mut(..trimmed.len())?
+            .copy_from_slice(trimmed);
+        self.prefix_len = trimmed.len();
+        Some(())
+    }
+}
+
+/// A static written once, before the atomic that publishes it is stored with `Release`, and
+/// read only after that atomic was loaded with `Acquire`.
+struct Published<T>(UnsafeCell<T>);
+
+// SAFETY: see the type's doc: one writer, before publication; readers after it.
+unsafe impl<T> Sync for Published<T> {}
+
+impl<T> Published<T> {
+    /// # Safety
+    /// The caller is the one writer, and nothing has been published yet.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn write(&self) -> &mut T {
+        // SAFETY: the caller's contract.
+        unsafe { &mut *self.0.get() }
+    }
+
+    /// # Safety
+    /// The value was published (see the type's doc).
+    unsafe fn read(&self) -> &T {
+        // SAFETY: the caller's contract: no writer any more.
+        unsafe { &*self.0.get() }
+    }
+}
+
+/// Set by [`load`] once the variables are read.
+static READY: AtomicBool = AtomicBool::new(false);
+/// Whether the variables named a configuration ([`EXPLICIT`] holds it); written before
+/// [`READY`].
+static HAS_EXPLICIT: AtomicBool = AtomicBool::new(false);
+static EXPLICIT: Published<Config> = Published(UnsafeCell::new(Config::EMPTY));
+
+/// What [`load`] copied from the environment besides the explicit configuration.
+struct Environment {
+    /// `XDG_RUNTIME_DIR`, where this user's sockets are.
+    runtime: [u8; PREFIX_CAP],
+    runtime_len: Option<usize>,
+    /// `BTFUSE_MOUNTS`'s value.
+    mounts: [u8; MOUNTS_VALUE_CAP],
+    mounts_len: Option<usize>,
+}
+
+static ENVIRONMENT: Published<Environment> = Published(UnsafeCell::new(Environment {
+    runtime: [0; PREFIX_CAP],
+    runtime_len: None,
+    mounts: [0; MOUNTS_VALUE_CAP],
+    mounts_len: None,
+}));
+
+/// Whether the library has read its configuration: until then every call passes through.
+pub(crate) fn ready() -> bool {
+    READY.load(Ordering::Acquire)
+}
+
+/// `name`'s value, as the environment holds it now.
+fn getenv(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv reads the environment without allocating or locking; the value is
+    // copied by the caller before the program runs on (this is the library's constructor).
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: getenv returned null or a NUL-terminated string.
+    (!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }.to_bytes())
+}
+
+/// Copies `value` into `buf`; its length, or `None` if it does not fit.
+fn copy_into(buf: &mut [u8], value: &[u8]) -> Option<usize> {
+    buf.get_mut(..value.len())?.copy_from_slice(value);
+    Some(value.len())
+}
+
+/// Reads the variables, then marks the library ready. The library's first constructor (a
+/// `.init_array` entry of high priority, so it runs before the others of this library).
+extern "C" fn load() {
+    // SAFETY: this runs once, in the constructor, before `READY` publishes anything.
+    let explicit = unsafe { EXPLICIT.write() };
+    if let (Some(socket), Some(prefix)) = (getenv(c"BTFUSE_SOCKET"), getenv(c"BTFUSE_PREFIX"))
+        && explicit.set_prefix(prefix).is_some()
+        && let Some(len) = copy_into(&mut explicit.socket, socket)
+    {
+        explicit.socket_len = len;
+        HAS_EXPLICIT.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: as above.
+    let environment = unsafe { ENVIRONMENT.write() };
+    environment.runtime_len =
+        getenv(c"XDG_RUNTIME_DIR").and_then(|d| copy_into(&mut environment.runtime, d));
+    environment.mounts_len =
+        getenv(c"BTFUSE_MOUNTS").and_then(|m| copy_into(&mut environment.mounts, m));
+    // Pairs with the Acquire load of `ready`.
+    READY.store(true, Ordering::Release);
+}
+
+#[used]
+#[unsafe(link_section = ".init_array.00100")]
+static LOAD: extern "C" fn() = load;
+
+/// The configuration the environment gives (`BTFUSE_SOCKET` and `BTFUSE_PREFIX`).
+fn explicit() -> Option<&'static Config> {
+    if !ready() || !HAS_EXPLICIT.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: published by `load` before `READY`, which was just loaded with Acquire.
+    Some(unsafe { EXPLICIT.read() })
+}
+
+fn environment() -> Option<&'static Environment> {
+    // SAFETY: as in `explicit`.
+    ready().then(|| unsafe { ENVIRONMENT.read() })
+}
+
+/// The btfuse mounts found, once [`DISCOVERY`] is [`FOUND`].
+static MOUNTS: Published<[Config; MAX_MOUNTS]> =
+    Published(UnsafeCell::new([const { Config::EMPTY }; MAX_MOUNTS]));
+static MOUNT_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// `BTFUSE_MOUNTS=...` for the programs this process executes, NUL-terminated; empty if the
+/// list does not fit.
+static MOUNTS_ENTRY: Published<[u8; MOUNTS_VALUE_CAP + 16]> =
+    Published(UnsafeCell::new([0; MOUNTS_VALUE_CAP + 16]));
+static MOUNTS_ENTRY_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Where finding the mounts stands: [`UNREAD`], [`READING`] (one thread is at it) or [`FOUND`].
+static DISCOVERY: AtomicU8 = AtomicU8::new(UNREAD);
+const UNREAD: u8 = 0;
+const READING: u8 = 1;
+const FOUND: u8 = 2;
+
+/// The btfuse mounts this process may serve, found once. A thread that finds another one
+/// reading them waits for it (a few system calls that never block on anything of this
+/// library's; the reader cannot be interrupted into this function on its own thread, since
+/// it runs as the interceptor and calls made then pass through).
+fn mounts() -> &'static [Config] {
+    if DISCOVERY.load(Ordering::Acquire) != FOUND {
+        if DISCOVERY
+            .compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: this thread won the right to write; nothing is published yet.
+            let (found, entry) = unsafe { (MOUNTS.write(), MOUNTS_ENTRY.write()) };
+            let count = discover(found);
+            let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
+            MOUNT_COUNT.store(count, Ordering::Relaxed);
+            MOUNTS_ENTRY_LEN.store(entry_len, Ordering::Relaxed);
+            // Pairs with the Acquire loads of `DISCOVERY`.
+            DISCOVERY.store(FOUND, Ordering::Release);
+        } else {
+            while DISCOVERY.load(Ordering::Acquire) != FOUND {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+    // SAFETY: published (FOUND was loaded with Acquire above).
+    let found = unsafe { MOUNTS.read() };
+    &found[..MOUNT_COUNT.load(Ordering::Relaxed)]
+}
+
+/// The identity of this process's mount namespace: device and inode of `/proc/self/ns/mnt`.
+fn mount_namespace() -> Option<(u64, u64)> {
+    // SAFETY: a zeroed `stat` is a valid buffer for the kernel to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a raw system call (not the interposed `stat`) on a literal path into `st`.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_newfstatat,
+            libc::AT_FDCWD,
+            c"/proc/self/ns/mnt".as_ptr(),
+            &mut st as *mut libc::stat,
+            0,
+        )
+    };
+    (done == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// Fills `found` with the btfuse mounts: the inherited list when it was made in this mount
+/// namespace, else those of `/proc/self/mountinfo`. Returns how many.
+fn discover(found: &mut [Config; MAX_MOUNTS]) -> usize {
+    let Some(environment) = environment() else {
+        return 0;
+    };
+    let runtime = environment
+        .runtime_len
+        .map(|len| &environment.runtime[..len]);
+    let mut count = 0;
+    let mut add = |mountpoint: &[u8], uid: u32| {
+        if let Some(slot) = found.get_mut(count)
+            && fill(slot, mountpoint, uid, runtime).is_some()
+        {
+            count += 1;
+        }
+    };
+    let inherited = match (environment.mounts_len, mount_namespace()) {
+        (Some(len), Some(namespace)) => read_inherited(&environment.mounts[..len], namespace),
+        _ => None,
+    };
+    match inherited {
+        Some(list) => list.for_each(|(mountpoint, uid)| add(mountpoint, uid)),
+        None => read_mountinfo(|line| {
+            if let Some((mountpoint, uid)) = discovery::btfuse_mount_in_line(line) {
+                add(mountpoint, uid);
+            }
+        }),
+    }
+    count
+}
+
+/// `slot` for the mount at `mountpoint` (escaped as `mountinfo` escapes it) mounted by `uid`,
+/// with its socket placed by the discovery rule. `None` if it does not fit: a mount point
+/// longer than a socket address is never served over the ring.
+fn fill(slot: &mut Config, mountpoint: &[u8], uid: u32, runtime: Option<&[u8]>) -> Option<()> {
+    let mut point = [0u8; SOCKET_CAP];
+    let mut unescaped = Writer::new(&mut point);
+    discovery::unescape_mountinfo_into(mountpoint, &mut unescaped)?;
+    let len = unescaped.len();
+    let point = &point[..len];
+    slot.set_prefix(point)?;
+    // SAFETY: geteuid cannot fail.
+    let own = uid == unsafe { libc::geteuid() };
+    let mut other = [0u8; 32];
+    let runtime = if own {
+        runtime
+    } else {
+        let mut dir = Writer::new(&mut other);
+        dir.push(b"/run/user/")?;
+        dir.push_decimal(u64::from(uid))?;
+        let len = dir.len();
+        Some(&other[..len])
+    };
+    let mut socket = Writer::new(&mut slot.socket);
+    discovery::write_socket_for_mount(point, uid, runtime, &mut socket)?;
+    slot.socket_len = socket.len();
+    slot.uid = uid;
+    Some(())
+}
+
+/// The mounts of a `BTFUSE_MOUNTS` value (mount point as escaped there, uid) if it was made
+/// in `namespace` and is well formed; `None` otherwise.
+fn read_inherited(
+    value: &[u8],
+    namespace: (u64, u64),
+) -> Option<impl Iterator<Item = (&[u8], u32)>> {
+    let mut fields = value.split(|&b| b == b' ');
+    let (dev, ino) = split_once(fields.next()?, b':')?;
+    if (parse_u64(dev)?, parse_u64(ino)?) != namespace {
+        return None;
+    }
+    // Checked whole before any of it is used.
+    if fields.clone().any(|f| inherited_mount(f).is_none()) {
+        return None;
+    }
+    Some(fields.filter_map(inherited_mount))
+}
+
+/// One mount of a `BTFUSE_MOUNTS` value: `UID:MOUNTPOINT`.
+fn inherited_mount(field: &[u8]) -> Option<(&[u8], u32)> {
+    let (uid, mountpoint) = split_once(field, b':')?;
+    Some((mountpoint, u32::try_from(parse_u64(uid)?).ok()?))
+}
+
+fn split_once(field: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = field.iter().position(|&b| b == separator)?;
+    Some((&field[..at], &field[at + 1..]))
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &d| {
+        d.is_ascii_digit()
+            .then_some(())
+            .and(value.checked_mul(10)?.checked_add(u64::from(d - b'0')))
     })
 }
 
-/// The mount this process serves over the ring once it has touched one: a process binds to
-/// one btfuse mount; paths under any other still reach theirs, through the kernel.
-static CHOSEN: OnceLock<Config> = OnceLock::new();
+/// Writes `BTFUSE_MOUNTS=...` for `mounts` into `entry`, NUL-terminated; its length without
+/// the NUL, or `None` if it does not fit or the namespace is unknown.
+fn mounts_entry(mounts: &[Config], entry: &mut [u8]) -> Option<usize> {
+    let (dev, ino) = mount_namespace()?;
+    let mut out = Writer::new(entry);
+    out.push(MOUNTS_VAR_ENTRY)?;
+    out.push_decimal(dev)?;
+    out.push(b":")?;
+    out.push_decimal(ino)?;
+    for mount in mounts {
+        out.push(b" ")?;
+        out.push_decimal(u64::from(mount.uid))?;
+        out.push(b":")?;
+        let prefix = mount.prefix();
+        discovery::escape_mountinfo_into(if prefix.is_empty() { b"/" } else { prefix }, &mut out)?;
+    }
+    let len = out.len();
+    out.push(b"\0")?;
+    (len <= MOUNTS_VALUE_CAP).then_some(len)
+}
+
+/// Calls `line` with each line of `/proc/self/mountinfo`, read with raw system calls into a
+/// static buffer (lines longer than the buffer are skipped).
+fn read_mountinfo(mut line: impl FnMut(&[u8])) {
+    /// Only the thread that reads the mounts uses it (see [`mounts`]).
+    static BUFFER: Published<[u8; 64 * 1024]> = Published(UnsafeCell::new([0; 64 * 1024]));
+    // SAFETY: only the one thread that won `DISCOVERY` gets here, once.
+    let buf = unsafe { BUFFER.write() };
+    // SAFETY: raw system calls (not the interposed `open`) on a literal path.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c"/proc/self/mountinfo".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    let mut kept = 0;
+    let mut skipping = false;
+    loop {
+        // SAFETY: reads into the free part of `buf`.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_read,
+                fd,
+                buf[kept..].as_mut_ptr(),
+                buf.len() - kept,
+            )
+        };
+        let Ok(got) = usize::try_from(got) else {
+            break;
+        };
+        if got == 0 {
+            if !skipping && kept > 0 {
+                line(&buf[..kept]);
+            }
+            break;
+        }
+        let end = kept + got;
+        let mut start = 0;
+        while let Some(newline) = buf[start..end].iter().position(|&b| b == b'\n') {
+            if !skipping {
+                line(&buf[start..start + newline]);
+            }
+            skipping = false;
+            start += newline + 1;
+        }
+        if start == 0 && end == buf.len() {
+            // One line fills the buffer: skip to its end.
+            skipping = true;
+            kept = 0;
+        } else {
+            buf.copy_within(start..end, 0);
+            kept = end - start;
+        }
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+}
+
+/// The mount this process serves over the ring once it has touched one (an index into the
+/// mounts, or [`NONE`]): a process binds to one btfuse mount; paths under any other still
+/// reach theirs, through the kernel.
+static CHOSEN: AtomicUsize = AtomicUsize::new(NONE);
+const NONE: usize = usize::MAX;
+
+fn chosen() -> Option<&'static Config> {
+    match CHOSEN.load(Ordering::Acquire) {
+        NONE => None,
+        index => mounts().get(index),
+    }
+}
 
 /// The configuration in force: the environment's, else the discovered mount chosen so far;
 /// `None` means everything passes through.
 pub(crate) fn config() -> Option<&'static Config> {
-    explicit().or_else(|| CHOSEN.get())
+    explicit().or_else(chosen)
 }
 
 /// Whether `path` (absolute) is `prefix` or below it.
@@ -109,7 +484,7 @@ fn under(path: &[u8], prefix: &[u8]) -> bool {
 /// Whether absolute `path` is spelled from the prefix (whatever `..` follows), so that only
 /// this library can walk it: the kernel has nothing at the prefix without a mount.
 pub(crate) fn spelled_under_prefix(path: &[u8]) -> bool {
-    path.first() == Some(&b'/') && config_for(path).is_some_and(|c| under(path, &c.prefix))
+    path.first() == Some(&b'/') && config_for(path).is_some_and(|c| under(path, c.prefix()))
 }
 
 /// The configuration for a path about to be used: the one in force, or the discovered mount
@@ -118,29 +493,22 @@ pub(crate) fn config_for(path: &[u8]) -> Option<&'static Config> {
     if let Some(config) = config() {
         return Some(config);
     }
-    let best = discovered()
+    let (best, _) = mounts()
         .iter()
-        .filter(|c| under(path, &c.prefix))
-        .max_by_key(|c| c.prefix.len())?;
-    Some(CHOSEN.get_or_init(|| best.clone()))
+        .enumerate()
+        .filter(|(_, c)| under(path, c.prefix()))
+        .max_by_key(|(_, c)| c.prefix_len)?;
+    let _ = CHOSEN.compare_exchange(NONE, best, Ordering::AcqRel, Ordering::Acquire);
+    chosen()
 }
 
 /// Whether the kernel also reaches the prefix in force, through a btfuse mount there (always
-/// for a discovered one; for one named by the variables, if mountinfo shows a btfuse mount at
-/// it). Read once.
+/// for a discovered one; for one named by the variables, if a btfuse mount is at it).
 pub(crate) fn prefix_is_mounted() -> bool {
-    static MOUNTED: OnceLock<bool> = OnceLock::new();
     let Some(config) = config() else {
         return false;
     };
-    if explicit().is_none() {
-        return true;
-    }
-    *MOUNTED.get_or_init(|| {
-        btfuse_ring_client::discovery::read_btfuse_mounts()
-            .iter()
-            .any(|m| m.mountpoint.as_os_str().as_bytes() == config.prefix.as_slice())
-    })
+    explicit().is_none() || mounts().iter().any(|m| m.prefix() == config.prefix())
 }
 
 /// The variables a program started by `exec` needs to reach the same mount: set only when
@@ -149,20 +517,104 @@ pub(crate) fn exec_environment() -> Option<(Vec<u8>, Vec<u8>)> {
     if explicit().is_some() {
         return None;
     }
-    let chosen = CHOSEN.get()?;
-    let prefix = if chosen.prefix.is_empty() {
+    let chosen = chosen()?;
+    let prefix = if chosen.prefix().is_empty() {
         b"/".to_vec()
     } else {
-        chosen.prefix.clone()
+        chosen.prefix().to_vec()
     };
-    Some((prefix, chosen.socket.as_os_str().as_bytes().to_vec()))
+    Some((prefix, chosen.socket().as_os_str().as_bytes().to_vec()))
+}
+
+/// `BTFUSE_MOUNTS=...`, NUL-terminated, for the programs this process executes (the mounts
+/// are found first if they were not yet); `None` when the list is too long to pass on.
+pub(crate) fn mounts_variable() -> Option<&'static CStr> {
+    mounts();
+    let len = MOUNTS_ENTRY_LEN.load(Ordering::Relaxed);
+    // SAFETY: published: `mounts` returns once FOUND was loaded with Acquire.
+    let entry = unsafe { MOUNTS_ENTRY.read() };
+    (len > 0)
+        .then(|| CStr::from_bytes_with_nul(&entry[..=len]).ok())
+        .flatten()
 }
 
 /// Whether absolute `path` is under the prefix of a btfuse mount this process may serve
 /// (named by the environment or discovered), whether or not it is bound to it yet.
 pub(crate) fn under_a_prefix(path: &[u8]) -> bool {
-    discovered()
+    mounts()
         .iter()
         .chain(explicit())
-        .any(|c| under(path, &c.prefix))
+        .any(|c| under(path, c.prefix()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inherited_list_is_read_only_in_its_namespace() {
+        let list = |value: &'static [u8], namespace| {
+            read_inherited(value, namespace).map(|l| l.map(|(m, u)| (m.to_vec(), u)).collect())
+        };
+        let value = b"7:99 0:/mnt/a\\040b 1000:/srv/x";
+        assert_eq!(list(value, (7, 100)), None);
+        assert_eq!(
+            list(value, (7, 99)),
+            Some(vec![
+                (b"/mnt/a\\040b".to_vec(), 0),
+                (b"/srv/x".to_vec(), 1000)
+            ])
+        );
+        assert_eq!(list(b"7:99", (7, 99)), Some(Vec::new()));
+        for bad in [
+            &b""[..],
+            b"7",
+            b"7:x",
+            b"7:99 1000",
+            b"7:99 x:/a",
+            b"7:99 99999999999:/a",
+        ] {
+            assert_eq!(list(bad, (7, 99)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_passed_on_list_reads_back() {
+        let mut mounts = [const { Config::EMPTY }; 2];
+        fill(&mut mounts[0], b"/mnt/with\\040space", 0, None).unwrap();
+        fill(&mut mounts[1], b"/", 4001, Some(b"/run/user/4001")).unwrap();
+        assert_eq!(mounts[0].prefix(), b"/mnt/with space");
+        assert_eq!(
+            mounts[0].socket(),
+            Path::new("/run/btfuse/mnt-with\\x20space.sock")
+        );
+        assert_eq!(mounts[1].prefix(), b"");
+        let mut entry = [0u8; 256];
+        let len = mounts_entry(&mounts, &mut entry).unwrap();
+        let value = entry[..len].strip_prefix(b"BTFUSE_MOUNTS=").unwrap();
+        let seen: Vec<_> = read_inherited(value, mount_namespace().unwrap())
+            .unwrap()
+            .map(|(m, uid)| (m.to_vec(), uid))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![(b"/mnt/with\\040space".to_vec(), 0), (b"/".to_vec(), 4001)]
+        );
+        assert_eq!(mounts_entry(&mounts, &mut [0u8; 20]), None);
+    }
+
+    #[test]
+    fn prefixes_are_trimmed_and_bounded() {
+        let mut config = Config::EMPTY;
+        assert_eq!(config.set_prefix(b"relative"), None);
+        config.set_prefix(b"/mnt/x//").unwrap();
+        assert_eq!(config.prefix(), b"/mnt/x");
+        config.set_prefix(b"///").unwrap();
+        assert_eq!(config.prefix(), b"");
+        assert_eq!(config.set_prefix(&[b'/'; PREFIX_CAP + 2][..]), Some(()));
+        let long = [b'a'; PREFIX_CAP + 1];
+        let mut path = vec![b'/'];
+        path.extend_from_slice(&long);
+        assert_eq!(config.set_prefix(&path), None);
+    }
 }

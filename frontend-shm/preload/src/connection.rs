@@ -55,7 +55,7 @@ pub(crate) fn client() -> Option<Client> {
         return None;
     }
     btfuse_ring_client::set_private_fd_floor(private_fd_floor());
-    let Ok(client) = Client::connect(&config.socket) else {
+    let Ok(client) = Client::connect(config.socket()) else {
         LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
         return None;
     };

@@ -1,5 +1,7 @@
 //! The re-entry guard: work done for an intercepted call (the client's own socket and memory
-//! calls) runs with a per-thread flag set, and calls made while it is set pass through.
+//! calls) runs with a per-thread flag set, and calls made while it is set pass through; so do
+//! calls made before the library has read its configuration (see [`crate::config::ready`]),
+//! such as those of other libraries' constructors and of an allocator initialising itself.
 
 use std::cell::Cell;
 
@@ -8,8 +10,11 @@ thread_local! {
 }
 
 /// Runs `f` as the interceptor: calls it makes into libc are not intercepted again. Returns
-/// `None` (pass the call through) when already inside.
+/// `None` (pass the call through) when already inside, or before the library is ready.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    if !crate::config::ready() {
+        return None;
+    }
     // One lookup of the thread-local for both entering and leaving: in a shared library each
     // lookup is a call into the dynamic loader, and this runs on every intercepted call.
     // (A thread being torn down has no thread-locals left: pass through.)

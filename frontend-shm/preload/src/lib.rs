@@ -91,4 +91,4 @@ mod program;
 mod real;
 mod serve;
 
-pub use config::{INHERIT_VAR, PREFIX_VAR, SOCKET_VAR};
+pub use config::{INHERIT_VAR, MOUNTS_VAR, PREFIX_VAR, SOCKET_VAR};

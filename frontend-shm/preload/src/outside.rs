@@ -67,7 +67,7 @@ fn count(links: &mut u32, more: u32) -> Result<(), i32> {
 
 /// The prefix the rest of a walk is relative to.
 fn prefix() -> Result<&'static [u8], i32> {
-    config().map(|c| c.prefix.as_slice()).ok_or(libc::ENOENT)
+    config().map(|c| c.prefix()).ok_or(libc::ENOENT)
 }
 
 /// Where the walk that left as `left` goes on, its links added to `links`: the absolute path,

@@ -162,7 +162,7 @@ interpose! {
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
         let config = config::config()?;
-        let mut full = config.prefix.clone();
+        let mut full = config.prefix().to_vec();
         if path != b"/" {
             full.extend_from_slice(&path);
         }

@@ -238,14 +238,14 @@ unsafe fn with_inherit(envp: *const *const c_char, value: &str) -> Vec<CString> 
     let mount = discovered.or_else(|| {
         // Named by the environment: passed on only if `envp` lost the variables.
         let config = config::config().filter(|_| !named)?;
-        let prefix = if config.prefix.is_empty() {
+        let prefix = if config.prefix().is_empty() {
             b"/".to_vec()
         } else {
-            config.prefix.clone()
+            config.prefix().to_vec()
         };
         Some((
             prefix,
-            config.socket.as_os_str().as_encoded_bytes().to_vec(),
+            config.socket().as_os_str().as_encoded_bytes().to_vec(),
         ))
     });
     if let Some((prefix, socket)) = mount {
@@ -268,9 +268,48 @@ unsafe fn with_inherit(envp: *const *const c_char, value: &str) -> Vec<CString> 
         out.push([b"LD_PRELOAD=", &list[..]].concat());
     }
     out.push(format!("{inherit}{value}").into_bytes());
+    if let Some(mounts) = config::mounts_variable()
+        && !out
+            .iter()
+            .any(|var| var.starts_with(config::MOUNTS_VAR_ENTRY))
+    {
+        out.push(mounts.to_bytes().to_vec());
+    }
     out.into_iter()
         .filter_map(|var| CString::new(var).ok())
         .collect()
+}
+
+/// `envp` with the btfuse mounts this process sees added (see [`config::mounts_variable`]),
+/// so that the next program, when it loads this library, need not read the mount table
+/// again; `None` when there is nothing to add (`envp` already has a list, or no
+/// `LD_PRELOAD`).
+///
+/// # Safety
+/// `envp` is a null-terminated array of C strings.
+unsafe fn with_mounts(envp: *const *const c_char) -> Option<Vec<*const c_char>> {
+    let mut out = Vec::new();
+    let mut preloading = false;
+    let mut p = envp;
+    // SAFETY: the caller's contract: walk until the terminating null.
+    unsafe {
+        while !p.is_null() && !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            if entry.starts_with(config::MOUNTS_VAR_ENTRY) {
+                return None;
+            }
+            preloading |= entry.starts_with(b"LD_PRELOAD=");
+            out.push(*p);
+            p = p.add(1);
+        }
+    }
+    if !preloading {
+        return None;
+    }
+    let mounts = guarded(config::mounts_variable).flatten()?;
+    out.push(mounts.as_ptr());
+    out.push(std::ptr::null());
+    Some(out)
 }
 
 fn pointers(strings: &[CString]) -> Vec<*const c_char> {
@@ -307,7 +346,11 @@ pub(crate) unsafe fn exec_with(
     })
     .flatten();
     match value {
-        None => exec(envp),
+        // SAFETY: the caller's contract.
+        None => match unsafe { with_mounts(envp) } {
+            Some(env) => exec(env.as_ptr()),
+            None => exec(envp),
+        },
         Some(value) => {
             // SAFETY: the caller's contract.
             let env = unsafe { with_inherit(envp, &value) };
@@ -357,7 +400,7 @@ fn program_path(dirfd: c_int, path: &[u8], empty_path: bool) -> ProgramPath {
     let Some(config) = config::config() else {
         return ProgramPath::Unchanged;
     };
-    let mut full = config.prefix.clone();
+    let mut full = config.prefix().to_vec();
     full.extend_from_slice(&base);
     if full.last() != Some(&b'/') {
         full.push(b'/');

@@ -2,7 +2,7 @@
 //! kernel (a relative `chdir` this library did not serve).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::config::under_a_prefix;
 use crate::real;
@@ -12,24 +12,43 @@ use crate::real;
 static KERNEL_CWD: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 
 /// What is known of the kernel's working directory, so that the common answer ("not under
-/// any prefix") takes one load and no lock: [`UNKNOWN`], [`OUTSIDE`] or [`INSIDE`].
-static KERNEL_CWD_STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
-const UNKNOWN: u8 = 0;
-const OUTSIDE: u8 = 1;
-const INSIDE: u8 = 2;
+/// any prefix") takes one load and no lock: [`UNKNOWN`], [`OUTSIDE`] or [`INSIDE`] in the low
+/// two bits, and above them a count of the changes [`forget_kernel_cwd`] saw, so that an
+/// answer found for a directory since left is not stored over the forgetting.
+static KERNEL_CWD_STATE: AtomicU32 = AtomicU32::new(UNKNOWN);
+const UNKNOWN: u32 = 0;
+const OUTSIDE: u32 = 1;
+const INSIDE: u32 = 2;
+const STATE_BITS: u32 = 3;
 
 /// `rel` joined to the kernel's working directory when that directory is under a btfuse
 /// prefix (the program entered the mount through the kernel, e.g. by a relative `chdir`);
 /// `None` otherwise.
+///
+/// The common answer is found without a lock or an allocation: this runs for relative names
+/// of calls made while an allocator initialises itself or in a signal handler.
 pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
-    if KERNEL_CWD_STATE.load(Ordering::Acquire) == OUTSIDE {
-        return None;
+    let known = KERNEL_CWD_STATE.load(Ordering::Acquire);
+    match known & STATE_BITS {
+        OUTSIDE => return None,
+        UNKNOWN if !kernel_cwd_may_be_under_a_prefix() => {
+            // A chdir since the load leaves the state as `forget_kernel_cwd` set it.
+            let _ = KERNEL_CWD_STATE.compare_exchange(
+                known,
+                (known & !STATE_BITS) | OUTSIDE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            return None;
+        }
+        _ => {}
     }
     let mut cached = KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner());
-    if KERNEL_CWD_STATE.load(Ordering::Acquire) == UNKNOWN {
+    let known = KERNEL_CWD_STATE.load(Ordering::Acquire);
+    if known & STATE_BITS != INSIDE {
         *cached = kernel_cwd_under_a_prefix();
         let state = if cached.is_some() { INSIDE } else { OUTSIDE };
-        KERNEL_CWD_STATE.store(state, Ordering::Release);
+        KERNEL_CWD_STATE.store((known & !STATE_BITS) | state, Ordering::Release);
     }
     let mut full = cached.clone()?;
     drop(cached);
@@ -38,6 +57,18 @@ pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
     }
     full.extend_from_slice(rel);
     Some(full)
+}
+
+/// Whether the kernel's working directory may be under a btfuse prefix (it is, or `getcwd`
+/// failed), found with a buffer on the stack.
+fn kernel_cwd_may_be_under_a_prefix() -> bool {
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` holds PATH_MAX bytes; libc's getcwd with a buffer does not allocate.
+    let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
+    let Some(len) = buf.iter().position(|&b| b == 0).filter(|_| !got.is_null()) else {
+        return true;
+    };
+    under_a_prefix(&buf[..len])
 }
 
 /// The kernel's `getcwd`, if it is under a btfuse prefix.
@@ -56,5 +87,7 @@ fn kernel_cwd_under_a_prefix() -> Option<Vec<u8>> {
 /// Forgets the kernel's working directory (it changed).
 pub(crate) fn forget_kernel_cwd() {
     let _cached = KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner());
-    KERNEL_CWD_STATE.store(UNKNOWN, Ordering::Release);
+    let known = KERNEL_CWD_STATE.load(Ordering::Relaxed);
+    let changes = (known & !STATE_BITS).wrapping_add(STATE_BITS + 1);
+    KERNEL_CWD_STATE.store(changes | UNKNOWN, Ordering::Release);
 }

@@ -48,7 +48,7 @@ pub(crate) fn ring_path_in(path: &[u8]) -> Option<Cow<'_, [u8]>> {
         return None;
     }
     let config = config_for(path)?;
-    let rest = path.strip_prefix(config.prefix.as_slice())?;
+    let rest = path.strip_prefix(config.prefix())?;
     if !(rest.is_empty() || rest[0] == b'/') {
         return None;
     }
