@@ -148,6 +148,8 @@ fn speedup(results: &Results, path: &Path) -> DrawResult {
     chart
         .configure_mesh()
         .disable_x_mesh()
+        // One label per workload: left to itself, the mesh thins them out.
+        .x_labels(n + 1)
         .x_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => results
                 .workloads

@@ -5,6 +5,7 @@
 mod chart;
 mod fs;
 mod lab;
+mod process;
 mod report;
 mod workload;
 
@@ -88,6 +89,9 @@ struct WorkerArgs {
     /// Go through the ring's Rust client on this socket instead of libc.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// For the workloads that run programs: preload them with this library.
+    #[arg(long)]
+    preload: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +113,9 @@ fn main() -> ExitCode {
 
 fn worker(args: WorkerArgs) -> io::Result<()> {
     let measured = match &args.socket {
+        _ if args.workload.runs_processes() => {
+            process::run(args.workload, args.size, &args.dir, args.preload.as_deref())?
+        }
         Some(socket) => {
             let client = btfuse_ring_client::Client::connect(socket)?;
             workload::run(&fs::Ring(client), args.workload, args.size, &args.dir)?
@@ -186,7 +193,11 @@ fn run(args: RunArgs) -> io::Result<()> {
 
     lab::clean_up_on_signals()?;
     let lab = Lab::start(artifacts, &targets)?;
-    let progress = ProgressBar::new((workloads.len() * rounds * targets.len()) as u64);
+    let runs = workloads
+        .iter()
+        .map(|w| targets.iter().filter(|&&t| w.runs_on(t)).count())
+        .sum::<usize>();
+    let progress = ProgressBar::new((runs * rounds) as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
             .map_err(io::Error::other)?,
@@ -205,6 +216,9 @@ fn run(args: RunArgs) -> io::Result<()> {
             for k in 0..targets.len() {
                 let i = (k + round) % targets.len();
                 let target = targets[i];
+                if !w.runs_on(target) {
+                    continue;
+                }
                 progress.set_message(format!(
                     "{} on {}, round {}/{rounds}",
                     w.name(),
@@ -226,7 +240,13 @@ fn run(args: RunArgs) -> io::Result<()> {
             }
         }
         lab.remove_fixtures(w)?;
-        let result = WorkloadResult::new(w, size, ops.unwrap_or(0), &targets, &times, floor);
+        let (ran, times): (Vec<Target>, Vec<Vec<f64>>) = targets
+            .iter()
+            .zip(times)
+            .filter(|(t, _)| w.runs_on(**t))
+            .map(|(t, times)| (*t, times))
+            .unzip();
+        let result = WorkloadResult::new(w, size, ops.unwrap_or(0), &ran, &times, floor);
         progress.println(format!(
             "{}: {}",
             w.name(),

@@ -46,11 +46,19 @@ pub(crate) enum Workload {
     #[value(name = "create-2t")]
     #[serde(rename = "create-2t")]
     Create2t,
+    /// The first experiment as the write-up ran it: one `cat` process per operation.
+    CatProc,
+    /// The second experiment as the write-up ran it: one `find` process per operation.
+    FindProc,
+    /// A process that touches no btfuse path, with the preload set and without it.
+    Untouched,
+    /// A shell script doing a small build: hundreds of short processes reading and writing.
+    Script,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 9] = [
+    pub(crate) const ALL: [Workload; 13] = [
         Workload::Cat,
         Workload::Find,
         Workload::Create,
@@ -60,6 +68,10 @@ impl Workload {
         Workload::Seq,
         Workload::Readdir,
         Workload::Create2t,
+        Workload::CatProc,
+        Workload::FindProc,
+        Workload::Untouched,
+        Workload::Script,
     ];
 
     /// The name used on the command line, in files and in reports.
@@ -74,6 +86,10 @@ impl Workload {
             Workload::Seq => "seq",
             Workload::Readdir => "readdir",
             Workload::Create2t => "create-2t",
+            Workload::CatProc => "cat-proc",
+            Workload::FindProc => "find-proc",
+            Workload::Untouched => "untouched",
+            Workload::Script => "script",
         }
     }
 
@@ -90,6 +106,10 @@ impl Workload {
             Workload::Readdir => (100_000, 2_000),
             // Files per thread.
             Workload::Create2t => (5_000, 250),
+            // Processes, or runs of the script.
+            Workload::CatProc | Workload::Untouched => (400, 20),
+            Workload::FindProc => (200, 10),
+            Workload::Script => (10, 1),
         };
         if quick { small } else { full }
     }
@@ -121,6 +141,38 @@ impl Workload {
             Workload::Create2t => {
                 format!("create + write 4 KiB + close from 2 threads at once, {size} files each")
             }
+            Workload::CatProc => format!("one `cat` process of a 4 KiB file, {size} times"),
+            Workload::FindProc => {
+                format!("one `find` process over a tree of 1,000 entries, {size} times")
+            }
+            Workload::Untouched => format!(
+                "one `cat` process of a 4 KiB file outside btfuse, {size} times: the tmpfs \
+                 column without the preload, the preloaded one with it set"
+            ),
+            Workload::Script => format!(
+                "a shell script of a small build ({} short processes reading and writing \
+                 files), {size} runs",
+                crate::process::SCRIPT_PROCESSES
+            ),
+        }
+    }
+
+    /// Whether each operation is a whole program run by the worker (see [`crate::process`]).
+    pub(crate) fn runs_processes(self) -> bool {
+        matches!(
+            self,
+            Workload::CatProc | Workload::FindProc | Workload::Untouched | Workload::Script
+        )
+    }
+
+    /// Whether `target` has a column for this workload: programs cannot run on the Rust
+    /// client, and a process that touches no btfuse path is the same on tmpfs and the mount.
+    pub(crate) fn runs_on(self, target: crate::lab::Target) -> bool {
+        use crate::lab::Target;
+        match self {
+            Workload::Untouched => matches!(target, Target::Tmpfs | Target::Fast),
+            w if w.runs_processes() => target != Target::Client,
+            _ => true,
         }
     }
 }
@@ -318,6 +370,8 @@ fn prepare<F: Fs>(fs: &F, workload: Workload, size: u64, fixture: &Path) -> io::
             }
         }
         Workload::Create | Workload::Churn | Workload::Seq | Workload::Create2t => {}
+        // Set up by `crate::process`, which runs them.
+        Workload::CatProc | Workload::FindProc | Workload::Untouched | Workload::Script => {}
     }
     fs.close(fs.create(&ready)?)
 }
@@ -391,6 +445,12 @@ fn timed<F: Fs>(
             });
         }
         Workload::Create => create_files(fs, work, size)?,
+        Workload::CatProc | Workload::FindProc | Workload::Untouched | Workload::Script => {
+            return Err(io::Error::other(format!(
+                "{} runs programs: crate::process runs it",
+                workload.name()
+            )));
+        }
         Workload::Create2t => {
             let (a, b) = (work.join("a"), work.join("b"));
             fs.mkdir(&a)?;
