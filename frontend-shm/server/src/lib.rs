@@ -6,10 +6,13 @@
 //! region (a sealed memfd), and from then on writes requests into it in the record format of
 //! [`btfuse_core::ring`].
 //!
-//! - The **acceptor** thread takes connections. Each is set up on a short-lived thread of its
-//!   own (so a client that connects and says nothing delays no one): it reads the client's
-//!   hello, takes its identity from `SO_PEERCRED`, makes a sealed memfd region, sends it with
-//!   `SCM_RIGHTS`, and hands the channel to the worker with the fewest channels.
+//! - The **acceptor** thread takes connections. It reads the client's hello, takes its
+//!   identity from `SO_PEERCRED`, sends it a sealed memfd region with `SCM_RIGHTS`, and hands
+//!   the channel to the worker with the fewest channels. Regions are made ahead of
+//!   connections (a few wait ready, each handed to one connection only and never reused), and
+//!   a connection whose hello has already arrived is set up on the acceptor itself; one whose
+//!   hello has not gets a short-lived thread of its own, so a client that connects and says
+//!   nothing delays no one.
 //! - Each **worker** owns a set of channels and serves them in turn (see `worker`): it spins
 //!   while requests keep coming and otherwise sleeps in one `io_uring` wait on the futexes of
 //!   all its channels, the hang-ups of their sockets and its own control eventfd.
@@ -164,6 +167,67 @@ struct Shared<F: Filesystem> {
     users: Arc<UserConnections>,
     /// Descriptor numbers per user, across its sessions.
     budgets: session::Budgets,
+    /// Regions made ahead of connections (see [`take_region`]).
+    prepared: Mutex<Vec<PreparedRegion>>,
+}
+
+/// A fresh region, ready to send: its memfd and this side's mapping, header written.
+struct PreparedRegion {
+    memfd: std::os::fd::OwnedFd,
+    region: Region,
+}
+
+/// Regions kept ready: enough for a burst of short processes (a shell pipeline, a `make -j`)
+/// to connect without waiting for one to be made.
+const PREPARED_REGIONS: usize = 4;
+
+/// A new region: a sealed memfd, mapped, with its header written.
+fn make_region() -> io::Result<PreparedRegion> {
+    let memfd = sys::sealed_memfd(c"btfuse-ring", REGION_LEN as u64)?;
+    // SAFETY: a memfd of REGION_LEN bytes made just above, sealed against shrinking.
+    #[allow(unsafe_code)]
+    let region = unsafe { Region::map(&memfd)? };
+    region.initialise();
+    Ok(PreparedRegion { memfd, region })
+}
+
+/// A region for a new connection: one made ahead if any is left, else a new one. Each is
+/// given to one connection only: no two clients ever share a memfd.
+fn take_region<F: Filesystem>(shared: &Shared<F>) -> io::Result<PreparedRegion> {
+    let ready = shared
+        .prepared
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop();
+    ready.map_or_else(make_region, Ok)
+}
+
+/// Makes regions until [`PREPARED_REGIONS`] wait ready; after a connection was answered, so
+/// that no client waits for it.
+fn refill_regions<F: Filesystem>(shared: &Shared<F>) {
+    loop {
+        let missing = PREPARED_REGIONS.saturating_sub(
+            shared
+                .prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+        );
+        if missing == 0 {
+            return;
+        }
+        match make_region() {
+            Ok(region) => shared
+                .prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(region),
+            Err(e) => {
+                log::warn!("cannot make a region ahead of connections: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Live figures of a running server, readable from any thread (the metrics exporter's
@@ -242,6 +306,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             workers: inboxes,
             stop: AtomicBool::new(false),
             budgets: session::Budgets::default(),
+            prepared: Mutex::new(Vec::new()),
             users: Arc::new(UserConnections {
                 counts: Mutex::new(HashMap::new()),
                 max: config.max_connections_per_user,
@@ -350,6 +415,7 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     listener: &UnixListener,
 ) {
+    refill_regions(shared);
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -375,6 +441,16 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
             refuse(&stream, libc::EMFILE);
             continue;
         };
+        // A client writes its hello right after connecting: when it is already here, setting
+        // the channel up costs no thread (and nothing on the way can block: the reply goes
+        // into an empty socket buffer).
+        if sys::readable_bytes(&stream).is_ok_and(|n| n >= HELLO_LEN) {
+            if let Err(e) = set_up(shared, stream, peer, slot) {
+                log::debug!("channel set-up failed: {e}");
+            }
+            refill_regions(shared);
+            continue;
+        }
         let shared = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("ring-setup".into())
@@ -382,6 +458,7 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
                 if let Err(e) = set_up(&shared, stream, peer, slot) {
                     log::debug!("channel set-up failed: {e}");
                 }
+                refill_regions(&shared);
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a set-up thread: {e}");
@@ -408,11 +485,7 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
             return Ok(());
         }
     };
-    let memfd = sys::sealed_memfd(c"btfuse-ring", REGION_LEN as u64)?;
-    // SAFETY: a memfd of REGION_LEN bytes made just above, sealed against shrinking.
-    #[allow(unsafe_code)]
-    let region = unsafe { Region::map(&memfd)? };
-    region.initialise();
+    let PreparedRegion { memfd, region } = take_region(shared)?;
     let welcome = Welcome {
         status: 0,
         session: session.join_token,
@@ -844,6 +917,38 @@ mod tests {
         assert_eq!(refused.raw_os_error(), Some(libc::EMFILE));
         assert!(channels.len() >= MAX_CHANNELS_PER_SESSION);
         drop(channels);
+        server.shutdown();
+    }
+
+    /// Regions made ahead of connections are each given to one connection only: in this
+    /// process (server and clients both), every region memfd is mapped at most twice, once
+    /// by the server and once by the one client it was sent to, however many connect.
+    #[test]
+    fn every_connection_gets_a_region_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        let clients: Vec<Client> = (0..3 * PREPARED_REGIONS)
+            .map(|i| {
+                let client = Client::connect(&socket).unwrap();
+                client.write(format!("/f{i}"), format!("{i}")).unwrap();
+                client
+            })
+            .collect();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut mapped: HashMap<u64, usize> = HashMap::new();
+        for line in maps.lines().filter(|l| l.contains("/memfd:btfuse-ring")) {
+            let inode = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+            *mapped.entry(inode).or_default() += 1;
+        }
+        assert!(mapped.len() >= clients.len(), "{mapped:?}");
+        assert!(mapped.values().all(|&n| n <= 2), "{mapped:?}");
+        for (i, client) in clients.iter().enumerate() {
+            assert_eq!(
+                client.read(format!("/f{i}")).unwrap(),
+                format!("{i}").as_bytes()
+            );
+        }
+        drop(clients);
         server.shutdown();
     }
 }

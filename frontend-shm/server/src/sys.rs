@@ -145,6 +145,14 @@ pub(crate) fn unread_bytes(sock: &UnixStream) -> io::Result<usize> {
     Ok(usize::try_from(queued).unwrap_or(0))
 }
 
+/// Bytes waiting to be read on `sock` (`FIONREAD`).
+pub(crate) fn readable_bytes(sock: &UnixStream) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `queued`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut queued) })?;
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
 /// `lseek(2)` with any whence (`SEEK_DATA` and `SEEK_HOLE` included).
 pub(crate) fn lseek(fd: RawFd, offset: i64, whence: libc::c_int) -> io::Result<u64> {
     // SAFETY: lseek takes no pointers.
