@@ -566,3 +566,62 @@ fn the_mounts_found_are_handed_to_children() {
     let ring = ops(format!("{}:{} 0:{escaped}", ns.dev(), ns.ino()));
     assert!(ring > 0, "the list handed down is used");
 }
+
+/// The mount table is read only when a path may be served: a preloaded program whose paths
+/// lie under no mount point named by a ring socket never opens `/proc/self/mountinfo`, one
+/// that touches the mount does, and a shell reads it once (at its first `exec` at the
+/// latest) and hands the list to its children, which do not.
+#[test]
+fn the_mount_table_is_read_only_for_paths_that_may_be_served() {
+    let mount = Mount::start(&[]);
+    let dir = fresh_dir(mount.path(), "table");
+    fs::write(dir.join("f"), "on btfuse\n").unwrap();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    fs::write(outside.path(), "outside\n").unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().to_str().unwrap();
+    // strace itself is not preloaded (it would hand the traced program its list): it sets
+    // LD_PRELOAD for the program it starts.
+    let preload = format!("LD_PRELOAD={}", common::preload_library().display());
+    let opens_of = |program: &[&str], script: &str| {
+        let tracer = [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat",
+            "-o",
+            log_path,
+            "-E",
+        ];
+        let mut interpreter = tracer.to_vec();
+        interpreter.push(preload.as_str());
+        interpreter.extend(program);
+        let text = run_with(
+            &interpreter,
+            script,
+            &[
+                ("D", dir.to_str().unwrap()),
+                ("OUT", outside.path().to_str().unwrap()),
+            ],
+            false,
+        );
+        let opens = fs::read_to_string(log.path()).unwrap();
+        (text, opens.matches("/proc/self/mountinfo").count())
+    };
+    let (text, reads) = opens_of(&["cat"], outside.path().to_str().unwrap());
+    assert_eq!(text, "status Some(0)\n--- stdout\noutside\n--- stderr\n");
+    assert_eq!(reads, 0, "a program off btfuse read the mount table");
+    let (text, reads) = opens_of(&["cat"], dir.join("f").to_str().unwrap());
+    assert_eq!(text, "status Some(0)\n--- stdout\non btfuse\n--- stderr\n");
+    assert_eq!(reads, 1, "a program on the mount reads the table once");
+    let (text, reads) = opens_of(&["sh", "-c"], r#"cat "$D/f"; cat "$D/f"; cat "$OUT""#);
+    assert_eq!(
+        text,
+        "status Some(0)\n--- stdout\non btfuse\non btfuse\noutside\n--- stderr\n"
+    );
+    assert_eq!(
+        reads, 1,
+        "the shell reads the table and hands it to its children"
+    );
+}

@@ -95,6 +95,45 @@ pub fn write_escaped_path(mountpoint: &[u8], out: &mut Writer<'_>) -> Option<()>
     Some(())
 }
 
+/// Writes the mount point a file name made by [`write_escaped_path`] stands for (what
+/// `systemd-escape --unescape --path` gives); `None` if `name` is not such a name.
+pub fn write_unescaped_path(name: &[u8], out: &mut Writer<'_>) -> Option<()> {
+    if name == b"-" {
+        return out.push(b"/");
+    }
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'-' => out.push(b"/")?,
+            b'\\' => {
+                let (high, low) = (hex(*name.get(i + 2)?)?, hex(*name.get(i + 3)?)?);
+                if name.get(i + 1) != Some(&b'x') {
+                    return None;
+                }
+                if i == 0 {
+                    out.push(b"/")?;
+                }
+                out.push(&[high << 4 | low])?;
+                i += 4;
+                continue;
+            }
+            b => {
+                if i == 0 {
+                    out.push(b"/")?;
+                }
+                out.push(&[b])?;
+            }
+        }
+        i += 1;
+    }
+    Some(())
+}
+
 /// `mountpoint` (absolute) escaped into one file name, as `systemd-escape --path` does.
 pub fn escape_path(mountpoint: &Path) -> OsString {
     let bytes = mountpoint.as_os_str().as_bytes();
@@ -310,6 +349,28 @@ mod tests {
                 OsString::from(escaped),
                 "{path}"
             );
+        }
+    }
+
+    #[test]
+    fn escaped_names_read_back() {
+        for path in [
+            "/mnt/fuse_test",
+            "/",
+            "/srv/my data",
+            "/a-b/.hidden",
+            "/.dot",
+            "/caf\u{e9}",
+        ] {
+            let name = escape_path(Path::new(path));
+            let mut buf = [0u8; 64];
+            let mut out = Writer::new(&mut buf);
+            write_unescaped_path(name.as_encoded_bytes(), &mut out).unwrap();
+            assert_eq!(out.written(), path.as_bytes(), "{name:?}");
+        }
+        for bad in [&b"a\\x2"[..], b"a\\y20", b"a\\xzz"] {
+            let mut buf = [0u8; 64];
+            assert_eq!(write_unescaped_path(bad, &mut Writer::new(&mut buf)), None);
         }
     }
 

@@ -17,6 +17,11 @@
 //!   (one `stat` of `/proc/self/ns/mnt`), else from `/proc/self/mountinfo`. Either way the
 //!   list is handed on to the programs this process executes (see [`mounts_variable`]), so
 //!   that in a shell script or a build only the first process reads the mount table.
+//! - Without a list handed down, the mount table is read only for a path that may be served
+//!   at all: one under a mount point named by a socket in the directories that hold the
+//!   sockets this process may use (root's, `/run/btfuse`, and its own user's; see
+//!   `btfuse_ring_client::discovery`). Listing them takes three system calls; a program that
+//!   touches no such path never reads the table.
 //!
 //! A list passed down can be stale in one direction only: a btfuse mount made after the
 //! parent read the table is not in it, and its paths then go to the kernel (through that
@@ -230,29 +235,163 @@ const FOUND: u8 = 2;
 /// library's; the reader cannot be interrupted into this function on its own thread, since
 /// it runs as the interceptor and calls made then pass through).
 fn mounts() -> &'static [Config] {
-    if DISCOVERY.load(Ordering::Acquire) != FOUND {
-        if DISCOVERY
+    let found = once(&DISCOVERY, &MOUNTS, |found| {
+        let count = discover(found);
+        // SAFETY: written by the thread that fills `MOUNTS`, before both are published.
+        let entry = unsafe { MOUNTS_ENTRY.write() };
+        let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
+        MOUNT_COUNT.store(count, Ordering::Relaxed);
+        MOUNTS_ENTRY_LEN.store(entry_len, Ordering::Relaxed);
+    });
+    &found[..MOUNT_COUNT.load(Ordering::Relaxed)]
+}
+
+/// The mount points the socket directories name (see the module doc): a path under none of
+/// them is served by no mount this process can reach over the ring.
+struct Candidates {
+    points: [[u8; SOCKET_CAP]; MAX_MOUNTS],
+    lens: [usize; MAX_MOUNTS],
+    count: usize,
+    /// More than fit, or a name that did not read back: every path may be served.
+    overflow: bool,
+}
+
+static CANDIDATES: Published<Candidates> = Published(UnsafeCell::new(Candidates {
+    points: [[0; SOCKET_CAP]; MAX_MOUNTS],
+    lens: [0; MAX_MOUNTS],
+    count: 0,
+    overflow: false,
+}));
+/// Where listing the candidates stands, as [`DISCOVERY`] for the mounts.
+static LISTING: AtomicU8 = AtomicU8::new(UNREAD);
+
+/// Runs `fill` once, by the first thread to get here, on `value`, published by `state`; a
+/// thread that finds another one at it waits (see [`mounts`] for why that cannot deadlock).
+fn once<T>(
+    state: &AtomicU8,
+    value: &'static Published<T>,
+    fill: impl FnOnce(&mut T),
+) -> &'static T {
+    if state.load(Ordering::Acquire) != FOUND {
+        if state
             .compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire)
             .is_ok()
         {
             // SAFETY: this thread won the right to write; nothing is published yet.
-            let (found, entry) = unsafe { (MOUNTS.write(), MOUNTS_ENTRY.write()) };
-            let count = discover(found);
-            let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
-            MOUNT_COUNT.store(count, Ordering::Relaxed);
-            MOUNTS_ENTRY_LEN.store(entry_len, Ordering::Relaxed);
-            // Pairs with the Acquire loads of `DISCOVERY`.
-            DISCOVERY.store(FOUND, Ordering::Release);
+            fill(unsafe { value.write() });
+            // Pairs with the Acquire loads above.
+            state.store(FOUND, Ordering::Release);
         } else {
-            while DISCOVERY.load(Ordering::Acquire) != FOUND {
+            while state.load(Ordering::Acquire) != FOUND {
                 // SAFETY: sched_yield has no preconditions.
                 unsafe { libc::sched_yield() };
             }
         }
     }
-    // SAFETY: published (FOUND was loaded with Acquire above).
-    let found = unsafe { MOUNTS.read() };
-    &found[..MOUNT_COUNT.load(Ordering::Relaxed)]
+    // SAFETY: published: FOUND was loaded with Acquire.
+    unsafe { value.read() }
+}
+
+/// Whether `path` (absolute) may be under a btfuse mount this process can serve, found
+/// without reading the mount table when no list was handed down.
+fn may_be_served(path: &[u8]) -> bool {
+    if DISCOVERY.load(Ordering::Acquire) == FOUND
+        || environment().is_some_and(|e| e.mounts_len.is_some())
+    {
+        return true;
+    }
+    let candidates = once(&LISTING, &CANDIDATES, list_candidates);
+    candidates.overflow
+        || (0..candidates.count).any(|i| {
+            let point = &candidates.points[i][..candidates.lens[i]];
+            let point = if point == b"/" { &b""[..] } else { point };
+            under(path, point)
+        })
+}
+
+/// Lists the socket directories this process may use into `found`.
+fn list_candidates(found: &mut Candidates) {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let mut own = [0u8; PREFIX_CAP + 16];
+    let mut dir = Writer::new(&mut own);
+    let runtime = environment().and_then(|e| e.runtime_len.map(|len| &e.runtime[..len]));
+    let own_len = (euid != 0)
+        .then(|| discovery::write_socket_dir(euid, runtime, &mut dir).map(|()| dir.len()))
+        .flatten();
+    let mut root = *b"/run/btfuse\0";
+    list_sockets(&mut root, found);
+    if let Some(len) = own_len.filter(|&len| len < own.len()) {
+        own[len] = 0;
+        list_sockets(&mut own[..=len], found);
+    }
+}
+
+/// Adds the mount points the `*.sock` names in directory `dir` (NUL-terminated) stand for,
+/// read with raw system calls.
+fn list_sockets(dir: &mut [u8], found: &mut Candidates) {
+    // SAFETY: raw system calls (not the interposed `open`) on a NUL-terminated path.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: getdents64 fills at most `buf.len()` bytes of `buf`.
+        let got = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        let Ok(got) = usize::try_from(got) else {
+            found.overflow = true;
+            break;
+        };
+        if got == 0 {
+            break;
+        }
+        let mut at = 0;
+        // A linux_dirent64: inode (8), offset (8), record length (2), type (1), name.
+        while at + 19 <= got {
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            if reclen < 19 || at + reclen > got {
+                found.overflow = true;
+                break;
+            }
+            let name = &buf[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if let Some(stem) = name.strip_suffix(b".sock") {
+                add_candidate(stem, found);
+            }
+            at += reclen;
+        }
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+}
+
+fn add_candidate(stem: &[u8], found: &mut Candidates) {
+    let Some(slot) = found.points.get_mut(found.count) else {
+        found.overflow = true;
+        return;
+    };
+    let mut out = Writer::new(slot);
+    match discovery::write_unescaped_path(stem, &mut out) {
+        Some(()) => {
+            found.lens[found.count] = out.len();
+            found.count += 1;
+        }
+        None => found.overflow = true,
+    }
+}
+
+/// The btfuse mounts that may hold `path`: none, without reading the mount table, when no
+/// socket names a mount point above it (see [`may_be_served`]).
+fn mounts_for(path: &[u8]) -> &'static [Config] {
+    if may_be_served(path) { mounts() } else { &[] }
 }
 
 /// The identity of this process's mount namespace: device and inode of `/proc/self/ns/mnt`.
@@ -493,7 +632,7 @@ pub(crate) fn config_for(path: &[u8]) -> Option<&'static Config> {
     if let Some(config) = config() {
         return Some(config);
     }
-    let (best, _) = mounts()
+    let (best, _) = mounts_for(path)
         .iter()
         .enumerate()
         .filter(|(_, c)| under(path, c.prefix()))
@@ -541,7 +680,7 @@ pub(crate) fn mounts_variable() -> Option<&'static CStr> {
 /// Whether absolute `path` is under the prefix of a btfuse mount this process may serve
 /// (named by the environment or discovered), whether or not it is bound to it yet.
 pub(crate) fn under_a_prefix(path: &[u8]) -> bool {
-    mounts()
+    mounts_for(path)
         .iter()
         .chain(explicit())
         .any(|c| under(path, c.prefix()))

@@ -37,6 +37,10 @@ use crate::real;
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
+    // The mounts are found here, in the parent, once: a child that executes a program hands
+    // them on (see `with_mounts`), and it would otherwise read the mount table itself, once
+    // per child.
+    let _ = guarded(config::mounts_variable);
     // Offsets kept in this process go back to the server first, and nothing is kept again
     // until the child exists: parent and child share the descriptions (see `held`).
     let held = guarded(|| held::settle_all(connection::current_client().as_ref()));
