@@ -3,7 +3,8 @@
 //! A program is compiled from C with `clang -O2 -target bpf` against
 //! `examples/bpf/btfuse_bpf.h`. [`Hooks::load`] reads each object file ([`object`]), checks it
 //! ([`verify`]) and builds an rbpf virtual machine for it: compiled to machine code on x86-64
-//! when every memory access was proved in bounds, run by rbpf's checking interpreter otherwise.
+//! when every memory access was proved in bounds and it calls no helper
+//! ([`verify::calls_helpers`] says why), run by rbpf's checking interpreter otherwise.
 //! [`Programmed`] wraps an engine so that every call first builds the operation's
 //! [`Context`] and runs the programs in order: the first that returns an errno fails the call
 //! with it and nothing stored changes; a run that faults fails the call with `EIO` and is
@@ -139,7 +140,9 @@ impl Program {
             vm.register_helper(number, helper)
                 .map_err(|e| format!("cannot register helper {number}: {e}"))?;
         }
-        let jit = cfg!(target_arch = "x86_64") && safety == Safety::Proved;
+        let jit = cfg!(target_arch = "x86_64")
+            && safety == Safety::Proved
+            && !verify::calls_helpers(code);
         #[cfg(target_arch = "x86_64")]
         if jit {
             vm.jit_compile()

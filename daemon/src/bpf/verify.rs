@@ -300,6 +300,17 @@ pub fn check(prog: &[u8]) -> Result<Safety, Refusal> {
     })
 }
 
+/// Whether `prog` calls a helper. rbpf's x86-64 JIT calls helpers with the stack 8 bytes off
+/// the 16-byte alignment the System V ABI requires at a call (its prologue pushes five
+/// registers, reserves 512 bytes and enters the code with a `call`), which a helper's vector
+/// instructions fault on: such programs run in the interpreter.
+pub fn calls_helpers(prog: &[u8]) -> bool {
+    (0..prog.len() / ebpf::INSN_SIZE).any(|i| {
+        let insn = ebpf::get_insn(prog, i);
+        insn.opc == ebpf::CALL && insn.src == 0
+    })
+}
+
 fn merge(slot: &mut Option<State>, state: &State) {
     match slot {
         Some(existing) => existing.join(state),
