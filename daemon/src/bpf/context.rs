@@ -93,6 +93,7 @@ pub const fn frontend_number(frontend: Frontend) -> u32 {
 }
 
 /// One operation's context, as the program reads it: zeroed, then filled field by field.
+#[derive(Clone)]
 pub struct Context {
     bytes: [u8; CONTEXT_SIZE],
 }
@@ -163,9 +164,14 @@ impl Context {
         self
     }
 
-    /// The bytes a program reads and may scribble on (a fresh copy for every run).
+    /// The bytes a program reads.
     pub fn bytes(&self) -> &[u8; CONTEXT_SIZE] {
         &self.bytes
+    }
+
+    /// The bytes a program reads and may scribble on.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; CONTEXT_SIZE] {
+        &mut self.bytes
     }
 
     /// The operation kind's number.

@@ -173,11 +173,12 @@ impl Program {
         self.jit
     }
 
-    /// Runs it on a copy of `ctx`.
-    pub fn run(&self, ctx: &Context) -> Verdict {
-        let mut mem = *ctx.bytes();
+    /// Runs it on `ctx`, which it may scribble on.
+    pub fn run(&self, ctx: &mut Context) -> Verdict {
+        // Read first: the program may overwrite it.
+        let op = ctx.op_number();
         helpers::set_running(self.slot);
-        let result = crate::sys::run_program(&self.vm, self.jit, &mut mem);
+        let result = crate::sys::run_program(&self.vm, self.jit, ctx.bytes_mut());
         match result {
             Ok(0) => Verdict::Allow,
             Ok(value) => {
@@ -190,19 +191,19 @@ impl Program {
                         Verdict::Refuse(errno)
                     }
                     None => {
-                        self.fault(ctx, &format!("returned {value}, not an errno btfuse has"));
+                        self.fault(op, &format!("returned {value}, not an errno btfuse has"));
                         Verdict::Fault
                     }
                 }
             }
             Err(e) => {
-                self.fault(ctx, &e.to_string());
+                self.fault(op, &e.to_string());
                 Verdict::Fault
             }
         }
     }
 
-    fn fault(&self, ctx: &Context, what: &str) {
+    fn fault(&self, op: u32, what: &str) {
         let n = self
             .info
             .faults
@@ -211,8 +212,8 @@ impl Program {
         if n < 10 || n.is_multiple_of(1000) {
             let op = Op::ALL
                 .iter()
-                .find(|op| **op as u32 == ctx.op_number())
-                .map_or("?", |op| op.label());
+                .find(|kind| **kind as u32 == op)
+                .map_or("?", |kind| kind.label());
             let first = what.lines().next().unwrap_or(what);
             log::warn!(
                 "bpf program {}: fault #{} on {op}, answered EIO: {first}",
@@ -293,15 +294,20 @@ impl Hooks {
         &self.paths
     }
 
-    /// Runs the programs on `ctx`, in order, until one refuses or faults.
-    pub fn check(&self, ctx: &Context) -> Verdict {
-        for program in self.set.load().iter() {
-            match program.run(ctx) {
+    /// Runs the programs on `ctx`, in order, until one refuses or faults. Each sees the
+    /// operation as the daemon described it: all but the last run on a copy.
+    pub fn check(&self, mut ctx: Context) -> Verdict {
+        let set = self.set.load();
+        let Some((last, others)) = set.split_last() else {
+            return Verdict::Allow;
+        };
+        for program in others {
+            match program.run(&mut ctx.clone()) {
                 Verdict::Allow => {}
                 other => return other,
             }
         }
-        Verdict::Allow
+        last.run(&mut ctx)
     }
 }
 

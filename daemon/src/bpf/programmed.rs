@@ -50,7 +50,7 @@ impl<F> Programmed<F> {
             None => Ok(()),
             Some(hooks) => {
                 let ctx = fill(Context::new(op, self.frontend, cred), &hooks.books);
-                hooks.check(&ctx).into_result()
+                hooks.check(ctx).into_result()
             }
         }
     }
