@@ -5,7 +5,9 @@
 //! - `audit`'s counters of unlinks and renames reach `/metrics`;
 //! - a program that reads out of bounds fails only its opens, counted as faults, and the
 //!   daemon keeps serving; a refused program stops the start with its name and the reason;
-//! - `SIGHUP` swaps the programs while a connected client stays connected.
+//! - `SIGHUP` swaps the programs while a connected client stays connected;
+//! - two `--bpf` programs both run, in order, and the helpers log (with the clock's answer)
+//!   and count.
 
 mod common;
 
@@ -191,4 +193,45 @@ fn sighup_reloads_while_a_client_stays_connected() {
     client.write("/inject_1", b"now").unwrap();
     assert_eq!(client.read("/inject_1").unwrap(), b"now");
     assert!(daemon.process.is_running());
+}
+
+#[test]
+fn programs_given_twice_run_in_order_and_their_helpers_log_and_count() {
+    let log_mkdir = compile(&test_program("log_mkdir"), &[]);
+    let inject = compile(&example("error_inject"), &[]);
+    let daemon = daemon(&[&log_mkdir, &inject]);
+    let client = Client::connect(daemon.socket()).unwrap();
+    client.create_dir_mode("/d", 0o750).unwrap();
+    client.create_dir_mode("/e", 0o750).unwrap();
+    client.create_dir_mode("/f", 0o700).unwrap();
+    // The second program still refuses what it selects.
+    assert_eq!(
+        client.write("/inject_z", b"x").unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
+    let name = program_name(&log_mkdir);
+    // btfuse_log: the program's name, the tag, the uid, and 1 from the clock helper.
+    let line = format!("bpf {name}: mkdir {} 1", own_uid());
+    let output = daemon.process.output();
+    assert_eq!(output.matches(&line).count(), 3, "{output}");
+    let m = metrics(&daemon);
+    let mkdirs = |mode: &str| {
+        m.value(
+            "btfuse_bpf_counter_total",
+            &[("program", name), ("counter", "mkdirs"), ("key", mode)],
+        )
+    };
+    assert_eq!(mkdirs("488"), 2.0, "mode 0750");
+    assert_eq!(mkdirs("448"), 1.0, "mode 0700");
+    assert_eq!(
+        m.value("btfuse_bpf_refused_total", &[("program", name)]),
+        0.0
+    );
+    assert_eq!(
+        m.value(
+            "btfuse_bpf_refused_total",
+            &[("program", program_name(&inject))]
+        ),
+        1.0
+    );
 }
