@@ -203,6 +203,29 @@ fn error_inject_fails_exactly_the_opens_of_inject_names() {
         |fs| fs.mkdir(&root, d, b"inject_dir", 0o755),
         attr_view,
     );
+    // Reached through `.` or `..`, a directory keeps its own name: `inject_dir/.` is still
+    // `inject_dir`, whose open is refused; `inject_dir/..` is still `d`.
+    let inject_dir = p.find(&root, d, b"inject_dir").unwrap().ino;
+    assert_eq!(p.find(&root, inject_dir, b".").unwrap().ino, inject_dir);
+    assert_eq!(p.find(&root, inject_dir, b"..").unwrap().ino, d);
+    let dir_flags = OpenFlags {
+        directory: true,
+        ..OpenFlags::READ
+    };
+    both(
+        &p,
+        &r,
+        eio,
+        |fs| fs.open(&root, inject_dir, dir_flags),
+        |_| String::new(),
+    );
+    both(
+        &p,
+        &r,
+        none,
+        |fs| fs.open(&root, d, dir_flags),
+        |_| String::new(),
+    );
     // A rename is let through; the inode's next open, by its new name, is refused.
     both(
         &p,

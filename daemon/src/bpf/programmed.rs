@@ -97,6 +97,10 @@ fn shard(n: u64) -> usize {
 
 impl Books {
     fn name(&self, ino: Ino, parent: Ino, name: &[u8]) {
+        // A walk through `.` or `..` reaches an inode that has a name of its own.
+        if name == b"." || name == b".." {
+            return;
+        }
         let mut names = self.names[shard(ino.0)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
