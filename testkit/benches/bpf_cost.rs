@@ -92,6 +92,15 @@ fn bench_engine<F: Filesystem>(c: &mut Criterion, variant: &str, fs: &F, fixture
 fn bench_hook(c: &mut Criterion, fixture: &Fixture) {
     let cred = Credentials::root();
     let mut group = c.benchmark_group("hook");
+    group.bench_function("context_only", |b| {
+        b.iter(|| {
+            let mut ctx = Context::new(Op::Open, Frontend::Fuse, &cred);
+            ctx.ino(fixture.file)
+                .name(fixture.dir, black_box(b"file0500"))
+                .flags(0);
+            black_box(ctx)
+        })
+    });
     for (variant, source) in [
         ("trivial", test_program("trivial")),
         ("error_inject", example("error_inject")),
@@ -99,11 +108,11 @@ fn bench_hook(c: &mut Criterion, fixture: &Fixture) {
         let hooks = Hooks::from_programs(vec![program(&source)]);
         group.bench_function(variant, |b| {
             b.iter(|| {
-                let ctx = Context::new(Op::Open, Frontend::Fuse, &cred)
-                    .ino(fixture.file)
+                let mut ctx = Context::new(Op::Open, Frontend::Fuse, &cred);
+                ctx.ino(fixture.file)
                     .name(fixture.dir, black_box(b"file0500"))
                     .flags(0);
-                black_box(hooks.check(ctx))
+                black_box(hooks.check(&mut ctx))
             })
         });
     }

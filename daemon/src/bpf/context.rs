@@ -100,6 +100,7 @@ pub struct Context {
 
 impl Context {
     /// The context of `op` by `cred` through `frontend`, every other field 0.
+    #[inline]
     pub fn new(op: Op, frontend: Frontend, cred: &Credentials) -> Context {
         let mut ctx = Context {
             bytes: [0; CONTEXT_SIZE],
@@ -113,34 +114,40 @@ impl Context {
         ctx
     }
 
+    #[inline]
     fn put_u32(&mut self, at: usize, value: u32) {
         self.bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
     }
 
+    #[inline]
     fn put_u64(&mut self, at: usize, value: u64) {
         self.bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
     }
 
     /// Sets `mode`.
-    pub fn mode(mut self, mode: u32) -> Context {
+    #[inline]
+    pub fn mode(&mut self, mode: u32) -> &mut Context {
         self.put_u32(offset::MODE, mode);
         self
     }
 
     /// Sets `flags`.
-    pub fn flags(mut self, flags: u32) -> Context {
+    #[inline]
+    pub fn flags(&mut self, flags: u32) -> &mut Context {
         self.put_u32(offset::FLAGS, flags);
         self
     }
 
     /// Sets `ino`.
-    pub fn ino(mut self, ino: Ino) -> Context {
+    #[inline]
+    pub fn ino(&mut self, ino: Ino) -> &mut Context {
         self.put_u64(offset::INO, ino.0);
         self
     }
 
     /// Sets `parent` and `name` (cut to [`NAME_MAX`] bytes; `name_len` is what was kept).
-    pub fn name(mut self, parent: Ino, name: &[u8]) -> Context {
+    #[inline]
+    pub fn name(&mut self, parent: Ino, name: &[u8]) -> &mut Context {
         self.put_u64(offset::PARENT, parent.0);
         let kept = &name[..name.len().min(NAME_MAX)];
         self.put_u32(offset::NAME_LEN, kept.len() as u32);
@@ -149,7 +156,8 @@ impl Context {
     }
 
     /// Sets `new_parent` and `new_name` (cut to [`NAME_MAX`] bytes).
-    pub fn new_name(mut self, parent: Ino, name: &[u8]) -> Context {
+    #[inline]
+    pub fn new_name(&mut self, parent: Ino, name: &[u8]) -> &mut Context {
         self.put_u64(offset::NEW_PARENT, parent.0);
         let kept = &name[..name.len().min(NAME_MAX)];
         self.put_u32(offset::NEW_NAME_LEN, kept.len() as u32);
@@ -158,7 +166,8 @@ impl Context {
     }
 
     /// Sets `offset` and `length`.
-    pub fn range(mut self, start: u64, length: u64) -> Context {
+    #[inline]
+    pub fn range(&mut self, start: u64, length: u64) -> &mut Context {
         self.put_u64(offset::OFFSET, start);
         self.put_u64(offset::LENGTH, length);
         self
@@ -281,9 +290,8 @@ mod tests {
             pid: 77,
         };
         let long = [b'x'; 300];
-        let ctx = Context::new(Op::Rename, Frontend::Shm, &cred)
-            .name(Ino(5), b"abc")
-            .new_name(Ino(6), &long);
+        let mut ctx = Context::new(Op::Rename, Frontend::Shm, &cred);
+        ctx.name(Ino(5), b"abc").new_name(Ino(6), &long);
         let b = ctx.bytes();
         assert_eq!(ctx.op_number(), 9);
         assert_eq!(&b[offset::UID..offset::UID + 4], &4001u32.to_le_bytes());

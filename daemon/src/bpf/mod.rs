@@ -296,7 +296,7 @@ impl Hooks {
 
     /// Runs the programs on `ctx`, in order, until one refuses or faults. Each sees the
     /// operation as the daemon described it: all but the last run on a copy.
-    pub fn check(&self, mut ctx: Context) -> Verdict {
+    pub fn check(&self, ctx: &mut Context) -> Verdict {
         let set = self.set.load();
         let Some((last, others)) = set.split_last() else {
             return Verdict::Allow;
@@ -307,7 +307,7 @@ impl Hooks {
                 other => return other,
             }
         }
-        last.run(&mut ctx)
+        last.run(ctx)
     }
 }
 

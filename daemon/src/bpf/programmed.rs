@@ -44,13 +44,14 @@ impl<F> Programmed<F> {
         &self,
         op: Op,
         cred: &Credentials,
-        fill: impl FnOnce(Context, &Books) -> Context,
+        fill: impl FnOnce(&mut Context, &Books),
     ) -> Result<()> {
         match &self.hooks {
             None => Ok(()),
             Some(hooks) => {
-                let ctx = fill(Context::new(op, self.frontend, cred), &hooks.books);
-                hooks.check(ctx).into_result()
+                let mut ctx = Context::new(op, self.frontend, cred);
+                fill(&mut ctx, &hooks.books);
+                hooks.check(&mut ctx).into_result()
             }
         }
     }
@@ -131,7 +132,7 @@ impl Books {
     }
 
     /// `ctx` with `ino` and the name it was last reached by.
-    fn inode(&self, ctx: Context, ino: Ino) -> Context {
+    fn inode<'c>(&self, ctx: &'c mut Context, ino: Ino) -> &'c mut Context {
         let names = self.names[shard(ino.0)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -142,7 +143,7 @@ impl Books {
     }
 
     /// `ctx` with the inode of handle `fh` and its name.
-    fn handle(&self, ctx: Context, fh: Fh) -> Context {
+    fn handle<'c>(&self, ctx: &'c mut Context, fh: Fh) -> &'c mut Context {
         let ino = self.handles[shard(fh.0)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -190,14 +191,18 @@ fn set_bits(set: &SetAttr) -> u32 {
 
 impl<F: Filesystem> Filesystem for Programmed<F> {
     fn lookup(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
-        self.check(Op::Lookup, cred, |c, _| c.name(parent, name))?;
+        self.check(Op::Lookup, cred, |c, _| {
+            c.name(parent, name);
+        })?;
         let result = self.inner.lookup(cred, parent, name);
         self.named(&result, |a| a.ino, parent, name);
         result
     }
 
     fn find(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
-        self.check(Op::Lookup, cred, |c, _| c.name(parent, name))?;
+        self.check(Op::Lookup, cred, |c, _| {
+            c.name(parent, name);
+        })?;
         let result = self.inner.find(cred, parent, name);
         self.named(&result, |a| a.ino, parent, name);
         result
@@ -212,7 +217,9 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
     }
 
     fn getattr(&self, cred: &Credentials, ino: Ino) -> Result<Attr> {
-        self.check(Op::Getattr, cred, |c, b| b.inode(c, ino))?;
+        self.check(Op::Getattr, cred, |c, b| {
+            b.inode(c, ino);
+        })?;
         self.inner.getattr(cred, ino)
     }
 
@@ -221,7 +228,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
             b.inode(c, ino)
                 .flags(set_bits(set))
                 .mode(set.mode.unwrap_or(0))
-                .range(0, set.size.unwrap_or(0))
+                .range(0, set.size.unwrap_or(0));
         })?;
         self.inner.setattr(cred, ino, set, fh)
     }
@@ -236,7 +243,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         rdev: u32,
     ) -> Result<Attr> {
         self.check(Op::Mknod, cred, |c, _| {
-            c.name(parent, name).mode(kind.mode_bits() | perm)
+            c.name(parent, name).mode(kind.mode_bits() | perm);
         })?;
         let result = self.inner.mknod(cred, parent, name, kind, perm, rdev);
         self.named(&result, |a| a.ino, parent, name);
@@ -246,7 +253,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
     fn mkdir(&self, cred: &Credentials, parent: Ino, name: &[u8], perm: u32) -> Result<Attr> {
         self.check(Op::Mkdir, cred, |c, _| {
             c.name(parent, name)
-                .mode(btfuse_core::FileType::Directory.mode_bits() | perm)
+                .mode(btfuse_core::FileType::Directory.mode_bits() | perm);
         })?;
         let result = self.inner.mkdir(cred, parent, name, perm);
         self.named(&result, |a| a.ino, parent, name);
@@ -264,7 +271,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         self.check(Op::Create, cred, |c, _| {
             c.name(parent, name)
                 .mode(btfuse_core::FileType::RegularFile.mode_bits() | perm)
-                .flags(open_flags(flags) | libc::O_CREAT as u32)
+                .flags(open_flags(flags) | libc::O_CREAT as u32);
         })?;
         let result = self.inner.create(cred, parent, name, perm, flags);
         self.named(&result, |(a, _)| a.ino, parent, name);
@@ -275,12 +282,16 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
     }
 
     fn unlink(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<()> {
-        self.check(Op::Unlink, cred, |c, _| c.name(parent, name))?;
+        self.check(Op::Unlink, cred, |c, _| {
+            c.name(parent, name);
+        })?;
         self.inner.unlink(cred, parent, name)
     }
 
     fn rmdir(&self, cred: &Credentials, parent: Ino, name: &[u8]) -> Result<()> {
-        self.check(Op::Rmdir, cred, |c, _| c.name(parent, name))?;
+        self.check(Op::Rmdir, cred, |c, _| {
+            c.name(parent, name);
+        })?;
         self.inner.rmdir(cred, parent, name)
     }
 
@@ -301,7 +312,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         self.check(Op::Rename, cred, |c, _| {
             c.name(parent, name)
                 .new_name(new_parent, new_name)
-                .flags(flags)
+                .flags(flags);
         })?;
         // The kernel keeps its entries across a rename and may open the moved inode without
         // a new lookup: the books learn its new name here.
@@ -327,7 +338,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
 
     fn link(&self, cred: &Credentials, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
         self.check(Op::Link, cred, |c, b| {
-            b.inode(c, ino).new_name(new_parent, new_name)
+            b.inode(c, ino).new_name(new_parent, new_name);
         })?;
         let result = self.inner.link(cred, ino, new_parent, new_name);
         self.named(&result, |a| a.ino, new_parent, new_name);
@@ -338,7 +349,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         self.check(Op::Symlink, cred, |c, _| {
             c.name(parent, name)
                 .new_name(Ino(0), target)
-                .range(0, target.len() as u64)
+                .range(0, target.len() as u64);
         })?;
         let result = self.inner.symlink(cred, parent, name, target);
         self.named(&result, |a| a.ino, parent, name);
@@ -346,13 +357,15 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
     }
 
     fn readlink(&self, cred: &Credentials, ino: Ino) -> Result<Vec<u8>> {
-        self.check(Op::Readlink, cred, |c, b| b.inode(c, ino))?;
+        self.check(Op::Readlink, cred, |c, b| {
+            b.inode(c, ino);
+        })?;
         self.inner.readlink(cred, ino)
     }
 
     fn open(&self, cred: &Credentials, ino: Ino, flags: OpenFlags) -> Result<Fh> {
         self.check(Op::Open, cred, |c, b| {
-            b.inode(c, ino).flags(open_flags(flags))
+            b.inode(c, ino).flags(open_flags(flags));
         })?;
         let result = self.inner.open(cred, ino, flags);
         self.opened(result.as_ref().ok().copied(), ino);
@@ -368,14 +381,14 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
 
     fn read(&self, cred: &Credentials, fh: Fh, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.check(Op::Read, cred, |c, b| {
-            b.handle(c, fh).range(offset, buf.len() as u64)
+            b.handle(c, fh).range(offset, buf.len() as u64);
         })?;
         self.inner.read(cred, fh, offset, buf)
     }
 
     fn write(&self, cred: &Credentials, fh: Fh, offset: u64, data: &[u8]) -> Result<(usize, u64)> {
         self.check(Op::Write, cred, |c, b| {
-            b.handle(c, fh).range(offset, data.len() as u64)
+            b.handle(c, fh).range(offset, data.len() as u64);
         })?;
         self.inner.write(cred, fh, offset, data)
     }
@@ -394,7 +407,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
             FallocateMode::PunchHole => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
         };
         self.check(Op::Fallocate, cred, |c, b| {
-            b.handle(c, fh).range(offset, len).flags(flags as u32)
+            b.handle(c, fh).range(offset, len).flags(flags as u32);
         })?;
         self.inner.fallocate(cred, fh, mode, offset, len)
     }
@@ -405,7 +418,7 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
             SeekWhence::Hole => libc::SEEK_HOLE,
         };
         self.check(Op::Lseek, cred, |c, b| {
-            b.handle(c, fh).range(offset, 0).flags(flags as u32)
+            b.handle(c, fh).range(offset, 0).flags(flags as u32);
         })?;
         self.inner.lseek(cred, fh, offset, whence)
     }
@@ -417,18 +430,20 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         cookie: u64,
         sink: &mut dyn FnMut(DirEntry<'_>) -> bool,
     ) -> Result<()> {
-        self.check(Op::Readdir, cred, |c, b| b.handle(c, fh).range(cookie, 0))?;
+        self.check(Op::Readdir, cred, |c, b| {
+            b.handle(c, fh).range(cookie, 0);
+        })?;
         self.inner.readdir(cred, fh, cookie, sink)
     }
 
     fn statfs(&self, cred: &Credentials) -> Result<StatFs> {
-        self.check(Op::Statfs, cred, |c, _| c)?;
+        self.check(Op::Statfs, cred, |_, _| {})?;
         self.inner.statfs(cred)
     }
 
     fn getxattr(&self, cred: &Credentials, ino: Ino, name: &[u8], buf: &mut [u8]) -> Result<usize> {
         self.check(Op::Getxattr, cred, |c, _| {
-            c.ino(ino).name(Ino(0), name).range(0, buf.len() as u64)
+            c.ino(ino).name(Ino(0), name).range(0, buf.len() as u64);
         })?;
         self.inner.getxattr(cred, ino, name, buf)
     }
@@ -450,20 +465,22 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
             c.ino(ino)
                 .name(Ino(0), name)
                 .range(0, value.len() as u64)
-                .flags(flags as u32)
+                .flags(flags as u32);
         })?;
         self.inner.setxattr(cred, ino, name, value, mode)
     }
 
     fn listxattr(&self, cred: &Credentials, ino: Ino, buf: &mut [u8]) -> Result<usize> {
         self.check(Op::Listxattr, cred, |c, b| {
-            b.inode(c, ino).range(0, buf.len() as u64)
+            b.inode(c, ino).range(0, buf.len() as u64);
         })?;
         self.inner.listxattr(cred, ino, buf)
     }
 
     fn removexattr(&self, cred: &Credentials, ino: Ino, name: &[u8]) -> Result<()> {
-        self.check(Op::Removexattr, cred, |c, _| c.ino(ino).name(Ino(0), name))?;
+        self.check(Op::Removexattr, cred, |c, _| {
+            c.ino(ino).name(Ino(0), name);
+        })?;
         self.inner.removexattr(cred, ino, name)
     }
 
@@ -477,13 +494,15 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
             .iter()
             .filter(|(on, _)| *on)
             .fold(0, |all, (_, bit)| all | bit);
-        self.check(Op::Access, cred, |c, b| b.inode(c, ino).flags(flags as u32))?;
+        self.check(Op::Access, cred, |c, b| {
+            b.inode(c, ino).flags(flags as u32);
+        })?;
         self.inner.access(cred, ino, mask)
     }
 
     fn fsync(&self, cred: &Credentials, fh: Fh, datasync: bool) -> Result<()> {
         self.check(Op::Fsync, cred, |c, b| {
-            b.handle(c, fh).flags(u32::from(datasync))
+            b.handle(c, fh).flags(u32::from(datasync));
         })?;
         self.inner.fsync(cred, fh, datasync)
     }
