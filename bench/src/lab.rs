@@ -199,6 +199,8 @@ pub(crate) struct Artifacts {
     pub(crate) fuse: PathBuf,
     /// `libbtfuse_preload.so`.
     pub(crate) preload: PathBuf,
+    /// eBPF programs the daemon runs (`btfuse-fuse --bpf`), to measure what they cost.
+    pub(crate) bpf: Vec<PathBuf>,
 }
 
 impl Artifacts {
@@ -207,6 +209,7 @@ impl Artifacts {
         let artifacts = Artifacts {
             fuse: dir.join("btfuse-fuse"),
             preload: dir.join("libbtfuse_preload.so"),
+            bpf: Vec::new(),
         };
         let mut needed = Vec::new();
         if targets.iter().any(|t| t.on_btfuse()) {
@@ -284,6 +287,12 @@ impl Lab {
         let child = Command::new(&self.artifacts.fuse)
             .args(DAEMON_ARGS)
             .args(["--metrics", &metrics])
+            .args(
+                self.artifacts
+                    .bpf
+                    .iter()
+                    .flat_map(|p| [Path::new("--bpf"), p]),
+            )
             .arg(mountpoint)
             .env_remove("LD_PRELOAD")
             .stdin(Stdio::null())

@@ -75,6 +75,10 @@ struct RunArgs {
     /// Where btfuse-fuse and libbtfuse_preload.so are [default: this program's directory].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// An eBPF program for the daemon to run before every operation (btfuse-fuse --bpf);
+    /// repeatable. Measures what programs cost the fuse, fast and client targets.
+    #[arg(long = "bpf", value_name = "PROGRAM.o")]
+    bpf: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,7 +173,8 @@ fn run(args: RunArgs) -> io::Result<()> {
             .map(Path::to_path_buf)
             .ok_or_else(|| io::Error::other("this program's directory is unknown"))?,
     };
-    let artifacts = Artifacts::find(&bin_dir, &targets)?;
+    let mut artifacts = Artifacts::find(&bin_dir, &targets)?;
+    artifacts.bpf = args.bpf.clone();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(io::Error::new(

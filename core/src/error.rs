@@ -61,12 +61,14 @@ pub enum Errno {
     /// `EAGAIN`: the caller has reached a limit on what it may make a server hold for it
     /// (pending forks, say); it may try again once some is released.
     TryAgain,
+    /// `EROFS`: the filesystem refuses changes (a policy said so, e.g. a loaded program).
+    ReadOnlyFilesystem,
 }
 
 impl Errno {
     /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
     /// tests that must cover them all.
-    pub const ALL: [Errno; 24] = [
+    pub const ALL: [Errno; 25] = [
         Errno::NotPermitted,
         Errno::NotFound,
         Errno::Io,
@@ -91,6 +93,7 @@ impl Errno {
         Errno::Overflow,
         Errno::TooManyOpenFiles,
         Errno::TryAgain,
+        Errno::ReadOnlyFilesystem,
     ];
 
     /// The conventional symbolic name, e.g. `"ENOENT"`.
@@ -120,6 +123,7 @@ impl Errno {
             Errno::Overflow => "EOVERFLOW",
             Errno::TooManyOpenFiles => "EMFILE",
             Errno::TryAgain => "EAGAIN",
+            Errno::ReadOnlyFilesystem => "EROFS",
         }
     }
 
@@ -151,6 +155,7 @@ impl Errno {
             Errno::TooManyOpenFiles => linux::EMFILE,
             Errno::TryAgain => linux::EAGAIN,
             Errno::NotSupported => linux::EOPNOTSUPP,
+            Errno::ReadOnlyFilesystem => linux::EROFS,
         }
     }
 
@@ -181,6 +186,7 @@ impl Errno {
             linux::EMFILE => Errno::TooManyOpenFiles,
             linux::EAGAIN => Errno::TryAgain,
             linux::EOPNOTSUPP => Errno::NotSupported,
+            linux::EROFS => Errno::ReadOnlyFilesystem,
             _ => return None,
         })
     }
@@ -204,6 +210,7 @@ mod linux {
     pub(super) const EAGAIN: i32 = 11;
     pub(super) const EFBIG: i32 = 27;
     pub(super) const ENOSPC: i32 = 28;
+    pub(super) const EROFS: i32 = 30;
     pub(super) const EMLINK: i32 = 31;
     pub(super) const ERANGE: i32 = 34;
     pub(super) const ENAMETOOLONG: i32 = 36;
@@ -256,6 +263,7 @@ mod tests {
             Errno::Overflow => 21,
             Errno::TooManyOpenFiles => 22,
             Errno::TryAgain => 23,
+            Errno::ReadOnlyFilesystem => 24,
         }
     }
 

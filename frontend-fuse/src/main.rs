@@ -29,9 +29,11 @@ use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
 use crate::coherence::Coherent;
+use btfuse_daemon::bpf::{Hooks, Programmed};
 use btfuse_daemon::metrics::{self, Frontend, Metered};
 use btfuse_daemon::{
-    Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
+    Signal, Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit,
+    wait_for_signal,
 };
 use btfuse_ring_server::{Server, ServerConfig};
 
@@ -120,6 +122,12 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
 
+    /// Run this eBPF program (an object file from `clang -O2 -target bpf`, see
+    /// examples/bpf/btfuse_bpf.h) before every operation of the mount and the ring;
+    /// repeatable, run in order. SIGHUP reloads them.
+    #[arg(long = "bpf", value_name = "PROGRAM.o")]
+    bpf: Vec<PathBuf>,
+
     /// As a mount helper, stay in the foreground.
     #[arg(short = 'f', long)]
     foreground: bool,
@@ -199,6 +207,8 @@ struct Extras {
     ring: Option<PathBuf>,
     /// Most ring connections of one user.
     max_connections_per_user: usize,
+    /// The `--bpf` programs, loaded; `None` without any.
+    hooks: Option<Arc<Hooks>>,
 }
 
 /// Mounts and serves until a stop signal or an outside unmount. `ready` is told the outcome
@@ -260,7 +270,17 @@ fn serve(
     .map_err(|e| mount_error(&mountpoint, e))?;
     let acl = config.acl;
     let session = match fuser::Session::from_fd(
-        FuseFs::new(Metered::new(Arc::clone(&fs), Frontend::Fuse), cache),
+        FuseFs::new(
+            Metered::new(
+                Arc::new(Programmed::new(
+                    Arc::clone(&fs),
+                    extras.hooks.clone(),
+                    Frontend::Fuse,
+                )),
+                Frontend::Fuse,
+            ),
+            cache,
+        ),
         fd,
         acl,
         config,
@@ -274,7 +294,8 @@ fn serve(
     // The ring serves the same engine; what it changes, the kernel is told to forget.
     let ring = match &extras.ring {
         Some(socket) => {
-            let engine = Arc::new(Coherent::new(Arc::clone(&fs), session.notifier()));
+            let programmed = Programmed::new(Arc::clone(&fs), extras.hooks.clone(), Frontend::Shm);
+            let engine = Arc::new(Coherent::new(Arc::new(programmed), session.notifier()));
             let opener = Arc::new(handoff::MountOpener::new(&canonical));
             let limits = (s.threads, extras.max_connections_per_user);
             match start_ring(engine, socket, limits, s.allow_other, opener) {
@@ -310,9 +331,16 @@ fn serve(
     }
     drop(ready);
     let unmounted_from_outside = loop {
-        if let Some(sig) = wait_for_stop(Duration::from_millis(200)) {
-            log::info!("signal {sig}: unmounting {}", mountpoint.display());
-            break false;
+        match wait_for_signal(Duration::from_millis(200)) {
+            Some(Signal::Stop(sig)) => {
+                log::info!("signal {sig}: unmounting {}", mountpoint.display());
+                break false;
+            }
+            Some(Signal::Reload) => match &extras.hooks {
+                Some(hooks) => hooks.reload_logged(),
+                None => log::info!("SIGHUP: no --bpf programs to reload"),
+            },
+            None => {}
         }
         if background.guard.is_finished() {
             log::info!("{} was unmounted", mountpoint.display());
@@ -368,6 +396,9 @@ fn run(cli: Cli) -> Result<(), String> {
         metrics: cli.metrics,
         ring: ring_socket(&cli, &mountpoint)?,
         max_connections_per_user: cli.max_connections_per_user as usize,
+        // Loaded before mounting: a program that is refused fails the start and leaves no
+        // mount.
+        hooks: Hooks::for_command_line(cli.bpf.clone()).map_err(|e| e.to_string())?,
     };
     if helper && !cli.foreground {
         match sys::daemonize().map_err(|e| format!("cannot detach: {e}"))? {

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use btfuse_core::{Config, MemFs, MemPool};
-use btfuse_daemon::metrics;
+use btfuse_daemon::bpf::{Hooks, Programmed};
+use btfuse_daemon::metrics::{self, Frontend};
 use btfuse_daemon::{
-    Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit, wait_for_stop,
+    Signal, Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit,
+    wait_for_signal,
 };
 use btfuse_ring_server::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
@@ -57,6 +59,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
           default_value_t = btfuse_ring_server::DEFAULT_MAX_CONNECTIONS_PER_USER as u32)]
     max_connections_per_user: u32,
+    /// Run this eBPF program (an object file from `clang -O2 -target bpf`, see
+    /// examples/bpf/btfuse_bpf.h) before every operation; repeatable, run in order. SIGHUP
+    /// reloads them.
+    #[arg(long = "bpf", value_name = "PROGRAM.o")]
+    bpf: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -84,6 +91,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ..Config::default()
     };
     let fs = Arc::new(MemFs::new(MemPool::new(size), config, SystemClock));
+    let hooks = Hooks::for_command_line(args.bpf).map_err(|e| e.to_string())?;
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
     raise_descriptor_limit();
     // Bound before anything else starts, so that a taken address fails the start.
@@ -95,8 +103,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         })
         .transpose()
         .map_err(|e| format!("--metrics: {e}"))?;
+    let engine = Arc::new(Programmed::new(fs, hooks.clone(), Frontend::Shm));
     let server = Server::start(
-        fs,
+        engine,
         &ServerConfig {
             socket: args.socket.clone(),
             threads,
@@ -111,8 +120,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         args.socket.display()
     );
     let signal = loop {
-        if let Some(sig) = wait_for_stop(Duration::from_secs(1)) {
-            break sig;
+        match wait_for_signal(Duration::from_secs(1)) {
+            Some(Signal::Stop(sig)) => break sig,
+            Some(Signal::Reload) => match &hooks {
+                Some(hooks) => hooks.reload_logged(),
+                None => log::info!("SIGHUP: no --bpf programs to reload"),
+            },
+            None => {}
         }
     };
     log::info!("signal {signal}: stopping");

@@ -37,7 +37,9 @@ fn the_dashboard_queries_only_metrics_the_exporter_serves() {
         queries.len()
     );
 
-    let daemon = ShmDaemon::start("64M");
+    // With the audit example, so that the eBPF panels' metrics have series.
+    let audit = btfuse_testkit::bpf::compile(&btfuse_testkit::bpf::example("audit"), &[]);
+    let daemon = ShmDaemon::start_with("64M", &[std::ffi::OsStr::new("--bpf"), audit.as_os_str()]);
     let client = Client::connect(daemon.socket()).expect("connect to the ring");
     for _ in 0..STATS {
         client.metadata("/").expect("stat /");
@@ -53,6 +55,9 @@ fn the_dashboard_queries_only_metrics_the_exporter_serves() {
         .write("/file", &data)
         .expect("create and write /file");
     assert_eq!(client.read("/file").expect("read /file"), data);
+    client.rename("/file", "/file2").expect("rename /file");
+    client.write("/scratch", b"x").expect("write /scratch");
+    client.remove_file("/scratch").expect("unlink /scratch");
 
     // Scraped while the client is connected, so that the ring's gauges count it.
     let response =
@@ -302,7 +307,7 @@ fn check_load_is_counted(exposition: &Exposition) {
     );
     assert!(
         exposition.value("btfuse_inodes_used", &[]) >= 2.0,
-        "/ and /file"
+        "/ and /file2"
     );
     let build = exposition.find("btfuse_build_info", &[]).next();
     assert!(

@@ -58,7 +58,9 @@ const FUSE_FSTYPE: &str = "fuse.btfuse-fuse";
 #[test]
 fn prometheus_scrapes_both_daemons_and_answers_with_the_load_sent() {
     let prometheus_binary = find_prometheus();
-    let shm = ShmDaemon::start(SIZE);
+    // With the audit example, so that the dashboard's eBPF panels have series to show.
+    let audit = btfuse_testkit::bpf::compile(&btfuse_testkit::bpf::example("audit"), &[]);
+    let shm = ShmDaemon::start_with(SIZE, &[OsStr::new("--bpf"), audit.as_os_str()]);
     let fuse = if fuse_available() {
         Some(FuseDaemon::start(&btfuse_fuse_binary()))
     } else {
@@ -94,6 +96,12 @@ fn prometheus_scrapes_both_daemons_and_answers_with_the_load_sent() {
     let data: Vec<u8> = (0..RING_FILE_BYTES).map(|i| (i % 251) as u8).collect();
     client.write("/file", &data).expect("write /file");
     assert_eq!(client.read("/file").expect("read /file"), data);
+    // What the audit program counts: a rename and an unlink.
+    client.write("/scratch", b"x").expect("write /scratch");
+    client
+        .rename("/scratch", "/scratch2")
+        .expect("rename /scratch");
+    client.remove_file("/scratch2").expect("unlink /scratch2");
     if let Some(fuse) = &fuse {
         fuse_load(&fuse.mount_point);
     }

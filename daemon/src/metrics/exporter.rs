@@ -144,6 +144,7 @@ pub fn serve_engine<B: btfuse_core::BlockStore + 'static>(
 pub fn exposition() -> std::result::Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot));
+    registry.register_collector(Box::new(crate::bpf::Collector));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)

@@ -22,6 +22,8 @@
 //! | `btfuse_ring_clients`, `btfuse_ring_requests_waiting` | gauge | |
 //! | `btfuse_build_info` | info | `version` |
 //!
+//! With `--bpf`, the programs' own metrics follow (listed in [`crate::bpf`]).
+//!
 //! The `fuse` frontend's operations are the engine calls the FUSE adapter makes (`lookup`,
 //! `getattr`, `read`, ...); the `shm` frontend's are the ring's requests (`stat`, `open`,
 //! `pread`, ...), each timed from the moment the server took it to the moment it answered.

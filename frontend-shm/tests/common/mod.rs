@@ -131,6 +131,19 @@ impl Process {
         })
     }
 
+    /// Sends `signal` to the process, which must still run (not yet waited for).
+    pub(crate) fn signal(&mut self, signal: libc::c_int) {
+        assert!(self.is_running(), "{} is not running", self.name);
+        let child = self
+            .child
+            .as_ref()
+            .expect("a running process has its child");
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits in pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our child, not yet
+        // waited for, so it still names that process.
+        unsafe { libc::kill(pid, signal) };
+    }
+
     /// Whether the process still runs.
     pub(crate) fn is_running(&mut self) -> bool {
         self.child
@@ -198,25 +211,32 @@ impl ShmDaemon {
     /// Starts the daemon with `--size SIZE` and waits until it serves both its socket and its
     /// metrics.
     pub(crate) fn start(size: &str) -> ShmDaemon {
+        ShmDaemon::start_with(size, &[])
+    }
+
+    /// [`ShmDaemon::start`] with more arguments after `serve`'s own.
+    pub(crate) fn start_with(size: &str, extra: &[&OsStr]) -> ShmDaemon {
         let socket_dir = tempfile::Builder::new()
             .prefix("btfuse-ring-")
             .tempdir()
             .expect("create a temporary directory");
         let socket = socket_dir.path().join("ring.sock");
+        let mut args = vec![
+            OsStr::new("serve"),
+            OsStr::new("--threads"),
+            OsStr::new("2"),
+            OsStr::new("--size"),
+            OsStr::new(size),
+            OsStr::new("--metrics"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--socket"),
+            socket.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
         let mut process = Process::spawn(
             "btfuse-shm",
             Path::new(env!("CARGO_BIN_EXE_btfuse-shm")),
-            &[
-                OsStr::new("serve"),
-                OsStr::new("--threads"),
-                OsStr::new("2"),
-                OsStr::new("--size"),
-                OsStr::new(size),
-                OsStr::new("--metrics"),
-                OsStr::new("127.0.0.1:0"),
-                OsStr::new("--socket"),
-                socket.as_os_str(),
-            ],
+            &args,
         );
         let metrics = process.wait_for_metrics_address();
         process.wait_for("its socket", START_TIMEOUT, |_| {
