@@ -1,4 +1,5 @@
-/* The variadic members of the exec family: execl, execle and execlp.
+/* The variadic members of the exec family (execl, execle and execlp), and dprintf with its
+ * relatives (below).
  *
  * glibc builds their argument vector and calls its internal execve, which no interposer
  * sees, so the next program would not receive the btfuse descriptors. These build the
@@ -6,6 +7,7 @@
  * after vfork) and call the library's execve and execvp, which hand the descriptors on.
  * Stable Rust cannot define C-variadic functions, hence C. */
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -71,4 +73,74 @@ __attribute__((visibility("default"))) int execlp(const char *file, const char *
     FILL_ARGV(argv, argc, arg, ap);
     va_end(ap);
     return execvp(file, argv);
+}
+
+/* dprintf and its relatives: glibc formats into a stream over the descriptor and writes with
+ * its internal write, which no interposer sees, so a btfuse descriptor would fail with EBADF.
+ * For one, the text is formatted here and written with the library's write; any other
+ * descriptor goes to glibc's own function. */
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Defined in Rust (calls/io.rs): whether `fd` is a btfuse descriptor. */
+extern int btfuse_preload_descriptor(int fd);
+
+/* Formats and writes all of it with the library's write; the count, or -1 with errno. */
+static int write_formatted(int fd, const char *format, va_list ap) {
+    char *text;
+    int n = vasprintf(&text, format, ap);
+    if (n < 0)
+        return -1;
+    size_t done = 0;
+    while (done < (size_t)n) {
+        ssize_t w = write(fd, text + done, (size_t)n - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            free(text);
+            errno = saved;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    free(text);
+    return n;
+}
+
+typedef int (*vdprintf_fn)(int, const char *, va_list);
+typedef int (*vdprintf_chk_fn)(int, int, const char *, va_list);
+
+__attribute__((visibility("default"))) int vdprintf(int fd, const char *format, va_list ap) {
+    if (btfuse_preload_descriptor(fd))
+        return write_formatted(fd, format, ap);
+    vdprintf_fn next = (vdprintf_fn)dlsym(RTLD_NEXT, "vdprintf");
+    return next(fd, format, ap);
+}
+
+__attribute__((visibility("default"))) int dprintf(int fd, const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    int n = vdprintf(fd, format, ap);
+    va_end(ap);
+    return n;
+}
+
+__attribute__((visibility("default"))) int __vdprintf_chk(int fd, int flag, const char *format,
+                                                          va_list ap) {
+    if (btfuse_preload_descriptor(fd))
+        return write_formatted(fd, format, ap);
+    vdprintf_chk_fn next = (vdprintf_chk_fn)dlsym(RTLD_NEXT, "__vdprintf_chk");
+    return next(fd, flag, format, ap);
+}
+
+__attribute__((visibility("default"))) int __dprintf_chk(int fd, int flag, const char *format,
+                                                         ...) {
+    va_list ap;
+    va_start(ap, format);
+    int n = __vdprintf_chk(fd, flag, format, ap);
+    va_end(ap);
+    return n;
 }
