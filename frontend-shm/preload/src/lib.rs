@@ -37,7 +37,8 @@
 //! they keep any descriptor, and programs that count, close or poll their descriptors see
 //! nothing odd. A call that reaches the kernel with it instead of this library (I/O made
 //! inside libc, a static program) fails with `EBADF`; record locks are refused with `ENOLCK`
-//! and `copy_file_range` answers `EXDEV` (so callers copy with read and write). Nothing is
+//! and `copy_file_range` to or from a kernel file answers `EXDEV` (so callers copy with read
+//! and write). Nothing is
 //! read or written anywhere silently. The library's own descriptors (the channels' sockets)
 //! sit near the top of the descriptor limit, away from the numbers programs pick.
 //!

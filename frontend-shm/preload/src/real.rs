@@ -194,6 +194,10 @@ real_fns! {
     __readlink_chk: fn(*const c_char, *mut c_char, size_t, size_t) -> ssize_t;
     __readlinkat_chk: fn(c_int, *const c_char, *mut c_char, size_t, size_t) -> ssize_t;
     __getcwd_chk: fn(*mut c_char, size_t, size_t) -> *mut c_char;
+    bind: fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
+    connect: fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
+    inotify_add_watch: fn(c_int, *const c_char, u32) -> c_int;
+    name_to_handle_at: fn(c_int, *const c_char, *mut c_void, *mut c_int, c_int) -> c_int;
     fallocate: fn(c_int, c_int, off_t, off_t) -> c_int;
     fallocate64: fn(c_int, c_int, off_t, off_t) -> c_int;
     posix_fallocate: fn(c_int, off_t, off_t) -> c_int;

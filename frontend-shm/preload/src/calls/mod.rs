@@ -7,6 +7,7 @@
 //! - [`io`]: `read`, `write`, `lseek`, `fsync` and their positioned and vectored forms.
 //! - [`stat`]: `stat`, `statx`, `statfs`...
 //! - [`meta`]: `chmod`, `chown`, `utimensat`, `truncate`...
+//! - [`kernel_only`]: `bind`, `connect`, `inotify_add_watch`, `name_to_handle_at`.
 //! - [`node`]: `mknod`, `mkfifo`: fifos, sockets and devices are the kernel's.
 //! - [`xattr`]: extended attributes.
 //! - [`temp`]: `mkstemp` and the other unique names.
@@ -57,6 +58,7 @@ pub mod dir;
 pub mod fd;
 pub mod identity;
 pub mod io;
+pub mod kernel_only;
 pub mod meta;
 pub mod node;
 pub mod path;

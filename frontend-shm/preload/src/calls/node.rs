@@ -48,7 +48,7 @@ fn create_regular(t: &PathTarget<'_>, mode: mode_t) -> c_int {
 
 /// With the ring alone: the errno Linux gives before it finds the filesystem cannot hold the
 /// node (the name exists, its directory is missing or not one), else `EPERM`.
-fn refuse_kernel_node(t: &PathTarget<'_>) -> c_int {
+pub(super) fn refuse_kernel_node(t: &PathTarget<'_>) -> c_int {
     let stat = |path: &[u8], follow: bool| {
         let target = Target::Path {
             at: t.at,
