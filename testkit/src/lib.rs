@@ -1,6 +1,8 @@
-//! Test support for btfuse: a reference model of the filesystem, clocks for tests, and the
-//! strategies the property tests draw operations from.
+//! Test support for btfuse: a reference model of the filesystem, clocks for tests, the
+//! strategies the property tests draw operations from, and the real programs the
+//! interceptor's tests run.
 
 pub mod clock;
 pub mod model;
 pub mod ops;
+pub mod programs;
