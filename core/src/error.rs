@@ -61,12 +61,15 @@ pub enum Errno {
     /// `EAGAIN`: the caller has reached a limit on what it may make a server hold for it
     /// (pending forks, say); it may try again once some is released.
     TryAgain,
+    /// `ETXTBSY`: the file is being executed, so it may not be opened for writing or
+    /// truncated.
+    TextBusy,
 }
 
 impl Errno {
     /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
     /// tests that must cover them all.
-    pub const ALL: [Errno; 24] = [
+    pub const ALL: [Errno; 25] = [
         Errno::NotPermitted,
         Errno::NotFound,
         Errno::Io,
@@ -91,6 +94,7 @@ impl Errno {
         Errno::Overflow,
         Errno::TooManyOpenFiles,
         Errno::TryAgain,
+        Errno::TextBusy,
     ];
 
     /// The conventional symbolic name, e.g. `"ENOENT"`.
@@ -120,6 +124,7 @@ impl Errno {
             Errno::Overflow => "EOVERFLOW",
             Errno::TooManyOpenFiles => "EMFILE",
             Errno::TryAgain => "EAGAIN",
+            Errno::TextBusy => "ETXTBSY",
         }
     }
 
@@ -150,6 +155,7 @@ impl Errno {
             Errno::Overflow => linux::EOVERFLOW,
             Errno::TooManyOpenFiles => linux::EMFILE,
             Errno::TryAgain => linux::EAGAIN,
+            Errno::TextBusy => linux::ETXTBSY,
             Errno::NotSupported => linux::EOPNOTSUPP,
         }
     }
@@ -180,6 +186,7 @@ impl Errno {
             linux::EOVERFLOW => Errno::Overflow,
             linux::EMFILE => Errno::TooManyOpenFiles,
             linux::EAGAIN => Errno::TryAgain,
+            linux::ETXTBSY => Errno::TextBusy,
             linux::EOPNOTSUPP => Errno::NotSupported,
             _ => return None,
         })
@@ -196,6 +203,7 @@ mod linux {
     pub(super) const EBADF: i32 = 9;
     pub(super) const EACCES: i32 = 13;
     pub(super) const EBUSY: i32 = 16;
+    pub(super) const ETXTBSY: i32 = 26;
     pub(super) const EEXIST: i32 = 17;
     pub(super) const ENOTDIR: i32 = 20;
     pub(super) const EISDIR: i32 = 21;
@@ -256,6 +264,7 @@ mod tests {
             Errno::Overflow => 21,
             Errno::TooManyOpenFiles => 22,
             Errno::TryAgain => 23,
+            Errno::TextBusy => 24,
         }
     }
 

@@ -37,6 +37,7 @@ pub(crate) fn to_fuse(e: Errno) -> fuser::Errno {
         Errno::Overflow => libc::EOVERFLOW,
         Errno::TooManyOpenFiles => libc::EMFILE,
         Errno::TryAgain => libc::EAGAIN,
+        Errno::TextBusy => libc::ETXTBSY,
     };
     fuser::Errno::from_i32(raw)
 }

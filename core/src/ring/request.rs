@@ -107,6 +107,9 @@ impl OpenOptions {
             truncate: self.truncate,
             exclusive: self.exclusive,
             directory: self.directory,
+            // Only the kernel opens a file to run it (FUSE passes `__FMODE_EXEC`); a program's
+            // `open` cannot ask for it.
+            exec: false,
         }
     }
 
