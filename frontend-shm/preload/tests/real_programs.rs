@@ -165,3 +165,61 @@ fn fsx_on_the_ring_alone() {
         "fsx under the preload: {text}"
     );
 }
+
+/// A static program (no library can be preloaded into it): creates `there` in its working
+/// directory and says how that went.
+const CREATE_THERE: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    int fd = open("there", O_CREAT | O_WRONLY, 0644);
+    puts(fd < 0 ? strerror(errno) : "created");
+    return 0;
+}
+"#;
+
+/// With the ring alone the kernel has no directory for a btfuse working directory: what
+/// reaches the kernel with a relative name from there (a static program, which no library is
+/// preloaded into) fails with `ENOENT` and leaves nothing in the directory the program came
+/// from; once the program is back in a kernel directory, the kernel's names work again.
+#[test]
+fn relative_names_the_kernel_meets_lead_nowhere() {
+    let (_build, program) = compile_c(CREATE_THERE, &["-O1", "-static"]);
+    let server = Server::start();
+    btfuse_ring_client::Client::connect(&server.socket)
+        .unwrap()
+        .create_dir_mode("/w", 0o755)
+        .unwrap();
+    let before = tempfile::tempdir_in("/dev/shm").unwrap();
+    let script = r#"
+        cd "$OUT" && cd /btfuse/w && pwd
+        echo served > here; cat here
+        "$PROGRAM"
+        ls; ls "$OUT" | wc -l
+        cd "$OUT" && pwd && "$PROGRAM" && ls
+    "#;
+    let got = run_with(
+        BASH,
+        script,
+        &[
+            ("OUT", before.path().to_str().unwrap()),
+            ("PROGRAM", program.to_str().unwrap()),
+        ],
+        Some((&server, "/btfuse")),
+    );
+    let expected = "status Some(0)
+--- stdout
+/btfuse/w
+served
+No such file or directory
+here
+0
+$OUT
+created
+there
+--- stderr
+";
+    assert_eq!(got, expected);
+}

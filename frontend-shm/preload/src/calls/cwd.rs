@@ -1,6 +1,7 @@
 //! The working directory: `chdir`, `fchdir` and `getcwd`. A btfuse directory becomes the
 //! working directory in this library; with a mount at the prefix the kernel's follows it
-//! there, and without one it stays where it was until a kernel directory is chosen again.
+//! there, and without one it moves to a removed directory, where no relative name leads
+//! anywhere, until a kernel directory is chosen again.
 
 use std::borrow::Cow;
 use std::ffi::CStr;
@@ -127,6 +128,7 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
 /// program that does not load this library) resolves it where the program is.
 fn follow_in_kernel(name: Option<&[u8]>) {
     if !config::prefix_is_mounted() {
+        leave_kernel_nowhere();
         return;
     }
     let Some(name) = name.and_then(|n| std::ffi::CString::new(n).ok()) else {
@@ -137,6 +139,33 @@ fn follow_in_kernel(name: Option<&[u8]>) {
     // change to the tree.
     unsafe { real::chdir()(name.as_ptr()) };
     paths::forget_kernel_cwd();
+}
+
+/// Without a mount the kernel has no directory for the btfuse one: its working directory
+/// becomes an empty directory that no longer exists, so that a relative name reaching the
+/// kernel (the dynamic loader, a program that does not load this library) fails with
+/// `ENOENT`, as nothing can be made in a removed directory, instead of naming something in
+/// the directory the program left. Where no such directory can be made, the kernel's stays.
+fn leave_kernel_nowhere() {
+    for base in ["/dev/shm", "/tmp"] {
+        let Ok(template) = std::ffi::CString::new(format!("{base}/.btfuse-cwd-XXXXXX")) else {
+            continue;
+        };
+        let mut template = template.into_bytes_with_nul();
+        // SAFETY: a writable C string; the real calls, on a directory made here.
+        unsafe {
+            let dir = template.as_mut_ptr().cast::<c_char>();
+            if real::mkdtemp()(dir).is_null() {
+                continue;
+            }
+            let entered = real::chdir()(dir) == 0;
+            real::rmdir()(dir);
+            if entered {
+                paths::forget_kernel_cwd();
+                return;
+            }
+        }
+    }
 }
 
 /// After the kernel's `chdir`/`fchdir` returned `rc`: on success the working directory is
