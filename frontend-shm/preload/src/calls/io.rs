@@ -399,9 +399,11 @@ pub unsafe extern "C" fn splice(
     unsafe { transfer(fd_in, off_in, fd_out, off_out, len.min(0x7fff_f000)) }
 }
 
-/// Interposed: between two btfuse files the bytes move through this library's `pread` and
-/// `pwrite`; between a btfuse file and a kernel one the answer is `EXDEV`, as Linux gives
-/// across filesystems of different types (callers then copy with `read` and `write`).
+/// Interposed: between two btfuse files the server copies the bytes itself (ring request
+/// `CopyRange`, with Linux's checks); between a btfuse file and a kernel one the answer is
+/// `EXDEV`, as Linux gives across filesystems of different types (callers then copy with
+/// `read` and `write`). A description handed to the kernel (`EOPNOTSUPP` from the server) is
+/// copied through this library's `pread` and `pwrite`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn copy_file_range(
     fd_in: c_int,
@@ -427,86 +429,38 @@ pub unsafe extern "C" fn copy_file_range(
     if off_in.as_deref().is_some_and(|&o| o < 0) || off_out.as_deref().is_some_and(|&o| o < 0) {
         return fail(libc::EINVAL) as ssize_t;
     }
-    if let Err(e) = copy_checks(
-        fd_in,
-        off_in.as_deref().copied(),
-        fd_out,
-        off_out.as_deref().copied(),
-        len,
-    ) {
-        return fail(e) as ssize_t;
-    }
-    // SAFETY: as above.
-    unsafe { transfer(fd_in, off_in, fd_out, off_out, len.min(0x7fff_f000)) }
-}
-
-/// Linux's checks of a `copy_file_range` between btfuse descriptors: both regular files
-/// (`EISDIR`, `EINVAL`), read and write access (`EBADF`), no `O_APPEND` on the output
-/// (`EBADF`), and no overlap within one file (`EINVAL`).
-fn copy_checks(
-    fd_in: c_int,
-    off_in: Option<off_t>,
-    fd_out: c_int,
-    off_out: Option<off_t>,
-    len: size_t,
-) -> Result<(), i32> {
-    guarded(|| {
-        let (entry_in, client) = descriptor(fd_in).ok_or(libc::EBADF)?;
-        let (entry_out, _) = descriptor(fd_out).ok_or(libc::EBADF)?;
-        if entry_in.dir || entry_out.dir {
-            return Err(libc::EISDIR);
-        }
-        let flags = |desc: u32| {
-            call(&client, &Request::GetFlags { fd: desc }, |r| match r {
-                Response::Flags(f) => Ok(f),
-                _ => Err(PROTOCOL),
-            })
+    let offset = |o: &Option<&mut off_t>| o.as_deref().map(|&o| o as u64);
+    let (at_in, at_out) = (offset(&off_in), offset(&off_out));
+    let copied = guarded(|| {
+        let (entry_in, client) = descriptor(fd_in)?;
+        let (entry_out, _) = descriptor(fd_out)?;
+        let request = Request::CopyRange {
+            fd_in: entry_in.desc,
+            off_in: at_in,
+            fd_out: entry_out.desc,
+            off_out: at_out,
+            len: len as u64,
         };
-        let (fin, fout) = (flags(entry_in.desc)?, flags(entry_out.desc)?);
-        if !fin.read || !fout.write || fout.append {
-            return Err(libc::EBADF);
-        }
-        let stat = |desc: u32| {
-            let target = btfuse_core::ring::Target::Fd(desc);
-            call(&client, &Request::Stat { target }, |r| match r {
-                Response::Attr(a) => Ok(a),
-                _ => Err(PROTOCOL),
-            })
-        };
-        let (ain, aout) = (stat(entry_in.desc)?, stat(entry_out.desc)?);
-        if ain.kind != btfuse_core::FileType::RegularFile
-            || aout.kind != btfuse_core::FileType::RegularFile
-        {
-            return Err(libc::EINVAL);
-        }
-        if ain.ino == aout.ino && len > 0 {
-            let offset = |explicit: Option<off_t>, desc: u32| match explicit {
-                Some(o) => Ok(o),
-                None => call(
-                    &client,
-                    &Request::Lseek {
-                        fd: desc,
-                        offset: 0,
-                        whence: Whence::Cur,
-                    },
-                    |r| match r {
-                        Response::Offset(n) => Ok(n as off_t),
-                        _ => Err(PROTOCOL),
-                    },
-                ),
-            };
-            let (i, o) = (
-                offset(off_in, entry_in.desc)?,
-                offset(off_out, entry_out.desc)?,
-            );
-            let len = len.min(i64::MAX as usize) as off_t;
-            if i < o.saturating_add(len) && o < i.saturating_add(len) {
-                return Err(libc::EINVAL);
-            }
-        }
-        Ok(())
+        Some(call(&client, &request, |r| match r {
+            Response::Size(n) => Ok(n),
+            _ => Err(PROTOCOL),
+        }))
     })
-    .unwrap_or(Ok(()))
+    .flatten();
+    match copied {
+        Some(Ok(n)) => {
+            for at in [off_in, off_out].into_iter().flatten() {
+                *at += n as off_t;
+            }
+            n as ssize_t
+        }
+        // SAFETY: as above.
+        Some(Err(libc::EOPNOTSUPP)) => unsafe {
+            transfer(fd_in, off_in, fd_out, off_out, len.min(0x7fff_f000))
+        },
+        Some(Err(e)) => fail(e) as ssize_t,
+        None => fail(libc::EBADF) as ssize_t,
+    }
 }
 
 /// `fsync` and `fdatasync` of a btfuse descriptor.
