@@ -14,6 +14,10 @@ pub const BUILD_AND_EDIT: &str = include_str!("../programs/build-and-edit.sh");
 /// `python3 -m venv` and an import from it.
 pub const ARCHIVES_AND_COPIES: &str = include_str!("../programs/archives-and-copies.sh");
 
+/// `cargo build --offline` of a crate without dependencies with its target directory in
+/// `$D`, twice, and the program it built.
+pub const CARGO_BUILD: &str = include_str!("../programs/cargo-build.sh");
+
 /// A C program printing the result of every call glibc makes through internal entry points
 /// or that came late to the interceptor, in `$D`; built with `-O2 -D_FORTIFY_SOURCE=2`.
 pub const CALLS_C: &str = include_str!("../programs/calls.c");
