@@ -237,6 +237,16 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
             },
         ),
         ("handoff", Request::Handoff { fd: 1 }),
+        (
+            "copy_range",
+            Request::CopyRange {
+                fd_in: 1,
+                off_in: Some(4096),
+                fd_out: 2,
+                off_out: None,
+                len: 1 << 20,
+            },
+        ),
     ]
 }
 

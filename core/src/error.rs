@@ -63,12 +63,15 @@ pub enum Errno {
     TryAgain,
     /// `EROFS`: the filesystem refuses changes (a policy said so, e.g. a loaded program).
     ReadOnlyFilesystem,
+    /// `ETXTBSY`: the file is being executed, so it may not be opened for writing or
+    /// truncated.
+    TextBusy,
 }
 
 impl Errno {
     /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
     /// tests that must cover them all.
-    pub const ALL: [Errno; 25] = [
+    pub const ALL: [Errno; 26] = [
         Errno::NotPermitted,
         Errno::NotFound,
         Errno::Io,
@@ -94,6 +97,7 @@ impl Errno {
         Errno::TooManyOpenFiles,
         Errno::TryAgain,
         Errno::ReadOnlyFilesystem,
+        Errno::TextBusy,
     ];
 
     /// The conventional symbolic name, e.g. `"ENOENT"`.
@@ -124,6 +128,7 @@ impl Errno {
             Errno::TooManyOpenFiles => "EMFILE",
             Errno::TryAgain => "EAGAIN",
             Errno::ReadOnlyFilesystem => "EROFS",
+            Errno::TextBusy => "ETXTBSY",
         }
     }
 
@@ -154,6 +159,7 @@ impl Errno {
             Errno::Overflow => linux::EOVERFLOW,
             Errno::TooManyOpenFiles => linux::EMFILE,
             Errno::TryAgain => linux::EAGAIN,
+            Errno::TextBusy => linux::ETXTBSY,
             Errno::NotSupported => linux::EOPNOTSUPP,
             Errno::ReadOnlyFilesystem => linux::EROFS,
         }
@@ -185,6 +191,7 @@ impl Errno {
             linux::EOVERFLOW => Errno::Overflow,
             linux::EMFILE => Errno::TooManyOpenFiles,
             linux::EAGAIN => Errno::TryAgain,
+            linux::ETXTBSY => Errno::TextBusy,
             linux::EOPNOTSUPP => Errno::NotSupported,
             linux::EROFS => Errno::ReadOnlyFilesystem,
             _ => return None,
@@ -202,6 +209,7 @@ mod linux {
     pub(super) const EBADF: i32 = 9;
     pub(super) const EACCES: i32 = 13;
     pub(super) const EBUSY: i32 = 16;
+    pub(super) const ETXTBSY: i32 = 26;
     pub(super) const EEXIST: i32 = 17;
     pub(super) const ENOTDIR: i32 = 20;
     pub(super) const EISDIR: i32 = 21;
@@ -264,6 +272,7 @@ mod tests {
             Errno::TooManyOpenFiles => 22,
             Errno::TryAgain => 23,
             Errno::ReadOnlyFilesystem => 24,
+            Errno::TextBusy => 25,
         }
     }
 

@@ -264,6 +264,10 @@ pub struct OpenFlags {
     pub exclusive: bool,
     /// Fail with `ENOTDIR` unless the inode is a directory (`O_DIRECTORY`).
     pub directory: bool,
+    /// Opened by the kernel to run the file (`__FMODE_EXEC`, which FUSE passes on; no
+    /// program can ask for it): while such a handle is open the file may not be opened for
+    /// writing or truncated (`ETXTBSY`), as Linux keeps a running program's file.
+    pub exec: bool,
 }
 
 impl OpenFlags {
@@ -275,6 +279,7 @@ impl OpenFlags {
         truncate: false,
         exclusive: false,
         directory: false,
+        exec: false,
     };
     /// Write only.
     pub const WRITE: OpenFlags = OpenFlags {

@@ -98,7 +98,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 35;
+const REQUEST_VARIANTS: usize = 36;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -311,6 +311,13 @@ impl RequestParts {
                 nonblock: self.flags[1],
             },
             34 => Request::Handoff { fd },
+            35 => Request::CopyRange {
+                fd_in: fd,
+                off_in: flag.then_some(num[0]),
+                fd_out: choice,
+                off_out: self.flags[1].then_some(num[1]),
+                len: num[0] ^ num[1],
+            },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -355,6 +362,7 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::GetFlags { .. } => 32,
         Request::SetFlags { .. } => 33,
         Request::Handoff { .. } => 34,
+        Request::CopyRange { .. } => 35,
     }
 }
 
@@ -827,7 +835,7 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3d, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3e, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
@@ -1321,7 +1329,7 @@ fn opcodes_are_distinct_and_match_the_table() {
             .opcode()
         })
         .collect();
-    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3c]
+    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3d]
         .into_iter()
         .flatten()
         .collect();

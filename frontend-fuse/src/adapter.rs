@@ -186,8 +186,15 @@ fn file_attr(a: &Attr) -> FileAttr {
 /// The engine's view of `open(2)` flags, decoded as the ring decodes them. (`O_PATH` never
 /// reaches a filesystem's `open`: the kernel serves such opens itself.)
 fn open_flags(raw: i32) -> OpenFlags {
-    OpenOptions::from_linux(raw).engine_flags()
+    OpenFlags {
+        exec: raw & FMODE_EXEC != 0,
+        ..OpenOptions::from_linux(raw).engine_flags()
+    }
 }
+
+/// The kernel's `__FMODE_EXEC`, which FUSE passes in the flags of the open that `execve`
+/// makes of the program (no program's own `open` carries it).
+const FMODE_EXEC: i32 = 0x20;
 
 /// A read buffer of `size` bytes (the kernel never asks for more than `MAX_WRITE`).
 fn read_buffer(size: u32) -> Vec<u8> {

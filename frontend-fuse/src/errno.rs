@@ -38,6 +38,7 @@ pub(crate) fn to_fuse(e: Errno) -> fuser::Errno {
         Errno::TooManyOpenFiles => libc::EMFILE,
         Errno::TryAgain => libc::EAGAIN,
         Errno::ReadOnlyFilesystem => libc::EROFS,
+        Errno::TextBusy => libc::ETXTBSY,
     };
     fuser::Errno::from_i32(raw)
 }

@@ -12,7 +12,11 @@ fn main() {
     // rustc's version script exports only Rust's own `#[no_mangle]` items from a cdylib;
     // a second one exports the C functions.
     let script = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("variadic.map");
-    std::fs::write(&script, "{ global: execl; execle; execlp; };\n").unwrap();
+    std::fs::write(
+        &script,
+        "{ global: execl; execle; execlp; dprintf; vdprintf; __dprintf_chk; __vdprintf_chk; syscall; };\n",
+    )
+    .unwrap();
     println!(
         "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
         script.display()

@@ -79,6 +79,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             }
             if !writable_handle {
                 check(cred, inode.kind, &st, AccessMask::WRITE)?;
+                // Linux `vfs_truncate` takes write access after the permission check.
+                if st.executing > 0 {
+                    return Err(Errno::TextBusy);
+                }
             }
             if size > MAX_FILE_SIZE {
                 return Err(Errno::FileTooLarge);
@@ -672,6 +676,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             .remove(&fh.0)
             .ok_or(Errno::BadHandle)?;
         self.open_handles.fetch_sub(1, Ordering::Relaxed);
+        if handle.exec {
+            let mut st = handle.inode.state.write();
+            st.executing = st.executing.saturating_sub(1);
+        }
         if handle.inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.release_if_unused(&handle.inode);
         }

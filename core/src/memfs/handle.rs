@@ -23,6 +23,8 @@ pub(super) struct Handle {
     pub(super) read: bool,
     pub(super) write: bool,
     pub(super) append: bool,
+    /// Open to run the file (see `State::executing`).
+    pub(super) exec: bool,
     /// Directories: the cookie and tree node of the last entry the previous `readdir` handed
     /// out, so the next page continues from that node instead of searching from the root. Only
     /// a hint: it is used when the node still holds that cookie (cookies are never reused).
@@ -49,6 +51,7 @@ impl<B: BlockStore> MemFs<B> {
             read: flags.read,
             write: flags.write,
             append: flags.append,
+            exec: flags.exec,
             cursor: Mutex::new(None),
             horizon: AtomicU64::new(horizon),
         };
@@ -85,6 +88,10 @@ impl<B: BlockStore> MemFs<B> {
             execute: false,
         };
         check(cred, inode.kind, st, mask)?;
+        // Linux `get_write_access`, after the permission check: a running program's file.
+        if writes && st.executing > 0 {
+            return Err(Errno::TextBusy);
+        }
         match inode.kind {
             FileType::Socket => return Err(Errno::NoSuchDeviceOrAddress),
             FileType::NamedPipe | FileType::CharDevice | FileType::BlockDevice => {
@@ -103,6 +110,9 @@ impl<B: BlockStore> MemFs<B> {
             }
         }
         inode.opens.fetch_add(1, Ordering::AcqRel);
+        if flags.exec {
+            st.executing = st.executing.saturating_add(1);
+        }
         let horizon = st.dir().map_or(u64::MAX, |d| d.next_cookie);
         Ok(self.open_handle(inode.clone(), flags, horizon))
     }

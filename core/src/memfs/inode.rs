@@ -63,6 +63,11 @@ pub(super) struct State {
     pub(super) gid: u32,
     pub(super) nlink: u32,
     pub(super) freed: bool,
+    /// Handles open to run the file (`OpenFlags::exec`): while any is, the file may not be
+    /// opened for writing or truncated (`ETXTBSY`). Counted up to `u16::MAX` (two bytes fit
+    /// beside `freed` where four would grow every inode by eight): with more runs of one file
+    /// at once than that, it is writable again while the runs beyond that many still go.
+    pub(super) executing: u16,
     pub(super) atime: Time,
     pub(super) mtime: Time,
     pub(super) ctime: Time,

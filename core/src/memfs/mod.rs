@@ -232,6 +232,7 @@ impl<B: BlockStore> MemFs<B> {
                 gid: config.root_gid,
                 nlink: 2,
                 freed: false,
+                executing: 0,
                 atime: now.into(),
                 mtime: now.into(),
                 ctime: now.into(),

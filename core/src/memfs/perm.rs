@@ -107,6 +107,7 @@ impl<B: BlockStore> MemFs<B> {
             gid,
             nlink: if kind == FileType::Directory { 2 } else { 1 },
             freed: false,
+            executing: 0,
             atime: now.into(),
             mtime: now.into(),
             ctime: now.into(),

@@ -191,6 +191,60 @@ fn unlinked_open_file_keeps_data_until_last_release() {
 }
 
 #[test]
+fn a_running_programs_file_is_busy_for_writing() {
+    let fs = fs();
+    let root = Credentials::root();
+    let (attr, fh) = fs
+        .create(&root, Ino::ROOT, b"prog", 0o755, OpenFlags::READ_WRITE)
+        .unwrap();
+    fs.write(&root, fh, 0, b"#!/bin/sh\n").unwrap();
+    fs.release(fh).unwrap();
+    let run = OpenFlags {
+        exec: true,
+        ..OpenFlags::READ
+    };
+    let running = fs.open(&root, attr.ino, run).unwrap();
+    let again = fs.open(&root, attr.ino, run).unwrap();
+    let truncate = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    let truncating = OpenFlags {
+        truncate: true,
+        ..OpenFlags::READ
+    };
+    let busy = |fs: &MemFs<MemPool>| {
+        (
+            fs.open(&root, attr.ino, OpenFlags::WRITE).map(drop),
+            fs.open(&root, attr.ino, OpenFlags::READ_WRITE).map(drop),
+            fs.open(&root, attr.ino, truncating).map(drop),
+            fs.setattr(&root, attr.ino, &truncate, None).map(drop),
+        )
+    };
+    let refused = (
+        Err(Errno::TextBusy),
+        Err(Errno::TextBusy),
+        Err(Errno::TextBusy),
+        Err(Errno::TextBusy),
+    );
+    assert_eq!(busy(&fs), refused);
+    // Reading stays allowed, and the permission check comes first.
+    let reader = fs.open(&root, attr.ino, OpenFlags::READ).unwrap();
+    fs.release(reader).unwrap();
+    let nobody = Credentials::user(65534, 65534);
+    assert_eq!(
+        fs.open(&nobody, attr.ino, OpenFlags::WRITE).map(drop),
+        Err(Errno::PermissionDenied)
+    );
+    fs.release(running).unwrap();
+    assert_eq!(busy(&fs), refused, "one run still holds it");
+    fs.release(again).unwrap();
+    let writer = fs.open(&root, attr.ino, OpenFlags::WRITE).unwrap();
+    fs.release(writer).unwrap();
+    fs.setattr(&root, attr.ino, &truncate, None).unwrap();
+}
+
+#[test]
 fn full_store_writes_what_fits_and_harms_nothing() {
     let store = FaultInjector::new(MemPool::new(4 * 4096));
     let fs = MemFs::new(store, Config::default(), ZeroClock);

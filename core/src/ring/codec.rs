@@ -196,6 +196,22 @@ impl<'a> Codec<'a> for Option<u32> {
     }
 }
 
+/// Present flag and value; an absent value must be zero.
+impl<'a> Codec<'a> for Option<u64> {
+    type Value = Option<u64>;
+    fn put<S: Sink + ?Sized>(value: &Option<u64>, sink: &mut S) -> Result<(), DecodeError> {
+        bool::put(&value.is_some(), sink)?;
+        u64::put(&value.unwrap_or(0), sink)
+    }
+    fn get(reader: &mut Reader<'a>) -> Result<Option<u64>, DecodeError> {
+        match (bool::get(reader)?, u64::get(reader)?) {
+            (true, value) => Ok(Some(value)),
+            (false, 0) => Ok(None),
+            (false, _) => Err(DecodeError::NonCanonical),
+        }
+    }
+}
+
 /// A `u32` of at most `MAX`.
 pub(super) struct Max<const MAX: u32>;
 

@@ -39,6 +39,7 @@
 //! | `u8`..`i64` | 1..8     | little-endian                                                  |
 //! | `bool`      | 1        | 0 or 1                                                         |
 //! | `opt32`     | 5        | `bool` present, `u32` value (0 when absent)                    |
+//! | `opt64`     | 9        | `bool` present, `u64` value (0 when absent)                    |
 //! | `perm`      | 4        | `u32` with no bit outside `0o7777`                             |
 //! | `path`      | 2 + n    | `u16` n, 1 ≤ n ≤ `PATH_MAX`, no NUL                            |
 //! | `xname`     | 2 + n    | `u16` n, 1 ≤ n ≤ `XATTR_NAME_MAX`, no NUL                      |
@@ -115,6 +116,7 @@
 //! | 0x3a   | `GetFlags`    | `u32` fd                                                         |
 //! | 0x3b   | `SetFlags`    | `u32` fd, `bool` append, `bool` nonblock                         |
 //! | 0x3c   | `Handoff`     | `u32` fd                                                         |
+//! | 0x3d   | `CopyRange`   | `u32` fd in, `opt64` offset in, `u32` fd out, `opt64` offset out, `u64` len |
 //!
 //! Directory positions need no requests of their own: `Lseek` on a directory description
 //! reads (`Cur`, 0) and sets (`Set`) the readdir cookie, which covers `rewinddir`, `telldir`

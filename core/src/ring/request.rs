@@ -107,6 +107,9 @@ impl OpenOptions {
             truncate: self.truncate,
             exclusive: self.exclusive,
             directory: self.directory,
+            // Only the kernel opens a file to run it (FUSE passes `__FMODE_EXEC`); a program's
+            // `open` cannot ask for it.
+            exec: false,
         }
     }
 
@@ -586,6 +589,21 @@ requests! {
         Handoff = 0x3c {
             /// The description.
             fd: u32 as u32,
+        },
+        /// `copy_file_range` between two regular files open in this session, copied by the
+        /// server (the bytes never cross the channel). Replies `Size`: the bytes copied, 0 at
+        /// the input's end.
+        CopyRange = 0x3d {
+            /// The description read, open for reading.
+            fd_in: u32 as u32,
+            /// Where to read; `None`: at its offset, which moves past what was copied.
+            off_in: Option<u64> as Option<u64>,
+            /// The description written, open for writing and not for appending.
+            fd_out: u32 as u32,
+            /// Where to write; `None`: at its offset, which moves likewise.
+            off_out: Option<u64> as Option<u64>,
+            /// The most bytes to copy.
+            len: u64 as u64,
         },
     }
 }

@@ -355,6 +355,7 @@ mod tests {
                 "getflags",
                 "setflags",
                 "handoff",
+                "copyrange",
             ]
         );
         assert_eq!(Frontend::Fuse.operation_labels(), FUSE_OPERATIONS);

@@ -25,6 +25,7 @@
 //!   [`program`]: whether the program an `exec` starts will load this library.
 //! - [`calls`]: the interposed C functions, one module per family ([`path`](calls::path),
 //!   [`fd`](calls::fd), [`io`](calls::io), [`stat`](calls::stat), [`meta`](calls::meta),
+//!   [`node`](calls::node), [`temp`](calls::temp), [`kernel_only`](calls::kernel_only),
 //!   [`xattr`](calls::xattr), [`cwd`](calls::cwd), [`dir`](calls::dir),
 //!   [`resolve`](calls::resolve), [`stdio`](calls::stdio), [`process`](calls::process),
 //!   [`spawn`](calls::spawn), [`identity`](calls::identity)); most are written with one macro
@@ -37,7 +38,8 @@
 //! they keep any descriptor, and programs that count, close or poll their descriptors see
 //! nothing odd. A call that reaches the kernel with it instead of this library (I/O made
 //! inside libc, a static program) fails with `EBADF`; record locks are refused with `ENOLCK`
-//! and `copy_file_range` answers `EXDEV` (so callers copy with read and write). Nothing is
+//! and `copy_file_range` to or from a kernel file answers `EXDEV` (so callers copy with read
+//! and write). Nothing is
 //! read or written anywhere silently. The library's own descriptors (the channels' sockets)
 //! sit near the top of the descriptor limit, away from the numbers programs pick.
 //!
@@ -52,7 +54,9 @@
 //! family is a small C file calling it), to the kernel first when that program will not load
 //! this library. [`spawn`](calls::spawn): `posix_spawn`, `system` and `popen` exec inside
 //! glibc, so a spawn that involves btfuse is made here from `fork`, the file actions and that
-//! `exec`.
+//! `exec`. The same C file holds `dprintf` and its relatives (glibc writes their text with an
+//! internal `write`) and `syscall`, which sends the numbers this library serves
+//! (`copy_file_range`, `fallocate`, `getdents64`) to its own functions.
 //!
 //! **Paths and directories.** [`resolve`](calls::resolve): `realpath` walks a path through
 //! this library's calls, as glibc's walks it through internal ones. [`dir`](calls::dir):

@@ -120,7 +120,7 @@ pub(crate) fn follow<T>(
 
 /// `path` cut before its last component: the directory part (`.` when there is none, `/` at
 /// the root) and the last component with what follows it, as written.
-fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
     let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
     match path[..end].iter().rposition(|&b| b == b'/') {
         None if path.first() == Some(&b'/') => (b"/", path),

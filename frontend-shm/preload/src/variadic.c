@@ -1,4 +1,5 @@
-/* The variadic members of the exec family: execl, execle and execlp.
+/* The variadic members of the exec family (execl, execle and execlp), and dprintf with its
+ * relatives and syscall (below).
  *
  * glibc builds their argument vector and calls its internal execve, which no interposer
  * sees, so the next program would not receive the btfuse descriptors. These build the
@@ -6,6 +7,7 @@
  * after vfork) and call the library's execve and execvp, which hand the descriptors on.
  * Stable Rust cannot define C-variadic functions, hence C. */
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -71,4 +73,118 @@ __attribute__((visibility("default"))) int execlp(const char *file, const char *
     FILL_ARGV(argv, argc, arg, ap);
     va_end(ap);
     return execvp(file, argv);
+}
+
+/* dprintf and its relatives: glibc formats into a stream over the descriptor and writes with
+ * its internal write, which no interposer sees, so a btfuse descriptor would fail with EBADF.
+ * For one, the text is formatted here and written with the library's write; any other
+ * descriptor goes to glibc's own function. */
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Defined in Rust (calls/io.rs): whether `fd` is a btfuse descriptor. */
+extern int btfuse_preload_descriptor(int fd);
+
+/* Formats and writes all of it with the library's write; the count, or -1 with errno. */
+static int write_formatted(int fd, const char *format, va_list ap) {
+    char *text;
+    int n = vasprintf(&text, format, ap);
+    if (n < 0)
+        return -1;
+    size_t done = 0;
+    while (done < (size_t)n) {
+        ssize_t w = write(fd, text + done, (size_t)n - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            free(text);
+            errno = saved;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    free(text);
+    return n;
+}
+
+typedef int (*vdprintf_fn)(int, const char *, va_list);
+typedef int (*vdprintf_chk_fn)(int, int, const char *, va_list);
+
+__attribute__((visibility("default"))) int vdprintf(int fd, const char *format, va_list ap) {
+    if (btfuse_preload_descriptor(fd))
+        return write_formatted(fd, format, ap);
+    vdprintf_fn next = (vdprintf_fn)dlsym(RTLD_NEXT, "vdprintf");
+    return next(fd, format, ap);
+}
+
+__attribute__((visibility("default"))) int dprintf(int fd, const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    int n = vdprintf(fd, format, ap);
+    va_end(ap);
+    return n;
+}
+
+__attribute__((visibility("default"))) int __vdprintf_chk(int fd, int flag, const char *format,
+                                                          va_list ap) {
+    if (btfuse_preload_descriptor(fd))
+        return write_formatted(fd, format, ap);
+    vdprintf_chk_fn next = (vdprintf_chk_fn)dlsym(RTLD_NEXT, "__vdprintf_chk");
+    return next(fd, flag, format, ap);
+}
+
+__attribute__((visibility("default"))) int __dprintf_chk(int fd, int flag, const char *format,
+                                                         ...) {
+    va_list ap;
+    va_start(ap, format);
+    int n = __vdprintf_chk(fd, flag, format, ap);
+    va_end(ap);
+    return n;
+}
+
+/* syscall: a program that makes a file system call by number (nix's copy_file_range, for
+ * one) bypasses every wrapper above, and the kernel would meet a btfuse descriptor's
+ * placeholder. The calls this library serves are given to its own function of that name;
+ * every other number goes to glibc's syscall. Six arguments are read whatever the number,
+ * as glibc's own syscall reads them (on x86-64 the unused ones are whatever the registers
+ * hold). */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+
+typedef long (*syscall_fn)(long, long, long, long, long, long, long);
+
+static syscall_fn next_syscall;
+
+/* Found when the library loads, so that no later call (the channel's own futex waits
+ * among them) asks the dynamic loader. */
+__attribute__((constructor)) static void find_next_syscall(void) {
+    next_syscall = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
+}
+
+__attribute__((visibility("default"))) long syscall(long number, ...) {
+    va_list ap;
+    va_start(ap, number);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+    long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    switch (number) {
+    case SYS_copy_file_range:
+        return copy_file_range((int)a1, (off_t *)a2, (int)a3, (off_t *)a4, (size_t)a5,
+                               (unsigned)a6);
+    case SYS_fallocate:
+        return fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
+    case SYS_getdents64:
+        return getdents64((int)a1, (void *)a2, (size_t)a3);
+    default:
+        break;
+    }
+    if (next_syscall == NULL)
+        find_next_syscall();
+    return next_syscall(number, a1, a2, a3, a4, a5, a6);
 }

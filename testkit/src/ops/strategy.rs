@@ -129,6 +129,8 @@ fn flags() -> BoxedStrategy<Flags> {
                 truncate,
                 exclusive,
                 directory,
+                // Only the kernel opens a file to run it; the model knows no execution.
+                exec: false,
             })
         })
         .boxed()

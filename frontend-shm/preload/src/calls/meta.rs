@@ -239,3 +239,122 @@ pub unsafe extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -
     // SAFETY: libc's contract, passed on.
     unsafe { real::fchown()(fd, uid, gid) }
 }
+
+/// Two `timeval`s (or none: now) as `utimensat`'s `timespec`s; `EINVAL` for microseconds
+/// out of range, as Linux checks them.
+///
+/// # Safety
+/// `times` is null or points at two `timeval`s.
+unsafe fn timespecs(times: *const libc::timeval) -> Result<Option<[libc::timespec; 2]>, i32> {
+    if times.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller's contract.
+    let tv = unsafe { [*times, *times.add(1)] };
+    let mut out = [libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    }; 2];
+    for (t, v) in out.iter_mut().zip(tv) {
+        if !(0..1_000_000).contains(&v.tv_usec) {
+            return Err(libc::EINVAL);
+        }
+        t.tv_sec = v.tv_sec;
+        t.tv_nsec = v.tv_usec * 1000;
+    }
+    Ok(Some(out))
+}
+
+/// `utimes` and its relatives through this library's `utimensat` (glibc calls its internal
+/// one, which no interposer sees).
+///
+/// # Safety
+/// `path` is null or a valid C string; `times` is null or two `timeval`s.
+unsafe fn utimes_at(
+    dirfd: c_int,
+    path: *const c_char,
+    times: *const libc::timeval,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    match unsafe { timespecs(times) } {
+        Err(e) => fail(e),
+        // SAFETY: the caller's contract; this library's `utimensat`.
+        Ok(ts) => unsafe {
+            utimensat(
+                dirfd,
+                path,
+                ts.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+                flags,
+            )
+        },
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn utimes(path: *const c_char, times: *const libc::timeval) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { utimes_at(libc::AT_FDCWD, path, times, 0) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lutimes(path: *const c_char, times: *const libc::timeval) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { utimes_at(libc::AT_FDCWD, path, times, libc::AT_SYMLINK_NOFOLLOW) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn futimesat(
+    dirfd: c_int,
+    path: *const c_char,
+    times: *const libc::timeval,
+) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { utimes_at(dirfd, path, times, 0) }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn futimes(fd: c_int, times: *const libc::timeval) -> c_int {
+    // SAFETY: the caller's contract.
+    match unsafe { timespecs(times) } {
+        Err(e) => fail(e),
+        // SAFETY: libc's contract; this library's `futimens`.
+        Ok(ts) => unsafe { futimens(fd, ts.as_ref().map_or(std::ptr::null(), |t| t.as_ptr())) },
+    }
+}
+
+/// Interposed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_int {
+    let ts;
+    let p = if times.is_null() {
+        std::ptr::null()
+    } else {
+        // SAFETY: libc's contract: `times` points at a `utimbuf`.
+        let t = unsafe { &*times };
+        ts = [
+            libc::timespec {
+                tv_sec: t.actime,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: t.modtime,
+                tv_nsec: 0,
+            },
+        ];
+        ts.as_ptr()
+    };
+    // SAFETY: libc's contract; this library's `utimensat`.
+    unsafe { utimensat(libc::AT_FDCWD, path, p, 0) }
+}
+
+/// Interposed: glibc's `lchmod` is its internal `fchmodat` with `AT_SYMLINK_NOFOLLOW`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lchmod(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { fchmodat(libc::AT_FDCWD, path, mode, libc::AT_SYMLINK_NOFOLLOW) }
+}

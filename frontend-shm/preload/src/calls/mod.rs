@@ -7,7 +7,10 @@
 //! - [`io`]: `read`, `write`, `lseek`, `fsync` and their positioned and vectored forms.
 //! - [`stat`]: `stat`, `statx`, `statfs`...
 //! - [`meta`]: `chmod`, `chown`, `utimensat`, `truncate`...
+//! - [`kernel_only`]: `bind`, `connect`, `inotify_add_watch`, `name_to_handle_at`.
+//! - [`node`]: `mknod`, `mkfifo`: fifos, sockets and devices are the kernel's.
 //! - [`xattr`]: extended attributes.
+//! - [`temp`]: `mkstemp` and the other unique names.
 //! - [`cwd`]: `chdir`, `fchdir`, `getcwd`.
 //! - [`dir`]: directory streams and `getdents64`.
 //! - [`resolve`]: `realpath` and its relatives.
@@ -55,7 +58,9 @@ pub mod dir;
 pub mod fd;
 pub mod identity;
 pub mod io;
+pub mod kernel_only;
 pub mod meta;
+pub mod node;
 pub mod path;
 pub mod process;
 pub mod resolve;
@@ -63,4 +68,5 @@ pub mod spawn;
 pub mod stat;
 pub mod stdio;
 mod streams;
+pub mod temp;
 pub mod xattr;

@@ -29,7 +29,7 @@ fn sys_umask(mask: mode_t) -> mode_t {
     unsafe { libc::syscall(libc::SYS_umask, mask) as mode_t }
 }
 
-fn current_umask() -> mode_t {
+pub(crate) fn current_umask() -> mode_t {
     use std::sync::atomic::Ordering;
     let known = UMASK.load(Ordering::Relaxed);
     if known != u32::MAX {
@@ -87,7 +87,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     // The bytes are copied out while the channel is taken; the table is changed after it is
     // given back (a `fork` settling every description may need a channel meanwhile).
     let opened = connection::finish(sent, |r| match r {
-        Response::Opened { fd, attr } => Ok((fd, attr.kind == FileType::Directory, None)),
+        Response::Opened { fd, attr } => Ok((fd, attr.kind, None)),
         Response::Prefetched {
             fd,
             ino,
@@ -96,21 +96,34 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             data,
         } if prefetch > 0 && data.len() <= prefetch as usize => {
             let data = (!data.is_empty()).then(|| Arc::<[u8]>::from(data));
-            Ok((fd, false, Some(((ino, slot, version), data))))
+            Ok((
+                fd,
+                FileType::RegularFile,
+                Some(((ino, slot, version), data)),
+            ))
         }
         _ => Err(PROTOCOL),
     });
-    let (desc, dir) = match opened {
-        Ok((desc, dir, Some((stamp, data)))) => {
-            held::keep(desc, named, stamp, (data, known), prefetch);
-            (desc, dir)
+    let close_placeholder = || {
+        if let Ok(fd) = placeholder {
+            // SAFETY: the placeholder was made above and is nobody else's.
+            unsafe { real::close()(fd) };
         }
-        Ok((desc, dir, None)) => (desc, dir),
+    };
+    let (desc, dir) = match opened {
+        Ok((desc, _, Some((stamp, data)))) => {
+            held::keep(desc, named, stamp, (data, known), prefetch);
+            (desc, false)
+        }
+        Ok((desc, kind, None)) => (desc, kind == FileType::Directory),
+        // The engine keeps a fifo or a device node but cannot serve opening it: the kernel
+        // opens it (see `open_kernel_object`).
+        Err(libc::EOPNOTSUPP) => {
+            close_placeholder();
+            return open_kernel_object(target, flags, mode);
+        }
         Err(e) => {
-            if let Ok(fd) = placeholder {
-                // SAFETY: the placeholder was made above and is nobody else's.
-                unsafe { real::close()(fd) };
-            }
+            close_placeholder();
             return fail(e);
         }
     };
@@ -133,6 +146,21 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             release(&target.client, desc);
             fail(e)
         }
+    }
+}
+
+/// Opens a fifo or device node of the btfuse tree: through the mount at the prefix (the
+/// kernel makes the pipe or reaches the device); with the ring alone there is none, and the
+/// answer is `ENXIO`, as for a device with no driver behind it. (A socket is `ENXIO` from
+/// the engine, as from Linux.)
+fn open_kernel_object(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
+    if !crate::config::prefix_is_mounted() {
+        return fail(libc::ENXIO);
+    }
+    match paths::kernel_name(target) {
+        // SAFETY: libc's `openat` with the kernel's name for the node.
+        Some(name) => unsafe { real::openat()(libc::AT_FDCWD, name.as_ptr(), flags, mode) },
+        None => fail(libc::ENOENT),
     }
 }
 
@@ -169,6 +197,12 @@ interpose! {
     fn __open_2, __open64_2(path: *const c_char, flags: c_int) -> c_int {
         // SAFETY: libc's contract.
         unsafe { open_at(libc::AT_FDCWD, path, flags, 0) }
+    }
+
+    /// Interposed: the fortified `openat` without a mode (`tar` opens every member with it).
+    fn __openat_2, __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+        // SAFETY: libc's contract.
+        unsafe { open_at(dirfd, path, flags, 0) }
     }
 
     /// Interposed: `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
@@ -259,18 +293,30 @@ interpose! {
 
     /// Interposed.
     fn rmdir(path: *const c_char) -> c_int {
-        let serve = |t: &PathTarget<'_>| {
-            let request = Request::Rmdir {
-                at: t.at,
-                path: &t.path,
-            };
-            expect_ok(&t.client, &request)
-        };
+        let serve = |t: &PathTarget<'_>| ring_rmdir(t);
         // SAFETY: libc's `rmdir` with an absolute path.
         let kernel = |host: &CStr| unsafe { real::rmdir()(host.as_ptr()) };
         // SAFETY: libc's contract.
         unsafe { simple(libc::AT_FDCWD, path, serve, kernel) }
     }
+}
+
+/// `rmdir` of a btfuse directory: over the ring, or by the kernel through the mount when a
+/// filesystem is mounted below the prefix (the directory may be its mount point, which the
+/// kernel refuses to remove with `EBUSY` and the ring cannot see).
+fn ring_rmdir(t: &PathTarget<'_>) -> c_int {
+    if crate::config::prefix_is_mounted()
+        && paths::mounts_below_prefix()
+        && let Some(name) = paths::kernel_name(t)
+    {
+        // SAFETY: libc's `rmdir` with the kernel's name for the directory.
+        return unsafe { real::rmdir()(name.as_ptr()) };
+    }
+    let request = Request::Rmdir {
+        at: t.at,
+        path: &t.path,
+    };
+    expect_ok(&t.client, &request)
 }
 
 /// Interposed.
@@ -284,16 +330,12 @@ interpose! {
     /// Interposed.
     fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
         let serve = |t: &PathTarget<'_>| {
-            let request = if flags & libc::AT_REMOVEDIR != 0 {
-                Request::Rmdir {
-                    at: t.at,
-                    path: &t.path,
-                }
-            } else {
-                Request::Unlink {
-                    at: t.at,
-                    path: &t.path,
-                }
+            if flags & libc::AT_REMOVEDIR != 0 {
+                return ring_rmdir(t);
+            }
+            let request = Request::Unlink {
+                at: t.at,
+                path: &t.path,
             };
             expect_ok(&t.client, &request)
         };
@@ -316,7 +358,13 @@ unsafe fn two_sides<'a>(
     newdir: c_int,
     new: *const c_char,
 ) -> Option<(Side<'a>, Side<'a>)> {
-    if old.is_null() || new.is_null() {
+    // A pointer that cannot be the caller's, or a path the kernel refuses before it resolves
+    // anything (`PATH_MAX` bytes or more): the kernel's answer for both.
+    let refused = |p: *const c_char| {
+        // SAFETY: the caller's contract (a pointer that fails the check is not read).
+        unsafe { c_bytes(p) }.is_none_or(|b| b.len() >= libc::PATH_MAX as usize)
+    };
+    if refused(old) || refused(new) {
         return None;
     }
     let side = |dir: c_int, path: *const c_char| {
@@ -544,6 +592,56 @@ interpose! {
         // SAFETY: libc's contract.
         unsafe { link_at(olddir, old, newdir, new, flags) }
     }
+}
+
+/// Interposed: glibc's `remove` is its internal `unlink`, then `rmdir` on `EISDIR`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
+    // SAFETY: libc's contract; this library's calls.
+    unsafe {
+        let saved = crate::errno::errno();
+        if unlink(path) == 0 {
+            return 0;
+        }
+        if crate::errno::errno() != libc::EISDIR {
+            return -1;
+        }
+        crate::errno::set_errno(saved);
+        rmdir(path)
+    }
+}
+
+/// Interposed: `readlink` as `_FORTIFY_SOURCE` compiles it, with the buffer's known size.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __readlink_chk(
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+    buf_len: size_t,
+) -> ssize_t {
+    if size > buf_len {
+        // SAFETY: libc's contract, passed on: libc reports the overflow and aborts.
+        return unsafe { real::__readlink_chk()(path, buf, size, buf_len) };
+    }
+    // SAFETY: libc's contract.
+    unsafe { readlink(path, buf, size) }
+}
+
+/// Interposed: `readlinkat` as `_FORTIFY_SOURCE` compiles it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __readlinkat_chk(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+    buf_len: size_t,
+) -> ssize_t {
+    if size > buf_len {
+        // SAFETY: libc's contract, passed on.
+        return unsafe { real::__readlinkat_chk()(dirfd, path, buf, size, buf_len) };
+    }
+    // SAFETY: libc's contract.
+    unsafe { readlinkat(dirfd, path, buf, size) }
 }
 
 #[cfg(test)]

@@ -416,6 +416,34 @@ fn program_path(dirfd: c_int, path: &[u8], empty_path: bool) -> ProgramPath {
     }
 }
 
+/// Without a mount at the prefix, a program named under it is nowhere the kernel can find:
+/// the walk is the server's (a link out of the tree, as a venv's `bin/python`, leads the
+/// kernel to its target), and a file it finds cannot be executed (`EACCES`, as from a
+/// filesystem mounted `noexec`), where the kernel would answer `ENOENT` or run what lies
+/// beneath the prefix. `None`: the kernel finds the program as named.
+fn ring_alone_program(path: &[u8]) -> Option<ProgramPath> {
+    if !config::spelled_under_prefix(path) || config::prefix_is_mounted() {
+        return None;
+    }
+    let c_path = CString::new(path).ok()?;
+    // SAFETY: `c_path` is a C string that outlives the call.
+    let target = unsafe { paths::at_target(libc::AT_FDCWD, c_path.as_ptr()) }?;
+    let stat = |t: &paths::PathTarget<'_>| {
+        let target = btfuse_core::ring::Target::Path {
+            at: t.at,
+            path: &t.path,
+            follow: true,
+        };
+        let request = btfuse_core::ring::Request::Stat { target };
+        match connection::call(&t.client, &request, |_| Ok(())) {
+            Ok(()) => ProgramPath::Refused(libc::EACCES),
+            Err(e) => ProgramPath::Refused(e),
+        }
+    };
+    let kernel = |host: &std::ffi::CStr| ProgramPath::Spelled(host.to_owned());
+    crate::outside::follow(target, stat, kernel, ProgramPath::Refused)
+}
+
 /// Runs `exec` with the program's path as the kernel must see it (see [`ProgramPath`]).
 ///
 /// # Safety
@@ -426,10 +454,19 @@ unsafe fn with_program_path(
     empty_path: bool,
     exec: impl FnOnce(*const c_char) -> c_int,
 ) -> c_int {
+    if !paths::user_pointer(path) {
+        return fail(libc::EFAULT);
+    }
     let resolved = guarded(|| {
         // SAFETY: the caller's contract.
         let bytes = unsafe { paths::c_bytes(path) }?;
-        Some(program_path(dirfd, bytes, empty_path))
+        Some(match program_path(dirfd, bytes, empty_path) {
+            ProgramPath::Unchanged => ring_alone_program(bytes).unwrap_or(ProgramPath::Unchanged),
+            ProgramPath::Spelled(full) => {
+                ring_alone_program(full.as_bytes()).unwrap_or(ProgramPath::Spelled(full))
+            }
+            refused => refused,
+        })
     })
     .flatten();
     match resolved {

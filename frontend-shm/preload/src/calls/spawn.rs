@@ -265,6 +265,22 @@ fn involves_btfuse(actions: &[Action]) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether `file` names a program by a btfuse path (a name with a slash: one without is a
+/// `PATH` search, which glibc makes in the kernel's directories).
+///
+/// # Safety
+/// `file` is null or a valid C string.
+unsafe fn names_btfuse(file: *const c_char) -> bool {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let name = unsafe { paths::c_bytes(file) }?;
+        // SAFETY: as above.
+        Some(name.contains(&b'/') && unsafe { paths::at_target(libc::AT_FDCWD, file) }.is_some())
+    })
+    .flatten()
+    .unwrap_or(false)
+}
+
 /// Moves the child's error pipe off `fd` when an action is about to use that number.
 fn move_pipe_from(pipe: &mut c_int, fd: c_int) -> Result<(), c_int> {
     if *pipe == fd {
@@ -498,20 +514,14 @@ unsafe fn spawn_here(
             real::close()(fds[0]);
             let mut pipe = fds[1];
             let error = match prepare_child(actions, attr, &parent_mask, &mut pipe) {
+                Ok(()) if search => {
+                    let program = Program::Search(CStr::from_ptr(file));
+                    process::exec_with(program, envp, |env| exec_searching(file, argv, env));
+                    errno()
+                }
                 Ok(()) => {
-                    let name = CStr::from_ptr(file);
-                    let program = if search {
-                        Program::Search(name)
-                    } else {
-                        Program::Path(name)
-                    };
-                    process::exec_with(program, envp, |env| {
-                        if search {
-                            exec_searching(file, argv, env)
-                        } else {
-                            real::execve()(file, argv, env)
-                        }
-                    });
+                    // The library's `execve`: a name under the prefix is found as it finds it.
+                    process::execve(file, argv, envp);
                     errno()
                 }
                 Err(e) => e,
@@ -569,7 +579,12 @@ macro_rules! posix_spawn_fn {
                 Err(libc::ENOSYS)
             };
             let actions = match actions {
-                Ok(actions) if involves_btfuse(&actions) => actions,
+                // A program named under the prefix is found (or refused) by the library's
+                // exec, as `execve` would be.
+                // SAFETY: libc's contract: `file` is a C string.
+                Ok(actions) if involves_btfuse(&actions) || unsafe { names_btfuse(file) } => {
+                    actions
+                }
                 // A layout or an action this library cannot read: glibc's spawn is right
                 // unless btfuse is involved, which needs the actions.
                 Err(e) if involves_btfuse(&[]) => return e,

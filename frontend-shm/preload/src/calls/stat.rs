@@ -316,3 +316,107 @@ interpose! {
         unsafe { fd_statfs(fd, buf, fill_statvfs) }
     }
 }
+
+/// The structure versions glibc's old `stat` entry points accept on this architecture
+/// (`_STAT_VER_KERNEL` and `_STAT_VER_LINUX`): both the `struct stat` of today's calls.
+fn stat_version_known(version: c_int) -> bool {
+    version == 0 || version == 1
+}
+
+/// Interposed: glibc's old entry point for `stat` (programs built before glibc 2.33 call
+/// it), the structure version first; served as `stat`, or `EINVAL` for a version glibc
+/// refuses too.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __xstat(
+    version: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+) -> c_int {
+    if !stat_version_known(version) {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: libc's contract.
+    unsafe { stat(path, buf) }
+}
+
+/// Interposed: as [`__xstat`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __xstat64(
+    version: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { __xstat(version, path, buf) }
+}
+
+/// Interposed: glibc's old entry point for `lstat`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __lxstat(
+    version: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+) -> c_int {
+    if !stat_version_known(version) {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: libc's contract.
+    unsafe { lstat(path, buf) }
+}
+
+/// Interposed: as [`__lxstat`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __lxstat64(
+    version: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { __lxstat(version, path, buf) }
+}
+
+/// Interposed: glibc's old entry point for `fstat`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fxstat(version: c_int, fd: c_int, buf: *mut libc::stat) -> c_int {
+    if !stat_version_known(version) {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: libc's contract.
+    unsafe { fstat(fd, buf) }
+}
+
+/// Interposed: as [`__fxstat`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fxstat64(version: c_int, fd: c_int, buf: *mut libc::stat) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { __fxstat(version, fd, buf) }
+}
+
+/// Interposed: glibc's old entry point for `fstatat`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fxstatat(
+    version: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+    flags: c_int,
+) -> c_int {
+    if !stat_version_known(version) {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: libc's contract.
+    unsafe { fstatat(dirfd, path, buf, flags) }
+}
+
+/// Interposed: as [`__fxstatat`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fxstatat64(
+    version: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut libc::stat,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: libc's contract.
+    unsafe { __fxstatat(version, dirfd, path, buf, flags) }
+}

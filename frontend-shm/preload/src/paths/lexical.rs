@@ -59,12 +59,28 @@ pub(crate) fn ring_path_in(path: &[u8]) -> Option<Cow<'_, [u8]>> {
     })
 }
 
-/// A C string argument as bytes (`None` for a null pointer).
+/// The end of the address space a process's own pointers can reach: the lowest address of
+/// the kernel's half on 4-level page tables (a program that asks for addresses above it on
+/// 5-level tables gets them only by naming them to `mmap`).
+#[cfg(target_arch = "x86_64")]
+const USER_END: usize = 1 << 47;
+#[cfg(not(target_arch = "x86_64"))]
+const USER_END: usize = 1 << 48;
+
+/// Whether `p` can point at the caller's memory at all: not in the first page (never mapped)
+/// and below [`USER_END`]. A call given any other pointer goes to the kernel, which answers
+/// `EFAULT` without reading it, where reading it here would crash the program.
+pub(crate) fn user_pointer(p: *const libc::c_char) -> bool {
+    (4096..USER_END).contains(&(p as usize))
+}
+
+/// A C string argument as bytes (`None` for a null pointer, or one that cannot point at the
+/// caller's memory: see [`user_pointer`]).
 ///
 /// # Safety
-/// `p` is null or a NUL-terminated string valid for the call.
+/// `p` is a NUL-terminated string valid for the call, or fails [`user_pointer`].
 pub(crate) unsafe fn c_bytes<'a>(p: *const libc::c_char) -> Option<&'a [u8]> {
-    if p.is_null() {
+    if !user_pointer(p) {
         return None;
     }
     // SAFETY: the caller's contract.

@@ -17,7 +17,7 @@ mod lexical;
 
 pub(crate) use directories::{CWD, cwd_desc, desc_path, dir_path, forget_path, remember_path};
 pub(crate) use kernel_cwd::{forget_kernel_cwd, from_kernel_cwd};
-pub(crate) use lexical::{c_bytes, join_lexically, ring_path, ring_path_in};
+pub(crate) use lexical::{c_bytes, join_lexically, ring_path, ring_path_in, user_pointer};
 
 /// What a path argument names. The path is the caller's own bytes where it can be (no copy on
 /// the way to the ring).
@@ -38,6 +38,93 @@ impl PathTarget<'_> {
     }
 }
 
+/// The kernel's name for btfuse target `t`, for a call only the kernel can make (a fifo, a
+/// socket, a device node) through the mount at the prefix: from the prefix, or relative to
+/// the working directory (the kernel's follows the btfuse one while there is a mount), or
+/// from the path of the directory `t` starts from.
+pub(crate) fn kernel_name(t: &PathTarget<'_>) -> Option<std::ffi::CString> {
+    let config = crate::config::config()?;
+    let mut full = Vec::new();
+    match t.at {
+        Some(at) if Some(at) == cwd_desc() => {}
+        Some(at) => {
+            full.extend_from_slice(config.prefix());
+            full.extend_from_slice(&desc_path(at)?);
+            full.push(b'/');
+        }
+        None => full.extend_from_slice(config.prefix()),
+    }
+    full.extend_from_slice(&t.path);
+    std::ffi::CString::new(full).ok()
+}
+
+/// Whether another filesystem is mounted somewhere below the prefix (read from
+/// `/proc/self/mountinfo` on each call: only calls the kernel refuses on a mount point ask).
+/// The ring does not see such mounts: a directory with one on it is the kernel's to remove.
+pub(crate) fn mounts_below_prefix() -> bool {
+    let Some(config) = crate::config::config() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|line| {
+        let Some(point) = line.split(' ').nth(4) else {
+            return false;
+        };
+        let point = btfuse_ring_client::discovery::unescape_mountinfo(point);
+        let point = std::os::unix::ffi::OsStrExt::as_bytes(point.as_os_str()).to_vec();
+        point.len() > config.prefix().len()
+            && point.starts_with(config.prefix())
+            && point[config.prefix().len()] == b'/'
+    })
+}
+
+/// Without a mount, the btfuse target of relative name `rel` taken from kernel directory
+/// `dirfd` (`AT_FDCWD`: the kernel's working directory) when the name leads into the prefix
+/// (`bt/x` from the prefix's parent, as `rsync` names files from a descriptor of `/`): the
+/// kernel has nothing there. Only names with a component spelled as the prefix's last one
+/// can, so others cost one scan. With a mount the kernel walks into it itself.
+fn through_kernel_directory<'a>(dirfd: c_int, rel: &[u8]) -> Option<PathTarget<'a>> {
+    let config = crate::config::config()?;
+    let last = config.prefix().rsplit(|&b| b == b'/').next()?;
+    if last.is_empty() || !rel.split(|&b| b == b'/').any(|c| c == last) {
+        return None;
+    }
+    if crate::config::prefix_is_mounted() {
+        return None;
+    }
+    let dir = kernel_directory(dirfd)?;
+    let full = join_lexically(&dir, rel)?;
+    let path = ring_path(&full)?;
+    Some(PathTarget {
+        client: connection::client()?,
+        at: None,
+        path: Cow::Owned(path),
+    })
+}
+
+/// The kernel's path of directory descriptor `dirfd` (`AT_FDCWD`: the working directory).
+fn kernel_directory(dirfd: c_int) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let len = if dirfd == libc::AT_FDCWD {
+        // SAFETY: `buf` holds PATH_MAX bytes.
+        let got = unsafe { crate::real::getcwd()(buf.as_mut_ptr().cast(), buf.len()) };
+        if got.is_null() {
+            return None;
+        }
+        buf.iter().position(|&b| b == 0)?
+    } else {
+        let link = std::ffi::CString::new(format!("/proc/self/fd/{dirfd}")).ok()?;
+        // SAFETY: `link` is a C string, `buf` holds PATH_MAX bytes.
+        let n =
+            unsafe { crate::real::readlink()(link.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).ok().filter(|&n| n < buf.len())?
+    };
+    buf.truncate(len);
+    (buf.first() == Some(&b'/')).then_some(buf)
+}
+
 /// The btfuse target of `path` taken from `dirfd` (`AT_FDCWD` for plain path calls), or
 /// `None` if the kernel's.
 ///
@@ -46,6 +133,11 @@ impl PathTarget<'_> {
 pub(crate) unsafe fn at_target<'a>(dirfd: c_int, path: *const c_char) -> Option<PathTarget<'a>> {
     // SAFETY: the caller's contract.
     let bytes: &'a [u8] = unsafe { c_bytes(path) }?;
+    // The kernel refuses a path of `PATH_MAX` bytes or more before it resolves anything
+    // (`ENAMETOOLONG`), whatever it names; the server sees it without the prefix.
+    if bytes.len() >= libc::PATH_MAX as usize {
+        return None;
+    }
     if bytes.first() == Some(&b'/') {
         let path = ring_path_in(bytes)?;
         return Some(PathTarget {
@@ -66,14 +158,19 @@ pub(crate) unsafe fn at_target<'a>(dirfd: c_int, path: *const c_char) -> Option<
             });
         }
         // The kernel's working directory may be inside the mount.
-        let path = ring_path(&from_kernel_cwd(bytes)?)?;
+        let Some(full) = from_kernel_cwd(bytes) else {
+            return through_kernel_directory(dirfd, bytes);
+        };
+        let path = ring_path(&full)?;
         return Some(PathTarget {
             client: connection::client()?,
             at: None,
             path: Cow::Owned(path),
         });
     }
-    let entry = descriptors::lookup(dirfd)?;
+    let Some(entry) = descriptors::lookup(dirfd) else {
+        return through_kernel_directory(dirfd, bytes);
+    };
     Some(PathTarget {
         client: connection::session()?,
         at: Some(entry.desc),

@@ -320,6 +320,13 @@ impl<F: Filesystem> Exec<'_, F> {
                 nonblock,
             } => self.set_flags(fd, append, nonblock),
             Request::Handoff { fd } => self.handoff(fd),
+            Request::CopyRange {
+                fd_in,
+                off_in,
+                fd_out,
+                off_out,
+                len,
+            } => self.copy_range((fd_in, off_in), (fd_out, off_out), len, scratch),
         }
     }
 
@@ -1004,6 +1011,86 @@ impl<F: Filesystem> Exec<'_, F> {
             cursor.offset = end;
         }
         Ok(Response::Size(n as u64))
+    }
+
+    /// `copy_file_range` between two engine files: read and written through the engine a
+    /// block of `MAX_IO` at a time, with Linux's checks (`vfs_copy_file_range`): both regular
+    /// files (`EISDIR` for a directory, else `EINVAL`), read and write access and no
+    /// `O_APPEND` on the output (`EBADF`), ranges within `loff_t` (`EINVAL`) and not
+    /// overlapping within one file (`EINVAL`). A description handed to the kernel is
+    /// `EOPNOTSUPP` (the client then copies with reads and writes). Each description's offset
+    /// is read and moved under its own lock, never both at once: two copies in opposite
+    /// directions cannot wait for each other.
+    fn copy_range(
+        &self,
+        (fd_in, off_in): (u32, Option<u64>),
+        (fd_out, off_out): (u32, Option<u64>),
+        len: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Response<'static>> {
+        let input = self.file(fd_in)?;
+        let output = self.file(fd_out)?;
+        if !input.grant.read || !output.grant.write {
+            return Err(Errno::BadHandle);
+        }
+        match (input.kind, output.kind) {
+            (FileType::Directory, _) | (_, FileType::Directory) => {
+                return Err(Errno::IsADirectory);
+            }
+            (FileType::RegularFile, FileType::RegularFile) => {}
+            _ => return Err(Errno::InvalidArgument),
+        }
+        // (offset to use, handle) of a description, its lock released at once.
+        let position = |description: &Description<F>, given: Option<u64>| match description.route()
+        {
+            Route::Engine(cursor) => Ok((given.unwrap_or(cursor.offset), cursor.fh, cursor.append)),
+            Route::Kernel(_) => Err(Errno::NotSupported),
+        };
+        let (from, fh_in, _) = position(&input, off_in)?;
+        let (to, fh_out, append) = position(&output, off_out)?;
+        if append {
+            return Err(Errno::BadHandle);
+        }
+        let len = len.min(MAX_OFFSET);
+        let within = |at: u64| at.checked_add(len).is_some_and(|end| end <= MAX_OFFSET);
+        if !within(from) || !within(to) {
+            return Err(Errno::InvalidArgument);
+        }
+        // Linux `generic_copy_file_checks`: the count stops at the input's end before the
+        // overlap is judged.
+        let size_in = self.fs.getattr(self.cred, input.ino)?.size;
+        let len = len.min(size_in.saturating_sub(from));
+        if input.ino == output.ino && from < to + len && to < from + len {
+            return Err(Errno::InvalidArgument);
+        }
+        let mut done = 0u64;
+        while done < len {
+            let chunk = usize::try_from(len - done).unwrap_or(usize::MAX);
+            let buf = fill(scratch, chunk);
+            let n = self.fs.read(self.cred, fh_in, from + done, buf)?;
+            if n == 0 {
+                break;
+            }
+            let written = match self.fs.write(self.cred, fh_out, to + done, &buf[..n]) {
+                Ok((written, _)) => written,
+                // What was copied stands, as a short copy (Linux returns the count).
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
+            done += written as u64;
+            if written < n {
+                break;
+            }
+        }
+        if done > 0 {
+            if off_in.is_none() {
+                input.cursor().offset = from + done;
+            }
+            if off_out.is_none() {
+                output.cursor().offset = to + done;
+            }
+        }
+        Ok(Response::Size(done))
     }
 
     /// `lseek`; on a directory, `telldir`, `seekdir` and `rewinddir`.

@@ -2055,3 +2055,81 @@ fn hostile_values_are_answered_not_obeyed() {
     }
     assert_eq!(c.get(b"/f"), b"data");
 }
+
+#[test]
+fn copy_range_copies_in_the_server_with_linuxs_checks() {
+    let mut c = Client::root();
+    c.put(b"/src", b"0123456789");
+    c.put(b"/dst", b"abcdefghijklmnop");
+    let src = c.fd(b"/src", ro());
+    let dst = c.fd(b"/dst", rw());
+    let copy = |c: &mut Client, (fd_in, off_in), (fd_out, off_out), len| {
+        c.number(Request::CopyRange {
+            fd_in,
+            off_in,
+            fd_out,
+            off_out,
+            len,
+        })
+    };
+    // Explicit offsets leave both descriptions' offsets where they were.
+    assert_eq!(copy(&mut c, (src, Some(2)), (dst, Some(4)), 3), Ok(3));
+    assert_eq!(c.get(b"/dst"), b"abcd234hijklmnop");
+    assert_eq!((c.tell(src), c.tell(dst)), (0, 0));
+    // Without them, each offset moves past what was copied.
+    assert_eq!(c.seek(src, 6, Whence::Set), Ok(6));
+    assert_eq!(copy(&mut c, (src, None), (dst, None), 100), Ok(4));
+    assert_eq!((c.tell(src), c.tell(dst)), (10, 4));
+    assert_eq!(c.get(b"/dst"), b"6789234hijklmnop");
+    // At the input's end nothing is copied; past the output's end it grows.
+    assert_eq!(copy(&mut c, (src, None), (dst, None), 5), Ok(0));
+    assert_eq!(copy(&mut c, (src, Some(0)), (dst, Some(20)), 2), Ok(2));
+    let grown = [&b"6789234hijklmnop"[..], &[0; 4], b"01"].concat();
+    assert_eq!(c.get(b"/dst"), grown);
+    // Within one file: apart is fine, overlapping is EINVAL, judged after the count stops at
+    // the input's end.
+    let both = c.fd(b"/src", rw());
+    assert_eq!(copy(&mut c, (both, Some(0)), (both, Some(5)), 5), Ok(5));
+    assert_eq!(c.get(b"/src"), b"0123401234");
+    assert_eq!(
+        copy(&mut c, (both, Some(0)), (both, Some(3)), 5),
+        Err(Errno::InvalidArgument)
+    );
+    assert_eq!(copy(&mut c, (both, Some(8)), (both, Some(0)), 100), Ok(2));
+    // Access: the input readable, the output writable and not appending.
+    assert_eq!(
+        copy(&mut c, (dst, Some(0)), (src, Some(0)), 1),
+        Err(Errno::BadHandle)
+    );
+    let wo_src = c.fd(b"/src", wo());
+    assert_eq!(
+        copy(&mut c, (wo_src, Some(0)), (dst, Some(0)), 1),
+        Err(Errno::BadHandle)
+    );
+    let appending = c.fd(
+        b"/dst",
+        OpenOptions {
+            append: true,
+            ..wo()
+        },
+    );
+    assert_eq!(
+        copy(&mut c, (src, Some(0)), (appending, Some(0)), 1),
+        Err(Errno::BadHandle)
+    );
+    // Kinds and ranges.
+    c.mkdir(b"/d", 0o755).unwrap();
+    let d = c.fd(b"/d", dir());
+    assert_eq!(
+        copy(&mut c, (d, Some(0)), (dst, Some(0)), 1),
+        Err(Errno::IsADirectory)
+    );
+    assert_eq!(
+        copy(&mut c, (src, Some(0)), (dst, Some(i64::MAX as u64)), 1),
+        Err(Errno::InvalidArgument)
+    );
+    assert_eq!(
+        copy(&mut c, (99, Some(0)), (dst, Some(0)), 1),
+        Err(Errno::BadHandle)
+    );
+}
