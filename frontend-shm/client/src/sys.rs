@@ -217,6 +217,12 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     }
 }
 
+/// Reads `CLOCK_MONOTONIC` into `ts` (through the vDSO: no system call).
+pub(crate) fn clock_monotonic(ts: &mut libc::timespec) {
+    // SAFETY: clock_gettime writes the one timespec given; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, ts) };
+}
+
 /// Wakes the sleepers on `word` (see [`futex_wait`]).
 pub(crate) fn futex_wake(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not touch its value.
