@@ -313,7 +313,14 @@ impl Channel {
     /// the server is alive every [`DEAD_SERVER_CHECK`].
     pub(crate) fn wait(&self, seq: u32) -> io::Result<()> {
         let region = &self.region;
-        let mut spin = Spin::new(&waiting::MACHINE, SPIN, self.server_slept);
+        // Beyond one spinner per spare CPU, a thread sleeps at once: see `waiting`.
+        let place = waiting::CLIENT_SPINNERS.enter(waiting::client_spinners_allowed());
+        let limit = if place.is_some() {
+            SPIN
+        } else {
+            Duration::ZERO
+        };
+        let mut spin = Spin::new(&waiting::MACHINE, limit, self.server_slept);
         loop {
             if region.resp_seq().load(Ordering::Acquire) == seq {
                 return Ok(());
@@ -322,6 +329,7 @@ impl Channel {
                 break;
             }
         }
+        drop(place);
         loop {
             let seen = region.resp_seq().load(Ordering::Acquire);
             if seen == seq {

@@ -19,10 +19,17 @@
 //! the CPU over at once with a futex sleep. On an idle machine nothing is ever preempted and
 //! a wait spins as long as its caller allows ([`Spin::new`]), as before.
 //!
+//! Spinning threads are also counted ([`Spinners`]): at most one client thread per CPU but one
+//! (left to the server) spins at a time in a process; a thread beyond that sleeps as soon as
+//! it has published, so that with more client threads than cores the CPUs go to threads
+//! that work, the server's included, rather than to threads polling for answers that need
+//! those CPUs first.
+//!
 //! The choice only decides how long to spin: whatever it decides, sleeping goes through the
 //! announce-then-check protocol of [`channel`](crate::channel), so no wake-up is lost.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A gap this long between two clock readings of a spinning loop (normally a microsecond or
@@ -50,6 +57,71 @@ pub fn now_ns() -> u64 {
     };
     crate::sys::clock_monotonic(&mut ts);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The CPUs this process may run on (its affinity mask; read once, without touching a file,
+/// since an interposer must not open files behind the program's back).
+pub fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(crate::sys::cpus_allowed)
+}
+
+/// Most client threads of one process that spin at once: every CPU but one, which is left to
+/// the server (at least one). The others sleep as soon as they have published.
+pub fn client_spinners_allowed() -> usize {
+    cpus().saturating_sub(1).max(1)
+}
+
+/// The threads of a process spinning for an answer right now.
+#[derive(Debug)]
+pub struct Spinners {
+    now: AtomicUsize,
+}
+
+/// The spinners of this process's channels.
+pub static CLIENT_SPINNERS: Spinners = Spinners::new();
+
+impl Spinners {
+    /// No one spinning.
+    pub const fn new() -> Spinners {
+        Spinners {
+            now: AtomicUsize::new(0),
+        }
+    }
+
+    /// A place to spin in, if fewer than `most` threads hold one.
+    pub fn enter(&self, most: usize) -> Option<SpinPlace<'_>> {
+        let before = self.now.fetch_add(1, Ordering::Relaxed);
+        if before < most {
+            Some(SpinPlace { spinners: self })
+        } else {
+            self.now.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Spinners now.
+    pub fn count(&self) -> usize {
+        self.now.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for Spinners {
+    fn default() -> Self {
+        Spinners::new()
+    }
+}
+
+/// A thread's place among the spinners, given back when it drops.
+#[derive(Debug)]
+pub struct SpinPlace<'a> {
+    spinners: &'a Spinners,
+}
+
+impl Drop for SpinPlace<'_> {
+    fn drop(&mut self) {
+        self.spinners.now.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -243,6 +315,31 @@ mod tests {
         );
         let mut none = Spin::new(&busy, Duration::from_micros(50), true);
         assert!(!none.again(), "a sleeping peer on a busy machine: no spin");
+    }
+
+    #[test]
+    fn spinners_are_capped_and_give_their_places_back() {
+        let spinners = Spinners::new();
+        let a = spinners.enter(2).unwrap();
+        let b = spinners.enter(2).unwrap();
+        assert!(spinners.enter(2).is_none());
+        assert_eq!(spinners.count(), 2);
+        drop(a);
+        let c = spinners.enter(2).unwrap();
+        drop((b, c));
+        assert_eq!(spinners.count(), 0);
+    }
+
+    #[test]
+    fn the_cpu_count_is_the_affinity_mask() {
+        let n = cpus();
+        assert!(n >= 1);
+        assert_eq!(
+            n,
+            std::thread::available_parallelism().map_or(1, usize::from),
+            "no cgroup quota on a test machine: both counts agree"
+        );
+        assert_eq!(client_spinners_allowed(), n.saturating_sub(1).max(1));
     }
 
     #[test]
