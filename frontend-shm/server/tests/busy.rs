@@ -65,7 +65,7 @@ fn under_pressure<T>(hogs: usize, f: impl FnOnce() -> T) -> T {
         }
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                // A hold of 20 ms or more starts now (or goes on): the next waits spin little
+                // A hold of 10 ms or more starts now (or goes on): the next waits spin little
                 // or not at all; between holds they spin as on an idle machine.
                 MACHINE.preempted(waiting::now_ns());
                 std::thread::sleep(Duration::from_millis(37));
