@@ -48,22 +48,31 @@ fn short(target: Target) -> &'static str {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// One panel per workload: a bar per target, labelled with its median.
+/// One panel per workload: a bar per target, labelled with its median; with `--load`, the
+/// loaded figure as a paler bar beside the idle one.
 fn time(results: &Results, path: &Path) -> DrawResult {
     let targets = &results.meta.targets;
+    let load = results.meta.load;
     let columns = 3;
     let rows = results.workloads.len().div_ceil(columns).max(1);
     let root = SVGBackend::new(path, (1200, 40 + 300 * rows as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(
-        "Time per operation (median over rounds; lower is better)",
-        ("sans-serif", 22),
-    )?;
+    let title = if load > 0 {
+        format!(
+            "Time per operation, idle (solid) and with {load} CPU hogs (pale); median over \
+             rounds, lower is better"
+        )
+    } else {
+        "Time per operation (median over rounds; lower is better)".to_owned()
+    };
+    let root = root.titled(&title, ("sans-serif", 22))?;
     let panels = root.split_evenly((rows, columns));
     for (w, panel) in results.workloads.iter().zip(panels.iter()) {
+        let loaded = w.loaded.as_ref().map_or(&[][..], |l| &l.targets[..]);
         let top = w
             .targets
             .iter()
+            .chain(loaded)
             .map(|r| r.time.max)
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max)
@@ -84,31 +93,45 @@ fn time(results: &Results, path: &Path) -> DrawResult {
             .y_label_formatter(&|ns| duration(*ns))
             .y_labels(5)
             .draw()?;
+        let segment_px = chart.plotting_area().dim_in_pixel().0 / targets.len().max(1) as u32;
         for (i, &target) in targets.iter().enumerate() {
-            let Some(r) = w.target(target) else { continue };
-            let bar = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), r.time.median),
-                ],
-                color(target).filled(),
-            );
-            let mut bar = bar;
-            bar.set_margin(0, 0, 12, 12);
-            chart.draw_series(std::iter::once(bar))?;
-            // The range over rounds, as a whisker.
-            chart.draw_series(std::iter::once(PathElement::new(
-                vec![
-                    (SegmentValue::CenterOf(i), r.time.min),
-                    (SegmentValue::CenterOf(i), r.time.max),
-                ],
-                BLACK.stroke_width(2),
-            )))?;
-            chart.draw_series(std::iter::once(Text::new(
-                duration(r.time.median),
-                (SegmentValue::CenterOf(i), r.time.max + top * 0.04),
-                ("sans-serif", 13).into_font().color(&BLACK),
-            )))?;
+            let bars = [
+                w.target(target).map(|r| (r, color(target).filled())),
+                w.loaded(target)
+                    .map(|r| (r, color(target).mix(0.4).filled())),
+            ];
+            let paired = w.loaded.is_some();
+            for (k, (r, style)) in bars.into_iter().flatten().enumerate() {
+                // Alone, a bar is the segment less 12 px a side; paired, each takes a half.
+                let (left, right) = match (paired, k) {
+                    (false, _) => (12, 12),
+                    (true, 0) => (6, segment_px / 2),
+                    (true, _) => (segment_px / 2, 6),
+                };
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), r.time.median),
+                    ],
+                    style,
+                );
+                bar.set_margin(0, 0, left, right);
+                chart.draw_series(std::iter::once(bar))?;
+                // The range over rounds, as a whisker (alone: paired bars leave no centre to
+                // draw it on; the report gives the ranges), and the median above it.
+                let x = SegmentValue::CenterOf(i);
+                if !paired {
+                    chart.draw_series(std::iter::once(PathElement::new(
+                        vec![(x.clone(), r.time.min), (x.clone(), r.time.max)],
+                        BLACK.stroke_width(2),
+                    )))?;
+                }
+                chart.draw_series(std::iter::once(Text::new(
+                    duration(r.time.median),
+                    (x, r.time.max + top * (0.04 + 0.06 * k as f64)),
+                    ("sans-serif", 13).into_font().color(&BLACK),
+                )))?;
+            }
         }
     }
     root.present()?;
@@ -124,7 +147,7 @@ fn speedup(results: &Results, path: &Path) -> DrawResult {
         .copied()
         .filter(|&t| t != Target::Fuse)
         .collect();
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (1600, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let values: Vec<f64> = results
         .workloads

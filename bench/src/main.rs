@@ -5,6 +5,7 @@
 mod chart;
 mod fs;
 mod lab;
+mod load;
 mod process;
 mod report;
 mod workload;
@@ -79,6 +80,11 @@ struct RunArgs {
     /// repeatable. Measures what programs cost the fuse, fast and client targets.
     #[arg(long = "bpf", value_name = "PROGRAM.o")]
     bpf: Vec<PathBuf>,
+    /// Also run every measurement with N CPU hogs (threads at normal priority) keeping the
+    /// cores busy; idle and loaded figures are reported side by side.
+    #[arg(long, default_value_t = 0, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    load: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,15 +200,18 @@ fn run(args: RunArgs) -> io::Result<()> {
         targets: targets.clone(),
         daemon_args: lab::DAEMON_ARGS.iter().map(|s| (*s).to_owned()).collect(),
         machine: machine(),
+        load: args.load as usize,
     };
+    let load = args.load as usize;
 
     lab::clean_up_on_signals()?;
     let lab = Lab::start(artifacts, &targets)?;
+    let passes = if load > 0 { 2 } else { 1 };
     let runs = workloads
         .iter()
         .map(|w| targets.iter().filter(|&&t| w.runs_on(t)).count())
         .sum::<usize>();
-    let progress = ProgressBar::new((runs * rounds) as u64);
+    let progress = ProgressBar::new((runs * rounds * passes) as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
             .map_err(io::Error::other)?,
@@ -210,58 +219,89 @@ fn run(args: RunArgs) -> io::Result<()> {
     let mut results = Vec::new();
     for &w in &workloads {
         let size = w.size(args.quick);
-        let mut times = vec![Vec::with_capacity(rounds); targets.len()];
+        let mut idle = Measurements::new(targets.len(), rounds);
+        let mut loaded = Measurements::new(targets.len(), rounds);
         let mut ops = None;
         let mut floor = Vec::with_capacity(rounds);
+        let mut hog_share = Vec::new();
         for round in 0..rounds {
             floor.push(btfuse_ring_client::channel::cache_line_round_trip(
                 FLOOR_ROUNDS,
             ));
-            // The order rotates so that no target always runs first (or right after another).
-            for k in 0..targets.len() {
-                let i = (k + round) % targets.len();
-                let target = targets[i];
-                if !w.runs_on(target) {
-                    continue;
-                }
-                progress.set_message(format!(
-                    "{} on {}, round {}/{rounds}",
-                    w.name(),
-                    target.name(),
-                    round + 1
-                ));
-                let measured = lab.measure(target, w, size)?;
-                if *ops.get_or_insert(measured.ops) != measured.ops {
-                    return Err(io::Error::other(format!(
-                        "{} did {} operations on {} but {} elsewhere",
+            for pass in 0..passes {
+                // The loaded pass follows the idle one in every round, so both see the same
+                // state of the machine, give or take a few seconds.
+                let (hogs, times) = if pass == 0 {
+                    (None, &mut idle)
+                } else {
+                    (Some(load::Hogs::start(load)?), &mut loaded)
+                };
+                // The order rotates so that no target always runs first (or right after
+                // another).
+                for k in 0..targets.len() {
+                    let i = (k + round) % targets.len();
+                    let target = targets[i];
+                    if !w.runs_on(target) {
+                        continue;
+                    }
+                    progress.set_message(format!(
+                        "{} on {}{}, round {}/{rounds}",
                         w.name(),
-                        measured.ops,
                         target.name(),
-                        ops.unwrap_or(0)
-                    )));
+                        if pass == 0 { "" } else { " (loaded)" },
+                        round + 1
+                    ));
+                    let measured = lab.measure(target, w, size)?;
+                    if *ops.get_or_insert(measured.ops) != measured.ops {
+                        return Err(io::Error::other(format!(
+                            "{} did {} operations on {} but {} elsewhere",
+                            w.name(),
+                            measured.ops,
+                            target.name(),
+                            ops.unwrap_or(0)
+                        )));
+                    }
+                    times.0[i].push(measured.nanos as f64 / measured.ops.max(1) as f64);
+                    progress.inc(1);
                 }
-                times[i].push(measured.nanos as f64 / measured.ops.max(1) as f64);
-                progress.inc(1);
+                hog_share.extend(hogs.and_then(load::Hogs::stop));
             }
         }
         lab.remove_fixtures(w)?;
-        let (ran, times): (Vec<Target>, Vec<Vec<f64>>) = targets
-            .iter()
-            .zip(times)
-            .filter(|(t, _)| w.runs_on(**t))
-            .map(|(t, times)| (*t, times))
-            .unzip();
-        let result = WorkloadResult::new(w, size, ops.unwrap_or(0), &ran, &times, floor);
-        progress.println(format!(
-            "{}: {}",
-            w.name(),
-            result
-                .targets
+        let ran = |times: Vec<Vec<f64>>| -> (Vec<Target>, Vec<Vec<f64>>) {
+            targets
+                .iter()
+                .zip(times)
+                .filter(|(t, _)| w.runs_on(**t))
+                .map(|(t, times)| (*t, times))
+                .unzip()
+        };
+        let (idle_targets, idle_times) = ran(idle.0);
+        let mut result =
+            WorkloadResult::new(w, size, ops.unwrap_or(0), &idle_targets, &idle_times, floor);
+        if load > 0 {
+            let (loaded_targets, loaded_times) = ran(loaded.0);
+            result.loaded = Some(report::Loaded {
+                targets: report::summarise(&loaded_targets, &loaded_times),
+                hog_share,
+            });
+        }
+        let line = |which: &[report::TargetResult]| {
+            which
                 .iter()
                 .map(|r| format!("{} {}", r.target.name(), report::duration(r.time.median)))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        };
+        progress.println(match &result.loaded {
+            Some(l) => format!(
+                "{}: idle {}; loaded {}",
+                w.name(),
+                line(&result.targets),
+                line(&l.targets)
+            ),
+            None => format!("{}: {}", w.name(), line(&result.targets)),
+        });
         results.push(result);
     }
     progress.finish_and_clear();
@@ -281,6 +321,15 @@ fn run(args: RunArgs) -> io::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Per target, nanoseconds per operation of each round.
+struct Measurements(Vec<Vec<f64>>);
+
+impl Measurements {
+    fn new(targets: usize, rounds: usize) -> Measurements {
+        Measurements(vec![Vec::with_capacity(rounds); targets])
+    }
 }
 
 /// The output of `git ARGS` in the current directory, trimmed; `None` outside a repository.

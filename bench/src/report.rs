@@ -38,6 +38,9 @@ pub(crate) struct Meta {
     pub(crate) daemon_args: Vec<String>,
     /// The machine.
     pub(crate) machine: Machine,
+    /// CPU hogs of the loaded measurements (`--load`); 0 when only idle figures were taken.
+    #[serde(default)]
+    pub(crate) load: usize,
 }
 
 /// The machine a run measured.
@@ -71,6 +74,19 @@ pub(crate) struct WorkloadResult {
     /// with where the host places the virtual CPUs, and every ring figure moves with it.
     #[serde(default)]
     pub(crate) floor_ns: Vec<f64>,
+    /// The same measurements with CPU hogs running (`--load`), taken in the same rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) loaded: Option<Loaded>,
+}
+
+/// One workload's measurements while CPU hogs kept the cores busy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Loaded {
+    /// Per target, in report order, as for the idle figures.
+    pub(crate) targets: Vec<TargetResult>,
+    /// Per round, the share of the time the hogs were on a CPU (1.0: each hog had a core
+    /// to itself the whole time): evidence that the machine really was busy.
+    pub(crate) hog_share: Vec<f64>,
 }
 
 /// One workload on one target.
@@ -118,6 +134,33 @@ impl Spread {
     }
 }
 
+/// Summarises the per-round times of each target (`rounds[t][r]`, same order as `targets`):
+/// ratios are taken within each round, then summarised.
+pub(crate) fn summarise(targets: &[Target], rounds: &[Vec<f64>]) -> Vec<TargetResult> {
+    let find = |which: Target| targets.iter().position(|&t| t == which).map(|i| &rounds[i]);
+    let pairwise = |num: &[f64], den: &[f64]| {
+        let ratios: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
+        Spread::of(&ratios)
+    };
+    let tmpfs = find(Target::Tmpfs);
+    let fuse = find(Target::Fuse);
+    targets
+        .iter()
+        .zip(rounds)
+        .map(|(&target, times)| TargetResult {
+            target,
+            ns_per_op: times.clone(),
+            time: Spread::of(times).unwrap_or(Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            }),
+            ratio_to_tmpfs: tmpfs.and_then(|base| pairwise(times, base)),
+            speedup_over_fuse: fuse.and_then(|base| pairwise(base, times)),
+        })
+        .collect()
+}
+
 impl WorkloadResult {
     /// Summarises the per-round times of each target (`rounds[t][r]`, same order as
     /// `targets`): ratios are taken within each round, then summarised.
@@ -129,36 +172,22 @@ impl WorkloadResult {
         rounds: &[Vec<f64>],
         floor_ns: Vec<f64>,
     ) -> WorkloadResult {
-        let find = |which: Target| targets.iter().position(|&t| t == which).map(|i| &rounds[i]);
-        let pairwise = |num: &[f64], den: &[f64]| {
-            let ratios: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
-            Spread::of(&ratios)
-        };
-        let tmpfs = find(Target::Tmpfs);
-        let fuse = find(Target::Fuse);
-        let targets = targets
-            .iter()
-            .zip(rounds)
-            .map(|(&target, times)| TargetResult {
-                target,
-                ns_per_op: times.clone(),
-                time: Spread::of(times).unwrap_or(Spread {
-                    median: f64::NAN,
-                    min: f64::NAN,
-                    max: f64::NAN,
-                }),
-                ratio_to_tmpfs: tmpfs.and_then(|base| pairwise(times, base)),
-                speedup_over_fuse: fuse.and_then(|base| pairwise(base, times)),
-            })
-            .collect();
         WorkloadResult {
             workload,
             description: workload.describe(size),
             size,
             ops,
-            targets,
+            targets: summarise(targets, rounds),
             floor_ns,
+            loaded: None,
         }
+    }
+
+    /// The loaded result of `target`, if there is one.
+    pub(crate) fn loaded(&self, target: Target) -> Option<&TargetResult> {
+        self.loaded
+            .as_ref()
+            .and_then(|l| l.targets.iter().find(|t| t.target == target))
     }
 
     /// The result of `target`, if it ran.
@@ -227,29 +256,10 @@ fn align(rows: &[Vec<String>]) -> String {
 }
 
 impl Results {
-    /// The terminal table: time per operation, and the ratio to tmpfs after each.
+    /// The terminal table: time per operation, and the ratio to tmpfs after each; with
+    /// `--load`, a second table of the loaded figures.
     pub(crate) fn table(&self) -> String {
-        let mut rows = vec![
-            std::iter::once("workload".to_owned())
-                .chain(self.meta.targets.iter().map(|t| t.label().to_owned()))
-                .chain(std::iter::once("floor".to_owned()))
-                .collect::<Vec<_>>(),
-        ];
-        for w in &self.workloads {
-            let mut row = vec![w.workload.name().to_owned()];
-            for &target in &self.meta.targets {
-                row.push(match w.target(target) {
-                    Some(r) => match r.ratio_to_tmpfs.filter(|_| target != Target::Tmpfs) {
-                        Some(q) => format!("{} ({})", duration(r.time.median), ratio(q.median)),
-                        None => duration(r.time.median),
-                    },
-                    None => "-".to_owned(),
-                });
-            }
-            row.push(Spread::of(&w.floor_ns).map_or("-".to_owned(), |f| duration(f.median)));
-            rows.push(row);
-        }
-        let mut out = align(&rows);
+        let mut out = self.time_rows(WorkloadResult::target, true);
         let _ = writeln!(
             out,
             "time per operation, median of {} rounds; (×) = time relative to tmpfs, \
@@ -258,7 +268,42 @@ impl Results {
              take at the time",
             self.meta.rounds
         );
+        if self.meta.load > 0 {
+            let _ = writeln!(out, "\nwith {} CPU hogs:", self.meta.load);
+            out.push_str(&self.time_rows(WorkloadResult::loaded, false));
+        }
         out
+    }
+
+    /// Aligned rows of time per operation (ratio to tmpfs) of the results `pick` gives.
+    fn time_rows(
+        &self,
+        pick: impl Fn(&WorkloadResult, Target) -> Option<&TargetResult>,
+        floor: bool,
+    ) -> String {
+        let mut rows = vec![
+            std::iter::once("workload".to_owned())
+                .chain(self.meta.targets.iter().map(|t| t.label().to_owned()))
+                .chain(floor.then(|| "floor".to_owned()))
+                .collect::<Vec<_>>(),
+        ];
+        for w in &self.workloads {
+            let mut row = vec![w.workload.name().to_owned()];
+            for &target in &self.meta.targets {
+                row.push(match pick(w, target) {
+                    Some(r) => match r.ratio_to_tmpfs.filter(|_| target != Target::Tmpfs) {
+                        Some(q) => format!("{} ({})", duration(r.time.median), ratio(q.median)),
+                        None => duration(r.time.median),
+                    },
+                    None => "-".to_owned(),
+                });
+            }
+            if floor {
+                row.push(Spread::of(&w.floor_ns).map_or("-".to_owned(), |f| duration(f.median)));
+            }
+            rows.push(row);
+        }
+        align(&rows)
     }
 
     /// The Markdown report, which names the charts beside it.
@@ -301,15 +346,6 @@ impl Results {
         };
         let _ = writeln!(out, "- btfuse-fuse ran with {args}.\n");
 
-        let header = |out: &mut String, targets: &[Target], extra: Option<&str>| {
-            let _ = write!(out, "| workload |");
-            let labels = targets.iter().map(|t| t.label()).chain(extra);
-            let columns = labels.clone().count();
-            for label in labels {
-                let _ = write!(out, " {label} |");
-            }
-            let _ = writeln!(out, "\n|---|{}", "---:|".repeat(columns));
-        };
         let _ = writeln!(
             out,
             "## Time per operation\n\nMedian (min–max) over the rounds. The last column is the \
@@ -317,7 +353,7 @@ impl Results {
              cache line bounced between two threads): on a virtual machine it moves with where \
              the host places the virtual CPUs, and the ring's figures move with it.\n"
         );
-        header(&mut out, &m.targets, Some("round-trip floor"));
+        header_row(&mut out, &m.targets, Some("round-trip floor"));
         for w in &self.workloads {
             let _ = write!(out, "| {} |", w.workload.name());
             for &t in &m.targets {
@@ -361,8 +397,10 @@ impl Results {
                 "\n## Relative to tmpfs\n\nTime on the target over time on tmpfs (below 1× is \
                  faster than tmpfs), median (min–max) of the per-round ratios.\n"
             );
-            header(&mut out, &others, None);
-            self.ratio_rows(&mut out, &others, |r| r.ratio_to_tmpfs);
+            header_row(&mut out, &others, None);
+            self.ratio_rows(&mut out, &others, |w, t| {
+                w.target(t).and_then(|r| r.ratio_to_tmpfs)
+            });
         }
         let faster: Vec<Target> = m
             .targets
@@ -376,8 +414,13 @@ impl Results {
                 "\n## Speedup over the FUSE mount\n\nTime on the FUSE mount over time on the \
                  target, median (min–max) of the per-round ratios.\n"
             );
-            header(&mut out, &faster, None);
-            self.ratio_rows(&mut out, &faster, |r| r.speedup_over_fuse);
+            header_row(&mut out, &faster, None);
+            self.ratio_rows(&mut out, &faster, |w, t| {
+                w.target(t).and_then(|r| r.speedup_over_fuse)
+            });
+        }
+        if m.load > 0 {
+            self.loaded_sections(&mut out, &others, &faster);
         }
         let _ = writeln!(
             out,
@@ -390,16 +433,83 @@ impl Results {
         out
     }
 
+    /// The loaded figures: beside the idle ones, then relative to tmpfs and to the FUSE mount
+    /// under load.
+    fn loaded_sections(&self, out: &mut String, others: &[Target], faster: &[Target]) {
+        let m = &self.meta;
+        let _ = writeln!(
+            out,
+            "\n## Idle and with {} CPU hogs, side by side\n\nTime per operation, median over \
+             the rounds; in each round the loaded measurement follows the idle one, with {} \
+             threads at normal priority computing without pause. The last column is the share \
+             of the time the hogs were on a CPU (median over rounds).\n",
+            m.load, m.load
+        );
+        let _ = write!(out, "| workload |");
+        for t in &m.targets {
+            let _ = write!(out, " {} idle | {} loaded |", t.label(), t.label());
+        }
+        let _ = writeln!(
+            out,
+            " hogs on a CPU |\n|---|{}---:|",
+            "---:|".repeat(2 * m.targets.len())
+        );
+        for w in &self.workloads {
+            let _ = write!(out, "| {} |", w.workload.name());
+            for &t in &m.targets {
+                for r in [w.target(t), w.loaded(t)] {
+                    match r {
+                        Some(r) => {
+                            let _ = write!(out, " {} |", duration(r.time.median));
+                        }
+                        None => out.push_str(" – |"),
+                    }
+                }
+            }
+            match w.loaded.as_ref().and_then(|l| Spread::of(&l.hog_share)) {
+                Some(s) => {
+                    let _ = writeln!(out, " {:.0}% |", s.median * 100.0);
+                }
+                None => out.push_str(" – |\n"),
+            }
+        }
+        if m.targets.contains(&Target::Tmpfs) && !others.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## With {} CPU hogs: relative to tmpfs\n\nLoaded time on the target over \
+                 loaded time on tmpfs, median (min–max) of the per-round ratios.\n",
+                m.load
+            );
+            header_row(out, others, None);
+            self.ratio_rows(out, others, |w, t| {
+                w.loaded(t).and_then(|r| r.ratio_to_tmpfs)
+            });
+        }
+        if m.targets.contains(&Target::Fuse) && !faster.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## With {} CPU hogs: speedup over the FUSE mount\n\nLoaded time on the \
+                 FUSE mount over loaded time on the target, median (min–max) of the per-round \
+                 ratios (below 1× the target is slower than the plain mount).\n",
+                m.load
+            );
+            header_row(out, faster, None);
+            self.ratio_rows(out, faster, |w, t| {
+                w.loaded(t).and_then(|r| r.speedup_over_fuse)
+            });
+        }
+    }
+
     fn ratio_rows(
         &self,
         out: &mut String,
         targets: &[Target],
-        pick: impl Fn(&TargetResult) -> Option<Spread>,
+        pick: impl Fn(&WorkloadResult, Target) -> Option<Spread>,
     ) {
         for w in &self.workloads {
             let _ = write!(out, "| {} |", w.workload.name());
             for &t in targets {
-                match w.target(t).and_then(&pick) {
+                match pick(w, t) {
                     Some(s) => {
                         let _ = write!(
                             out,
@@ -415,6 +525,17 @@ impl Results {
             out.push('\n');
         }
     }
+}
+
+/// A Markdown table's header: the workload, one column per target, and `extra`.
+fn header_row(out: &mut String, targets: &[Target], extra: Option<&str>) {
+    let _ = write!(out, "| workload |");
+    let labels = targets.iter().map(|t| t.label()).chain(extra);
+    let columns = labels.clone().count();
+    for label in labels {
+        let _ = write!(out, " {label} |");
+    }
+    let _ = writeln!(out, "\n|---|{}", "---:|".repeat(columns));
 }
 
 /// What changed from run `a` to run `b`: per workload and target present in both, the
@@ -497,6 +618,7 @@ mod tests {
                     memory_bytes: 1 << 30,
                     kernel: "Linux 6".into(),
                 },
+                load: 0,
             },
             workloads: vec![WorkloadResult::new(
                 Workload::Cat,
@@ -568,6 +690,71 @@ mod tests {
         }
         let back: Results = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back.workloads[0].targets[1].ns_per_op, vec![36_100.0; 3]);
+    }
+
+    #[test]
+    fn loaded_figures_stand_beside_the_idle_ones() {
+        let mut r = sample([[2000.0; 3], [30e3; 3], [1000.0; 3], [800.0; 3]]);
+        assert!(!r.table().contains("CPU hogs"));
+        assert!(!r.markdown().contains("CPU hogs"));
+        r.meta.load = 2;
+        // Loaded, the preload is 3× tmpfs in round 1 and 1× in the others; FUSE 10×.
+        let loaded: Vec<Vec<f64>> = vec![
+            vec![4000.0, 5000.0, 6000.0],
+            vec![40e3, 50e3, 60e3],
+            vec![12e3, 5000.0, 6000.0],
+            vec![4000.0, 5000.0, 6000.0],
+        ];
+        r.workloads[0].loaded = Some(Loaded {
+            targets: summarise(&r.meta.targets, &loaded),
+            hog_share: vec![0.5, 0.6, 0.7],
+        });
+        let w = &r.workloads[0];
+        assert_eq!(
+            w.loaded(Target::Fast).unwrap().ratio_to_tmpfs.unwrap(),
+            Spread {
+                median: 1.0,
+                min: 1.0,
+                max: 3.0
+            }
+        );
+        assert_eq!(
+            w.loaded(Target::Fast)
+                .unwrap()
+                .speedup_over_fuse
+                .unwrap()
+                .median,
+            10.0
+        );
+        let table = r.table();
+        assert!(table.contains("with 2 CPU hogs:"), "{table}");
+        assert!(table.contains("6.00 µs (1.00×)"), "{table}");
+        let md = r.markdown();
+        for needle in [
+            "## Idle and with 2 CPU hogs, side by side",
+            "| workload | tmpfs idle | tmpfs loaded | FUSE mount idle | FUSE mount loaded |",
+            "| cat | 2.00 µs | 5.00 µs | 30.0 µs | 50.0 µs | 1.00 µs | 6.00 µs | 800 ns | \
+             5.00 µs | 60% |\n",
+            "## With 2 CPU hogs: relative to tmpfs",
+            "| cat | 10.0× (10.0×–10.0×) | 1.00× (1.00×–3.00×) | 1.00× (1.00×–1.00×) |\n",
+            "## With 2 CPU hogs: speedup over the FUSE mount",
+        ] {
+            assert!(md.contains(needle), "{needle} missing from:\n{md}");
+        }
+        let back: Results = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.meta.load, 2);
+        assert_eq!(
+            back.workloads[0].loaded(Target::Fuse).unwrap().ns_per_op,
+            vec![40e3, 50e3, 60e3]
+        );
+        // Results written before --load existed still read.
+        let mut old = serde_json::to_value(sample([[1.0; 3]; 4])).unwrap();
+        old["meta"].as_object_mut().unwrap().remove("load");
+        let old: Results = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (old.meta.load, old.workloads[0].loaded.is_none()),
+            (0, true)
+        );
     }
 
     #[test]

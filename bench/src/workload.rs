@@ -54,11 +54,55 @@ pub(crate) enum Workload {
     Untouched,
     /// A shell script doing a small build: hundreds of short processes reading and writing.
     Script,
+    /// `stat` of a tree's files from 1 thread: the base of the threads series.
+    #[value(name = "stat-1t")]
+    #[serde(rename = "stat-1t")]
+    Stat1t,
+    /// `stat` from 2 threads at once, the work shared between them.
+    #[value(name = "stat-2t")]
+    #[serde(rename = "stat-2t")]
+    Stat2t,
+    /// `stat` from 4 threads at once.
+    #[value(name = "stat-4t")]
+    #[serde(rename = "stat-4t")]
+    Stat4t,
+    /// `stat` from 8 threads at once.
+    #[value(name = "stat-8t")]
+    #[serde(rename = "stat-8t")]
+    Stat8t,
+    /// `cat` (open + read 4 KiB + close) from 1 thread: the base of the threads series.
+    #[value(name = "cat-1t")]
+    #[serde(rename = "cat-1t")]
+    Cat1t,
+    /// `cat` from 2 threads at once, each on a file of its own.
+    #[value(name = "cat-2t")]
+    #[serde(rename = "cat-2t")]
+    Cat2t,
+    /// `cat` from 4 threads at once.
+    #[value(name = "cat-4t")]
+    #[serde(rename = "cat-4t")]
+    Cat4t,
+    /// `cat` from 8 threads at once.
+    #[value(name = "cat-8t")]
+    #[serde(rename = "cat-8t")]
+    Cat8t,
 }
+
+/// What each thread of a threads workload repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repeated {
+    /// `stat` by full path, over the files of a tree.
+    Stat,
+    /// open + read 4 KiB + close of the thread's own file.
+    Cat,
+}
+
+/// Most threads of a threads workload (the fixture has a file per thread for `cat`).
+const MAX_THREADS: u64 = 8;
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 13] = [
+    pub(crate) const ALL: [Workload; 21] = [
         Workload::Cat,
         Workload::Find,
         Workload::Create,
@@ -72,6 +116,14 @@ impl Workload {
         Workload::FindProc,
         Workload::Untouched,
         Workload::Script,
+        Workload::Stat1t,
+        Workload::Stat2t,
+        Workload::Stat4t,
+        Workload::Stat8t,
+        Workload::Cat1t,
+        Workload::Cat2t,
+        Workload::Cat4t,
+        Workload::Cat8t,
     ];
 
     /// The name used on the command line, in files and in reports.
@@ -90,7 +142,30 @@ impl Workload {
             Workload::FindProc => "find-proc",
             Workload::Untouched => "untouched",
             Workload::Script => "script",
+            Workload::Stat1t => "stat-1t",
+            Workload::Stat2t => "stat-2t",
+            Workload::Stat4t => "stat-4t",
+            Workload::Stat8t => "stat-8t",
+            Workload::Cat1t => "cat-1t",
+            Workload::Cat2t => "cat-2t",
+            Workload::Cat4t => "cat-4t",
+            Workload::Cat8t => "cat-8t",
         }
+    }
+
+    /// For a threads workload: what each thread repeats, and how many threads.
+    pub(crate) fn threads(self) -> Option<(Repeated, u64)> {
+        Some(match self {
+            Workload::Stat1t => (Repeated::Stat, 1),
+            Workload::Stat2t => (Repeated::Stat, 2),
+            Workload::Stat4t => (Repeated::Stat, 4),
+            Workload::Stat8t => (Repeated::Stat, 8),
+            Workload::Cat1t => (Repeated::Cat, 1),
+            Workload::Cat2t => (Repeated::Cat, 2),
+            Workload::Cat4t => (Repeated::Cat, 4),
+            Workload::Cat8t => (Repeated::Cat, 8),
+            _ => return None,
+        })
     }
 
     /// The workload's size: the count its description speaks of.
@@ -110,6 +185,14 @@ impl Workload {
             Workload::CatProc | Workload::Untouched => (400, 20),
             Workload::FindProc => (200, 10),
             Workload::Script => (10, 1),
+            // Files in the tree, each stat-ed THREAD_STAT_PASSES times in all.
+            Workload::Stat1t | Workload::Stat2t | Workload::Stat4t | Workload::Stat8t => {
+                (10_000, 400)
+            }
+            // Reads in all, shared between the threads.
+            Workload::Cat1t | Workload::Cat2t | Workload::Cat4t | Workload::Cat8t => {
+                (40_000, 1_600)
+            }
         };
         if quick { small } else { full }
     }
@@ -140,6 +223,20 @@ impl Workload {
             Workload::Readdir => format!("read every entry of a directory of {size} files"),
             Workload::Create2t => {
                 format!("create + write 4 KiB + close from 2 threads at once, {size} files each")
+            }
+            Workload::Stat1t | Workload::Stat2t | Workload::Stat4t | Workload::Stat8t => {
+                let n = self.threads().map_or(1, |(_, n)| n);
+                format!(
+                    "stat of {size} files by full path, {THREAD_STAT_PASSES} passes in all, \
+                     shared between {n} threads (each starts at its own place in the tree)"
+                )
+            }
+            Workload::Cat1t | Workload::Cat2t | Workload::Cat4t | Workload::Cat8t => {
+                let n = self.threads().map_or(1, |(_, n)| n);
+                format!(
+                    "open + read 4 KiB + close, {size} times in all, shared between {n} \
+                     threads, each on a file of its own"
+                )
             }
             Workload::CatProc => format!("one `cat` process of a 4 KiB file, {size} times"),
             Workload::FindProc => {
@@ -176,6 +273,9 @@ impl Workload {
         }
     }
 }
+
+/// Passes over the tree that the `stat-Nt` workloads make in all.
+const THREAD_STAT_PASSES: u64 = 2;
 
 /// Passes of the `stat` workload over its tree.
 const STAT_PASSES: u64 = 5;
@@ -349,7 +449,17 @@ fn prepare<F: Fs>(fs: &F, workload: Workload, size: u64, fixture: &Path) -> io::
     fs.mkdir(fixture)?;
     match workload {
         Workload::Cat => write_file(fs, &fixture.join("hot"), SMALL as u64, 7)?,
-        Workload::Find | Workload::Stat => {
+        Workload::Cat1t | Workload::Cat2t | Workload::Cat4t | Workload::Cat8t => {
+            for t in 0..MAX_THREADS {
+                write_file(fs, &fixture.join(format!("hot-{t}")), SMALL as u64, 7)?;
+            }
+        }
+        Workload::Find
+        | Workload::Stat
+        | Workload::Stat1t
+        | Workload::Stat2t
+        | Workload::Stat4t
+        | Workload::Stat8t => {
             let (dirs, files) = tree_shape(size);
             for d in 0..dirs {
                 let sub = fixture.join(format!("d{d}"));
@@ -451,6 +561,17 @@ fn timed<F: Fs>(
                 workload.name()
             )));
         }
+        Workload::Stat1t
+        | Workload::Stat2t
+        | Workload::Stat4t
+        | Workload::Stat8t
+        | Workload::Cat1t
+        | Workload::Cat2t
+        | Workload::Cat4t
+        | Workload::Cat8t => {
+            let (repeated, threads) = workload.threads().unwrap_or((Repeated::Stat, 1));
+            return threaded(fs, repeated, threads, fixture_size, warm_up, fixture);
+        }
         Workload::Create2t => {
             let (a, b) = (work.join("a"), work.join("b"));
             fs.mkdir(&a)?;
@@ -531,6 +652,87 @@ fn timed<F: Fs>(
     })
 }
 
+/// The timed part of a threads workload: `threads` threads at once share the work of
+/// `repeated` over a fixture of `size`; a warm-up does a tenth of it.
+fn threaded<F: Fs>(
+    fs: &F,
+    repeated: Repeated,
+    threads: u64,
+    size: u64,
+    warm_up: bool,
+    fixture: &Path,
+) -> io::Result<Measured> {
+    let paths: Vec<PathBuf> = match repeated {
+        Repeated::Stat => {
+            let (dirs, files) = tree_shape(size);
+            (0..dirs)
+                .flat_map(|d| (0..files).map(move |f| fixture.join(format!("d{d}/f{f}"))))
+                .collect()
+        }
+        Repeated::Cat => (0..threads)
+            .map(|t| fixture.join(format!("hot-{t}")))
+            .collect(),
+    };
+    let total = match repeated {
+        Repeated::Stat => THREAD_STAT_PASSES * paths.len() as u64,
+        Repeated::Cat => size,
+    };
+    let total = if warm_up {
+        (total / 10).max(threads)
+    } else {
+        total
+    };
+    let each = total / threads;
+    let one_thread = |t: u64| -> io::Result<u64> {
+        match repeated {
+            Repeated::Stat => {
+                // Each thread starts at its own place, so they do not walk in step.
+                let start = (t * paths.len() as u64 / threads) as usize;
+                for path in paths.iter().cycle().skip(start).take(each as usize) {
+                    if fs.lstat_is_dir(path)? {
+                        return Err(io::Error::other(format!(
+                            "{} is a directory",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            Repeated::Cat => {
+                let mut buf = [0u8; SMALL];
+                for _ in 0..each {
+                    let mut file = fs.open_read(&paths[t as usize])?;
+                    exactly(
+                        "read of a hot file",
+                        read_full(fs, &mut file, &mut buf)?,
+                        SMALL,
+                    )?;
+                    fs.close(file)?;
+                }
+            }
+        }
+        Ok(each)
+    };
+    let start = Instant::now();
+    let done: Vec<io::Result<u64>> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..threads)
+            .map(|t| s.spawn(move || one_thread(t)))
+            .collect();
+        let mut done = vec![one_thread(0)];
+        done.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("a benchmark thread panicked")),
+        );
+        done
+    });
+    let nanos = nanos(start.elapsed());
+    let mut ops = 0;
+    for d in done {
+        ops += d?;
+    }
+    Ok(Measured { ops, nanos })
+}
+
 fn create_files<F: Fs>(fs: &F, dir: &Path, n: u64) -> io::Result<u64> {
     let data = [9u8; SMALL];
     for i in 0..n {
@@ -589,7 +791,7 @@ mod tests {
     }
 
     /// Small sizes, and the operation count each must report.
-    const CASES: [(Workload, u64, u64); 9] = [
+    const CASES: [(Workload, u64, u64); 17] = [
         (Workload::Cat, 50, 50),
         // 3 directories of 100 files, the directories and READY.
         (Workload::Find, 250, 3 + 300 + 1),
@@ -600,6 +802,16 @@ mod tests {
         (Workload::Seq, 4, 8),
         (Workload::Readdir, 300, 300),
         (Workload::Create2t, 20, 40),
+        // 2 directories of 100 files, 2 passes, shared between the threads.
+        (Workload::Stat1t, 120, 400),
+        (Workload::Stat2t, 120, 400),
+        (Workload::Stat4t, 120, 400),
+        (Workload::Stat8t, 120, 400),
+        // Reads in all, shared between the threads (whole shares only).
+        (Workload::Cat1t, 50, 50),
+        (Workload::Cat2t, 50, 50),
+        (Workload::Cat4t, 50, 48),
+        (Workload::Cat8t, 50, 48),
     ];
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_btfuse-bench");
-const WORKLOADS: [&str; 13] = [
+const WORKLOADS: [&str; 21] = [
     "cat",
     "find",
     "create",
@@ -21,6 +21,14 @@ const WORKLOADS: [&str; 13] = [
     "find-proc",
     "untouched",
     "script",
+    "stat-1t",
+    "stat-2t",
+    "stat-4t",
+    "stat-8t",
+    "cat-1t",
+    "cat-2t",
+    "cat-4t",
+    "cat-8t",
 ];
 const TARGETS: [&str; 4] = ["tmpfs", "fuse", "fast", "client"];
 
@@ -174,6 +182,67 @@ fn a_quick_run_writes_every_file_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_loaded_run_reports_idle_and_loaded_figures_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = bench(tmp.path())
+        .args([
+            "run",
+            "--quick",
+            "--rounds",
+            "2",
+            "--load",
+            "2",
+            "--workloads",
+            "stat,cat-4t",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "btfuse-bench run --load failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_nothing_left(tmp.path());
+    // The hogs were threads of the run: none outlives it.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["meta"]["load"], 2);
+    for w in json["workloads"].as_array().unwrap() {
+        let loaded = &w["loaded"];
+        let shares = loaded["hog_share"].as_array().unwrap();
+        assert_eq!(shares.len(), 2, "one hog share per round: {w}");
+        // Two hogs on a machine that also runs the workload: busy a good part of the time.
+        assert!(
+            shares
+                .iter()
+                .all(|s| (0.1..=1.0).contains(&s.as_f64().unwrap())),
+            "{w}"
+        );
+        let targets = loaded["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), TARGETS.len(), "{w}");
+        for t in targets {
+            let rounds = t["ns_per_op"].as_array().unwrap();
+            assert_eq!(rounds.len(), 2, "{t}");
+            assert!(rounds.iter().all(|v| v.as_f64().unwrap() > 0.0), "{t}");
+        }
+    }
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("with 2 CPU hogs:"), "{table}");
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("## Idle and with 2 CPU hogs, side by side"),
+        "{report}"
+    );
+    assert!(report.contains("| cat-4t |"), "{report}");
+    let svg = std::fs::read_to_string(out.path().join("time.svg")).unwrap();
+    assert!(svg.contains("with 2 CPU hogs"), "time.svg");
+}
+
+#[test]
 fn an_interrupted_run_stops_the_daemon_and_unmounts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -247,4 +316,12 @@ fn bad_input_gets_a_clear_error() {
         "{err}"
     );
     assert_eq!(mounts_under(tmp.path()), Vec::<String>::new());
+
+    let output = bench(tmp.path())
+        .args(["run", "--quick", "--load", "many"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("--load"), "{err}");
 }

@@ -52,11 +52,19 @@
 //!    a client rewriting them changes nothing), serves it, writes the response, stores
 //!    `resp_len` and publishes `resp_seq = req_seq` the same way, then reads
 //!    `client_sleeping` and wakes the client's futex on `resp_seq` only if it is set.
-//! 3. A side with nothing to do spins for a short while, then announces that it sleeps (swaps
-//!    1 into its flag, `SeqCst`), checks once more, and sleeps on the futex with the value it
-//!    last saw, so a publication between the check and the sleep makes the sleep return at
-//!    once. The announcement and the other side's publication are a Dekker pair of `SeqCst`
-//!    operations: at least one of them sees the other, so no wake-up is lost.
+//! 3. A side with nothing to do spins for a while ([`waiting`](crate::waiting) says how long:
+//!    on a machine whose cores are taken, not at all when the other side sleeps and only
+//!    briefly otherwise), then announces that it sleeps (swaps 1 into its flag, `SeqCst`),
+//!    checks once more, and sleeps on the futex with the value it last saw, so a publication
+//!    between the check and the sleep makes the sleep return at once. The announcement and
+//!    the other side's publication are a Dekker pair of `SeqCst` operations: at least one of
+//!    them sees the other, so no wake-up is lost. A side never yields its CPU in a loop
+//!    instead of sleeping: see [`waiting`](crate::waiting) for why.
+//!
+//! Each side's flag also tells the other whether it is running: a publisher that found the
+//! flag set (and so made the wake-up call) knows its peer is not on a CPU, and on a busy
+//! machine sleeps at once instead of spinning for an answer that needs the peer to be
+//! scheduled first.
 //!
 //! The region's size is fixed and sealed: neither side can shrink it under the other.
 
@@ -226,16 +234,19 @@ impl Region {
         self.req_seq().store(seq, Ordering::Release);
     }
 
-    /// Client side, after publishing: wakes the server if it said it sleeps.
-    pub fn wake_server(&self) {
+    /// Client side, after publishing: wakes the server if it said it sleeps; whether it did
+    /// (the server was not running).
+    pub fn wake_server(&self) -> bool {
         // The fence orders the publication before the load of the flag: with the server's
         // SeqCst swap of the flag and load of req_seq in `announce_sleep` it forms a Dekker
         // pair (the fence either follows the server's load in the single SeqCst order, and
         // the load below sees the flag, or precedes it, and the server sees the request).
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.server_sleeping().load(Ordering::Relaxed) != 0 {
+        let sleeping = self.server_sleeping().load(Ordering::Relaxed) != 0;
+        if sleeping {
             crate::sys::futex_wake(self.req_seq());
         }
+        sleeping
     }
 
     /// Server side: if a request newer than `last_seen` was published, copies the next one
@@ -285,16 +296,18 @@ impl Region {
     }
 
     /// Server side: publishes the response of `len` bytes to request `seq` and wakes the client
-    /// if it said it sleeps.
-    pub fn publish_response(&self, seq: u32, len: usize) {
+    /// if it said it sleeps; whether it did (the client was not running).
+    pub fn publish_response(&self, seq: u32, len: usize) -> bool {
         self.word(OFF_RESP_LEN).store(len as u32, Ordering::Relaxed);
         // A sequentially consistent swap, not a store and a fence: one locked instruction. Its
         // release half pairs with the client's Acquire load in `response`; with the SeqCst
         // load after it, it forms a Dekker pair with the client's `announce_sleep`.
         self.resp_seq().swap(seq, Ordering::SeqCst);
-        if self.client_sleeping().load(Ordering::SeqCst) != 0 {
+        let sleeping = self.client_sleeping().load(Ordering::SeqCst) != 0;
+        if sleeping {
             crate::sys::futex_wake(self.resp_seq());
         }
+        sleeping
     }
 
     /// Client side: the response to request `seq` if it has been published, as a view of the

@@ -20,7 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use btfuse_core::ring::{
     self, DecodeError, EncodeError, MAX_IO, Request, Response, Target, Whence,
@@ -32,6 +32,7 @@ use crate::contents::{ContentView, TABLE_LEN};
 use crate::handshake::{Hello, WELCOME_LEN, Welcome};
 use crate::kernel_file::{KERNEL_FILE_LEN, KernelFile};
 use crate::sys;
+use crate::waiting::{self, Spin};
 
 /// Where the client's own descriptors go: 0 leaves them where the kernel puts them.
 static PRIVATE_FD_FLOOR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
@@ -66,13 +67,9 @@ fn identity_epoch() -> u64 {
 pub const MAX_CHANNELS: usize = 16;
 /// How long a waiting call sleeps before it checks that the server is still there.
 pub const DEAD_SERVER_CHECK: Duration = Duration::from_millis(100);
-/// How long a call polls for its response before it sleeps on the futex.
+/// How long a call polls for its response before it sleeps on the futex, on a machine with
+/// cores to spare (see [`waiting`](crate::waiting)).
 const SPIN: Duration = Duration::from_micros(50);
-/// After polling this long, a call yields the CPU between polls, so that the server's thread
-/// can run when it shares the core.
-const SPIN_ALONE: Duration = Duration::from_micros(5);
-/// Polls between two readings of the clock.
-const POLLS_PER_CLOCK: u32 = 64;
 /// How long connecting may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -151,6 +148,9 @@ pub(crate) struct Channel {
     /// A request was published and the server not yet woken if it sleeps
     /// ([`Region::wake_server`]): done before waiting or letting go of the channel.
     unwoken: bool,
+    /// The server slept when it was last woken: it is not on a CPU yet, and a busy machine
+    /// may keep it off one for a while.
+    server_slept: bool,
     /// The identity epoch when it connected: the server checks its requests with the ids the
     /// process had then, so it serves no request made after they changed.
     epoch: u64,
@@ -207,6 +207,7 @@ impl Channel {
                 posted: None,
                 post_pending: false,
                 unwoken: false,
+                server_slept: false,
                 epoch,
             },
             welcome.session,
@@ -283,7 +284,7 @@ impl Channel {
     fn wake(&mut self) {
         if self.unwoken {
             self.unwoken = false;
-            self.region.wake_server();
+            self.server_slept = self.region.wake_server();
         }
     }
 
@@ -312,29 +313,23 @@ impl Channel {
     /// the server is alive every [`DEAD_SERVER_CHECK`].
     pub(crate) fn wait(&self, seq: u32) -> io::Result<()> {
         let region = &self.region;
-        // The clock is read only once polling has gone on for a while: a quick answer should
-        // not wait for it.
-        let mut start = None;
-        let mut polls = 0u32;
+        // Beyond one spinner per spare CPU, a thread sleeps at once: see `waiting`.
+        let place = waiting::CLIENT_SPINNERS.enter(waiting::client_spinners_allowed());
+        let limit = if place.is_some() {
+            SPIN
+        } else {
+            Duration::ZERO
+        };
+        let mut spin = Spin::new(&waiting::MACHINE, limit, self.server_slept);
         loop {
             if region.resp_seq().load(Ordering::Acquire) == seq {
                 return Ok(());
             }
-            polls += 1;
-            if !polls.is_multiple_of(POLLS_PER_CLOCK) {
-                // Polling a line the other side is about to write: the pause keeps this core
-                // from stealing it back while the write is under way (measured: faster).
-                std::hint::spin_loop();
-                continue;
-            }
-            let waited = start.get_or_insert_with(Instant::now).elapsed();
-            if waited >= SPIN {
+            if !spin.again() {
                 break;
             }
-            if waited >= SPIN_ALONE {
-                std::thread::yield_now();
-            }
         }
+        drop(place);
         loop {
             let seen = region.resp_seq().load(Ordering::Acquire);
             if seen == seq {

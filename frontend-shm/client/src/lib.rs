@@ -10,6 +10,8 @@
 //!
 //! - [`channel`]: the region's layout and the submission/completion protocol (atomics, futex
 //!   sleeps announced by flags, no system call while both sides are busy).
+//! - [`waiting`]: how long a waiting side spins before it sleeps, sized to the CPUs free (a
+//!   process-wide record of whether its threads get preempted).
 //! - [`handshake`]: the hello and welcome that set a channel up on the socket;
 //!   [`kernel_file`]: the message that comes with a descriptor handed to the kernel; [`socket`]:
 //!   how descriptors travel with them.
@@ -34,6 +36,7 @@ pub mod kernel_file;
 #[cfg(feature = "raw")]
 pub mod raw;
 mod sys;
+pub mod waiting;
 
 pub use client::{
     Client, DEAD_SERVER_CHECK, DirEntry, File, LeftTree, MAX_CHANNELS, Metadata, OpenOptions, Sent,

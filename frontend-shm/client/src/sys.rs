@@ -217,6 +217,25 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     }
 }
 
+/// Reads `CLOCK_MONOTONIC` into `ts` (through the vDSO: no system call).
+pub(crate) fn clock_monotonic(ts: &mut libc::timespec) {
+    // SAFETY: clock_gettime writes the one timespec given; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, ts) };
+}
+
+/// The CPUs in this thread's affinity mask (1 if it cannot be read).
+pub(crate) fn cpus_allowed() -> usize {
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`, which
+    // is zeroed and lives for the call; CPU_COUNT only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        (libc::CPU_COUNT(&set) as usize).max(1)
+    }
+}
+
 /// Wakes the sleepers on `word` (see [`futex_wait`]).
 pub(crate) fn futex_wake(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not touch its value.

@@ -14,13 +14,14 @@ use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use btfuse_core::ring::{self, Request, Response};
 use btfuse_core::{Credentials, Errno, Filesystem};
 use btfuse_daemon::metrics::{self, Frontend};
 use btfuse_ring_client::channel::{AREA, Region};
 use btfuse_ring_client::socket::discard_received;
+use btfuse_ring_client::waiting::{self, Spin};
 use io_uring::{IoUring, opcode, squeue, types};
 
 use super::handoff::Courier;
@@ -28,13 +29,10 @@ use super::session::Session;
 use super::{Shared, exec};
 use crate::sys;
 
-/// How long a worker keeps polling its channels after the last request before it sleeps.
+/// How long a worker keeps polling its channels after the last request before it sleeps, on
+/// a machine with cores to spare; on a busy one, much less or not at all (see
+/// [`waiting`](btfuse_ring_client::waiting)).
 const SPIN: Duration = Duration::from_micros(50);
-/// After polling this long without work, the worker yields the CPU between polls, so that
-/// clients sharing its core (more busy threads than cores) get to run.
-const SPIN_ALONE: Duration = Duration::from_micros(5);
-/// Polls between two readings of the clock.
-const POLLS_PER_CLOCK: u32 = 64;
 /// Submission queue entries: two per channel would need resizing; the queue is flushed
 /// whenever it fills, so this only bounds a batch.
 const RING_ENTRIES: u32 = 256;
@@ -168,8 +166,9 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
     fn serve_until_stopped(&mut self) {
         let mut request = Vec::with_capacity(AREA);
         let mut scratch = exec::Scratch::default();
-        let mut last_work: Option<Instant> = None;
-        let mut polls = 0u32;
+        let mut spin: Option<Spin<'static>> = None;
+        // Whether the last response went to a client that slept (not on a CPU).
+        let mut client_slept = false;
         let mut waiting_seen = 0;
         while !self.shared.stop.load(Ordering::Relaxed) {
             if !self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0 {
@@ -181,38 +180,31 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             }
             let mut served = 0;
             for slot in 0..self.slots.len() {
-                served += usize::from(self.serve_slot(slot, &mut request, &mut scratch));
+                if let Some(woke) = self.serve_slot(slot, &mut request, &mut scratch) {
+                    served += 1;
+                    client_slept = woke;
+                }
             }
             if served != waiting_seen {
                 waiting_seen = served;
                 self.shared.counters.waiting[self.index].store(served, Ordering::Relaxed);
             }
-            let served = served > 0;
-            if served {
+            if served > 0 {
                 // The clock is read at the next check, not now: the client's next request
                 // may already be on its way.
-                polls = 0;
-                last_work = None;
+                spin = None;
                 continue;
             }
-            polls += 1;
-            if !polls.is_multiple_of(POLLS_PER_CLOCK) {
-                // Polling a line the other side is about to write: the pause keeps this core
-                // from stealing it back while the write is under way (measured: faster).
-                std::hint::spin_loop();
-                continue;
-            }
-            let idle = last_work.get_or_insert_with(Instant::now).elapsed();
-            if idle < SPIN_ALONE {
-                continue;
-            }
-            if idle < SPIN {
-                std::thread::yield_now();
+            // Spinning for the next request pays only while a client is on a CPU to send it.
+            if spin
+                .get_or_insert_with(|| Spin::new(&waiting::MACHINE, SPIN, client_slept))
+                .again()
+            {
                 continue;
             }
             self.sleep();
-            polls = 0;
-            last_work = None;
+            spin = None;
+            client_slept = false;
         }
     }
 
@@ -379,21 +371,22 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         drop(channel);
     }
 
-    /// Serves the request waiting on `slot`, if any; returns whether there was one.
+    /// Serves the request waiting on `slot`, if any; returns `None` when there was none, and
+    /// otherwise whether its client had to be woken for the answer (it slept).
     fn serve_slot(
         &mut self,
         slot: usize,
         request: &mut Vec<u8>,
         scratch: &mut exec::Scratch,
-    ) -> bool {
+    ) -> Option<bool> {
         let Some(Some(channel)) = self.slots.get_mut(slot) else {
-            return false;
+            return None;
         };
         if channel.closing {
-            return false;
+            return None;
         }
         let (seq, posted) = match channel.region.take_request(channel.last_seen, request) {
-            None => return false,
+            None => return None,
             Some(Ok(taken)) => taken,
             Some(Err(())) => {
                 log::debug!(
@@ -402,7 +395,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 );
                 channel.closing = true;
                 self.any_closing = true;
-                return true;
+                return Some(false);
             }
         };
         channel.last_seen = seq;
@@ -415,7 +408,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 channel.closing = true;
                 self.any_closing = true;
                 sys::shutdown_socket(channel.stream.as_raw_fd());
-                return true;
+                return Some(false);
             }
         };
         let before = Arc::as_ptr(&channel.session);
@@ -457,13 +450,14 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 }
             }
         };
+        let mut woke = false;
         if !posted {
             // SAFETY: this worker is the channel's only server thread.
             let area = unsafe { channel.region.response_area() };
             let len = ring::encode_response(tag, &response, area)
                 .or_else(|_| ring::encode_response(tag, &Response::Err(Errno::Io), area))
                 .unwrap_or(0);
-            channel.region.publish_response(seq, len);
+            woke = channel.region.publish_response(seq, len);
         }
         if started.is_some() {
             record_request(&decoded, &response, started);
@@ -476,7 +470,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(session.join_token, Arc::downgrade(&session));
         }
-        true
+        Some(woke)
     }
 
     /// Announces sleep on every channel, arms what is not armed, and waits for one completion.
