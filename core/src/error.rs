@@ -61,12 +61,16 @@ pub enum Errno {
     /// `EAGAIN`: the caller has reached a limit on what it may make a server hold for it
     /// (pending forks, say); it may try again once some is released.
     TryAgain,
+    /// `EDEADLK`: waiting for a record lock would deadlock (the holder waits on the caller).
+    Deadlock,
+    /// `EINTR`: a wait (for a lock) was interrupted by a signal before it finished.
+    Interrupted,
 }
 
 impl Errno {
     /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
     /// tests that must cover them all.
-    pub const ALL: [Errno; 24] = [
+    pub const ALL: [Errno; 26] = [
         Errno::NotPermitted,
         Errno::NotFound,
         Errno::Io,
@@ -91,6 +95,8 @@ impl Errno {
         Errno::Overflow,
         Errno::TooManyOpenFiles,
         Errno::TryAgain,
+        Errno::Deadlock,
+        Errno::Interrupted,
     ];
 
     /// The conventional symbolic name, e.g. `"ENOENT"`.
@@ -120,6 +126,8 @@ impl Errno {
             Errno::Overflow => "EOVERFLOW",
             Errno::TooManyOpenFiles => "EMFILE",
             Errno::TryAgain => "EAGAIN",
+            Errno::Deadlock => "EDEADLK",
+            Errno::Interrupted => "EINTR",
         }
     }
 
@@ -150,6 +158,8 @@ impl Errno {
             Errno::Overflow => linux::EOVERFLOW,
             Errno::TooManyOpenFiles => linux::EMFILE,
             Errno::TryAgain => linux::EAGAIN,
+            Errno::Deadlock => linux::EDEADLK,
+            Errno::Interrupted => linux::EINTR,
             Errno::NotSupported => linux::EOPNOTSUPP,
         }
     }
@@ -180,6 +190,8 @@ impl Errno {
             linux::EOVERFLOW => Errno::Overflow,
             linux::EMFILE => Errno::TooManyOpenFiles,
             linux::EAGAIN => Errno::TryAgain,
+            linux::EDEADLK => Errno::Deadlock,
+            linux::EINTR => Errno::Interrupted,
             linux::EOPNOTSUPP => Errno::NotSupported,
             _ => return None,
         })
@@ -189,6 +201,7 @@ impl Errno {
 /// Linux errno numbers (generic numbering).
 mod linux {
     pub(super) const EPERM: i32 = 1;
+    pub(super) const EINTR: i32 = 4;
     pub(super) const ENOENT: i32 = 2;
     pub(super) const EIO: i32 = 5;
     pub(super) const ENXIO: i32 = 6;
@@ -206,6 +219,7 @@ mod linux {
     pub(super) const ENOSPC: i32 = 28;
     pub(super) const EMLINK: i32 = 31;
     pub(super) const ERANGE: i32 = 34;
+    pub(super) const EDEADLK: i32 = 35;
     pub(super) const ENAMETOOLONG: i32 = 36;
     pub(super) const ENOTEMPTY: i32 = 39;
     pub(super) const ELOOP: i32 = 40;
@@ -256,6 +270,8 @@ mod tests {
             Errno::Overflow => 21,
             Errno::TooManyOpenFiles => 22,
             Errno::TryAgain => 23,
+            Errno::Deadlock => 24,
+            Errno::Interrupted => 25,
         }
     }
 

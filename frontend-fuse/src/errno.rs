@@ -37,6 +37,8 @@ pub(crate) fn to_fuse(e: Errno) -> fuser::Errno {
         Errno::Overflow => libc::EOVERFLOW,
         Errno::TooManyOpenFiles => libc::EMFILE,
         Errno::TryAgain => libc::EAGAIN,
+        Errno::Deadlock => libc::EDEADLK,
+        Errno::Interrupted => libc::EINTR,
     };
     fuser::Errno::from_i32(raw)
 }
