@@ -99,8 +99,12 @@ impl LockTable {
         let kind = req.kind?;
         let inner = self.inner.lock();
         let held = inner.files.get(&ino)?;
+        // Linux lists a file's locks grouped by owner, each owner's by start: the first
+        // conflicting owner's lowest conflicting lock is what it reports.
+        let first = held.iter().find(|h| h.blocks(req, kind))?;
         held.iter()
-            .find(|h| h.blocks(req, kind))
+            .filter(|h| h.owner == first.owner && h.blocks(req, kind))
+            .min_by_key(|h| h.range.start)
             .map(HeldLock::conflict)
     }
 
@@ -119,44 +123,45 @@ impl LockTable {
         result.map_err(|_| Errno::TryAgain)
     }
 
-    /// `F_SETLKW` and `flock` without `LOCK_NB`: applies `req` now (`Ok(None)`), or parks it
-    /// and returns at once (`Ok(Some(id))`): `wake` is run when it is granted or given up. If
-    /// waiting would close a cycle of waits (process owners only), `EDEADLK`.
-    pub fn set_wait(
-        &self,
-        ino: Ino,
-        req: &LockRequest,
-        fh: Fh,
-        wake: Wake,
-    ) -> Result<Option<WaitId>> {
+    /// `F_SETLKW` and `flock` without `LOCK_NB`: `wake` is told the outcome exactly once. If
+    /// it is decided now (granted, or `EDEADLK` because waiting would close a cycle of waits
+    /// of process owners), `wake` runs before this returns `None`; otherwise the request is
+    /// parked, this returns at once with its id, and `wake` runs when it is granted or given
+    /// up.
+    pub fn set_wait(&self, ino: Ino, req: &LockRequest, fh: Fh, wake: Wake) -> Option<WaitId> {
         let mut wakes = Wakes::new();
-        let result = {
+        let parked = {
             let mut inner = self.inner.lock();
-            let result = match inner.try_apply(ino, req, fh) {
-                Ok(()) => Ok(None),
+            let parked = match inner.try_apply(ino, req, fh) {
+                Ok(()) => {
+                    wakes.push((wake, Ok(())));
+                    None
+                }
+                Err(kind)
+                    if req.owner.detects_deadlock() && inner.would_deadlock(ino, req, kind) =>
+                {
+                    wakes.push((wake, Err(Errno::Deadlock)));
+                    None
+                }
                 Err(kind) => {
-                    if req.owner.detects_deadlock() && inner.would_deadlock(ino, req, kind) {
-                        Err(Errno::Deadlock)
-                    } else {
-                        let id = WaitId(inner.next_wait);
-                        inner.next_wait += 1;
-                        inner.waiters.push(Waiter {
-                            id,
-                            ino,
-                            req: *req,
-                            kind,
-                            fh,
-                            wake,
-                        });
-                        Ok(Some(id))
-                    }
+                    let id = WaitId(inner.next_wait);
+                    inner.next_wait += 1;
+                    inner.waiters.push(Waiter {
+                        id,
+                        ino,
+                        req: *req,
+                        kind,
+                        fh,
+                        wake,
+                    });
+                    Some(id)
                 }
             };
             inner.changed(ino, &mut wakes);
-            result
+            parked
         };
         run(wakes);
-        result
+        parked
     }
 
     /// Gives up a parked request: its callback is told `Err(Interrupted)`. `false` when it is
