@@ -98,7 +98,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 35;
+const REQUEST_VARIANTS: usize = 38;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -311,6 +311,25 @@ impl RequestParts {
                 nonblock: self.flags[1],
             },
             34 => Request::Handoff { fd },
+            35 => Request::GetLock {
+                fd,
+                ofd: flag,
+                write: self.flags[1],
+                start: num[0],
+                end: num[1],
+            },
+            36 => Request::SetLock {
+                fd,
+                scope: choice as u8,
+                kind: (choice >> 8) as u8,
+                start: num[0],
+                end: num[1],
+                wait: flag,
+            },
+            37 => Request::LockWait {
+                token: num[0],
+                cancel: flag,
+            },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -355,10 +374,13 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::GetFlags { .. } => 32,
         Request::SetFlags { .. } => 33,
         Request::Handoff { .. } => 34,
+        Request::GetLock { .. } => 35,
+        Request::SetLock { .. } => 36,
+        Request::LockWait { .. } => 37,
     }
 }
 
-const RESPONSE_VARIANTS: usize = 14;
+const RESPONSE_VARIANTS: usize = 15;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -471,6 +493,13 @@ impl ResponseParts {
                 links: self.links,
                 path: &self.path,
             },
+            14 => Response::Lock {
+                write: self.second,
+                start: self.num,
+                end: self.attr.size,
+                pid: self.fd,
+                description: !self.second,
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -493,6 +522,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::Token(_) => 11,
         Response::Prefetched { .. } => 12,
         Response::Outside { .. } => 13,
+        Response::Lock { .. } => 14,
     }
 }
 
@@ -812,8 +842,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(3))
     );
     assert_eq!(
-        decode_request(&patched(0, 5)),
-        Err(DecodeError::BadVersion(5))
+        decode_request(&patched(0, 4)),
+        Err(DecodeError::BadVersion(4))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 6)),
+        Err(DecodeError::BadVersion(6))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -827,13 +861,13 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3d, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3d, 0x47, 0x4b, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x8e, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x8f, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))
@@ -1321,7 +1355,7 @@ fn opcodes_are_distinct_and_match_the_table() {
             .opcode()
         })
         .collect();
-    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3c]
+    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3c, 0x48..=0x4a]
         .into_iter()
         .flatten()
         .collect();

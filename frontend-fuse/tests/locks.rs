@@ -97,6 +97,11 @@ fn lock_scenarios_through_the_mount_match_tmpfs() {
     scenarios_match_tmpfs(false, &["nointr"]);
 }
 
+#[test]
+fn lock_scenarios_under_the_preload_match_tmpfs() {
+    scenarios_match_tmpfs(true, &[]);
+}
+
 /// `hold FILE` in one process (preloaded or not) and `probe FILE PID` in another: the prober's
 /// transcript, with the holder's own.
 fn hold_and_probe(
@@ -147,13 +152,33 @@ fn a_plain_process_and_a_preloaded_one_see_each_others_locks() {
     let tmpfs = Tmpfs::new();
     let reference = hold_and_probe(&binary, &tmpfs.path().join("shared"), false, false);
     assert!(reference.contains("pid holder") && reference.contains("EAGAIN"));
-    #[allow(clippy::single_element_loop)] // the preloaded pairs join when the preload locks
-    for (holder, prober) in [(false, false)] {
+    for (holder, prober) in [(false, false), (true, false), (false, true), (true, true)] {
         let file = mount.path().join(format!("shared-{holder}-{prober}"));
         assert_eq!(
             hold_and_probe(&binary, &file, holder, prober),
             reference,
             "holder preloaded {holder}, prober preloaded {prober} (left) and tmpfs (right)"
         );
+    }
+}
+
+/// Four processes add 1 to a counter 250 times each under `flock`, then under `lockf`: on
+/// the mount, under the preload, and mixed (two of each), the total is 1000 as on tmpfs.
+#[test]
+fn a_counter_under_flock_and_lockf_reaches_1000() {
+    let build = tempfile::tempdir().unwrap();
+    let binary = compile(build.path());
+    let mount = Mount::start(&[]);
+    let tmpfs = Tmpfs::new();
+    let reference = transcript(&binary, &["counter", tmpfs.path().to_str().unwrap()], false);
+    assert_eq!(
+        reference,
+        "flock counter: 1000 (0 failed)\nlockf counter: 1000 (0 failed)\n"
+    );
+    for preload in [false, true] {
+        let dir = mount.path().join(format!("counter-{preload}"));
+        std::fs::create_dir(&dir).unwrap();
+        let counted = transcript(&binary, &["counter", dir.to_str().unwrap()], preload);
+        assert_eq!(counted, reference, "preload {preload}");
     }
 }

@@ -353,6 +353,9 @@ mod tests {
                 "getflags",
                 "setflags",
                 "handoff",
+                "getlock",
+                "setlock",
+                "lockwait",
             ]
         );
         assert_eq!(Frontend::Fuse.operation_labels(), FUSE_OPERATIONS);

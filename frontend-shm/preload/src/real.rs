@@ -98,6 +98,9 @@ real_fns! {
     dup3: fn(c_int, c_int, c_int) -> c_int;
     fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
     fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
+    flock: fn(c_int, c_int) -> c_int;
+    lockf: fn(c_int, c_int, off_t) -> c_int;
+    lockf64: fn(c_int, c_int, off_t) -> c_int;
     ftruncate: fn(c_int, off_t) -> c_int;
     ftruncate64: fn(c_int, off_t) -> c_int;
     truncate: fn(*const c_char, off_t) -> c_int;

@@ -5,6 +5,7 @@
 //! - [`path`]: `open`, `access`, `mkdir`, `unlink`, `rename`, `link`, `symlink`, `readlink`...
 //! - [`fd`]: `close`, `dup`, `fcntl`, `close_range`...
 //! - [`io`]: `read`, `write`, `lseek`, `fsync` and their positioned and vectored forms.
+//! - [`lock`]: `fcntl`'s record locks, `flock`, `lockf`.
 //! - [`stat`]: `stat`, `statx`, `statfs`...
 //! - [`meta`]: `chmod`, `chown`, `utimensat`, `truncate`...
 //! - [`xattr`]: extended attributes.
@@ -55,6 +56,7 @@ pub mod dir;
 pub mod fd;
 pub mod identity;
 pub mod io;
+pub mod lock;
 pub mod meta;
 pub mod path;
 pub mod process;

@@ -320,6 +320,22 @@ impl<F: Filesystem> Exec<'_, F> {
                 nonblock,
             } => self.set_flags(fd, append, nonblock),
             Request::Handoff { fd } => self.handoff(fd),
+            Request::GetLock {
+                fd,
+                ofd,
+                write,
+                start,
+                end,
+            } => self.get_lock(fd, ofd, write, start, end),
+            Request::SetLock {
+                fd,
+                scope,
+                kind,
+                start,
+                end,
+                wait,
+            } => self.set_lock(fd, scope, kind, start, end, wait),
+            Request::LockWait { token, cancel } => self.lock_wait(token, cancel),
         }
     }
 
@@ -1248,5 +1264,6 @@ fn sized<'s>(
     data(buf, n)
 }
 
+mod locks;
 #[cfg(test)]
 mod tests;
