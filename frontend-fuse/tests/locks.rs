@@ -1,5 +1,5 @@
-//! File locks on a `btfuse-fuse` mount, through the kernel and under the preload, against
-//! tmpfs call for call.
+//! File locks, and `mmap`, on a `btfuse-fuse` mount, through the kernel and under the
+//! preload, against tmpfs call for call.
 //!
 //! The C program `testkit/c/locks.c` runs every scenario of the lock semantics (conflicting
 //! ranges, upgrade and downgrade, split and merge, `F_GETLK`'s holder, close of another
@@ -24,20 +24,25 @@ use std::time::Duration;
 use common::{Mount, Tmpfs, preloaded, wait_bounded};
 
 const LOCKS_C: &str = include_str!("../../testkit/c/locks.c");
+const MMAP_C: &str = include_str!("../../testkit/c/mmap.c");
 /// A whole run of the scenarios takes about a second; this bounds a hang.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 fn compile(build: &Path) -> PathBuf {
-    let source = build.join("locks.c");
-    std::fs::write(&source, LOCKS_C).unwrap();
-    let binary = build.join("locks");
+    compile_source(build, "locks", LOCKS_C)
+}
+
+fn compile_source(build: &Path, name: &str, text: &str) -> PathBuf {
+    let source = build.join(format!("{name}.c"));
+    std::fs::write(&source, text).unwrap();
+    let binary = build.join(name);
     let status = Command::new("cc")
         .args(["-O1", "-Wall", "-Werror", "-o"])
         .arg(&binary)
         .arg(&source)
         .status()
         .expect("a C compiler (cc)");
-    assert!(status.success(), "locks.c does not compile");
+    assert!(status.success(), "{name}.c does not compile");
     binary
 }
 
@@ -180,5 +185,28 @@ fn a_counter_under_flock_and_lockf_reaches_1000() {
         std::fs::create_dir(&dir).unwrap();
         let counted = transcript(&binary, &["counter", dir.to_str().unwrap()], preload);
         assert_eq!(counted, reference, "preload {preload}");
+    }
+}
+
+/// `testkit/c/mmap.c` maps a file private and shared, stores, `msync`s, reads back through
+/// `read`, closes the descriptor under a live mapping, and maps descriptors whose access
+/// forbids it: through the mount and under the preload (where a shared mapping maps a kernel
+/// file of the same inode) the transcript is tmpfs's.
+#[test]
+fn mmap_through_the_mount_and_under_the_preload_matches_tmpfs() {
+    let build = tempfile::tempdir().unwrap();
+    let binary = compile_source(build.path(), "mmap", MMAP_C);
+    let mount = Mount::start(&[]);
+    let tmpfs = Tmpfs::new();
+    let reference = transcript(&binary, &[tmpfs.path().to_str().unwrap()], false);
+    assert!(reference.contains("file after shared store: read 19 [hello, MAPPED world]"));
+    for preload in [false, true] {
+        let dir = mount.path().join(format!("mmap-{preload}"));
+        std::fs::create_dir(&dir).unwrap();
+        let mapped = transcript(&binary, &[dir.to_str().unwrap()], preload);
+        assert_eq!(
+            mapped, reference,
+            "preload {preload} (left) and tmpfs (right)"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! - [`path`]: `open`, `access`, `mkdir`, `unlink`, `rename`, `link`, `symlink`, `readlink`...
 //! - [`fd`]: `close`, `dup`, `fcntl`, `close_range`...
 //! - [`io`]: `read`, `write`, `lseek`, `fsync` and their positioned and vectored forms.
-//! - [`lock`]: `fcntl`'s record locks, `flock`, `lockf`.
+//! - [`lock`]: `fcntl`'s record locks, `flock`, `lockf`; [`mmap`]: `mmap` of btfuse files.
 //! - [`stat`]: `stat`, `statx`, `statfs`...
 //! - [`meta`]: `chmod`, `chown`, `utimensat`, `truncate`...
 //! - [`xattr`]: extended attributes.
@@ -58,6 +58,7 @@ pub mod identity;
 pub mod io;
 pub mod lock;
 pub mod meta;
+pub mod mmap;
 pub mod path;
 pub mod process;
 pub mod resolve;
