@@ -513,3 +513,108 @@ fn links_out_of_the_mount_lead_where_the_kernel_goes() {
         "only {ring} ring operations: the programs did not use the ring"
     );
 }
+
+/// git through its whole life on the mount under the preload: init, add of 200 files, commit,
+/// branch, merge, `gc` (which maps packs and takes lock files), `fsck`, and a clone inside the
+/// filesystem. Dates and identity are fixed so that the transcripts can match; the
+/// repositories are removed at the end (their index files hold inode numbers and times).
+#[test]
+fn git_init_commit_merge_gc_and_clone() {
+    let script = r#"set -e
+cd "$D"
+export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example GIT_COMMITTER_NAME=t
+export GIT_COMMITTER_EMAIL=t@example HOME="$D" GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_DATE=2020-01-01T00:00:00Z GIT_COMMITTER_DATE=2020-01-01T00:00:00Z
+git init -q -b main repo
+cd repo
+for i in $(seq 1 200); do echo "file $i" > f$i.txt; done
+git add .
+git commit -q -m first
+git checkout -q -b topic
+echo change >> f1.txt; git commit -q -am topic
+git checkout -q main
+echo other >> f2.txt; git commit -q -am main
+git merge -q --no-edit topic
+git gc -q
+git fsck --no-progress
+git log --format='%H %s'
+git cat-file -p HEAD:f1.txt
+cd ..
+git clone -q repo clone
+cd clone && git log --format=%s && ls | wc -l && git status --short | wc -l
+cd .. && rm -rf repo clone .gitconfig"#;
+    same_as_tmpfs(BASH, "git", Route::RingAndKernel, script);
+}
+
+/// sqlite3 on the mount under the preload: 10,000 rows in one transaction with the rollback
+/// journal and with `journal_mode=wal` (whose `-shm` index is a shared mapping), an
+/// `integrity_check` of each, and two processes inserting at once (each waits on the other's
+/// locks). The databases are removed at the end (their headers count changes).
+#[test]
+fn sqlite3_rollback_journal_wal_and_two_writers() {
+    let script = r#"set -e
+cd "$D"
+{ echo "BEGIN;"; echo "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
+  for i in $(seq 1 10000); do echo "INSERT INTO t(b) VALUES('row $i');"; done
+  echo "COMMIT;"; } > ins.sql
+sqlite3 rb.db < ins.sql
+sqlite3 rb.db "PRAGMA integrity_check; SELECT count(*), sum(a) FROM t;"
+sqlite3 wal.db "PRAGMA journal_mode=wal;"
+sqlite3 wal.db < ins.sql
+sqlite3 wal.db "PRAGMA integrity_check; SELECT count(*), max(b) FROM t;"
+sqlite3 two.db "CREATE TABLE c(n INTEGER);"
+w() { for i in $(seq 1 50); do sqlite3 -cmd ".timeout 20000" two.db "INSERT INTO c VALUES($1);"; done; }
+w 1 & w 2 & wait
+sqlite3 two.db "SELECT count(*), sum(n) FROM c; PRAGMA integrity_check;"
+rm -f rb.db wal.db wal.db-wal wal.db-shm two.db ins.sql"#;
+    same_as_tmpfs(BASH, "sqlite3", Route::RingAndKernel, script);
+}
+
+/// Python's `mmap` (shared and private, written, flushed, read back with `read`),
+/// `fcntl.flock` and `fcntl.lockf` on the mount under the preload.
+#[test]
+fn python_mmap_flock_and_lockf() {
+    let script = r#"
+import fcntl, mmap, os
+d = os.environ["D"]
+p = os.path.join(d, "m")
+with open(p, "wb") as f:
+    f.write(b"0123456789" * 500)
+with open(p, "r+b") as f:
+    m = mmap.mmap(f.fileno(), 0)
+    m[0:5] = b"HELLO"
+    m.flush()
+    print(m[:12], len(m))
+    m.close()
+    f.seek(0)
+    print(f.read(12))
+    pm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE)
+    pm[0:5] = b"xxxxx"
+    print(pm[:7])
+    pm.close()
+    f.seek(0)
+    print(f.read(7))
+    fcntl.flock(f, fcntl.LOCK_EX)
+    with open(p, "rb") as g:
+        try:
+            fcntl.flock(g, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            print("flock busy", e.errno)
+    fcntl.flock(f, fcntl.LOCK_UN)
+    fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)
+    pid = os.fork()
+    if pid == 0:
+        with open(p, "r+b") as g:
+            try:
+                fcntl.lockf(g, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0)
+                print("child locked")
+            except OSError as e:
+                print("child lockf busy", e.errno)
+            fcntl.lockf(g, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 10)
+            print("child locked 10..20")
+        os._exit(0)
+    os.waitpid(pid, 0)
+os.remove(p)
+"#;
+    same_as_tmpfs(PYTHON, "python_locks", Route::RingAndKernel, script);
+}
