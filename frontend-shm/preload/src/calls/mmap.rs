@@ -85,6 +85,15 @@ interpose! {
         if shared {
             match client.handoff(entry.desc) {
                 Ok(kernel) => {
+                    // The kernel faults pages in against the size it last fetched; a size the
+                    // ring changed since (an `ftruncate` that grew the file) reaches it when it
+                    // asks again, which `fstat` makes it do (the ring's change invalidated its
+                    // attributes). Without this, stores past its old size raise SIGBUS.
+                    // SAFETY: `stat` is plain data, written by fstat on an open descriptor.
+                    unsafe {
+                        let mut stat: libc::stat = std::mem::zeroed();
+                        libc::fstat(kernel.as_raw_fd(), &mut stat);
+                    }
                     // SAFETY: the caller's arguments, on a kernel file of the same inode;
                     // the mapping keeps the file once `kernel` is closed.
                     let mapped =
