@@ -33,7 +33,8 @@ fn settle_exited_holders(table: &LockTable, ino: Ino, request: &LockRequest) {
     let deadline = Instant::now() + EXITED_HOLDER_WAIT;
     while let Some(conflict) = table.get(ino, request) {
         let pid = conflict.pid;
-        if !has_session(pid) || !has_exited(pid) || Instant::now() > deadline {
+        // Pid 0: a process the server cannot see (another pid namespace); no proof of exit.
+        if pid == 0 || !has_session(pid) || !has_exited(pid) || Instant::now() > deadline {
             return;
         }
         std::thread::sleep(Duration::from_micros(200));
