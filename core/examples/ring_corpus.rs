@@ -247,6 +247,34 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
                 len: 1 << 20,
             },
         ),
+        (
+            "getlock",
+            Request::GetLock {
+                fd: 5,
+                ofd: false,
+                write: true,
+                start: 0,
+                end: i64::MAX as u64,
+            },
+        ),
+        (
+            "setlock",
+            Request::SetLock {
+                fd: 5,
+                scope: 0,
+                kind: 1,
+                start: 10,
+                end: 19,
+                wait: true,
+            },
+        ),
+        (
+            "lockwait",
+            Request::LockWait {
+                token: 3,
+                cancel: false,
+            },
+        ),
     ]
 }
 
@@ -346,6 +374,16 @@ fn main() -> std::io::Result<()> {
                 second: false,
                 links: 2,
                 path: b"../outside/rest",
+            },
+        ),
+        (
+            "lock",
+            Response::Lock {
+                write: true,
+                start: 0,
+                end: 99,
+                pid: 4242,
+                description: false,
             },
         ),
     ];

@@ -66,12 +66,16 @@ pub enum Errno {
     /// `ETXTBSY`: the file is being executed, so it may not be opened for writing or
     /// truncated.
     TextBusy,
+    /// `EDEADLK`: waiting for a record lock would deadlock (the holder waits on the caller).
+    Deadlock,
+    /// `EINTR`: a wait (for a lock) was interrupted by a signal before it finished.
+    Interrupted,
 }
 
 impl Errno {
     /// Every variant, in declaration order: for tables indexed by errno (metrics) and for
     /// tests that must cover them all.
-    pub const ALL: [Errno; 26] = [
+    pub const ALL: [Errno; 28] = [
         Errno::NotPermitted,
         Errno::NotFound,
         Errno::Io,
@@ -98,6 +102,8 @@ impl Errno {
         Errno::TryAgain,
         Errno::ReadOnlyFilesystem,
         Errno::TextBusy,
+        Errno::Deadlock,
+        Errno::Interrupted,
     ];
 
     /// The conventional symbolic name, e.g. `"ENOENT"`.
@@ -129,6 +135,8 @@ impl Errno {
             Errno::TryAgain => "EAGAIN",
             Errno::ReadOnlyFilesystem => "EROFS",
             Errno::TextBusy => "ETXTBSY",
+            Errno::Deadlock => "EDEADLK",
+            Errno::Interrupted => "EINTR",
         }
     }
 
@@ -160,6 +168,8 @@ impl Errno {
             Errno::TooManyOpenFiles => linux::EMFILE,
             Errno::TryAgain => linux::EAGAIN,
             Errno::TextBusy => linux::ETXTBSY,
+            Errno::Deadlock => linux::EDEADLK,
+            Errno::Interrupted => linux::EINTR,
             Errno::NotSupported => linux::EOPNOTSUPP,
             Errno::ReadOnlyFilesystem => linux::EROFS,
         }
@@ -192,6 +202,8 @@ impl Errno {
             linux::EMFILE => Errno::TooManyOpenFiles,
             linux::EAGAIN => Errno::TryAgain,
             linux::ETXTBSY => Errno::TextBusy,
+            linux::EDEADLK => Errno::Deadlock,
+            linux::EINTR => Errno::Interrupted,
             linux::EOPNOTSUPP => Errno::NotSupported,
             linux::EROFS => Errno::ReadOnlyFilesystem,
             _ => return None,
@@ -202,6 +214,7 @@ impl Errno {
 /// Linux errno numbers (generic numbering).
 mod linux {
     pub(super) const EPERM: i32 = 1;
+    pub(super) const EINTR: i32 = 4;
     pub(super) const ENOENT: i32 = 2;
     pub(super) const EIO: i32 = 5;
     pub(super) const ENXIO: i32 = 6;
@@ -221,6 +234,7 @@ mod linux {
     pub(super) const EROFS: i32 = 30;
     pub(super) const EMLINK: i32 = 31;
     pub(super) const ERANGE: i32 = 34;
+    pub(super) const EDEADLK: i32 = 35;
     pub(super) const ENAMETOOLONG: i32 = 36;
     pub(super) const ENOTEMPTY: i32 = 39;
     pub(super) const ELOOP: i32 = 40;
@@ -273,6 +287,8 @@ mod tests {
             Errno::TryAgain => 23,
             Errno::ReadOnlyFilesystem => 24,
             Errno::TextBusy => 25,
+            Errno::Deadlock => 26,
+            Errno::Interrupted => 27,
         }
     }
 

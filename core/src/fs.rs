@@ -237,4 +237,11 @@ pub trait Filesystem: Send + Sync {
         let _ = watch;
         false
     }
+
+    /// The file locks every frontend of this filesystem shares, if it keeps any. The default,
+    /// `None`, keeps none (frontends then answer lock calls with `EOPNOTSUPP`). Wrappers pass
+    /// the call on.
+    fn locks(&self) -> Option<&crate::locks::LockTable> {
+        None
+    }
 }

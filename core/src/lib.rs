@@ -9,6 +9,8 @@
 //! - [`fs`]: the inode-based [`Filesystem`] trait every frontend speaks, with the
 //!   [`types`] and [`Errno`] it uses.
 //! - [`memfs`]: [`MemFs`], the implementation of [`Filesystem`] over any [`BlockStore`].
+//! - [`locks`]: the [`LockTable`](locks::LockTable) of POSIX, OFD and `flock` locks that
+//!   every frontend of an engine shares.
 //! - [`path`]: path resolution for frontends that receive paths instead of inodes.
 //! - [`ring`]: the wire format of the shared-memory ring: requests and responses as bytes.
 //!
@@ -25,6 +27,7 @@ extern crate alloc;
 pub mod block;
 pub mod error;
 pub mod fs;
+pub mod locks;
 pub mod memfs;
 pub mod path;
 pub mod rbtree;

@@ -98,7 +98,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 36;
+const REQUEST_VARIANTS: usize = 39;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -318,6 +318,25 @@ impl RequestParts {
                 off_out: self.flags[1].then_some(num[1]),
                 len: num[0] ^ num[1],
             },
+            36 => Request::GetLock {
+                fd,
+                ofd: flag,
+                write: self.flags[1],
+                start: num[0],
+                end: num[1],
+            },
+            37 => Request::SetLock {
+                fd,
+                scope: choice as u8,
+                kind: (choice >> 8) as u8,
+                start: num[0],
+                end: num[1],
+                wait: flag,
+            },
+            38 => Request::LockWait {
+                token: num[0],
+                cancel: flag,
+            },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -363,10 +382,13 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::SetFlags { .. } => 33,
         Request::Handoff { .. } => 34,
         Request::CopyRange { .. } => 35,
+        Request::GetLock { .. } => 36,
+        Request::SetLock { .. } => 37,
+        Request::LockWait { .. } => 38,
     }
 }
 
-const RESPONSE_VARIANTS: usize = 14;
+const RESPONSE_VARIANTS: usize = 15;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -479,6 +501,13 @@ impl ResponseParts {
                 links: self.links,
                 path: &self.path,
             },
+            14 => Response::Lock {
+                write: self.second,
+                start: self.num,
+                end: self.attr.size,
+                pid: self.fd,
+                description: !self.second,
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -501,6 +530,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::Token(_) => 11,
         Response::Prefetched { .. } => 12,
         Response::Outside { .. } => 13,
+        Response::Lock { .. } => 14,
     }
 }
 
@@ -820,8 +850,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(3))
     );
     assert_eq!(
-        decode_request(&patched(0, 5)),
-        Err(DecodeError::BadVersion(5))
+        decode_request(&patched(0, 4)),
+        Err(DecodeError::BadVersion(4))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 6)),
+        Err(DecodeError::BadVersion(6))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -835,13 +869,13 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3e, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3e, 0x47, 0x4b, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x8e, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x8f, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))
@@ -1050,7 +1084,7 @@ fn value_errors() {
 #[test]
 fn response_value_errors() {
     let response = |kind: u8, body: Vec<u8>| response_check(kind, &body);
-    for code in [0i32, 3, 4, 100, -2, i32::MAX] {
+    for code in [0i32, 3, 8, 100, -2, i32::MAX] {
         assert_eq!(
             response(0x81, code.to_le_bytes().to_vec()),
             Err(DecodeError::BadValue)
@@ -1329,7 +1363,7 @@ fn opcodes_are_distinct_and_match_the_table() {
             .opcode()
         })
         .collect();
-    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3d]
+    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3d, 0x48..=0x4a]
         .into_iter()
         .flatten()
         .collect();

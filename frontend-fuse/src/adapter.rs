@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use btfuse_core::locks::{self, LockKind, LockRange, LockRequest, LockSpace, OwnerKind, Wake};
 use btfuse_core::ring::OpenOptions;
 use btfuse_core::{
     AccessMask, Attr, Credentials, FallocateMode, Fh, FileType, Filesystem, Ino, OpenFlags,
@@ -16,8 +17,8 @@ use btfuse_core::{
 use fuser::{
     AccessFlags, CopyFileRangeFlags, FileAttr, FileHandle, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::creds::GroupsCache;
@@ -26,9 +27,10 @@ use crate::errno::to_fuse;
 /// Largest write the kernel may send in one request (and the largest read it asks for).
 pub(crate) const MAX_WRITE: u32 = 1 << 20;
 /// How the kernel treats an open file: only this process changes file data, so cached pages
-/// stay valid across opens (`KEEP_CACHE`); and `close` needs no FLUSH round trip, since data is
-/// in the engine as soon as a write returns (`NOFLUSH`).
-const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
+/// stay valid across opens (`KEEP_CACHE`). Not `NOFLUSH`: the FLUSH the kernel sends at every
+/// `close` carries the closing process's lock owner, and is how its POSIX locks on the file go
+/// (the kernel sends no unlock of its own for a file system that keeps locks).
+const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 /// Chunk in which `copy_file_range` moves data between two files.
 const COPY_CHUNK: usize = 1 << 20;
 /// The generation of every inode the kernel is told of. The only file handles made are the
@@ -197,6 +199,48 @@ fn open_flags(raw: i32) -> OpenFlags {
 const FMODE_EXEC: i32 = 0x20;
 
 /// A read buffer of `size` bytes (the kernel never asks for more than `MAX_WRITE`).
+/// The engine's owner for the kernel's lock owner: a process's files table for POSIX locks,
+/// a file for OFD ones.
+fn kernel_owner(owner: LockOwner) -> locks::LockOwner {
+    locks::LockOwner {
+        kind: OwnerKind::Kernel,
+        id: owner.0,
+    }
+}
+
+/// A lock request as the kernel sends it: an inclusive byte range (`end` at `OFFSET_MAX` for
+/// "to the end") and `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
+fn kernel_request(
+    owner: LockOwner,
+    start: u64,
+    end: u64,
+    typ: i32,
+    pid: u32,
+) -> btfuse_core::Result<LockRequest> {
+    let kind = match typ {
+        libc::F_RDLCK => Some(LockKind::Read),
+        libc::F_WRLCK => Some(LockKind::Write),
+        libc::F_UNLCK => None,
+        _ => return Err(btfuse_core::Errno::InvalidArgument),
+    };
+    Ok(LockRequest {
+        owner: kernel_owner(owner),
+        space: LockSpace::Record,
+        kind,
+        range: LockRange::new(start, end)?,
+        pid,
+    })
+}
+
+/// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
+fn kernel_lock_type(kind: Option<LockKind>) -> i32 {
+    match kind {
+        Some(LockKind::Read) => libc::F_RDLCK,
+        Some(LockKind::Write) => libc::F_WRLCK,
+        None => libc::F_UNLCK,
+    }
+}
+
 fn read_buffer(size: u32) -> Vec<u8> {
     vec![0u8; size.min(MAX_WRITE) as usize]
 }
@@ -217,6 +261,12 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
             // it (and ".." of a directory for its parent), which the engine answers: the
             // ring's `Handoff` opens files only the ring has seen, unlinked ones included.
             InitFlags::FUSE_EXPORT_SUPPORT,
+            // POSIX and OFD locks come to the engine's lock table, which the ring shares, so
+            // a process on the mount and a preloaded one exclude each other. (Not
+            // `FUSE_FLOCK_LOCKS`: fuser does not pass on the flag that tells a `flock` from
+            // a whole-file OFD lock, and the two must not conflict; the kernel keeps `flock`
+            // locks of the mount itself.)
+            InitFlags::FUSE_POSIX_LOCKS,
         ] {
             if config.add_capabilities(capability).is_err() {
                 log::info!("kernel lacks {capability:?}");
@@ -451,25 +501,92 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
     fn flush(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         handle: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        // A process closed a descriptor of the file: its POSIX locks on it go.
+        if let Some(locks) = self.fs.locks() {
+            locks.unlock_owner(ino(i), kernel_owner(lock_owner));
+        }
         reply_empty(self.fs.fsync(&self.cred(req), fh(handle), true), reply);
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         handle: FileHandle,
         _flags: fuser::OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // The description's last close: its OFD locks go (the kernel sends no unlock for
+        // them), and so would anything else taken through it that a flush missed.
+        if let Some(locks) = self.fs.locks() {
+            locks.release_description(ino(i), fh(handle));
+        }
         reply_empty(self.fs.release(fh(handle)), reply);
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _handle: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let Some(locks) = self.fs.locks() else {
+            return reply.error(fuser::Errno::ENOLCK);
+        };
+        match kernel_request(lock_owner, start, end, typ, pid) {
+            Ok(request) => match locks.get(ino(i), &request) {
+                Some(c) => reply.locked(
+                    c.range.start(),
+                    c.range.end(),
+                    kernel_lock_type(Some(c.kind)),
+                    c.pid,
+                ),
+                None => reply.locked(start, end, libc::F_UNLCK, 0),
+            },
+            Err(e) => reply.error(to_fuse(e)),
+        }
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        handle: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(locks) = self.fs.locks() else {
+            return reply.error(fuser::Errno::ENOLCK);
+        };
+        let request = match kernel_request(lock_owner, start, end, typ, pid) {
+            Ok(request) => request,
+            Err(e) => return reply.error(to_fuse(e)),
+        };
+        if !sleep {
+            return reply_empty(locks.set(ino(i), &request, fh(handle)), reply);
+        }
+        // A wait parks the reply in the table and frees this thread: the grant answers it,
+        // from whichever thread (of either frontend) released the lock in the way.
+        let wake: Wake = Box::new(move |outcome| reply_empty(outcome, reply));
+        locks.set_wait(ino(i), &request, fh(handle), wake);
     }
 
     fn fsync(

@@ -39,6 +39,8 @@ pub(crate) fn to_fuse(e: Errno) -> fuser::Errno {
         Errno::TryAgain => libc::EAGAIN,
         Errno::ReadOnlyFilesystem => libc::EROFS,
         Errno::TextBusy => libc::ETXTBSY,
+        Errno::Deadlock => libc::EDEADLK,
+        Errno::Interrupted => libc::EINTR,
     };
     fuser::Errno::from_i32(raw)
 }

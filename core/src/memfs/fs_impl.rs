@@ -1001,6 +1001,10 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         self.handle(fh).map(|_| ())
     }
 
+    fn locks(&self) -> Option<&crate::locks::LockTable> {
+        Some(&self.locks)
+    }
+
     fn watch_content(&self, watch: Arc<dyn ContentWatch>) -> bool {
         let mut installed = false;
         self.watch.call_once(|| {

@@ -200,6 +200,8 @@ pub struct MemFs<B: BlockStore> {
     ///
     /// [`Filesystem::watch_content`]: crate::fs::Filesystem::watch_content
     watch: spin::Once<Arc<dyn ContentWatch>>,
+    /// The file locks of this filesystem, shared by every frontend that serves it.
+    locks: crate::locks::LockTable,
 }
 
 /// A content change under way: [`ContentWatch::changed`] follows when it is dropped, so a
@@ -254,6 +256,7 @@ impl<B: BlockStore> MemFs<B> {
             open_handles: AtomicU64::new(0),
             rename_lock: Mutex::new(()),
             watch: spin::Once::new(),
+            locks: crate::locks::LockTable::new(),
             config,
         };
         fs.enter_inode(root);

@@ -30,7 +30,8 @@
 //! two peers either agree on every byte or fail at the header. Version 2 added `Handoff`,
 //! version 3 `Open`'s `prefetch` and the `Prefetched` response, version 4 the `Outside`
 //! response, the open flags `check_read_write` (access mode 3) and `path_only` (`O_PATH`) and
-//! `Prefetched`'s content table slot; older versions are no longer spoken.
+//! `Prefetched`'s content table slot, version 5 the lock requests (`GetLock`, `SetLock`,
+//! `LockWait`) and the `Lock` response; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -117,6 +118,9 @@
 //! | 0x3b   | `SetFlags`    | `u32` fd, `bool` append, `bool` nonblock                         |
 //! | 0x3c   | `Handoff`     | `u32` fd                                                         |
 //! | 0x3d   | `CopyRange`   | `u32` fd in, `opt64` offset in, `u32` fd out, `opt64` offset out, `u64` len |
+//! | 0x48   | `GetLock`     | `u32` fd, `bool` ofd, `bool` write, `u64` start, `u64` end        |
+//! | 0x49   | `SetLock`     | `u32` fd, `u8` scope, `u8` kind, `u64` start, `u64` end, `bool` wait |
+//! | 0x4a   | `LockWait`    | `u64` token, `bool` cancel                                       |
 //!
 //! Directory positions need no requests of their own: `Lseek` on a directory description
 //! reads (`Cur`, 0) and sets (`Set`) the readdir cookie, which covers `rewinddir`, `telldir`
@@ -140,6 +144,7 @@
 //! | 0x8b | `Token`   | `u64`                      |
 //! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u32` slot, `u64` version, `data` |
 //! | 0x8d | `Outside` | `bool` second, `max(MAX_SYMLINKS)` links, `path` |
+//! | 0x8e | `Lock`    | `bool` write, `u64` start, `u64` end, `u32` pid, `bool` description |
 //!
 //! **Walks that leave the tree.** The server walks a request's paths as if the served root
 //! were mounted at a place it does not know (each client sees it at its own prefix):
@@ -152,10 +157,10 @@
 //! # Errors on the wire
 //!
 //! An [`Errno`] travels as its Linux number ([`Errno::code`], decoded by
-//! [`Errno::from_code`]): EPERM 1, ENOENT 2, EIO 5, ENXIO 6, E2BIG 7, EBADF 9, EACCES 13,
-//! EBUSY 16, EEXIST 17, ENOTDIR 20, EISDIR 21, EINVAL 22, EMFILE 24, EFBIG 27, ENOSPC 28, EMLINK 31,
-//! ERANGE 34, ENAMETOOLONG 36, ENOTEMPTY 39, ELOOP 40, ENODATA 61, EOVERFLOW 75,
-//! EOPNOTSUPP 95. Any other number is a malformed record.
+//! [`Errno::from_code`]): EPERM 1, ENOENT 2, EINTR 4, EIO 5, ENXIO 6, E2BIG 7, EBADF 9,
+//! EAGAIN 11, EACCES 13, EBUSY 16, EEXIST 17, ENOTDIR 20, EISDIR 21, EINVAL 22, EMFILE 24,
+//! EFBIG 27, ENOSPC 28, EMLINK 31, ERANGE 34, EDEADLK 35, ENAMETOOLONG 36, ENOTEMPTY 39,
+//! ELOOP 40, ENODATA 61, EOVERFLOW 75, EOPNOTSUPP 95. Any other number is a malformed record.
 //!
 //! [`Errno`]: crate::Errno
 //! [`Errno::code`]: crate::Errno::code
@@ -172,7 +177,7 @@ pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{DirentBuilder, DirentIter, DirentList, Response};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

@@ -605,6 +605,48 @@ requests! {
             /// The most bytes to copy.
             len: u64 as u64,
         },
+        /// `fcntl(F_GETLK)`, `F_OFD_GETLK`: the first lock that would stand in the way of a
+        /// record lock on `start..=end` (`end` at `i64::MAX`: to the end of the file). Replies
+        /// `Lock`, or `Ok` when nothing would.
+        GetLock = 0x48 {
+            /// The description.
+            fd: u32 as u32,
+            /// An OFD lock (owned by the description) rather than a POSIX one (the process).
+            ofd: bool as bool,
+            /// A write lock rather than a read lock.
+            write: bool as bool,
+            /// First byte.
+            start: u64 as u64,
+            /// Last byte.
+            end: u64 as u64,
+        },
+        /// `fcntl(F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW)`, `flock`: sets or clears a
+        /// lock. Replies `Ok` once it is held (or cleared), `EAGAIN` when something stands in
+        /// the way and `wait` is false, `EDEADLK` when waiting would deadlock, or `Token` when
+        /// the server parked the request: the client then asks with [`Request::LockWait`].
+        SetLock = 0x49 {
+            /// The description.
+            fd: u32 as u32,
+            /// 0: POSIX record lock (owned by the process), 1: OFD record lock, 2: `flock`.
+            scope: u8 as u8,
+            /// 0: read (shared), 1: write (exclusive), 2: unlock.
+            kind: u8 as u8,
+            /// First byte (0 for `flock`).
+            start: u64 as u64,
+            /// Last byte (`i64::MAX` for `flock`, and for "to the end of the file").
+            end: u64 as u64,
+            /// Wait for the lock rather than fail with `EAGAIN`.
+            wait: bool as bool,
+        },
+        /// How a parked [`Request::SetLock`] stands: `Ok` once granted, its error once refused
+        /// or given up, `Token` while it still waits. With `cancel`, gives it up first unless
+        /// it was granted already (`EINTR` then, as a signal ends the kernel's wait).
+        LockWait = 0x4a {
+            /// The token `SetLock` replied.
+            token: u64 as u64,
+            /// Give the wait up.
+            cancel: bool as bool,
+        },
     }
 }
 

@@ -55,8 +55,22 @@ pub enum Response<'a> {
     StatFs(StatFs),
     /// Directory entries (`Getdents`).
     Dirents(DirentList<'a>),
-    /// A token for [`Request::Attach`](super::Request::Attach) (`Fork`).
+    /// A token for [`Request::Attach`](super::Request::Attach) (`Fork`), or for
+    /// [`Request::LockWait`](super::Request::LockWait) (`SetLock`, `LockWait`).
     Token(u64),
+    /// A lock that stands in the way (`GetLock`).
+    Lock {
+        /// A write lock rather than a read lock.
+        write: bool,
+        /// Its first byte.
+        start: u64,
+        /// Its last byte (`i64::MAX`: to the end of the file).
+        end: u64,
+        /// The process that took it.
+        pid: u32,
+        /// Owned by an open file description (an OFD lock, whose `l_pid` reads -1).
+        description: bool,
+    },
     /// The walk of one of the request's paths left the served tree (an absolute symbolic
     /// link, or `..` above the root): the server did nothing, and the call goes on with
     /// `path` in the client's own namespace, as the client itself. Any request naming a path
@@ -90,6 +104,7 @@ mod kind {
     pub(super) const TOKEN: u8 = 0x8b;
     pub(super) const PREFETCHED: u8 = 0x8c;
     pub(super) const OUTSIDE: u8 = 0x8d;
+    pub(super) const LOCK: u8 = 0x8e;
 }
 
 impl Response<'_> {
@@ -110,6 +125,7 @@ impl Response<'_> {
             Response::Token(_) => kind::TOKEN,
             Response::Prefetched { .. } => kind::PREFETCHED,
             Response::Outside { .. } => kind::OUTSIDE,
+            Response::Lock { .. } => kind::LOCK,
         }
     }
 }
@@ -158,6 +174,19 @@ pub(super) fn put_response<S: Sink + ?Sized>(
             Links::put(links, sink)?;
             Path::put(path, sink)
         }
+        Response::Lock {
+            write,
+            start,
+            end,
+            pid,
+            description,
+        } => {
+            bool::put(write, sink)?;
+            u64::put(start, sink)?;
+            u64::put(end, sink)?;
+            u32::put(pid, sink)?;
+            bool::put(description, sink)
+        }
     }
 }
 
@@ -192,6 +221,13 @@ pub(super) fn get_response<'a>(
             second: bool::get(reader)?,
             links: Links::get(reader)?,
             path: Path::get(reader)?,
+        },
+        kind::LOCK => Response::Lock {
+            write: bool::get(reader)?,
+            start: u64::get(reader)?,
+            end: u64::get(reader)?,
+            pid: u32::get(reader)?,
+            description: bool::get(reader)?,
         },
         _ => return Err(DecodeError::UnknownOpcode(kind)),
     })

@@ -275,6 +275,10 @@ impl<F: Filesystem> Filesystem for Metered<F> {
     fn fsync(&self, cred: &Credentials, fh: Fh, datasync: bool) -> Result<()> {
         metered!(self, Fsync, self.inner.fsync(cred, fh, datasync))
     }
+    fn locks(&self) -> Option<&btfuse_core::locks::LockTable> {
+        self.inner.locks()
+    }
+
     fn watch_content(&self, watch: std::sync::Arc<dyn ContentWatch>) -> bool {
         self.inner.watch_content(watch)
     }

@@ -356,6 +356,9 @@ mod tests {
                 "setflags",
                 "handoff",
                 "copyrange",
+                "getlock",
+                "setlock",
+                "lockwait",
             ]
         );
         assert_eq!(Frontend::Fuse.operation_labels(), FUSE_OPERATIONS);

@@ -1060,7 +1060,7 @@ impl std::error::Error for LeftTree {}
 
 /// An error answer as its errno, a walk that left the tree as [`LeftTree`]; any other
 /// unexpected answer as a protocol error.
-fn unexpected<T>(response: Response<'_>) -> io::Result<T> {
+pub(crate) fn unexpected<T>(response: Response<'_>) -> io::Result<T> {
     match response {
         Response::Err(e) => Err(errno(e)),
         Response::Outside { path, links, .. } => Err(io::Error::other(LeftTree {

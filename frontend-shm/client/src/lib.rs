@@ -17,7 +17,8 @@
 //!   how descriptors travel with them.
 //! - [`contents`]: the content table's layout, and a client's read-only view of it.
 //! - [`discovery`]: where a mount's ring socket is, and which btfuse mounts there are.
-//! - [`Client`]: a `std::fs`-like API over channels, usable from many threads.
+//! - [`Client`]: a `std::fs`-like API over channels, usable from many threads, with file
+//!   locks ([`Client::set_lock`]) kept in the engine.
 //!
 //! Open file descriptions (offset, status flags, the engine handle) live in the server, one
 //! table per client session, so `dup` and `fork` share them as the kernel's do. A client may
@@ -33,6 +34,7 @@ pub mod contents;
 pub mod discovery;
 pub mod handshake;
 pub mod kernel_file;
+mod locks;
 #[cfg(feature = "raw")]
 pub mod raw;
 mod sys;
@@ -42,6 +44,7 @@ pub use client::{
     Client, DEAD_SERVER_CHECK, DirEntry, File, LeftTree, MAX_CHANNELS, Metadata, OpenOptions, Sent,
     identity_changed, set_private_fd_floor,
 };
+pub use locks::{LONGEST_NAP, LockHolder, LockScope, LockType};
 
 /// Messages with descriptors attached (`SCM_RIGHTS`) on a channel's socket: the server sends
 /// the region and the content table with the welcome, and kernel files after `Handoff`, and

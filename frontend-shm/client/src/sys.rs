@@ -263,3 +263,44 @@ pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
         (libc::fstat(fd, &mut st) == 0).then_some((st.st_dev, st.st_ino))
     }
 }
+
+/// Signals held back from this thread while a lock wait runs (see [`SignalsHeld::nap`]),
+/// and let through again when it is dropped.
+pub(crate) struct SignalsHeld {
+    before: libc::sigset_t,
+}
+
+impl SignalsHeld {
+    /// Blocks every signal that can be blocked, remembering the mask before.
+    pub(crate) fn hold() -> SignalsHeld {
+        // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask get valid pointers.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+            SignalsHeld { before }
+        }
+    }
+
+    /// Sleeps for `duration` with the signals the thread had before let through, atomically
+    /// (`ppoll`): one that arrived while held, or arrives now, has its handler run and ends the
+    /// nap. Returns whether that happened, as a signal ends a wait in the kernel (a signal
+    /// that is ignored never comes this far, there as here).
+    pub(crate) fn nap(&self, duration: Duration) -> bool {
+        let timeout = libc::timespec {
+            tv_sec: duration.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(duration.subsec_nanos() as i32),
+        };
+        // SAFETY: no descriptors (null, 0), a valid timeout and a valid mask.
+        let rc = unsafe { libc::ppoll(std::ptr::null_mut(), 0, &timeout, &self.before) };
+        rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `hold`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.before, std::ptr::null_mut()) };
+    }
+}

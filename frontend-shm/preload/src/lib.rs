@@ -37,9 +37,9 @@
 //! never gives the number to anything else, `dup2` onto standard output and `exec` keep it as
 //! they keep any descriptor, and programs that count, close or poll their descriptors see
 //! nothing odd. A call that reaches the kernel with it instead of this library (I/O made
-//! inside libc, a static program) fails with `EBADF`; record locks are refused with `ENOLCK`
-//! and `copy_file_range` to or from a kernel file answers `EXDEV` (so callers copy with read
-//! and write). Nothing is
+//! inside libc, a static program) fails with `EBADF`, and `copy_file_range` to or from a
+//! kernel file answers `EXDEV` (so callers copy with read and write). File locks (`fcntl`,
+//! `flock`, `lockf`) are the server's, kept in the engine with the mount's. Nothing is
 //! read or written anywhere silently. The library's own descriptors (the channels' sockets)
 //! sit near the top of the descriptor limit, away from the numbers programs pick.
 //!

@@ -98,6 +98,11 @@ real_fns! {
     dup3: fn(c_int, c_int, c_int) -> c_int;
     fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
     fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
+    flock: fn(c_int, c_int) -> c_int;
+    mmap: fn(*mut libc::c_void, size_t, c_int, c_int, c_int, off_t) -> *mut libc::c_void;
+    mmap64: fn(*mut libc::c_void, size_t, c_int, c_int, c_int, off_t) -> *mut libc::c_void;
+    lockf: fn(c_int, c_int, off_t) -> c_int;
+    lockf64: fn(c_int, c_int, off_t) -> c_int;
     ftruncate: fn(c_int, off_t) -> c_int;
     ftruncate64: fn(c_int, off_t) -> c_int;
     truncate: fn(*const c_char, off_t) -> c_int;

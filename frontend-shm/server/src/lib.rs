@@ -37,6 +37,7 @@ pub(crate) mod exec;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod handoff;
+mod locks;
 pub(crate) mod session;
 mod sys;
 mod worker;

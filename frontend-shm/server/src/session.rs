@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
 
+use crate::locks::SessionLocks;
+
 /// Most descriptions one session may hold open at once (`EMFILE` beyond).
 pub(crate) const MAX_OPEN: usize = 1 << 16;
 
@@ -69,6 +71,10 @@ pub(crate) struct Description<F: Filesystem> {
     pub(crate) grant: Grant,
     cursor: Mutex<Cursor>,
     kernel: OnceLock<std::fs::File>,
+    /// Names the description in the engine's lock table, for its OFD and `flock` locks: the
+    /// engine handle it opened with, whose number stays unique even after `F_SETFL` swaps
+    /// the handle (the engine never reuses a handle number).
+    pub(crate) lock_fh: Fh,
 }
 
 /// What a description may be used for, fixed when it opens.
@@ -116,6 +122,7 @@ impl<F: Filesystem> Description<F> {
             ino,
             kind,
             grant,
+            lock_fh: cursor.fh,
             cursor: Mutex::new(cursor),
             kernel: OnceLock::new(),
         }
@@ -165,6 +172,10 @@ impl<F: Filesystem> Description<F> {
 impl<F: Filesystem> Drop for Description<F> {
     fn drop(&mut self) {
         let fh = self.cursor.get_mut().unwrap_or_else(|p| p.into_inner()).fh;
+        // The last close: the description's OFD and `flock` locks go.
+        if let Some(locks) = self.fs.locks() {
+            locks.release_description(self.ino, self.lock_fh);
+        }
         if let Err(e) = self.fs.release(fh) {
             log::warn!("releasing handle {fh:?} of inode {:?}: {e}", self.ino);
         }
@@ -245,6 +256,8 @@ pub(crate) struct Session<F: Filesystem> {
     /// The numbers the owner's sessions hold in all.
     budget: Arc<UserBudget>,
     table: Mutex<Table<F>>,
+    /// The process's POSIX lock owner and its parked lock waits.
+    pub(crate) locks: SessionLocks<F>,
 }
 
 struct Table<F: Filesystem> {
@@ -265,6 +278,7 @@ impl<F: Filesystem> Session<F> {
                 open: HashMap::new(),
                 next: 0,
             }),
+            locks: SessionLocks::new(owner.pid),
         }
     }
 
@@ -302,6 +316,10 @@ impl<F: Filesystem> Session<F> {
         let removed = self.table().open.remove(&fd);
         let removed = removed.ok_or(Errno::BadHandle)?;
         self.budget.give(1);
+        // Any close of a descriptor of a file drops the process's POSIX locks on it.
+        if let Some(table) = self.locks.used() {
+            table.unlock_owner(removed.ino, self.locks.owner());
+        }
         drop(removed);
         Ok(())
     }

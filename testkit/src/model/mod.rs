@@ -19,11 +19,13 @@
 //!
 //! The rules live beside this file: `dir.rs` (names and entries), `perm.rs` (permissions and
 //! set-ID bits), `xattr.rs` (extended attributes), and `fs_impl.rs` (the operations).
+//! `locks.rs` models the lock table on its own ([`locks::LockModel`]).
 //!
 //! [`Filesystem`]: btfuse_core::Filesystem
 
 mod dir;
 mod fs_impl;
+pub mod locks;
 mod perm;
 mod xattr;
 

@@ -124,7 +124,7 @@ pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int
     if rc < 0 { rc } else { after_dup_to(oldfd, rc) }
 }
 
-/// `fcntl` on a btfuse descriptor: duplication, status flags and (refused) locks here;
+/// `fcntl` on a btfuse descriptor: duplication, status flags and record locks here;
 /// descriptor flags (`FD_CLOEXEC`) live on the placeholder, as the kernel keeps them.
 fn fcntl_ring(
     fd: c_int,
@@ -167,13 +167,18 @@ fn fcntl_ring(
             };
             Some(expect_ok(client, &request))
         }
-        // Record locks on a description the kernel does not hold cannot be honoured: say so.
+        // Record locks live in the engine, shared with the mount (`lock`).
         libc::F_GETLK
         | libc::F_SETLK
         | libc::F_SETLKW
         | libc::F_OFD_GETLK
         | libc::F_OFD_SETLK
-        | libc::F_OFD_SETLKW => Some(fail(libc::ENOLCK)),
+        | libc::F_OFD_SETLKW => Some(super::lock::fcntl_lock(
+            cmd,
+            arg as *mut libc::flock,
+            entry,
+            client,
+        )),
         _ => None,
     }
 }

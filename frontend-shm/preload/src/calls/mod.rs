@@ -5,6 +5,7 @@
 //! - [`path`]: `open`, `access`, `mkdir`, `unlink`, `rename`, `link`, `symlink`, `readlink`...
 //! - [`fd`]: `close`, `dup`, `fcntl`, `close_range`...
 //! - [`io`]: `read`, `write`, `lseek`, `fsync` and their positioned and vectored forms.
+//! - [`lock`]: `fcntl`'s record locks, `flock`, `lockf`; [`mmap`]: `mmap` of btfuse files.
 //! - [`stat`]: `stat`, `statx`, `statfs`...
 //! - [`meta`]: `chmod`, `chown`, `utimensat`, `truncate`...
 //! - [`kernel_only`]: `bind`, `connect`, `inotify_add_watch`, `name_to_handle_at`.
@@ -59,7 +60,9 @@ pub mod fd;
 pub mod identity;
 pub mod io;
 pub mod kernel_only;
+pub mod lock;
 pub mod meta;
+pub mod mmap;
 pub mod node;
 pub mod path;
 pub mod process;

@@ -39,16 +39,18 @@ impl Server {
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while btfuse_ring_client::Client::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server {
+        // Made first, so that a server that never answers is killed when the test fails.
+        let server = Server {
             child,
             socket,
             _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while btfuse_ring_client::Client::connect(&server.socket).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(10));
         }
+        server
     }
 }
 

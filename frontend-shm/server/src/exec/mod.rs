@@ -327,6 +327,22 @@ impl<F: Filesystem> Exec<'_, F> {
                 off_out,
                 len,
             } => self.copy_range((fd_in, off_in), (fd_out, off_out), len, scratch),
+            Request::GetLock {
+                fd,
+                ofd,
+                write,
+                start,
+                end,
+            } => self.get_lock(fd, ofd, write, start, end),
+            Request::SetLock {
+                fd,
+                scope,
+                kind,
+                start,
+                end,
+                wait,
+            } => self.set_lock(fd, scope, kind, start, end, wait),
+            Request::LockWait { token, cancel } => self.lock_wait(token, cancel),
         }
     }
 
@@ -1335,5 +1351,6 @@ fn sized<'s>(
     data(buf, n)
 }
 
+mod locks;
 #[cfg(test)]
 mod tests;

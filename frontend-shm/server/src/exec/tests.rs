@@ -2133,3 +2133,130 @@ fn copy_range_copies_in_the_server_with_linuxs_checks() {
         Err(Errno::BadHandle)
     );
 }
+
+// ---- File locks ----
+
+fn set_lock(scope: u8, kind: u8, start: u64, end: u64, wait: bool, fd: u32) -> Request<'static> {
+    Request::SetLock {
+        fd,
+        scope,
+        kind,
+        start,
+        end,
+        wait,
+    }
+}
+
+#[test]
+fn lock_requests_refuse_bad_values_and_wrong_access() {
+    let mut c = Client::root();
+    let rw = OpenOptions {
+        read: true,
+        write: true,
+        create: true,
+        ..OpenOptions::default()
+    };
+    let fd = c.fd(b"/f", rw);
+    let ro = c.fd(
+        b"/f",
+        OpenOptions {
+            read: true,
+            ..OpenOptions::default()
+        },
+    );
+    let path_only = c.fd(
+        b"/f",
+        OpenOptions {
+            path_only: true,
+            ..OpenOptions::default()
+        },
+    );
+    assert_eq!(
+        c.unit(set_lock(3, 0, 0, 9, false, fd)),
+        Err(Errno::InvalidArgument)
+    );
+    assert_eq!(
+        c.unit(set_lock(0, 3, 0, 9, false, fd)),
+        Err(Errno::InvalidArgument)
+    );
+    // An empty range, or one past i64::MAX.
+    assert_eq!(
+        c.unit(set_lock(0, 1, 9, 0, false, fd)),
+        Err(Errno::InvalidArgument)
+    );
+    assert_eq!(
+        c.unit(set_lock(0, 1, 0, u64::MAX, false, fd)),
+        Err(Errno::InvalidArgument)
+    );
+    assert_eq!(
+        c.unit(set_lock(0, 1, 0, 9, false, ro)),
+        Err(Errno::BadHandle)
+    );
+    assert_eq!(c.unit(set_lock(0, 0, 0, 9, false, ro)), Ok(()));
+    assert_eq!(c.unit(set_lock(2, 1, 0, 0, false, ro)), Ok(()));
+    assert_eq!(
+        c.unit(set_lock(2, 1, 0, 0, false, path_only)),
+        Err(Errno::BadHandle)
+    );
+    assert_eq!(
+        c.unit(set_lock(0, 0, 0, 9, false, 99)),
+        Err(Errno::BadHandle)
+    );
+    assert_eq!(
+        c.unit(Request::LockWait {
+            token: 7,
+            cancel: false
+        }),
+        Err(Errno::InvalidArgument)
+    );
+}
+
+#[test]
+fn a_parked_wait_is_granted_on_close_or_interrupted_by_cancel() {
+    let mut a = Client::root();
+    let mut b = a.other(0, 0);
+    let rw = OpenOptions {
+        read: true,
+        write: true,
+        create: true,
+        ..OpenOptions::default()
+    };
+    let fa = a.fd(b"/f", rw);
+    let fb = b.fd(b"/f", rw);
+    assert_eq!(a.unit(set_lock(0, 1, 0, 99, false, fa)), Ok(()));
+    assert_eq!(
+        b.unit(set_lock(0, 0, 50, 50, false, fb)),
+        Err(Errno::TryAgain)
+    );
+    match b.run(Request::GetLock {
+        fd: fb,
+        ofd: false,
+        write: false,
+        start: 50,
+        end: 50,
+    }) {
+        Response::Lock {
+            write, start, end, ..
+        } => assert_eq!((write, start, end), (true, 0, 99)),
+        other => panic!("expected Lock, got {other:?}"),
+    }
+    // Parked: still waiting, until A closes a descriptor of the file (its POSIX locks go).
+    let token = b.number(set_lock(0, 0, 50, 50, true, fb)).unwrap();
+    let poll = |cancel| Request::LockWait { token, cancel };
+    assert_eq!(b.number(poll(false)), Ok(token));
+    a.unit(Request::Close { fd: fa }).unwrap();
+    assert_eq!(b.unit(poll(false)), Ok(()));
+    // The token is spent.
+    assert_eq!(b.unit(poll(false)), Err(Errno::InvalidArgument));
+    // B now holds the read lock on byte 50: A's OFD write lock waits, and is given up.
+    let fa = a.fd(b"/f", rw);
+    let token = a.number(set_lock(1, 1, 50, 50, true, fa)).unwrap();
+    let cancel = Request::LockWait {
+        token,
+        cancel: true,
+    };
+    assert_eq!(a.unit(cancel), Err(Errno::Interrupted));
+    // B's session ends: its locks go with it.
+    drop(b);
+    assert_eq!(a.unit(set_lock(1, 1, 50, 50, false, fa)), Ok(()));
+}
