@@ -510,4 +510,10 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
     fn watch_content(&self, watch: Arc<dyn ContentWatch>) -> bool {
         self.inner.watch_content(watch)
     }
+
+    // Lock calls are not engine operations a program is asked about: the table is passed on
+    // so that both frontends keep sharing it behind the programs.
+    fn locks(&self) -> Option<&btfuse_core::locks::LockTable> {
+        self.inner.locks()
+    }
 }
