@@ -504,6 +504,8 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         .min_by_key(|&i| shared.workers[i].load())
         .unwrap_or(0);
     shared.counters.channels.fetch_add(1, Ordering::Relaxed);
+    let stream = Arc::new(stream);
+    session.add_channel(&stream);
     shared.workers[index].push(worker::NewChannel {
         region,
         stream,
@@ -530,7 +532,7 @@ fn refuse(stream: &UnixStream, errno: i32) {
 }
 
 /// The session a hello asks for, as an errno when it may not have it.
-fn find_session<F: Filesystem>(
+fn find_session<F: Filesystem + 'static>(
     shared: &Shared<F>,
     hello: Hello,
     cred: &Credentials,
@@ -547,6 +549,7 @@ fn find_session<F: Filesystem>(
             };
             let session = Arc::new(Session::new(token, cred, shared.budgets.of(cred.uid)));
             sessions.insert(token, Arc::downgrade(&session));
+            locks::register_holder(cred.pid, &session);
             Ok(session)
         }
         Hello::Join(token) => {

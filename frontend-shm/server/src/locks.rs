@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use btfuse_core::locks::{LockOwner, LockTable, OwnerKind, WaitId, Wake};
 use btfuse_core::{Errno, Filesystem, Result};
@@ -24,33 +24,58 @@ pub(crate) const MAX_PARKED_PER_SESSION: usize = 1024;
 /// Numbers the sessions' lock owners, never reused while the server runs.
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
-/// Live sessions by the pid of their process: a process that has exited but still has one
-/// here has locks the server has not dropped yet (it learns of the exit when it serves the
-/// hang-up of the process's sockets, a moment later).
-static SESSIONS_BY_PID: Mutex<Option<HashMap<u32, usize>>> = Mutex::new(None);
+/// What the lock calls need of a session they may find in their way: a session whose process
+/// has exited but whose channels its worker has not retired yet.
+pub(crate) trait Holder: Send + Sync {
+    /// Whether every channel of the session has hung up (its process is gone): if so, ends
+    /// what the session holds, at once (see `Session::end`).
+    fn end_if_hung_up(&self) -> bool;
 
-fn sessions_by_pid() -> MutexGuard<'static, Option<HashMap<u32, usize>>> {
-    SESSIONS_BY_PID.lock().unwrap_or_else(|p| p.into_inner())
+    /// The owner of the session's POSIX locks.
+    fn lock_owner(&self) -> LockOwner;
 }
 
-/// Whether the server still has a session of process `pid`.
-pub(crate) fn has_session(pid: u32) -> bool {
-    sessions_by_pid()
+/// Sessions by the pid of the process that made them, to find the one behind a lock in the
+/// way. Entries go with their sessions (pruned as new ones come).
+static HOLDERS: Mutex<Option<HoldersByPid>> = Mutex::new(None);
+
+type HoldersByPid = HashMap<u32, Vec<Weak<dyn Holder>>>;
+
+fn holders() -> MutexGuard<'static, Option<HoldersByPid>> {
+    HOLDERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes `session`, made for process `pid`, one that [`end_hung_up`] can find.
+pub(crate) fn register_holder<H: Holder + 'static>(pid: u32, session: &Arc<H>) {
+    let weak: Weak<dyn Holder> = Arc::downgrade(session) as Weak<dyn Holder>;
+    let mut holders = holders();
+    let by_pid = holders.get_or_insert_with(HashMap::new);
+    by_pid.retain(|_, sessions| {
+        sessions.retain(|s| s.strong_count() > 0);
+        !sessions.is_empty()
+    });
+    by_pid.entry(pid).or_default().push(weak);
+}
+
+/// Ends the sessions of process `pid` whose channels have all hung up, and gives the POSIX
+/// lock owners of those sessions (empty when it has none that are gone).
+///
+/// The kernel closes an exiting process's descriptors, its end of the server's socket among
+/// them, before its parent can reap it, so a parent that has reaped a child holding a lock
+/// finds the child's socket hung up even if the worker that owns the channel has not served
+/// the hang-up yet (it may be the very thread asking). Ending the session here drops its
+/// locks as the kernel would have by then.
+pub(crate) fn end_hung_up(pid: u32) -> Vec<LockOwner> {
+    let sessions: Vec<Arc<dyn Holder>> = holders()
         .as_ref()
-        .is_some_and(|m| m.get(&pid).is_some_and(|&n| n > 0))
-}
-
-/// Whether process `pid` has exited (it is gone, or a zombie): its files are closed, so the
-/// kernel would have dropped its locks already.
-pub(crate) fn has_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses and may hold any byte.
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|end| stat[end + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-        Err(_) => true,
-    }
+        .and_then(|by_pid| by_pid.get(&pid))
+        .map(|sessions| sessions.iter().filter_map(Weak::upgrade).collect())
+        .unwrap_or_default();
+    sessions
+        .iter()
+        .filter(|s| s.end_if_hung_up())
+        .map(|s| s.lock_owner())
+        .collect()
 }
 
 /// Where a parked wait stands.
@@ -71,8 +96,6 @@ fn lock(slot: &Slot) -> MutexGuard<'_, WaitState> {
 /// The lock state of one session.
 pub(crate) struct SessionLocks<F: Filesystem> {
     owner: LockOwner,
-    /// The session's process, counted in `SESSIONS_BY_PID` while the session lives.
-    pid: u32,
     /// The engine, kept once the session has used locks, to drop them when it ends.
     fs: OnceLock<Arc<F>>,
     waits: Mutex<HashMap<u64, Slot>>,
@@ -88,18 +111,13 @@ pub(crate) enum Waited {
 }
 
 impl<F: Filesystem> SessionLocks<F> {
-    /// The lock state of a new session of process `pid`.
-    pub(crate) fn new(pid: u32) -> Self {
-        *sessions_by_pid()
-            .get_or_insert_with(HashMap::new)
-            .entry(pid)
-            .or_insert(0) += 1;
+    /// The lock state of a new session.
+    pub(crate) fn new() -> Self {
         SessionLocks {
             owner: LockOwner {
                 kind: OwnerKind::Process,
                 id: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
             },
-            pid,
             fs: OnceLock::new(),
             waits: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
@@ -189,13 +207,12 @@ impl<F: Filesystem> SessionLocks<F> {
 impl<F: Filesystem> Drop for SessionLocks<F> {
     fn drop(&mut self) {
         self.release_all();
-        // Only once its locks are gone: a contender that saw the exit waits for this.
-        self.forget_session();
     }
 }
 
 impl<F: Filesystem> SessionLocks<F> {
-    fn release_all(&mut self) {
+    /// Drops the process's POSIX locks and gives up its parked waits: it is gone.
+    pub(crate) fn release_all(&self) {
         let Some(fs) = self.fs.get() else {
             return;
         };
@@ -204,7 +221,7 @@ impl<F: Filesystem> SessionLocks<F> {
         };
         // Waits of the descriptions' owners (OFD, flock) are this process's too: it is gone,
         // so they are given up, even if a child still holds the description.
-        let waits = std::mem::take(self.waits.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let waits = std::mem::take(&mut *self.waits());
         for slot in waits.values() {
             let state = *lock(slot);
             if let WaitState::Parked(Some(id)) = state {
@@ -212,16 +229,5 @@ impl<F: Filesystem> SessionLocks<F> {
             }
         }
         table.release_owner(self.owner);
-    }
-
-    fn forget_session(&self) {
-        if let Some(by_pid) = sessions_by_pid().as_mut()
-            && let Some(n) = by_pid.get_mut(&self.pid)
-        {
-            *n -= 1;
-            if *n == 0 {
-                by_pid.remove(&self.pid);
-            }
-        }
     }
 }

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
 
-use crate::locks::SessionLocks;
+use std::os::unix::net::UnixStream;
+
+use btfuse_core::locks::LockOwner;
+
+use crate::locks::{Holder, SessionLocks};
 
 /// Most descriptions one session may hold open at once (`EMFILE` beyond).
 pub(crate) const MAX_OPEN: usize = 1 << 16;
@@ -258,6 +262,8 @@ pub(crate) struct Session<F: Filesystem> {
     table: Mutex<Table<F>>,
     /// The process's POSIX lock owner and its parked lock waits.
     pub(crate) locks: SessionLocks<F>,
+    /// The sockets of the session's channels, to see whether its process is gone.
+    channels: Mutex<Vec<Weak<UnixStream>>>,
 }
 
 struct Table<F: Filesystem> {
@@ -278,8 +284,27 @@ impl<F: Filesystem> Session<F> {
                 open: HashMap::new(),
                 next: 0,
             }),
-            locks: SessionLocks::new(owner.pid),
+            locks: SessionLocks::new(),
+            channels: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Counts `stream` among the session's channels.
+    pub(crate) fn add_channel(&self, stream: &Arc<UnixStream>) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.retain(|c| c.strong_count() > 0);
+        channels.push(Arc::downgrade(stream));
+    }
+
+    /// Ends what the session holds once its process is gone, as the kernel does when a
+    /// process exits: every descriptor closes (a description's OFD and `flock` locks go
+    /// with its last close) and the process's POSIX locks and parked waits go. The worker
+    /// that owns the channels retires them later, finding nothing left to release.
+    pub(crate) fn end(&self) {
+        let open = std::mem::take(&mut self.table().open);
+        self.budget.give(open.len());
+        drop(open);
+        self.locks.release_all();
     }
 
     fn table(&self) -> MutexGuard<'_, Table<F>> {
@@ -364,6 +389,29 @@ impl<F: Filesystem> Session<F> {
     /// A copy of the table sharing every description, as `fork` gives a child.
     fn fork_table(&self) -> HashMap<u32, Arc<Description<F>>> {
         self.table().open.clone()
+    }
+}
+
+impl<F: Filesystem> Holder for Session<F> {
+    fn end_if_hung_up(&self) -> bool {
+        let channels: Vec<Arc<UnixStream>> = {
+            let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            if channels.is_empty() {
+                // Not set up yet: its process has only just connected.
+                return false;
+            }
+            channels.iter().filter_map(Weak::upgrade).collect()
+        };
+        // A channel whose socket is gone has been retired: it hung up.
+        if !channels.iter().all(|c| crate::sys::hung_up(c)) {
+            return false;
+        }
+        self.end();
+        true
+    }
+
+    fn lock_owner(&self) -> LockOwner {
+        self.locks.owner()
     }
 }
 

@@ -49,7 +49,7 @@ const KIND_CANCEL: u64 = 3;
 /// A channel the set-up thread hands to a worker.
 pub(crate) struct NewChannel<F: Filesystem> {
     pub(crate) region: Region,
-    pub(crate) stream: UnixStream,
+    pub(crate) stream: Arc<UnixStream>,
     pub(crate) session: Arc<Session<F>>,
     pub(crate) cred: Credentials,
     /// Its place in its user's connection count.
@@ -98,7 +98,7 @@ impl<F: Filesystem> Inbox<F> {
 /// A channel as its worker keeps it.
 struct Channel<F: Filesystem> {
     region: Region,
-    stream: UnixStream,
+    stream: Arc<UnixStream>,
     session: Arc<Session<F>>,
     cred: Credentials,
     /// Its place in its user's connection count, given back when it goes.

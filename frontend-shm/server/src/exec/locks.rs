@@ -6,13 +6,11 @@ use btfuse_core::locks::{LockKind, LockOwner, LockRange, LockRequest, LockSpace,
 use btfuse_core::ring::Response;
 use btfuse_core::{Errno, Filesystem, Result};
 
-use std::time::{Duration, Instant};
-
 use btfuse_core::Ino;
 use btfuse_core::locks::LockTable;
 
 use super::Exec;
-use crate::locks::{Waited, has_exited, has_session};
+use crate::locks::{Waited, end_hung_up};
 use crate::session::Description;
 
 /// `SetLock`'s scopes.
@@ -20,24 +18,35 @@ const SCOPE_POSIX: u8 = 0;
 const SCOPE_OFD: u8 = 1;
 const SCOPE_FLOCK: u8 = 2;
 
-/// How long a lock call waits for the server to close the session of a process that has
-/// exited while holding the lock in its way.
-const EXITED_HOLDER_WAIT: Duration = Duration::from_secs(2);
+/// Most locks of processes that are gone [`settle_exited_holders`] removes for one call.
+const MAX_SETTLED: usize = 64;
 
-/// Waits, up to [`EXITED_HOLDER_WAIT`], while the first lock in the way of `request` was taken
-/// by a process that has exited but whose session the server has not closed yet. The kernel
-/// drops an exiting process's locks before its parent can reap it; the server learns of the
-/// exit from the hang-up of the process's sockets, a moment later: without this, a parent that
-/// reaped a child holding a lock could find the lock still there.
+/// Drops the locks in the way of `request` that belong to processes that have exited but
+/// whose sessions the server has not ended yet (see [`end_hung_up`]). The kernel drops an
+/// exiting process's locks before its parent can reap it; without this, a parent that reaped
+/// a child holding a lock could find the lock still there.
 fn settle_exited_holders(table: &LockTable, ino: Ino, request: &LockRequest) {
-    let deadline = Instant::now() + EXITED_HOLDER_WAIT;
-    while let Some(conflict) = table.get(ino, request) {
-        let pid = conflict.pid;
-        // Pid 0: a process the server cannot see (another pid namespace); no proof of exit.
-        if pid == 0 || !has_session(pid) || !has_exited(pid) || Instant::now() > deadline {
+    for _ in 0..MAX_SETTLED {
+        let Some(conflict) = table.get(ino, request) else {
+            return;
+        };
+        // Pid 0: a process the server cannot see (another pid namespace).
+        if conflict.pid == 0 {
             return;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        let ended = end_hung_up(conflict.pid);
+        if ended.is_empty() {
+            return;
+        }
+        if ended.contains(&conflict.owner) {
+            // Ending the session dropped its POSIX locks; one a request of the process still
+            // being served took since then is as stale.
+            table.release_owner(conflict.owner);
+        } else if table.get(ino, request) == Some(conflict) {
+            // A description's lock that another process still holds (a child that inherited
+            // it): a real conflict.
+            return;
+        }
     }
 }
 
@@ -162,6 +171,7 @@ impl<F: Filesystem> Exec<'_, F> {
             settle_exited_holders(table, ino, &request);
             return table.set(ino, &request, fh).map(|()| Response::Ok);
         }
+        settle_exited_holders(table, ino, &request);
         match self
             .session
             .locks
