@@ -238,10 +238,8 @@ pub trait Filesystem: Send + Sync {
         false
     }
 
-    /// The file locks every frontend of this filesystem shares, if it keeps any. The default,
-    /// `None`, keeps none (frontends then answer lock calls with `EOPNOTSUPP`). Wrappers pass
-    /// the call on.
-    fn locks(&self) -> Option<&crate::locks::LockTable> {
-        None
-    }
+    /// The file locks every frontend of this filesystem shares, if it keeps any (`None`:
+    /// frontends answer lock calls with `EOPNOTSUPP`). Wrappers pass the call on; there is
+    /// no default, so that a wrapper cannot drop the table by forgetting to.
+    fn locks(&self) -> Option<&crate::locks::LockTable>;
 }

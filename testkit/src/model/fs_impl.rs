@@ -987,4 +987,10 @@ impl Filesystem for Model {
         let st = self.lock();
         Self::handle(&st, fh).map(|_| ())
     }
+
+    // The model's locks are checked on their own (`model::locks`, `tests/locks.rs`), not
+    // through this trait.
+    fn locks(&self) -> Option<&btfuse_core::locks::LockTable> {
+        None
+    }
 }
