@@ -48,9 +48,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use btfuse_core::{ContentWatch, Credentials, Filesystem};
 use btfuse_daemon::creds::{self, PeerCred};
@@ -170,6 +170,8 @@ struct Shared<F: Filesystem> {
     budgets: session::Budgets,
     /// Regions made ahead of connections (see [`take_region`]).
     prepared: Mutex<Vec<PreparedRegion>>,
+    /// Wakes the thread that makes regions ahead ([`make_regions_ahead`]).
+    regions_wanted: Condvar,
 }
 
 /// A fresh region, ready to send: its memfd and this side's mapping, header written.
@@ -182,53 +184,77 @@ struct PreparedRegion {
 /// to connect without waiting for one to be made.
 const PREPARED_REGIONS: usize = 4;
 
-/// A new region: a sealed memfd, mapped, with its header written.
+/// A new region: a sealed memfd, mapped, with its header written and the pages a short
+/// exchange touches given memory.
 fn make_region() -> io::Result<PreparedRegion> {
     let memfd = sys::sealed_memfd(c"btfuse-ring", REGION_LEN as u64)?;
     // SAFETY: a memfd of REGION_LEN bytes made just above, sealed against shrinking.
     #[allow(unsafe_code)]
     let region = unsafe { Region::map(&memfd)? };
     region.initialise();
+    if let Err(e) = region.prefault() {
+        // Before Linux 5.14: the pages come at first touch instead.
+        log::debug!("cannot prefault a region: {e}");
+    }
     Ok(PreparedRegion { memfd, region })
+}
+
+fn prepared<F: Filesystem>(shared: &Shared<F>) -> MutexGuard<'_, Vec<PreparedRegion>> {
+    shared.prepared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A region for a new connection: one made ahead if any is left, else a new one. Each is
 /// given to one connection only: no two clients ever share a memfd.
 fn take_region<F: Filesystem>(shared: &Shared<F>) -> io::Result<PreparedRegion> {
-    let ready = shared
-        .prepared
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .pop();
+    let ready = prepared(shared).pop();
+    shared.regions_wanted.notify_one();
     ready.map_or_else(make_region, Ok)
 }
 
-/// Makes regions until [`PREPARED_REGIONS`] wait ready; after a connection was answered, so
-/// that no client waits for it.
-fn refill_regions<F: Filesystem>(shared: &Shared<F>) {
-    loop {
-        let missing = PREPARED_REGIONS.saturating_sub(
-            shared
-                .prepared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len(),
-        );
-        if missing == 0 {
-            return;
+/// Keeps [`PREPARED_REGIONS`] regions made ahead of connections, on a thread of its own at a
+/// lower priority: making one (a memfd, its seals, a mapping, its first pages) takes longer
+/// than the rest of a connection's set-up, and done by the thread that answers connections
+/// it held up the next client, or the one just answered when both ran on one CPU.
+fn make_regions_ahead<F: Filesystem>(shared: &Shared<F>) {
+    sys::lower_thread_priority();
+    let mut ready = prepared(shared);
+    while !shared.stop.load(Ordering::SeqCst) {
+        if ready.len() >= PREPARED_REGIONS {
+            ready = shared
+                .regions_wanted
+                .wait(ready)
+                .unwrap_or_else(|p| p.into_inner());
+            continue;
         }
+        drop(ready);
         match make_region() {
-            Ok(region) => shared
-                .prepared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(region),
+            Ok(region) => {
+                ready = prepared(shared);
+                ready.push(region);
+            }
             Err(e) => {
                 log::warn!("cannot make a region ahead of connections: {e}");
-                return;
+                ready = prepared(shared);
+                ready = shared
+                    .regions_wanted
+                    .wait_timeout(ready, Duration::from_secs(1))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
         }
     }
+}
+
+/// Most connections whose hello the accept thread waits for at once; beyond, each waits on a
+/// thread of its own.
+const MAX_PENDING_HELLOS: usize = 256;
+
+/// A connection accepted whose hello has not come yet.
+struct PendingHello {
+    stream: UnixStream,
+    peer: PeerCred,
+    slot: UserSlot,
+    deadline: Instant,
 }
 
 /// Live figures of a running server, readable from any thread (the metrics exporter's
@@ -308,6 +334,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             stop: AtomicBool::new(false),
             budgets: session::Budgets::default(),
             prepared: Mutex::new(Vec::new()),
+            regions_wanted: Condvar::new(),
             users: Arc::new(UserConnections {
                 counts: Mutex::new(HashMap::new()),
                 max: config.max_connections_per_user,
@@ -335,6 +362,12 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             std::thread::Builder::new()
                 .name("ring-forks".into())
                 .spawn(move || for_sweeper.forks.run_sweeper(FORK_SWEEP))?,
+        );
+        let for_maker = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("ring-regions".into())
+                .spawn(move || make_regions_ahead(&for_maker))?,
         );
         let accepting = listener.try_clone()?;
         let for_acceptor = Arc::clone(&shared);
@@ -377,6 +410,9 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
             inbox.wake();
         }
         self.shared.forks.close();
+        // Under the lock the region maker checks `stop` under: it cannot miss this.
+        drop(prepared(&self.shared));
+        self.shared.regions_wanted.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -412,25 +448,89 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
     sys::with_umask(0o177, || UnixListener::bind(path))
 }
 
+/// Accepts connections and sets each up on this thread once its hello is there. A client
+/// writes its hello right after connecting, but when it was preempted in between (the wake-up
+/// of this thread does that when both share a CPU) the hello comes a moment later: the
+/// connection then waits in a poll set beside the listener, up to [`HELLO_TIMEOUT`], instead
+/// of costing a thread. Setting up cannot block once the hello is read: the reply goes into
+/// an empty socket buffer.
 fn accept_loop<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     listener: &UnixListener,
 ) {
-    refill_regions(shared);
-    loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(_) if shared.stop.load(Ordering::SeqCst) => return,
-            Err(e) => {
-                log::warn!("accept: {e}");
+    if let Err(e) = listener.set_nonblocking(true) {
+        log::error!("the ring's listener cannot be made non-blocking: {e}");
+        return;
+    }
+    let mut pending: Vec<PendingHello> = Vec::new();
+    let mut polled: Vec<libc::pollfd> = Vec::new();
+    while !shared.stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let timeout = pending
+            .iter()
+            .map(|p| p.deadline.saturating_duration_since(now))
+            .min()
+            .map_or(-1, |d| {
+                libc::c_int::try_from(d.as_millis() + 1).unwrap_or(libc::c_int::MAX)
+            });
+        polled.clear();
+        polled.push(libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        polled.extend(pending.iter().map(|p| libc::pollfd {
+            fd: p.stream.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        }));
+        if let Err(e) = sys::poll(&mut polled, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::warn!("poll on the ring's listener: {e}");
                 std::thread::sleep(Duration::from_millis(10));
-                continue;
             }
-        };
+            continue;
+        }
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        // Counted before a thread is spent on it: a user over the cap costs one refusal.
+        // Connections waiting for their hello, from the last, so that removing one keeps the
+        // indices of those before it.
+        let now = Instant::now();
+        for i in (0..pending.len()).rev() {
+            if polled[i + 1].revents == 0 {
+                if now >= pending[i].deadline {
+                    // Said nothing in time: closed, its slot given back.
+                    pending.swap_remove(i);
+                }
+                continue;
+            }
+            let waiting = pending.swap_remove(i);
+            hello_arrived(shared, waiting);
+        }
+        if polled[0].revents != 0 {
+            accept_ready(shared, listener, &mut pending);
+        }
+    }
+}
+
+/// Accepts every connection waiting on the listener.
+fn accept_ready<F: Filesystem + Send + Sync + 'static>(
+    shared: &Arc<Shared<F>>,
+    listener: &UnixListener,
+    pending: &mut Vec<PendingHello>,
+) {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) if shared.stop.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                return;
+            }
+        };
+        // Counted before anything is spent on it: a user over the cap costs one refusal.
         let peer = match sys::peer_cred(&stream) {
             Ok(peer) => peer,
             Err(e) => {
@@ -442,41 +542,91 @@ fn accept_loop<F: Filesystem + Send + Sync + 'static>(
             refuse(&stream, libc::EMFILE);
             continue;
         };
-        // A client writes its hello right after connecting: when it is already here, setting
-        // the channel up costs no thread (and nothing on the way can block: the reply goes
-        // into an empty socket buffer).
         if sys::readable_bytes(&stream).is_ok_and(|n| n >= HELLO_LEN) {
-            if let Err(e) = set_up(shared, stream, peer, slot) {
+            if let Err(e) = set_up(shared, stream, peer, slot, HELLO_TIMEOUT) {
                 log::debug!("channel set-up failed: {e}");
             }
-            refill_regions(shared);
-            continue;
-        }
-        let shared = Arc::clone(shared);
-        let spawned = std::thread::Builder::new()
-            .name("ring-setup".into())
-            .spawn(move || {
-                if let Err(e) = set_up(&shared, stream, peer, slot) {
-                    log::debug!("channel set-up failed: {e}");
-                }
-                refill_regions(&shared);
+        } else if pending.len() < MAX_PENDING_HELLOS {
+            pending.push(PendingHello {
+                stream,
+                peer,
+                slot,
+                deadline: Instant::now() + HELLO_TIMEOUT,
             });
-        if let Err(e) = spawned {
-            log::warn!("cannot start a set-up thread: {e}");
+        } else {
+            set_up_on_a_thread(shared, stream, peer, slot, HELLO_TIMEOUT);
         }
     }
 }
 
-/// Reads the hello, decides the session, sends the region and hands the channel to a worker.
+/// A waiting connection became readable (or hung up): set up when the whole hello is there.
+fn hello_arrived<F: Filesystem + Send + Sync + 'static>(
+    shared: &Arc<Shared<F>>,
+    waiting: PendingHello,
+) {
+    let PendingHello {
+        stream,
+        peer,
+        slot,
+        deadline,
+    } = waiting;
+    match sys::readable_bytes(&stream) {
+        Ok(n) if n >= HELLO_LEN => {
+            if let Err(e) = set_up(shared, stream, peer, slot, HELLO_TIMEOUT) {
+                log::debug!("channel set-up failed: {e}");
+            }
+        }
+        // A hello cut in two (no client of ours writes one so): the rest is waited for on a
+        // thread of its own, within what is left of the time allowed.
+        Ok(n) if n > 0 => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            set_up_on_a_thread(
+                shared,
+                stream,
+                peer,
+                slot,
+                left.max(Duration::from_millis(1)),
+            );
+        }
+        // Hung up before saying anything: dropped, its slot given back.
+        _ => {}
+    }
+}
+
+/// Sets a connection up on a thread of its own, which waits up to `timeout` for its hello.
+fn set_up_on_a_thread<F: Filesystem + Send + Sync + 'static>(
+    shared: &Arc<Shared<F>>,
+    stream: UnixStream,
+    peer: PeerCred,
+    slot: UserSlot,
+    timeout: Duration,
+) {
+    let shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("ring-setup".into())
+        .spawn(move || {
+            if let Err(e) = set_up(&shared, stream, peer, slot, timeout) {
+                log::debug!("channel set-up failed: {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start a set-up thread: {e}");
+    }
+}
+
+/// Reads the hello (waiting up to `hello_timeout` for it), decides the session, hands the
+/// channel to a worker and sends the region.
 fn set_up<F: Filesystem + Send + Sync + 'static>(
     shared: &Arc<Shared<F>>,
     stream: UnixStream,
     peer: PeerCred,
     slot: UserSlot,
+    hello_timeout: Duration,
 ) -> io::Result<()> {
-    stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    stream.set_read_timeout(Some(hello_timeout))?;
     let mut hello = [0u8; HELLO_LEN];
     (&stream).read_exact(&mut hello)?;
+    stream.set_read_timeout(None)?;
     let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let cred = creds::credentials_of(peer);
     let session = match find_session(shared, hello, &cred) {
@@ -487,32 +637,37 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         }
     };
     let PreparedRegion { memfd, region } = take_region(shared)?;
-    let welcome = Welcome {
-        status: 0,
-        session: session.join_token,
-        region_len: REGION_LEN as u64,
-        table_len: TABLE_LEN as u64,
-    };
-    let table = shared.contents.fd().as_raw_fd();
-    send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table])?;
-    drop(memfd);
-    stream.set_read_timeout(None)?;
     if shared.stop.load(Ordering::SeqCst) {
         return Ok(());
     }
+    // The worker gets the channel before the client gets the region: its wake-up overlaps
+    // the client's, and it is ready when the first request comes.
     let index = (0..shared.workers.len())
         .min_by_key(|&i| shared.workers[i].load())
         .unwrap_or(0);
     shared.counters.channels.fetch_add(1, Ordering::Relaxed);
     let stream = Arc::new(stream);
     session.add_channel(&stream);
+    let join_token = session.join_token;
     shared.workers[index].push(worker::NewChannel {
         region,
-        stream,
+        stream: Arc::clone(&stream),
         session,
         cred,
         slot,
     });
+    let welcome = Welcome {
+        status: 0,
+        session: join_token,
+        region_len: REGION_LEN as u64,
+        table_len: TABLE_LEN as u64,
+    };
+    let table = shared.contents.fd().as_raw_fd();
+    if let Err(e) = send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table]) {
+        // The worker sees the hang-up and retires the channel.
+        sys::shutdown_socket(stream.as_raw_fd());
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -886,6 +1041,47 @@ mod tests {
         assert_eq!(server.channels(), 0);
         server.shutdown();
         assert!(!socket.exists());
+    }
+
+    /// Connects, then sends its hello in `parts` pieces `pause` apart, and reads the answer.
+    fn welcome_after_a_slow_hello(
+        socket: &Path,
+        parts: &[std::ops::Range<usize>],
+        pause: Duration,
+    ) -> Welcome {
+        use btfuse_ring_client::handshake::WELCOME_LEN;
+        let mut stream = UnixStream::connect(socket).unwrap();
+        let hello = Hello::NewSession.encode();
+        for part in parts {
+            std::thread::sleep(pause);
+            stream.write_all(&hello[part.clone()]).unwrap();
+        }
+        let mut welcome = [0u8; WELCOME_LEN];
+        std::io::Read::read_exact(&mut stream, &mut welcome).unwrap();
+        Welcome::decode(&welcome).unwrap()
+    }
+
+    #[test]
+    fn a_hello_that_comes_late_or_in_pieces_is_answered_and_others_are_not_held_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, socket) = server(dir.path());
+        // One that waits, then says its hello: answered from the accept thread's poll set.
+        let late = welcome_after_a_slow_hello(&socket, &[0..HELLO_LEN], Duration::from_millis(100));
+        assert_eq!(late.status, 0);
+        // One cut in two: answered too.
+        let cut =
+            welcome_after_a_slow_hello(&socket, &[0..10, 10..HELLO_LEN], Duration::from_millis(50));
+        assert_eq!(cut.status, 0);
+        // While a silent one waits for its hello, another client is set up at once.
+        let _silent = UnixStream::connect(&socket).unwrap();
+        let started = std::time::Instant::now();
+        let (_channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+        assert!(
+            started.elapsed() < HELLO_TIMEOUT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+        server.shutdown();
     }
 
     #[test]

@@ -126,6 +126,23 @@ pub(crate) fn shutdown_socket(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// `poll(2)` on `fds`, up to `timeout_ms` (-1: no limit); the number of ready descriptors.
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `fds` is a valid slice of `n` pollfds.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+    check(ready).map(|r| r as usize)
+}
+
+/// Lowers the calling thread's priority (nice 10): for work done ahead of need, which must
+/// not take CPU from the threads that answer clients.
+pub(crate) fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on this thread's id changes only it.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: as above; a failure leaves the priority as it was, which is harmless.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) };
+}
+
 /// Whether the peer of `sock` has closed its end (no wait).
 pub(crate) fn hung_up(sock: &UnixStream) -> bool {
     let mut poll = libc::pollfd {
