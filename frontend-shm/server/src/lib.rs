@@ -207,16 +207,15 @@ fn prepared<F: Filesystem>(shared: &Shared<F>) -> MutexGuard<'_, Vec<PreparedReg
 /// given to one connection only: no two clients ever share a memfd.
 fn take_region<F: Filesystem>(shared: &Shared<F>) -> io::Result<PreparedRegion> {
     let ready = prepared(shared).pop();
-    shared.regions_wanted.notify_one();
     ready.map_or_else(make_region, Ok)
 }
 
-/// Keeps [`PREPARED_REGIONS`] regions made ahead of connections, on a thread of its own at a
-/// lower priority: making one (a memfd, its seals, a mapping, its first pages) takes longer
+/// Keeps [`PREPARED_REGIONS`] regions made ahead of connections, on a thread of its own that
+/// runs only when a CPU has nothing else to do: making one (a memfd, its seals, a mapping, its first pages) takes longer
 /// than the rest of a connection's set-up, and done by the thread that answers connections
 /// it held up the next client, or the one just answered when both ran on one CPU.
 fn make_regions_ahead<F: Filesystem>(shared: &Shared<F>) {
-    sys::lower_thread_priority();
+    sys::idle_thread_priority();
     let mut ready = prepared(shared);
     while !shared.stop.load(Ordering::SeqCst) {
         if ready.len() >= PREPARED_REGIONS {
@@ -663,7 +662,10 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         table_len: TABLE_LEN as u64,
     };
     let table = shared.contents.fd().as_raw_fd();
-    if let Err(e) = send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table]) {
+    let sent = send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table]);
+    // Only now: the client runs before another region is made.
+    shared.regions_wanted.notify_one();
+    if let Err(e) = sent {
         // The worker sees the hang-up and retires the channel.
         sys::shutdown_socket(stream.as_raw_fd());
         return Err(e);

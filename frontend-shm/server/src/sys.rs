@@ -134,13 +134,16 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Res
     check(ready).map(|r| r as usize)
 }
 
-/// Lowers the calling thread's priority (nice 10): for work done ahead of need, which must
-/// not take CPU from the threads that answer clients.
-pub(crate) fn lower_thread_priority() {
-    // SAFETY: gettid has no preconditions; setpriority on this thread's id changes only it.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: as above; a failure leaves the priority as it was, which is harmless.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) };
+/// Gives the calling thread the idle scheduling policy (`SCHED_IDLE`): it runs only on a CPU
+/// nothing else wants, and its wake-up never preempts another thread. For work done ahead of
+/// need, which must not take a CPU from the threads that answer clients, or from the clients.
+pub(crate) fn idle_thread_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: policy change of the calling thread (id 0) with a valid parameter; a failure
+    // leaves the policy as it was, which is harmless.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        log::debug!("SCHED_IDLE refused: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Whether the peer of `sock` has closed its end (no wait).

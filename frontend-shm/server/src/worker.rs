@@ -33,6 +33,10 @@ use crate::sys;
 /// a machine with cores to spare; on a busy one, much less or not at all (see
 /// [`waiting`](btfuse_ring_client::waiting)).
 const SPIN: Duration = Duration::from_micros(50);
+/// How long a worker that was just given a channel polls for its first request: the client
+/// is mapping its region at the same moment, which takes longer than a request's turn, and
+/// a worker asleep when the request comes costs the client a wake-up.
+const FIRST_REQUEST_SPIN: Duration = Duration::from_micros(250);
 /// Submission queue entries: two per channel would need resizing; the queue is flushed
 /// whenever it fills, so this only bounds a batch.
 const RING_ENTRIES: u32 = 256;
@@ -170,9 +174,14 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         // Whether the last response went to a client that slept (not on a CPU).
         let mut client_slept = false;
         let mut waiting_seen = 0;
+        // A channel adopted has not sent its first request yet.
+        let mut fresh = false;
         while !self.shared.stop.load(Ordering::Relaxed) {
-            if !self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0 {
-                self.adopt_new_channels();
+            if (!self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0)
+                && self.adopt_new_channels()
+            {
+                fresh = true;
+                spin = None;
             }
             self.reap_completions();
             if self.any_closing {
@@ -193,17 +202,20 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 // The clock is read at the next check, not now: the client's next request
                 // may already be on its way.
                 spin = None;
+                fresh = false;
                 continue;
             }
             // Spinning for the next request pays only while a client is on a CPU to send it.
+            let limit = if fresh { FIRST_REQUEST_SPIN } else { SPIN };
             if spin
-                .get_or_insert_with(|| Spin::new(&waiting::MACHINE, SPIN, client_slept))
+                .get_or_insert_with(|| Spin::new(&waiting::MACHINE, limit, client_slept))
                 .again()
             {
                 continue;
             }
             self.sleep();
             spin = None;
+            fresh = false;
             client_slept = false;
         }
     }
@@ -222,7 +234,8 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         }
     }
 
-    fn adopt_new_channels(&mut self) {
+    /// Takes the channels the set-up handed over; whether there were any.
+    fn adopt_new_channels(&mut self) -> bool {
         if !self.control_armed {
             let poll = opcode::PollAdd::new(
                 types::Fd(self.inbox.eventfd.as_raw_fd()),
@@ -240,7 +253,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             std::mem::take(&mut *pending)
         };
         if new.is_empty() {
-            return;
+            return false;
         }
         for channel in new {
             let slot = match self.slots.iter().position(Option::is_none) {
@@ -276,6 +289,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             self.push(hangup);
         }
         let _ = self.ring.submit();
+        true
     }
 
     fn reap_completions(&mut self) {
