@@ -252,6 +252,35 @@ fn shell_redirections() {
     );
 }
 
+/// `rmdir` of a mount point is the kernel's to refuse (`EBUSY`): the library keeps the mount
+/// table and reads it again only when the kernel says it changed, so one process sees a
+/// mount made, then gone, between two of its `rmdir` calls.
+#[test]
+fn rmdir_of_a_mount_point_is_ebusy_as_the_mount_table_changes() {
+    same_as_tmpfs(
+        PYTHON,
+        "rmdir_mount_point",
+        // The mount and the refused `rmdir` go through the kernel.
+        Route::RingAndKernel,
+        r#"
+import errno, os, subprocess
+d = os.environ["D"]
+os.mkdir(d + "/m"); os.mkdir(d + "/n")
+os.rmdir(d + "/n"); print("plain directory removed")
+for i in range(20):
+    os.mkdir(d + "/t%d" % i); os.rmdir(d + "/t%d" % i)
+subprocess.run(["mount", "-t", "tmpfs", "none", d + "/m"], check=True)
+try:
+    os.rmdir(d + "/m"); print("mount point removed")
+except OSError as e:
+    print("mount point:", errno.errorcode[e.errno])
+subprocess.run(["umount", d + "/m"], check=True)
+os.rmdir(d + "/m"); print("removed once unmounted")
+print(sorted(os.listdir(d)))
+"#,
+    );
+}
+
 #[test]
 fn coreutils_on_files_and_directories() {
     same_as_tmpfs(

@@ -93,6 +93,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// `dup2`/`dup3` bookkeeping after the kernel's copy succeeded.
 fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
     descriptors::placeholder_base_gone(newfd);
+    paths::mount_watch_gone(newfd);
     guarded(|| {
         let rc = match descriptor(oldfd) {
             Some((entry, client)) if oldfd != newfd => adopt_copy(entry, newfd, &client),

@@ -1,5 +1,5 @@
-//! This library's own descriptors: the channels' sockets and the placeholders' base, which
-//! the program did not open and must not close.
+//! This library's own descriptors: the channels' sockets, the placeholders' base and the
+//! watched mount table, which the program did not open and must not close.
 
 use btfuse_ring_client::Client;
 use libc::c_int;
@@ -16,5 +16,6 @@ pub(crate) fn is_private(fd: c_int) -> bool {
 pub(crate) fn private_fds(client: Option<&Client>) -> Vec<c_int> {
     let mut fds = client.map(Client::private_fds).unwrap_or_default();
     fds.extend(super::placeholder::base());
+    fds.extend(crate::paths::mount_watch_fd());
     fds
 }

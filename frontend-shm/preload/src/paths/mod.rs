@@ -14,10 +14,12 @@ use crate::descriptors;
 mod directories;
 mod kernel_cwd;
 mod lexical;
+mod mounts;
 
 pub(crate) use directories::{CWD, cwd_desc, desc_path, dir_path, forget_path, remember_path};
 pub(crate) use kernel_cwd::{forget_kernel_cwd, from_kernel_cwd};
 pub(crate) use lexical::{c_bytes, join_lexically, ring_path, ring_path_in, user_pointer};
+pub(crate) use mounts::{watch_fd as mount_watch_fd, watch_gone as mount_watch_gone};
 
 /// What a path argument names. The path is the caller's own bytes where it can be (no copy on
 /// the way to the ring).
@@ -58,26 +60,9 @@ pub(crate) fn kernel_name(t: &PathTarget<'_>) -> Option<std::ffi::CString> {
     std::ffi::CString::new(full).ok()
 }
 
-/// Whether another filesystem is mounted somewhere below the prefix (read from
-/// `/proc/self/mountinfo` on each call: only calls the kernel refuses on a mount point ask).
-/// The ring does not see such mounts: a directory with one on it is the kernel's to remove.
+/// Whether another filesystem is mounted somewhere below the prefix (see [`mounts`]).
 pub(crate) fn mounts_below_prefix() -> bool {
-    let Some(config) = crate::config::config() else {
-        return false;
-    };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|line| {
-        let Some(point) = line.split(' ').nth(4) else {
-            return false;
-        };
-        let point = btfuse_ring_client::discovery::unescape_mountinfo(point);
-        let point = std::os::unix::ffi::OsStrExt::as_bytes(point.as_os_str()).to_vec();
-        point.len() > config.prefix().len()
-            && point.starts_with(config.prefix())
-            && point[config.prefix().len()] == b'/'
-    })
+    crate::config::config().is_some_and(|config| mounts::mounted_below(config.prefix()))
 }
 
 /// Without a mount, the btfuse target of relative name `rel` taken from kernel directory
