@@ -902,6 +902,36 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// Acquire, change or release a `flock(2)` lock: a SETLK or SETLKW the kernel flagged
+    /// `FUSE_LK_FLOCK`, which it sends only if `init` added `InitFlags::FUSE_FLOCK_LOCKS`.
+    /// The lock belongs to the open file: `lock_owner` names it, and `release` gets the
+    /// same owner (with `FUSE_RELEASE_FLOCK_UNLOCK`) when its last reference goes. The
+    /// range is the whole file. The default treats it as a POSIX lock (calls `setlk`).
+    fn flock(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.setlk(req, ino, fh, lock_owner, start, end, typ, pid, sleep, reply);
+    }
+
+    /// The kernel asks to interrupt the request `unique` (see `Request::unique`), whose
+    /// caller got a signal. To honour it, answer that request with `Errno::EINTR` (if it has
+    /// not been answered yet) and return `Ok`: no reply goes to the interrupt itself. An
+    /// error is the interrupt's reply: `EAGAIN` has the kernel send it again (for a request
+    /// not seen yet), and `ENOSYS` (the default) has it send no more interrupts at all.
+    fn interrupt(&self, _req: &Request, _unique: RequestId) -> Result<(), Errno> {
+        Err(Errno::ENOSYS)
+    }
+
     /// Map block index within file to block index within device.
     /// Note: This makes sense only for block device backed filesystems mounted
     /// with the 'blkdev' option

@@ -1205,6 +1205,11 @@ mod op {
         pub(crate) fn sleep(&self) -> bool {
             self.wait
         }
+        /// Whether this is a `flock(2)` lock (`FUSE_LK_FLOCK`), owned by the open file,
+        /// rather than a POSIX record lock. Sent only with `FUSE_FLOCK_LOCKS`.
+        pub(crate) fn is_flock(&self) -> bool {
+            self.arg.lk_flags & consts::FUSE_LK_FLOCK != 0
+        }
     }
 
     /// Check file access permissions.
