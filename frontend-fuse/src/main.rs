@@ -4,6 +4,7 @@
 //! - [`creds`]: the credentials of each request, supplementary groups included;
 //! - [`errno`]: engine errors to errno values, in one exhaustive match;
 //! - [`handoff`]: the ring's `Handoff`, opening the mount's inodes through the kernel;
+//! - [`lock_waits`]: the kernel's parked lock waits, by request, for its interrupts;
 //! - [`options`]: command-line and `-o` mount options;
 //! - [`sys`]: signals and daemonising, the only `unsafe` code.
 
@@ -14,6 +15,7 @@ mod coherence;
 mod creds;
 mod errno;
 mod handoff;
+mod lock_waits;
 mod options;
 mod sys;
 
