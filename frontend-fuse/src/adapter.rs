@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use btfuse_core::locks::{
@@ -24,6 +24,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, RequestId, TimeOrNow, WriteFlags,
 };
 
+use crate::closing::{Closing, SETTLE, Settler};
 use crate::creds::GroupsCache;
 use crate::errno::to_fuse;
 use crate::lock_waits::{KernelWaits, Refused};
@@ -53,20 +54,24 @@ pub(crate) struct CachePolicy {
 
 /// The FUSE side of an engine (a [`MemFs`](btfuse_core::MemFs), metered or not).
 pub(crate) struct FuseFs<F: Filesystem> {
-    fs: F,
+    /// Shared with the threads that settle a `flock` (see [`closing`](crate::closing)).
+    fs: Arc<F>,
     groups: GroupsCache,
     cache: CachePolicy,
     /// The lock waits parked for the kernel, for its interrupts.
     waits: Arc<KernelWaits>,
+    /// Open files holding a `flock` whose RELEASE may be on its way.
+    closing: Arc<Closing>,
 }
 
-impl<F: Filesystem> FuseFs<F> {
+impl<F: Filesystem + 'static> FuseFs<F> {
     pub(crate) fn new(fs: F, cache: CachePolicy) -> FuseFs<F> {
         FuseFs {
-            fs,
+            fs: Arc::new(fs),
             groups: GroupsCache::default(),
             cache,
             waits: Arc::default(),
+            closing: Arc::default(),
         }
     }
 
@@ -111,9 +116,62 @@ impl<F: Filesystem> FuseFs<F> {
             Err(e) => return reply.error(to_fuse(e)),
         };
         if !sleep {
-            return reply_empty(locks.set(ino(i), &request, fh(handle)), reply);
+            let result = locks.set(ino(i), &request, fh(handle));
+            if result == Err(btfuse_core::Errno::TryAgain)
+                && request.space == LockSpace::Flock
+                && let Some(holder) = locks.get(ino(i), &request).map(|c| c.owner)
+                && holder.kind == OwnerKind::Description
+                && self.closing.may_go(holder.id)
+                && let Some(settler) = self.closing.settler()
+            {
+                let held = Held {
+                    ino: ino(i),
+                    handle: fh(handle),
+                    holder: holder.id,
+                };
+                return self.settle(locks, held, &request, settler, reply);
+            }
+            return reply_empty(result, reply);
         }
         self.wait_for_lock(locks, unique.0, ino(i), &request, fh(handle), reply);
+    }
+
+    /// A non-blocking `flock` that met the lock of an open file that may be about to be
+    /// released: parked for up to [`SETTLE`] on a thread of its own, and `EWOULDBLOCK` if the
+    /// release does not come (see [`closing`](crate::closing)).
+    fn settle(
+        &self,
+        locks: &LockTable,
+        held: Held,
+        request: &LockRequest,
+        settler: Settler,
+        reply: ReplyEmpty,
+    ) {
+        let (granted, told) = mpsc::sync_channel(1);
+        let wake: Wake = Box::new(move |outcome| {
+            let _ = granted.send(());
+            // Given up: the lock stayed, which a non-blocking call is told at once.
+            let outcome = match outcome {
+                Err(btfuse_core::Errno::Interrupted) => Err(btfuse_core::Errno::TryAgain),
+                outcome => outcome,
+            };
+            reply_empty(outcome, reply);
+        });
+        let Some(id) = locks.set_wait(held.ino, request, held.handle, wake) else {
+            return;
+        };
+        let (fs, closing) = (Arc::clone(&self.fs), Arc::clone(&self.closing));
+        let waiter = std::thread::Builder::new()
+            .name("flock-settle".into())
+            .spawn(move || {
+                let _settler = settler;
+                if told.recv_timeout(SETTLE).is_err() && fs.locks().is_some_and(|l| l.cancel(id)) {
+                    closing.settled(held.holder);
+                }
+            });
+        if waiter.is_err() {
+            locks.cancel(id);
+        }
     }
 
     /// Parks a wait in the table, which frees this thread: the grant answers it, from
@@ -144,6 +202,16 @@ impl<F: Filesystem> FuseFs<F> {
             locks.cancel(id);
         }
     }
+}
+
+/// A `flock` request in the way of a flushed open file's lock.
+#[derive(Clone, Copy)]
+struct Held {
+    ino: Ino,
+    /// The open file asking.
+    handle: Fh,
+    /// The open file in the way (its engine handle).
+    holder: u64,
 }
 
 fn reply_empty(result: btfuse_core::Result<()>, reply: ReplyEmpty) {
@@ -588,9 +656,14 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // A process closed a descriptor of the file: its POSIX locks on it go.
+        // A process closed a descriptor of the file: its POSIX locks on it go. If the open
+        // file holds a `flock`, this may be its last close, whose RELEASE follows.
         if let Some(locks) = self.fs.locks() {
             locks.unlock_owner(ino(i), kernel_owner(lock_owner));
+            let flock = |h: &locks::HeldLock| h.space == LockSpace::Flock && h.fh == fh(handle);
+            if locks.held(ino(i)).iter().any(flock) {
+                self.closing.closed(handle.0);
+            }
         }
         reply_empty(self.fs.fsync(&self.cred(req), fh(handle), true), reply);
     }
@@ -611,6 +684,7 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
         if let Some(locks) = self.fs.locks() {
             locks.release_description(ino(i), fh(handle));
         }
+        self.closing.settled(handle.0);
         reply_empty(self.fs.release(fh(handle)), reply);
     }
 
