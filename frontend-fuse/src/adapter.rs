@@ -6,9 +6,12 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use btfuse_core::locks::{self, LockKind, LockRange, LockRequest, LockSpace, OwnerKind, Wake};
+use btfuse_core::locks::{
+    self, LockKind, LockRange, LockRequest, LockSpace, LockTable, OwnerKind, Wake,
+};
 use btfuse_core::ring::OpenOptions;
 use btfuse_core::{
     AccessMask, Attr, Credentials, FallocateMode, Fh, FileType, Filesystem, Ino, OpenFlags,
@@ -18,11 +21,13 @@ use fuser::{
     AccessFlags, CopyFileRangeFlags, FileAttr, FileHandle, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyWrite, ReplyXattr, Request, RequestId, TimeOrNow, WriteFlags,
 };
 
+use crate::closing::{Closing, SETTLE, Settler};
 use crate::creds::GroupsCache;
 use crate::errno::to_fuse;
+use crate::lock_waits::{KernelWaits, Refused};
 
 /// Largest write the kernel may send in one request (and the largest read it asks for).
 pub(crate) const MAX_WRITE: u32 = 1 << 20;
@@ -49,17 +54,24 @@ pub(crate) struct CachePolicy {
 
 /// The FUSE side of an engine (a [`MemFs`](btfuse_core::MemFs), metered or not).
 pub(crate) struct FuseFs<F: Filesystem> {
-    fs: F,
+    /// Shared with the threads that settle a `flock` (see [`closing`](crate::closing)).
+    fs: Arc<F>,
     groups: GroupsCache,
     cache: CachePolicy,
+    /// The lock waits parked for the kernel, for its interrupts.
+    waits: Arc<KernelWaits>,
+    /// Open files holding a `flock` whose RELEASE may be on its way.
+    closing: Arc<Closing>,
 }
 
-impl<F: Filesystem> FuseFs<F> {
+impl<F: Filesystem + 'static> FuseFs<F> {
     pub(crate) fn new(fs: F, cache: CachePolicy) -> FuseFs<F> {
         FuseFs {
-            fs,
+            fs: Arc::new(fs),
             groups: GroupsCache::default(),
             cache,
+            waits: Arc::default(),
+            closing: Arc::default(),
         }
     }
 
@@ -84,6 +96,122 @@ impl<F: Filesystem> FuseFs<F> {
             Err(e) => reply.error(to_fuse(e)),
         }
     }
+
+    /// `SETLK` (`sleep` false) or `SETLKW` of `request` through the open file `handle`, as
+    /// the request `unique`.
+    fn set_lock(
+        &self,
+        unique: RequestId,
+        i: INodeNo,
+        handle: FileHandle,
+        request: btfuse_core::Result<LockRequest>,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(locks) = self.fs.locks() else {
+            return reply.error(fuser::Errno::ENOLCK);
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return reply.error(to_fuse(e)),
+        };
+        if !sleep {
+            let result = locks.set(ino(i), &request, fh(handle));
+            if result == Err(btfuse_core::Errno::TryAgain)
+                && request.space == LockSpace::Flock
+                && let Some(holder) = locks.get(ino(i), &request).map(|c| c.owner)
+                && holder.kind == OwnerKind::Description
+                && self.closing.may_go(holder.id)
+                && let Some(settler) = self.closing.settler()
+            {
+                let held = Held {
+                    ino: ino(i),
+                    handle: fh(handle),
+                    holder: holder.id,
+                };
+                return self.settle(locks, held, &request, settler, reply);
+            }
+            return reply_empty(result, reply);
+        }
+        self.wait_for_lock(locks, unique.0, ino(i), &request, fh(handle), reply);
+    }
+
+    /// A non-blocking `flock` that met the lock of an open file that may be about to be
+    /// released: parked for up to [`SETTLE`] on a thread of its own, and `EWOULDBLOCK` if the
+    /// release does not come (see [`closing`](crate::closing)).
+    fn settle(
+        &self,
+        locks: &LockTable,
+        held: Held,
+        request: &LockRequest,
+        settler: Settler,
+        reply: ReplyEmpty,
+    ) {
+        let (granted, told) = mpsc::sync_channel(1);
+        let wake: Wake = Box::new(move |outcome| {
+            let _ = granted.send(());
+            // Given up: the lock stayed, which a non-blocking call is told at once.
+            let outcome = match outcome {
+                Err(btfuse_core::Errno::Interrupted) => Err(btfuse_core::Errno::TryAgain),
+                outcome => outcome,
+            };
+            reply_empty(outcome, reply);
+        });
+        let Some(id) = locks.set_wait(held.ino, request, held.handle, wake) else {
+            return;
+        };
+        let (fs, closing) = (Arc::clone(&self.fs), Arc::clone(&self.closing));
+        let waiter = std::thread::Builder::new()
+            .name("flock-settle".into())
+            .spawn(move || {
+                let _settler = settler;
+                if told.recv_timeout(SETTLE).is_err() && fs.locks().is_some_and(|l| l.cancel(id)) {
+                    closing.settled(held.holder);
+                }
+            });
+        if waiter.is_err() {
+            locks.cancel(id);
+        }
+    }
+
+    /// Parks a wait in the table, which frees this thread: the grant answers it, from
+    /// whichever thread (of either frontend) released the lock in the way, and an interrupt
+    /// from the kernel (the waiting process got a signal) gives it up with `EINTR`.
+    fn wait_for_lock(
+        &self,
+        locks: &LockTable,
+        unique: u64,
+        i: Ino,
+        request: &LockRequest,
+        handle: Fh,
+        reply: ReplyEmpty,
+    ) {
+        match self.waits.begin(unique) {
+            Ok(()) => {}
+            Err(Refused::Interrupted) => return reply.error(fuser::Errno::EINTR),
+            Err(Refused::Full) => return reply.error(fuser::Errno::ENOLCK),
+        }
+        let waits = Arc::clone(&self.waits);
+        let wake: Wake = Box::new(move |outcome| {
+            waits.answered(unique);
+            reply_empty(outcome, reply);
+        });
+        if let Some(id) = locks.set_wait(i, request, handle, wake)
+            && self.waits.parked(unique, id)
+        {
+            locks.cancel(id);
+        }
+    }
+}
+
+/// A `flock` request in the way of a flushed open file's lock.
+#[derive(Clone, Copy)]
+struct Held {
+    ino: Ino,
+    /// The open file asking.
+    handle: Fh,
+    /// The open file in the way (its engine handle).
+    holder: u64,
 }
 
 fn reply_empty(result: btfuse_core::Result<()>, reply: ReplyEmpty) {
@@ -198,9 +326,8 @@ fn open_flags(raw: i32) -> OpenFlags {
 /// makes of the program (no program's own `open` carries it).
 const FMODE_EXEC: i32 = 0x20;
 
-/// A read buffer of `size` bytes (the kernel never asks for more than `MAX_WRITE`).
-/// The engine's owner for the kernel's lock owner: a process's files table for POSIX locks,
-/// a file for OFD ones.
+/// The engine's owner for the kernel's lock owner of a record lock: a process's files table
+/// for POSIX locks, a file for OFD ones.
 fn kernel_owner(owner: LockOwner) -> locks::LockOwner {
     locks::LockOwner {
         kind: OwnerKind::Kernel,
@@ -217,19 +344,41 @@ fn kernel_request(
     typ: i32,
     pid: u32,
 ) -> btfuse_core::Result<LockRequest> {
-    let kind = match typ {
-        libc::F_RDLCK => Some(LockKind::Read),
-        libc::F_WRLCK => Some(LockKind::Write),
-        libc::F_UNLCK => None,
-        _ => return Err(btfuse_core::Errno::InvalidArgument),
-    };
     Ok(LockRequest {
         owner: kernel_owner(owner),
         space: LockSpace::Record,
-        kind,
+        kind: kernel_lock_kind(typ)?,
         range: LockRange::new(start, end)?,
         pid,
     })
+}
+
+/// A `flock` as the kernel sends it (`F_RDLCK` for `LOCK_SH`, `F_WRLCK` for `LOCK_EX`,
+/// `F_UNLCK` for `LOCK_UN`), through the open file `handle`. Its owner is the open file, named
+/// by its engine handle as the ring names a description's (`Description::lock_fh`), so a
+/// `flock` through the mount and one over the ring meet in one space of one table. (The
+/// kernel's own owner for it is the file too, but in numbers of its own.)
+fn kernel_flock(handle: FileHandle, typ: i32, pid: u32) -> btfuse_core::Result<LockRequest> {
+    Ok(LockRequest {
+        owner: locks::LockOwner {
+            kind: OwnerKind::Description,
+            id: handle.0,
+        },
+        space: LockSpace::Flock,
+        kind: kernel_lock_kind(typ)?,
+        range: LockRange::WHOLE,
+        pid,
+    })
+}
+
+/// `F_RDLCK`, `F_WRLCK` or `F_UNLCK` as the engine's kind (`None` to unlock).
+fn kernel_lock_kind(typ: i32) -> btfuse_core::Result<Option<LockKind>> {
+    match typ {
+        libc::F_RDLCK => Ok(Some(LockKind::Read)),
+        libc::F_WRLCK => Ok(Some(LockKind::Write)),
+        libc::F_UNLCK => Ok(None),
+        _ => Err(btfuse_core::Errno::InvalidArgument),
+    }
 }
 
 /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
@@ -241,6 +390,7 @@ fn kernel_lock_type(kind: Option<LockKind>) -> i32 {
     }
 }
 
+/// A read buffer of `size` bytes (the kernel never asks for more than `MAX_WRITE`).
 fn read_buffer(size: u32) -> Vec<u8> {
     vec![0u8; size.min(MAX_WRITE) as usize]
 }
@@ -261,12 +411,12 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
             // it (and ".." of a directory for its parent), which the engine answers: the
             // ring's `Handoff` opens files only the ring has seen, unlinked ones included.
             InitFlags::FUSE_EXPORT_SUPPORT,
-            // POSIX and OFD locks come to the engine's lock table, which the ring shares, so
-            // a process on the mount and a preloaded one exclude each other. (Not
-            // `FUSE_FLOCK_LOCKS`: fuser does not pass on the flag that tells a `flock` from
-            // a whole-file OFD lock, and the two must not conflict; the kernel keeps `flock`
-            // locks of the mount itself.)
+            // POSIX, OFD and `flock` locks come to the engine's lock table, which the ring
+            // shares, so a process on the mount and a preloaded one exclude each other. (The
+            // kernel flags a `flock` FUSE_LK_FLOCK, which the patched fuser of vendor/fuser
+            // passes on as a call of `flock`.)
             InitFlags::FUSE_POSIX_LOCKS,
+            InitFlags::FUSE_FLOCK_LOCKS,
         ] {
             if config.add_capabilities(capability).is_err() {
                 log::info!("kernel lacks {capability:?}");
@@ -506,9 +656,14 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // A process closed a descriptor of the file: its POSIX locks on it go.
+        // A process closed a descriptor of the file: its POSIX locks on it go. If the open
+        // file holds a `flock`, this may be its last close, whose RELEASE follows.
         if let Some(locks) = self.fs.locks() {
             locks.unlock_owner(ino(i), kernel_owner(lock_owner));
+            let flock = |h: &locks::HeldLock| h.space == LockSpace::Flock && h.fh == fh(handle);
+            if locks.held(ino(i)).iter().any(flock) {
+                self.closing.closed(handle.0);
+            }
         }
         reply_empty(self.fs.fsync(&self.cred(req), fh(handle), true), reply);
     }
@@ -523,11 +678,13 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // The description's last close: its OFD locks go (the kernel sends no unlock for
-        // them), and so would anything else taken through it that a flush missed.
+        // The description's last close: its OFD and `flock` locks go (the kernel sends no
+        // unlock for them; `lock_owner` is set when it took a `flock`, whose owner is the
+        // handle anyway), and so would anything else taken through it that a flush missed.
         if let Some(locks) = self.fs.locks() {
             locks.release_description(ino(i), fh(handle));
         }
+        self.closing.settled(handle.0);
         reply_empty(self.fs.release(fh(handle)), reply);
     }
 
@@ -562,7 +719,7 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
 
     fn setlk(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         handle: FileHandle,
         lock_owner: LockOwner,
@@ -573,20 +730,36 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let Some(locks) = self.fs.locks() else {
-            return reply.error(fuser::Errno::ENOLCK);
-        };
-        let request = match kernel_request(lock_owner, start, end, typ, pid) {
-            Ok(request) => request,
-            Err(e) => return reply.error(to_fuse(e)),
-        };
-        if !sleep {
-            return reply_empty(locks.set(ino(i), &request, fh(handle)), reply);
+        let request = kernel_request(lock_owner, start, end, typ, pid);
+        self.set_lock(req.unique(), i, handle, request, sleep, reply);
+    }
+
+    fn flock(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        handle: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let request = kernel_flock(handle, typ, pid);
+        self.set_lock(req.unique(), i, handle, request, sleep, reply);
+    }
+
+    fn interrupt(&self, _req: &Request, unique: RequestId) -> Result<(), fuser::Errno> {
+        // Only a parked lock wait outlives its dispatch; any other request is answered, or
+        // about to be, and the kernel waits for that answer.
+        if let Some(id) = self.waits.interrupt(unique.0)
+            && let Some(locks) = self.fs.locks()
+        {
+            locks.cancel(id);
         }
-        // A wait parks the reply in the table and frees this thread: the grant answers it,
-        // from whichever thread (of either frontend) released the lock in the way.
-        let wake: Wake = Box::new(move |outcome| reply_empty(outcome, reply));
-        locks.set_wait(ino(i), &request, fh(handle), wake);
+        Ok(())
     }
 
     fn fsync(

@@ -1,19 +1,23 @@
 //! `btfuse-fuse`: mounts a fresh btfuse in-memory filesystem through FUSE.
 //!
 //! - [`adapter`]: fuser requests to `btfuse_core::Filesystem` calls;
+//! - [`closing`]: open files holding a `flock` whose RELEASE may be on its way;
 //! - [`creds`]: the credentials of each request, supplementary groups included;
 //! - [`errno`]: engine errors to errno values, in one exhaustive match;
 //! - [`handoff`]: the ring's `Handoff`, opening the mount's inodes through the kernel;
+//! - [`lock_waits`]: the kernel's parked lock waits, by request, for its interrupts;
 //! - [`options`]: command-line and `-o` mount options;
 //! - [`sys`]: signals and daemonising, the only `unsafe` code.
 
 #![deny(unsafe_code)]
 
 mod adapter;
+mod closing;
 mod coherence;
 mod creds;
 mod errno;
 mod handoff;
+mod lock_waits;
 mod options;
 mod sys;
 

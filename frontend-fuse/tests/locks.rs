@@ -4,15 +4,13 @@
 //! The C program `testkit/c/locks.c` runs every scenario of the lock semantics (conflicting
 //! ranges, upgrade and downgrade, split and merge, `F_GETLK`'s holder, close of another
 //! descriptor, read-only and write-only descriptors, fork and what it shares, OFD against POSIX
-//! and `flock` apart, `lockf`, a holder killed with SIGKILL, a granted wait and `EDEADLK`, a
-//! `SETLKW` interrupted by a signal) and prints a transcript; the transcript on the mount must
-//! be the one on tmpfs. Its `hold` and `probe` modes put a holder and a prober in two separate
-//! processes, so one can run through the kernel and the other under the preload: the two
-//! frontends must see each other's locks.
-//!
-//! Through the plain mount a `SETLKW` cannot be interrupted by a signal (fuser 0.18 answers
-//! the kernel's FUSE_INTERRUPT with ENOSYS, so the kernel waits for the grant), so that
-//! scenario runs under the preload only.
+//! and `flock` apart, `flock` going with the description's last close, `lockf`, a holder killed
+//! with SIGKILL, a granted wait and `EDEADLK`, a `SETLKW` and a `flock` wait interrupted by a
+//! signal) and prints a transcript; the transcript on the mount, plain or under the preload,
+//! must be the one on tmpfs. Its `hold` and `probe` modes put a holder and a prober in two
+//! separate processes, so one can run through the kernel and the other under the preload: the
+//! two frontends must see each other's locks, `flock` included; and its `add` mode lets plain
+//! and preloaded processes share one counter under `flock` or `lockf`.
 
 mod common;
 
@@ -76,7 +74,7 @@ fn transcript(binary: &Path, args: &[&str], under_preload: bool) -> String {
     text
 }
 
-fn scenarios_match_tmpfs(under_preload: bool, extra: &[&str]) {
+fn scenarios_match_tmpfs(under_preload: bool) {
     let build = tempfile::tempdir().unwrap();
     let binary = compile(build.path());
     let mount = Mount::start(&[]);
@@ -85,26 +83,28 @@ fn scenarios_match_tmpfs(under_preload: bool, extra: &[&str]) {
     let on_tmpfs = tmpfs.path().join("locks");
     std::fs::create_dir(&on_mount).unwrap();
     std::fs::create_dir(&on_tmpfs).unwrap();
-    let mut args = vec![on_tmpfs.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let reference = transcript(&binary, &args, false);
-    args[0] = on_mount.to_str().unwrap();
-    let btfuse = transcript(&binary, &args, under_preload);
+    let reference = transcript(&binary, &[on_tmpfs.to_str().unwrap()], false);
+    let btfuse = transcript(&binary, &[on_mount.to_str().unwrap()], under_preload);
     assert_eq!(
         btfuse, reference,
         "lock scenarios on btfuse (left, preload {under_preload}) and tmpfs (right)"
     );
     assert!(reference.contains("EDEADLK") && reference.contains("pid holder"));
+    assert!(
+        reference.contains("child setlkw: EINTR\nchild flock: EINTR\n")
+            && reference.contains("after the last close: ok\n"),
+        "{reference}"
+    );
 }
 
 #[test]
 fn lock_scenarios_through_the_mount_match_tmpfs() {
-    scenarios_match_tmpfs(false, &["nointr"]);
+    scenarios_match_tmpfs(false);
 }
 
 #[test]
 fn lock_scenarios_under_the_preload_match_tmpfs() {
-    scenarios_match_tmpfs(true, &[]);
+    scenarios_match_tmpfs(true);
 }
 
 /// `hold FILE` in one process (preloaded or not) and `probe FILE PID` in another: the prober's
@@ -157,6 +157,10 @@ fn a_plain_process_and_a_preloaded_one_see_each_others_locks() {
     let tmpfs = Tmpfs::new();
     let reference = hold_and_probe(&binary, &tmpfs.path().join("shared"), false, false);
     assert!(reference.contains("pid holder") && reference.contains("EAGAIN"));
+    assert!(
+        reference.contains("flock ex: EAGAIN\nflock sh: EAGAIN\n"),
+        "{reference}"
+    );
     for (holder, prober) in [(false, false), (true, false), (false, true), (true, true)] {
         let file = mount.path().join(format!("shared-{holder}-{prober}"));
         assert_eq!(
@@ -168,7 +172,7 @@ fn a_plain_process_and_a_preloaded_one_see_each_others_locks() {
 }
 
 /// Four processes add 1 to a counter 250 times each under `flock`, then under `lockf`: on
-/// the mount, under the preload, and mixed (two of each), the total is 1000 as on tmpfs.
+/// the mount and under the preload the total is 1000 as on tmpfs.
 #[test]
 fn a_counter_under_flock_and_lockf_reaches_1000() {
     let build = tempfile::tempdir().unwrap();
@@ -208,5 +212,44 @@ fn mmap_through_the_mount_and_under_the_preload_matches_tmpfs() {
             mapped, reference,
             "preload {preload} (left) and tmpfs (right)"
         );
+    }
+}
+
+/// Four processes started apart, two plain and two under the preload, add 1 to one counter
+/// on the mount 250 times each under `flock`, then under `lockf`: the total is exactly 1000
+/// each time, so a `flock` (or a `lockf`) through the kernel excludes one over the ring and
+/// the other way round.
+#[test]
+fn plain_and_preloaded_processes_share_a_counter_under_flock_and_lockf() {
+    let build = tempfile::tempdir().unwrap();
+    let binary = compile(build.path());
+    let mount = Mount::start(&[]);
+    let counter = mount.path().join("mixed-counter");
+    for lock in ["flock", "lockf"] {
+        std::fs::write(&counter, "0").unwrap();
+        let adders: Vec<_> = [false, true, false, true]
+            .into_iter()
+            .map(|preload| {
+                let mut command = Command::new(&binary);
+                command
+                    .args(["add", counter.to_str().unwrap(), "250", lock])
+                    .env_remove("LD_PRELOAD")
+                    .stdout(Stdio::piped());
+                if preload {
+                    preloaded(&mut command);
+                }
+                (preload, command.spawn().expect("run an adder"))
+            })
+            .collect();
+        for (preload, mut adder) in adders {
+            let status = wait_bounded(&mut adder, RUN_LIMIT);
+            let mut said = String::new();
+            std::io::Read::read_to_string(adder.stdout.as_mut().unwrap(), &mut said).unwrap();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{lock} adder (preload {preload}) ended with {status:?}: {said}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "1000", "{lock}");
     }
 }

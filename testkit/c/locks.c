@@ -1,13 +1,14 @@
 /* Lock semantics, call for call: run in a directory of tmpfs and of btfuse (through the
  * mount, under the preload, on the ring alone) and compare the transcripts.
  *
- *   locks DIR [nointr]     every scenario, in DIR (a fresh directory); `nointr` leaves out
- *                          the SETLKW that a signal interrupts
+ *   locks DIR              every scenario, in DIR (a fresh directory)
  *   locks hold FILE        takes locks on FILE, prints "held", and keeps them until stdin ends
  *   locks probe FILE PID   tests the locks `hold` took (PID is the holder's) and prints what
  *                          it finds
  *   locks counter DIR      4 processes add 1 to a counter in DIR/counter 250 times each,
  *                          under `flock`, then under `lockf`, and print the totals (1000 each)
+ *   locks add FILE N LOCK  adds 1 to the counter in FILE N times under LOCK (`flock` or
+ *                          `lockf`): one of several such processes, started apart
  *
  * Process ids are printed only as "holder"/"other", so transcripts compare across runs. */
 #define _GNU_SOURCE
@@ -133,7 +134,7 @@ static void fork_child(const char *dir, pid_t parent) {
 
 static void on_alarm(int sig) { (void)sig; }
 
-static void scenarios(const char *dir, int interrupt) {
+static void scenarios(const char *dir) {
     printf("== conflicting ranges\n");
     int fd = open_file(dir, "conflict");
     printf("write 0..10: %s\n", err(lk(fd, F_SETLK, F_WRLCK, 0, 10)));
@@ -214,6 +215,19 @@ static void scenarios(const char *dir, int interrupt) {
     printf("ofd lock survives closing another open: %s\n",
            err(lk(open_file(dir, "spaces"), F_OFD_SETLK, F_WRLCK, 5, 1)));
     close(fd);
+
+    printf("== flock goes with the description's last close\n");
+    fd = open_file(dir, "lastclose");
+    other = open_file(dir, "lastclose");
+    int dup_fd = dup(fd);
+    printf("flock ex: %s\n", err(flock(fd, LOCK_EX | LOCK_NB)));
+    printf("flock sh on another open: %s\n", err(flock(other, LOCK_SH | LOCK_NB)));
+    close(fd);
+    printf("after closing one of two descriptors: %s\n", err(flock(other, LOCK_SH | LOCK_NB)));
+    printf("flock again through the dup: %s\n", err(flock(dup_fd, LOCK_EX | LOCK_NB)));
+    close(dup_fd);
+    printf("after the last close: %s\n", err(flock(other, LOCK_EX | LOCK_NB)));
+    close(other);
 
     printf("== lockf\n");
     fd = open_file(dir, "lockf");
@@ -299,56 +313,63 @@ static void scenarios(const char *dir, int interrupt) {
         close(ready[1]);
     }
 
-    if (interrupt) {
-        printf("== SETLKW interrupted by a signal\n");
-        fd = open_file(dir, "interrupted");
-        printf("parent write: %s\n", err(lk(fd, F_SETLK, F_WRLCK, 0, 0)));
-        printf("parent flock: %s\n", err(flock(fd, LOCK_EX)));
+    printf("== SETLKW interrupted by a signal\n");
+    fd = open_file(dir, "interrupted");
+    printf("parent write: %s\n", err(lk(fd, F_SETLK, F_WRLCK, 0, 0)));
+    printf("parent flock: %s\n", err(flock(fd, LOCK_EX)));
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        struct sigaction sa = {0};
+        sa.sa_handler = on_alarm; /* no SA_RESTART */
+        sigaction(SIGALRM, &sa, NULL);
+        int cfd = open_file(dir, "interrupted");
+        struct itimerval t = {{0, 0}, {0, 300 * 1000}};
+        setitimer(ITIMER_REAL, &t, NULL);
+        printf("child setlkw: %s\n", err(lk(cfd, F_SETLKW, F_WRLCK, 0, 1)));
+        setitimer(ITIMER_REAL, &t, NULL);
+        printf("child flock: %s\n", err(flock(cfd, LOCK_EX)));
+        getlk("still held", cfd, F_GETLK, F_WRLCK, 0, 1, getppid());
+        printf("flock still held: %s\n", err(flock(cfd, LOCK_SH | LOCK_NB)));
         fflush(stdout);
-        pid = fork();
-        if (pid == 0) {
-            struct sigaction sa = {0};
-            sa.sa_handler = on_alarm; /* no SA_RESTART */
-            sigaction(SIGALRM, &sa, NULL);
-            int cfd = open_file(dir, "interrupted");
-            struct itimerval t = {{0, 0}, {0, 300 * 1000}};
-            setitimer(ITIMER_REAL, &t, NULL);
-            printf("child setlkw: %s\n", err(lk(cfd, F_SETLKW, F_WRLCK, 0, 1)));
-            setitimer(ITIMER_REAL, &t, NULL);
-            printf("child flock: %s\n", err(flock(cfd, LOCK_EX)));
-            getlk("still held", cfd, F_GETLK, F_WRLCK, 0, 1, getppid());
-            fflush(stdout);
-            _exit(0);
-        }
-        waitpid(pid, NULL, 0);
-        close(fd);
+        _exit(0);
     }
+    waitpid(pid, NULL, 0);
+    close(fd);
 }
 
-/* Each of 4 processes opens the counter itself (its own description, so `flock` excludes the
- * others) and adds 1 to it 250 times, reading and writing it whole under the lock. */
+/* Opens the counter in `path` (a description of its own, so `flock` excludes the other
+ * adders) and adds 1 to it `times` times, reading and writing it whole under the lock; 0 when
+ * every lock call succeeded. */
+static int add(const char *path, int times, int use_lockf) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) { perror(path); return 1; }
+    for (int i = 0; i < times; i++) {
+        int rc = use_lockf ? lockf(fd, F_LOCK, 0) : flock(fd, LOCK_EX);
+        if (rc != 0) { printf("lock: %s\n", err(rc)); return 1; }
+        char buf[32] = {0};
+        if (pread(fd, buf, sizeof buf - 1, 0) < 0) return 1;
+        int len = snprintf(buf, sizeof buf, "%d", atoi(buf) + 1);
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, len, 0) != len) return 1;
+        rc = use_lockf ? lockf(fd, F_ULOCK, 0) : flock(fd, LOCK_UN);
+        if (rc != 0) { printf("unlock: %s\n", err(rc)); return 1; }
+    }
+    close(fd);
+    return 0;
+}
+
+/* 4 processes add 1 to the counter 250 times each. */
 static void count(const char *dir, int use_lockf) {
     int fd = open_file(dir, "counter");
     if (ftruncate(fd, 0) != 0 || pwrite(fd, "0", 1, 0) != 1) exit(2);
     close(fd);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/counter", dir);
     pid_t kids[4];
     for (int k = 0; k < 4; k++) {
         fflush(stdout);
         kids[k] = fork();
-        if (kids[k] == 0) {
-            int cfd = open_file(dir, "counter");
-            for (int i = 0; i < 250; i++) {
-                int rc = use_lockf ? lockf(cfd, F_LOCK, 0) : flock(cfd, LOCK_EX);
-                if (rc != 0) { printf("lock: %s\n", err(rc)); _exit(1); }
-                char buf[32] = {0};
-                if (pread(cfd, buf, sizeof buf - 1, 0) < 0) _exit(1);
-                int len = snprintf(buf, sizeof buf, "%d", atoi(buf) + 1);
-                if (ftruncate(cfd, 0) != 0 || pwrite(cfd, buf, len, 0) != len) _exit(1);
-                rc = use_lockf ? lockf(cfd, F_ULOCK, 0) : flock(cfd, LOCK_UN);
-                if (rc != 0) { printf("unlock: %s\n", err(rc)); _exit(1); }
-            }
-            _exit(0);
-        }
+        if (kids[k] == 0) _exit(add(path, 250, use_lockf));
     }
     int failed = 0;
     for (int k = 0; k < 4; k++) {
@@ -371,6 +392,7 @@ int main(int argc, char **argv) {
         printf("posix write 0..10: %s\n", err(lk(fd, F_SETLK, F_WRLCK, 0, 10)));
         printf("posix read 50..: %s\n", err(lk(fd, F_SETLK, F_RDLCK, 50, 0)));
         printf("ofd write 20..30: %s\n", err(lk(fd2, F_OFD_SETLK, F_WRLCK, 20, 10)));
+        printf("flock ex: %s\n", err(flock(fd, LOCK_EX | LOCK_NB)));
         printf("held\n");
         char buf[64];
         while (read(0, buf, sizeof buf) > 0) {}
@@ -390,6 +412,8 @@ int main(int argc, char **argv) {
         printf("read 60: %s\n", err(lk(fd, F_SETLK, F_RDLCK, 60, 1)));
         printf("write 60: %s\n", err(lk(fd, F_SETLK, F_WRLCK, 60, 1)));
         printf("write 10..20: %s\n", err(lk(fd, F_SETLK, F_WRLCK, 10, 10)));
+        printf("flock ex: %s\n", err(flock(fd, LOCK_EX | LOCK_NB)));
+        printf("flock sh: %s\n", err(flock(fd, LOCK_SH | LOCK_NB)));
         return 0;
     }
     if (argc >= 3 && strcmp(argv[1], "counter") == 0) {
@@ -397,7 +421,9 @@ int main(int argc, char **argv) {
         count(argv[2], 1);
         return 0;
     }
-    if (argc < 2) { fprintf(stderr, "usage: locks DIR [nointr]\n"); return 2; }
-    scenarios(argv[1], !(argc >= 3 && strcmp(argv[2], "nointr") == 0));
+    if (argc >= 5 && strcmp(argv[1], "add") == 0)
+        return add(argv[2], atoi(argv[3]), strcmp(argv[4], "lockf") == 0);
+    if (argc != 2) { fprintf(stderr, "usage: locks DIR\n"); return 2; }
+    scenarios(argv[1]);
     return 0;
 }
