@@ -48,7 +48,10 @@ pub use locks::{LONGEST_NAP, LockHolder, LockScope, LockType};
 
 /// Messages with descriptors attached (`SCM_RIGHTS`) on a channel's socket: the server sends
 /// the region and the content table with the welcome, and kernel files after `Handoff`, and
-/// throws away whatever a client sends after its hello; the client receives them.
+/// throws away whatever a client sends after its hello; the client receives them. And whether
+/// the other end hung up.
 pub mod socket {
-    pub use crate::sys::{MAX_FDS, discard_received, send_with_fd_nonblocking, send_with_fds};
+    pub use crate::sys::{
+        MAX_FDS, discard_received, peer_hung_up, send_with_fd_nonblocking, send_with_fds,
+    };
 }

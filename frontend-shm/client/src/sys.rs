@@ -186,7 +186,7 @@ fn recvmsg_with_fds(
 }
 
 /// Whether the peer of `sock` has hung up, without blocking.
-pub(crate) fn peer_hung_up(sock: &UnixStream) -> bool {
+pub fn peer_hung_up(sock: &UnixStream) -> bool {
     let mut pfd = libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLRDHUP,

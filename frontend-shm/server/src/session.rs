@@ -403,7 +403,10 @@ impl<F: Filesystem> Holder for Session<F> {
             channels.iter().filter_map(Weak::upgrade).collect()
         };
         // A channel whose socket is gone has been retired: it hung up.
-        if !channels.iter().all(|c| crate::sys::hung_up(c)) {
+        if !channels
+            .iter()
+            .all(|c| btfuse_ring_client::socket::peer_hung_up(c))
+        {
             return false;
         }
         self.end();

@@ -146,18 +146,6 @@ pub(crate) fn idle_thread_priority() {
     }
 }
 
-/// Whether the peer of `sock` has closed its end (no wait).
-pub(crate) fn hung_up(sock: &UnixStream) -> bool {
-    let mut poll = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    let n = unsafe { libc::poll(&mut poll, 1, 0) };
-    n == 1 && poll.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0
-}
-
 /// Runs `f` with the process umask set to `mask`, then restores it. The umask is per process:
 /// call this only while no other thread creates files.
 pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {

@@ -12,7 +12,7 @@ use libc::c_int;
 mod placeholder;
 mod private;
 
-pub(crate) use placeholder::{placeholder, placeholder_base_gone};
+pub(crate) use placeholder::{move_to_private, placeholder, placeholder_base_gone};
 pub(crate) use private::{is_private, private_fds};
 
 /// One of this process's descriptors that stands for a server description. The number is a

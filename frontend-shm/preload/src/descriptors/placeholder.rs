@@ -39,15 +39,11 @@ pub(crate) fn placeholder(cloexec: bool) -> Result<c_int, i32> {
     Ok(fd as c_int)
 }
 
-/// Opens the placeholders' base descriptor and moves it to a private number.
-fn placeholder_base() -> Result<c_int, i32> {
-    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
-    // SAFETY: a literal path; `open` returns a descriptor or -1.
-    let fd = unsafe { real::open()(c"/".as_ptr(), flags, 0) };
-    if fd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: as in `placeholder`.
+/// Moves `fd`, just opened by this library, to a private number (close-on-exec), closing the
+/// original: the library's own descriptors stay out of the numbers programs choose.
+pub(crate) fn move_to_private(fd: c_int) -> Result<c_int, i32> {
+    // SAFETY: F_DUPFD_CLOEXEC of a descriptor this library holds (the system call itself:
+    // the library's own `fcntl` would look the number up).
     let moved = unsafe {
         libc::syscall(
             libc::SYS_fcntl,
@@ -57,11 +53,20 @@ fn placeholder_base() -> Result<c_int, i32> {
         )
     } as c_int;
     let error = errno();
-    // SAFETY: `fd` is this function's own descriptor.
+    // SAFETY: `fd` is the caller's own descriptor, given up here.
     unsafe { real::close()(fd) };
-    if moved < 0 {
-        return Err(error);
+    if moved < 0 { Err(error) } else { Ok(moved) }
+}
+
+/// Opens the placeholders' base descriptor and moves it to a private number.
+fn placeholder_base() -> Result<c_int, i32> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: a literal path; `open` returns a descriptor or -1.
+    let fd = unsafe { real::open()(c"/".as_ptr(), flags, 0) };
+    if fd < 0 {
+        return Err(errno());
     }
+    let moved = move_to_private(fd)?;
     // Two threads may get here at once: the first one's base stays, the other's goes.
     match PLACEHOLDER_BASE.compare_exchange(-1, moved, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => Ok(moved),

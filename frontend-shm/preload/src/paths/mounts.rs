@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::c_int;
 
-use crate::connection::private_fd_floor;
 use crate::real;
 
 /// The open table, at a private number (-1: none).
@@ -112,20 +111,7 @@ fn reopen(old: c_int) -> Option<c_int> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: F_DUPFD_CLOEXEC of the descriptor just opened.
-    let moved = unsafe {
-        libc::syscall(
-            libc::SYS_fcntl,
-            fd,
-            libc::F_DUPFD_CLOEXEC,
-            private_fd_floor(),
-        )
-    } as c_int;
-    // SAFETY: `fd` is this function's own descriptor.
-    unsafe { real::close()(fd) };
-    if moved < 0 {
-        return None;
-    }
+    let moved = crate::descriptors::move_to_private(fd).ok()?;
     WATCH_FD.store(moved, Ordering::Release);
     Some(moved)
 }
