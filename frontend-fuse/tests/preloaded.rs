@@ -870,7 +870,10 @@ os.remove(p)
 
 /// How many operations `fsx_with_memory_maps_under_the_preload` runs
 /// (`BTFUSE_FSX_MAPPED_OPS`): mapped operations cost a kernel round trip each, so fewer than
-/// the unmapped run's, about 15 s on two busy cores.
+/// the unmapped run's, about 15 s on two busy cores. fsx 0.3.2 never unmaps what a mapped
+/// read mapped, on any filesystem: past roughly 60,000 operations its process reaches
+/// `vm.max_map_count` (65,530 by default) and its next `mmap` fails with `ENOMEM`, on tmpfs
+/// too. A longer run needs the limit raised first (`sysctl vm.max_map_count=2000000`).
 fn fsx_mapped_operations() -> String {
     std::env::var("BTFUSE_FSX_MAPPED_OPS").unwrap_or_else(|_| "10000".to_owned())
 }
