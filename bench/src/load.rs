@@ -17,8 +17,10 @@ const SETTLE: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(crate) struct Hogs {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Duration>>,
+    threads: Vec<JoinHandle<()>>,
     started: Instant,
+    /// The hogs' CPU time when they had settled.
+    settled_cpu: Duration,
 }
 
 impl Hogs {
@@ -29,6 +31,7 @@ impl Hogs {
             stop: Arc::clone(&stop),
             threads: Vec::with_capacity(n),
             started: Instant::now(),
+            settled_cpu: Duration::ZERO,
         };
         for i in 0..n {
             let stop = Arc::clone(&stop);
@@ -41,28 +44,43 @@ impl Hogs {
             std::thread::sleep(SETTLE);
         }
         hogs.started = Instant::now();
+        hogs.settled_cpu = hogs.cpu();
         Ok(hogs)
+    }
+
+    /// The CPU time the hog threads have used so far, read from each thread's CPU clock (what
+    /// they got, which on a busy machine can be much less than the time that passed).
+    fn cpu(&self) -> Duration {
+        use std::os::unix::thread::JoinHandleExt;
+        self.threads
+            .iter()
+            .map(|t| {
+                let mut clock: libc::clockid_t = 0;
+                // SAFETY: the thread is alive (joined only in `halt`), and the call writes the
+                // one clock id given.
+                if unsafe { libc::pthread_getcpuclockid(t.as_pthread_t(), &mut clock) } != 0 {
+                    return Duration::ZERO;
+                }
+                clock_time(clock)
+            })
+            .sum()
     }
 
     /// Stops the hogs; the share of the time since they settled that they spent on a CPU,
     /// averaged over the hogs (1.0: each had a core to itself; `None` without hogs).
     pub(crate) fn stop(mut self) -> Option<f64> {
         let wall = self.started.elapsed();
-        let used = self.halt();
-        (!used.is_empty()).then(|| {
-            let cpu: Duration = used.iter().sum();
-            // Settling time is in `cpu` but not in `wall`: at most SETTLE more per hog.
-            let settled = cpu.saturating_sub(SETTLE * used.len() as u32);
-            (settled.as_secs_f64() / (wall.as_secs_f64() * used.len() as f64)).min(1.0)
-        })
+        let used = self.cpu().saturating_sub(self.settled_cpu);
+        let n = self.threads.len();
+        self.halt();
+        (n > 0).then(|| (used.as_secs_f64() / (wall.as_secs_f64() * n as f64)).min(1.0))
     }
 
-    fn halt(&mut self) -> Vec<Duration> {
+    fn halt(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads
-            .drain(..)
-            .filter_map(|t| t.join().ok())
-            .collect()
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -72,8 +90,8 @@ impl Drop for Hogs {
     }
 }
 
-/// Computes until told to stop; the CPU time the thread used.
-fn burn(stop: &AtomicBool) -> Duration {
+/// Computes until told to stop.
+fn burn(stop: &AtomicBool) {
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..4096 {
@@ -84,17 +102,16 @@ fn burn(stop: &AtomicBool) -> Duration {
         }
         std::hint::black_box(x);
     }
-    thread_cpu_time()
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu_time() -> Duration {
+/// The time of clock `clock` (a thread's CPU clock here).
+fn clock_time(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes the one timespec given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return Duration::ZERO;
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
