@@ -661,7 +661,7 @@ impl<F: Filesystem + 'static> fuser::Filesystem for FuseFs<F> {
         if let Some(locks) = self.fs.locks() {
             locks.unlock_owner(ino(i), kernel_owner(lock_owner));
             let flock = |h: &locks::HeldLock| h.space == LockSpace::Flock && h.fh == fh(handle);
-            if locks.held(ino(i)).iter().any(flock) {
+            if locks.holds(ino(i), flock) {
                 self.closing.closed(handle.0);
             }
         }

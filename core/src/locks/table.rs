@@ -203,6 +203,15 @@ impl LockTable {
         held
     }
 
+    /// Whether a lock held on `ino` satisfies `which` (no copy of the list is made).
+    pub fn holds(&self, ino: Ino, which: impl Fn(&HeldLock) -> bool) -> bool {
+        self.inner
+            .lock()
+            .files
+            .get(&ino)
+            .is_some_and(|held| held.iter().any(which))
+    }
+
     /// How many requests are parked.
     pub fn waiting(&self) -> usize {
         self.inner.lock().waiters.len()

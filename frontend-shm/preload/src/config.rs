@@ -395,7 +395,7 @@ fn mounts_for(path: &[u8]) -> &'static [Config] {
 }
 
 /// The identity of this process's mount namespace: device and inode of `/proc/self/ns/mnt`.
-fn mount_namespace() -> Option<(u64, u64)> {
+pub(crate) fn mount_namespace() -> Option<(u64, u64)> {
     // SAFETY: a zeroed `stat` is a valid buffer for the kernel to fill.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a raw system call (not the interposed `stat`) on a literal path into `st`.

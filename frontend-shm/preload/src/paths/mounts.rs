@@ -22,7 +22,7 @@ static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
 /// What was read from it, and for which process and namespace.
 struct Seen {
     pid: libc::pid_t,
-    namespace: u64,
+    namespace: Option<(u64, u64)>,
     below: bool,
 }
 
@@ -33,25 +33,24 @@ pub(crate) fn mounted_below(prefix: &[u8]) -> bool {
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
-    let namespace = mount_namespace();
+    let namespace = crate::config::mount_namespace();
     let fd = WATCH_FD.load(Ordering::Acquire);
-    let current = match &*seen {
-        Some(s) if fd >= 0 && s.pid == pid && s.namespace == namespace => {
-            unchanged(fd).then_some(s.below)
+    let same = fd >= 0
+        && seen
+            .as_ref()
+            .is_some_and(|s| s.pid == pid && s.namespace == namespace);
+    let fd = if same {
+        if unchanged(fd) {
+            return seen.as_ref().is_some_and(|s| s.below);
         }
-        _ => None,
-    };
-    if let Some(below) = current {
-        return below;
-    }
-    let fd = match &*seen {
         // Same process and namespace, the table changed: read the same file again.
-        Some(s) if fd >= 0 && s.pid == pid && s.namespace == namespace => fd,
-        _ => match reopen(fd) {
+        fd
+    } else {
+        match reopen(fd) {
             Some(fd) => fd,
             // Nothing to watch with: read the table each time, as a last resort.
             None => return scan_path(prefix),
-        },
+        }
     };
     let below = scan(fd, prefix);
     *seen = Some(Seen {
@@ -86,23 +85,6 @@ fn unchanged(fd: c_int) -> bool {
     // SAFETY: one valid pollfd, no wait.
     let ready = unsafe { libc::poll(&mut poll, 1, 0) };
     ready == 0
-}
-
-/// The mount namespace of this thread (its inode), 0 if unknown.
-fn mount_namespace() -> u64 {
-    // SAFETY: stat of a literal path into a zeroed struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; the system call itself, not this library's own `stat`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_newfstatat,
-            libc::AT_FDCWD,
-            c"/proc/thread-self/ns/mnt".as_ptr(),
-            &mut st as *mut libc::stat,
-            0,
-        )
-    };
-    if rc == 0 { st.st_ino } else { 0 }
 }
 
 /// Opens the table at a private number, closing `old` (this process's copy of an earlier one,
