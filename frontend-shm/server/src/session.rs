@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
-
 use std::os::unix::net::UnixStream;
 
 use btfuse_core::locks::LockOwner;
+use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
 
 use crate::locks::{Holder, SessionLocks};
 
