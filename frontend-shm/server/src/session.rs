@@ -3,11 +3,10 @@
 //! descriptor numbers to descriptions; `dup` shares a description, `fork` copies the map.
 
 use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
-
-use std::os::unix::net::UnixStream;
 
 use btfuse_core::locks::LockOwner;
 use btfuse_core::{Credentials, Errno, Fh, FileType, Filesystem, Ino};
