@@ -873,7 +873,10 @@ os.remove(p)
 /// the unmapped run's, about 15 s on two busy cores. fsx 0.3.2 never unmaps what a mapped
 /// read mapped, on any filesystem: past roughly 60,000 operations its process reaches
 /// `vm.max_map_count` (65,530 by default) and its next `mmap` fails with `ENOMEM`, on tmpfs
-/// too. A longer run needs the limit raised first (`sysctl vm.max_map_count=2000000`).
+/// too, and each leaked mapping makes every later truncate slower, so the run's time grows
+/// with the square of its length. A longer run needs the limit raised first
+/// (`sysctl vm.max_map_count=2000000`), or an fsx whose mapped read unmaps what it mapped (one
+/// added line, `munmap(p, map_size).unwrap();` at the end of `domapread`) first on `PATH`.
 fn fsx_mapped_operations() -> String {
     std::env::var("BTFUSE_FSX_MAPPED_OPS").unwrap_or_else(|_| "10000".to_owned())
 }
