@@ -236,10 +236,14 @@ const FOUND: u8 = 2;
 /// it runs as the interceptor and calls made then pass through).
 fn mounts() -> &'static [Config] {
     let found = once(&DISCOVERY, &MOUNTS, |found| {
-        let count = discover(found);
+        // One `stat` serves both: checking an inherited list and writing the one handed on.
+        let namespace = mount_namespace();
+        let count = discover(found, namespace);
         // SAFETY: written by the thread that fills `MOUNTS`, before both are published.
         let entry = unsafe { MOUNTS_ENTRY.write() };
-        let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
+        let entry_len = namespace
+            .and_then(|namespace| mounts_entry(&found[..count], namespace, entry))
+            .unwrap_or(0);
         MOUNT_COUNT.store(count, Ordering::Relaxed);
         MOUNTS_ENTRY_LEN.store(entry_len, Ordering::Relaxed);
     });
@@ -412,8 +416,9 @@ pub(crate) fn mount_namespace() -> Option<(u64, u64)> {
 }
 
 /// Fills `found` with the btfuse mounts: the inherited list when it was made in this mount
-/// namespace, else those of `/proc/self/mountinfo`. Returns how many.
-fn discover(found: &mut [Config; MAX_MOUNTS]) -> usize {
+/// namespace (`namespace`, this process's), else those of `/proc/self/mountinfo`. Returns how
+/// many.
+fn discover(found: &mut [Config; MAX_MOUNTS], namespace: Option<(u64, u64)>) -> usize {
     let Some(environment) = environment() else {
         return 0;
     };
@@ -428,7 +433,7 @@ fn discover(found: &mut [Config; MAX_MOUNTS]) -> usize {
             count += 1;
         }
     };
-    let inherited = match (environment.mounts_len, mount_namespace()) {
+    let inherited = match (environment.mounts_len, namespace) {
         (Some(len), Some(namespace)) => read_inherited(&environment.mounts[..len], namespace),
         _ => None,
     };
@@ -512,10 +517,9 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Writes `BTFUSE_MOUNTS=...` for `mounts` into `entry`, NUL-terminated; its length without
-/// the NUL, or `None` if it does not fit or the namespace is unknown.
-fn mounts_entry(mounts: &[Config], entry: &mut [u8]) -> Option<usize> {
-    let (dev, ino) = mount_namespace()?;
+/// Writes `BTFUSE_MOUNTS=...` for `mounts`, found in mount namespace `(dev, ino)`, into
+/// `entry`, NUL-terminated; its length without the NUL, or `None` if it does not fit.
+fn mounts_entry(mounts: &[Config], (dev, ino): (u64, u64), entry: &mut [u8]) -> Option<usize> {
     let mut out = Writer::new(entry);
     out.push(MOUNTS_VAR_ENTRY)?;
     out.push_decimal(dev)?;
@@ -729,9 +733,11 @@ mod tests {
         );
         assert_eq!(mounts[1].prefix(), b"");
         let mut entry = [0u8; 256];
-        let len = mounts_entry(&mounts, &mut entry).unwrap();
+        let namespace = mount_namespace().unwrap();
+        let len = mounts_entry(&mounts, namespace, &mut entry).unwrap();
         let value = entry[..len].strip_prefix(b"BTFUSE_MOUNTS=").unwrap();
-        let seen: Vec<_> = read_inherited(value, mount_namespace().unwrap())
+        assert!(read_inherited(value, (namespace.0, namespace.1 + 1)).is_none());
+        let seen: Vec<_> = read_inherited(value, namespace)
             .unwrap()
             .map(|(m, uid)| (m.to_vec(), uid))
             .collect();
@@ -739,7 +745,7 @@ mod tests {
             seen,
             vec![(b"/mnt/with\\040space".to_vec(), 0), (b"/".to_vec(), 4001)]
         );
-        assert_eq!(mounts_entry(&mounts, &mut [0u8; 20]), None);
+        assert_eq!(mounts_entry(&mounts, namespace, &mut [0u8; 20]), None);
     }
 
     #[test]

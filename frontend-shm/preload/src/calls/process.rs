@@ -638,7 +638,18 @@ fn parse_inherit(value: &str) -> Option<Inherited> {
 /// the descriptions its predecessor left it.
 extern "C" fn on_load() {
     let _ = guarded(|| {
-        let Ok(value) = std::env::var(INHERIT_VAR) else {
+        // libc's getenv, not std's: most processes have no such variable, and this way they
+        // run none of std's environment code (nor fault its pages in) to find that out.
+        // SAFETY: a constructor, before the program's own threads; the value is copied.
+        let raw = unsafe { libc::getenv(c"BTFUSE_INHERIT".as_ptr()) };
+        if raw.is_null() {
+            return;
+        }
+        // SAFETY: getenv returned a NUL-terminated string.
+        let Ok(value) = unsafe { std::ffi::CStr::from_ptr(raw) }
+            .to_str()
+            .map(str::to_owned)
+        else {
             return;
         };
         // SAFETY: removes the variable before anything else of the program runs, so that
