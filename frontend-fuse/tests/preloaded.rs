@@ -623,6 +623,48 @@ fn the_mounts_found_are_handed_to_children() {
     assert!(ring > 0, "the list handed down is used");
 }
 
+/// A shell whose working directory is a btfuse directory on the mount (its `cd` served over
+/// the ring, the kernel's following through the mount) starts programs that touch no btfuse
+/// file without a single ring request for them: the children resolve relative names from
+/// the kernel's directory, so neither the fork nor the exec hands them the shell's. One that
+/// does use a relative name still reaches the file over the ring.
+#[test]
+fn children_of_a_shell_in_a_btfuse_directory_connect_only_to_use_it() {
+    let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
+    let dir = fresh_dir(mount.path(), "cwd-children");
+    fs::write(dir.join("f"), "here\n").unwrap();
+    let ops_of = |script: &str| {
+        let before = mount.metrics();
+        let text = run_with(SH, script, &[("D", dir.to_str().unwrap())], true);
+        let after = mount.metrics();
+        (
+            text,
+            ring_operations(&after) - ring_operations(&before),
+            fuse_operations(&after) - fuse_operations(&before),
+        )
+    };
+    let (text, alone, _) = ops_of(r#"cd "$D" && pwd"#);
+    assert_eq!(text, "status Some(0)\n--- stdout\n$D\n--- stderr\n");
+    assert!(alone > 0, "the shell's cd was not served over the ring");
+    let (text, with_children, _) =
+        ops_of(r#"cd "$D" && pwd && for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done"#);
+    assert_eq!(text, "status Some(0)\n--- stdout\n$D\n--- stderr\n");
+    assert_eq!(
+        with_children, alone,
+        "ten children that touch no btfuse file made ring requests"
+    );
+    let (text, reading, kernel) = ops_of(r#"cd "$D" && cat f && /bin/pwd && sh -c 'cat f'"#);
+    assert_eq!(
+        text,
+        "status Some(0)\n--- stdout\nhere\n$D\nhere\n--- stderr\n"
+    );
+    assert!(
+        reading >= alone + 4,
+        "the children's relative reads did not go over the ring ({reading} ring requests, \
+         {kernel} through the kernel)"
+    );
+}
+
 /// The mount table is read only when a path may be served: a preloaded program whose paths
 /// lie under no mount point named by a ring socket never opens `/proc/self/mountinfo`, one
 /// that touches the mount does, and a shell reads it once (at its first `exec` at the

@@ -19,6 +19,11 @@
 //!   through `BTFUSE_INHERIT` as above, this library added to `LD_PRELOAD`. The table keeps
 //!   the numbers as btfuse's: if the `exec` fails, calls on them still reach the description,
 //!   which now reads and writes through the kernel file.
+//! - A btfuse working directory is handed on only where the kernel's is not the same
+//!   directory (see [`passed_cwd`]): on a mount the kernel's follows it, and a child or a
+//!   new program finds it there. A shell in a btfuse directory with no btfuse descriptors
+//!   open then forks and executes without a request to the server, and a program that
+//!   touches no btfuse file never connects.
 
 use std::ffi::CString;
 
@@ -45,7 +50,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
     // until the child exists: parent and child share the descriptions (see `held`).
     let held = guarded(|| held::settle_all(connection::current_client().as_ref()));
     let token = guarded(|| {
-        if descriptors::entries().is_empty() && paths::cwd_desc().is_none() {
+        if descriptors::entries().is_empty() && passed_cwd().is_none() {
             return Ok(None);
         }
         match connection::current_client().map(|c| c.prepare_fork()) {
@@ -151,6 +156,19 @@ fn hand_off(surviving: Vec<(c_int, Entry)>) -> Vec<(c_int, Entry)> {
     left
 }
 
+/// The btfuse working directory, when a child or the next program must be handed it: not
+/// when the kernel's working directory is the same directory through the mount, where the
+/// other process's relative names reach it from the kernel's (see `paths::from_kernel_cwd`).
+/// A shell in a btfuse directory then starts each program without preparing a table for it,
+/// and a program that touches no btfuse file never connects.
+pub(crate) fn passed_cwd() -> Option<(u32, Vec<u8>)> {
+    let cwd = paths::CWD
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()?;
+    (!paths::kernel_cwd_is(&cwd.1)).then_some(cwd)
+}
+
 /// The value of `BTFUSE_INHERIT` for an exec now: `TOKEN;FD=DESC[d],...`, or `None` when no
 /// btfuse descriptor survives the exec. With `hand_off_first`, the files are handed to the
 /// kernel first and only what could not be is listed.
@@ -163,7 +181,7 @@ fn inherit_value(hand_off_first: bool) -> Option<String> {
     } else {
         surviving
     };
-    let cwd = paths::CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let cwd = passed_cwd();
     if surviving.is_empty() && cwd.is_none() {
         return None;
     }

@@ -250,7 +250,7 @@ fn involves_btfuse(actions: &[Action]) -> bool {
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         });
         inherited
-            || paths::cwd_desc().is_some()
+            || super::process::passed_cwd().is_some()
             || actions.iter().any(|action| match *action {
                 // SAFETY: paths glibc copied into the file actions.
                 Action::Open { path, .. } | Action::Chdir(path) => unsafe {

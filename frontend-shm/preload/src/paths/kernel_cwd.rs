@@ -84,6 +84,32 @@ fn kernel_cwd_under_a_prefix() -> Option<Vec<u8>> {
     under_a_prefix(&buf).then_some(buf)
 }
 
+/// Whether the kernel's working directory is the btfuse one, `path` (from the served
+/// root), so that a process without the btfuse one resolves relative names where this one
+/// does: only with a mount at the prefix (the kernel follows a btfuse `chdir` there), and
+/// only if `getcwd` spells exactly the prefix and `path` (a directory entered through a
+/// symbolic link has another spelling; it is not taken for the same).
+pub(crate) fn kernel_cwd_is(path: &[u8]) -> bool {
+    let Some(config) = crate::config::config() else {
+        return false;
+    };
+    if !crate::config::prefix_is_mounted() {
+        return false;
+    }
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` holds PATH_MAX bytes; libc's getcwd with a buffer does not allocate.
+    let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
+    let Some(len) = buf.iter().position(|&b| b == 0).filter(|_| !got.is_null()) else {
+        return false;
+    };
+    let Some(rest) = buf[..len].strip_prefix(config.prefix()) else {
+        return false;
+    };
+    // The served root is `/`, and so is the kernel's name for a mount at `/`.
+    let trim = |p: &[u8]| p.strip_suffix(b"/").unwrap_or(p).to_vec();
+    trim(rest) == trim(path)
+}
+
 /// Forgets the kernel's working directory (it changed).
 pub(crate) fn forget_kernel_cwd() {
     let _cached = KERNEL_CWD.lock().unwrap_or_else(|p| p.into_inner());
