@@ -89,12 +89,19 @@ pub(crate) fn remove(fd: c_int) -> Option<Entry> {
         .remove(&fd)
 }
 
-/// Forgets every btfuse descriptor (a child that could not reattach).
+/// Forgets every btfuse descriptor (a child that could not reattach). Only the slots in use
+/// are written: this runs in every fork child, whose copy of a page is made when it is first
+/// written, and a table written whole would cost each child all its pages.
 pub(crate) fn clear() {
     for slot in &SLOTS {
-        slot.store(0, Ordering::Release);
+        if slot.load(Ordering::Relaxed) != 0 {
+            slot.store(0, Ordering::Release);
+        }
     }
-    *HIGH.write().unwrap_or_else(|p| p.into_inner()) = None;
+    let mut high = HIGH.write().unwrap_or_else(|p| p.into_inner());
+    if high.is_some() {
+        *high = None;
+    }
 }
 
 pub(crate) fn entries() -> Vec<(c_int, Entry)> {
