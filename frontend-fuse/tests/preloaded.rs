@@ -665,6 +665,77 @@ fn children_of_a_shell_in_a_btfuse_directory_connect_only_to_use_it() {
     );
 }
 
+const VFORK_C: &str = include_str!("../../testkit/c/vfork.c");
+
+/// `testkit/c/vfork.c` (children made with `vfork` create and read files, take a descriptor
+/// of their parent's, execute programs, use a relative name after the parent's `chdir`,
+/// close the parent's descriptor) gives tmpfs's transcript through the mount, plain and under
+/// the preload. Under the preload, a parent with no btfuse descriptor makes a real `vfork`
+/// (the kernel serves the child through the mount) and one with a descriptor a `fork`: the
+/// trace shows four of the first kind and two of the second.
+#[test]
+fn vfork_children_match_tmpfs_and_stay_vforks_without_descriptors() {
+    let build = tempfile::tempdir().unwrap();
+    let source = build.path().join("vfork.c");
+    fs::write(&source, VFORK_C).unwrap();
+    let binary = build.path().join("vfork");
+    let compiled = Command::new("cc")
+        .args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(compiled.success(), "vfork.c does not compile");
+    let mount = Mount::start(&[]);
+    let tmpfs = Tmpfs::new();
+    let script = format!("'{}' \"$D\"", binary.display());
+    let reference_dir = fresh_dir(tmpfs.path(), "vfork");
+    let reference = run_with(
+        SH,
+        &script,
+        &[("D", reference_dir.to_str().unwrap())],
+        false,
+    );
+    assert!(
+        reference.contains("appended: [parent still]"),
+        "{reference}"
+    );
+    for preload in [false, true] {
+        let dir = fresh_dir(mount.path(), &format!("vfork-{preload}"));
+        let text = run_with(SH, &script, &[("D", dir.to_str().unwrap())], preload);
+        assert_eq!(
+            text, reference,
+            "preload {preload} (left) and tmpfs (right)"
+        );
+    }
+    let dir = fresh_dir(mount.path(), "vfork-traced");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let preload = format!("LD_PRELOAD={}", common::preload_library().display());
+    let tracer = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=vfork,fork,clone,clone3",
+        "-o",
+        log.path().to_str().unwrap(),
+        "-E",
+        preload.as_str(),
+    ];
+    let traced = Command::new("strace")
+        .args(tracer)
+        .arg(&binary)
+        .arg(&dir)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("strace (scripts/install-test-deps installs it)");
+    assert!(traced.status.success(), "{traced:?}");
+    let calls = fs::read_to_string(log.path()).unwrap();
+    let vforks = calls.lines().filter(|l| l.contains("vfork()")).count();
+    let forks = calls.lines().filter(|l| l.contains("clone(")).count();
+    assert_eq!((vforks, forks), (4, 2), "{calls}");
+}
+
 /// The mount table is read only when a path may be served: a preloaded program whose paths
 /// lie under no mount point named by a ring socket never opens `/proc/self/mountinfo`, one
 /// that touches the mount does, and a shell reads it once (at its first `exec` at the

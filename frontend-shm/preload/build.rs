@@ -14,7 +14,7 @@ fn main() {
     let script = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("variadic.map");
     std::fs::write(
         &script,
-        "{ global: execl; execle; execlp; dprintf; vdprintf; __dprintf_chk; __vdprintf_chk; syscall; };\n",
+        "{ global: execl; execle; execlp; dprintf; vdprintf; __dprintf_chk; __vdprintf_chk; syscall; vfork; };\n",
     )
     .unwrap();
     println!(

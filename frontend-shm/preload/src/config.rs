@@ -673,6 +673,15 @@ pub(crate) fn exec_environment() -> Option<(Vec<u8>, Vec<u8>)> {
 /// are found first if they were not yet); `None` when the list is too long to pass on.
 pub(crate) fn mounts_variable() -> Option<&'static CStr> {
     mounts();
+    found_mounts_variable()
+}
+
+/// [`mounts_variable`] if the mounts are found already; `None` otherwise. It reads the mount
+/// table never, allocates nothing and writes nothing, so a `vfork` child may call it.
+pub(crate) fn found_mounts_variable() -> Option<&'static CStr> {
+    if DISCOVERY.load(Ordering::Acquire) != FOUND {
+        return None;
+    }
     let len = MOUNTS_ENTRY_LEN.load(Ordering::Relaxed);
     // SAFETY: published: `mounts` returns once FOUND was loaded with Acquire.
     let entry = unsafe { MOUNTS_ENTRY.read() };

@@ -188,3 +188,24 @@ __attribute__((visibility("default"))) long syscall(long number, ...) {
         find_next_syscall();
     return next_syscall(number, a1, a2, a3, a4, a5, a6);
 }
+
+/* vfork: a function that calls the real vfork cannot return to its caller afterwards (the
+ * child, returning first, reuses the stack frame the parent returns through), so this one
+ * asks the library where to go (btfuse_vfork_target: libc's vfork, or the library's fork)
+ * and jumps there with the caller's return address on top of the stack, as if the caller
+ * had called it directly. */
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n"
+        "    sub $8, %rsp\n" /* the stack 16-byte aligned for the call */
+        "    call btfuse_vfork_target@PLT\n"
+        "    add $8, %rsp\n"
+        "    jmp *%rax\n"
+        ".size vfork, .-vfork\n");
+#else
+__attribute__((visibility("default"))) pid_t vfork(void) {
+    return fork();
+}
+#endif

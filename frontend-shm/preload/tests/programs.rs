@@ -9,7 +9,20 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BASH, SH, Server, artifact, run, same_as_tmpfs};
+use common::{BASH, SH, Server, artifact, compile_c, run, same_as_tmpfs};
+
+const VFORK_C: &str = include_str!("../../../testkit/c/vfork.c");
+
+/// `testkit/c/vfork.c`: children made with `vfork` create, read and write files in the
+/// directory, take a descriptor of their parent's, execute programs and close their parent's
+/// descriptor, as on tmpfs. With no mount, every `vfork` here is served as a `fork` (a
+/// child's calls on the prefix need the library), so the parent's table and connection stay
+/// its own.
+#[test]
+fn vfork_children_match_tmpfs() {
+    let (_build, binary) = compile_c(VFORK_C, &["-O1", "-Wall", "-Werror"]);
+    same_as_tmpfs(SH, "vfork", &format!("'{}' \"$D\"", binary.display()));
+}
 
 #[test]
 fn shell_redirections() {

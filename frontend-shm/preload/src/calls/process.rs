@@ -33,7 +33,7 @@ use crate::config::{self, INHERIT_VAR};
 use crate::connection;
 use crate::descriptors::{self, Entry};
 use crate::errno::fail;
-use crate::guard::guarded;
+use crate::guard::{self, guarded};
 use crate::held;
 use crate::paths;
 use crate::program::{self, Program};
@@ -42,6 +42,10 @@ use crate::real;
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
+    if guard::in_vfork_child() {
+        // SAFETY: libc's fork; nothing of this library's (the parent's memory) is touched.
+        return unsafe { real::fork()() };
+    }
     // The mounts are found here, in the parent, once: a child that executes a program hands
     // them on (see `with_mounts`), and it would otherwise read the mount table itself, once
     // per child.
@@ -103,13 +107,38 @@ pub unsafe extern "C" fn fork() -> pid_t {
     pid
 }
 
-/// Interposed: `vfork` is served as `fork`. A vfork child shares its parent's memory, so the
-/// descriptor table and connection it changes before `exec` would be the parent's too; a
+/// Where `vfork` (defined in `variadic.c`, which jumps to what this returns with its caller's
+/// stack untouched, as a `vfork` must) goes: libc's own when this process has nothing of
+/// btfuse's for the child to take (no btfuse descriptor, no working directory the kernel's
+/// does not stand for) and whatever the child may do can be left to the kernel (no prefix,
+/// or one with a mount): the thread is then marked, and the child's calls pass through (see
+/// [`crate::guard`]). Otherwise `fork`: a `vfork` child shares its parent's memory, so the
+/// descriptor table and connection it changed before `exec` would be the parent's too; a
 /// fork child, allowed everywhere a vfork child is, changes only its own.
+///
+/// Shells start most programs with `vfork` (dash does): a real one copies none of the
+/// shell's pages, where a fork makes both processes copy each page they write.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vfork() -> pid_t {
-    // SAFETY: as for fork.
-    unsafe { fork() }
+pub extern "C" fn btfuse_vfork_target() -> usize {
+    let forked: unsafe extern "C" fn() -> pid_t = fork;
+    if guard::in_vfork_child() {
+        // A vfork child's own vfork: nothing here may change.
+        return real::vfork() as usize;
+    }
+    let nothing_to_take = guarded(|| {
+        // The mounts are found here, in the parent, as `fork` finds them: the child's `exec`
+        // hands them on (see `exec_from_vfork_child`) and may not look for them itself.
+        let _ = config::mounts_variable();
+        descriptors::entries().is_empty()
+            && passed_cwd().is_none()
+            && (config::config().is_none() || config::prefix_is_mounted())
+    })
+    .unwrap_or(false);
+    if nothing_to_take && guard::mark_vfork() {
+        real::vfork() as usize
+    } else {
+        forked as usize
+    }
 }
 
 /// The btfuse descriptors an exec now keeps (no close-on-exec).
@@ -334,6 +363,50 @@ unsafe fn with_mounts(envp: *const *const c_char) -> Option<Vec<*const c_char>> 
     Some(out)
 }
 
+/// Environment entries a `vfork` child's `exec` adds the mounts' list to; a longer
+/// environment is passed on as given.
+const VFORK_ENV_CAP: usize = 512;
+
+/// `exec` in a `vfork` child: there is nothing of btfuse's to hand on (see
+/// [`btfuse_vfork_target`]), only the mounts the parent found, as [`with_mounts`] adds them;
+/// but on the parent's memory nothing may be allocated or changed, so the environment with
+/// them is built on the child's stack.
+///
+/// # Safety
+/// `envp` is a null-terminated array of C strings.
+unsafe fn exec_from_vfork_child(
+    envp: *const *const c_char,
+    exec: impl FnOnce(*const *const c_char) -> c_int,
+) -> c_int {
+    let Some(mounts) = config::found_mounts_variable() else {
+        return exec(envp);
+    };
+    let mut env = [std::ptr::null::<c_char>(); VFORK_ENV_CAP];
+    let mut len = 0;
+    let mut preloading = false;
+    let mut p = envp;
+    // SAFETY: the caller's contract: walk until the terminating null.
+    unsafe {
+        while !p.is_null() && !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            // Room for the list and the terminating null; an environment with a list already
+            // keeps it.
+            if len + 2 > VFORK_ENV_CAP || entry.starts_with(config::MOUNTS_VAR_ENTRY) {
+                return exec(envp);
+            }
+            preloading |= entry.starts_with(b"LD_PRELOAD=");
+            env[len] = *p;
+            len += 1;
+            p = p.add(1);
+        }
+    }
+    if !preloading {
+        return exec(envp);
+    }
+    env[len] = mounts.as_ptr();
+    exec(env.as_ptr())
+}
+
 fn pointers(strings: &[CString]) -> Vec<*const c_char> {
     strings
         .iter()
@@ -358,6 +431,10 @@ pub(crate) unsafe fn exec_with(
     envp: *const *const c_char,
     exec: impl FnOnce(*const *const c_char) -> c_int,
 ) -> c_int {
+    if guard::in_vfork_child() {
+        // SAFETY: the caller's contract.
+        return unsafe { exec_from_vfork_child(envp, exec) };
+    }
     let value = guarded(|| {
         let foreign = !descriptors::entries().is_empty()
             && library_path().is_some_and(|library| {
