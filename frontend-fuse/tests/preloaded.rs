@@ -736,6 +736,43 @@ fn vfork_children_match_tmpfs_and_stay_vforks_without_descriptors() {
     assert_eq!((vforks, forks), (4, 2), "{calls}");
 }
 
+/// dash opens a redirection's file before its `vfork`, so the child has a btfuse descriptor
+/// and is a `fork`; it executes the program at once, or exits when there is none. Every such
+/// process connects once: the program attaches to the table the child inherited (the child
+/// itself does not), and a child that exits without a program attaches on its way out, so
+/// the table goes with it.
+#[test]
+fn a_dash_child_with_a_btfuse_redirection_connects_once() {
+    let mount = Mount::start(&[]);
+    let dir = fresh_dir(mount.path(), "redirected");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let preload = format!("LD_PRELOAD={}", common::preload_library().display());
+    let script = r#"cd "$D" && echo x > f && cat f > g && wc -c < g > h && cat h &&
+        no-such-command > k 2> /dev/null; cat g k; echo $?"#;
+    let tracer = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=connect",
+        "-o",
+        log.path().to_str().unwrap(),
+        "-E",
+        preload.as_str(),
+        "dash",
+        "-c",
+    ];
+    let text = run_with(&tracer, script, &[("D", dir.to_str().unwrap())], false);
+    assert_eq!(text, "status Some(0)\n--- stdout\n2\nx\n0\n--- stderr\n");
+    let calls = fs::read_to_string(log.path()).unwrap();
+    let mut by_pid: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in calls.lines().filter(|l| l.contains("connect(")) {
+        *by_pid.entry(line.split(' ').next().unwrap()).or_default() += 1;
+    }
+    assert!(by_pid.len() >= 4, "{calls}");
+    assert!(by_pid.values().all(|&n| n == 1), "{calls}");
+}
+
 /// The mount table is read only when a path may be served: a preloaded program whose paths
 /// lie under no mount point named by a ring socket never opens `/proc/self/mountinfo`, one
 /// that touches the mount does, and a shell reads it once (at its first `exec` at the

@@ -59,8 +59,33 @@ pub(crate) fn client() -> Option<Client> {
         LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
         return None;
     };
+    // A child made for `vfork` continues with its parent's table from its first use of the
+    // connection. If the server no longer has it, the inherited descriptors fail with
+    // `EBADF` as closed ones do.
+    if let Some(token) = take_pending() {
+        let _ = client.attach(token);
+    }
     CLIENT.store(Box::into_raw(Box::new(client.clone())), Ordering::Release);
     Some(client)
+}
+
+/// The fork token a child made for `vfork` inherited its parent's table under and has not
+/// attached to yet (0: none). Set only in such a child, before it runs anything else.
+static PENDING: AtomicU64 = AtomicU64::new(0);
+
+/// Records `token` as the table this process (a child made for `vfork`) continues with, to
+/// attach to when it first connects or to hand to the program it executes.
+pub(crate) fn set_pending(token: u64) {
+    PENDING.store(token, Ordering::Relaxed);
+}
+
+/// The token set by [`set_pending`] and not yet attached to.
+pub(crate) fn pending() -> Option<u64> {
+    Some(PENDING.load(Ordering::Relaxed)).filter(|&t| t != 0)
+}
+
+fn take_pending() -> Option<u64> {
+    Some(PENDING.swap(0, Ordering::Relaxed)).filter(|&t| t != 0)
 }
 
 /// When the last connection attempt failed (coarse seconds; 0: none failed).
@@ -108,8 +133,12 @@ pub(crate) fn take_fell_back() -> bool {
     FELL_BACK.try_with(|f| f.replace(false)).unwrap_or(false)
 }
 
-/// The connection if one is already made, without making one.
+/// The connection if one is already made, without making one; except in a child made for
+/// `vfork` that has not attached yet, whose descriptions are on the server only once it has.
 pub(crate) fn current_client() -> Option<Client> {
+    if pending().is_some() {
+        return client();
+    }
     loaded()
 }
 

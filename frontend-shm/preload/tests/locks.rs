@@ -47,3 +47,21 @@ fn a_shared_writable_mapping_without_a_mount_is_enodev() {
         "{transcript}"
     );
 }
+
+/// An `exec` closes the close-on-exec descriptors, and with the last one a `flock` goes: a
+/// program that keeps one descriptor (so the next program takes a table over) and locked a
+/// file through a close-on-exec one starts a program that finds the file unlocked, as on
+/// tmpfs.
+#[test]
+fn a_flock_through_a_close_on_exec_descriptor_goes_at_exec() {
+    let script = r#"
+import fcntl, os
+d = os.environ["D"]
+kept = os.open(d + "/kept", os.O_WRONLY | os.O_CREAT, 0o644)
+os.set_inheritable(kept, True)
+locked = os.open(d + "/locked", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+fcntl.flock(locked, fcntl.LOCK_EX)
+os.execvp("sh", ["sh", "-c", 'flock -n "$D/locked" echo free; echo "status $?"; echo kept >&%d' % kept])
+"#;
+    same_as_tmpfs(common::PYTHON, "cloexec-flock", script);
+}

@@ -42,6 +42,19 @@ use crate::real;
 /// Interposed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
+    fork_inner(false)
+}
+
+/// `fork` for a caller that asked for `vfork` (see [`btfuse_vfork_target`]): its child will
+/// only execute a program or exit, so it does not attach to the table it inherits; it keeps
+/// the token, which the next program attaches to (see [`inherit_value`]), and attaches
+/// itself only if it uses btfuse first (see `connection::client`). A shell's child that
+/// starts a program with a btfuse redirection thus connects once, not twice.
+extern "C" fn fork_for_vfork() -> pid_t {
+    fork_inner(true)
+}
+
+fn fork_inner(for_vfork: bool) -> pid_t {
     if guard::in_vfork_child() {
         // SAFETY: libc's fork; nothing of this library's (the parent's memory) is touched.
         return unsafe { real::fork()() };
@@ -88,6 +101,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
         let _ = guarded(|| {
             connection::set_client(None);
             match token {
+                Some(token) if for_vfork => connection::set_pending(token),
                 Some(token) => {
                     let attached = connection::client().and_then(|c| c.attach(token).ok());
                     if attached.is_none() {
@@ -120,7 +134,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
 /// shell's pages, where a fork makes both processes copy each page they write.
 #[unsafe(no_mangle)]
 pub extern "C" fn btfuse_vfork_target() -> usize {
-    let forked: unsafe extern "C" fn() -> pid_t = fork;
+    let forked: extern "C" fn() -> pid_t = fork_for_vfork;
     if guard::in_vfork_child() {
         // A vfork child's own vfork: nothing here may change.
         return real::vfork() as usize;
@@ -141,10 +155,69 @@ pub extern "C" fn btfuse_vfork_target() -> usize {
     }
 }
 
-/// The btfuse descriptors an exec now keeps (no close-on-exec).
-fn surviving() -> Vec<(c_int, Entry)> {
-    descriptors::entries()
-        .into_iter()
+/// The token an exec hands its table on under, with the process, table generation and
+/// working directory it was made for.
+static EXEC_TOKEN: std::sync::Mutex<Option<ExecToken>> = std::sync::Mutex::new(None);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ExecToken {
+    /// A fork child has its parent's copy of the cache, and its own table on the server.
+    pid: pid_t,
+    generation: u64,
+    cwd: Option<u32>,
+    token: u64,
+}
+
+/// A token for the next program to attach to: the one made for an earlier `exec` that
+/// failed, if the process, table and working directory are as they were then, else a new
+/// one. A program that searches `PATH` itself (Python's `os.execvp`) calls `execve` once per
+/// directory; a token per failed try would keep the whole table (and its locks) on the
+/// server until it expired.
+fn exec_token(cwd: Option<u32>) -> Option<u64> {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let generation = descriptors::generation();
+    let mut cached = EXEC_TOKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(made) = *cached
+        && (made.pid, made.generation, made.cwd) == (pid, generation, cwd)
+    {
+        return Some(made.token);
+    }
+    let token = connection::client()?.prepare_fork().ok()?;
+    *cached = Some(ExecToken {
+        pid,
+        generation,
+        cwd,
+        token,
+    });
+    Some(token)
+}
+
+/// Interposed: a child made for `vfork` that exits without executing a program (say, a
+/// command not found) attaches first, so that the server drops the table it inherited when
+/// it goes, as the kernel closes a process's descriptors, instead of keeping it until the
+/// token expires (see `fork_for_vfork`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    if connection::pending().is_some() {
+        let _ = guarded(connection::client);
+    }
+    // SAFETY: libc's `_exit`, which does not return.
+    unsafe { real::_exit()(status) };
+    std::process::abort()
+}
+
+/// Interposed: as [`_exit`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    // SAFETY: as `_exit`.
+    unsafe { _exit(status) }
+}
+
+/// Those of the btfuse descriptors `all` an exec now keeps (no close-on-exec).
+fn surviving_of(all: &[(c_int, Entry)]) -> Vec<(c_int, Entry)> {
+    all.iter()
+        .copied()
         .filter(|&(fd, _)| {
             // SAFETY: F_GETFD on a placeholder this library holds.
             let flags = unsafe { real::fcntl()(fd, libc::F_GETFD, 0) };
@@ -198,23 +271,37 @@ pub(crate) fn passed_cwd() -> Option<(u32, Vec<u8>)> {
     (!paths::kernel_cwd_is(&cwd.1)).then_some(cwd)
 }
 
-/// The value of `BTFUSE_INHERIT` for an exec now: `TOKEN;FD=DESC[d],...`, or `None` when no
-/// btfuse descriptor survives the exec. With `hand_off_first`, the files are handed to the
-/// kernel first and only what could not be is listed.
+/// The value of `BTFUSE_INHERIT` for an exec now: `TOKEN;FD=DESC[d],...;[CWD];DESC,...`
+/// (the descriptors the next program takes over, its working directory if it is handed on,
+/// and the descriptions of the token's table it must close: those of close-on-exec
+/// descriptors, handed-off ones and a working directory not handed on, which the kernel
+/// closes for the program), or `None` when nothing survives the exec. With
+/// `hand_off_first`, the files are handed to the kernel first and only what could not be
+/// is listed.
 fn inherit_value(hand_off_first: bool) -> Option<String> {
-    // The new program uses the server's descriptions, offsets included (see `held`).
-    drop(held::settle_all(connection::current_client().as_ref()));
-    let surviving = surviving();
-    let surviving = if hand_off_first && !surviving.is_empty() {
+    let all = descriptors::entries();
+    let surviving = surviving_of(&all);
+    let hand_off_first = hand_off_first && !surviving.is_empty();
+    // A child made for `vfork` has its parent's table under a token it has not attached to
+    // (see `fork_for_vfork`): the next program attaches to that one instead.
+    let pending = connection::pending().filter(|_| !hand_off_first);
+    if pending.is_none() {
+        // The new program uses the server's descriptions, offsets included (see `held`).
+        drop(held::settle_all(connection::current_client().as_ref()));
+    }
+    let surviving = if hand_off_first {
         hand_off(surviving)
     } else {
         surviving
     };
     let cwd = passed_cwd();
-    if surviving.is_empty() && cwd.is_none() {
+    if surviving.is_empty() && cwd.is_none() && pending.is_none() {
         return None;
     }
-    let token = connection::client()?.prepare_fork().ok()?;
+    let token = match pending {
+        Some(token) => token,
+        None => exec_token(cwd.as_ref().map(|c| c.0))?,
+    };
     let mut value = format!("{token};");
     for (i, (fd, entry)) in surviving.iter().enumerate() {
         if i > 0 {
@@ -226,12 +313,27 @@ fn inherit_value(hand_off_first: bool) -> Option<String> {
             if entry.dir { "d" } else { "" }
         ));
     }
-    if let Some((desc, path)) = cwd {
-        value.push_str(&format!(";{desc}:"));
+    value.push(';');
+    if let Some((desc, path)) = &cwd {
+        value.push_str(&format!("{desc}:"));
         for b in path {
             value.push_str(&format!("{b:02x}"));
         }
     }
+    value.push(';');
+    let kept = |desc: u32| {
+        surviving.iter().any(|(_, e)| e.desc == desc) || cwd.as_ref().is_some_and(|c| c.0 == desc)
+    };
+    let mut closed: Vec<u32> = all
+        .iter()
+        .map(|(_, e)| e.desc)
+        .chain(paths::cwd_desc())
+        .filter(|&desc| !kept(desc))
+        .collect();
+    closed.sort_unstable();
+    closed.dedup();
+    let closed: Vec<String> = closed.iter().map(u32::to_string).collect();
+    value.push_str(&closed.join(","));
     Some(value)
 }
 
@@ -689,10 +791,11 @@ unsafe extern "C" {
 static VARIADIC_EXECS: [unsafe extern "C" fn(*const c_char, *const c_char, ...) -> c_int; 3] =
     [execl, execle, execlp];
 
-/// What an `exec` hands over: the token, the descriptors, and the working directory.
-type Inherited = (u64, Vec<(c_int, Entry)>, Option<(u32, Vec<u8>)>);
+/// What an `exec` hands over: the token, the descriptors, the working directory, and the
+/// descriptions to close.
+type Inherited = (u64, Vec<(c_int, Entry)>, Option<(u32, Vec<u8>)>, Vec<u32>);
 
-/// Parses `TOKEN;FD=DESC[d],...[;CWDDESC:HEXPATH]`.
+/// Parses `TOKEN;FD=DESC[d],...[;[CWDDESC:HEXPATH][;DESC,...]]`.
 fn parse_inherit(value: &str) -> Option<Inherited> {
     let mut parts = value.split(';');
     let token = parts.next()?.parse().ok()?;
@@ -713,7 +816,7 @@ fn parse_inherit(value: &str) -> Option<Inherited> {
         ));
     }
     let cwd = match parts.next() {
-        None => None,
+        None | Some("") => None,
         Some(cwd) => {
             let (desc, hex) = cwd.split_once(':')?;
             if hex.len() % 2 != 0 {
@@ -726,7 +829,18 @@ fn parse_inherit(value: &str) -> Option<Inherited> {
             Some((desc.parse().ok()?, path))
         }
     };
-    Some((token, entries, cwd))
+    let closed = match parts.next() {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|d| d.parse().ok())
+            .collect::<Option<Vec<u32>>>()?,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((token, entries, cwd, closed))
 }
 
 /// Runs when the library loads: a program started by `exec` from a btfuse program takes over
@@ -750,13 +864,24 @@ extern "C" fn on_load() {
         // SAFETY: removes the variable before anything else of the program runs, so that
         // its own children do not see a token already used.
         unsafe { libc::unsetenv(c"BTFUSE_INHERIT".as_ptr()) };
-        let Some((token, entries, cwd)) = parse_inherit(&value) else {
+        let Some((token, entries, cwd, closed)) = parse_inherit(&value) else {
             return;
         };
         let Some(client) = connection::client() else {
             return;
         };
         if client.attach(token).is_ok() {
+            // What the kernel closed at the exec: the table still has their descriptions.
+            // Closed and waited for before the program runs, so that no process it talks to
+            // finds a lock of theirs still held.
+            for desc in closed {
+                paths::forget_path(desc);
+                let _ = connection::call(
+                    &client,
+                    &btfuse_core::ring::Request::Close { fd: desc },
+                    |_| Ok(()),
+                );
+            }
             for (fd, entry) in entries {
                 descriptors::insert(fd, entry);
             }
@@ -781,7 +906,7 @@ mod tests {
 
     #[test]
     fn the_inherited_table_parses_back() {
-        let (token, entries, cwd) = parse_inherit("42;1=7,3=9d").unwrap();
+        let (token, entries, cwd, closed) = parse_inherit("42;1=7,3=9d").unwrap();
         assert_eq!(token, 42);
         let file = Entry {
             desc: 7,
@@ -790,14 +915,21 @@ mod tests {
         let dir = Entry { desc: 9, dir: true };
         assert_eq!(entries, vec![(1, file), (3, dir)]);
         assert_eq!(cwd, None);
+        assert!(closed.is_empty());
         assert!(parse_inherit("x;1=2").is_none());
         assert!(parse_inherit("1;1=x").is_none());
         assert_eq!(
-            parse_inherit("5;").map(|(t, e, _)| (t, e.len())),
+            parse_inherit("5;").map(|(t, e, _, _)| (t, e.len())),
             Some((5, 0))
         );
-        let (_, _, cwd) = parse_inherit("5;;11:2f61").unwrap();
+        let (_, _, cwd, _) = parse_inherit("5;;11:2f61").unwrap();
         assert_eq!(cwd, Some((11, b"/a".to_vec())));
         assert!(parse_inherit("5;;11:2f6").is_none());
+        let (_, entries, cwd, closed) = parse_inherit("5;1=7;;4,12").unwrap();
+        assert_eq!((entries, cwd, closed), (vec![(1, file)], None, vec![4, 12]));
+        let (_, _, cwd, closed) = parse_inherit("5;;11:2f61;3").unwrap();
+        assert_eq!((cwd, closed), (Some((11, b"/a".to_vec())), vec![3]));
+        assert!(parse_inherit("5;;;x").is_none());
+        assert!(parse_inherit("5;;;1;2").is_none());
     }
 }

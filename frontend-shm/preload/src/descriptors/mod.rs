@@ -65,8 +65,17 @@ pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
         .copied()
 }
 
+/// Counts the table's changes: a value read twice tells whether it changed in between.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The table's generation (see [`GENERATION`]).
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
     let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     let index = usize::try_from(fd).ok()?;
     if let Some(slot) = SLOTS.get(index) {
         return decode(slot.swap(encode(entry), Ordering::AcqRel));
@@ -79,6 +88,7 @@ pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
 
 pub(crate) fn remove(fd: c_int) -> Option<Entry> {
     let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     let index = usize::try_from(fd).ok()?;
     if let Some(slot) = SLOTS.get(index) {
         return decode(slot.swap(0, Ordering::AcqRel));
@@ -93,6 +103,7 @@ pub(crate) fn remove(fd: c_int) -> Option<Entry> {
 /// are written: this runs in every fork child, whose copy of a page is made when it is first
 /// written, and a table written whole would cost each child all its pages.
 pub(crate) fn clear() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     for slot in &SLOTS {
         if slot.load(Ordering::Relaxed) != 0 {
             slot.store(0, Ordering::Release);

@@ -400,6 +400,11 @@ impl<F: Filesystem> Exec<'_, F> {
         // other channels (its threads, or a channel renewed after an id change) find it.
         let open = self.forks.attach(token, self.cred)?;
         self.session.replace_table(open)?;
+        // A program attaching after `exec` is the process whose old program's channels the
+        // kernel closed at the exec: its old session ends now, with what it held (the
+        // descriptions the exec closed, their locks), as the kernel's closing did, rather
+        // than when its worker gets to the hang-up.
+        crate::locks::end_hung_up(self.cred.pid);
         Ok(Response::Ok)
     }
 
