@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Mount, Tmpfs, preloaded, wait_bounded};
+use common::{Mount, Tmpfs, compile_source, preloaded, wait_bounded};
 
 const LOCKS_C: &str = include_str!("../../testkit/c/locks.c");
 const MMAP_C: &str = include_str!("../../testkit/c/mmap.c");
@@ -28,20 +28,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 fn compile(build: &Path) -> PathBuf {
     compile_source(build, "locks", LOCKS_C)
-}
-
-fn compile_source(build: &Path, name: &str, text: &str) -> PathBuf {
-    let source = build.join(format!("{name}.c"));
-    std::fs::write(&source, text).unwrap();
-    let binary = build.join(name);
-    let status = Command::new("cc")
-        .args(["-O1", "-Wall", "-Werror", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(status.success(), "{name}.c does not compile");
-    binary
 }
 
 /// Runs `binary ARGS` (under the preload or not) to its end and returns its standard output;

@@ -676,16 +676,7 @@ const VFORK_C: &str = include_str!("../../testkit/c/vfork.c");
 #[test]
 fn vfork_children_match_tmpfs_and_stay_vforks_without_descriptors() {
     let build = tempfile::tempdir().unwrap();
-    let source = build.path().join("vfork.c");
-    fs::write(&source, VFORK_C).unwrap();
-    let binary = build.path().join("vfork");
-    let compiled = Command::new("cc")
-        .args(["-O1", "-Wall", "-Werror", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(compiled.success(), "vfork.c does not compile");
+    let binary = common::compile_source(build.path(), "vfork", VFORK_C);
     let mount = Mount::start(&[]);
     let tmpfs = Tmpfs::new();
     let script = format!("'{}' \"$D\"", binary.display());

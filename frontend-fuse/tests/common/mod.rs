@@ -308,6 +308,21 @@ pub(crate) fn preloaded(command: &mut Command) -> &mut Command {
     command.env("LD_PRELOAD", preload_library())
 }
 
+/// Compiles C source `text` as `build/name` with the system's `cc`, warnings as errors.
+pub(crate) fn compile_source(build: &Path, name: &str, text: &str) -> PathBuf {
+    let source = build.join(format!("{name}.c"));
+    std::fs::write(&source, text).unwrap();
+    let binary = build.join(name);
+    let status = Command::new("cc")
+        .args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(status.success(), "{name}.c does not compile");
+    binary
+}
+
 /// Waits for `child` up to `timeout`; on timeout kills it (by its pid, which stays ours until
 /// reaped), reaps it and returns `None`.
 pub(crate) fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
