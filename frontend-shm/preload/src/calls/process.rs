@@ -149,6 +149,16 @@ pub extern "C" fn btfuse_vfork_target() -> usize {
     })
     .unwrap_or(false);
     if nothing_to_take && guard::mark_vfork() {
+        // What a child calls is found now, in the parent: the child's calls pass through to
+        // these, and looking one up there (the dynamic loader's lock, its memory) would be
+        // on the parent's memory.
+        let _ = (
+            real::execve(),
+            real::execv(),
+            real::execvpe(),
+            real::fexecve(),
+        );
+        let _ = (real::execveat(), real::dup2(), real::close(), real::_exit());
         real::vfork() as usize
     } else {
         forked as usize
