@@ -856,6 +856,9 @@ fn parse_inherit(value: &str) -> Option<Inherited> {
 /// Runs when the library loads: a program started by `exec` from a btfuse program takes over
 /// the descriptions its predecessor left it.
 extern "C" fn on_load() {
+    // `_exit` may be called from a signal handler, where looking libc's up (the dynamic
+    // loader's lock, its memory) is not allowed: it is found now.
+    let _ = real::_exit();
     let _ = guarded(|| {
         // libc's getenv, not std's: most processes have no such variable, and this way they
         // run none of std's environment code (nor fault its pages in) to find that out.
