@@ -254,7 +254,8 @@ fn shell_redirections() {
 
 /// `rmdir` of a mount point is the kernel's to refuse (`EBUSY`): the library keeps the mount
 /// table and reads it again only when the kernel says it changed, so one process sees a
-/// mount made, then gone, between two of its `rmdir` calls.
+/// mount made, then gone, between two of its `rmdir` calls; and after it moves to a mount
+/// namespace of its own (`unshare`), it sees that namespace's mounts, not the old one's.
 #[test]
 fn rmdir_of_a_mount_point_is_ebusy_as_the_mount_table_changes() {
     same_as_tmpfs(
@@ -276,6 +277,20 @@ except OSError as e:
     print("mount point:", errno.errorcode[e.errno])
 subprocess.run(["umount", d + "/m"], check=True)
 os.rmdir(d + "/m"); print("removed once unmounted")
+os.mkdir(d + "/p"); os.rmdir(d + "/p"); print("seen before unsharing")
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+    print("unshare:", errno.errorcode[ctypes.get_errno()])
+subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+os.mkdir(d + "/q")
+subprocess.run(["mount", "-t", "tmpfs", "none", d + "/q"], check=True)
+try:
+    os.rmdir(d + "/q"); print("mount point in the new namespace removed")
+except OSError as e:
+    print("mount point in the new namespace:", errno.errorcode[e.errno])
+subprocess.run(["umount", d + "/q"], check=True)
+os.rmdir(d + "/q"); print("removed once unmounted")
 print(sorted(os.listdir(d)))
 "#,
     );

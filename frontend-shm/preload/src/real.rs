@@ -112,6 +112,8 @@ real_fns! {
     copy_file_range: fn(c_int, *mut off_t, c_int, *mut off_t, size_t, c_uint) -> ssize_t;
     fork: fn() -> libc::pid_t;
     vfork: fn() -> libc::pid_t;
+    unshare: fn(c_int) -> c_int;
+    setns: fn(c_int, c_int) -> c_int;
     _exit: fn(c_int) -> ();
     execve: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
     execv: fn(*const c_char, *const *const c_char) -> c_int;

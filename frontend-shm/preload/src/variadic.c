@@ -154,6 +154,7 @@ __attribute__((visibility("default"))) int __dprintf_chk(int fd, int flag, const
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
@@ -181,6 +182,10 @@ __attribute__((visibility("default"))) long syscall(long number, ...) {
         return fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
     case SYS_getdents64:
         return getdents64((int)a1, (void *)a2, (size_t)a3);
+    case SYS_unshare:
+        return unshare((int)a1);
+    case SYS_setns:
+        return setns((int)a1, (int)a2);
     default:
         break;
     }

@@ -203,6 +203,28 @@ fn exec_token(cwd: Option<u32>) -> Option<u64> {
     Some(token)
 }
 
+/// Interposed: a new mount namespace has its own mount table (see `paths::mounts`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn unshare(flags: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    let rc = unsafe { real::unshare()(flags) };
+    if rc == 0 && flags & libc::CLONE_NEWNS != 0 {
+        paths::namespace_changed();
+    }
+    rc
+}
+
+/// Interposed: as [`unshare`]; `nstype` 0 may be any kind of namespace.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setns(fd: c_int, nstype: c_int) -> c_int {
+    // SAFETY: libc's contract, passed on.
+    let rc = unsafe { real::setns()(fd, nstype) };
+    if rc == 0 && (nstype == 0 || nstype & libc::CLONE_NEWNS != 0) {
+        paths::namespace_changed();
+    }
+    rc
+}
+
 /// Interposed: a child made for `vfork` that exits without executing a program (say, a
 /// command not found) attaches first, so that the server drops the table it inherited when
 /// it goes, as the kernel closes a process's descriptors, instead of keeping it until the

@@ -19,7 +19,9 @@ mod mounts;
 pub(crate) use directories::{CWD, cwd_desc, desc_path, dir_path, forget_path, remember_path};
 pub(crate) use kernel_cwd::{forget_kernel_cwd, from_kernel_cwd, kernel_cwd_is};
 pub(crate) use lexical::{c_bytes, join_lexically, ring_path, ring_path_in, user_pointer};
-pub(crate) use mounts::{watch_fd as mount_watch_fd, watch_gone as mount_watch_gone};
+pub(crate) use mounts::{
+    namespace_changed, watch_fd as mount_watch_fd, watch_gone as mount_watch_gone,
+};
 
 /// What a path argument names. The path is the caller's own bytes where it can be (no copy on
 /// the way to the ring).

@@ -3,14 +3,15 @@
 //! mounts). `/proc/self/mountinfo` is read once and kept open at a private number; it is read
 //! again only when the kernel reports that the mount table changed (`poll` on it gives
 //! `POLLPRI`), in a new process (`fork`: the copy it inherited shares its parent's change
-//! mark) or in another mount namespace (`unshare`). An `rmdir` then costs a `poll`, a
-//! `getpid` and a `stat`, where reading the table cost hundreds of microseconds.
+//! mark) or in another mount namespace (`unshare` and `setns`, which this library
+//! intercepts: see [`namespace_changed`]). An `rmdir` then costs a `poll` and a `getpid`,
+//! where reading the table cost hundreds of microseconds.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use libc::c_int;
 
@@ -22,8 +23,17 @@ static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
 /// What was read from it, and for which process and namespace.
 struct Seen {
     pid: libc::pid_t,
-    namespace: Option<(u64, u64)>,
+    namespace: u64,
     below: bool,
+}
+
+/// Counts this process's changes of mount namespace (see [`namespace_changed`]).
+static NAMESPACE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// This process moved to another mount namespace (`unshare` or `setns` succeeded): the table
+/// kept open is the old namespace's, and is opened again when next needed.
+pub(crate) fn namespace_changed() {
+    NAMESPACE_EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
 static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
@@ -33,7 +43,7 @@ pub(crate) fn mounted_below(prefix: &[u8]) -> bool {
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
-    let namespace = crate::config::mount_namespace();
+    let namespace = NAMESPACE_EPOCH.load(Ordering::Acquire);
     let fd = WATCH_FD.load(Ordering::Acquire);
     let same = fd >= 0
         && seen
