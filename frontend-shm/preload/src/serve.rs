@@ -23,6 +23,14 @@ pub(crate) fn release(client: &Client, desc: u32) {
     release_then(client, desc, || ());
 }
 
+/// Like [`release`], but waits for the server's answer: for a description whose locks
+/// another process must find gone once this returns.
+pub(crate) fn release_waited(client: &Client, desc: u32) {
+    paths::forget_path(desc);
+    held::forget(desc);
+    let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
+}
+
 /// Like [`release`], running `then` while the request travels to the server.
 pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() -> T) -> T {
     paths::forget_path(desc);

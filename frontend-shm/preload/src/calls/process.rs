@@ -910,12 +910,7 @@ extern "C" fn on_load() {
             // Closed and waited for before the program runs, so that no process it talks to
             // finds a lock of theirs still held.
             for desc in closed {
-                paths::forget_path(desc);
-                let _ = connection::call(
-                    &client,
-                    &btfuse_core::ring::Request::Close { fd: desc },
-                    |_| Ok(()),
-                );
+                crate::serve::release_waited(&client, desc);
             }
             for (fd, entry) in entries {
                 descriptors::insert(fd, entry);

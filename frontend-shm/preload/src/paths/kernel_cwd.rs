@@ -59,29 +59,26 @@ pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
     Some(full)
 }
 
+/// The kernel's `getcwd` into `buf` (no allocation); `None` if it fails.
+fn kernel_getcwd(buf: &mut [u8; libc::PATH_MAX as usize]) -> Option<&[u8]> {
+    // SAFETY: `buf` holds PATH_MAX bytes; libc's getcwd with a buffer does not allocate.
+    let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).filter(|_| !got.is_null())?;
+    Some(&buf[..len])
+}
+
 /// Whether the kernel's working directory may be under a btfuse prefix (it is, or `getcwd`
 /// failed), found with a buffer on the stack.
 fn kernel_cwd_may_be_under_a_prefix() -> bool {
     let mut buf = [0u8; libc::PATH_MAX as usize];
-    // SAFETY: `buf` holds PATH_MAX bytes; libc's getcwd with a buffer does not allocate.
-    let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
-    let Some(len) = buf.iter().position(|&b| b == 0).filter(|_| !got.is_null()) else {
-        return true;
-    };
-    under_a_prefix(&buf[..len])
+    kernel_getcwd(&mut buf).is_none_or(under_a_prefix)
 }
 
 /// The kernel's `getcwd`, if it is under a btfuse prefix.
 fn kernel_cwd_under_a_prefix() -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: `buf` holds PATH_MAX bytes.
-    let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
-    if got.is_null() {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0)?;
-    buf.truncate(len);
-    under_a_prefix(&buf).then_some(buf)
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    let cwd = kernel_getcwd(&mut buf)?;
+    under_a_prefix(cwd).then(|| cwd.to_vec())
 }
 
 /// Whether the kernel's working directory is the btfuse one, `path` (from the served
@@ -97,17 +94,16 @@ pub(crate) fn kernel_cwd_is(path: &[u8]) -> bool {
         return false;
     }
     let mut buf = [0u8; libc::PATH_MAX as usize];
-    // SAFETY: `buf` holds PATH_MAX bytes; libc's getcwd with a buffer does not allocate.
-    let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
-    let Some(len) = buf.iter().position(|&b| b == 0).filter(|_| !got.is_null()) else {
-        return false;
-    };
-    let Some(rest) = buf[..len].strip_prefix(config.prefix()) else {
+    let Some(rest) = kernel_getcwd(&mut buf).and_then(|cwd| cwd.strip_prefix(config.prefix()))
+    else {
         return false;
     };
     // The served root is `/`, and so is the kernel's name for a mount at `/`.
-    let trim = |p: &[u8]| p.strip_suffix(b"/").unwrap_or(p).to_vec();
-    trim(rest) == trim(path)
+    trim_slash(rest) == trim_slash(path)
+}
+
+fn trim_slash(path: &[u8]) -> &[u8] {
+    path.strip_suffix(b"/").unwrap_or(path)
 }
 
 /// Forgets the kernel's working directory (it changed).
