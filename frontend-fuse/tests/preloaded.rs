@@ -270,11 +270,13 @@ os.mkdir(d + "/m"); os.mkdir(d + "/n")
 os.rmdir(d + "/n"); print("plain directory removed")
 for i in range(20):
     os.mkdir(d + "/t%d" % i); os.rmdir(d + "/t%d" % i)
+def rmdir_mount_point(path, label):
+    try:
+        os.rmdir(path); print(label, "removed")
+    except OSError as e:
+        print(label + ":", errno.errorcode[e.errno])
 subprocess.run(["mount", "-t", "tmpfs", "none", d + "/m"], check=True)
-try:
-    os.rmdir(d + "/m"); print("mount point removed")
-except OSError as e:
-    print("mount point:", errno.errorcode[e.errno])
+rmdir_mount_point(d + "/m", "mount point")
 subprocess.run(["umount", d + "/m"], check=True)
 os.rmdir(d + "/m"); print("removed once unmounted")
 os.mkdir(d + "/p"); os.rmdir(d + "/p"); print("seen before unsharing")
@@ -285,10 +287,7 @@ if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
 subprocess.run(["mount", "--make-rprivate", "/"], check=True)
 os.mkdir(d + "/q")
 subprocess.run(["mount", "-t", "tmpfs", "none", d + "/q"], check=True)
-try:
-    os.rmdir(d + "/q"); print("mount point in the new namespace removed")
-except OSError as e:
-    print("mount point in the new namespace:", errno.errorcode[e.errno])
+rmdir_mount_point(d + "/q", "mount point in the new namespace")
 subprocess.run(["umount", d + "/q"], check=True)
 os.rmdir(d + "/q"); print("removed once unmounted")
 print(sorted(os.listdir(d)))
@@ -866,16 +865,12 @@ fn archives_copies_and_a_venv() {
 #[test]
 fn the_calls_glibc_makes_inside_itself() {
     let build = tempfile::tempdir().expect("a build directory");
-    let source = build.path().join("calls.c");
-    fs::write(&source, CALLS_C).expect("write the C program");
-    let binary = build.path().join("calls");
-    let status = Command::new("cc")
-        .args(["-O2", "-D_FORTIFY_SOURCE=2", "-w", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(status.success(), "calls.c does not compile");
+    let binary = common::compile_source_with(
+        build.path(),
+        "calls",
+        CALLS_C,
+        &["-O2", "-D_FORTIFY_SOURCE=2", "-w"],
+    );
     // The program's `chdir` moves the kernel's working directory into the mount.
     same_as_tmpfs(
         &[binary.to_str().expect("UTF-8")],

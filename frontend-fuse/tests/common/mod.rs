@@ -310,11 +310,17 @@ pub(crate) fn preloaded(command: &mut Command) -> &mut Command {
 
 /// Compiles C source `text` as `build/name` with the system's `cc`, warnings as errors.
 pub(crate) fn compile_source(build: &Path, name: &str, text: &str) -> PathBuf {
+    compile_source_with(build, name, text, &["-O1", "-Wall", "-Werror"])
+}
+
+/// [`compile_source`] with the compiler flags `flags`.
+pub(crate) fn compile_source_with(build: &Path, name: &str, text: &str, flags: &[&str]) -> PathBuf {
     let source = build.join(format!("{name}.c"));
     std::fs::write(&source, text).unwrap();
     let binary = build.join(name);
     let status = Command::new("cc")
-        .args(["-O1", "-Wall", "-Werror", "-o"])
+        .args(flags)
+        .arg("-o")
         .arg(&binary)
         .arg(&source)
         .status()

@@ -63,7 +63,10 @@ pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
 fn kernel_getcwd(buf: &mut [u8; libc::PATH_MAX as usize]) -> Option<&[u8]> {
     // SAFETY: `buf` holds PATH_MAX bytes; libc's getcwd with a buffer does not allocate.
     let got = unsafe { (real::getcwd())(buf.as_mut_ptr().cast(), buf.len()) };
-    let len = buf.iter().position(|&b| b == 0).filter(|_| !got.is_null())?;
+    let len = buf
+        .iter()
+        .position(|&b| b == 0)
+        .filter(|_| !got.is_null())?;
     Some(&buf[..len])
 }
 
