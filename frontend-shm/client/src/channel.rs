@@ -9,7 +9,9 @@
 //! | 4 | 4 | server, at creation | layout version, [`LAYOUT_VERSION`] |
 //! | 8 | 4 | server, at creation | capacity of each record area, [`AREA`] |
 //! | 192 | 4 | server | `server_sleeping`: 1 while the server may be asleep |
+//! | 196 | 4 | server | `server_cpu`: 1 + the CPU the server last ran on (0: not known) |
 //! | 256 | 4 | client | `client_sleeping`: 1 while the client may be asleep |
+//! | 260 | 4 | client | `client_cpu`: 1 + the CPU the client last ran on (0: not known) |
 //! | 1024 | 4 | client | `post_seq`: sequence number of the latest posted request |
 //! | 1028 | 4 | client | `post_len`: its length in bytes |
 //! | 1032 | [`POST_AREA`] | client | posted request record |
@@ -66,6 +68,14 @@
 //! machine sleeps at once instead of spinning for an answer that needs the peer to be
 //! scheduled first.
 //!
+//! Each side also publishes the CPU it runs on (`server_cpu`, `client_cpu`): when it sends,
+//! when it answers, when it wakes up and when it goes to sleep, and only when it changed, so
+//! the line stays shared while nobody moves. A side that finds its peer's CPU equal to its own
+//! knows the peer is not running now (this side is, on that CPU), however recently the peer
+//! published: it stops spinning and sleeps, which hands the CPU to the peer. Without that, two
+//! sides the scheduler put on one CPU took turns spinning a whole spell each for a peer that
+//! could not run until the spell ended.
+//!
 //! The region's size is fixed and sealed: neither side can shrink it under the other.
 
 #![allow(unsafe_code)]
@@ -80,7 +90,7 @@ use memmap2::{MmapMut, MmapOptions};
 /// Identifies a btfuse channel region.
 pub const MAGIC: u32 = 0x4254_5246;
 /// Version of the region layout above; a client refuses any other.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes of each record area: the largest record, rounded up to whole pages.
 pub const AREA: usize = MAX_RECORD.next_multiple_of(4096);
 /// Bytes of the post area: room for the small requests that are posted.
@@ -94,7 +104,9 @@ const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 4;
 const OFF_AREA: usize = 8;
 const OFF_SERVER_SLEEPING: usize = 192;
+const OFF_SERVER_CPU: usize = 196;
 const OFF_CLIENT_SLEEPING: usize = 256;
+const OFF_CLIENT_CPU: usize = 260;
 const OFF_POST_SEQ: usize = 1024;
 const OFF_POST_LEN: usize = OFF_POST_SEQ + 4;
 const OFF_POST_AREA: usize = OFF_POST_SEQ + 8;
@@ -184,6 +196,26 @@ impl Region {
     /// The flag the client sets while it may be asleep.
     pub fn client_sleeping(&self) -> &AtomicU32 {
         self.word(OFF_CLIENT_SLEEPING)
+    }
+
+    /// The CPU the server last said it runs on (see [`publish_cpu`](Region::publish_cpu)).
+    pub fn server_cpu(&self) -> &AtomicU32 {
+        self.word(OFF_SERVER_CPU)
+    }
+
+    /// The CPU the client last said it runs on.
+    pub fn client_cpu(&self) -> &AtomicU32 {
+        self.word(OFF_CLIENT_CPU)
+    }
+
+    /// Either side, with its own word ([`server_cpu`](Region::server_cpu) or
+    /// [`client_cpu`](Region::client_cpu)): stores `cpu` (from
+    /// [`waiting::current_cpu`](crate::waiting::current_cpu)) if the word holds another, so a
+    /// side that stays on its CPU never writes the line its peer reads.
+    pub fn publish_cpu(word: &AtomicU32, cpu: u32) {
+        if word.load(Ordering::Relaxed) != cpu {
+            word.store(cpu, Ordering::Relaxed);
+        }
     }
 
     fn area(&self, index: usize) -> *mut u8 {

@@ -254,6 +254,7 @@ impl Channel {
         let len = ring::encode_request(tag, request, area).map_err(encode_error)?;
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
+        Region::publish_cpu(self.region.client_cpu(), waiting::current_cpu());
         self.region.publish_request(seq, len);
         self.unwoken = true;
         Ok(seq)
@@ -274,6 +275,7 @@ impl Channel {
             return Ok(false);
         };
         self.seq = self.seq.wrapping_add(1);
+        Region::publish_cpu(self.region.client_cpu(), waiting::current_cpu());
         self.region.publish_post(self.seq, len);
         self.post_pending = true;
         self.unwoken = true;
@@ -320,12 +322,21 @@ impl Channel {
         } else {
             Duration::ZERO
         };
+        let cpu = region.client_cpu().load(Ordering::Relaxed);
         let mut spin = Spin::new(&waiting::MACHINE, limit, self.server_slept);
         loop {
             if region.resp_seq().load(Ordering::Acquire) == seq {
                 return Ok(());
             }
-            if !spin.again() {
+            let server_off_cpu = |elapsed| {
+                waiting::peer_off_cpu(
+                    cpu,
+                    region.server_cpu().load(Ordering::Relaxed),
+                    self.server_slept && region.server_sleeping().load(Ordering::Relaxed) != 0,
+                    elapsed,
+                )
+            };
+            if !spin.again_unless(server_off_cpu) {
                 break;
             }
         }
@@ -338,6 +349,8 @@ impl Channel {
             if region.announce_sleep(region.client_sleeping(), region.resp_seq(), seen) {
                 sys::futex_wait(region.resp_seq(), seen, DEAD_SERVER_CHECK);
             }
+            // Where it woke up, before it says it runs: the server reads both.
+            Region::publish_cpu(region.client_cpu(), waiting::current_cpu());
             region.client_sleeping().store(0, Ordering::Relaxed);
             if region.resp_seq().load(Ordering::Acquire) == seq {
                 return Ok(());

@@ -223,6 +223,13 @@ pub(crate) fn clock_monotonic(ts: &mut libc::timespec) {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, ts) };
 }
 
+/// The CPU the calling thread runs on, or -1.
+#[inline]
+pub(crate) fn sched_getcpu() -> i32 {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of the caller's.
+    unsafe { libc::sched_getcpu() }
+}
+
 /// The CPUs in this thread's affinity mask (1 if it cannot be read).
 pub(crate) fn cpus_allowed() -> usize {
     // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`, which

@@ -19,6 +19,13 @@
 //! the CPU over at once with a futex sleep. On an idle machine nothing is ever preempted and
 //! a wait spins as long as its caller allows ([`Spin::new`]), as before.
 //!
+//! Whatever the machine, a side stops spinning as soon as its peer cannot be running: the peer
+//! last said it runs on this side's CPU (see [`channel`](crate::channel): each side publishes
+//! its CPU), or the peer was woken and has not said it runs within [`WAKE_GRACE`]. Two sides
+//! the scheduler puts on one CPU then hand it to each other at once with a futex sleep,
+//! where each used to spin a whole spell (50 µs) for a peer that could not run until it ended;
+//! no clock gap shows that case, since neither is preempted while it spins.
+//!
 //! Spinning threads are also counted ([`Spinners`]): at most one client thread per CPU spins
 //! at a time in a process; a thread beyond that sleeps as soon as it has published, so that
 //! with more client threads than cores the CPUs go to threads that work, the server's
@@ -49,6 +56,31 @@ const MAX_HOLD: Duration = Duration::from_millis(80);
 const REPROBE: Duration = Duration::from_millis(100);
 /// Polls between two readings of the clock.
 pub const POLLS_PER_CLOCK: u32 = 64;
+/// How long a side that woke its peer keeps spinning before the peer has said it runs: long
+/// enough for a wake-up onto another CPU, even an idle virtual one the host must wake first;
+/// a peer that has not run by then is waiting for a CPU, quite possibly this side's.
+pub const WAKE_GRACE: Duration = Duration::from_micros(20);
+
+/// Spells this process ended because the peer could not be running ([`Spin::again_unless`]):
+/// each one a hand-over instead of a spell spun in vain.
+pub static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
+
+/// 1 + the CPU the calling thread runs on, 0 if it cannot be told (`sched_getcpu` reads it
+/// from the thread's restartable-sequences area: a load, not a system call). What
+/// [`Region::publish_cpu`](crate::channel::Region::publish_cpu) publishes.
+#[inline]
+pub fn current_cpu() -> u32 {
+    u32::try_from(crate::sys::sched_getcpu()).map_or(0, |cpu| cpu + 1)
+}
+
+/// Whether a peer that published `peer_cpu` (and `peer_sleeping`, its sleep flag) cannot be
+/// running now, for a side on `own_cpu` that has spun `elapsed` nanoseconds: it last ran on
+/// this side's CPU, where this side runs; or it still says it sleeps though it was woken more
+/// than [`WAKE_GRACE`] ago (a side that finds the flag set woke the peer itself).
+#[inline]
+pub fn peer_off_cpu(own_cpu: u32, peer_cpu: u32, peer_sleeping: bool, elapsed: u64) -> bool {
+    (own_cpu != 0 && peer_cpu == own_cpu) || (peer_sleeping && elapsed > nanos(WAKE_GRACE))
+}
 
 /// Nanoseconds of the monotonic clock (`CLOCK_MONOTONIC`, read through the vDSO).
 pub fn now_ns() -> u64 {
@@ -238,15 +270,36 @@ impl<'a> Spin<'a> {
     /// to write: measured faster).
     #[inline]
     pub fn again(&mut self) -> bool {
+        self.again_unless(|_| false)
+    }
+
+    /// As [`again`](Spin::again), and stops as soon as `peer_off_cpu` says the peer cannot be
+    /// running (see [`peer_off_cpu`]): asked at the first poll (with 0) and at every reading
+    /// of the clock (with the nanoseconds spun), since spinning for a peer off its CPU only
+    /// keeps it off longer when it waits for this one.
+    #[inline]
+    pub fn again_unless(&mut self, peer_off_cpu: impl FnOnce(u64) -> bool) -> bool {
         if self.limit == 0 {
             return false;
         }
         self.polls += 1;
-        if !self.polls.is_multiple_of(POLLS_PER_CLOCK) {
-            std::hint::spin_loop();
-            return true;
+        let off = if self.polls == 1 {
+            peer_off_cpu(0)
+        } else if self.polls.is_multiple_of(POLLS_PER_CLOCK) {
+            let now = now_ns();
+            if !self.check(now) {
+                return false;
+            }
+            peer_off_cpu(now - self.start)
+        } else {
+            false
+        };
+        if off {
+            HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
-        self.check(now_ns())
+        std::hint::spin_loop();
+        true
     }
 
     fn check(&mut self, now: u64) -> bool {
@@ -317,6 +370,91 @@ mod tests {
         );
         let mut none = Spin::new(&busy, Duration::from_micros(50), true);
         assert!(!none.again(), "a sleeping peer on a busy machine: no spin");
+    }
+
+    #[test]
+    fn a_peer_on_this_cpu_or_woken_and_not_yet_running_is_off_its_cpu() {
+        let grace = nanos(WAKE_GRACE);
+        // On this side's CPU: off, however soon.
+        assert!(peer_off_cpu(3, 3, false, 0));
+        // On another CPU and running: on.
+        assert!(!peer_off_cpu(3, 2, false, 10 * grace));
+        // Not known (0): never taken for this side's CPU.
+        assert!(!peer_off_cpu(0, 0, false, 0));
+        assert!(!peer_off_cpu(3, 0, false, 0));
+        // Woken, still saying it sleeps: given the grace, then off.
+        assert!(!peer_off_cpu(3, 2, true, grace));
+        assert!(peer_off_cpu(3, 2, true, grace + 1));
+    }
+
+    #[test]
+    fn a_spell_asks_about_the_peer_first_and_at_every_clock_reading() {
+        let idle = Contention::new();
+        let mut spin = Spin::new(&idle, Duration::from_secs(1), false);
+        assert!(!spin.again_unless(|elapsed| {
+            assert_eq!(elapsed, 0, "asked at the first poll, before any spinning");
+            true
+        }));
+        // A spell cut short by a preemption (a loaded test machine) proves nothing: tried
+        // again on a fresh record until one runs unpreempted.
+        let unpreempted = |run: &mut dyn FnMut(&Contention)| {
+            for _ in 0..100 {
+                let machine = Contention::new();
+                run(&machine);
+                if !machine.contended() {
+                    return true;
+                }
+            }
+            false
+        };
+        assert!(unpreempted(&mut |machine| {
+            let mut spin = Spin::new(machine, Duration::from_secs(1), false);
+            let mut asked = Vec::new();
+            let mut polls = 0;
+            while spin.again_unless(|elapsed| {
+                asked.push(elapsed);
+                asked.len() == 3
+            }) {
+                polls += 1;
+            }
+            if machine.contended() {
+                return;
+            }
+            assert_eq!(asked.len(), 3);
+            assert_eq!(asked[0], 0);
+            assert_eq!(
+                polls,
+                2 * POLLS_PER_CLOCK - 1,
+                "asked at polls 1, 64 and 128"
+            );
+            assert!(asked[2] >= asked[1]);
+        }));
+        // A peer that stays on its CPU is not asked to end the spell: the limit does.
+        assert!(unpreempted(&mut |machine| {
+            let mut spin = Spin::new(machine, Duration::from_micros(200), false);
+            let started = now_ns();
+            while spin.again_unless(|_| false) {}
+            if !machine.contended() {
+                assert!(now_ns() - started >= 200_000);
+            }
+        }));
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_current_cpu_is_one_this_thread_may_run_on() {
+        let cpu = current_cpu();
+        assert!(cpu >= 1, "sched_getcpu works on Linux");
+        // SAFETY: a zeroed cpu_set_t filled by sched_getaffinity for this thread.
+        let allowed = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            libc::CPU_ISSET(cpu as usize - 1, &set)
+        };
+        assert!(allowed);
     }
 
     #[test]

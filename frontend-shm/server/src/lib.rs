@@ -762,6 +762,63 @@ mod tests {
         (server, socket)
     }
 
+    /// Pins the calling thread (and the threads it starts afterwards) to `cpu`.
+    #[allow(unsafe_code)]
+    fn pin_to(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t with one bit set, read by sched_setaffinity.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn sides_on_one_cpu_hand_it_over_instead_of_spinning() {
+        use btfuse_ring_client::waiting::{HANDED_OVER, current_cpu};
+        // On its own thread, pinned with everything it starts: the server's workers and this
+        // client share one CPU, as the scheduler sometimes places them on a busy machine.
+        std::thread::spawn(|| {
+            let cpu = current_cpu() as usize - 1;
+            pin_to(cpu);
+            let dir = tempfile::tempdir().unwrap();
+            let (server, socket) = server(dir.path());
+            let (mut channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+            let stat = Request::Stat {
+                target: ring::Target::Path {
+                    at: None,
+                    path: b"/",
+                    follow: true,
+                },
+            };
+            let before = HANDED_OVER.load(Ordering::Relaxed);
+            const CALLS: u64 = 200;
+            for tag in 1..=CALLS {
+                channel
+                    .call(tag, &stat, |response| {
+                        assert!(matches!(response, Response::Attr(_)), "{response:?}");
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            let region = channel.region();
+            let mine = (cpu + 1) as u32;
+            assert_eq!(region.client_cpu().load(Ordering::Relaxed), mine);
+            assert_eq!(region.server_cpu().load(Ordering::Relaxed), mine);
+            // Each call found the server's CPU to be its own and slept at once, where it
+            // used to spin 50 µs; the server likewise (its hand-overs count here too, since
+            // it runs in this process).
+            let handed = HANDED_OVER.load(Ordering::Relaxed) - before;
+            assert!(handed >= CALLS, "{handed} hand-overs for {CALLS} calls");
+            server.shutdown();
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn every_call_after_shutdown_is_enotconn() {
         let dir = tempfile::tempdir().unwrap();

@@ -207,10 +207,9 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             }
             // Spinning for the next request pays only while a client is on a CPU to send it.
             let limit = if fresh { FIRST_REQUEST_SPIN } else { SPIN };
-            if spin
-                .get_or_insert_with(|| Spin::new(&waiting::MACHINE, limit, client_slept))
-                .again()
-            {
+            let spell =
+                spin.get_or_insert_with(|| Spin::new(&waiting::MACHINE, limit, client_slept));
+            if spell.again_unless(|elapsed| self.no_client_on_a_cpu(elapsed)) {
                 continue;
             }
             self.sleep();
@@ -218,6 +217,23 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             fresh = false;
             client_slept = false;
         }
+    }
+
+    /// Whether no client of this worker's channels can be sending now (see
+    /// [`waiting::peer_off_cpu`]): each runs on this worker's CPU, or was woken and has not run
+    /// for `elapsed` nanoseconds of spinning. Then spinning only keeps them waiting.
+    fn no_client_on_a_cpu(&self, elapsed: u64) -> bool {
+        let cpu = waiting::current_cpu();
+        self.slots.iter().flatten().all(|channel| {
+            let region = &channel.region;
+            channel.closing
+                || waiting::peer_off_cpu(
+                    cpu,
+                    region.client_cpu().load(Ordering::Relaxed),
+                    region.client_sleeping().load(Ordering::Relaxed) != 0,
+                    elapsed,
+                )
+        })
     }
 
     /// Queues `entry`, flushing the submission queue if it is full.
@@ -234,8 +250,8 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         }
     }
 
-    /// Takes the channels the set-up handed over; whether there were any.
-    fn adopt_new_channels(&mut self) -> bool {
+    /// Arms the poll on the control eventfd (new channels, shutdown) unless it is armed.
+    fn arm_control(&mut self) {
         if !self.control_armed {
             let poll = opcode::PollAdd::new(
                 types::Fd(self.inbox.eventfd.as_raw_fd()),
@@ -247,6 +263,11 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             self.control_armed = true;
             let _ = self.ring.submit();
         }
+    }
+
+    /// Takes the channels the set-up handed over; whether there were any.
+    fn adopt_new_channels(&mut self) -> bool {
+        self.arm_control();
         let new: Vec<NewChannel<F>> = {
             let mut pending = self.inbox.pending.lock().unwrap_or_else(|p| p.into_inner());
             self.inbox.waiting.store(0, Ordering::Relaxed);
@@ -471,6 +492,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             let len = ring::encode_response(tag, &response, area)
                 .or_else(|_| ring::encode_response(tag, &Response::Err(Errno::Io), area))
                 .unwrap_or(0);
+            Region::publish_cpu(channel.region.server_cpu(), waiting::current_cpu());
             woke = channel.region.publish_response(seq, len);
         }
         if started.is_some() {
@@ -489,9 +511,16 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
 
     /// Announces sleep on every channel, arms what is not armed, and waits for one completion.
     fn sleep(&mut self) {
-        let mut work = false;
+        // A spell can end at its first poll, before the loop came round to arm the control
+        // poll again after its last completion (whose eventfd signal, a shutdown's say, was
+        // drained with it): armed here, and the stop flag read after arming, so a shutdown
+        // either is seen now or completes the poll.
+        self.arm_control();
+        let mut work = self.shared.stop.load(Ordering::SeqCst);
+        let cpu = waiting::current_cpu();
         for channel in self.slots.iter().flatten() {
             let region = &channel.region;
+            Region::publish_cpu(region.server_cpu(), cpu);
             if !region.announce_sleep(
                 region.server_sleeping(),
                 region.req_seq(),
@@ -533,7 +562,10 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        // Where it woke up, before it says it runs: clients read both.
+        let cpu = waiting::current_cpu();
         for channel in self.slots.iter().flatten() {
+            Region::publish_cpu(channel.region.server_cpu(), cpu);
             channel.region.server_sleeping().store(0, Ordering::Relaxed);
         }
     }
