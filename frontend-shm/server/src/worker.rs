@@ -511,10 +511,11 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
 
     /// Announces sleep on every channel, arms what is not armed, and waits for one completion.
     fn sleep(&mut self) {
-        // A spell can end at its first poll, before the loop came round to arm the control
-        // poll again after its last completion (whose eventfd signal, a shutdown's say, was
-        // drained with it): armed here, and the stop flag read after arming, so a shutdown
-        // either is seen now or completes the poll.
+        // A spell can end before the loop came round to arm the control poll again after its
+        // last completion (whose eventfd signal, a shutdown's say, was drained with it): at
+        // once on a busy machine with a sleeping client, within a few polls when the clients
+        // are on this CPU. So it is armed here, and the stop flag read after arming: a
+        // shutdown is either seen now or completes the poll.
         self.arm_control();
         let mut work = self.shared.stop.load(Ordering::SeqCst);
         let cpu = waiting::current_cpu();
