@@ -70,11 +70,8 @@
 //!
 //! Each side also publishes the CPU it runs on (`server_cpu`, `client_cpu`): when it sends,
 //! when it answers, when it wakes up and when it goes to sleep, and only when it changed, so
-//! the line stays shared while nobody moves. A side that finds its peer's CPU equal to its own
-//! knows the peer is not running now (this side is, on that CPU), however recently the peer
-//! published: it stops spinning and sleeps, which hands the CPU to the peer. Without that, two
-//! sides the scheduler put on one CPU took turns spinning a whole spell each for a peer that
-//! could not run until the spell ended.
+//! the line stays shared while nobody moves. A side that finds its peer on its own CPU stops
+//! spinning (see [`waiting`](crate::waiting)).
 //!
 //! The region's size is fixed and sealed: neither side can shrink it under the other.
 
