@@ -35,8 +35,11 @@ use crate::sys;
 const SPIN: Duration = Duration::from_micros(50);
 /// How long a worker that was just given a channel polls for its first request: the client
 /// is mapping its region at the same moment, which takes longer than a request's turn, and
-/// a worker asleep when the request comes costs the client a wake-up.
-const FIRST_REQUEST_SPIN: Duration = Duration::from_micros(250);
+/// a worker asleep when the request comes costs the client a wake-up. It yields its CPU
+/// between polls, since the client (whose CPU nobody has published yet) may be waiting for
+/// that very CPU: polling through it once kept a new process from running for the whole
+/// 250 µs.
+const FIRST_REQUEST_POLL: Duration = Duration::from_micros(250);
 /// Submission queue entries: two per channel would need resizing; the queue is flushed
 /// whenever it fills, so this only bounds a batch.
 const RING_ENTRIES: u32 = 256;
@@ -174,13 +177,13 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         // Whether the last response went to a client that slept (not on a CPU).
         let mut client_slept = false;
         let mut waiting_seen = 0;
-        // A channel adopted has not sent its first request yet.
-        let mut fresh = false;
+        // Until when a channel just adopted is polled for its first request (0: none is).
+        let mut fresh_until = 0;
         while !self.shared.stop.load(Ordering::Relaxed) {
             if (!self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0)
                 && self.adopt_new_channels()
             {
-                fresh = true;
+                fresh_until = waiting::now_ns() + FIRST_REQUEST_POLL.as_nanos() as u64;
                 spin = None;
             }
             self.reap_completions();
@@ -202,20 +205,34 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 // The clock is read at the next check, not now: the client's next request
                 // may already be on its way.
                 spin = None;
-                fresh = false;
+                fresh_until = 0;
                 continue;
             }
+            if fresh_until != 0 {
+                if waiting::now_ns() < fresh_until {
+                    sys::yield_cpu();
+                    self.publish_cpu();
+                    continue;
+                }
+                fresh_until = 0;
+            }
             // Spinning for the next request pays only while a client is on a CPU to send it.
-            let limit = if fresh { FIRST_REQUEST_SPIN } else { SPIN };
             let spell =
-                spin.get_or_insert_with(|| Spin::new(&waiting::MACHINE, limit, client_slept));
+                spin.get_or_insert_with(|| Spin::new(&waiting::MACHINE, SPIN, client_slept));
             if spell.again_unless(|elapsed| self.no_client_on_a_cpu(elapsed)) {
                 continue;
             }
             self.sleep();
             spin = None;
-            fresh = false;
             client_slept = false;
+        }
+    }
+
+    /// Publishes the CPU this worker runs on to every channel's client.
+    fn publish_cpu(&self) {
+        let cpu = waiting::current_cpu();
+        for channel in self.slots.iter().flatten() {
+            Region::publish_cpu(channel.region.server_cpu(), cpu);
         }
     }
 
@@ -310,6 +327,8 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
             self.push(hangup);
         }
         let _ = self.ring.submit();
+        // The new clients learn where this worker runs before their first request.
+        self.publish_cpu();
         true
     }
 
