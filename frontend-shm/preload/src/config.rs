@@ -14,14 +14,16 @@
 //!   call passes through to libc untouched ([`crate::guard`] asks).
 //! - The btfuse mounts are found at the first path call that needs them: from the list a
 //!   parent process passed in `BTFUSE_MOUNTS` when its mount namespace is this process's
-//!   (one `stat` of `/proc/self/ns/mnt`), else from `/proc/self/mountinfo`. Either way the
-//!   list is handed on to the programs this process executes (see [`mounts_variable`]), so
-//!   that in a shell script or a build only the first process reads the mount table.
-//! - Without a list handed down, the mount table is read only for a path that may be served
-//!   at all: one under a mount point named by a socket in the directories that hold the
-//!   sockets this process may use (root's, `/run/btfuse`, and its own user's; see
-//!   `btfuse_ring_client::discovery`). Listing them takes three system calls; a program that
-//!   touches no such path never reads the table.
+//!   (one `stat` of `/proc/self/ns/mnt`), else from the sockets in the directories that hold
+//!   the sockets this process may use (root's, `/run/btfuse`, and its own user's; see
+//!   `btfuse_ring_client::discovery`), each socket's mount point checked with one `statx`
+//!   (see [`mounted_at`]). Either way the list is handed on to the programs this process
+//!   executes (see [`mounts_variable`]), so that in a shell script or a build only the first
+//!   process lists the sockets.
+//! - Without a list handed down, the sockets are listed only for an absolute path: three
+//!   system calls, and a path under no mount point they name is not looked at again. The
+//!   mount table (`/proc/self/mountinfo`) is never read for this: the kernel writes it out
+//!   in full at every read, which cost a new process about 80 µs.
 //!
 //! A list passed down can be stale in one direction only: a btfuse mount made after the
 //! parent read the table is not in it, and its paths then go to the kernel (through that
@@ -255,6 +257,8 @@ fn mounts() -> &'static [Config] {
 struct Candidates {
     points: [[u8; SOCKET_CAP]; MAX_MOUNTS],
     lens: [usize; MAX_MOUNTS],
+    /// The user whose directory named each: the one that mounted it.
+    uids: [u32; MAX_MOUNTS],
     count: usize,
     /// More than fit, or a name that did not read back: every path may be served.
     overflow: bool,
@@ -263,6 +267,7 @@ struct Candidates {
 static CANDIDATES: Published<Candidates> = Published(UnsafeCell::new(Candidates {
     points: [[0; SOCKET_CAP]; MAX_MOUNTS],
     lens: [0; MAX_MOUNTS],
+    uids: [0; MAX_MOUNTS],
     count: 0,
     overflow: false,
 }));
@@ -297,7 +302,7 @@ fn once<T>(
 }
 
 /// Whether `path` (absolute) may be under a btfuse mount this process can serve, found
-/// without reading the mount table when no list was handed down.
+/// without checking any mount point when no list was handed down.
 fn may_be_served(path: &[u8]) -> bool {
     if DISCOVERY.load(Ordering::Acquire) == FOUND
         || environment().is_some_and(|e| e.mounts_len.is_some())
@@ -324,16 +329,16 @@ fn list_candidates(found: &mut Candidates) {
         .then(|| discovery::write_socket_dir(euid, runtime, &mut dir).map(|()| dir.len()))
         .flatten();
     let mut root = *b"/run/btfuse\0";
-    list_sockets(&mut root, found);
+    list_sockets(&mut root, 0, found);
     if let Some(len) = own_len.filter(|&len| len < own.len()) {
         own[len] = 0;
-        list_sockets(&mut own[..=len], found);
+        list_sockets(&mut own[..=len], euid, found);
     }
 }
 
-/// Adds the mount points the `*.sock` names in directory `dir` (NUL-terminated) stand for,
-/// read with raw system calls.
-fn list_sockets(dir: &mut [u8], found: &mut Candidates) {
+/// Adds the mount points the `*.sock` names in directory `dir` (NUL-terminated, `uid`'s)
+/// stand for, read with raw system calls.
+fn list_sockets(dir: &mut [u8], uid: u32, found: &mut Candidates) {
     // SAFETY: raw system calls (not the interposed `open`) on a NUL-terminated path.
     let fd = unsafe {
         libc::syscall(
@@ -368,7 +373,7 @@ fn list_sockets(dir: &mut [u8], found: &mut Candidates) {
             let name = &buf[at + 19..at + reclen];
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             if let Some(stem) = name.strip_suffix(b".sock") {
-                add_candidate(stem, found);
+                add_candidate(stem, uid, found);
             }
             at += reclen;
         }
@@ -377,7 +382,7 @@ fn list_sockets(dir: &mut [u8], found: &mut Candidates) {
     unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
-fn add_candidate(stem: &[u8], found: &mut Candidates) {
+fn add_candidate(stem: &[u8], uid: u32, found: &mut Candidates) {
     let Some(slot) = found.points.get_mut(found.count) else {
         found.overflow = true;
         return;
@@ -386,6 +391,7 @@ fn add_candidate(stem: &[u8], found: &mut Candidates) {
     match discovery::write_unescaped_path(stem, &mut out) {
         Some(()) => {
             found.lens[found.count] = out.len();
+            found.uids[found.count] = uid;
             found.count += 1;
         }
         None => found.overflow = true,
@@ -416,8 +422,8 @@ pub(crate) fn mount_namespace() -> Option<(u64, u64)> {
 }
 
 /// Fills `found` with the btfuse mounts: the inherited list when it was made in this mount
-/// namespace (`namespace`, this process's), else those of `/proc/self/mountinfo`. Returns how
-/// many.
+/// namespace (`namespace`, this process's), else those the listed sockets name whose mount
+/// point is a mount here ([`mounted_at`]). Returns how many.
 fn discover(found: &mut [Config; MAX_MOUNTS], namespace: Option<(u64, u64)>) -> usize {
     let Some(environment) = environment() else {
         return 0;
@@ -425,27 +431,67 @@ fn discover(found: &mut [Config; MAX_MOUNTS], namespace: Option<(u64, u64)>) -> 
     let runtime = environment
         .runtime_len
         .map(|len| &environment.runtime[..len]);
-    let mut count = 0;
-    let mut add = |mountpoint: &[u8], uid: u32| {
-        if let Some(slot) = found.get_mut(count)
-            && fill(slot, mountpoint, uid, runtime).is_some()
-        {
-            count += 1;
-        }
-    };
     let inherited = match (environment.mounts_len, namespace) {
         (Some(len), Some(namespace)) => read_inherited(&environment.mounts[..len], namespace),
         _ => None,
     };
+    let mut count = 0;
     match inherited {
-        Some(list) => list.for_each(|(mountpoint, uid)| add(mountpoint, uid)),
-        None => read_mountinfo(|line| {
-            if let Some((mountpoint, uid)) = discovery::btfuse_mount_in_line(line) {
-                add(mountpoint, uid);
+        Some(list) => {
+            for (mountpoint, uid) in list {
+                if let Some(slot) = found.get_mut(count)
+                    && fill(slot, mountpoint, uid, runtime).is_some()
+                {
+                    count += 1;
+                }
             }
-        }),
+        }
+        None => {
+            let candidates = once(&LISTING, &CANDIDATES, list_candidates);
+            for i in 0..candidates.count {
+                let point = &candidates.points[i][..candidates.lens[i]];
+                if let Some(slot) = found.get_mut(count)
+                    && mounted_at(point)
+                    && fill_point(slot, point, candidates.uids[i], runtime).is_some()
+                {
+                    count += 1;
+                }
+            }
+        }
     }
     count
+}
+
+/// Whether a filesystem of the kind btfuse mounts is mounted at `point` in this process's
+/// mount namespace: the root of a mount, on a device without a block device (major 0, as
+/// for every FUSE mount). One `statx` that asks the filesystem nothing (no attributes, and
+/// what is cached suffices), instead of reading the mount table: a socket named for a mount
+/// point whose mount went away, or that this namespace does not see, is not used.
+fn mounted_at(point: &[u8]) -> bool {
+    let mut path = [0u8; SOCKET_CAP + 2];
+    let point = if point.is_empty() { b"/" } else { point };
+    if copy_into(&mut path[..SOCKET_CAP + 1], point).is_none() {
+        return false;
+    }
+    // SAFETY: a zeroed `statx` is a valid buffer for the kernel to fill.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a raw system call (not the interposed `statx`) on a NUL-terminated path (the
+    // buffer is one longer than anything copied in) into `stx`.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_DONT_SYNC,
+            0u32,
+            &mut stx as *mut libc::statx,
+        )
+    };
+    let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    done == 0
+        && stx.stx_attributes_mask & root != 0
+        && stx.stx_attributes & root != 0
+        && stx.stx_dev_major == 0
 }
 
 /// `slot` for the mount at `mountpoint` (escaped as `mountinfo` escapes it) mounted by `uid`,
@@ -456,7 +502,11 @@ fn fill(slot: &mut Config, mountpoint: &[u8], uid: u32, runtime: Option<&[u8]>) 
     let mut unescaped = Writer::new(&mut point);
     discovery::unescape_mountinfo_into(mountpoint, &mut unescaped)?;
     let len = unescaped.len();
-    let point = &point[..len];
+    fill_point(slot, &point[..len], uid, runtime)
+}
+
+/// [`fill`] for the mount point `point` as it is (not escaped).
+fn fill_point(slot: &mut Config, point: &[u8], uid: u32, runtime: Option<&[u8]>) -> Option<()> {
     slot.set_prefix(point)?;
     // SAFETY: geteuid cannot fail.
     let own = uid == unsafe { libc::geteuid() };
@@ -535,68 +585,6 @@ fn mounts_entry(mounts: &[Config], (dev, ino): (u64, u64), entry: &mut [u8]) -> 
     let len = out.len();
     out.push(b"\0")?;
     (len <= MOUNTS_VALUE_CAP).then_some(len)
-}
-
-/// Calls `line` with each line of `/proc/self/mountinfo`, read with raw system calls into a
-/// static buffer (lines longer than the buffer are skipped).
-fn read_mountinfo(mut line: impl FnMut(&[u8])) {
-    /// Only the thread that reads the mounts uses it (see [`mounts`]).
-    static BUFFER: Published<[u8; 64 * 1024]> = Published(UnsafeCell::new([0; 64 * 1024]));
-    // SAFETY: only the one thread that won `DISCOVERY` gets here, once.
-    let buf = unsafe { BUFFER.write() };
-    // SAFETY: raw system calls (not the interposed `open`) on a literal path.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD,
-            c"/proc/self/mountinfo".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return;
-    }
-    let mut kept = 0;
-    let mut skipping = false;
-    loop {
-        // SAFETY: reads into the free part of `buf`.
-        let got = unsafe {
-            libc::syscall(
-                libc::SYS_read,
-                fd,
-                buf[kept..].as_mut_ptr(),
-                buf.len() - kept,
-            )
-        };
-        let Ok(got) = usize::try_from(got) else {
-            break;
-        };
-        if got == 0 {
-            if !skipping && kept > 0 {
-                line(&buf[..kept]);
-            }
-            break;
-        }
-        let end = kept + got;
-        let mut start = 0;
-        while let Some(newline) = buf[start..end].iter().position(|&b| b == b'\n') {
-            if !skipping {
-                line(&buf[start..start + newline]);
-            }
-            skipping = false;
-            start += newline + 1;
-        }
-        if start == 0 && end == buf.len() {
-            // One line fills the buffer: skip to its end.
-            skipping = true;
-            kept = 0;
-        } else {
-            buf.copy_within(start..end, 0);
-            kept = end - start;
-        }
-    }
-    // SAFETY: closes the descriptor opened above.
-    unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
 /// The mount this process serves over the ring once it has touched one (an index into the
