@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use btfuse_core::ring::{OpenOptions, Request, Response, Target};
 use btfuse_ring_client::Client;
+use btfuse_ring_client::handshake::{FileIds, Hello};
 
 /// The uid and gid the unprivileged children switch to.
 const USER: u32 = 4001;
@@ -283,9 +284,7 @@ fn connections(socket: &str) {
 /// status (the region and table descriptors that come with it are closed).
 fn hello(socket: &str) -> (UnixStream, u16) {
     let mut stream = UnixStream::connect(socket).unwrap();
-    let mut hello = [0u8; 32];
-    hello[0..4].copy_from_slice(&0x4254_4648u32.to_le_bytes());
-    hello[4..6].copy_from_slice(&2u16.to_le_bytes());
+    let hello = Hello::NewSession.encode(FileIds::Effective);
     // A refused connection may be answered and closed before the hello is written.
     let _ = stream.write_all(&hello);
     let mut welcome = [0u8; 32];

@@ -29,7 +29,7 @@ use btfuse_core::{AccessMask, Attr, Errno, FileType, RenameMode, StatFs, TimeSet
 
 use crate::channel::{REGION_LEN, Region};
 use crate::contents::{ContentView, TABLE_LEN};
-use crate::handshake::{Hello, WELCOME_LEN, Welcome};
+use crate::handshake::{FileIds, Hello, WELCOME_LEN, Welcome};
 use crate::kernel_file::{KERNEL_FILE_LEN, KernelFile};
 use crate::sys;
 use crate::waiting::{self, Spin};
@@ -170,7 +170,7 @@ impl Channel {
         let identity = sys::fd_identity(stream.as_raw_fd());
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        (&stream).write_all(&hello.encode())?;
+        (&stream).write_all(&hello.encode(FileIds::of_this_process()))?;
         let mut buf = [0u8; WELCOME_LEN];
         let mut fds = sys::recv_with_fds(&stream, &mut buf)?.into_iter();
         let welcome = Welcome::decode(&buf).map_err(protocol_error)?;

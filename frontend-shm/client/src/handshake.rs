@@ -10,7 +10,8 @@
 //! | 4 | 2 | handshake version, [`VERSION`] |
 //! | 6 | 2 | 0: start a new session; 1: join the session named by the token |
 //! | 8 | 8 | join token (0 for a new session) |
-//! | 16 | 16 | zero |
+//! | 16 | 1 | 0: the client's filesystem ids are its effective ids; 1: they are not (see [`FileIds`]) |
+//! | 17 | 15 | zero |
 //!
 //! Server to client, [`WELCOME_LEN`] bytes, with two memfds attached on success: the channel's
 //! region, then the server's content table (see `contents`):
@@ -29,7 +30,7 @@ pub const HELLO_LEN: usize = 32;
 /// Length of the server's message.
 pub const WELCOME_LEN: usize = 32;
 /// Version of these messages.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 const HELLO_MAGIC: u32 = 0x4254_4648;
 const WELCOME_MAGIC: u32 = 0x4254_4657;
@@ -43,9 +44,42 @@ pub enum Hello {
     Join(u64),
 }
 
+/// Whether the server may take the client's filesystem ids for its effective ids.
+///
+/// The kernel checks file access with the filesystem uid and gid, which are the effective
+/// ones unless the process set them apart (`setfsuid`, `setfsgid`). `SO_PEERCRED` gives the
+/// server the effective ids and `SO_PEERGROUPS` the supplementary groups, both as they were at
+/// `connect`; only `/proc/PID/status` shows filesystem ids, and reading it cost each new
+/// connection about a third of its set-up. So the client says which case it is in:
+///
+/// - [`FileIds::Effective`]: the server checks with the effective ids. A client that says so
+///   falsely gains nothing: a process may always make its effective uid and gid its
+///   filesystem ones.
+/// - [`FileIds::Own`]: the server reads the filesystem ids from `/proc`, as the kernel has
+///   them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileIds {
+    /// Filesystem uid and gid equal the effective ones.
+    Effective,
+    /// They differ: the server must read them.
+    Own,
+}
+
+impl FileIds {
+    /// This process's case, asked of the kernel now (`setfsuid(-1)` and `setfsgid(-1)`
+    /// change nothing and return the current filesystem ids).
+    pub fn of_this_process() -> FileIds {
+        if crate::sys::file_ids_are_effective() {
+            FileIds::Effective
+        } else {
+            FileIds::Own
+        }
+    }
+}
+
 impl Hello {
-    /// The message's bytes.
-    pub fn encode(self) -> [u8; HELLO_LEN] {
+    /// The message's bytes, saying `file_ids`.
+    pub fn encode(self, file_ids: FileIds) -> [u8; HELLO_LEN] {
         let mut out = [0u8; HELLO_LEN];
         out[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
         out[4..6].copy_from_slice(&VERSION.to_le_bytes());
@@ -55,11 +89,12 @@ impl Hello {
         };
         out[6..8].copy_from_slice(&kind.to_le_bytes());
         out[8..16].copy_from_slice(&token.to_le_bytes());
+        out[16] = u8::from(file_ids == FileIds::Own);
         out
     }
 
     /// The message in `bytes`, or what is wrong with them.
-    pub fn decode(bytes: &[u8; HELLO_LEN]) -> Result<Hello, &'static str> {
+    pub fn decode(bytes: &[u8; HELLO_LEN]) -> Result<(Hello, FileIds), &'static str> {
         let (head, rest) = bytes.split_at(8);
         if head[0..4] != HELLO_MAGIC.to_le_bytes() {
             return Err("not a btfuse client");
@@ -67,15 +102,21 @@ impl Hello {
         if head[4..6] != VERSION.to_le_bytes() {
             return Err("unsupported handshake version");
         }
-        if rest[8..].iter().any(|&b| b != 0) {
+        if rest[9..].iter().any(|&b| b != 0) {
             return Err("reserved bytes are not zero");
         }
+        let file_ids = match rest[8] {
+            0 => FileIds::Effective,
+            1 => FileIds::Own,
+            _ => return Err("unknown file ids"),
+        };
         let token = u64::from_le_bytes(rest[0..8].try_into().unwrap_or_default());
-        match u16::from_le_bytes([head[6], head[7]]) {
-            0 if token == 0 => Ok(Hello::NewSession),
-            1 => Ok(Hello::Join(token)),
-            _ => Err("unknown request kind"),
-        }
+        let hello = match u16::from_le_bytes([head[6], head[7]]) {
+            0 if token == 0 => Hello::NewSession,
+            1 => Hello::Join(token),
+            _ => return Err("unknown request kind"),
+        };
+        Ok((hello, file_ids))
     }
 }
 
@@ -134,17 +175,16 @@ mod tests {
     #[test]
     fn messages_round_trip_and_reject_garbage() {
         for hello in [Hello::NewSession, Hello::Join(0xdead_beef)] {
-            assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
+            for ids in [FileIds::Effective, FileIds::Own] {
+                assert_eq!(Hello::decode(&hello.encode(ids)), Ok((hello, ids)));
+            }
         }
-        let mut bad = Hello::NewSession.encode();
-        bad[0] ^= 1;
-        assert!(Hello::decode(&bad).is_err());
-        let mut bad = Hello::NewSession.encode();
-        bad[31] = 1;
-        assert!(Hello::decode(&bad).is_err());
-        let mut bad = Hello::NewSession.encode();
-        bad[6] = 7;
-        assert!(Hello::decode(&bad).is_err());
+        let good = Hello::NewSession.encode(FileIds::Effective);
+        for (at, value) in [(0, good[0] ^ 1), (31, 1), (6, 7), (16, 2), (17, 1)] {
+            let mut bad = good;
+            bad[at] = value;
+            assert!(Hello::decode(&bad).is_err(), "byte {at} = {value}");
+        }
         let welcome = Welcome {
             status: 13,
             session: 42,

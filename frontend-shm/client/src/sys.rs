@@ -261,6 +261,19 @@ pub(crate) fn move_fd_above(fd: OwnedFd, floor: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
+/// Whether this process's filesystem uid and gid are its effective ones (`setfsuid(-1)` and
+/// `setfsgid(-1)` change nothing and return the current filesystem ids; raw system calls, so
+/// that an interposer's own `setfsuid` is not called).
+pub(crate) fn file_ids_are_effective() -> bool {
+    // SAFETY: system calls that change nothing (an id of -1 is refused) and touch no memory of
+    // the caller's; geteuid and getegid cannot fail.
+    unsafe {
+        libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) == libc::c_long::from(libc::geteuid())
+            && libc::syscall(libc::SYS_setfsgid, -1 as libc::c_long)
+                == libc::c_long::from(libc::getegid())
+    }
+}
+
 /// The (device, inode) of what `fd` refers to, to tell later whether the number still names
 /// the same file.
 pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {

@@ -57,7 +57,7 @@ use btfuse_daemon::creds::{self, PeerCred};
 use btfuse_daemon::metrics::RingGauges;
 use btfuse_ring_client::channel::{REGION_LEN, Region};
 use btfuse_ring_client::contents::TABLE_LEN;
-use btfuse_ring_client::handshake::{HELLO_LEN, Hello, Welcome};
+use btfuse_ring_client::handshake::{FileIds, HELLO_LEN, Hello, Welcome};
 use btfuse_ring_client::socket::send_with_fds;
 
 use crate::contents::ContentTable;
@@ -626,8 +626,19 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
     let mut hello = [0u8; HELLO_LEN];
     (&stream).read_exact(&mut hello)?;
     stream.set_read_timeout(None)?;
-    let hello = Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let cred = creds::credentials_of(peer);
+    let (hello, file_ids) =
+        Hello::decode(&hello).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let cred = match file_ids {
+        // As the kernel had them at `connect`, like the ids (see `FileIds`); with no
+        // supplementary group if they cannot be read: never more than the kernel said.
+        FileIds::Effective => Credentials {
+            uid: peer.uid,
+            gid: peer.gid,
+            groups: sys::peer_groups(&stream).unwrap_or_default(),
+            pid: peer.pid,
+        },
+        FileIds::Own => creds::credentials_of(peer),
+    };
     let session = match find_session(shared, hello, &cred) {
         Ok(session) => session,
         Err(errno) => {
@@ -1107,7 +1118,7 @@ mod tests {
     fn welcome_after_a_slow_hello(socket: &Path, ends: &[usize], pause: Duration) -> Welcome {
         use btfuse_ring_client::handshake::WELCOME_LEN;
         let mut stream = UnixStream::connect(socket).unwrap();
-        let hello = Hello::NewSession.encode();
+        let hello = Hello::NewSession.encode(FileIds::Effective);
         let mut start = 0;
         for &end in ends {
             std::thread::sleep(pause);

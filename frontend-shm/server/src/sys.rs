@@ -77,6 +77,35 @@ pub(crate) fn peer_cred(sock: &UnixStream) -> io::Result<PeerCred> {
     })
 }
 
+/// `SO_PEERGROUPS` of a connected Unix socket: the peer's supplementary groups at `connect`.
+pub(crate) fn peer_groups(sock: &UnixStream) -> io::Result<Vec<u32>> {
+    // Most processes have a few groups; the kernel says how many when there are more.
+    let mut groups = vec![0 as libc::gid_t; 32];
+    loop {
+        let mut len = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `groups`.
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let wanted = len as usize / size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(wanted);
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) || wanted <= groups.len() {
+            return Err(err);
+        }
+        groups.resize(wanted, 0);
+    }
+}
+
 /// Eight bytes from the kernel's random source, for session tokens.
 pub(crate) fn random_u64() -> io::Result<u64> {
     let mut bytes = [0u8; 8];
@@ -200,4 +229,27 @@ pub(crate) fn status_flags(fd: RawFd) -> io::Result<libc::c_int> {
 pub(crate) fn set_status_flags(fd: RawFd, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: F_SETFL takes an int.
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_groups_are_the_kernels_list_at_connect() {
+        // Set for this test's thread only (setgroups is per thread at the system-call level),
+        // so that the list is long enough to need a second try and known exactly.
+        let many: Vec<libc::gid_t> = (5000..5040).collect();
+        let groups = std::thread::spawn(move || {
+            // SAFETY: a raw system call on a live list of `many.len()` ids; this thread only.
+            let set = unsafe { libc::syscall(libc::SYS_setgroups, many.len(), many.as_ptr()) };
+            assert_eq!(set, 0, "{}", io::Error::last_os_error());
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            drop(ours);
+            peer_groups(&theirs).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(groups, (5000..5040).collect::<Vec<u32>>());
+    }
 }
