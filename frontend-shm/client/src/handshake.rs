@@ -11,7 +11,8 @@
 //! | 6 | 2 | 0: start a new session; 1: join the session named by the token |
 //! | 8 | 8 | join token (0 for a new session) |
 //! | 16 | 1 | 0: the client's filesystem ids are its effective ids; 1: they are not (see [`FileIds`]) |
-//! | 17 | 15 | zero |
+//! | 17 | 1 | the version of the ring's records the client speaks (`btfuse_core::ring::VERSION`) |
+//! | 18 | 14 | zero |
 //!
 //! Server to client, [`WELCOME_LEN`] bytes, with two memfds attached on success: the channel's
 //! region, then the server's content table (see `contents`):
@@ -90,10 +91,13 @@ impl Hello {
         out[6..8].copy_from_slice(&kind.to_le_bytes());
         out[8..16].copy_from_slice(&token.to_le_bytes());
         out[16] = u8::from(file_ids == FileIds::Own);
+        out[17] = btfuse_core::ring::VERSION;
         out
     }
 
-    /// The message in `bytes`, or what is wrong with them.
+    /// The message in `bytes`, or what is wrong with them (a client speaking other ring
+    /// records than this build's among them: that is settled here, before a region is made,
+    /// and not by a first request).
     pub fn decode(bytes: &[u8; HELLO_LEN]) -> Result<(Hello, FileIds), &'static str> {
         let (head, rest) = bytes.split_at(8);
         if head[0..4] != HELLO_MAGIC.to_le_bytes() {
@@ -102,7 +106,10 @@ impl Hello {
         if head[4..6] != VERSION.to_le_bytes() {
             return Err("unsupported handshake version");
         }
-        if rest[9..].iter().any(|&b| b != 0) {
+        if rest[9] != btfuse_core::ring::VERSION {
+            return Err("unsupported ring record version");
+        }
+        if rest[10..].iter().any(|&b| b != 0) {
             return Err("reserved bytes are not zero");
         }
         let file_ids = match rest[8] {
@@ -180,7 +187,15 @@ mod tests {
             }
         }
         let good = Hello::NewSession.encode(FileIds::Effective);
-        for (at, value) in [(0, good[0] ^ 1), (31, 1), (6, 7), (16, 2), (17, 1)] {
+        let other_ring = btfuse_core::ring::VERSION.wrapping_add(1);
+        for (at, value) in [
+            (0, good[0] ^ 1),
+            (31, 1),
+            (6, 7),
+            (16, 2),
+            (17, other_ring),
+            (18, 1),
+        ] {
             let mut bad = good;
             bad[at] = value;
             assert!(Hello::decode(&bad).is_err(), "byte {at} = {value}");
