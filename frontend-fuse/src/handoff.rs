@@ -62,6 +62,10 @@ fn stale() -> io::Error {
 }
 
 impl KernelOpener for MountOpener {
+    fn mount_device(&self) -> Option<u64> {
+        self.dev().ok()
+    }
+
     fn open(&self, ino: Ino, access: KernelAccess) -> io::Result<OwnedFd> {
         // Not `O_PATH`: `open_by_handle_at` wants a descriptor it can use as a file.
         let root = std::fs::OpenOptions::new()

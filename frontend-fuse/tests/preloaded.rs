@@ -76,7 +76,7 @@ fn run_with(
     );
     let mut vars = vars.to_vec();
     vars.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
-    for (name, value) in vars {
+    for (name, value) in vars.into_iter().filter(|(_, value)| !value.is_empty()) {
         text = text.replace(value, &format!("${name}"));
     }
     text
@@ -585,16 +585,17 @@ fn links_out_of_the_mount_lead_where_the_kernel_goes() {
 }
 
 /// The btfuse mounts a preloaded process found are handed to the programs it executes in
-/// `BTFUSE_MOUNTS` (so that only the first process of a script reads the mount table), and a
-/// program trusts such a list only when it was made in its own mount namespace: here a child
-/// given an empty list made in this namespace leaves the mount to the kernel, and one given a
-/// list made in another namespace reads the table and uses the ring.
+/// `BTFUSE_MOUNTS` (so that only the first process of a script looks for them), and a
+/// program uses a mount of such a list only once the server's mount is seen at its mount
+/// point: here a child given an empty list leaves the mount to the kernel, one given a list
+/// that names the mount uses the ring, and one whose list names, for the mount's socket, a
+/// mount point where something else is mounted (as a list from another mount namespace
+/// might) leaves it to the kernel too.
 #[test]
 fn the_mounts_found_are_handed_to_children() {
     let mount = Mount::start(&["--metrics", "127.0.0.1:0"]);
     let dir = fresh_dir(mount.path(), "inherit");
     fs::write(dir.join("f"), "content\n").unwrap();
-    let ns = fs::metadata("/proc/self/ns/mnt").unwrap();
     let escaped = mount.path().to_str().unwrap().replace(' ', "\\040");
 
     let handed = run_with(
@@ -608,33 +609,70 @@ fn the_mounts_found_are_handed_to_children() {
         .strip_prefix("status Some(0)\n--- stdout\ncontent\n")
         .and_then(|rest| rest.strip_suffix("\n--- stderr\n"))
         .unwrap_or_else(|| panic!("{handed}"));
-    let mut fields = list.split(' ');
-    assert_eq!(fields.next(), Some(&*format!("{}:{}", ns.dev(), ns.ino())));
-    assert!(fields.any(|f| f == format!("0:{escaped}")), "{list}");
+    assert!(
+        list.split(' ').any(|f| f == format!("0:{escaped}")),
+        "{list}"
+    );
 
-    let ops = |list: String| {
+    let ops = |list: String, path: &Path| {
         let before = mount.metrics();
         let text = run_with(
             &["cat"],
-            dir.join("f").to_str().unwrap(),
+            path.to_str().unwrap(),
             &[("BTFUSE_MOUNTS", &list)],
             true,
         );
         assert_eq!(text, "status Some(0)\n--- stdout\ncontent\n--- stderr\n");
         ring_operations(&mount.metrics()) - ring_operations(&before)
     };
-    let ring = ops(format!("{}:{}", ns.dev(), ns.ino()));
+    let file = dir.join("f");
+    assert_eq!(
+        ops(String::new(), &file),
+        0,
+        "an empty list: nothing over the ring"
+    );
+    assert!(
+        ops(format!("0:{escaped}"), &file) > 0,
+        "the list handed down is used"
+    );
+    // A tmpfs mounted inside the btfuse mount, named in the list with the btfuse mount's
+    // socket: the server's mount is not what is mounted there, so the kernel serves it.
+    let inner = fresh_dir(mount.path(), "inner-tmpfs");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "none"])
+        .arg(&inner)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _unmount = Unmount(inner.clone());
+    fs::write(inner.join("f"), "content\n").unwrap();
+    let inner_escaped = inner.to_str().unwrap().replace(' ', "\\040");
+    let socket_of = |point: &Path| btfuse_ring_client::discovery::socket_for_mount(point, 0, None);
+    let alias = Removed(socket_of(&inner));
+    std::os::unix::fs::symlink(socket_of(mount.path()), &alias.0).unwrap();
+    let ring = ops(format!("0:{inner_escaped}"), &inner.join("f"));
     assert_eq!(
         ring, 0,
-        "an empty list from this namespace: nothing over the ring"
+        "a socket whose mount is not there: nothing over the ring"
     );
-    let ring = ops(format!("{}:{} 0:/elsewhere", ns.dev(), ns.ino() + 1));
-    assert!(
-        ring > 0,
-        "a list from another namespace is read again from the mount table"
-    );
-    let ring = ops(format!("{}:{} 0:{escaped}", ns.dev(), ns.ino()));
-    assert!(ring > 0, "the list handed down is used");
+}
+
+/// Unmounts a directory when dropped (a failed assertion included).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Removes a file when dropped (a failed assertion included).
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// A shell whose working directory is a btfuse directory on the mount (its `cd` served over
@@ -778,12 +816,13 @@ fn a_dash_child_with_a_btfuse_redirection_connects_once() {
     assert!(by_pid.values().all(|&n| n == 1), "{calls}");
 }
 
-/// The mount table is read only when a path may be served: a preloaded program whose paths
-/// lie under no mount point named by a ring socket never opens `/proc/self/mountinfo`, one
-/// that touches the mount does, and a shell reads it once (at its first `exec` at the
-/// latest) and hands the list to its children, which do not.
+/// Finding the mounts costs a new program little and is done once per process tree: the
+/// mount table (`/proc/self/mountinfo`, which the kernel writes out whole at every read) is
+/// never read; a preloaded program that resolves an absolute path lists the socket
+/// directory once, whether it touches the mount or not; and a shell lists it once (at its
+/// first `exec` at the latest) and hands the mounts to its children, which do not list it.
 #[test]
-fn the_mount_table_is_read_only_for_paths_that_may_be_served() {
+fn the_mounts_are_found_once_per_process_tree_without_the_mount_table() {
     let mount = Mount::start(&[]);
     let dir = fresh_dir(mount.path(), "table");
     fs::write(dir.join("f"), "on btfuse\n").unwrap();
@@ -794,6 +833,8 @@ fn the_mount_table_is_read_only_for_paths_that_may_be_served() {
     // strace itself is not preloaded (it would hand the traced program its list): it sets
     // LD_PRELOAD for the program it starts.
     let preload = format!("LD_PRELOAD={}", common::preload_library().display());
+    let socket_dir = btfuse_ring_client::discovery::socket_dir(0, None);
+    let listing = format!("\"{}\"", socket_dir.display());
     let opens_of = |program: &[&str], script: &str| {
         let tracer = [
             "strace",
@@ -818,22 +859,27 @@ fn the_mount_table_is_read_only_for_paths_that_may_be_served() {
             false,
         );
         let opens = fs::read_to_string(log.path()).unwrap();
-        (text, opens.matches("/proc/self/mountinfo").count())
+        assert_eq!(
+            opens.matches("/proc/self/mountinfo").count(),
+            0,
+            "the mount table was read:\n{opens}"
+        );
+        (text, opens.matches(listing.as_str()).count())
     };
-    let (text, reads) = opens_of(&["cat"], outside.path().to_str().unwrap());
+    let (text, listings) = opens_of(&["cat"], outside.path().to_str().unwrap());
     assert_eq!(text, "status Some(0)\n--- stdout\noutside\n--- stderr\n");
-    assert_eq!(reads, 0, "a program off btfuse read the mount table");
-    let (text, reads) = opens_of(&["cat"], dir.join("f").to_str().unwrap());
+    assert_eq!(listings, 1, "a program off btfuse lists the sockets once");
+    let (text, listings) = opens_of(&["cat"], dir.join("f").to_str().unwrap());
     assert_eq!(text, "status Some(0)\n--- stdout\non btfuse\n--- stderr\n");
-    assert_eq!(reads, 1, "a program on the mount reads the table once");
-    let (text, reads) = opens_of(&["sh", "-c"], r#"cat "$D/f"; cat "$D/f"; cat "$OUT""#);
+    assert_eq!(listings, 1, "a program on the mount lists the sockets once");
+    let (text, listings) = opens_of(&["sh", "-c"], r#"cat "$D/f"; cat "$D/f"; cat "$OUT""#);
     assert_eq!(
         text,
         "status Some(0)\n--- stdout\non btfuse\non btfuse\noutside\n--- stderr\n"
     );
     assert_eq!(
-        reads, 1,
-        "the shell reads the table and hands it to its children"
+        listings, 1,
+        "the shell lists the sockets and hands the mounts to its children"
     );
 }
 

@@ -157,9 +157,10 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    /// Connects a channel; returns it, the session's join token and the server's content
-    /// table (to map, or to drop when the client has it already).
-    pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, u64, OwnedFd)> {
+    /// Connects a channel; returns it, the server's welcome (the session's join token, the
+    /// mount's device) and the server's content table (to map, or to drop when the client
+    /// has it already).
+    pub(crate) fn connect(socket: &Path, hello: Hello) -> io::Result<(Channel, Welcome, OwnedFd)> {
         // Read before connecting: ids changed during the handshake make the channel stale.
         let epoch = identity_epoch();
         let mut stream = UnixStream::connect(socket)?;
@@ -210,7 +211,7 @@ impl Channel {
                 server_slept: false,
                 epoch,
             },
-            welcome.session,
+            welcome,
             table,
         ))
     }
@@ -385,6 +386,9 @@ fn join_error(e: io::Error) -> io::Error {
 struct Inner {
     socket: PathBuf,
     session: u64,
+    /// The device number of the kernel mount the server serves too, 0 if none (see
+    /// [`Client::mount_device`]).
+    mount_dev: u64,
     /// The server's content table, read-only.
     contents: ContentView,
     /// The channel given back last while no thread waited for one, as a leaked `Box` (or
@@ -427,16 +431,25 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// The device number (`st_dev`) of the kernel mount of the filesystem this client's
+    /// server serves, as the server told it; 0 if it serves none (or could not tell yet).
+    /// A client that found the server by a mount point compares it with that mount point's
+    /// device before using the connection.
+    pub fn mount_device(&self) -> u64 {
+        self.inner.mount_dev
+    }
+
     /// Connects to the server listening on `socket` and starts a session.
     pub fn connect(socket: impl AsRef<Path>) -> io::Result<Client> {
         let socket = socket.as_ref().to_path_buf();
-        let (channel, session, table) = Channel::connect(&socket, Hello::NewSession)?;
+        let (channel, welcome, table) = Channel::connect(&socket, Hello::NewSession)?;
         let contents = ContentView::map(&table)?;
         // The server checked the ring's record version in the hello: no request is spent on it.
         Ok(Client {
             inner: Arc::new(Inner {
                 socket,
-                session,
+                session: welcome.session,
+                mount_dev: welcome.mount_dev,
                 contents,
                 hot: AtomicPtr::new(std::ptr::null_mut()),
                 idle: Mutex::new(vec![Box::new(channel)]),

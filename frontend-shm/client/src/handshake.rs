@@ -23,8 +23,9 @@
 //! | 4 | 2 | handshake version |
 //! | 6 | 2 | 0, or the errno that refused the connection |
 //! | 8 | 8 | the session's join token, for more channels of the same client |
-//! | 16 | 8 | length of the region |
-//! | 24 | 8 | length of the content table |
+//! | 16 | 4 | length of the region |
+//! | 20 | 4 | length of the content table |
+//! | 24 | 8 | the device number (`st_dev`) of the kernel mount the server also serves, 0 if none |
 
 /// Length of the client's message.
 pub const HELLO_LEN: usize = 32;
@@ -138,6 +139,11 @@ pub struct Welcome {
     pub region_len: u64,
     /// Length of the content table whose memfd comes second.
     pub table_len: u64,
+    /// The device number (`st_dev`, as glibc's `makedev` encodes it) of the kernel mount of
+    /// the same filesystem, 0 if the server knows of none. A client that found the server
+    /// from a mount point checks it there: the socket is then known to serve what the
+    /// kernel shows at that path, in this mount namespace.
+    pub mount_dev: u64,
 }
 
 impl Welcome {
@@ -148,8 +154,10 @@ impl Welcome {
         out[4..6].copy_from_slice(&VERSION.to_le_bytes());
         out[6..8].copy_from_slice(&self.status.to_le_bytes());
         out[8..16].copy_from_slice(&self.session.to_le_bytes());
-        out[16..24].copy_from_slice(&self.region_len.to_le_bytes());
-        out[24..32].copy_from_slice(&self.table_len.to_le_bytes());
+        let length = |len: u64| u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
+        out[16..20].copy_from_slice(&length(self.region_len));
+        out[20..24].copy_from_slice(&length(self.table_len));
+        out[24..32].copy_from_slice(&self.mount_dev.to_le_bytes());
         out
     }
 
@@ -163,14 +171,15 @@ impl Welcome {
         }
         let word = |range: std::ops::Range<usize>| {
             let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[range]);
+            b[..range.len()].copy_from_slice(&bytes[range]);
             u64::from_le_bytes(b)
         };
         Ok(Welcome {
             status: u16::from_le_bytes([bytes[6], bytes[7]]),
             session: word(8..16),
-            region_len: word(16..24),
-            table_len: word(24..32),
+            region_len: word(16..20),
+            table_len: word(20..24),
+            mount_dev: word(24..32),
         })
     }
 }
@@ -205,6 +214,7 @@ mod tests {
             session: 42,
             region_len: 1 << 21,
             table_len: 1 << 18,
+            mount_dev: 0x0000_0000_0000_002b,
         };
         assert_eq!(Welcome::decode(&welcome.encode()), Ok(welcome));
         let mut bad = welcome.encode();

@@ -76,6 +76,7 @@ mod tests {
             session: 1,
             region_len: 2,
             table_len: 3,
+            mount_dev: 4,
         };
         assert!(KernelFile::decode(&welcome.encode()).is_err());
         for at in [4, 6, 20, 31] {

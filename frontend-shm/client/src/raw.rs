@@ -22,8 +22,8 @@ impl RawChannel {
     /// Connects a channel with `hello`; returns it, the session's join token and the server's
     /// content table.
     pub fn connect(socket: &Path, hello: Hello) -> io::Result<(RawChannel, u64, OwnedFd)> {
-        let (channel, token, table) = Channel::connect(socket, hello)?;
-        Ok((RawChannel(channel), token, table))
+        let (channel, welcome, table) = Channel::connect(socket, hello)?;
+        Ok((RawChannel(channel), welcome.session, table))
     }
 
     /// Sends `request` tagged `tag` and hands its response to `read`.

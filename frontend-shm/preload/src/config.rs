@@ -13,9 +13,8 @@
 //!   neither allocates nor locks) and then marks the library [`ready`]. Until then every
 //!   call passes through to libc untouched ([`crate::guard`] asks).
 //! - The btfuse mounts are found at the first path call that needs them: from the list a
-//!   parent process passed in `BTFUSE_MOUNTS` when its mount namespace is this process's
-//!   (one `stat` of `/proc/self/ns/mnt`), else from the sockets in the directories that hold
-//!   the sockets this process may use (root's, `/run/btfuse`, and its own user's; see
+//!   parent process passed in `BTFUSE_MOUNTS`, else from the sockets in the directories that
+//!   hold the sockets this process may use (root's, `/run/btfuse`, and its own user's; see
 //!   `btfuse_ring_client::discovery`), each socket's mount point checked with one `statx`
 //!   (see [`mounted_at`]). Either way the list is handed on to the programs this process
 //!   executes (see [`mounts_variable`]), so that in a shell script or a build only the first
@@ -24,11 +23,16 @@
 //!   system calls, and a path under no mount point they name is not looked at again. The
 //!   mount table (`/proc/self/mountinfo`) is never read for this: the kernel writes it out
 //!   in full at every read, which cost a new process about 80 µs.
+//! - Whichever way the mount was found, the server says in its welcome which kernel mount
+//!   it serves (its device), and a process uses the connection only if that device is the
+//!   one mounted at the mount point now ([`serves_mount`]). So a list from another mount
+//!   namespace, or a socket whose mount was replaced, never puts the ring where the kernel
+//!   shows something else; the paths go to the kernel instead.
 //!
 //! A list passed down can be stale in one direction only: a btfuse mount made after the
-//! parent read the table is not in it, and its paths then go to the kernel (through that
-//! mount) as without this library. A mount that went away has no socket either, so the
-//! connection fails and calls go to the kernel as well.
+//! parent looked is not in it, and its paths then go to the kernel (through that mount) as
+//! without this library. A mount that went away has no socket either, so the connection
+//! fails and calls go to the kernel as well.
 
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, OsStr};
@@ -45,8 +49,8 @@ pub const PREFIX_VAR: &str = "BTFUSE_PREFIX";
 /// Environment variable an `exec` hands the descriptor table to the next program in.
 pub const INHERIT_VAR: &str = "BTFUSE_INHERIT";
 /// Environment variable a process hands the btfuse mounts it found to the programs it
-/// executes in: `DEV:INO` of its mount namespace, then for each mount a space, the uid that
-/// mounted it, `:` and its mount point escaped as `mountinfo` escapes it.
+/// executes in: for each mount the uid that mounted it, `:` and its mount point escaped as
+/// `mountinfo` escapes it, separated by spaces.
 pub const MOUNTS_VAR: &str = "BTFUSE_MOUNTS";
 /// How an entry of [`MOUNTS_VAR`] starts in an environment.
 pub(crate) const MOUNTS_VAR_ENTRY: &[u8] = b"BTFUSE_MOUNTS=";
@@ -238,14 +242,10 @@ const FOUND: u8 = 2;
 /// it runs as the interceptor and calls made then pass through).
 fn mounts() -> &'static [Config] {
     let found = once(&DISCOVERY, &MOUNTS, |found| {
-        // One `stat` serves both: checking an inherited list and writing the one handed on.
-        let namespace = mount_namespace();
-        let count = discover(found, namespace);
+        let count = discover(found);
         // SAFETY: written by the thread that fills `MOUNTS`, before both are published.
         let entry = unsafe { MOUNTS_ENTRY.write() };
-        let entry_len = namespace
-            .and_then(|namespace| mounts_entry(&found[..count], namespace, entry))
-            .unwrap_or(0);
+        let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
         MOUNT_COUNT.store(count, Ordering::Relaxed);
         MOUNTS_ENTRY_LEN.store(entry_len, Ordering::Relaxed);
     });
@@ -404,37 +404,19 @@ fn mounts_for(path: &[u8]) -> &'static [Config] {
     if may_be_served(path) { mounts() } else { &[] }
 }
 
-/// The identity of this process's mount namespace: device and inode of `/proc/self/ns/mnt`.
-pub(crate) fn mount_namespace() -> Option<(u64, u64)> {
-    // SAFETY: a zeroed `stat` is a valid buffer for the kernel to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a raw system call (not the interposed `stat`) on a literal path into `st`.
-    let done = unsafe {
-        libc::syscall(
-            libc::SYS_newfstatat,
-            libc::AT_FDCWD,
-            c"/proc/self/ns/mnt".as_ptr(),
-            &mut st as *mut libc::stat,
-            0,
-        )
-    };
-    (done == 0).then_some((st.st_dev, st.st_ino))
-}
-
-/// Fills `found` with the btfuse mounts: the inherited list when it was made in this mount
-/// namespace (`namespace`, this process's), else those the listed sockets name whose mount
-/// point is a mount here ([`mounted_at`]). Returns how many.
-fn discover(found: &mut [Config; MAX_MOUNTS], namespace: Option<(u64, u64)>) -> usize {
+/// Fills `found` with the btfuse mounts: the inherited list if there is one, else those the
+/// listed sockets name whose mount point is a mount here ([`mounted_at`]). Returns how many.
+/// Either way the mount a process binds to is checked when it connects ([`serves_mount`]).
+fn discover(found: &mut [Config; MAX_MOUNTS]) -> usize {
     let Some(environment) = environment() else {
         return 0;
     };
     let runtime = environment
         .runtime_len
         .map(|len| &environment.runtime[..len]);
-    let inherited = match (environment.mounts_len, namespace) {
-        (Some(len), Some(namespace)) => read_inherited(&environment.mounts[..len], namespace),
-        _ => None,
-    };
+    let inherited = environment
+        .mounts_len
+        .and_then(|len| read_inherited(&environment.mounts[..len]));
     let mut count = 0;
     match inherited {
         Some(list) => {
@@ -451,7 +433,7 @@ fn discover(found: &mut [Config; MAX_MOUNTS], namespace: Option<(u64, u64)>) -> 
             for i in 0..candidates.count {
                 let point = &candidates.points[i][..candidates.lens[i]];
                 if let Some(slot) = found.get_mut(count)
-                    && mounted_at(point)
+                    && mounted_at(point).is_some()
                     && fill_point(slot, point, candidates.uids[i], runtime).is_some()
                 {
                     count += 1;
@@ -462,17 +444,16 @@ fn discover(found: &mut [Config; MAX_MOUNTS], namespace: Option<(u64, u64)>) -> 
     count
 }
 
-/// Whether a filesystem of the kind btfuse mounts is mounted at `point` in this process's
-/// mount namespace: the root of a mount, on a device without a block device (major 0, as
-/// for every FUSE mount). One `statx` that asks the filesystem nothing (no attributes, and
-/// what is cached suffices), instead of reading the mount table: a socket named for a mount
-/// point whose mount went away, or that this namespace does not see, is not used.
-fn mounted_at(point: &[u8]) -> bool {
-    let mut path = [0u8; SOCKET_CAP + 2];
+/// The device of the filesystem mounted at `point` in this process's mount namespace, if
+/// it is of the kind btfuse mounts: the root of a mount, on a device without a block device
+/// (major 0, as for every FUSE mount). One `statx` that asks the filesystem nothing (no
+/// attributes, and what is cached suffices), instead of reading the mount table: a socket
+/// named for a mount point whose mount went away, or that this namespace does not see, is
+/// not used.
+fn mounted_at(point: &[u8]) -> Option<u64> {
+    let mut path = [0u8; PREFIX_CAP + 2];
     let point = if point.is_empty() { b"/" } else { point };
-    if copy_into(&mut path[..SOCKET_CAP + 1], point).is_none() {
-        return false;
-    }
+    copy_into(&mut path[..PREFIX_CAP + 1], point)?;
     // SAFETY: a zeroed `statx` is a valid buffer for the kernel to fill.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a raw system call (not the interposed `statx`) on a NUL-terminated path (the
@@ -488,10 +469,21 @@ fn mounted_at(point: &[u8]) -> bool {
         )
     };
     let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
-    done == 0
+    (done == 0
         && stx.stx_attributes_mask & root != 0
         && stx.stx_attributes & root != 0
-        && stx.stx_dev_major == 0
+        && stx.stx_dev_major == 0)
+        .then(|| libc::makedev(stx.stx_dev_major, stx.stx_dev_minor))
+}
+
+/// Whether a server that says it serves the kernel mount of device `mount_dev` (0: none)
+/// serves what `config` names: always for a configuration the variables gave (a ring with
+/// no mount, possibly), and for a discovered mount only if that device is mounted at its
+/// mount point now. A socket left by a server whose mount was replaced, or a list handed
+/// down from another mount namespace, then never puts the ring where the kernel shows
+/// something else.
+pub(crate) fn serves_mount(config: &Config, mount_dev: u64) -> bool {
+    explicit().is_some() || (mount_dev != 0 && mounted_at(config.prefix()) == Some(mount_dev))
 }
 
 /// `slot` for the mount at `mountpoint` (escaped as `mountinfo` escapes it) mounted by `uid`,
@@ -527,17 +519,10 @@ fn fill_point(slot: &mut Config, point: &[u8], uid: u32, runtime: Option<&[u8]>)
     Some(())
 }
 
-/// The mounts of a `BTFUSE_MOUNTS` value (mount point as escaped there, uid) if it was made
-/// in `namespace` and is well formed; `None` otherwise.
-fn read_inherited(
-    value: &[u8],
-    namespace: (u64, u64),
-) -> Option<impl Iterator<Item = (&[u8], u32)>> {
-    let mut fields = value.split(|&b| b == b' ');
-    let (dev, ino) = split_once(fields.next()?, b':')?;
-    if (parse_u64(dev)?, parse_u64(ino)?) != namespace {
-        return None;
-    }
+/// The mounts of a `BTFUSE_MOUNTS` value (mount point as escaped there, uid) if it is well
+/// formed; `None` otherwise.
+fn read_inherited(value: &[u8]) -> Option<impl Iterator<Item = (&[u8], u32)>> {
+    let fields = value.split(|&b| b == b' ').filter(|f| !f.is_empty());
     // Checked whole before any of it is used.
     if fields.clone().any(|f| inherited_mount(f).is_none()) {
         return None;
@@ -567,16 +552,15 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Writes `BTFUSE_MOUNTS=...` for `mounts`, found in mount namespace `(dev, ino)`, into
-/// `entry`, NUL-terminated; its length without the NUL, or `None` if it does not fit.
-fn mounts_entry(mounts: &[Config], (dev, ino): (u64, u64), entry: &mut [u8]) -> Option<usize> {
+/// Writes `BTFUSE_MOUNTS=...` for `mounts` into `entry`, NUL-terminated; its length without
+/// the NUL, or `None` if it does not fit.
+fn mounts_entry(mounts: &[Config], entry: &mut [u8]) -> Option<usize> {
     let mut out = Writer::new(entry);
     out.push(MOUNTS_VAR_ENTRY)?;
-    out.push_decimal(dev)?;
-    out.push(b":")?;
-    out.push_decimal(ino)?;
-    for mount in mounts {
-        out.push(b" ")?;
+    for (i, mount) in mounts.iter().enumerate() {
+        if i > 0 {
+            out.push(b" ")?;
+        }
         out.push_decimal(u64::from(mount.uid))?;
         out.push(b":")?;
         let prefix = mount.prefix();
@@ -692,29 +676,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_inherited_list_is_read_only_in_its_namespace() {
-        let list = |value: &'static [u8], namespace| {
-            read_inherited(value, namespace).map(|l| l.map(|(m, u)| (m.to_vec(), u)).collect())
+    fn an_inherited_list_is_read_whole_or_not_at_all() {
+        let list = |value: &'static [u8]| {
+            read_inherited(value).map(|l| l.map(|(m, u)| (m.to_vec(), u)).collect::<Vec<_>>())
         };
-        let value = b"7:99 0:/mnt/a\\040b 1000:/srv/x";
-        assert_eq!(list(value, (7, 100)), None);
         assert_eq!(
-            list(value, (7, 99)),
+            list(b"0:/mnt/a\\040b 1000:/srv/x"),
             Some(vec![
                 (b"/mnt/a\\040b".to_vec(), 0),
                 (b"/srv/x".to_vec(), 1000)
             ])
         );
-        assert_eq!(list(b"7:99", (7, 99)), Some(Vec::new()));
-        for bad in [
-            &b""[..],
-            b"7",
-            b"7:x",
-            b"7:99 1000",
-            b"7:99 x:/a",
-            b"7:99 99999999999:/a",
-        ] {
-            assert_eq!(list(bad, (7, 99)), None, "{bad:?}");
+        assert_eq!(list(b""), Some(Vec::new()));
+        for bad in [&b"1000"[..], b"x:/a", b"0:/a 99999999999:/b", b"0:/a 7"] {
+            assert_eq!(list(bad), None, "{bad:?}");
         }
     }
 
@@ -730,11 +705,9 @@ mod tests {
         );
         assert_eq!(mounts[1].prefix(), b"");
         let mut entry = [0u8; 256];
-        let namespace = mount_namespace().unwrap();
-        let len = mounts_entry(&mounts, namespace, &mut entry).unwrap();
+        let len = mounts_entry(&mounts, &mut entry).unwrap();
         let value = entry[..len].strip_prefix(b"BTFUSE_MOUNTS=").unwrap();
-        assert!(read_inherited(value, (namespace.0, namespace.1 + 1)).is_none());
-        let seen: Vec<_> = read_inherited(value, namespace)
+        let seen: Vec<_> = read_inherited(value)
             .unwrap()
             .map(|(m, uid)| (m.to_vec(), uid))
             .collect();
@@ -742,7 +715,21 @@ mod tests {
             seen,
             vec![(b"/mnt/with\\040space".to_vec(), 0), (b"/".to_vec(), 4001)]
         );
-        assert_eq!(mounts_entry(&mounts, namespace, &mut [0u8; 20]), None);
+        assert_eq!(mounts_entry(&mounts, &mut [0u8; 20]), None);
+        assert_eq!(mounts_entry(&[], &mut entry), Some(14));
+    }
+
+    #[test]
+    fn only_a_mount_root_without_a_block_device_counts_as_a_mount_point() {
+        // /proc is a mount of its own (major 0) on every Linux system this runs on; a
+        // directory inside one is no mount point, and a missing path is none either.
+        let proc_dev = std::fs::metadata("/proc").map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.dev()
+        });
+        assert_eq!(mounted_at(b"/proc"), proc_dev.ok());
+        assert_eq!(mounted_at(b"/proc/self"), None);
+        assert_eq!(mounted_at(b"/no/such/mount/point"), None);
     }
 
     #[test]

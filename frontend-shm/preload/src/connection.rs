@@ -55,7 +55,10 @@ pub(crate) fn client() -> Option<Client> {
         return None;
     }
     btfuse_ring_client::set_private_fd_floor(private_fd_floor());
-    let Ok(client) = Client::connect(config.socket()) else {
+    let client = Client::connect(config.socket())
+        .ok()
+        .filter(|client| crate::config::serves_mount(config, client.mount_device()));
+    let Some(client) = client else {
         LAST_FAILURE.store(now.max(1), Ordering::Relaxed);
         return None;
     };

@@ -35,6 +35,13 @@ pub trait KernelOpener: Send + Sync {
     /// descriptor is close-on-exec and its offset 0. It must refer to the very inode, even
     /// one with no name left, and fail rather than open anything else.
     fn open(&self, ino: Ino, access: KernelAccess) -> io::Result<OwnedFd>;
+
+    /// The device number (`st_dev`) of that mount, once it is mounted: told to each client in
+    /// its welcome, so that one that found the socket from a mount point can check the mount
+    /// there is this one. `None` (the default) while it cannot be told.
+    fn mount_device(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How a handed-off description is opened in the kernel.

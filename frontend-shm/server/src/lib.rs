@@ -671,6 +671,11 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         session: join_token,
         region_len: REGION_LEN as u64,
         table_len: TABLE_LEN as u64,
+        mount_dev: shared
+            .opener
+            .as_ref()
+            .and_then(|opener| opener.mount_device())
+            .unwrap_or(0),
     };
     let table = shared.contents.fd().as_raw_fd();
     let sent = send_with_fds(&stream, &welcome.encode(), &[memfd.as_raw_fd(), table]);
@@ -691,6 +696,7 @@ fn refuse(stream: &UnixStream, errno: i32) {
         session: 0,
         region_len: 0,
         table_len: 0,
+        mount_dev: 0,
     };
     let _ = stream.set_nonblocking(true);
     use std::io::Write;
