@@ -198,6 +198,9 @@ impl Channel {
             return Err(protocol_error("unknown region layout"));
         }
         stream.set_read_timeout(None)?;
+        // Said at once: until then the worker, polling for the first request, takes this
+        // client for one still waiting for a CPU (see the server's worker).
+        Region::publish_cpu(region.client_cpu(), waiting::current_cpu());
         let seq = region.req_seq().load(Ordering::Relaxed);
         Ok((
             Channel {

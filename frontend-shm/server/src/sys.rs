@@ -149,12 +149,6 @@ pub(crate) fn eventfd_drain(fd: &OwnedFd) {
     unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
 }
 
-/// Gives the CPU to another thread waiting for it, if there is one (`sched_yield`).
-pub(crate) fn yield_cpu() {
-    // SAFETY: sched_yield has no preconditions.
-    unsafe { libc::sched_yield() };
-}
-
 /// Shuts a socket down in both directions: a thread blocked in `accept` on it returns.
 pub(crate) fn shutdown_socket(fd: RawFd) {
     // SAFETY: shutdown on a descriptor the caller keeps open; errors are irrelevant here.

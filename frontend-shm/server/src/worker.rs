@@ -33,13 +33,13 @@ use crate::sys;
 /// a machine with cores to spare; on a busy one, much less or not at all (see
 /// [`waiting`](btfuse_ring_client::waiting)).
 const SPIN: Duration = Duration::from_micros(50);
-/// How long a worker that was just given a channel polls for its first request: the client
-/// is mapping its region at the same moment, which takes longer than a request's turn, and
-/// a worker asleep when the request comes costs the client a wake-up. It yields its CPU
-/// between polls, since the client (whose CPU nobody has published yet) may be waiting for
-/// that very CPU: polling through it once kept a new process from running for the whole
-/// 250 µs.
-const FIRST_REQUEST_POLL: Duration = Duration::from_micros(250);
+/// How long a worker that was just given a channel polls for its first request, on a machine
+/// with cores to spare: the client is mapping its region at the same moment, which takes
+/// longer than a request's turn, and a worker asleep when the request comes costs the client
+/// a wake-up. Only while the client runs elsewhere: a client that has not said where it
+/// runs within [`waiting::WAKE_GRACE`] of its welcome is taken for one waiting for a CPU,
+/// quite possibly this one (see `no_client_on_a_cpu`).
+const FIRST_REQUEST_SPIN: Duration = Duration::from_micros(250);
 /// Submission queue entries: two per channel would need resizing; the queue is flushed
 /// whenever it fills, so this only bounds a batch.
 const RING_ENTRIES: u32 = 256;
@@ -177,13 +177,16 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         // Whether the last response went to a client that slept (not on a CPU).
         let mut client_slept = false;
         let mut waiting_seen = 0;
-        // Until when a channel just adopted is polled for its first request (0: none is).
-        let mut fresh_until = 0;
+        // A channel adopted has not sent its first request yet.
+        let mut fresh = false;
         while !self.shared.stop.load(Ordering::Relaxed) {
             if (!self.control_armed || self.inbox.waiting.load(Ordering::Acquire) > 0)
                 && self.adopt_new_channels()
             {
-                fresh_until = waiting::now_ns() + FIRST_REQUEST_POLL.as_nanos() as u64;
+                fresh = true;
+                // Its client was asleep, waiting for the welcome: on a busy machine the
+                // worker then sleeps at once, and the first request wakes it.
+                client_slept = true;
                 spin = None;
             }
             self.reap_completions();
@@ -205,25 +208,19 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                 // The clock is read at the next check, not now: the client's next request
                 // may already be on its way.
                 spin = None;
-                fresh_until = 0;
+                fresh = false;
                 continue;
             }
-            if fresh_until != 0 {
-                if waiting::now_ns() < fresh_until {
-                    sys::yield_cpu();
-                    self.publish_cpu();
-                    continue;
-                }
-                fresh_until = 0;
-            }
             // Spinning for the next request pays only while a client is on a CPU to send it.
+            let limit = if fresh { FIRST_REQUEST_SPIN } else { SPIN };
             let spell =
-                spin.get_or_insert_with(|| Spin::new(&waiting::MACHINE, SPIN, client_slept));
+                spin.get_or_insert_with(|| Spin::new(&waiting::MACHINE, limit, client_slept));
             if spell.again_unless(|elapsed| self.no_client_on_a_cpu(elapsed)) {
                 continue;
             }
             self.sleep();
             spin = None;
+            fresh = false;
             client_slept = false;
         }
     }
@@ -238,16 +235,19 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
 
     /// Whether no client of this worker's channels can be sending now (see
     /// [`waiting::peer_off_cpu`]): each runs on this worker's CPU, or was woken and has not run
-    /// for `elapsed` nanoseconds of spinning. Then spinning only keeps them waiting.
+    /// for `elapsed` nanoseconds of spinning. Then spinning only keeps them waiting. A client
+    /// that has not yet said where it runs (it publishes that as soon as it has its welcome)
+    /// counts as one woken and not yet running.
     fn no_client_on_a_cpu(&self, elapsed: u64) -> bool {
         let cpu = waiting::current_cpu();
         self.slots.iter().flatten().all(|channel| {
             let region = &channel.region;
+            let client_cpu = region.client_cpu().load(Ordering::Relaxed);
             channel.closing
                 || waiting::peer_off_cpu(
                     cpu,
-                    region.client_cpu().load(Ordering::Relaxed),
-                    region.client_sleeping().load(Ordering::Relaxed) != 0,
+                    client_cpu,
+                    client_cpu == 0 || region.client_sleeping().load(Ordering::Relaxed) != 0,
                     elapsed,
                 )
         })
