@@ -837,6 +837,43 @@ mod tests {
     }
 
     #[test]
+    fn both_sides_of_a_new_channel_say_where_they_run_before_the_first_request() {
+        use btfuse_ring_client::waiting::current_cpu;
+        // The worker polling for a first request stops for a client that has not said where
+        // it runs (it may be queued on the worker's CPU), so the client says so at once; the
+        // worker says so when it adopts the channel, so that the first request already knows
+        // whether to spin.
+        std::thread::spawn(|| {
+            let cpu = current_cpu() as usize - 1;
+            pin_to(cpu);
+            let dir = tempfile::tempdir().unwrap();
+            let (server, socket) = server(dir.path());
+            let (channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+            let region = channel.region();
+            let mine = (cpu + 1) as u32;
+            assert_eq!(region.client_cpu().load(Ordering::Relaxed), mine);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while region.server_cpu().load(Ordering::Relaxed) == 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the worker never said where it runs"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Pinned with everything it starts: the worker too.
+            assert_eq!(region.server_cpu().load(Ordering::Relaxed), mine);
+            assert_eq!(
+                region.req_seq().load(Ordering::Relaxed),
+                0,
+                "no request was sent"
+            );
+            server.shutdown();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn every_call_after_shutdown_is_enotconn() {
         let dir = tempfile::tempdir().unwrap();
         let (first, socket) = server(dir.path());
