@@ -793,17 +793,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sides_on_one_cpu_hand_it_over_instead_of_spinning() {
-        use btfuse_ring_client::waiting::{HANDED_OVER, current_cpu};
-        // On its own thread, pinned with everything it starts: the server's workers and this
-        // client share one CPU, as the scheduler sometimes places them on a busy machine.
+    /// Runs `test` with a new channel on its own thread, pinned with everything it starts: the
+    /// server's workers and the client share one CPU (given to `test` as published, 1 + its
+    /// number), as the scheduler sometimes places them on a busy machine.
+    fn on_one_cpu(test: impl FnOnce(RawChannel, u32) + Send + 'static) {
         std::thread::spawn(|| {
-            let cpu = current_cpu() as usize - 1;
+            let cpu = btfuse_ring_client::waiting::current_cpu() as usize - 1;
             pin_to(cpu);
             let dir = tempfile::tempdir().unwrap();
             let (server, socket) = server(dir.path());
-            let (mut channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+            let (channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+            test(channel, (cpu + 1) as u32);
+            server.shutdown();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn sides_on_one_cpu_hand_it_over_instead_of_spinning() {
+        use btfuse_ring_client::waiting::HANDED_OVER;
+        on_one_cpu(|mut channel, mine| {
             let stat = Request::Stat {
                 target: ring::Target::Path {
                     at: None,
@@ -822,7 +832,6 @@ mod tests {
                     .unwrap();
             }
             let region = channel.region();
-            let mine = (cpu + 1) as u32;
             assert_eq!(region.client_cpu().load(Ordering::Relaxed), mine);
             assert_eq!(region.server_cpu().load(Ordering::Relaxed), mine);
             // Each call found the server's CPU to be its own and slept at once, where it
@@ -830,27 +839,17 @@ mod tests {
             // it runs in this process).
             let handed = HANDED_OVER.load(Ordering::Relaxed) - before;
             assert!(handed >= CALLS, "{handed} hand-overs for {CALLS} calls");
-            server.shutdown();
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn both_sides_of_a_new_channel_say_where_they_run_before_the_first_request() {
-        use btfuse_ring_client::waiting::current_cpu;
         // The worker polling for a first request stops for a client that has not said where
         // it runs (it may be queued on the worker's CPU), so the client says so at once; the
         // worker says so when it adopts the channel, so that the first request already knows
         // whether to spin.
-        std::thread::spawn(|| {
-            let cpu = current_cpu() as usize - 1;
-            pin_to(cpu);
-            let dir = tempfile::tempdir().unwrap();
-            let (server, socket) = server(dir.path());
-            let (channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+        on_one_cpu(|channel, mine| {
             let region = channel.region();
-            let mine = (cpu + 1) as u32;
             assert_eq!(region.client_cpu().load(Ordering::Relaxed), mine);
             let deadline = Instant::now() + Duration::from_secs(5);
             while region.server_cpu().load(Ordering::Relaxed) == 0 {
@@ -867,10 +866,7 @@ mod tests {
                 0,
                 "no request was sent"
             );
-            server.shutdown();
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
