@@ -114,7 +114,6 @@ real_fns! {
     vfork: fn() -> libc::pid_t;
     unshare: fn(c_int) -> c_int;
     setns: fn(c_int, c_int) -> c_int;
-    _exit: fn(c_int) -> ();
     execve: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
     execv: fn(*const c_char, *const *const c_char) -> c_int;
     execvp: fn(*const c_char, *const *const c_char) -> c_int;
