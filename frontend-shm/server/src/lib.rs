@@ -665,6 +665,8 @@ fn set_up<F: Filesystem + Send + Sync + 'static>(
         session,
         cred,
         slot,
+        // Woken by the client's connect, this thread most likely runs where the client does.
+        cpu_hint: btfuse_ring_client::waiting::current_cpu(),
     });
     let welcome = Welcome {
         status: 0,

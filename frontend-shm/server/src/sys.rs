@@ -225,6 +225,34 @@ pub(crate) fn set_status_flags(fd: RawFd, flags: libc::c_int) -> io::Result<()> 
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(drop)
 }
 
+/// The CPUs the calling thread may run on; `None` if the kernel will not say.
+pub(crate) fn thread_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most its
+    // size into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) == 0).then_some(set)
+    }
+}
+
+/// Lets the calling thread run only on `set` (the kernel moves it at once if its CPU is not
+/// in it); whether the kernel took it.
+pub(crate) fn set_thread_affinity(set: &libc::cpu_set_t) -> bool {
+    // SAFETY: `set` is a valid cpu_set_t of the size given.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) == 0 }
+}
+
+/// `set` without CPU `cpu`, if that leaves any.
+pub(crate) fn affinity_without(set: &libc::cpu_set_t, cpu: usize) -> Option<libc::cpu_set_t> {
+    let mut without = *set;
+    // SAFETY: CPU_CLR and CPU_COUNT only touch the set they are given (CPU_CLR ignores a CPU
+    // beyond the set's size).
+    unsafe {
+        libc::CPU_CLR(cpu, &mut without);
+        (libc::CPU_COUNT(&without) > 0).then_some(without)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
