@@ -5,15 +5,14 @@
 //! hanging (the test fails on its deadline); the protocol itself is model-checked in
 //! `frontend-shm/client/tests/wake_protocol.rs`.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use btfuse_core::{Config, MemFs, MemPool, ZeroClock};
 use btfuse_ring_client::Client;
 use btfuse_ring_client::waiting::{self, MACHINE};
-use btfuse_ring_server::{DEFAULT_MAX_CONNECTIONS_PER_USER, Server, ServerConfig};
+
+mod common;
+use common::server;
 
 /// Calls each client thread makes (`BTFUSE_BUSY_CALLS` overrides).
 fn calls() -> u64 {
@@ -26,26 +25,6 @@ fn calls() -> u64 {
 /// Longest any one call may take before the test calls it lost (a lost wake-up of the
 /// worker never comes back; a client's own lost wake-up would cost its 100 ms check).
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn server(dir: &Path, threads: usize) -> (Server<MemFs<MemPool>>, std::path::PathBuf) {
-    let fs = Arc::new(MemFs::new(
-        MemPool::new(64 << 20),
-        Config::default(),
-        ZeroClock,
-    ));
-    let socket = dir.join("s.sock");
-    let server = Server::start(
-        fs,
-        &ServerConfig {
-            socket: socket.clone(),
-            threads,
-            socket_mode: 0o600,
-            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
-        },
-    )
-    .unwrap();
-    (server, socket)
-}
 
 /// Runs `f` while `hogs` threads burn CPU and another thread flips the process between
 /// "contended" and not every few milliseconds, so that calls meet every waiting policy.

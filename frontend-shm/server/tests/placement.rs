@@ -5,15 +5,14 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use btfuse_core::ring::{Request, Response, Target};
-use btfuse_core::{Config, MemFs, MemPool, ZeroClock};
 use btfuse_ring_client::handshake::Hello;
 use btfuse_ring_client::raw::RawChannel;
 use btfuse_ring_client::waiting;
-use btfuse_ring_server::{DEFAULT_MAX_CONNECTIONS_PER_USER, Server, ServerConfig};
+
+mod common;
 
 /// A set of one CPU.
 fn only(cpu: usize) -> libc::cpu_set_t {
@@ -65,30 +64,24 @@ fn a_worker_beside_its_only_client_moves_to_another_cpu() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("s.sock");
     // Started before any pinning: the workers may use every CPU.
-    let server = Server::start(
-        Arc::new(MemFs::new(
-            MemPool::new(16 << 20),
-            Config::default(),
-            ZeroClock,
-        )),
-        &ServerConfig {
-            socket: socket.clone(),
-            threads: 2,
-            socket_mode: 0o600,
-            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
-        },
-    )
-    .unwrap();
+    let (server, socket) = common::server(dir.path(), 2);
     let cpu = waiting::current_cpu() as usize - 1;
     let mine = (cpu + 1) as u32;
     pin(0, cpu);
     // The workers put beside the client, where the scheduler often puts a thread it wakes:
     // beside its waker.
-    let workers: Vec<_> = (0..2)
-        .flat_map(|i| threads_named(&format!("ring-{i}")))
-        .collect();
+    // (Each names itself once it runs.)
+    let named = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let workers: Vec<_> = (0..2)
+            .flat_map(|i| threads_named(&format!("ring-{i}")))
+            .collect();
+        if workers.len() == 2 || Instant::now() > named {
+            break workers;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     assert_eq!(workers.len(), 2, "the server's two workers");
     for tid in workers {
         pin(tid, cpu);
