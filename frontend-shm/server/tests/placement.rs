@@ -64,29 +64,7 @@ fn a_worker_beside_its_only_client_moves_to_another_cpu() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Started before any pinning: the workers may use every CPU.
     let (server, socket) = common::server(dir.path(), 2);
-    let cpu = waiting::current_cpu() as usize - 1;
-    let mine = (cpu + 1) as u32;
-    pin(0, cpu);
-    // The workers put beside the client, where the scheduler often puts a thread it wakes:
-    // beside its waker.
-    // (Each names itself once it runs.)
-    let named = Instant::now() + Duration::from_secs(10);
-    let workers = loop {
-        let workers: Vec<_> = (0..2)
-            .flat_map(|i| threads_named(&format!("ring-{i}")))
-            .collect();
-        if workers.len() == 2 || Instant::now() > named {
-            break workers;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    assert_eq!(workers.len(), 2, "the server's two workers");
-    for tid in workers {
-        pin(tid, cpu);
-    }
-    let (mut channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
     let stat = Request::Stat {
         target: Target::Path {
             at: None,
@@ -94,18 +72,40 @@ fn a_worker_beside_its_only_client_moves_to_another_cpu() {
             follow: true,
         },
     };
-    // Calls until the worker says it runs elsewhere. It stays where it is only while the
-    // machine counts as contended (a preemption seen holds that for 80 ms at most).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut calls = 0;
-    let moved = loop {
-        calls += 1;
+    let call = |channel: &mut RawChannel, tag| {
         channel
-            .call(calls, &stat, |response| {
+            .call(tag, &stat, |response| {
                 assert!(matches!(response, Response::Attr(_)), "{response:?}");
                 Ok(())
             })
             .unwrap();
+    };
+    // A channel for each worker (each goes to the one with fewest), answered before any
+    // pinning: a worker learns the CPUs it may use when it starts, and both have started
+    // once both have answered.
+    let (mut channel, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+    let (mut other, _, _) = RawChannel::connect(&socket, Hello::NewSession).unwrap();
+    call(&mut channel, 1);
+    call(&mut other, 1);
+    let cpu = waiting::current_cpu() as usize - 1;
+    let mine = (cpu + 1) as u32;
+    pin(0, cpu);
+    // The workers put beside the client, where the scheduler often puts a thread it wakes:
+    // beside its waker.
+    let workers: Vec<_> = (0..2)
+        .flat_map(|i| threads_named(&format!("ring-{i}")))
+        .collect();
+    assert_eq!(workers.len(), 2, "the server's two workers");
+    for tid in workers {
+        pin(tid, cpu);
+    }
+    // Calls until the worker says it runs elsewhere. It stays where it is only while the
+    // machine counts as contended (a preemption seen holds that for 80 ms at most).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut calls = 1;
+    let moved = loop {
+        calls += 1;
+        call(&mut channel, calls);
         let server_cpu = channel
             .region()
             .server_cpu()
