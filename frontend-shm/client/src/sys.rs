@@ -185,6 +185,53 @@ fn recvmsg_with_fds(
     }
 }
 
+/// Sends all of `bytes` at once without blocking (a message small enough for an empty socket
+/// buffer); `WouldBlock` if the socket could not take it whole.
+pub(crate) fn send_all_now(sock: &UnixStream, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: send reads `bytes.len()` bytes from a valid slice.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    match usize::try_from(n) {
+        Err(_) => Err(io::Error::last_os_error()),
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(_) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+    }
+}
+
+/// Waits until `sock` has something to read (or its peer hung up), at most `timeout`;
+/// `TimedOut` if nothing came.
+pub(crate) fn wait_readable(sock: &UnixStream, timeout: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Rounded up: a wait is never cut short of the time allowed.
+        let ms = libc::c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: poll reads and writes the one pollfd given.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match n {
+            0 => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            n if n > 0 => return Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Whether the peer of `sock` has hung up, without blocking.
 pub fn peer_hung_up(sock: &UnixStream) -> bool {
     let mut pfd = libc::pollfd {
@@ -322,5 +369,41 @@ impl Drop for SignalsHeld {
     fn drop(&mut self) {
         // SAFETY: restores the mask saved by `hold`.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.before, std::ptr::null_mut()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_welcome_that_never_comes_times_out_and_one_that_comes_is_read() {
+        let (client, server) = UnixStream::pair().unwrap();
+        send_all_now(&client, b"hello").unwrap();
+        let mut got = [0u8; 5];
+        std::io::Read::read_exact(&mut &server, &mut got).unwrap();
+        assert_eq!(&got, b"hello");
+
+        let started = Instant::now();
+        let e = wait_readable(&client, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        std::io::Write::write_all(&mut &server, b"w").unwrap();
+        wait_readable(&client, Duration::from_secs(5)).unwrap();
+        // A peer that hangs up wakes the wait too: the read that follows finds the end.
+        drop(server);
+        let (other, gone) = UnixStream::pair().unwrap();
+        drop(gone);
+        wait_readable(&other, Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn a_send_the_socket_cannot_take_whole_is_refused_without_blocking() {
+        let (client, _server) = UnixStream::pair().unwrap();
+        let big = vec![0u8; 16 << 20];
+        let e = send_all_now(&client, &big).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 }
