@@ -663,8 +663,18 @@ proptest! {
             }
         }
         let list = builder.finish();
-        prop_assert_eq!(list.iter().collect::<Vec<_>>(), pushed);
+        prop_assert_eq!(list.iter().collect::<Vec<_>>(), pushed.clone());
         prop_assert_eq!(DirentList::new(list.as_bytes()), Ok(list));
+        // Taken one at a time from the bytes, the same entries, then nothing.
+        let mut rest = list.as_bytes();
+        let mut split = Vec::new();
+        while let Some((entry, after)) = DirentList::split_first(rest) {
+            prop_assert!(after.len() < rest.len());
+            split.push(entry);
+            rest = after;
+        }
+        prop_assert!(rest.is_empty());
+        prop_assert_eq!(split, pushed);
     }
 }
 

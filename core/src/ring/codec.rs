@@ -90,6 +90,11 @@ impl<'a> Reader<'a> {
         self.rest.is_empty()
     }
 
+    /// The bytes not read yet.
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
     /// Succeeds when every byte has been read.
     pub(super) fn finish(&self) -> Result<(), DecodeError> {
         if self.rest.is_empty() {

@@ -276,6 +276,16 @@ impl<'a> DirentList<'a> {
         self.bytes.is_empty()
     }
 
+    /// The first of the encoded entries `bytes` (a list's [`as_bytes`](DirentList::as_bytes),
+    /// or what this returned after an entry) and the bytes after it: for a reader that keeps
+    /// a list's bytes and hands its entries out one at a time. `None` when `bytes` is empty or
+    /// does not start with a valid entry.
+    pub fn split_first(bytes: &'a [u8]) -> Option<(DirEntry<'a>, &'a [u8])> {
+        let mut reader = Reader::new(bytes);
+        let entry = get_entry(&mut reader).ok()?;
+        Some((entry, reader.rest()))
+    }
+
     /// The entries, in order.
     pub fn iter(&self) -> DirentIter<'a> {
         DirentIter {
