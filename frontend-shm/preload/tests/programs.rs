@@ -532,6 +532,69 @@ int main(void) {
 }
 "#;
 
+/// A directory whose listing takes several batches, each larger than the last: every entry
+/// comes once, `telldir` marks taken in the first batch still lead back to their entries
+/// once the stream has moved on to later ones, and a rewind lists it all again.
+const LARGE_LISTING: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define FILES 6000
+static unsigned long hash(const char *s) {
+    unsigned long h = 5381;
+    while (*s) h = h * 33 + (unsigned char)*s++;
+    return h;
+}
+int main(void) {
+    char path[1024], name[200];
+    const char *d = getenv("D");
+    memset(name, 'n', 120);
+    name[120] = 0;
+    for (int i = 0; i < FILES; i++) {
+        snprintf(path, sizeof path, "%s/%s%05d", d, name, i);
+        close(open(path, O_CREAT | O_WRONLY, 0644));
+    }
+    DIR *dir = opendir(d);
+    long marks[FILES / 500 + 1];
+    char marked[FILES / 500 + 1][200];
+    int n = 0, m = 0;
+    unsigned long sum = 0;
+    struct dirent *e;
+    for (;;) {
+        long here = telldir(dir);
+        if (!(e = readdir(dir))) break;
+        if (n % 500 == 0) {
+            marks[m] = here;
+            strcpy(marked[m++], e->d_name);
+        }
+        sum += hash(e->d_name);
+        n++;
+    }
+    int back = 1;
+    for (int i = m - 1; i >= 0; i--) {
+        seekdir(dir, marks[i]);
+        e = readdir(dir);
+        if (!e || strcmp(e->d_name, marked[i])) back = 0;
+    }
+    rewinddir(dir);
+    int again = 0;
+    while (readdir(dir)) again++;
+    closedir(dir);
+    printf("entries %d sum %lu marks %d back %d again %d\n", n, sum, m, back, again);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_large_listing_in_growing_batches() {
+    let (_build, binary) = common::compile_c(LARGE_LISTING, &["-O1"]);
+    same_as_tmpfs(&[binary.to_str().unwrap()], "large_listing", "");
+}
+
 #[test]
 fn readdir_leaves_errno_alone() {
     let (_build, binary) = common::compile_c(READDIR_ERRNO, &["-O1"]);

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use btfuse_core::FileType;
 use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
@@ -25,14 +26,22 @@ use crate::guard::guarded;
 use crate::paths::at_target;
 use crate::real;
 
-/// Bytes asked for per `Getdents`.
-const BATCH: u32 = 32 * 1024;
+/// Bytes asked for by a stream's first `Getdents` (what glibc's own streams read at once).
+const FIRST_BATCH: u32 = 32 * 1024;
+/// The most a stream asks for at once: each full batch doubles the next one up to this, so
+/// a large directory is listed in few round trips (each of which, on a machine whose cores
+/// are busy, may wait for the server to get a CPU) while a small one costs no more memory.
+const MOST_BATCH: u32 = 256 * 1024;
 
 /// A btfuse directory stream.
 struct Stream {
     fd: c_int,
-    /// Entries fetched and not yet returned: (ino, d_type, name, cookie after it).
-    pending: std::collections::VecDeque<(u64, u8, Vec<u8>, u64)>,
+    /// Entries fetched and not yet returned, as the ring encodes them (a `DirentList`'s
+    /// bytes): each `readdir` takes the next one from `cursor` on, with no copy of its own.
+    batch: Vec<u8>,
+    cursor: usize,
+    /// Bytes the next `Getdents` asks for.
+    ask: u32,
     /// The position after the entry last returned, or last set (what `telldir` answers).
     /// It starts at 0, as glibc's does even when `fdopendir` gets a descriptor that was
     /// read from already.
@@ -46,12 +55,22 @@ struct Stream {
 /// The streams this library made, by address.
 static STREAMS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 
+/// The stream `is_ours` last found in [`STREAMS`] (0: none): a loop of `readdir` on one
+/// stream asks the set once. Cleared under the set's lock when that stream closes, before it
+/// is freed, so an address that libc reuses for a stream of its own is never taken for it.
+static LAST_FOUND: AtomicUsize = AtomicUsize::new(0);
+
 fn is_ours(dir: *mut libc::DIR) -> bool {
-    STREAMS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .is_some_and(|s| s.contains(&(dir as usize)))
+    let address = dir as usize;
+    if address != 0 && LAST_FOUND.load(Ordering::Acquire) == address {
+        return true;
+    }
+    let streams = STREAMS.lock().unwrap_or_else(|p| p.into_inner());
+    let ours = streams.as_ref().is_some_and(|s| s.contains(&address));
+    if ours {
+        LAST_FOUND.store(address, Ordering::Release);
+    }
+    ours
 }
 
 fn d_type(kind: FileType) -> u8 {
@@ -69,7 +88,9 @@ fn d_type(kind: FileType) -> u8 {
 fn new_stream(fd: c_int) -> *mut libc::DIR {
     let stream = Box::new(Stream {
         fd,
-        pending: Default::default(),
+        batch: Vec::new(),
+        cursor: 0,
+        ask: FIRST_BATCH,
         position: 0,
         done: false,
         // SAFETY: an all-zero dirent64 is a valid value.
@@ -142,7 +163,7 @@ fn next(stream: &mut Stream) -> *mut libc::dirent64 {
 }
 
 fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
-    if stream.pending.is_empty() && !stream.done {
+    if stream.cursor >= stream.batch.len() && !stream.done {
         let Some(entry) = descriptors::lookup(stream.fd) else {
             fail(libc::EBADF);
             return std::ptr::null_mut();
@@ -151,42 +172,56 @@ fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
             fail(libc::EBADF);
             return std::ptr::null_mut();
         };
-        let pending = &mut stream.pending;
+        let batch = &mut stream.batch;
         let fetched = call(
             &client,
             &Request::Getdents {
                 fd: entry.desc,
-                max: BATCH,
+                max: stream.ask,
             },
             |r| match r {
                 Response::Dirents(list) => {
-                    for e in list.iter() {
-                        pending.push_back((e.ino.0, d_type(e.kind), e.name.to_vec(), e.cookie));
-                    }
-                    Ok(list.iter().next().is_none())
+                    batch.clear();
+                    batch.extend_from_slice(list.as_bytes());
+                    Ok(list.is_empty())
                 }
                 _ => Err(PROTOCOL),
             },
         );
         match fetched {
-            Ok(empty) => stream.done = empty,
+            Ok(empty) => {
+                stream.cursor = 0;
+                stream.done = empty;
+                if empty {
+                    // Listed to the end: the memory goes back.
+                    stream.batch = Vec::new();
+                } else {
+                    stream.ask = stream.ask.saturating_mul(2).min(MOST_BATCH);
+                }
+            }
             Err(e) => {
+                stream.batch.clear();
+                stream.cursor = 0;
                 fail(e);
                 return std::ptr::null_mut();
             }
         }
     }
-    let Some((ino, kind, name, cookie)) = stream.pending.pop_front() else {
+    // The list was checked when it came; a batch that ended early ends the listing here as
+    // it would have there.
+    let Some((entry, rest)) = DirentList::split_first(&stream.batch[stream.cursor..]) else {
+        stream.cursor = stream.batch.len();
         return std::ptr::null_mut();
     };
-    stream.position = cookie;
+    stream.cursor = stream.batch.len() - rest.len();
+    stream.position = entry.cookie;
     let d = &mut stream.current;
-    d.d_ino = ino;
-    d.d_off = cookie as i64;
+    d.d_ino = entry.ino.0;
+    d.d_off = entry.cookie as i64;
     d.d_reclen = std::mem::size_of::<libc::dirent64>() as u16;
-    d.d_type = kind;
-    let len = name.len().min(d.d_name.len() - 1);
-    for (dst, &src) in d.d_name.iter_mut().zip(&name[..len]) {
+    d.d_type = d_type(entry.kind);
+    let len = entry.name.len().min(d.d_name.len() - 1);
+    for (dst, &src) in d.d_name.iter_mut().zip(&entry.name[..len]) {
         *dst = src as c_char;
     }
     d.d_name[len] = 0;
@@ -218,7 +253,13 @@ interpose! {
 pub unsafe extern "C" fn closedir(dir: *mut libc::DIR) -> c_int {
     let ours = guarded(|| {
         let mut streams = STREAMS.lock().unwrap_or_else(|p| p.into_inner());
-        streams.as_mut().is_some_and(|s| s.remove(&(dir as usize)))
+        let removed = streams.as_mut().is_some_and(|s| s.remove(&(dir as usize)));
+        if removed {
+            // Under the lock, before the stream is freed (see `LAST_FOUND`).
+            let _ =
+                LAST_FOUND.compare_exchange(dir as usize, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        removed
     })
     .unwrap_or(false);
     if !ours {
@@ -254,7 +295,8 @@ interpose! {
 
 /// Moves a btfuse stream to `position` (a cookie from `telldir` or `d_off`, 0 for the start).
 fn set_position(stream: &mut Stream, position: u64) {
-    stream.pending.clear();
+    stream.batch.clear();
+    stream.cursor = 0;
     stream.done = false;
     stream.position = position;
     // The stream's position is the description's: seek it. A failure shows at the next
