@@ -476,10 +476,16 @@ int main(void) {
 }
 "#;
 
+/// Compiles C `source` and runs it in a btfuse directory and in a tmpfs one (`$D`): the two
+/// outputs must be the same.
+fn c_program_same_as_tmpfs(source: &str, name: &str) {
+    let (_build, binary) = compile_c(source, &["-O1"]);
+    same_as_tmpfs(&[binary.to_str().unwrap()], name, "");
+}
+
 #[test]
 fn descriptor_numbers_are_the_lowest_free_ones() {
-    let (_build, binary) = common::compile_c(LOWEST_NUMBERS, &["-O1"]);
-    same_as_tmpfs(&[binary.to_str().unwrap()], "lowest", "");
+    c_program_same_as_tmpfs(LOWEST_NUMBERS, "lowest");
 }
 
 /// Modes of new files follow the umask as it changes (the library keeps it rather than read
@@ -591,12 +597,10 @@ int main(void) {
 
 #[test]
 fn a_large_listing_in_growing_batches() {
-    let (_build, binary) = common::compile_c(LARGE_LISTING, &["-O1"]);
-    same_as_tmpfs(&[binary.to_str().unwrap()], "large_listing", "");
+    c_program_same_as_tmpfs(LARGE_LISTING, "large_listing");
 }
 
 #[test]
 fn readdir_leaves_errno_alone() {
-    let (_build, binary) = common::compile_c(READDIR_ERRNO, &["-O1"]);
-    same_as_tmpfs(&[binary.to_str().unwrap()], "readdir_errno", "");
+    c_program_same_as_tmpfs(READDIR_ERRNO, "readdir_errno");
 }
