@@ -202,6 +202,20 @@ impl Contention {
         self.contended_at(now_ns())
     }
 
+    /// Whether the machine has not been found contended for at least `window`: no hold is in
+    /// force and the last one ended that long ago (or there never was one). A stricter test
+    /// than [`contended`](Contention::contended), for choices that pay only on a machine with
+    /// a CPU to spare and cost much on a busy one: a busy machine's holds come and go as its
+    /// threads happen to be preempted, so the gaps between them say nothing.
+    pub fn calm_for(&self, window: Duration) -> bool {
+        self.calm_at(now_ns(), window)
+    }
+
+    fn calm_at(&self, now: u64, window: Duration) -> bool {
+        let until = self.until.load(Ordering::Relaxed);
+        until == 0 || now >= until.saturating_add(nanos(window))
+    }
+
     fn contended_at(&self, now: u64) -> bool {
         if now < self.until.load(Ordering::Relaxed) {
             return true;
@@ -339,6 +353,20 @@ mod tests {
         // Seen long after: back to the first hold.
         c.preempted(1000 * MS);
         assert_eq!(c.until.load(Ordering::Relaxed), 1010 * MS);
+    }
+
+    #[test]
+    fn calm_means_no_hold_for_a_whole_window() {
+        let c = Contention::new();
+        let window = Duration::from_secs(1);
+        assert!(c.calm_at(5 * MS, window), "never contended: calm");
+        c.preempted(10 * MS);
+        // In the hold, after it, and until a whole window has passed since it ended: not calm.
+        assert!(!c.calm_at(15 * MS, window));
+        assert!(!c.contended_at(30 * MS));
+        assert!(!c.calm_at(30 * MS, window));
+        assert!(!c.calm_at(1019 * MS, window));
+        assert!(c.calm_at(1020 * MS, window));
     }
 
     #[test]

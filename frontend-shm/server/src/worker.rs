@@ -40,6 +40,9 @@ const SPIN: Duration = Duration::from_micros(50);
 /// runs within [`waiting::WAKE_GRACE`] of its welcome is taken for one waiting for a CPU,
 /// quite possibly this one (see `no_client_on_a_cpu`).
 const FIRST_REQUEST_SPIN: Duration = Duration::from_micros(250);
+/// How long the machine must have shown no contention before a worker moves off its
+/// clients' CPU (see `move_off_the_clients_cpu`).
+const MOVE_CALM: Duration = Duration::from_secs(1);
 /// Submission queue entries: two per channel would need resizing; the queue is flushed
 /// whenever it fills, so this only bounds a batch.
 const RING_ENTRIES: u32 = 256;
@@ -270,7 +273,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         })
     }
 
-    /// On a machine not found contended, a worker whose clients all run on its own CPU, awake
+    /// On a machine not found contended for [`MOVE_CALM`], a worker whose clients all run on its own CPU, awake
     /// (so each is waiting for that CPU, which this worker holds), moves to another CPU it may
     /// use, and its spell goes on there; it may use them all again once it sleeps. A new
     /// channel's client counts as where the accept thread ran until it says where it runs.
@@ -281,10 +284,13 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
     /// the workers pinned to the CPU the `cat`s were not on, one preloaded `cat` of a btfuse
     /// file took about 130 µs less; this rule, which moves a worker only once it finds itself
     /// there, took 26 to 56 µs off (1,000 processes per daemon, both orders, four runs). On a
-    /// contended machine the CPU moved to is taken too, and a hand-over is what pays.
-    /// Whether it moved.
+    /// contended machine the CPU moved to is taken too, and a hand-over is what pays: with
+    /// two CPU hogs, a worker that moved whenever the last hold had run out (a busy machine's
+    /// holds come and go) made `btfuse-bench`'s build script take 1.47–1.66 s against
+    /// 1.02–1.15 s without the rule, so a worker moves only after a whole [`MOVE_CALM`]
+    /// without a sign of contention. Whether it moved.
     fn move_off_the_clients_cpu(&mut self) -> bool {
-        if self.moved_off || waiting::MACHINE.contended() {
+        if self.moved_off || !waiting::MACHINE.calm_for(MOVE_CALM) {
             return false;
         }
         let Some(allowed) = self.allowed.as_ref() else {
