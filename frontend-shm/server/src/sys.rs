@@ -253,9 +253,122 @@ pub(crate) fn affinity_without(set: &libc::cpu_set_t, cpu: usize) -> Option<libc
     }
 }
 
+/// The kernel's record of CPU pressure (`/proc/pressure/cpu`), read through a descriptor
+/// opened once: one `pread` per look, at most one look per [`PRESSURE_WINDOW`].
+pub(crate) struct CpuPressure {
+    file: Option<std::fs::File>,
+    /// When the record was last read, and its `some total` then (µs).
+    mark: Option<(std::time::Instant, u64)>,
+    /// The share found at the last look.
+    share: Option<f32>,
+}
+
+/// The shortest time over which [`CpuPressure::recent_wait`] measures: looks closer together
+/// answer what the last one found.
+pub(crate) const PRESSURE_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl CpuPressure {
+    /// Opens the record; a kernel without one (no `CONFIG_PSI`, or `psi=0`) gives a reader that
+    /// never knows.
+    pub(crate) fn open() -> CpuPressure {
+        CpuPressure {
+            file: std::fs::File::open("/proc/pressure/cpu").ok(),
+            mark: None,
+            share: None,
+        }
+    }
+
+    /// The share of the recent past, in percent, in which some runnable thread waited for a
+    /// CPU: since the last look if that was at least [`PRESSURE_WINDOW`] ago (a machine that
+    /// just got busy shows at once), else what that look found; the kernel's ten-second
+    /// average at the first look. `None` if the kernel does not say.
+    pub(crate) fn recent_wait(&mut self) -> Option<f32> {
+        use std::os::unix::fs::FileExt;
+        let now = std::time::Instant::now();
+        if let Some((at, _)) = self.mark
+            && now.duration_since(at) < PRESSURE_WINDOW
+        {
+            return self.share;
+        }
+        let mut buf = [0u8; 160];
+        let n = self.file.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let (avg10, total) = some_line(&buf[..n])?;
+        self.share = Some(match self.mark {
+            Some((at, before)) => {
+                let waited = total.saturating_sub(before) as f32;
+                let elapsed = now.duration_since(at).as_micros().max(1) as f32;
+                (100.0 * waited / elapsed).min(100.0)
+            }
+            None => avg10,
+        });
+        self.mark = Some((now, total));
+        self.share
+    }
+}
+
+/// `some avg10` (percent) and `some total` (µs) in a pressure record's text, whose first line
+/// is `some avg10=1.23 avg60=... avg300=... total=...`.
+fn some_line(text: &[u8]) -> Option<(f32, u64)> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find(|l| l.starts_with(b"some "))?;
+    let field = |name: &[u8]| {
+        line.split(|&b| b == b' ')
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let avg10: f32 = field(b"avg10=")?.parse().ok()?;
+    let total: u64 = field(b"total=")?.parse().ok()?;
+    (0.0..=100.0).contains(&avg10).then_some((avg10, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_waiting_share_is_read_from_the_some_line() {
+        let record = b"some avg10=12.50 avg60=3.00 avg300=0.75 total=3501339279\n\
+                       full avg10=99.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(some_line(record), Some((12.5, 3_501_339_279)));
+        // Older kernels have no `full` line for the CPU.
+        assert_eq!(
+            some_line(b"some avg10=0.00 avg60=0.00 avg300=0.00 total=1"),
+            Some((0.0, 1))
+        );
+        for bad in [
+            &b""[..],
+            b"full avg10=1.00 avg60=0.00 avg300=0.00 total=0\n",
+            b"some avg60=1.00 total=0\n",
+            b"some avg10=1.00 avg60=0.00\n",
+            b"some avg10=many avg60=0.00 total=0\n",
+            b"some avg10=101.00 avg60=0.00 total=0\n",
+            b"some avg10=-1.00 avg60=0.00 total=0\n",
+            b"some avg10=1.00 avg60=0.00 total=-5\n",
+        ] {
+            assert_eq!(some_line(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn the_kernels_pressure_record_reads_as_a_share_of_the_recent_past() {
+        let mut pressure = CpuPressure::open();
+        if !std::path::Path::new("/proc/pressure/cpu").exists() {
+            assert_eq!(pressure.recent_wait(), None);
+            return;
+        }
+        let first = pressure.recent_wait().expect("a readable pressure record");
+        assert!((0.0..=100.0).contains(&first), "{first}");
+        // Within the window the last look's answer stands, without a read.
+        let mark = pressure.mark;
+        assert_eq!(pressure.recent_wait(), Some(first));
+        assert_eq!(pressure.mark, mark);
+        // After it, the share is measured since the last look.
+        std::thread::sleep(PRESSURE_WINDOW);
+        let later = pressure.recent_wait().expect("a readable pressure record");
+        assert!((0.0..=100.0).contains(&later), "{later}");
+        assert_ne!(pressure.mark, mark);
+    }
 
     #[test]
     fn the_peer_groups_are_the_kernels_list_at_connect() {

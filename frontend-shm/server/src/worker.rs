@@ -43,6 +43,12 @@ const FIRST_REQUEST_SPIN: Duration = Duration::from_micros(250);
 /// How long the machine must have shown no contention before a worker moves off its
 /// clients' CPU (see `move_off_the_clients_cpu`).
 const MOVE_CALM: Duration = Duration::from_secs(1);
+/// The most CPU pressure (the share of the recent past in which some thread waited for a CPU,
+/// see [`sys::CpuPressure`]) under which a worker still moves off its clients' CPU: above it,
+/// no CPU is to spare. Measured over 100 ms at a time, a loop of preloaded `cat`s on an idle
+/// machine stayed near 16% (90th percentile 21%); `btfuse-bench`'s build script beside two CPU
+/// hogs near 75% (10th percentile 13%).
+const MOVE_MOST_PRESSURE: f32 = 40.0;
 /// Submission queue entries: two per channel would need resizing; the queue is flushed
 /// whenever it fills, so this only bounds a batch.
 const RING_ENTRIES: u32 = 256;
@@ -156,6 +162,8 @@ struct Worker<'a, F: Filesystem + Send + Sync + 'static> {
     /// It left its clients' CPU (see [`Worker::move_off_the_clients_cpu`]) and has not slept
     /// since: it runs on `allowed` without that CPU.
     moved_off: bool,
+    /// The kernel's CPU pressure, read before a move.
+    pressure: sys::CpuPressure,
 }
 
 pub(super) fn run<F: Filesystem + Send + Sync + 'static>(shared: &Shared<F>, index: usize) {
@@ -178,6 +186,7 @@ pub(super) fn run<F: Filesystem + Send + Sync + 'static>(shared: &Shared<F>, ind
         events: Vec::new(),
         allowed: sys::thread_affinity(),
         moved_off: false,
+        pressure: sys::CpuPressure::open(),
     };
     worker.serve_until_stopped();
     worker.disconnect_all();
@@ -273,10 +282,11 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         })
     }
 
-    /// On a machine not found contended for [`MOVE_CALM`], a worker whose clients all run on its own CPU, awake
-    /// (so each is waiting for that CPU, which this worker holds), moves to another CPU it may
-    /// use, and its spell goes on there; it may use them all again once it sleeps. A new
-    /// channel's client counts as where the accept thread ran until it says where it runs.
+    /// On a machine not found contended for [`MOVE_CALM`], a worker whose clients all run on its
+    /// own CPU, awake (so each is waiting for that CPU, which this worker holds), moves to
+    /// another CPU it may use, and its spell goes on there; it may use them all again once it
+    /// sleeps. A new channel's client counts as where the accept thread ran until it says
+    /// where it runs.
     ///
     /// The scheduler puts a woken thread beside its waker: a new process, the accept thread
     /// it woke and the worker that thread woke end up on one CPU while another idles, and
@@ -288,7 +298,9 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
     /// two CPU hogs, a worker that moved whenever the last hold had run out (a busy machine's
     /// holds come and go) made `btfuse-bench`'s build script take 1.47–1.66 s against
     /// 1.02–1.15 s without the rule, so a worker moves only after a whole [`MOVE_CALM`]
-    /// without a sign of contention. Whether it moved.
+    /// without a sign of contention, and only while the kernel's CPU pressure says a CPU is
+    /// to spare ([`MOVE_MOST_PRESSURE`]): a worker that spins sees no contention while it
+    /// sleeps, and the holds lapse while the hogs stay. Whether it moved.
     fn move_off_the_clients_cpu(&mut self) -> bool {
         if self.moved_off || !waiting::MACHINE.calm_for(MOVE_CALM) {
             return false;
@@ -320,6 +332,13 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         else {
             return false;
         };
+        if self
+            .pressure
+            .recent_wait()
+            .is_some_and(|share| share > MOVE_MOST_PRESSURE)
+        {
+            return false;
+        }
         if !sys::set_thread_affinity(&elsewhere) {
             return false;
         }
