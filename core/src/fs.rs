@@ -44,8 +44,10 @@ use crate::error::Result;
 use crate::types::*;
 
 /// Told about every change to a regular file's content or size, however it is made (a write,
-/// a truncation, `fallocate`, an `O_TRUNC` open), by any frontend: what a frontend that lets
-/// its clients keep file content needs in order to know when what they keep is stale.
+/// a truncation, `fallocate`, an `O_TRUNC` open), and to what a directory lists (a name made,
+/// removed or renamed in it, its `..` moved by a rename, its removal), by any frontend: what
+/// a frontend that lets its clients keep file content and listings needs in order to know
+/// when what they keep is stale.
 ///
 /// `changing` comes before the change can be seen and `changed` after it is complete, both
 /// for every change, including one that fails part way; calls for one inode never overlap,

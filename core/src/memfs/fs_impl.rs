@@ -251,7 +251,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             perm,
             body,
         };
-        let inode = self.create_locked(cred, &mut pst, name, new)?;
+        let inode = self.create_locked(cred, parent, &mut pst, name, new)?;
         // Counted while the parent is still locked, so no unlink can free it in between.
         inode.opens.fetch_add(1, Ordering::AcqRel);
         drop(pst);
@@ -287,6 +287,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 return Err(Errno::IsADirectory);
             }
             let now = self.now();
+            let _listing = self.content_change(parent);
             pst.dir_mut()?.remove(&self.hasher, name);
             pst.touch_modified(now);
             if cst.nlink > 1 {
@@ -337,6 +338,8 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
                 return Err(Errno::NotEmpty);
             }
             let now = self.now();
+            // The parent loses an entry; the removed directory lists nothing from now on.
+            let _listings = (self.content_change(parent), self.content_change(ino));
             pst.dir_mut()?.remove(&self.hasher, name);
             pst.nlink -= 1;
             pst.touch_modified(now);
@@ -509,6 +512,16 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         }
         let now = self.now();
         let h = &self.hasher;
+        // The listings that change: each parent's, and a directory's own whose `..` moves or
+        // that is replaced (it lists nothing from then on).
+        let _listings = (
+            self.content_change(p1.ino),
+            (!same_dir).then(|| self.content_change(p2.ino)),
+            (src_dir && !same_dir).then(|| self.content_change(src_ino)),
+            target
+                .filter(|&(_, kind)| kind == FileType::Directory && !(exchange && same_dir))
+                .map(|(ino, _)| self.content_change(ino)),
+        );
         if let Some(ct) = ct.as_mut() {
             st2!().dir_mut()?.remove(h, new_name);
             if exchange {
@@ -615,6 +628,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         // Every name pins memory as an inode does: each one beyond the first takes a unit of
         // the inode budget (tmpfs's `shmem_link` reserves an inode likewise).
         self.charge_inode()?;
+        let _listing = self.content_change(new_parent);
         if let Err(e) = pst
             .dir_mut()
             .and_then(|d| d.insert(&self.hasher, new_name, &src))

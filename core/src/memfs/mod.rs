@@ -289,8 +289,9 @@ impl<B: BlockStore> MemFs<B> {
         self.clock.now()
     }
 
-    /// Announces a change to `ino`'s content; the returned guard announces its end. Taken
-    /// under the inode's write lock, so the announcements for one inode never overlap.
+    /// Announces a change to `ino`'s content (a directory's: its entries); the returned guard
+    /// announces its end. Taken under the inode's write lock, so the announcements for one
+    /// inode never overlap.
     fn content_change(&self, ino: Ino) -> ContentChange<'_> {
         let watch = self.watch.get();
         if let Some(watch) = watch {

@@ -85,10 +85,12 @@ impl<B: BlockStore> MemFs<B> {
         Ok(pst)
     }
 
-    /// Creates an inode named `name` in the locked parent: budget, entry, parent times.
+    /// Creates an inode named `name` in the locked parent `parent`: budget, entry, parent
+    /// times.
     pub(super) fn create_locked(
         &self,
         cred: &Credentials,
+        parent: Ino,
         pst: &mut State,
         name: &[u8],
         new: NewInode,
@@ -104,6 +106,7 @@ impl<B: BlockStore> MemFs<B> {
         let now = self.now();
         let state = self.initial_state(cred, pst, kind, perm, body, now);
         let inode = self.new_inode(kind, state);
+        let _listing = self.content_change(parent);
         if let Err(e) = pst.dir_mut()?.insert(&self.hasher, name, &inode) {
             inode.lookups.store(0, Ordering::Release);
             inode.state.write().nlink = 0;
@@ -191,7 +194,7 @@ impl<B: BlockStore> MemFs<B> {
         if matches!(new.kind, FileType::CharDevice | FileType::BlockDevice) && !cred.is_root() {
             return Err(Errno::NotPermitted);
         }
-        let inode = self.create_locked(cred, &mut pst, name, new)?;
+        let inode = self.create_locked(cred, parent, &mut pst, name, new)?;
         let st = inode.state.read();
         Ok(self.attr_of(&inode, &st))
     }

@@ -127,7 +127,11 @@ fn every_content_change_is_announced_before_and_after() {
         .unwrap();
     let ino = attr.ino;
     let take = || core::mem::take(&mut *recorder.0.lock());
-    assert_eq!(take(), [], "creating changes no content");
+    assert_eq!(
+        take(),
+        [(true, Ino::ROOT), (false, Ino::ROOT)],
+        "creating changes the parent's listing, no content"
+    );
     let both = [(true, ino), (false, ino)];
     fs.write(&root, fh, 0, b"hello").unwrap();
     assert_eq!(take(), both, "write");
@@ -166,6 +170,64 @@ fn every_content_change_is_announced_before_and_after() {
     assert_eq!(take(), both, "a failed fallocate");
     fs.release(again).unwrap();
     fs.release(fh).unwrap();
+}
+
+#[test]
+fn every_change_to_a_listing_is_announced_before_and_after() {
+    let fs = fs();
+    let root = Credentials::root();
+    let recorder = Arc::new(Recorder::default());
+    assert!(fs.watch_content(recorder.clone()));
+    let take = || core::mem::take(&mut *recorder.0.lock());
+    // Each pair, in the order announced: the inodes whose listings changed.
+    let pairs = |inos: &[Ino]| {
+        let mut expected: Vec<_> = inos.iter().map(|&i| (true, i)).collect();
+        expected.extend(inos.iter().map(|&i| (false, i)));
+        expected
+    };
+    let r = Ino::ROOT;
+    let a = fs.mkdir(&root, r, b"a", 0o755).unwrap().ino;
+    assert_eq!(take(), pairs(&[r]), "mkdir");
+    let b = fs.mkdir(&root, r, b"b", 0o755).unwrap().ino;
+    take();
+    let f = fs.symlink(&root, a, b"l", b"t").unwrap().ino;
+    assert_eq!(take(), pairs(&[a]), "symlink");
+    fs.mknod(&root, a, b"p", FileType::NamedPipe, 0o644, 0)
+        .unwrap();
+    assert_eq!(take(), pairs(&[a]), "mknod");
+    fs.link(&root, f, b, b"l2").unwrap();
+    assert_eq!(take(), pairs(&[b]), "link");
+    fs.rename(&root, a, b"l", a, b"m", RenameMode::Replace)
+        .unwrap();
+    assert_eq!(take(), pairs(&[a]), "rename in one directory");
+    fs.rename(&root, a, b"m", b, b"m", RenameMode::Replace)
+        .unwrap();
+    assert_eq!(take(), pairs(&[a, b]), "rename across directories");
+    let c = fs.mkdir(&root, a, b"c", 0o755).unwrap().ino;
+    take();
+    fs.rename(&root, a, b"c", b, b"c", RenameMode::Replace)
+        .unwrap();
+    assert_eq!(take(), pairs(&[a, b, c]), "a directory moved: its `..` too");
+    let d = fs.mkdir(&root, b, b"d", 0o755).unwrap().ino;
+    take();
+    fs.rename(&root, b, b"c", b, b"d", RenameMode::Exchange)
+        .unwrap();
+    assert_eq!(take(), pairs(&[b]), "an exchange in one directory");
+    fs.rename(&root, b, b"d", b, b"c", RenameMode::Replace)
+        .unwrap();
+    assert_eq!(take(), pairs(&[b, d]), "an empty directory replaced");
+    fs.unlink(&root, b, b"l2").unwrap();
+    assert_eq!(take(), pairs(&[b]), "unlink");
+    fs.rmdir(&root, b, b"c").unwrap();
+    assert_eq!(
+        take(),
+        pairs(&[b, c]),
+        "rmdir: the parent and the removed one"
+    );
+    // Failures before any change announce nothing.
+    assert_eq!(fs.unlink(&root, b, b"nothing"), Err(Errno::NotFound));
+    assert_eq!(fs.mkdir(&root, r, b"a", 0o755), Err(Errno::Exists));
+    assert_eq!(take(), []);
 }
 
 #[test]
