@@ -333,6 +333,14 @@ fn main() -> std::io::Result<()> {
         ("attr", Response::Attr(attr)),
         ("opened", Response::Opened { fd: 5, attr }),
         (
+            "opened-dir",
+            Response::OpenedDir {
+                fd: 6,
+                attr,
+                slot: 9,
+            },
+        ),
+        (
             "prefetched",
             Response::Prefetched {
                 fd: 5,

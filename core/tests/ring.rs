@@ -388,7 +388,7 @@ fn request_index(request: &Request<'_>) -> usize {
     }
 }
 
-const RESPONSE_VARIANTS: usize = 15;
+const RESPONSE_VARIANTS: usize = 16;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -508,6 +508,11 @@ impl ResponseParts {
                 pid: self.fd,
                 description: !self.second,
             },
+            15 => Response::OpenedDir {
+                fd: self.fd,
+                attr: self.attr,
+                slot: self.num as u32,
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -520,6 +525,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::Err(_) => 1,
         Response::Attr(_) => 2,
         Response::Opened { .. } => 3,
+        Response::OpenedDir { .. } => 15,
         Response::Data(_) => 4,
         Response::Size(_) => 5,
         Response::Offset(_) => 6,
@@ -864,8 +870,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(4))
     );
     assert_eq!(
-        decode_request(&patched(0, 6)),
-        Err(DecodeError::BadVersion(6))
+        decode_request(&patched(0, 5)),
+        Err(DecodeError::BadVersion(5))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 7)),
+        Err(DecodeError::BadVersion(7))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -885,7 +895,7 @@ fn header_errors() {
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x8f, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x90, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))

@@ -31,7 +31,8 @@
 //! version 3 `Open`'s `prefetch` and the `Prefetched` response, version 4 the `Outside`
 //! response, the open flags `check_read_write` (access mode 3) and `path_only` (`O_PATH`) and
 //! `Prefetched`'s content table slot, version 5 the lock requests (`GetLock`, `SetLock`,
-//! `LockWait`) and the `Lock` response; older versions are no longer spoken.
+//! `LockWait`) and the `Lock` response, version 6 the `OpenedDir` response; older versions are no
+//! longer spoken.
 //!
 //! # Field types
 //!
@@ -145,6 +146,7 @@
 //! | 0x8c | `Prefetched` | `u32` fd, `u64` ino, `u32` slot, `u64` version, `data` |
 //! | 0x8d | `Outside` | `bool` second, `max(MAX_SYMLINKS)` links, `path` |
 //! | 0x8e | `Lock`    | `bool` write, `u64` start, `u64` end, `u32` pid, `bool` description |
+//! | 0x8f | `OpenedDir` | `u32` fd, `attr`, `u32` slot |
 //!
 //! **Walks that leave the tree.** The server walks a request's paths as if the served root
 //! were mounted at a place it does not know (each client sees it at its own prefix):
@@ -177,7 +179,7 @@ pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{DirentBuilder, DirentIter, DirentList, Response};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

@@ -326,7 +326,8 @@ requests! {
             effective: bool as bool,
         },
         /// `open`, `openat`, `creat`. Replies `Opened`, or `Prefetched` when `prefetch` asked
-        /// for content and the server could give it.
+        /// for content and the server could give it, or `OpenedDir` when `prefetch` is not 0
+        /// and a directory was opened for reading by a server that counts listing changes.
         Open = 0x12 {
             /// Directory description `path` starts from; `None`: the served root.
             at: Option<u32> as Option<u32>,

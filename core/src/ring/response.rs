@@ -41,6 +41,18 @@ pub enum Response<'a> {
         /// `known_version`, when the bytes the client named are still current.
         data: &'a [u8],
     },
+    /// A new description of a directory opened for reading, with where the server's content
+    /// table counts the changes to its listing (`Open` with `prefetch`, of a directory): a
+    /// client that keeps a listing of it may use that while the slot shows the version it was
+    /// read at. The slot is told only to an open that was allowed, as for `Prefetched`.
+    OpenedDir {
+        /// The description's id, for the descriptor requests.
+        fd: u32,
+        /// The opened directory's attributes.
+        attr: Attr,
+        /// Where the content table counts the changes to what the directory lists.
+        slot: u32,
+    },
     /// Bytes, at most `MAX_IO` (`Read`, `Pread`, `Readlink`, `GetXattr`, `ListXattr`).
     Data(&'a [u8]),
     /// A byte count (`Write`, `Pwrite`; `GetXattr` and `ListXattr` with `max` 0).
@@ -105,6 +117,7 @@ mod kind {
     pub(super) const PREFETCHED: u8 = 0x8c;
     pub(super) const OUTSIDE: u8 = 0x8d;
     pub(super) const LOCK: u8 = 0x8e;
+    pub(super) const OPENED_DIR: u8 = 0x8f;
 }
 
 impl Response<'_> {
@@ -126,6 +139,7 @@ impl Response<'_> {
             Response::Prefetched { .. } => kind::PREFETCHED,
             Response::Outside { .. } => kind::OUTSIDE,
             Response::Lock { .. } => kind::LOCK,
+            Response::OpenedDir { .. } => kind::OPENED_DIR,
         }
     }
 }
@@ -187,6 +201,11 @@ pub(super) fn put_response<S: Sink + ?Sized>(
             u32::put(pid, sink)?;
             bool::put(description, sink)
         }
+        Response::OpenedDir { fd, attr, slot } => {
+            u32::put(fd, sink)?;
+            Attr::put(attr, sink)?;
+            u32::put(slot, sink)
+        }
     }
 }
 
@@ -228,6 +247,11 @@ pub(super) fn get_response<'a>(
             end: u64::get(reader)?,
             pid: u32::get(reader)?,
             description: bool::get(reader)?,
+        },
+        kind::OPENED_DIR => Response::OpenedDir {
+            fd: u32::get(reader)?,
+            attr: Attr::get(reader)?,
+            slot: u32::get(reader)?,
         },
         _ => return Err(DecodeError::UnknownOpcode(kind)),
     })

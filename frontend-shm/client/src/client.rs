@@ -720,6 +720,13 @@ impl Client {
         crate::contents::is_settled(version) && self.inner.contents.version(slot) == version
     }
 
+    /// The version content table slot `slot` shows now: read before a directory is listed
+    /// ([`Response::OpenedDir`]), it vouches for the listing if it shows no change under way
+    /// and [`content_is_current`](Client::content_is_current) still holds after the last batch.
+    pub fn content_version(&self, slot: u32) -> u64 {
+        self.inner.contents.version(slot)
+    }
+
     /// Names the server's content table, unique among all servers ever started: content
     /// kept from one server is never to be checked against another's table.
     pub fn content_source(&self) -> u64 {

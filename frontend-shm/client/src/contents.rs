@@ -1,7 +1,8 @@
 //! The content table: a page set every client maps read-only, where the server counts the
-//! changes to regular files' content, so that a client holding bytes it was sent
-//! ([`Response::Prefetched`](btfuse_core::ring::Response::Prefetched)) can tell, with one load
-//! and no round trip, whether they are still the file's.
+//! changes to regular files' content and to what directories list, so that a client holding
+//! bytes it was sent ([`Response::Prefetched`](btfuse_core::ring::Response::Prefetched)), or a
+//! listing it read whole ([`Response::OpenedDir`](btfuse_core::ring::Response::OpenedDir)),
+//! can tell, with one load and no round trip, whether they are still current.
 //!
 //! # Layout (a sealed memfd)
 //!
@@ -15,10 +16,11 @@
 //!
 //! Every client maps the whole table, so the slot of an inode must not be something a client
 //! can work out: it is a keyed hash of the inode number (SipHash, with a key the server draws
-//! at start and never sends), and a client learns a file's slot only in the answer to an open
-//! of it for reading that the server allowed (`Response::Prefetched`'s `slot`). A client
-//! watching the table sees that some files change, as `statfs` shows that blocks come and
-//! go, but not which, nor how often a file it could not open for reading changes.
+//! at start and never sends), and a client learns a file's or a directory's slot only in the
+//! answer to an open of it for reading that the server allowed (`Response::Prefetched`'s or
+//! `Response::OpenedDir`'s `slot`). A client watching the table sees that some files change,
+//! as `statfs` shows that blocks come and go, but not which, nor how often a file or
+//! directory it could not open for reading changes.
 //!
 //! A slot's word: bits 0..20 count the changes under way (the server's
 //! [`ContentWatch::changing`](btfuse_core::ContentWatch::changing) adds 1), bits 20.. count the

@@ -16,6 +16,7 @@
 //! - [`connection`]: the client handle, made on first use and replaced in a fork child, the
 //!   lost session, the private descriptor floor, and requests with their answers as errno
 //!   values. [`held`]: descriptions whose offset and first bytes this process keeps.
+//!   [`listings`]: directory listings this process keeps.
 //! - [`descriptors`]: the descriptor table every descriptor call asks first (which numbers
 //!   stand for server descriptions), the placeholders that give them their numbers, and the
 //!   library's own descriptors.
@@ -89,6 +90,7 @@ mod errno;
 mod guard;
 mod held;
 mod left;
+mod listings;
 mod outside;
 mod paths;
 mod program;

@@ -84,6 +84,13 @@ int main(int argc, char **argv) {
     }
     waitpid(child, NULL, 0);
 
+    /* Listed as root, and so kept by the process (see `listings`). */
+    DIR *listed = opendir(at("p700"));
+    while (listed && readdir(listed))
+        ;
+    if (listed)
+        closedir(listed);
+
     int kept = open(at("secret"), O_RDONLY);
     pthread_t dropper;
     pthread_create(&dropper, NULL, drop, NULL);
@@ -102,6 +109,13 @@ int main(int argc, char **argv) {
         printf("F_GETFL access mode %d\n", fcntl(fd, F_GETFL) & O_ACCMODE);
     }
     report("open p700 O_DIRECTORY", open(at("p700"), O_RDONLY | O_DIRECTORY));
+    DIR *again = opendir(at("p700"));
+    report("opendir p700, listed as root before", again ? 0 : -1);
+    DIR *anyones = opendir(at("pub"));
+    int entries = 0;
+    while (anyones && readdir(anyones))
+        entries++;
+    printf("opendir pub: %d entries\n", entries);
     report("open p711 O_DIRECTORY", open(at("p711"), O_RDONLY | O_DIRECTORY));
     report("open p700 mode 3", open(at("p700"), 3 | O_DIRECTORY));
     report("open p711 mode 3", open(at("p711"), 3 | O_DIRECTORY));
@@ -173,6 +187,8 @@ fn a_process_that_drops_privileges_gets_what_the_kernel_gives() {
     // The transcript itself says what the kernel refused: not an empty agreement.
     for line in [
         "fsuid 4001: open secret: -1 Permission denied",
+        "opendir p700, listed as root before: -1 Permission denied",
+        "opendir pub: 2 entries",
         "fsuid 0: open secret: ok",
         "read through the description opened as root: 12",
         "open secret O_RDONLY: -1 Permission denied",

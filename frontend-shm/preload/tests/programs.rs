@@ -600,6 +600,147 @@ fn a_large_listing_in_growing_batches() {
     c_program_same_as_tmpfs(LARGE_LISTING, "large_listing");
 }
 
+/// Listings this process keeps (served again with no round trip while the directory is
+/// unchanged) never show a directory as it was: every kind of change, made here or by another
+/// process, shows in the next listing; positions taken in a kept listing lead back to their
+/// entries; and a rewind after a change shows it. (That a kept listing grants nothing to a
+/// caller that may no longer read the directory is in `identity.rs`.)
+const KEPT_LISTINGS: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+/* Prints the sorted names of `dir` after `what`, and whether `..` names `parent`. */
+static void list(const char *what, const char *dir, const char *parent) {
+    char *names[5000];
+    int n = 0, dotdot = -1;
+    struct stat up;
+    stat(parent, &up);
+    DIR *d = opendir(dir);
+    if (!d) { printf("%s: opendir: %s\n", what, strerror(errno)); return; }
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 5000) {
+        if (!strcmp(e->d_name, "..")) dotdot = e->d_ino == up.st_ino;
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp);
+    printf("%s: %d entries, .. is the parent: %d:", what, n, dotdot);
+    for (int i = 0; i < n && i < 12; i++) printf(" %s", names[i]);
+    printf("\n");
+    for (int i = 0; i < n; i++) free(names[i]);
+}
+static void make(const char *d, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", d, name);
+    close(open(path, O_CREAT | O_WRONLY, 0644));
+}
+int main(void) {
+    char a[512], b[512], c[512], p[512], q[512], big[512];
+    const char *d = getenv("D");
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/b", d);
+    mkdir(a, 0755);
+    mkdir(b, 0755);
+    make(a, "one");
+    make(a, "two");
+    list("first", a, d);
+    list("again", a, d);
+    make(a, "three");
+    list("created", a, d);
+    snprintf(p, sizeof p, "%s/one", a);
+    unlink(p);
+    list("unlinked", a, d);
+    snprintf(q, sizeof q, "%s/uno", a);
+    snprintf(p, sizeof p, "%s/two", a);
+    rename(p, q);
+    list("renamed in place", a, d);
+    snprintf(p, sizeof p, "%s/moved", b);
+    rename(q, p);
+    list("renamed away", a, d);
+    list("renamed here", b, d);
+    snprintf(p, sizeof p, "%s/two", b);
+    snprintf(q, sizeof q, "%s/two", a);
+    link(p, q); /* fails: no such file; a no-op as on tmpfs */
+    snprintf(p, sizeof p, "%s/moved", b);
+    link(p, q);
+    list("linked", a, d);
+    snprintf(c, sizeof c, "%s/c", a);
+    mkdir(c, 0755);
+    list("sub, before its move", c, a);
+    snprintf(p, sizeof p, "%s/c", b);
+    rename(c, p);
+    list("sub, moved: .. follows", p, b);
+    list("the old parent", a, d);
+    symlink("target", c); /* the name `c` is free again */
+    list("symlinked", a, d);
+    mknod(c, S_IFREG | 0644, 0); /* taken: fails */
+    snprintf(p, sizeof p, "%s/node", a);
+    mknod(p, S_IFREG | 0644, 0);
+    list("node made", a, d);
+    snprintf(p, sizeof p, "%s/c", b);
+    rmdir(p);
+    list("rmdir", b, d);
+    /* Another process changes the directory: the next listing here shows it. */
+    list("before the child", a, d);
+    pid_t child = fork();
+    if (child == 0) {
+        make(a, "from-the-child");
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    list("after the child", a, d);
+    /* A kept listing's positions, and a rewind that must see a change. */
+    snprintf(big, sizeof big, "%s/big", d);
+    mkdir(big, 0755);
+    char name[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "entry-%04d-with-a-longer-name", i);
+        make(big, name);
+    }
+    list("big", big, d);
+    DIR *s = opendir(big);
+    long mark = -1;
+    char marked[256] = "";
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(s))) {
+        if (n++ == 1700) {
+            mark = telldir(s);
+            e = readdir(s);
+            if (!e) break;
+            strcpy(marked, e->d_name);
+            n++;
+        }
+    }
+    seekdir(s, mark);
+    e = readdir(s);
+    printf("big: %d entries, the mark leads back: %d\n", n, e && !strcmp(e->d_name, marked));
+    make(big, "late");
+    rewinddir(s);
+    int late = 0;
+    n = 0;
+    while ((e = readdir(s))) { n++; late |= !strcmp(e->d_name, "late"); }
+    printf("big after a rewind: %d entries, the late one among them: %d\n", n, late);
+    closedir(s);
+    return 0;
+}
+"#;
+
+#[test]
+fn kept_listings_show_every_change() {
+    c_program_same_as_tmpfs(KEPT_LISTINGS, "kept_listings");
+}
+
 #[test]
 fn readdir_leaves_errno_alone() {
     c_program_same_as_tmpfs(READDIR_ERRNO, "readdir_errno");

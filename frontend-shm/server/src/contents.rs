@@ -1,5 +1,6 @@
 //! The content table's writing side: the server maps it writable, counts each change to a
-//! regular file's content in the slot of its inode, and hands the sealed memfd to every client.
+//! regular file's content or a directory's listing in the slot of its inode, and hands the
+//! sealed memfd to every client.
 //! The layout, the meaning of a slot's word and who may write are
 //! [`btfuse_ring_client::contents`]'s.
 

@@ -22,9 +22,10 @@
 //!   so `dup` and `fork` share them as the kernel's do.
 //! - The **executor** (`exec`) serves one request against the engine; [`handoff`] hands a
 //!   description to the kernel through a mount of the same filesystem.
-//! - The **content table** (`contents`) counts changes to files' content, so a client may keep
-//!   the first bytes of a file it opened for reading, sent with the open, for as long as the
-//!   table (mapped read-only by every client) says they are current.
+//! - The **content table** (`contents`) counts changes to files' content and to directories'
+//!   listings, so a client may keep the first bytes of a file it opened for reading, sent
+//!   with the open, or a listing it read whole, for as long as the table (mapped read-only by
+//!   every client) says they are current.
 //!
 //! With the feature `fuzzing`, the module `fuzzing` serves requests through the same executor
 //! without a ring, for fuzz targets.

@@ -7,10 +7,16 @@
 //! Positions are the server's readdir cookies: `d_off`, `telldir`, `seekdir` and `lseek` on
 //! a directory descriptor all speak them. `getdents64` on a btfuse directory descriptor lays
 //! the server's entries out as the kernel's `struct dirent64` records.
+//!
+//! A stream of a directory whose open told where its listing's changes are counted lists it
+//! from the listing this process keeps while that is current, with no round trip, and keeps
+//! the listing it fetched whole from the start otherwise (see [`listings`]). Such a stream
+//! does not move the description's position; `seekdir` (and a `rewinddir` to a listing that
+//! changed) sets it before fetching from the server again.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use btfuse_core::FileType;
 use btfuse_core::ring::{DirentList, MAX_IO, Request, Response, Whence};
@@ -23,6 +29,7 @@ use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors;
 use crate::errno::{errno, fail, set_errno};
 use crate::guard::guarded;
+use crate::listings::{self, Stamp};
 use crate::paths::at_target;
 use crate::real;
 
@@ -38,8 +45,16 @@ struct Stream {
     fd: c_int,
     /// Entries fetched and not yet returned, as the ring encodes them (a `DirentList`'s
     /// bytes): each `readdir` takes the next one from `cursor` on, with no copy of its own.
+    /// While the listing is gathered to be kept, every batch from the start, in order.
     batch: Vec<u8>,
+    /// The whole listing, as this process keeps it: served instead of `batch` when present.
+    kept: Option<Arc<[u8]>>,
     cursor: usize,
+    /// Where the directory's listing changes are counted, as its open answered.
+    stamp: Option<Stamp>,
+    /// The version the listing is being gathered at, from its start: `batch` keeps every
+    /// batch, and the listing is kept at its end if the version still holds.
+    gathering: Option<u64>,
     /// Bytes the next `Getdents` asks for.
     ask: u32,
     /// The position after the entry last returned, or last set (what `telldir` answers).
@@ -85,11 +100,14 @@ fn d_type(kind: FileType) -> u8 {
     }
 }
 
-fn new_stream(fd: c_int) -> *mut libc::DIR {
+fn new_stream(fd: c_int, stamp: Option<Stamp>) -> *mut libc::DIR {
     let stream = Box::new(Stream {
         fd,
         batch: Vec::new(),
+        kept: None,
         cursor: 0,
+        stamp,
+        gathering: None,
         ask: FIRST_BATCH,
         position: 0,
         done: false,
@@ -129,7 +147,14 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         // SAFETY: `fd` is the kernel directory just opened, given to the stream.
         return unsafe { real::fdopendir()(fd) };
     }
-    guarded(|| new_stream(fd)).unwrap_or(std::ptr::null_mut())
+    guarded(|| new_stream(fd, stamp_of(fd))).unwrap_or(std::ptr::null_mut())
+}
+
+/// The stamp this thread's last directory open left for descriptor `fd`, if any: for a
+/// stream that lists a description just opened, from its start.
+fn stamp_of(fd: c_int) -> Option<Stamp> {
+    let entry = descriptors::lookup(fd)?;
+    listings::take_opened(fd, entry.desc)
 }
 
 /// Interposed.
@@ -137,7 +162,11 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
 pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
     let ours = guarded(|| descriptors::lookup(fd)).flatten();
     match ours {
-        Some(entry) if entry.dir => guarded(|| new_stream(fd)).unwrap_or(std::ptr::null_mut()),
+        // No kept listing: the descriptor may have been read from since its open, and the
+        // stream goes on from where it is.
+        Some(entry) if entry.dir => {
+            guarded(|| new_stream(fd, None)).unwrap_or(std::ptr::null_mut())
+        }
         Some(_) => {
             fail(libc::ENOTDIR);
             std::ptr::null_mut()
@@ -163,7 +192,7 @@ fn next(stream: &mut Stream) -> *mut libc::dirent64 {
 }
 
 fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
-    if stream.cursor >= stream.batch.len() && !stream.done {
+    if stream.kept.is_none() && stream.cursor >= stream.batch.len() && !stream.done {
         let Some(entry) = descriptors::lookup(stream.fd) else {
             fail(libc::EBADF);
             return std::ptr::null_mut();
@@ -172,48 +201,36 @@ fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
             fail(libc::EBADF);
             return std::ptr::null_mut();
         };
-        let batch = &mut stream.batch;
-        let fetched = call(
-            &client,
-            &Request::Getdents {
-                fd: entry.desc,
-                max: stream.ask,
-            },
-            |r| match r {
-                Response::Dirents(list) => {
-                    batch.clear();
-                    batch.extend_from_slice(list.as_bytes());
-                    Ok(list.is_empty())
-                }
-                _ => Err(PROTOCOL),
-            },
-        );
-        match fetched {
-            Ok(empty) => {
+        let from_start = stream.position == 0 && stream.batch.is_empty();
+        if let Some(stamp) = stream.stamp.filter(|_| from_start) {
+            if let Some(kept) = listings::find(&client, stamp) {
+                stream.kept = Some(kept);
                 stream.cursor = 0;
-                stream.done = empty;
-                if empty {
-                    // Listed to the end: the memory goes back.
-                    stream.batch = Vec::new();
-                } else {
-                    stream.ask = stream.ask.saturating_mul(2).min(MOST_BATCH);
-                }
-            }
-            Err(e) => {
-                stream.batch.clear();
-                stream.cursor = 0;
-                fail(e);
-                return std::ptr::null_mut();
+            } else {
+                let version = client.content_version(stamp.slot);
+                stream.gathering =
+                    btfuse_ring_client::contents::is_settled(version).then_some(version);
             }
         }
+        if stream.kept.is_none()
+            && let Err(e) = fetch(stream, &client, entry.desc)
+        {
+            stream.batch.clear();
+            stream.cursor = 0;
+            stream.gathering = None;
+            fail(e);
+            return std::ptr::null_mut();
+        }
     }
+    let bytes = stream.kept.as_deref().unwrap_or(&stream.batch);
     // The list was checked when it came; a batch that ended early ends the listing here as
     // it would have there.
-    let Some((entry, rest)) = DirentList::split_first(&stream.batch[stream.cursor..]) else {
-        stream.cursor = stream.batch.len();
+    let Some((entry, rest)) = DirentList::split_first(&bytes[stream.cursor..]) else {
+        stream.cursor = bytes.len();
+        stream.done |= stream.kept.is_some();
         return std::ptr::null_mut();
     };
-    stream.cursor = stream.batch.len() - rest.len();
+    stream.cursor = bytes.len() - rest.len();
     stream.position = entry.cookie;
     let d = &mut stream.current;
     d.d_ino = entry.ino.0;
@@ -226,6 +243,52 @@ fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
     }
     d.d_name[len] = 0;
     d
+}
+
+/// Fetches the stream's next batch. At the end of a listing gathered from its start, keeps it.
+fn fetch(stream: &mut Stream, client: &Client, desc: u32) -> Result<(), i32> {
+    let gathering = stream.gathering.is_some();
+    let batch = &mut stream.batch;
+    let empty = call(
+        client,
+        &Request::Getdents {
+            fd: desc,
+            max: stream.ask,
+        },
+        |r| match r {
+            Response::Dirents(list) => {
+                if !gathering {
+                    batch.clear();
+                }
+                batch.extend_from_slice(list.as_bytes());
+                Ok(list.is_empty())
+            }
+            _ => Err(PROTOCOL),
+        },
+    )?;
+    if !gathering {
+        stream.cursor = 0;
+    }
+    stream.done = empty;
+    if let (Some(version), Some(stamp)) = (stream.gathering, stream.stamp) {
+        if empty {
+            listings::keep(client, stamp, version, &stream.batch);
+            stream.gathering = None;
+        } else if stream.batch.len() > listings::MOST_ONE {
+            // Too large to keep: from now on a batch replaces the one before.
+            stream.gathering = None;
+            stream.batch.drain(..stream.cursor);
+            stream.cursor = 0;
+        }
+    }
+    if empty {
+        // Listed to the end: the memory goes back.
+        stream.batch = Vec::new();
+        stream.cursor = 0;
+    } else {
+        stream.ask = stream.ask.saturating_mul(2).min(MOST_BATCH);
+    }
+    Ok(())
 }
 
 interpose! {
@@ -296,6 +359,8 @@ interpose! {
 /// Moves a btfuse stream to `position` (a cookie from `telldir` or `d_off`, 0 for the start).
 fn set_position(stream: &mut Stream, position: u64) {
     stream.batch.clear();
+    stream.kept = None;
+    stream.gathering = None;
     stream.cursor = 0;
     stream.done = false;
     stream.position = position;

@@ -13,6 +13,7 @@ use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors::{self, Entry};
 use crate::errno::fail;
 use crate::held;
+use crate::listings;
 use crate::outside::{self, Side, follow};
 use crate::paths::{self, PathTarget, at_target, c_bytes};
 use crate::real;
@@ -86,8 +87,18 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     let placeholder = descriptors::placeholder(flags & libc::O_CLOEXEC != 0);
     // The bytes are copied out while the channel is taken; the table is changed after it is
     // given back (a `fork` settling every description may need a channel meanwhile).
+    let mut stamp = None;
     let opened = connection::finish(sent, |r| match r {
         Response::Opened { fd, attr } => Ok((fd, attr.kind, None)),
+        Response::OpenedDir { fd, attr, slot }
+            if prefetch > 0 && attr.kind == FileType::Directory =>
+        {
+            stamp = Some(listings::Stamp {
+                ino: attr.ino,
+                slot,
+            });
+            Ok((fd, FileType::Directory, None))
+        }
         Response::Prefetched {
             fd,
             ino,
@@ -139,6 +150,9 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     match placeholder {
         Ok(fd) => {
             descriptors::insert(fd, Entry { desc, dir });
+            if dir {
+                listings::opened(fd, desc, stamp);
+            }
             super::streams::sync_std_stream(fd);
             fd
         }

@@ -91,8 +91,10 @@ fn fork_inner(for_vfork: bool) -> pid_t {
     let table = descriptors::TABLE_LOCK
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let listings = crate::listings::hold();
     // SAFETY: fork has no preconditions; the locks held make the child's copies consistent.
     let pid = unsafe { real::fork()() };
+    drop(listings);
     drop(table);
     drop(client);
     drop(held);

@@ -637,6 +637,19 @@ impl<F: Filesystem> Exec<'_, F> {
                 data: &scratch[..len],
             });
         }
+        // A directory opened for reading by a client that keeps listings: where its listing's
+        // changes are counted.
+        if let Some(contents) = self.contents
+            && prefetch > 0
+            && options.read
+            && attr.kind == FileType::Directory
+        {
+            return Ok(Response::OpenedDir {
+                fd,
+                attr,
+                slot: contents.slot(attr.ino),
+            });
+        }
         Ok(Response::Opened { fd, attr })
     }
 

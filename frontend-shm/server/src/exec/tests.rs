@@ -854,6 +854,50 @@ fn read_and_write_move_the_offset_and_pread_pwrite_do_not() {
     assert_eq!(c.pread(fd, 0, ring::MAX_IO as u32).unwrap().len(), 14);
 }
 
+#[test]
+fn a_directory_opened_for_reading_is_told_where_its_listing_changes_are_counted() {
+    let mut c = Client::root();
+    c.mkdir(b"/d", 0o755).unwrap();
+    let ino = c.stat(at(b"/d")).unwrap().ino;
+    let fd = match open_prefetching(&mut c, b"/d", ro()) {
+        Response::OpenedDir { fd, attr, slot } => {
+            assert_eq!((attr.ino, attr.kind), (ino, FileType::Directory));
+            assert_eq!(slot, c.contents.slot(ino));
+            fd
+        }
+        other => panic!("expected OpenedDir, got {other:?}"),
+    };
+    // The description lists as any other.
+    match c.run(Request::Getdents { fd, max: 4096 }) {
+        Response::Dirents(list) => assert_eq!(list.iter().count(), 2, "`.` and `..`"),
+        other => panic!("expected Dirents, got {other:?}"),
+    }
+    // A name made in it moves the version; so does one removed.
+    let before = c.contents.version(ino);
+    c.mkdir(b"/d/e", 0o755).unwrap();
+    let made = c.contents.version(ino);
+    assert_ne!(made, before);
+    assert_eq!(
+        c.run(Request::Rmdir {
+            at: None,
+            path: b"/d/e"
+        }),
+        Response::Ok
+    );
+    assert_ne!(c.contents.version(ino), made);
+    // Without `prefetch` the answer is the plain one.
+    let plain = c.run(Request::Open {
+        at: None,
+        path: b"/d",
+        flags: ro(),
+        mode: 0,
+        prefetch: 0,
+        known_ino: 0,
+        known_version: 0,
+    });
+    assert!(matches!(plain, Response::Opened { .. }), "{plain:?}");
+}
+
 /// `Open` with `prefetch`: the answer, and what it leaves behind.
 fn open_prefetching<'c>(c: &'c mut Client, path: &[u8], flags: OpenOptions) -> Response<'c> {
     open_knowing(c, path, flags, (0, 0))
@@ -934,8 +978,8 @@ fn a_read_only_open_sends_the_first_bytes_and_their_version() {
         Response::Prefetched { data, .. } => assert_eq!(data, b"Jel"),
         other => panic!("expected Prefetched, got {other:?}"),
     }
-    // Writers, truncations and directories get no content.
-    for (path, flags) in [(&b"/f"[..], rw()), (b"/f", wo()), (b"/", ro())] {
+    // Writers and truncations get no content (directories: see below).
+    for (path, flags) in [(&b"/f"[..], rw()), (b"/f", wo())] {
         assert!(
             matches!(
                 open_prefetching(&mut c, path, flags),
