@@ -112,12 +112,18 @@ impl ContentWatch for Recorder {
     }
 }
 
-#[test]
-fn every_content_change_is_announced_before_and_after() {
+/// A filesystem whose content watch is a [`Recorder`].
+fn watched() -> (MemFs<MemPool>, Arc<Recorder>) {
     let fs = fs();
-    let root = Credentials::root();
     let recorder = Arc::new(Recorder::default());
     assert!(fs.watch_content(recorder.clone()));
+    (fs, recorder)
+}
+
+#[test]
+fn every_content_change_is_announced_before_and_after() {
+    let (fs, recorder) = watched();
+    let root = Credentials::root();
     assert!(
         !fs.watch_content(Arc::new(Recorder::default())),
         "one watch only"
@@ -174,10 +180,8 @@ fn every_content_change_is_announced_before_and_after() {
 
 #[test]
 fn every_change_to_a_listing_is_announced_before_and_after() {
-    let fs = fs();
+    let (fs, recorder) = watched();
     let root = Credentials::root();
-    let recorder = Arc::new(Recorder::default());
-    assert!(fs.watch_content(recorder.clone()));
     let take = || core::mem::take(&mut *recorder.0.lock());
     // Each pair, in the order announced: the inodes whose listings changed.
     let pairs = |inos: &[Ino]| {
@@ -197,25 +201,25 @@ fn every_change_to_a_listing_is_announced_before_and_after() {
     assert_eq!(take(), pairs(&[a]), "mknod");
     fs.link(&root, f, b, b"l2").unwrap();
     assert_eq!(take(), pairs(&[b]), "link");
-    fs.rename(&root, a, b"l", a, b"m", RenameMode::Replace)
-        .unwrap();
-    assert_eq!(take(), pairs(&[a]), "rename in one directory");
-    fs.rename(&root, a, b"m", b, b"m", RenameMode::Replace)
-        .unwrap();
-    assert_eq!(take(), pairs(&[a, b]), "rename across directories");
     let c = fs.mkdir(&root, a, b"c", 0o755).unwrap().ino;
-    take();
-    fs.rename(&root, a, b"c", b, b"c", RenameMode::Replace)
-        .unwrap();
-    assert_eq!(take(), pairs(&[a, b, c]), "a directory moved: its `..` too");
     let d = fs.mkdir(&root, b, b"d", 0o755).unwrap().ino;
     take();
-    fs.rename(&root, b, b"c", b, b"d", RenameMode::Exchange)
-        .unwrap();
-    assert_eq!(take(), pairs(&[b]), "an exchange in one directory");
-    fs.rename(&root, b, b"d", b, b"c", RenameMode::Replace)
-        .unwrap();
-    assert_eq!(take(), pairs(&[b, d]), "an empty directory replaced");
+    let (replace, exchange) = (RenameMode::Replace, RenameMode::Exchange);
+    /// From, to, how, whose listings change, what it is.
+    type Renaming<'a> = (Ino, &'a [u8], Ino, &'a [u8], RenameMode, &'a [Ino], &'a str);
+    #[rustfmt::skip]
+    let renames: [Renaming; 5] = [
+        (a, b"l", a, b"m", replace, &[a], "rename in one directory"),
+        (a, b"m", b, b"m", replace, &[a, b], "rename across directories"),
+        (a, b"c", b, b"c", replace, &[a, b, c], "a directory moved: its `..` too"),
+        (b, b"c", b, b"d", exchange, &[b], "an exchange in one directory"),
+        // After the exchange `d` names c and `c` names d, empty: replaced.
+        (b, b"d", b, b"c", replace, &[b, d], "an empty directory replaced"),
+    ];
+    for (p1, name, p2, new_name, mode, changed, what) in renames {
+        fs.rename(&root, p1, name, p2, new_name, mode).unwrap();
+        assert_eq!(take(), pairs(changed), "{what}");
+    }
     fs.unlink(&root, b, b"l2").unwrap();
     assert_eq!(take(), pairs(&[b]), "unlink");
     fs.rmdir(&root, b, b"c").unwrap();
