@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use btfuse_core::Ino;
+use btfuse_core::ring::DirentList;
 use btfuse_ring_client::Client;
 use hashbrown::HashMap;
 use libc::c_int;
@@ -82,6 +83,15 @@ impl Store {
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
 
+/// Whether `bytes` begin where the server begins a listing read from position 0: the
+/// directory's own `.`, at cookie 1. A stream whose description a program moved before the
+/// stream's first batch (its own `getdents64` or `lseek` on `dirfd`, which POSIX leaves
+/// unspecified for the stream) fetched only the rest, which must not be kept as the whole.
+fn starts_at_the_beginning(bytes: &[u8], ino: Ino) -> bool {
+    DirentList::split_first(bytes)
+        .is_some_and(|(first, _)| first.name == b"." && first.cookie == 1 && first.ino == ino)
+}
+
 /// Holds the store's lock (across `fork`, so that a child never inherits it taken).
 pub(crate) fn hold() -> impl Sized {
     STORE.lock().unwrap_or_else(|p| p.into_inner())
@@ -110,10 +120,13 @@ pub(crate) fn find(client: &Client, stamp: Stamp) -> Option<Arc<[u8]>> {
 }
 
 /// Keeps `bytes`, the whole listing of `stamp`'s directory as read while its slot showed
-/// `version`, if the slot still shows it (nothing changed while the batches came) and the
-/// listing is small enough.
+/// `version`, if the slot still shows it (nothing changed while the batches came), the
+/// listing is small enough, and it starts where a listing starts.
 pub(crate) fn keep(client: &Client, stamp: Stamp, version: u64, bytes: &[u8]) {
-    if bytes.len() > MOST_ONE || !client.content_is_current(stamp.slot, version) {
+    if bytes.len() > MOST_ONE
+        || !starts_at_the_beginning(bytes, stamp.ino)
+        || !client.content_is_current(stamp.slot, version)
+    {
         return;
     }
     let kept = Kept {
@@ -183,6 +196,37 @@ mod tests {
         store.insert(Ino(5), kept(MOST_KEPT));
         assert_eq!(store.order, [Ino(5)]);
         assert_eq!(store.bytes, MOST_KEPT);
+    }
+
+    #[test]
+    fn only_a_listing_from_its_start_is_whole() {
+        use btfuse_core::ring::DirentBuilder;
+        use btfuse_core::{DirEntry, FileType};
+        let encoded = |entries: &[(u64, u64, &[u8])]| {
+            let mut buf = vec![0u8; 4096];
+            let mut builder = DirentBuilder::new(&mut buf);
+            for &(ino, cookie, name) in entries {
+                let entry = DirEntry {
+                    ino: Ino(ino),
+                    cookie,
+                    kind: FileType::Directory,
+                    name,
+                };
+                assert!(builder.push(&entry).unwrap());
+            }
+            builder.finish().as_bytes().to_vec()
+        };
+        let whole = encoded(&[(7, 1, b"."), (2, 2, b".."), (9, 3, b"f")]);
+        assert!(starts_at_the_beginning(&whole, Ino(7)));
+        assert!(
+            !starts_at_the_beginning(&whole, Ino(8)),
+            "another directory's"
+        );
+        let rest = encoded(&[(2, 2, b".."), (9, 3, b"f")]);
+        assert!(!starts_at_the_beginning(&rest, Ino(7)));
+        let moved = encoded(&[(7, 4, b"."), (9, 5, b"f")]);
+        assert!(!starts_at_the_beginning(&moved, Ino(7)));
+        assert!(!starts_at_the_beginning(&[], Ino(7)));
     }
 
     #[test]

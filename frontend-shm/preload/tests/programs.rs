@@ -603,7 +603,8 @@ fn a_large_listing_in_growing_batches() {
 /// Listings this process keeps (served again with no round trip while the directory is
 /// unchanged) never show a directory as it was: every kind of change, made here or by another
 /// process, shows in the next listing; positions taken in a kept listing lead back to their
-/// entries; and a rewind after a change shows it. (That a kept listing grants nothing to a
+/// entries; a rewind after a change shows it; and a stream that began after the program moved
+/// its description leaves nothing kept. (That a kept listing grants nothing to a
 /// caller that may no longer read the directory is in `identity.rs`.)
 const KEPT_LISTINGS: &str = r#"
 #define _GNU_SOURCE
@@ -690,6 +691,23 @@ int main(void) {
     snprintf(p, sizeof p, "%s/c", b);
     rmdir(p);
     list("rmdir", b, d);
+    /* A stream whose description the program moved first (its own getdents64 on dirfd)
+       goes on from there, and what it read is not kept as the whole listing. */
+    char fresh[512];
+    snprintf(fresh, sizeof fresh, "%s/fresh", d);
+    mkdir(fresh, 0755);
+    make(fresh, "x");
+    make(fresh, "y");
+    DIR *m = opendir(fresh);
+    char dents[48];
+    long took = getdents64(dirfd(m), dents, sizeof dents);
+    /* How many records it took is the filesystem's to choose; the two together see all. */
+    int seen = 0;
+    for (long at = 0; at < took; at += ((struct dirent64 *)(dents + at))->d_reclen) seen++;
+    while (readdir(m)) seen++;
+    closedir(m);
+    printf("moved stream: %d entries in all\n", seen);
+    list("the same directory again", fresh, d);
     /* Another process changes the directory: the next listing here shows it. */
     list("before the child", a, d);
     pid_t child = fork();

@@ -11,8 +11,10 @@
 //! A stream of a directory whose open told where its listing's changes are counted lists it
 //! from the listing this process keeps while that is current, with no round trip, and keeps
 //! the listing it fetched whole from the start otherwise (see [`listings`]). Such a stream
-//! does not move the description's position; `seekdir` (and a `rewinddir` to a listing that
-//! changed) sets it before fetching from the server again.
+//! does not move the description's position; `seekdir` and `rewinddir` set it before the
+//! server is asked again. A program that moves the description under a stream itself
+//! (`getdents64` or `lseek` on `dirfd`, unspecified for the stream by POSIX) may then get the
+//! whole kept listing where glibc's stream would go on from the moved position.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
