@@ -720,11 +720,12 @@ impl Client {
         crate::contents::is_settled(version) && self.inner.contents.version(slot) == version
     }
 
-    /// The version content table slot `slot` shows now: read before a directory is listed
-    /// ([`Response::OpenedDir`]), it vouches for the listing if it shows no change under way
-    /// and [`content_is_current`](Client::content_is_current) still holds after the last batch.
-    pub fn content_version(&self, slot: u32) -> u64 {
-        self.inner.contents.version(slot)
+    /// The version content table slot `slot` shows now, if no change is under way there:
+    /// read before a directory is listed ([`Response::OpenedDir`]), it vouches for the listing
+    /// if [`content_is_current`](Client::content_is_current) still holds after the last batch.
+    pub fn settled_version(&self, slot: u32) -> Option<u64> {
+        let version = self.inner.contents.version(slot);
+        crate::contents::is_settled(version).then_some(version)
     }
 
     /// Names the server's content table, unique among all servers ever started: content

@@ -17,7 +17,7 @@
 //! and all kept listings together hold at most [`MOST_KEPT`] bytes (older ones go first).
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use btfuse_core::Ino;
@@ -46,13 +46,18 @@ struct Kept {
     slot: u32,
     version: u64,
     bytes: Arc<[u8]>,
+    /// When it was kept: its key in [`Store::order`].
+    kept_at: u64,
 }
 
 #[derive(Default)]
 struct Store {
     by_ino: HashMap<Ino, Kept>,
-    /// Inodes in the order kept, oldest first (each at most once).
-    order: VecDeque<Ino>,
+    /// The inodes kept, by when (oldest first): removing one is a lookup, not a scan, however
+    /// many small listings are kept.
+    order: BTreeMap<u64, Ino>,
+    /// The next `kept_at`.
+    clock: u64,
     bytes: usize,
 }
 
@@ -60,24 +65,30 @@ impl Store {
     fn remove(&mut self, ino: Ino) {
         if let Some(old) = self.by_ino.remove(&ino) {
             self.bytes -= old.bytes.len();
-            self.order.retain(|&i| i != ino);
+            self.order.remove(&old.kept_at);
         }
     }
 
-    fn insert(&mut self, ino: Ino, kept: Kept) {
+    fn insert(&mut self, ino: Ino, mut kept: Kept) {
         self.remove(ino);
         let len = kept.bytes.len();
         while self.bytes + len > MOST_KEPT {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some((_, oldest)) = self.order.first_key_value() else {
                 break;
             };
-            if let Some(old) = self.by_ino.remove(&oldest) {
-                self.bytes -= old.bytes.len();
-            }
+            self.remove(*oldest);
         }
         self.bytes += len;
-        self.order.push_back(ino);
+        kept.kept_at = self.clock;
+        self.clock += 1;
+        self.order.insert(kept.kept_at, ino);
         self.by_ino.insert(ino, kept);
+    }
+
+    /// The inodes kept, oldest first.
+    #[cfg(test)]
+    fn oldest_first(&self) -> Vec<Ino> {
+        self.order.values().copied().collect()
     }
 }
 
@@ -134,6 +145,7 @@ pub(crate) fn keep(client: &Client, stamp: Stamp, version: u64, bytes: &[u8]) {
         slot: stamp.slot,
         version,
         bytes: Arc::from(bytes),
+        kept_at: 0,
     };
     with_store(|store| store.insert(stamp.ino, kept));
 }
@@ -170,6 +182,7 @@ mod tests {
             slot: 0,
             version: 0,
             bytes: Arc::from(vec![0u8; len]),
+            kept_at: 0,
         }
     }
 
@@ -184,17 +197,17 @@ mod tests {
         // A fourth does not fit beside three: the first kept goes.
         store.insert(Ino(4), kept(third));
         assert!(!store.by_ino.contains_key(&Ino(1)));
-        assert_eq!(store.order, [Ino(2), Ino(3), Ino(4)]);
+        assert_eq!(store.oldest_first(), [Ino(2), Ino(3), Ino(4)]);
         // Keeping one again replaces it, and it becomes the newest.
         store.insert(Ino(2), kept(10));
-        assert_eq!(store.order, [Ino(3), Ino(4), Ino(2)]);
+        assert_eq!(store.oldest_first(), [Ino(3), Ino(4), Ino(2)]);
         assert_eq!(store.bytes, 2 * third + 10);
         store.remove(Ino(3));
         assert_eq!(store.bytes, third + 10);
-        assert_eq!(store.order, [Ino(4), Ino(2)]);
+        assert_eq!(store.oldest_first(), [Ino(4), Ino(2)]);
         // One as large as the bound empties the store for itself.
         store.insert(Ino(5), kept(MOST_KEPT));
-        assert_eq!(store.order, [Ino(5)]);
+        assert_eq!(store.oldest_first(), [Ino(5)]);
         assert_eq!(store.bytes, MOST_KEPT);
     }
 

@@ -209,9 +209,7 @@ fn next_entry(stream: &mut Stream) -> *mut libc::dirent64 {
                 stream.kept = Some(kept);
                 stream.cursor = 0;
             } else {
-                let version = client.content_version(stamp.slot);
-                stream.gathering =
-                    btfuse_ring_client::contents::is_settled(version).then_some(version);
+                stream.gathering = client.settled_version(stamp.slot);
             }
         }
         if stream.kept.is_none()
