@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use btfuse_core::ring::{
-    DirentBuilder, OpenOptions, Request, Response, Target, Whence, encode_request, encode_response,
+    DirentBuilder, OpenOptions, Request, Response, Stamp, StampsBuilder, Target, Whence,
+    encode_request, encode_response,
 };
 use btfuse_core::{
     AccessMask, Attr, DirEntry, Errno, FallocateMode, FileType, Ino, RenameMode, StatFs, TimeSet,
@@ -33,6 +34,16 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
         ("attach", Request::Attach { token: 0x1234_5678 }),
         ("fork", Request::Fork),
         ("stat", Request::Stat { target: path }),
+        (
+            "stat-stamped",
+            Request::StatStamped {
+                target: Target::Path {
+                    at: None,
+                    path: b"/a/b",
+                    follow: false,
+                },
+            },
+        ),
         (
             "access",
             Request::Access {
@@ -327,8 +338,27 @@ fn main() -> std::io::Result<()> {
             "room for the entry"
         );
     }
+    let mut stamps = StampsBuilder::default();
+    for (slot, version) in [(7, 3 << 20), (4095, 0), (12, 1 << 40)] {
+        assert!(stamps.push(Stamp { slot, version }), "room for three");
+    }
+    let stamps = stamps.stamps().expect("three stamps");
     let responses = [
         ("ok", Response::Ok),
+        (
+            "stamped",
+            Response::Stamped {
+                outcome: Ok(attr),
+                stamps,
+            },
+        ),
+        (
+            "stamped-err",
+            Response::Stamped {
+                outcome: Err(Errno::PermissionDenied),
+                stamps,
+            },
+        ),
         ("err", Response::Err(Errno::NotFound)),
         ("attr", Response::Attr(attr)),
         ("opened", Response::Opened { fd: 5, attr }),

@@ -43,20 +43,32 @@ use alloc::sync::Arc;
 use crate::error::Result;
 use crate::types::*;
 
-/// Told about every change to a regular file's content or size, however it is made (a write,
-/// a truncation, `fallocate`, an `O_TRUNC` open), and to what a directory lists (a name made,
-/// removed or renamed in it, its `..` moved by a rename, its removal), by any frontend: what
-/// a frontend that lets its clients keep file content and listings needs in order to know
-/// when what they keep is stale.
+/// What a [`ContentWatch`] is told about.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Change {
+    /// A regular file's content or size, or what a directory lists: a write, a truncation,
+    /// `fallocate`, an `O_TRUNC` open; a name made, removed or renamed in a directory, its
+    /// `..` moved by a rename, its removal. The inode's attributes (size, times, link count)
+    /// may change with it.
+    Content,
+    /// Only what `stat` shows of the inode: its mode, owner, times (the access time a read
+    /// moves included), link count, or the change time an extended attribute moves.
+    Attributes,
+}
+
+/// Told about every change to a regular file's content or size, to what a directory lists,
+/// and to any inode's attributes, however it is made, by any frontend: what a frontend that
+/// lets its clients keep file content, listings and attributes needs in order to know when
+/// what they keep is stale.
 ///
 /// `changing` comes before the change can be seen and `changed` after it is complete, both
 /// for every change, including one that fails part way; calls for one inode never overlap,
 /// calls for different inodes may.
 pub trait ContentWatch: Send + Sync {
-    /// `ino`'s content or size is about to change.
-    fn changing(&self, ino: Ino);
-    /// The change announced by the last `changing(ino)` is complete.
-    fn changed(&self, ino: Ino);
+    /// `ino`'s content or attributes, as `what` says, are about to change.
+    fn changing(&self, ino: Ino, what: Change);
+    /// The change announced by the last `changing(ino, what)` is complete.
+    fn changed(&self, ino: Ino, what: Change);
 }
 
 /// An inode-based POSIX filesystem. All methods take `&self` and may run concurrently.
@@ -232,13 +244,20 @@ pub trait Filesystem: Send + Sync {
     /// Make a file's data durable. Memory is as durable as it gets, so this only checks `fh`.
     fn fsync(&self, cred: &Credentials, fh: Fh, datasync: bool) -> Result<()>;
 
-    /// Has `watch` told about every content change from now on (see [`ContentWatch`]); returns
+    /// Has `watch` told about every content and attribute change from now on (see [`ContentWatch`]); returns
     /// whether it will be. The default, `false`, tells nothing: a filesystem that cannot report
     /// changes must not claim to. Wrappers pass the call on.
     fn watch_content(&self, watch: Arc<dyn ContentWatch>) -> bool {
         let _ = watch;
         false
     }
+
+    /// Whether a frontend may answer a call again from what an earlier answer showed, without
+    /// asking the filesystem, while its [`ContentWatch`] reports no change (a client that
+    /// keeps the attributes a path walk found). `false` for a filesystem or wrapper that must
+    /// see every call, such as one that runs hooks on each. No default: wrappers pass the
+    /// call on or answer `false`, so that none allows it by forgetting to.
+    fn calls_may_be_skipped(&self) -> bool;
 
     /// The file locks every frontend of this filesystem shares, if it keeps any (`None`:
     /// frontends answer lock calls with `EOPNOTSUPP`). Wrappers pass the call on; there is

@@ -36,7 +36,7 @@ pub mod types;
 
 pub use block::{BlockNo, BlockStore, MemPool, StoreError};
 pub use error::{Errno, Result};
-pub use fs::{ContentWatch, Filesystem};
+pub use fs::{Change, ContentWatch, Filesystem};
 pub use memfs::{AtimePolicy, Config, MemFs, Usage};
 pub use types::*;
 

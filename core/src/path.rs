@@ -107,10 +107,12 @@ impl Last<'_> {
 }
 
 /// A walk in progress: the directory reached and the links met.
-struct Walk<'a, F: ?Sized> {
+struct Walk<'a, F: ?Sized, O> {
     fs: &'a F,
     cred: &'a Credentials,
     mount: Mount<'a>,
+    /// Told each directory before a name is looked up in it.
+    observe: O,
     /// The directory reached.
     dir: Ino,
     /// Its attributes, when a step already returned them.
@@ -139,7 +141,7 @@ fn parent_of(path: &[u8]) -> Vec<u8> {
     out
 }
 
-impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
+impl<'a, F: Filesystem + ?Sized, O: FnMut(Ino)> Walk<'a, F, O> {
     /// A walk of `path` from `start`, or from the root if `path` is absolute. The start must be
     /// a directory (`ENOTDIR`) the caller may search (`EACCES`), as Linux's `path_init` and
     /// first `may_lookup` want.
@@ -152,6 +154,7 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
         mount: Mount<'a>,
         start: Ino,
         path: &[u8],
+        mut observe: O,
     ) -> Result<Self> {
         let start = if path.first() == Some(&b'/') {
             Ino::ROOT
@@ -163,12 +166,14 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
         let dir_attr = if start == Ino::ROOT {
             None
         } else {
+            observe(start);
             Some(fs.find(cred, start, b".")?)
         };
         Ok(Walk {
             fs,
             cred,
             mount,
+            observe,
             dir: start,
             dir_attr,
             links: 0,
@@ -274,11 +279,11 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
                 {
                     return Ok(Resolved::Outside(escape));
                 }
-                let up = self.fs.find(self.cred, self.dir, b"..")?;
+                let up = self.find(self.dir, b"..")?;
                 self.enter(up.ino, Some(up));
                 continue;
             }
-            let attr = self.fs.find(self.cred, self.dir, &buf[name.clone()])?;
+            let attr = self.find(self.dir, &buf[name.clone()])?;
             if attr.kind == FileType::Symlink {
                 match self.splice(attr.ino, &buf[pos..])? {
                     Resolved::Outside(escape) => return Ok(Resolved::Outside(escape)),
@@ -296,6 +301,12 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
         }
     }
 
+    /// `name` in `dir`, as [`Filesystem::find`] answers, once the observer knows of `dir`.
+    fn find(&mut self, dir: Ino, name: &[u8]) -> Result<Attr> {
+        (self.observe)(dir);
+        self.fs.find(self.cred, dir, name)
+    }
+
     fn enter(&mut self, dir: Ino, attr: Option<Attr>) {
         self.dir = dir;
         self.dir_attr = attr;
@@ -306,7 +317,7 @@ impl<'a, F: Filesystem + ?Sized> Walk<'a, F> {
         match self.dir_attr {
             Some(attr) => Ok(attr),
             None => {
-                let attr = self.fs.find(self.cred, self.dir, b".")?;
+                let attr = self.find(self.dir, b".")?;
                 self.dir_attr = Some(attr);
                 Ok(attr)
             }
@@ -354,8 +365,24 @@ pub fn resolve_at<F: Filesystem + ?Sized>(
     path: &[u8],
     follow: Follow,
 ) -> Result<Resolved<Attr>> {
+    resolve_observed(fs, cred, mount, start, path, follow, |_| {})
+}
+
+/// [`resolve_at`], telling `observe` each directory before the walk looks a name up in it
+/// (or checks it as the start): the directories whose entries and permissions the answer
+/// depends on. With the inode reached, they are all it depends on: a link's target never
+/// changes. A directory may be told more than once.
+pub fn resolve_observed<F: Filesystem + ?Sized>(
+    fs: &F,
+    cred: &Credentials,
+    mount: Mount<'_>,
+    start: Ino,
+    path: &[u8],
+    follow: Follow,
+    observe: impl FnMut(Ino),
+) -> Result<Resolved<Attr>> {
     check_path(path)?;
-    let mut walk = Walk::new(fs, cred, mount, start, path)?;
+    let mut walk = Walk::new(fs, cred, mount, start, path, observe)?;
     let mut path = Cow::Borrowed(path);
     loop {
         let last = match walk.walk_to_last(path)? {
@@ -370,7 +397,7 @@ pub fn resolve_at<F: Filesystem + ?Sized>(
         {
             return Ok(Resolved::Outside(escape));
         }
-        let attr = fs.find(cred, walk.dir, name)?;
+        let attr = walk.find(walk.dir, name)?;
         if attr.kind == FileType::Symlink && (follow == Follow::Follow || slash) {
             match walk.splice(attr.ino, if slash { b"." } else { b"" })? {
                 Resolved::Outside(escape) => return Ok(Resolved::Outside(escape)),
@@ -408,7 +435,7 @@ pub fn resolve_parent_at<F: Filesystem + ?Sized>(
     path: &[u8],
 ) -> Result<Resolved<Parent>> {
     check_path(path)?;
-    let mut walk = Walk::new(fs, cred, mount, start, path)?;
+    let mut walk = Walk::new(fs, cred, mount, start, path, |_| {})?;
     match walk.walk_to_last(Cow::Borrowed(path))? {
         Resolved::Outside(escape) => Ok(Resolved::Outside(escape)),
         Resolved::Inside(last) => Ok(Resolved::Inside(Parent {
@@ -423,6 +450,7 @@ pub fn resolve_parent_at<F: Filesystem + ?Sized>(
 mod tests {
     use super::*;
     use crate::{Config, MemFs, MemPool, ZeroClock};
+    use alloc::vec;
 
     fn sample() -> MemFs<MemPool> {
         let fs = MemFs::new(MemPool::new(1 << 20), Config::default(), ZeroClock);
@@ -454,6 +482,49 @@ mod tests {
             Resolved::Inside(a) => Resolved::Inside(a.ino.0),
             Resolved::Outside(e) => Resolved::Outside(e),
         })
+    }
+
+    #[test]
+    fn a_walk_tells_each_directory_it_looks_in() {
+        let fs = sample();
+        let root = Credentials::root();
+        let seen = |start: Ino, path: &[u8], follow| {
+            let mut dirs = Vec::new();
+            let found = resolve_observed(&fs, &root, Mount::Chroot, start, path, follow, |d| {
+                dirs.push(d)
+            });
+            let found = match found {
+                Ok(Resolved::Inside(attr)) => Ok(attr.ino),
+                Ok(Resolved::Outside(_)) => panic!("left a chroot"),
+                Err(e) => Err(e),
+            };
+            (found, dirs)
+        };
+        let ino = |path: &[u8]| seen(Ino::ROOT, path, Follow::NoFollow).0.unwrap();
+        let (r, a, b, f) = (Ino::ROOT, ino(b"/a"), ino(b"/a/b"), ino(b"/a/b/f"));
+        let rel = ino(b"/rel");
+        assert_eq!(seen(r, b"/a/b/f", Follow::Follow), (Ok(f), vec![r, a, b]));
+        assert_eq!(
+            seen(r, b"/rel", Follow::Follow),
+            (Ok(f), vec![r, r, a, b]),
+            "the link's own directory, then its target's walk"
+        );
+        assert_eq!(seen(r, b"/rel", Follow::NoFollow), (Ok(rel), vec![r]));
+        assert_eq!(
+            seen(r, b"/a/up", Follow::Follow),
+            (Ok(f), vec![r, a, a, r, a, b]),
+            "`..` is looked up in the directory it leaves"
+        );
+        assert_eq!(
+            seen(r, b"/a/none/f", Follow::Follow),
+            (Err(Errno::NotFound), vec![r, a]),
+            "a failure depends on the directories up to it"
+        );
+        assert_eq!(
+            seen(a, b"b/f", Follow::Follow),
+            (Ok(f), vec![a, a, b]),
+            "a start other than the root is checked first"
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use btfuse_core::path::MAX_SYMLINKS;
 use btfuse_core::ring::{
     DecodeError, DirentBuilder, DirentList, EncodeError, HEADER_LEN, MAX_IO, MAX_RECORD,
-    OpenOptions, Request, Response, Target, VERSION, Whence, decode_request, decode_response,
-    encode_request, encode_response, peek_header, request_len, response_len,
+    MAX_STAMPS, OpenOptions, Request, Response, Stamps, Target, VERSION, Whence, decode_request,
+    decode_response, encode_request, encode_response, peek_header, request_len, response_len,
 };
 use btfuse_core::{
     AccessMask, Attr, DirEntry, Errno, FallocateMode, FileType, Ino, NAME_MAX, PATH_MAX,
@@ -98,7 +98,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 39;
+const REQUEST_VARIANTS: usize = 40;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -337,6 +337,7 @@ impl RequestParts {
                 token: num[0],
                 cancel: flag,
             },
+            39 => Request::StatStamped { target },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -385,10 +386,11 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::GetLock { .. } => 36,
         Request::SetLock { .. } => 37,
         Request::LockWait { .. } => 38,
+        Request::StatStamped { .. } => 39,
     }
 }
 
-const RESPONSE_VARIANTS: usize = 16;
+const RESPONSE_VARIANTS: usize = 17;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -404,6 +406,7 @@ struct ResponseParts {
     path: Vec<u8>,
     second: bool,
     links: u32,
+    stamps: Vec<u8>,
 }
 
 fn entry_name() -> impl Strategy<Value = Vec<u8>> {
@@ -453,7 +456,12 @@ fn response_parts() -> impl Strategy<Value = ResponseParts> {
         ),
         (any::<u32>(), any::<u64>(), vec(any::<u8>(), 0..64)),
         (open_options(), statfs(), dirents()),
-        (string(PATH_MAX), any::<bool>(), 0..=MAX_SYMLINKS),
+        (
+            string(PATH_MAX),
+            any::<bool>(),
+            0..=MAX_SYMLINKS,
+            vec(any::<[u8; 12]>(), 1..=MAX_STAMPS),
+        ),
     )
         .prop_map(|(a, b, c, d)| ResponseParts {
             op: a.0,
@@ -468,6 +476,7 @@ fn response_parts() -> impl Strategy<Value = ResponseParts> {
             path: d.0,
             second: d.1,
             links: d.2,
+            stamps: d.3.concat(),
         })
 }
 
@@ -513,6 +522,14 @@ impl ResponseParts {
                 attr: self.attr,
                 slot: self.num as u32,
             },
+            16 => Response::Stamped {
+                outcome: if self.second {
+                    Ok(self.attr)
+                } else {
+                    Err(self.errno)
+                },
+                stamps: Stamps::new(&self.stamps).expect("whole stamps"),
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -537,6 +554,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::Prefetched { .. } => 12,
         Response::Outside { .. } => 13,
         Response::Lock { .. } => 14,
+        Response::Stamped { .. } => 16,
     }
 }
 
@@ -874,8 +892,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(5))
     );
     assert_eq!(
-        decode_request(&patched(0, 7)),
-        Err(DecodeError::BadVersion(7))
+        decode_request(&patched(0, 6)),
+        Err(DecodeError::BadVersion(6))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 8)),
+        Err(DecodeError::BadVersion(8))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -889,13 +911,13 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x23, 0x2f, 0x3e, 0x47, 0x4b, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x24, 0x2f, 0x3e, 0x47, 0x4b, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x90, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x91, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))
@@ -1136,6 +1158,22 @@ fn response_value_errors() {
     assert!(response(0x83, payload![[0; 4], short]).is_ok());
     short.pop();
     assert_eq!(response(0x82, short), Err(DecodeError::Truncated));
+
+    // Stamped: an error, then 0, 1, 32 and 33 stamps; an `ok` byte that is not a bool.
+    let stamped = |ok: u8, n: u8, stamps: usize| {
+        let outcome = if ok == 1 {
+            attr_body(8, 0, 0)
+        } else {
+            2i32.to_le_bytes().to_vec()
+        };
+        response(0x90, payload![[ok], outcome, [n], vec![0u8; 12 * stamps]])
+    };
+    assert!(stamped(0, 1, 1).is_ok());
+    assert!(stamped(1, 32, 32).is_ok());
+    assert_eq!(stamped(0, 0, 0), Err(DecodeError::BadValue), "no stamp");
+    assert_eq!(stamped(0, 33, 33), Err(DecodeError::TooLong));
+    assert_eq!(stamped(0, 2, 1), Err(DecodeError::Truncated));
+    assert_eq!(stamped(2, 1, 1), Err(DecodeError::BadValue));
 
     let entry =
         |kind: u8, name: &[u8]| payload![[0; 16], [kind], (name.len() as u16).to_le_bytes(), name];
@@ -1383,10 +1421,16 @@ fn opcodes_are_distinct_and_match_the_table() {
             .opcode()
         })
         .collect();
-    let expected: Vec<u8> = [0x01..=0x03, 0x10..=0x22, 0x30..=0x3d, 0x48..=0x4a]
-        .into_iter()
-        .flatten()
-        .collect();
+    let expected: Vec<u8> = [
+        0x01..=0x03,
+        0x10..=0x22,
+        0x30..=0x3d,
+        0x48..=0x4a,
+        0x23..=0x23,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     assert_eq!(opcodes, expected);
     let kinds = [
         Response::Ok,

@@ -349,4 +349,8 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
     fn watch_content(&self, watch: std::sync::Arc<dyn ContentWatch>) -> bool {
         self.inner.watch_content(watch)
     }
+
+    fn calls_may_be_skipped(&self) -> bool {
+        self.inner.calls_may_be_skipped()
+    }
 }

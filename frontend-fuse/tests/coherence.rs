@@ -151,6 +151,72 @@ fn mount_changes_show_through_the_ring_at_once() {
     }
 }
 
+/// `StatStamped` of `path` through the ring: whether the walk succeeded, and the stamps.
+fn stat_stamped(ring: &Client, path: &str) -> (bool, Vec<(u32, u64)>) {
+    let target = ring::Target::Path {
+        at: None,
+        path: path.as_bytes(),
+        follow: true,
+    };
+    ring.request(&Request::StatStamped { target }, |r| match r {
+        Response::Stamped { outcome, stamps } => Ok((
+            outcome.is_ok(),
+            stamps.iter().map(|s| (s.slot, s.version)).collect(),
+        )),
+        other => panic!("expected Stamped, got {other:?}"),
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_stamped_stat_goes_stale_when_the_mount_changes_what_it_was_made_from() {
+    let (mount, ring, _sockets) = mount_with_ring();
+    let m = mount.path();
+    fs::create_dir(m.join("d")).unwrap();
+    fs::write(m.join("d/f"), b"first").unwrap();
+    let current = |stamps: &[(u32, u64)]| {
+        stamps
+            .iter()
+            .all(|&(slot, v)| ring.attributes_are_current(slot, v))
+    };
+    type Change = fn(&Path);
+    let changes: [(&str, Change, &str); 5] = [
+        (
+            "/d/f",
+            |m| fs::set_permissions(m.join("d/f"), fs::Permissions::from_mode(0o600)).unwrap(),
+            "a chmod through the mount",
+        ),
+        (
+            "/d/f",
+            |m| fs::set_permissions(m.join("d"), fs::Permissions::from_mode(0o700)).unwrap(),
+            "a directory's chmod through the mount",
+        ),
+        (
+            "/d/f",
+            |m| fs::write(m.join("d/f"), b"second, longer").unwrap(),
+            "a write through the mount",
+        ),
+        (
+            "/d/g",
+            |m| fs::write(m.join("d/g"), b"").unwrap(),
+            "the missing name made through the mount",
+        ),
+        (
+            "/d/f",
+            |m| fs::rename(m.join("d/f"), m.join("d/h")).unwrap(),
+            "a rename through the mount",
+        ),
+    ];
+    for (path, change, what) in changes {
+        let (_, stamps) = stat_stamped(&ring, path);
+        assert!(current(&stamps), "{what}: fresh");
+        change(m);
+        assert!(!current(&stamps), "{what}: still current");
+    }
+    let (found, _) = stat_stamped(&ring, "/d/h");
+    assert!(found);
+}
+
 /// Opens `path` through the ring for reading with its first bytes sent along: the
 /// description, the inode's content table slot, the content version and the bytes.
 fn open_prefetched(ring: &Client, path: &str) -> (u32, u32, u64, Vec<u8>) {

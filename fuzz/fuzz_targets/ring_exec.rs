@@ -109,7 +109,7 @@ const XATTR_NAMES: [&[u8]; 4] = [b"user.x", b"trusted.x", b"user.y", b"security.
 
 /// Operation names, in the order of the operation byte (for reports; the decoder matches on
 /// the index).
-const OPS: [&str; 30] = [
+const OPS: [&str; 31] = [
     "open",
     "mkdir",
     "rmdir",
@@ -140,6 +140,7 @@ const OPS: [&str; 30] = [
     "setxattr",
     "getxattr",
     "fsync",
+    "stat-stamped",
 ];
 
 /// The callers, as reports name them.
@@ -405,10 +406,11 @@ fn decode_action(op: u8, [a, b, c, d]: [u8; 4]) -> Action {
             name: XATTR_NAMES[pick(b, XATTR_NAMES.len())],
             max: 64,
         },
-        _ => Request::Fsync {
+        29 => Request::Fsync {
             fd: fd(a),
             datasync: b & 1 != 0,
         },
+        _ => Request::StatStamped { target: target(a) },
     };
     Action::Call(request)
 }
@@ -507,6 +509,13 @@ impl Outcome {
             Response::Dirents(list) => {
                 Outcome::Entries(list.iter().map(|e| e.name.to_vec()).collect())
             }
+            // A stamped answer is the `Stat` answer the model (which reports no changes) gives.
+            Response::Stamped {
+                outcome: Err(e), ..
+            } => Outcome::Err(e),
+            Response::Stamped {
+                outcome: Ok(attr), ..
+            } => Outcome::Other(Response::Attr(attr).kind()),
             ref other => Outcome::Other(other.kind()),
         }
     }

@@ -275,6 +275,7 @@ impl<B: BlockStore> MemFs<B> {
         }
         let mut st = inode.state.write();
         if !st.freed && needs(&st, now) {
+            let _change = self.attribute_change(inode.ino);
             st.atime = now.into();
         }
     }

@@ -98,7 +98,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use spin::{Mutex, RwLock};
 
 use crate::block::BlockStore;
-use crate::fs::ContentWatch;
+use crate::fs::{Change, ContentWatch};
 use crate::types::*;
 
 use dir::Dir;
@@ -204,17 +204,18 @@ pub struct MemFs<B: BlockStore> {
     locks: crate::locks::LockTable,
 }
 
-/// A content change under way: [`ContentWatch::changed`] follows when it is dropped, so a
-/// change that fails part way is reported as complete too.
+/// A change under way: [`ContentWatch::changed`] follows when it is dropped, so a change
+/// that fails part way is reported as complete too.
 struct ContentChange<'a> {
     watch: Option<&'a Arc<dyn ContentWatch>>,
     ino: Ino,
+    what: Change,
 }
 
 impl Drop for ContentChange<'_> {
     fn drop(&mut self) {
         if let Some(watch) = self.watch {
-            watch.changed(self.ino);
+            watch.changed(self.ino, self.what);
         }
     }
 }
@@ -293,11 +294,22 @@ impl<B: BlockStore> MemFs<B> {
     /// announces its end. Taken under the inode's write lock, so the announcements for one
     /// inode never overlap.
     fn content_change(&self, ino: Ino) -> ContentChange<'_> {
+        self.change(ino, Change::Content)
+    }
+
+    /// Announces a change to `ino`'s attributes alone, as [`content_change`] does.
+    ///
+    /// [`content_change`]: MemFs::content_change
+    fn attribute_change(&self, ino: Ino) -> ContentChange<'_> {
+        self.change(ino, Change::Attributes)
+    }
+
+    fn change(&self, ino: Ino, what: Change) -> ContentChange<'_> {
         let watch = self.watch.get();
         if let Some(watch) = watch {
-            watch.changing(ino);
+            watch.changing(ino, what);
         }
-        ContentChange { watch, ino }
+        ContentChange { watch, ino, what }
     }
 
     fn block_size(&self) -> u64 {

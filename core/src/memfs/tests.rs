@@ -12,7 +12,7 @@ use super::{Config, MemFs};
 use crate::ZeroClock;
 use crate::block::{BlockStore, FaultInjector, MemPool};
 use crate::error::Errno;
-use crate::fs::{ContentWatch, Filesystem};
+use crate::fs::{Change, ContentWatch, Filesystem};
 use crate::types::*;
 
 fn fs() -> MemFs<MemPool> {
@@ -99,25 +99,46 @@ fn memfs_is_send_and_sync() {
     assert_send_sync::<MemFs<MemPool>>();
 }
 
-/// Records what a [`ContentWatch`] is told, as `(changing?, ino)`.
+/// Records what a [`ContentWatch`] is told, as `(changing?, ino, what)`.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(bool, Ino)>>);
+struct Recorder(Mutex<Vec<(bool, Ino, Change)>>);
 
 impl ContentWatch for Recorder {
-    fn changing(&self, ino: Ino) {
-        self.0.lock().push((true, ino));
+    fn changing(&self, ino: Ino, what: Change) {
+        self.0.lock().push((true, ino, what));
     }
-    fn changed(&self, ino: Ino) {
-        self.0.lock().push((false, ino));
+    fn changed(&self, ino: Ino, what: Change) {
+        self.0.lock().push((false, ino, what));
+    }
+}
+
+impl Recorder {
+    /// Empties the record; returns what it held of kind `what`, as `(changing?, ino)`.
+    fn take(&self, what: Change) -> Vec<(bool, Ino)> {
+        core::mem::take(&mut *self.0.lock())
+            .into_iter()
+            .filter(|&(_, _, w)| w == what)
+            .map(|(changing, ino, _)| (changing, ino))
+            .collect()
     }
 }
 
 /// A filesystem whose content watch is a [`Recorder`].
 fn watched() -> (MemFs<MemPool>, Arc<Recorder>) {
-    let fs = fs();
+    watched_with(fs())
+}
+
+fn watched_with(fs: MemFs<MemPool>) -> (MemFs<MemPool>, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     assert!(fs.watch_content(recorder.clone()));
     (fs, recorder)
+}
+
+/// Each pair, in the order announced: `changing` for every inode, then `changed`.
+fn pairs(inos: &[Ino]) -> Vec<(bool, Ino)> {
+    let mut expected: Vec<_> = inos.iter().map(|&i| (true, i)).collect();
+    expected.extend(inos.iter().map(|&i| (false, i)));
+    expected
 }
 
 #[test]
@@ -132,7 +153,7 @@ fn every_content_change_is_announced_before_and_after() {
         .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
         .unwrap();
     let ino = attr.ino;
-    let take = || core::mem::take(&mut *recorder.0.lock());
+    let take = || recorder.take(Change::Content);
     assert_eq!(
         take(),
         [(true, Ino::ROOT), (false, Ino::ROOT)],
@@ -182,13 +203,7 @@ fn every_content_change_is_announced_before_and_after() {
 fn every_change_to_a_listing_is_announced_before_and_after() {
     let (fs, recorder) = watched();
     let root = Credentials::root();
-    let take = || core::mem::take(&mut *recorder.0.lock());
-    // Each pair, in the order announced: the inodes whose listings changed.
-    let pairs = |inos: &[Ino]| {
-        let mut expected: Vec<_> = inos.iter().map(|&i| (true, i)).collect();
-        expected.extend(inos.iter().map(|&i| (false, i)));
-        expected
-    };
+    let take = || recorder.take(Change::Content);
     let r = Ino::ROOT;
     let a = fs.mkdir(&root, r, b"a", 0o755).unwrap().ino;
     assert_eq!(take(), pairs(&[r]), "mkdir");
@@ -232,6 +247,89 @@ fn every_change_to_a_listing_is_announced_before_and_after() {
     assert_eq!(fs.unlink(&root, b, b"nothing"), Err(Errno::NotFound));
     assert_eq!(fs.mkdir(&root, r, b"a", 0o755), Err(Errno::Exists));
     assert_eq!(take(), []);
+}
+
+#[test]
+fn every_attribute_change_is_announced_before_and_after() {
+    // A clock that moves, so that a read after a write moves the access time once.
+    let clock = TickingClock(AtomicU64::new(1));
+    let (fs, recorder) = watched_with(MemFs::new(
+        MemPool::new(64 * 4096),
+        Config::default(),
+        clock,
+    ));
+    let root = Credentials::root();
+    let take = || recorder.take(Change::Attributes);
+    let r = Ino::ROOT;
+    let (attr, fh) = fs
+        .create(&root, r, b"f", 0o644, OpenFlags::READ_WRITE)
+        .unwrap();
+    let f = attr.ino;
+    let d = fs.mkdir(&root, r, b"d", 0o755).unwrap().ino;
+    assert_eq!(
+        take(),
+        [],
+        "made: listings change, no inode's attributes alone"
+    );
+    let setattrs = [
+        SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        },
+        SetAttr {
+            uid: Some(7),
+            gid: Some(7),
+            ..SetAttr::default()
+        },
+        SetAttr {
+            atime: TimeSet::Now,
+            mtime: TimeSet::At(Timestamp { secs: 5, nanos: 0 }),
+            ..SetAttr::default()
+        },
+    ];
+    for set in &setattrs {
+        fs.setattr(&root, f, set, None).unwrap();
+        assert_eq!(take(), pairs(&[f]), "{set:?}");
+    }
+    fs.setattr(&root, d, &setattrs[0], None).unwrap();
+    assert_eq!(take(), pairs(&[d]), "a directory's mode");
+    fs.setxattr(&root, f, b"user.x", b"1", XattrMode::Set)
+        .unwrap();
+    assert_eq!(take(), pairs(&[f]), "setxattr");
+    fs.removexattr(&root, f, b"user.x").unwrap();
+    assert_eq!(take(), pairs(&[f]), "removexattr");
+    fs.link(&root, f, d, b"g").unwrap();
+    assert_eq!(take(), pairs(&[f]), "link: the link count");
+    fs.rename(&root, r, b"f", r, b"h", RenameMode::Replace)
+        .unwrap();
+    assert_eq!(take(), pairs(&[f]), "rename: the change time");
+    let x = fs
+        .mknod(&root, r, b"x", FileType::RegularFile, 0o644, 0)
+        .unwrap()
+        .ino;
+    take();
+    fs.rename(&root, d, b"g", r, b"x", RenameMode::Replace)
+        .unwrap();
+    assert_eq!(take(), pairs(&[f, x]), "rename over a file: its link count");
+    fs.unlink(&root, r, b"x").unwrap();
+    assert_eq!(take(), pairs(&[f]), "unlink: the link count");
+    // A write changes the content (and the attributes with it); the first read after it
+    // moves the access time, the next does not.
+    fs.write(&root, fh, 0, b"hello").unwrap();
+    assert_eq!(take(), [], "a write is a content change");
+    fs.read(&root, fh, 0, &mut [0; 4]).unwrap();
+    assert_eq!(take(), pairs(&[f]), "a read after a write: the access time");
+    fs.read(&root, fh, 0, &mut [0; 4]).unwrap();
+    assert_eq!(take(), [], "relatime: once");
+    // Failures before any change announce nothing.
+    assert_eq!(fs.removexattr(&root, f, b"user.y"), Err(Errno::NoData));
+    let nobody = Credentials::user(65534, 65534);
+    assert_eq!(
+        fs.setattr(&nobody, f, &setattrs[0], None),
+        Err(Errno::NotPermitted)
+    );
+    assert_eq!(take(), []);
+    fs.release(fh).unwrap();
 }
 
 #[test]

@@ -31,8 +31,8 @@
 //! version 3 `Open`'s `prefetch` and the `Prefetched` response, version 4 the `Outside`
 //! response, the open flags `check_read_write` (access mode 3) and `path_only` (`O_PATH`) and
 //! `Prefetched`'s content table slot, version 5 the lock requests (`GetLock`, `SetLock`,
-//! `LockWait`) and the `Lock` response, version 6 the `OpenedDir` response; older versions are no
-//! longer spoken.
+//! `LockWait`) and the `Lock` response, version 6 the `OpenedDir` response, version 7
+//! `StatStamped` and the `Stamped` response; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -62,6 +62,7 @@
 //! | `attr`      | 85       | below                                                          |
 //! | `statfs`    | 48       | below                                                          |
 //! | `dirents`   | 4 + n    | `u32` n ≤ `MAX_IO`, then n bytes of entries, below             |
+//! | `stamps`    | 1 + 12n  | `u8` n, 1 ≤ n ≤ [`MAX_STAMPS`], then n × (`u32` slot, `u64` version) |
 //!
 //! - `oflags` bits: 0x1 read, 0x2 write, 0x4 append, 0x8 truncate, 0x10 create, 0x20 exclusive,
 //!   0x40 directory, 0x80 nofollow, 0x100 nonblock, 0x200 check_read_write (access mode 3),
@@ -105,6 +106,7 @@
 //! | 0x20   | `SetXattr`    | `target`, `xname`, `xvalue`, `xmode`                             |
 //! | 0x21   | `ListXattr`   | `target`, `max(XATTR_SIZE_MAX)`                                  |
 //! | 0x22   | `RemoveXattr` | `target`, `xname`                                                |
+//! | 0x23   | `StatStamped` | `target`                                                         |
 //! | 0x30   | `Read`        | `u32` fd, `max(MAX_IO)` len                                      |
 //! | 0x31   | `Pread`       | `u32` fd, `u64` offset, `max(MAX_IO)` len                        |
 //! | 0x32   | `Write`       | `u32` fd, `data`                                                 |
@@ -147,6 +149,7 @@
 //! | 0x8d | `Outside` | `bool` second, `max(MAX_SYMLINKS)` links, `path` |
 //! | 0x8e | `Lock`    | `bool` write, `u64` start, `u64` end, `u32` pid, `bool` description |
 //! | 0x8f | `OpenedDir` | `u32` fd, `attr`, `u32` slot |
+//! | 0x90 | `Stamped` | `bool` ok, then `attr` if ok else `errno`; `stamps` |
 //!
 //! **Walks that leave the tree.** The server walks a request's paths as if the served root
 //! were mounted at a place it does not know (each client sees it at its own prefix):
@@ -176,10 +179,12 @@ use core::fmt;
 
 use codec::{Codec, Counter, Reader, Sink, Writer};
 pub use request::{OpenOptions, Request, Target, Whence};
-pub use response::{DirentBuilder, DirentIter, DirentList, Response};
+pub use response::{
+    DirentBuilder, DirentIter, DirentList, MAX_STAMPS, Response, Stamp, Stamps, StampsBuilder,
+};
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 6;
+pub const VERSION: u8 = 7;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

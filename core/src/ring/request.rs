@@ -316,6 +316,14 @@ requests! {
             /// What to inspect.
             target: Target<'a> as Target<'a>,
         },
+        /// `stat`, `lstat` and `fstatat` of a path, for a client that keeps answers. Replies
+        /// `Stamped` when the server can say what the answer depends on (a path walked from
+        /// the root, a server that counts changes and need not see every call, no change under
+        /// way in what the walk read), else what `Stat` replies.
+        StatStamped = 0x23 {
+            /// What to inspect: a path (an `Fd` target is answered as `Stat` answers it).
+            target: Target<'a> as Target<'a>,
+        },
         /// `access`, `faccessat`. Replies `Ok`.
         Access = 0x11 {
             /// What to check.

@@ -83,6 +83,17 @@ pub enum Response<'a> {
         /// Owned by an open file description (an OFD lock, whose `l_pid` reads -1).
         description: bool,
     },
+    /// A path's attributes, or the error its walk ended with, and what the answer depends on
+    /// (`StatStamped`): while the server's content table shows every stamp's version in its
+    /// slot, the same request with the same identity gets the same answer.
+    Stamped {
+        /// The attributes, or the error.
+        outcome: Result<Attr, Errno>,
+        /// The slots of the directories the walk looked in and of the inode it reached, each
+        /// with the attribute version it showed before the walk read anything there. Slots
+        /// are told as for `Prefetched`: only about inodes the caller's walk reached.
+        stamps: Stamps<'a>,
+    },
     /// The walk of one of the request's paths left the served tree (an absolute symbolic
     /// link, or `..` above the root): the server did nothing, and the call goes on with
     /// `path` in the client's own namespace, as the client itself. Any request naming a path
@@ -118,6 +129,7 @@ mod kind {
     pub(super) const OUTSIDE: u8 = 0x8d;
     pub(super) const LOCK: u8 = 0x8e;
     pub(super) const OPENED_DIR: u8 = 0x8f;
+    pub(super) const STAMPED: u8 = 0x90;
 }
 
 impl Response<'_> {
@@ -140,6 +152,7 @@ impl Response<'_> {
             Response::Outside { .. } => kind::OUTSIDE,
             Response::Lock { .. } => kind::LOCK,
             Response::OpenedDir { .. } => kind::OPENED_DIR,
+            Response::Stamped { .. } => kind::STAMPED,
         }
     }
 }
@@ -206,6 +219,14 @@ pub(super) fn put_response<S: Sink + ?Sized>(
             Attr::put(attr, sink)?;
             u32::put(slot, sink)
         }
+        Response::Stamped { outcome, stamps } => {
+            bool::put(&outcome.is_ok(), sink)?;
+            match outcome {
+                Ok(attr) => Attr::put(attr, sink)?,
+                Err(errno) => Errno::put(errno, sink)?,
+            }
+            Stamps::put(stamps, sink)
+        }
     }
 }
 
@@ -252,6 +273,14 @@ pub(super) fn get_response<'a>(
             fd: u32::get(reader)?,
             attr: Attr::get(reader)?,
             slot: u32::get(reader)?,
+        },
+        kind::STAMPED => Response::Stamped {
+            outcome: if bool::get(reader)? {
+                Ok(Attr::get(reader)?)
+            } else {
+                Err(Errno::get(reader)?)
+            },
+            stamps: Stamps::get(reader)?,
         },
         _ => return Err(DecodeError::UnknownOpcode(kind)),
     })
@@ -427,5 +456,123 @@ impl<'b> DirentBuilder<'b> {
         DirentList {
             bytes: buf.get(..self.len).unwrap_or_default(),
         }
+    }
+}
+
+/// Most stamps one answer carries.
+pub const MAX_STAMPS: usize = 32;
+/// Bytes of one encoded stamp: `u32` slot, `u64` version.
+const STAMP_LEN: usize = 12;
+
+/// One slot of the content table and the version it showed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp {
+    /// The slot.
+    pub slot: u32,
+    /// Its attribute version.
+    pub version: u64,
+}
+
+/// The stamps of a [`Response::Stamped`], borrowed from a record or a [`StampsBuilder`].
+///
+/// Invariant: 1 to [`MAX_STAMPS`] whole stamps, so iterating cannot fail.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamps<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Stamps<'a> {
+    /// Checks that `bytes` holds 1 to [`MAX_STAMPS`] whole stamps.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(STAMP_LEN) {
+            return Err(DecodeError::BadValue);
+        }
+        if bytes.len() > MAX_STAMPS * STAMP_LEN {
+            return Err(DecodeError::TooLong);
+        }
+        Ok(Stamps { bytes })
+    }
+
+    /// The encoded stamps.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// How many stamps.
+    pub const fn len(&self) -> usize {
+        self.bytes.len() / STAMP_LEN
+    }
+
+    /// Never: there is at least one.
+    pub const fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The stamps, in the order the server wrote them.
+    pub fn iter(&self) -> impl Iterator<Item = Stamp> + 'a {
+        self.bytes.chunks_exact(STAMP_LEN).map(|c| {
+            let (slot, version) = c.split_at(4);
+            Stamp {
+                slot: u32::from_le_bytes(slot.try_into().unwrap_or_default()),
+                version: u64::from_le_bytes(version.try_into().unwrap_or_default()),
+            }
+        })
+    }
+}
+
+/// A `u8` count of 1 to [`MAX_STAMPS`], then the stamps.
+impl<'a> Codec<'a> for Stamps<'a> {
+    type Value = Stamps<'a>;
+    fn put<S: Sink + ?Sized>(value: &Stamps<'a>, sink: &mut S) -> Result<(), DecodeError> {
+        let checked = Stamps::new(value.bytes)?;
+        u8::put(&(checked.len() as u8), sink)?;
+        sink.put(checked.bytes);
+        Ok(())
+    }
+    fn get(reader: &mut Reader<'a>) -> Result<Stamps<'a>, DecodeError> {
+        let n = usize::from(u8::get(reader)?);
+        if n > MAX_STAMPS {
+            return Err(DecodeError::TooLong);
+        }
+        Stamps::new(reader.take(n * STAMP_LEN)?)
+    }
+}
+
+/// Gathers the stamps of an answer, each slot once.
+pub struct StampsBuilder {
+    buf: [u8; MAX_STAMPS * STAMP_LEN],
+    len: usize,
+}
+
+impl Default for StampsBuilder {
+    fn default() -> Self {
+        StampsBuilder {
+            buf: [0; MAX_STAMPS * STAMP_LEN],
+            len: 0,
+        }
+    }
+}
+
+impl StampsBuilder {
+    /// Whether `slot` is stamped already.
+    pub fn has(&self, slot: u32) -> bool {
+        self.stamps()
+            .is_some_and(|s| s.iter().any(|s| s.slot == slot))
+    }
+
+    /// Adds `stamp`; `false` when [`MAX_STAMPS`] are there already (nothing added).
+    pub fn push(&mut self, stamp: Stamp) -> bool {
+        let Some(dst) = self.buf.get_mut(self.len..self.len + STAMP_LEN) else {
+            return false;
+        };
+        dst[..4].copy_from_slice(&stamp.slot.to_le_bytes());
+        dst[4..].copy_from_slice(&stamp.version.to_le_bytes());
+        self.len += STAMP_LEN;
+        true
+    }
+
+    /// The stamps added; `None` before the first.
+    pub fn stamps(&self) -> Option<Stamps<'_>> {
+        Stamps::new(&self.buf[..self.len]).ok()
     }
 }

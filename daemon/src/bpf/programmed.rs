@@ -511,6 +511,12 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         self.inner.watch_content(watch)
     }
 
+    /// Not while programs are loaded: each must see every lookup a walk makes, and may answer
+    /// differently from one call to the next.
+    fn calls_may_be_skipped(&self) -> bool {
+        self.hooks.is_none() && self.inner.calls_may_be_skipped()
+    }
+
     // Lock calls are not engine operations a program is asked about: the table is passed on
     // so that both frontends keep sharing it behind the programs.
     fn locks(&self) -> Option<&btfuse_core::locks::LockTable> {

@@ -282,4 +282,9 @@ impl<F: Filesystem> Filesystem for Metered<F> {
     fn watch_content(&self, watch: std::sync::Arc<dyn ContentWatch>) -> bool {
         self.inner.watch_content(watch)
     }
+
+    // A call a client answers alone is not counted, as the kernel's cached answers are not.
+    fn calls_may_be_skipped(&self) -> bool {
+        self.inner.calls_may_be_skipped()
+    }
 }

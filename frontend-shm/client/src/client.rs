@@ -58,8 +58,9 @@ pub fn identity_changed() {
     IDENTITY_EPOCH.fetch_add(1, Ordering::SeqCst);
 }
 
-/// The identity epoch now.
-fn identity_epoch() -> u64 {
+/// The identity epoch now: an answer received while it read `e`, before and after the
+/// request, was checked with the ids the process had at epoch `e`.
+pub fn identity_epoch() -> u64 {
     IDENTITY_EPOCH.load(Ordering::Acquire)
 }
 
@@ -726,6 +727,13 @@ impl Client {
     pub fn settled_version(&self, slot: u32) -> Option<u64> {
         let version = self.inner.contents.version(slot);
         crate::contents::is_settled(version).then_some(version)
+    }
+
+    /// Whether an answer the server stamped with attribute version `version` in content table
+    /// slot `slot` ([`Response::Stamped`]) still holds there: no change to the attributes or
+    /// content of an inode of that slot has begun since. One load; no round trip.
+    pub fn attributes_are_current(&self, slot: u32, version: u64) -> bool {
+        crate::contents::is_settled(version) && self.inner.contents.attributes(slot) == version
     }
 
     /// Names the server's content table, unique among all servers ever started: content

@@ -42,7 +42,7 @@ pub mod waiting;
 
 pub use client::{
     Client, DEAD_SERVER_CHECK, DirEntry, File, LeftTree, MAX_CHANNELS, Metadata, OpenOptions, Sent,
-    identity_changed, set_private_fd_floor,
+    identity_changed, identity_epoch, set_private_fd_floor,
 };
 pub use locks::{LONGEST_NAP, LockHolder, LockScope, LockType};
 

@@ -1,6 +1,6 @@
 //! The content table's writing side: the server maps it writable, counts each change to a
-//! regular file's content or a directory's listing in the slot of its inode, and hands the
-//! sealed memfd to every client.
+//! regular file's content, a directory's listing or an inode's attributes in the slot of its
+//! inode, and hands the sealed memfd to every client.
 //! The layout, the meaning of a slot's word and who may write are
 //! [`btfuse_ring_client::contents`]'s.
 
@@ -11,8 +11,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use btfuse_core::{ContentWatch, Ino};
-use btfuse_ring_client::contents::{SLOTS, STRIDE, TABLE_LEN, UNDER_WAY};
+use btfuse_core::{Change, ContentWatch, Ino};
+use btfuse_ring_client::contents::{ATTRIBUTES, SLOTS, STRIDE, TABLE_LEN, UNDER_WAY};
 use memmap2::{MmapMut, MmapOptions};
 
 /// The server's side: counts changes, and is handed to every client.
@@ -47,17 +47,30 @@ impl ContentTable {
         (self.key.hash_one(ino.0) % SLOTS as u64) as u32
     }
 
-    fn word(&self, ino: Ino) -> &AtomicU64 {
-        let offset = (1 + self.slot(ino) as usize) * STRIDE;
-        // SAFETY: the offset is below TABLE_LEN - 8 (the slot is below SLOTS) and 8-byte
-        // aligned in a page-aligned mapping; the word is only accessed atomically, here and by
-        // clients.
+    /// `ino`'s slot's content word (`at` 0) or attribute word (`at` [`ATTRIBUTES`]).
+    fn word(&self, ino: Ino, at: usize) -> &AtomicU64 {
+        debug_assert!(at == 0 || at == ATTRIBUTES);
+        let offset = (1 + self.slot(ino) as usize) * STRIDE + at;
+        // SAFETY: the offset is a slot's line (the slot is below SLOTS) plus 0 or 8, so below
+        // TABLE_LEN - 8 and 8-byte aligned in a page-aligned mapping; the word is only
+        // accessed atomically, here and by clients.
         unsafe { &*self.map.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 
     /// The version of `ino`'s content now.
     pub(crate) fn version(&self, ino: Ino) -> u64 {
-        self.word(ino).load(Ordering::SeqCst)
+        self.word(ino, 0).load(Ordering::SeqCst)
+    }
+
+    /// The version of `ino`'s attributes now.
+    pub(crate) fn attributes(&self, ino: Ino) -> u64 {
+        self.word(ino, ATTRIBUTES).load(Ordering::SeqCst)
+    }
+
+    /// The words a change of kind `what` moves: content changes attributes with it.
+    fn words(&self, ino: Ino, what: Change) -> impl Iterator<Item = &AtomicU64> {
+        let content = (what == Change::Content).then(|| self.word(ino, 0));
+        content.into_iter().chain([self.word(ino, ATTRIBUTES)])
     }
 
     /// The memfd, to send to a client.
@@ -67,14 +80,18 @@ impl ContentTable {
 }
 
 impl ContentWatch for ContentTable {
-    fn changing(&self, ino: Ino) {
+    fn changing(&self, ino: Ino, what: Change) {
         // SeqCst on both sides: a reader whose load comes after this in the single order sees
-        // the change under way; one whose load comes before read the content before it.
-        self.word(ino).fetch_add(1, Ordering::SeqCst);
+        // the change under way; one whose load comes before read the inode before it.
+        for word in self.words(ino, what) {
+            word.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
-    fn changed(&self, ino: Ino) {
-        self.word(ino).fetch_add(UNDER_WAY, Ordering::SeqCst);
+    fn changed(&self, ino: Ino, what: Change) {
+        for word in self.words(ino, what) {
+            word.fetch_add(UNDER_WAY, Ordering::SeqCst);
+        }
     }
 }
 
@@ -109,21 +126,42 @@ mod tests {
         let slot = table.slot(a);
         let before = view.version(slot);
         assert!(is_settled(before));
-        table.changing(a);
+        table.changing(a, Change::Content);
         let during = view.version(slot);
         assert!(!is_settled(during));
-        table.changing(b);
-        table.changed(a);
+        assert!(
+            !is_settled(view.attributes(slot)),
+            "content moves attributes"
+        );
+        table.changing(b, Change::Content);
+        table.changed(a, Change::Content);
         assert!(
             !is_settled(view.version(slot)),
             "b, in the same slot, is still changing"
         );
-        table.changed(b);
+        table.changed(b, Change::Content);
         let after = view.version(slot);
         assert!(is_settled(after));
         assert_ne!(after, before);
+        assert_eq!(
+            view.attributes(slot),
+            after,
+            "two changes counted in each word"
+        );
         assert_eq!(view.version(table.slot(c)), 0, "another slot did not move");
         assert!(!is_settled(view.version(SLOTS as u32)), "past the table");
+        assert!(!is_settled(view.attributes(SLOTS as u32)), "past the table");
+
+        // Attributes alone move only the attribute word.
+        table.changing(a, Change::Attributes);
+        assert!(!is_settled(view.attributes(slot)));
+        assert_eq!(view.version(slot), after, "content untouched");
+        table.changed(a, Change::Attributes);
+        assert!(is_settled(view.attributes(slot)));
+        assert_ne!(view.attributes(slot), after);
+        assert_eq!(view.version(slot), after);
+        assert_eq!(table.attributes(a), view.attributes(slot));
+        assert_eq!(table.version(a), view.version(slot));
         let other = ContentTable::new().unwrap();
         let other = ContentView::map(other.fd()).unwrap();
         assert_ne!(view.identity(), 0);

@@ -44,8 +44,9 @@
 use std::sync::Arc;
 
 use btfuse_core::ring::{Request, Response};
-use btfuse_core::{Credentials, Filesystem};
+use btfuse_core::{ContentWatch, Credentials, Filesystem};
 
+use super::contents::ContentTable;
 use super::exec::{self, Extras};
 use super::session::{ForkTable, MAX_OPEN_PER_USER, Session, UserBudget};
 
@@ -55,11 +56,18 @@ pub struct Executor<F: Filesystem> {
     forks: ForkTable<F>,
     sessions: Vec<Arc<Session<F>>>,
     scratch: exec::Scratch,
+    /// The content table, when `fs` reports its changes: as the server, stamped answers.
+    contents: Option<Arc<ContentTable>>,
 }
 
 impl<F: Filesystem> Executor<F> {
-    /// `sessions` empty sessions over `fs`, numbered from 0.
+    /// `sessions` empty sessions over `fs`, numbered from 0; a content table counts `fs`'s
+    /// changes if it reports them, as the server's does.
     pub fn new(fs: Arc<F>, sessions: usize) -> Executor<F> {
+        let contents = ContentTable::new()
+            .ok()
+            .map(Arc::new)
+            .filter(|table| fs.watch_content(Arc::clone(table) as Arc<dyn ContentWatch>));
         let sessions = (0..sessions)
             .map(|i| {
                 let budget = Arc::new(UserBudget::new(MAX_OPEN_PER_USER));
@@ -71,6 +79,7 @@ impl<F: Filesystem> Executor<F> {
             forks: ForkTable::default(),
             sessions,
             scratch: exec::Scratch::default(),
+            contents,
         }
     }
 
@@ -105,7 +114,7 @@ impl<F: Filesystem> Executor<F> {
             &mut self.scratch,
             Extras {
                 courier: None,
-                contents: None,
+                contents: self.contents.as_deref(),
             },
         )
     }

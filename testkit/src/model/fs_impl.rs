@@ -993,4 +993,8 @@ impl Filesystem for Model {
     fn locks(&self) -> Option<&btfuse_core::locks::LockTable> {
         None
     }
+
+    fn calls_may_be_skipped(&self) -> bool {
+        true
+    }
 }

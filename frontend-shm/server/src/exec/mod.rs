@@ -56,7 +56,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use btfuse_core::path::{self, Escape, Follow, MAX_SYMLINKS, Mount, Parent, Resolved};
-use btfuse_core::ring::{self, DirentBuilder, OpenOptions, Request, Response, Target, Whence};
+use btfuse_core::ring::{
+    self, DirentBuilder, OpenOptions, Request, Response, Stamp, StampsBuilder, Target, Whence,
+};
 use btfuse_core::{
     Attr, Credentials, Errno, FallocateMode, FileType, Filesystem, Ino, OpenFlags, PATH_MAX,
     RenameMode, Result, SeekWhence, SetAttr, TimeSet, XattrMode,
@@ -146,6 +148,26 @@ struct Exec<'a, F: Filesystem> {
     left: Cell<Option<Left>>,
 }
 
+/// Gathers the stamps of a `StatStamped` answer: each slot's attribute version, read the first
+/// time the walk meets an inode of that slot.
+struct Stamper<'t> {
+    table: &'t ContentTable,
+    stamps: StampsBuilder,
+    /// Whether every version read was settled and fitted.
+    whole: bool,
+}
+
+impl Stamper<'_> {
+    fn stamp(&mut self, ino: Ino) {
+        let slot = self.table.slot(ino);
+        if !self.whole || self.stamps.has(slot) {
+            return;
+        }
+        let version = self.table.attributes(ino);
+        self.whole = is_settled(version) && self.stamps.push(Stamp { slot, version });
+    }
+}
+
 /// An inode a request acts on, and its type.
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -174,6 +196,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Attach { token } => self.attach(token),
             Request::Fork => self.fork(),
             Request::Stat { target } => self.target_attr(&target).map(Response::Attr),
+            Request::StatStamped { target } => self.stat_stamped(&target, scratch),
             // `Credentials` holds one set of ids, real and effective alike: `AT_EACCESS` asks
             // the same question.
             Request::Access {
@@ -530,6 +553,85 @@ impl<F: Filesystem> Exec<'_, F> {
                 self.fs.getattr(self.cred, ino)
             }
             Target::Path { at, path, follow } => self.resolve(at, path, follow),
+        }
+    }
+
+    /// `StatStamped`: a path's attributes, or the error its walk met, with the stamps of
+    /// everything the answer depends on (`Response::Stamped`); answered as `Stat` when the
+    /// server cannot vouch for it: no content table, an engine that must see every call, a
+    /// walk that left, more directories than an answer carries, a change under way, an error
+    /// that is not the walk's. A walk from a description depends on which directory the
+    /// description is, too: that is the client's to know (a number names one description
+    /// until the client closes it).
+    ///
+    /// Each slot's attribute version is read before the walk reads anything of its inodes
+    /// (the observer is told each directory before a name is looked up in it), and the
+    /// attributes answered are read after the reached inode's version; so while every slot
+    /// still shows its version, no change to anything the answer was made from has begun
+    /// since, and a new walk would answer the same.
+    fn stat_stamped<'s>(
+        &self,
+        target: &Target<'_>,
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<Response<'s>> {
+        let stamping = match (*target, self.contents) {
+            (Target::Path { at, path, follow }, Some(table)) if self.fs.calls_may_be_skipped() => {
+                Some((at, path, follow, table))
+            }
+            _ => None,
+        };
+        let Some((at, path, follow, table)) = stamping else {
+            return self.target_attr(target).map(Response::Attr);
+        };
+        let start = self.start(at, path)?;
+        let follow = if follow {
+            Follow::Follow
+        } else {
+            Follow::NoFollow
+        };
+        let mut stamper = Stamper {
+            table,
+            stamps: StampsBuilder::default(),
+            whole: true,
+        };
+        let found = path::resolve_observed(
+            &**self.fs,
+            self.cred,
+            Mount::Elsewhere,
+            start,
+            path,
+            follow,
+            |dir| stamper.stamp(dir),
+        );
+        let outcome = match found {
+            Ok(Resolved::Outside(escape)) => return Err(self.leave(escape)),
+            Ok(Resolved::Inside(attr)) => {
+                stamper.stamp(attr.ino);
+                self.fs.getattr(self.cred, attr.ino)
+            }
+            Err(e) => Err(e),
+        };
+        let walks_error = matches!(
+            outcome,
+            Ok(_)
+                | Err(Errno::NotFound
+                    | Errno::NotADirectory
+                    | Errno::PermissionDenied
+                    | Errno::NameTooLong
+                    | Errno::TooManySymlinks)
+        );
+        let stamps = stamper
+            .stamps
+            .stamps()
+            .filter(|_| stamper.whole && walks_error);
+        let Some(stamps) = stamps else {
+            return outcome.map(Response::Attr);
+        };
+        scratch.clear();
+        scratch.extend_from_slice(stamps.as_bytes());
+        match ring::Stamps::new(scratch) {
+            Ok(stamps) => Ok(Response::Stamped { outcome, stamps }),
+            Err(_) => outcome.map(Response::Attr),
         }
     }
 

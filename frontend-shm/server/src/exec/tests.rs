@@ -997,12 +997,12 @@ fn a_read_only_open_sends_the_first_bytes_and_their_version() {
         Response::Opened { .. }
     ));
     // A change under way (as another thread's write would be) vouches for nothing.
-    c.contents.changing(ino);
+    c.contents.changing(ino, btfuse_core::Change::Content);
     assert!(matches!(
         open_prefetching(&mut c, b"/f", ro()),
         Response::Opened { .. }
     ));
-    c.contents.changed(ino);
+    c.contents.changed(ino, btfuse_core::Change::Content);
 }
 
 #[test]
