@@ -16,7 +16,8 @@
 //! - [`connection`]: the client handle, made on first use and replaced in a fork child, the
 //!   lost session, the private descriptor floor, and requests with their answers as errno
 //!   values. [`held`]: descriptions whose offset and first bytes this process keeps.
-//!   [`listings`]: directory listings this process keeps.
+//!   [`listings`]: directory listings this process keeps. [`attrs`]: answers to `stat` of a
+//!   path this process keeps.
 //! - [`descriptors`]: the descriptor table every descriptor call asks first (which numbers
 //!   stand for server descriptions), the placeholders that give them their numbers, and the
 //!   library's own descriptors.
@@ -82,6 +83,7 @@
 // The layers above are private modules; `cargo doc --document-private-items` shows them.
 #![allow(rustdoc::private_intra_doc_links)]
 
+mod attrs;
 pub mod calls;
 mod config;
 mod connection;

@@ -14,9 +14,9 @@ use libc::{c_char, c_int, c_void, size_t, ssize_t};
 use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors::{self, Entry};
 use crate::errno::fail;
-use crate::held;
 use crate::outside::follow;
 use crate::paths::{self, PathTarget, at_target};
+use crate::{attrs, held};
 
 /// Gives up this process's reference to description `desc` (and what it remembered of it).
 pub(crate) fn release(client: &Client, desc: u32) {
@@ -28,6 +28,7 @@ pub(crate) fn release(client: &Client, desc: u32) {
 pub(crate) fn release_waited(client: &Client, desc: u32) {
     paths::forget_path(desc);
     held::forget(desc);
+    attrs::forget(desc);
     let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
 }
 
@@ -35,6 +36,7 @@ pub(crate) fn release_waited(client: &Client, desc: u32) {
 pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() -> T) -> T {
     paths::forget_path(desc);
     held::forget(desc);
+    attrs::forget(desc);
     // Not waited for: the program's close needs nothing from the answer (see Client::post).
     let (posted, value) = client.post_then(&Request::Close { fd: desc }, then);
     if let Err(e) = posted {

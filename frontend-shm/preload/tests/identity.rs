@@ -70,11 +70,15 @@ int main(int argc, char **argv) {
     mkdir(at("pub"), 0777);
     chmod(at("pub"), 0777);
 
+    /* Stat as root, and so kept by the process (see `attrs`), children included. */
+    struct stat st;
+    report("stat p700/a as root", stat(at("p700/a"), &st));
     /* Root still: the filesystem ids alone decide, in a child that changes only them. */
     pid_t child = fork();
     if (child == 0) {
         setfsgid(4001);
         setfsuid(4001);
+        report("fsuid 4001: stat p700/a", stat(at("p700/a"), &st));
         report("fsuid 4001: open secret", open(at("secret"), O_RDONLY));
         report("fsuid 4001: open readable", open(at("readable"), O_RDONLY));
         setfsuid(0);
@@ -108,6 +112,8 @@ int main(int argc, char **argv) {
         report("write through mode 3", write(fd, "x", 1));
         printf("F_GETFL access mode %d\n", fcntl(fd, F_GETFL) & O_ACCMODE);
     }
+    report("stat p700/a, stat as root before", stat(at("p700/a"), &st));
+    report("lstat p700/a, stat as root before", lstat(at("p700/a"), &st));
     report("open p700 O_DIRECTORY", open(at("p700"), O_RDONLY | O_DIRECTORY));
     DIR *again = opendir(at("p700"));
     report("opendir p700, listed as root before", again ? 0 : -1);
@@ -139,7 +145,6 @@ int main(int argc, char **argv) {
         report("fchmod secret O_PATH", fchmod(fd, 0666));
     }
     report("chown suid -1 -1", chown(at("suid"), -1, -1));
-    struct stat st;
     stat(at("suid"), &st);
     printf("suid mode after chown %o\n", st.st_mode & 07777);
     fd = report("create pub/mine", open(at("pub/mine"), O_CREAT | O_WRONLY, 0644));
@@ -187,6 +192,9 @@ fn a_process_that_drops_privileges_gets_what_the_kernel_gives() {
     // The transcript itself says what the kernel refused: not an empty agreement.
     for line in [
         "fsuid 4001: open secret: -1 Permission denied",
+        "stat p700/a as root: ok",
+        "fsuid 4001: stat p700/a: -1 Permission denied",
+        "stat p700/a, stat as root before: -1 Permission denied",
         "opendir p700, listed as root before: -1 Permission denied",
         "opendir pub: 2 entries",
         "fsuid 0: open secret: ok",

@@ -763,3 +763,151 @@ fn kept_listings_show_every_change() {
 fn readdir_leaves_errno_alone() {
     c_program_same_as_tmpfs(READDIR_ERRNO, "readdir_errno");
 }
+
+/// `stat` answers this process keeps: every kind of change, by this process and by another,
+/// shows in the next `stat`, `lstat` and `fstatat` of a path, absolute, relative to the
+/// working directory and relative to a directory descriptor. For each answer the program also
+/// prints whether it is exactly what `fstat` of a fresh `O_PATH` descriptor (asked of the
+/// server every time) says; a link is not opened (the ring's `O_PATH` does not open links).
+const KEPT_ATTRIBUTES: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+static int same(const struct stat *a, const struct stat *b) {
+    return a->st_ino == b->st_ino && a->st_mode == b->st_mode && a->st_nlink == b->st_nlink
+        && a->st_uid == b->st_uid && a->st_gid == b->st_gid && a->st_size == b->st_size
+        && a->st_blocks == b->st_blocks
+        && a->st_atim.tv_sec == b->st_atim.tv_sec && a->st_atim.tv_nsec == b->st_atim.tv_nsec
+        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec
+        && a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+/* What `stat` (dirfd `at`, AT_SYMLINK_NOFOLLOW if `nofollow`) answers for `path`. */
+static void one(const char *what, int at, const char *path, int nofollow) {
+    struct stat s, f;
+    int r = fstatat(at, path, &s, nofollow ? AT_SYMLINK_NOFOLLOW : 0);
+    printf("%s%s: ", what, nofollow ? " (l)" : "");
+    if (r) { printf("%s\n", strerror(errno)); return; }
+    printf("mode %o nlink %lu size %ld uid %u", s.st_mode, (unsigned long)s.st_nlink,
+           (long)s.st_size, s.st_uid);
+    if (S_ISLNK(s.st_mode)) { printf(" (a link: not opened)\n"); return; }
+    int fd = openat(at, path, O_PATH | (nofollow ? O_NOFOLLOW : 0));
+    int fresh = fd >= 0 && !fstat(fd, &f) && same(&s, &f);
+    if (fd >= 0) close(fd);
+    if (s.st_mtim.tv_sec < 2000000000 && s.st_mtim.tv_sec > 100)
+        printf(" mtime set");
+    printf(" fresh %d\n", fresh);
+}
+static void show(const char *what, const char *path) {
+    one(what, AT_FDCWD, path, 0);
+    one(what, AT_FDCWD, path, 1);
+}
+int main(void) {
+    char a[512], b[512], f[512], g[512], h[512], c[512], l[512], n[512];
+    const char *d = getenv("D");
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/a/b", d);
+    snprintf(f, sizeof f, "%s/a/b/f", d);
+    snprintf(g, sizeof g, "%s/a/g", d);
+    snprintf(h, sizeof h, "%s/a/b/h", d);
+    snprintf(c, sizeof c, "%s/a/c", d);
+    snprintf(l, sizeof l, "%s/l", d);
+    snprintf(n, sizeof n, "%s/a/b/new", d);
+    mkdir(a, 0755);
+    mkdir(b, 0755);
+    close(open(f, O_CREAT | O_WRONLY, 0644));
+    show("first", f);
+    show("again", f);
+    show("missing", n);
+    show("missing again", n);
+    chmod(f, 0600);
+    show("chmod", f);
+    chown(f, 1, 1);
+    show("chown", f);
+    struct timespec times[2] = {{1000000000, 5}, {1000000000, 7}};
+    utimensat(AT_FDCWD, f, times, 0);
+    show("utimens", f);
+    int w = open(f, O_WRONLY | O_APPEND);
+    write(w, "hello", 5);
+    close(w);
+    show("written", f);
+    truncate(f, 2);
+    show("truncated", f);
+    int r = open(f, O_RDONLY);
+    char buf[8];
+    read(r, buf, sizeof buf);
+    close(r);
+    show("read after a write", f);
+    printf("setxattr %d\n", setxattr(f, "user.x", "1", 1, 0));
+    show("setxattr", f);
+    link(f, g);
+    show("linked", f);
+    unlink(g);
+    show("link removed", f);
+    rename(f, h);
+    show("renamed away", f);
+    show("renamed here", h);
+    rename(h, f);
+    show("renamed back", f);
+    chmod(b, 0700);
+    show("directory chmod", b);
+    show("through it", f);
+    rename(b, c);
+    show("directory renamed", f);
+    rename(c, b);
+    show("directory back", f);
+    rename(b, c);
+    close(open(b, O_CREAT | O_WRONLY, 0644));
+    show("a file in its place", f);
+    unlink(b);
+    rename(c, b);
+    show("restored", f);
+    symlink("a/b", l);
+    show("through a link", f);
+    char lf[512];
+    snprintf(lf, sizeof lf, "%s/f", l);
+    show("link/f", lf);
+    show("the link", l);
+    unlink(l);
+    symlink("a/none", l);
+    show("link/f, link replaced", lf);
+    show("the link, replaced", l);
+    /* Another process changes things; this one sees it. */
+    pid_t child = fork();
+    if (child == 0) {
+        chmod(f, 0640);
+        close(open(n, O_CREAT | O_WRONLY, 0644));
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    show("after the child", f);
+    show("made by the child", n);
+    /* Relative to the working directory, and to a directory descriptor. */
+    chdir(a);
+    show("relative", "b/f");
+    chmod(f, 0604);
+    show("relative after chmod", "b/f");
+    int dir = open(b, O_RDONLY | O_DIRECTORY);
+    one("from a descriptor", dir, "f", 0);
+    one("from a descriptor", dir, "f", 0);
+    unlink(n);
+    one("from a descriptor, removed", dir, "new", 0);
+    close(dir);
+    dir = open(a, O_RDONLY | O_DIRECTORY);
+    one("from another descriptor", dir, "f", 0);
+    one("from another descriptor", dir, "b/f", 0);
+    close(dir);
+    return 0;
+}
+"#;
+
+#[test]
+fn kept_attributes_show_every_change() {
+    c_program_same_as_tmpfs(KEPT_ATTRIBUTES, "kept_attributes");
+}

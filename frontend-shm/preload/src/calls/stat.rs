@@ -8,6 +8,7 @@ use btfuse_core::ring::{Request, Response, Target};
 use btfuse_ring_client::Client;
 use libc::{c_char, c_int, c_uint};
 
+use crate::attrs;
 use crate::connection::{PROTOCOL, call};
 use crate::errno::fail;
 use crate::guard::guarded;
@@ -85,6 +86,27 @@ fn ring_stat(client: &Client, target: Target<'_>, buf: *mut libc::stat) -> c_int
     result.unwrap_or_else(fail)
 }
 
+/// The attributes the path `t` names (`flags`: `AT_SYMLINK_NOFOLLOW`), or the errno: from
+/// what this process keeps while that stands, else asked with `StatStamped` and the answer
+/// kept (see [`crate::attrs`]).
+fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
+    let (at, path, follow) = (t.at, &t.path[..], flags & libc::AT_SYMLINK_NOFOLLOW == 0);
+    let target = Target::Path { at, path, follow };
+    let key = (at, path, follow);
+    if let Some(outcome) = attrs::find(&t.client, key) {
+        return outcome.map_err(|e| e.code());
+    }
+    let epoch = btfuse_ring_client::identity_epoch();
+    call(&t.client, &Request::StatStamped { target }, |r| match r {
+        Response::Attr(attr) => Ok(attr),
+        Response::Stamped { outcome, stamps } => {
+            attrs::keep(&t.client, key, epoch, outcome, stamps);
+            outcome.map_err(|e| e.code())
+        }
+        _ => Err(PROTOCOL),
+    })
+}
+
 interpose! {
     /// Interposed.
     fn fstat, fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
@@ -113,7 +135,14 @@ unsafe fn stat_at(
     let t = unsafe { at_target(dirfd, path) }?;
     follow(
         t,
-        |t| ring_stat(&t.client, path_target(t, flags), buf),
+        |t| match path_attr(t, flags) {
+            Ok(attr) => {
+                // SAFETY: the caller's `buf` points at a `struct stat`.
+                fill_stat(unsafe { &mut *buf }, &attr);
+                0
+            }
+            Err(code) => fail(code),
+        },
         // SAFETY: libc's `fstatat` with an absolute path and the caller's buffer.
         |host| unsafe { real::fstatat()(libc::AT_FDCWD, host.as_ptr(), buf, flags) },
         fail,
@@ -173,7 +202,14 @@ interpose! {
         let t = unsafe { at_target(dirfd, path) }?;
         follow(
             t,
-            |t| fill(&t.client, path_target(t, flags)),
+            |t| match path_attr(t, flags) {
+                Ok(attr) => {
+                    // SAFETY: the caller's `buf` points at a `struct statx`.
+                    fill_statx(unsafe { &mut *buf }, &attr);
+                    0
+                }
+                Err(code) => fail(code),
+            },
             // SAFETY: libc's `statx` with an absolute path and the caller's buffer.
             |host| unsafe { real::statx()(libc::AT_FDCWD, host.as_ptr(), flags, mask, buf) },
             fail,
