@@ -18,7 +18,8 @@
 //!
 //! The answers of walks from a description are forgotten when this process lets the
 //! description go ([`forget`]): its number names that directory until then, and only then
-//! may the server give the number to another. Slots shared with other inodes only cost an
+//! may the server give the number to another (an answer asked while any description was let
+//! go is not kept). Slots shared with other inodes only cost an
 //! answer asked again. Nothing here is shared
 //! with another process: what is kept is what the server told this one. What is kept is
 //! bounded: at most [`MOST_KEPT`] answers and [`MOST_BYTES`] bytes of paths; a store that
@@ -72,12 +73,18 @@ struct Store {
     len: usize,
     /// Bytes of the paths kept in all.
     bytes: usize,
+    /// Descriptions let go so far: an answer about a walk from a description is kept only if
+    /// none was let go while it was asked (it might have been this one).
+    let_go: u64,
 }
 
 impl Store {
     fn insert(&mut self, (at, path, follow): Key<'_>, kept: Kept) {
         if self.len >= MOST_KEPT || self.bytes + path.len() > MOST_BYTES {
-            *self = Store::default();
+            *self = Store {
+                let_go: self.let_go,
+                ..Store::default()
+            };
         }
         let paths = self.by_start.entry(at).or_default();
         if paths.by_path[usize::from(follow)]
@@ -103,6 +110,7 @@ impl Store {
 
     /// Forgets the answers of walks from `desc`.
     fn forget(&mut self, desc: u32) {
+        self.let_go += 1;
         if let Some(paths) = self.by_start.remove(&Some(desc)) {
             self.len -= paths.len();
             self.bytes -= paths.bytes;
@@ -147,15 +155,34 @@ pub(crate) fn find(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>>
     })
 }
 
-/// Keeps the server's answer to a `StatStamped` of `key`, asked while the identity epoch read
-/// `epoch`, if the process still has those ids.
+/// What [`keep`] needs to know of the moment a question was asked: read before asking.
+#[derive(Clone, Copy)]
+pub(crate) struct Asked {
+    /// The identity epoch.
+    epoch: u64,
+    /// How many descriptions had been let go.
+    let_go: u64,
+}
+
+/// The moment, for an answer about to be asked.
+pub(crate) fn asking() -> Asked {
+    Asked {
+        epoch: btfuse_ring_client::identity_epoch(),
+        let_go: with_store(|store| store.let_go),
+    }
+}
+
+/// Keeps the server's answer to a `StatStamped` of `key`, asked at `asked`, if the process
+/// still has the ids it asked with and, for a walk from a description, let no description go
+/// meanwhile.
 pub(crate) fn keep(
     client: &Client,
     key: Key<'_>,
-    epoch: u64,
+    asked: Asked,
     outcome: Result<Attr, Errno>,
     stamps: Stamps<'_>,
 ) {
+    let epoch = asked.epoch;
     if btfuse_ring_client::identity_epoch() != epoch {
         return;
     }
@@ -165,7 +192,11 @@ pub(crate) fn keep(
         outcome,
         stamps: stamps.iter().map(|s| (s.slot, s.version)).collect(),
     };
-    with_store(|store| store.insert(key, kept));
+    with_store(|store| {
+        if key.0.is_none() || store.let_go == asked.let_go {
+            store.insert(key, kept);
+        }
+    });
 }
 
 /// Forgets the answers of walks that started at description `desc`, which this process is
@@ -219,7 +250,7 @@ mod tests {
         store.insert((Some(4), b"f", false), kept());
         store.forget(4);
         store.forget(5);
-        assert_eq!((store.len, store.bytes), (1, 9));
+        assert_eq!((store.len, store.bytes, store.let_go), (1, 9, 2));
         assert!(store.by_start.get(&Some(4)).is_none());
         // Paths of PATH_MAX bytes: the byte bound comes first.
         let long = vec![b'a'; libc::PATH_MAX as usize - 1];

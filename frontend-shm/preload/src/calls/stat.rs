@@ -96,11 +96,11 @@ fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
     if let Some(outcome) = attrs::find(&t.client, key) {
         return outcome.map_err(|e| e.code());
     }
-    let epoch = btfuse_ring_client::identity_epoch();
+    let asked = attrs::asking();
     call(&t.client, &Request::StatStamped { target }, |r| match r {
         Response::Attr(attr) => Ok(attr),
         Response::Stamped { outcome, stamps } => {
-            attrs::keep(&t.client, key, epoch, outcome, stamps);
+            attrs::keep(&t.client, key, asked, outcome, stamps);
             outcome.map_err(|e| e.code())
         }
         _ => Err(PROTOCOL),
