@@ -148,6 +148,15 @@ struct Exec<'a, F: Filesystem> {
     left: Cell<Option<Left>>,
 }
 
+/// How a walk treats a symbolic link in the last component, as a request's `follow` says.
+fn follow_if(follow: bool) -> Follow {
+    if follow {
+        Follow::Follow
+    } else {
+        Follow::NoFollow
+    }
+}
+
 /// Gathers the stamps of a `StatStamped` answer: each slot's attribute version, read the first
 /// time the walk meets an inode of that slot.
 struct Stamper<'t> {
@@ -445,18 +454,13 @@ impl<F: Filesystem> Exec<'_, F> {
     /// The inode `path` names, following a symbolic link in the last component if `follow`.
     fn resolve(&self, at: Option<u32>, path: &[u8], follow: bool) -> Result<Attr> {
         let start = self.start(at, path)?;
-        let follow = if follow {
-            Follow::Follow
-        } else {
-            Follow::NoFollow
-        };
         self.inside(path::resolve_at(
             &**self.fs,
             self.cred,
             Mount::Elsewhere,
             start,
             path,
-            follow,
+            follow_if(follow),
         ))
     }
 
@@ -584,11 +588,6 @@ impl<F: Filesystem> Exec<'_, F> {
             return self.target_attr(target).map(Response::Attr);
         };
         let start = self.start(at, path)?;
-        let follow = if follow {
-            Follow::Follow
-        } else {
-            Follow::NoFollow
-        };
         let mut stamper = Stamper {
             table,
             stamps: StampsBuilder::default(),
@@ -600,7 +599,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Mount::Elsewhere,
             start,
             path,
-            follow,
+            follow_if(follow),
             |dir| stamper.stamp(dir),
         );
         let outcome = match found {
@@ -611,7 +610,7 @@ impl<F: Filesystem> Exec<'_, F> {
             }
             Err(e) => Err(e),
         };
-        let walks_error = matches!(
+        let vouched = matches!(
             outcome,
             Ok(_)
                 | Err(Errno::NotFound
@@ -620,10 +619,7 @@ impl<F: Filesystem> Exec<'_, F> {
                     | Errno::NameTooLong
                     | Errno::TooManySymlinks)
         );
-        let stamps = stamper
-            .stamps
-            .stamps()
-            .filter(|_| stamper.whole && walks_error);
+        let stamps = stamper.stamps.stamps().filter(|_| stamper.whole && vouched);
         let Some(stamps) = stamps else {
             return outcome.map(Response::Attr);
         };
