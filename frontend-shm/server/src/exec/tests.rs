@@ -898,6 +898,202 @@ fn a_directory_opened_for_reading_is_told_where_its_listing_changes_are_counted(
     assert!(matches!(plain, Response::Opened { .. }), "{plain:?}");
 }
 
+/// `StatStamped` of `target`: the outcome, and the stamps as `(slot, version)` pairs (`None`
+/// for an answer given as `Stat` gives it).
+fn stat_stamped(c: &mut Client, target: Target<'_>) -> (Result<Attr>, Option<Vec<(u32, u64)>>) {
+    match c.run(Request::StatStamped { target }) {
+        Response::Stamped { outcome, stamps } => (
+            outcome,
+            Some(stamps.iter().map(|s| (s.slot, s.version)).collect()),
+        ),
+        Response::Attr(attr) => (Ok(attr), None),
+        Response::Err(e) => (Err(e), None),
+        other => panic!("expected Stamped, got {other:?}"),
+    }
+}
+
+/// The stamps a walk through `inos` (in order) is expected to carry: each slot once, with its
+/// attribute version now.
+fn expected_stamps(c: &Client, inos: &[Ino]) -> Vec<(u32, u64)> {
+    let mut stamps: Vec<(u32, u64)> = Vec::new();
+    for &ino in inos {
+        let slot = c.contents.slot(ino);
+        if stamps.iter().all(|&(s, _)| s != slot) {
+            stamps.push((slot, c.contents.attributes(ino)));
+        }
+    }
+    stamps
+}
+
+/// Whether every stamp still shows its version, as a client would check.
+fn current(c: &Client, stamps: &[(u32, u64)]) -> bool {
+    let view = btfuse_ring_client::contents::ContentView::map(c.contents.fd()).unwrap();
+    stamps.iter().all(|&(slot, v)| view.attributes(slot) == v)
+}
+
+#[test]
+fn a_stat_of_a_path_is_stamped_with_every_inode_it_depends_on() {
+    let mut c = Client::root();
+    c.mkdir(b"/d", 0o755).unwrap();
+    c.mkdir(b"/d/e", 0o755).unwrap();
+    c.put(b"/d/e/f", b"data");
+    c.symlink(b"d/e", b"/l").unwrap();
+    let ino = |c: &mut Client, path| c.stat(at(path)).unwrap().ino;
+    let (r, d, e, f) = (
+        Ino::ROOT,
+        ino(&mut c, b"/d"),
+        ino(&mut c, b"/d/e"),
+        ino(&mut c, b"/d/e/f"),
+    );
+    let plain = c.stat(at(b"/d/e/f"));
+    assert_eq!(
+        stat_stamped(&mut c, at(b"/d/e/f")),
+        (plain, Some(expected_stamps(&c, &[r, d, e, f])))
+    );
+    assert_eq!(
+        stat_stamped(&mut c, at(b"/l/f")),
+        (plain, Some(expected_stamps(&c, &[r, d, e, f]))),
+        "through a link: its directory, then its target's walk"
+    );
+    let link = c.stat(lat(b"/l"));
+    assert_eq!(
+        stat_stamped(&mut c, lat(b"/l")),
+        (link, Some(expected_stamps(&c, &[r, link.unwrap().ino]))),
+        "the link itself"
+    );
+    assert_eq!(
+        stat_stamped(&mut c, at(b"/d/none/f")),
+        (Err(NotFound), Some(expected_stamps(&c, &[r, d]))),
+        "a missing name: the directories up to it"
+    );
+
+    // Each change to what an answer was made from moves one of its stamps.
+    type Change = fn(&mut Client);
+    let changes: [(&[u8], Change, &str); 8] = [
+        (
+            b"/d/e/f",
+            |c| c.chmod(at(b"/d/e/f"), 0o600).unwrap(),
+            "the file's mode",
+        ),
+        (
+            b"/d/e/f",
+            |c| c.chmod(at(b"/d"), 0o711).unwrap(),
+            "a directory's mode",
+        ),
+        (
+            b"/d/e/f",
+            |c| c.chown(at(b"/d/e"), Some(7), None).unwrap(),
+            "a directory's owner",
+        ),
+        (
+            b"/d/e/f",
+            |c| c.put(b"/d/e/f", b"new"),
+            "the file's content",
+        ),
+        (
+            b"/d/e/f",
+            |c| c.rename(b"/d/e/f", b"/d/e/g", RenameMode::Replace).unwrap(),
+            "its name",
+        ),
+        (
+            b"/d/e/g",
+            |c| c.rename(b"/d/e", b"/d/x", RenameMode::Replace).unwrap(),
+            "a directory's name",
+        ),
+        (
+            b"/d/none",
+            |c| c.put(b"/d/none", b""),
+            "the missing name made",
+        ),
+        (b"/l", |c| c.unlink(b"/l").unwrap(), "the link removed"),
+    ];
+    for (path, change, what) in changes {
+        let (_, stamps) = stat_stamped(&mut c, lat(path));
+        let stamps = stamps.unwrap();
+        assert!(current(&c, &stamps), "{what}: fresh");
+        change(&mut c);
+        assert!(
+            !current(&c, &stamps),
+            "{what}: still current after the change"
+        );
+    }
+    // A change elsewhere leaves an answer alone, unless it shares a slot.
+    c.mkdir(b"/o", 0o755).unwrap();
+    let o = ino(&mut c, b"/o");
+    let (_, stamps) = stat_stamped(&mut c, at(b"/d"));
+    let stamps = stamps.unwrap();
+    c.chmod(at(b"/o"), 0o700).unwrap();
+    let shared = stamps.iter().any(|&(slot, _)| slot == c.contents.slot(o));
+    assert_eq!(
+        current(&c, &stamps),
+        !shared,
+        "a change to another directory"
+    );
+}
+
+#[test]
+fn a_stat_is_stamped_only_where_the_server_can_vouch_for_it() {
+    let mut c = Client::root();
+    c.mkdir(b"/d", 0o755).unwrap();
+    c.put(b"/d/f", b"data");
+    c.symlink(b"/elsewhere", b"/out").unwrap();
+    let d = c.stat(at(b"/d")).unwrap().ino;
+    let plain = c.stat(at(b"/d/f"));
+    // From a description: the start directory (checked as the walk's start) and on.
+    let dir_fd = c.fd(b"/d", dir());
+    let from_fd = Target::Path {
+        at: Some(dir_fd),
+        path: b"f",
+        follow: true,
+    };
+    assert_eq!(
+        stat_stamped(&mut c, from_fd),
+        (plain, Some(expected_stamps(&c, &[d, plain.unwrap().ino])))
+    );
+    let no_fd = Target::Path {
+        at: Some(dir_fd + 100),
+        path: b"f",
+        follow: true,
+    };
+    assert_eq!(stat_stamped(&mut c, no_fd), (Err(BadHandle), None));
+    // A descriptor target is answered as `Stat`.
+    assert_eq!(
+        stat_stamped(&mut c, Target::Fd(dir_fd)),
+        (c.stat(at(b"/d")), None)
+    );
+    // A walk that leaves is answered `Outside`, as `Stat` would be.
+    assert!(matches!(
+        c.run(Request::StatStamped {
+            target: at(b"/out")
+        }),
+        Response::Outside { .. }
+    ));
+    // A change under way in a directory walked.
+    c.contents.changing(d, btfuse_core::Change::Attributes);
+    assert_eq!(stat_stamped(&mut c, at(b"/d/f")), (plain, None));
+    c.contents.changed(d, btfuse_core::Change::Attributes);
+    assert!(stat_stamped(&mut c, at(b"/d/f")).1.is_some());
+    // A file named with a slash after it: the walk's error, which depends on the name in
+    // its directory (an inode's type never changes).
+    assert_eq!(
+        stat_stamped(&mut c, at(b"/d/f/")),
+        (
+            Err(NotADirectory),
+            Some(expected_stamps(&c, &[Ino::ROOT, d]))
+        )
+    );
+    // Another user is refused where root was let through, stamped too.
+    c.chmod(at(b"/d"), 0o700).unwrap();
+    let mut other = c.other(1000, 1000);
+    assert_eq!(
+        stat_stamped(&mut other, at(b"/d/f")),
+        (
+            Err(PermissionDenied),
+            Some(expected_stamps(&c, &[Ino::ROOT, d]))
+        )
+    );
+}
+
 /// `Open` with `prefetch`: the answer, and what it leaves behind.
 fn open_prefetching<'c>(c: &'c mut Client, path: &[u8], flags: OpenOptions) -> Response<'c> {
     open_knowing(c, path, flags, (0, 0))
