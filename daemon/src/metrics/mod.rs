@@ -324,6 +324,7 @@ mod tests {
                 "attach",
                 "fork",
                 "stat",
+                "statstamped",
                 "access",
                 "open",
                 "mkdir",
