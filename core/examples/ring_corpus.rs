@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use btfuse_core::ring::{
-    DirentBuilder, OpenOptions, Request, Response, Stamp, StampsBuilder, Target, Whence,
-    encode_request, encode_response,
+    DirentBuilder, OpenOptions, Request, Response, Stamp, StampedEntries, StampedEntry,
+    StampsBuilder, Target, Whence, encode_request, encode_response, push_stamped,
 };
 use btfuse_core::{
     AccessMask, Attr, DirEntry, Errno, FallocateMode, FileType, Ino, RenameMode, StatFs, TimeSet,
@@ -34,6 +34,16 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
         ("attach", Request::Attach { token: 0x1234_5678 }),
         ("fork", Request::Fork),
         ("stat", Request::Stat { target: path }),
+        (
+            "stat-dir",
+            Request::StatDir {
+                target: Target::Path {
+                    at: Some(3),
+                    path: b".",
+                    follow: true,
+                },
+            },
+        ),
         (
             "stat-stamped",
             Request::StatStamped {
@@ -343,6 +353,19 @@ fn main() -> std::io::Result<()> {
         assert!(stamps.push(Stamp { slot, version }), "room for three");
     }
     let stamps = stamps.stamps().expect("three stamps");
+    let mut entries = Vec::new();
+    for (name, slot) in [(&b"one"[..], 7), (b"two", 12)] {
+        let entry = StampedEntry {
+            name,
+            attr,
+            stamp: Stamp {
+                slot,
+                version: 5 << 20,
+            },
+        };
+        push_stamped(&mut entries, &entry).expect("a valid entry");
+    }
+    let entries = StampedEntries::new(&entries).expect("two entries");
     let responses = [
         ("ok", Response::Ok),
         (
@@ -352,6 +375,7 @@ fn main() -> std::io::Result<()> {
                 stamps,
             },
         ),
+        ("stamped-dir", Response::StampedDir { stamps, entries }),
         (
             "stamped-err",
             Response::Stamped {

@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use btfuse_core::path::MAX_SYMLINKS;
 use btfuse_core::ring::{
     DecodeError, DirentBuilder, DirentList, EncodeError, HEADER_LEN, MAX_IO, MAX_RECORD,
-    MAX_STAMPS, OpenOptions, Request, Response, Stamps, Target, VERSION, Whence, decode_request,
-    decode_response, encode_request, encode_response, peek_header, request_len, response_len,
+    MAX_STAMPS, OpenOptions, Request, Response, Stamp, StampedEntries, StampedEntry, Stamps,
+    Target, VERSION, Whence, decode_request, decode_response, encode_request, encode_response,
+    peek_header, push_stamped, request_len, response_len,
 };
 use btfuse_core::{
     AccessMask, Attr, DirEntry, Errno, FallocateMode, FileType, Ino, NAME_MAX, PATH_MAX,
@@ -98,7 +99,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 40;
+const REQUEST_VARIANTS: usize = 41;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -338,6 +339,7 @@ impl RequestParts {
                 cancel: flag,
             },
             39 => Request::StatStamped { target },
+            40 => Request::StatDir { target },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -387,10 +389,11 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::SetLock { .. } => 37,
         Request::LockWait { .. } => 38,
         Request::StatStamped { .. } => 39,
+        Request::StatDir { .. } => 40,
     }
 }
 
-const RESPONSE_VARIANTS: usize = 17;
+const RESPONSE_VARIANTS: usize = 18;
 
 #[derive(Clone, Debug)]
 struct ResponseParts {
@@ -407,6 +410,7 @@ struct ResponseParts {
     second: bool,
     links: u32,
     stamps: Vec<u8>,
+    entries: Vec<u8>,
 }
 
 fn entry_name() -> impl Strategy<Value = Vec<u8>> {
@@ -432,6 +436,30 @@ fn dirents() -> impl Strategy<Value = Vec<u8>> {
             assert_eq!(builder.push(&entry), Ok(true));
         }
         builder.finish().as_bytes().to_vec()
+    })
+}
+
+/// Encoded stamped entries, pushed one by one.
+fn stamped_entries() -> impl Strategy<Value = Vec<u8>> {
+    vec((entry_name(), attr(), any::<(u32, u64)>()), 0..6).prop_map(|entries| {
+        let mut buf = Vec::new();
+        for (name, attr, (slot, version)) in &entries {
+            let name: &[u8] = if name == b"." || name == b".." {
+                b"x"
+            } else {
+                name
+            };
+            let entry = StampedEntry {
+                name,
+                attr: *attr,
+                stamp: Stamp {
+                    slot: *slot,
+                    version: *version,
+                },
+            };
+            push_stamped(&mut buf, &entry).unwrap();
+        }
+        buf
     })
 }
 
@@ -461,6 +489,7 @@ fn response_parts() -> impl Strategy<Value = ResponseParts> {
             any::<bool>(),
             0..=MAX_SYMLINKS,
             vec(any::<[u8; 12]>(), 1..=MAX_STAMPS),
+            stamped_entries(),
         ),
     )
         .prop_map(|(a, b, c, d)| ResponseParts {
@@ -477,6 +506,7 @@ fn response_parts() -> impl Strategy<Value = ResponseParts> {
             second: d.1,
             links: d.2,
             stamps: d.3.concat(),
+            entries: d.4,
         })
 }
 
@@ -530,6 +560,10 @@ impl ResponseParts {
                 },
                 stamps: Stamps::new(&self.stamps).expect("whole stamps"),
             },
+            17 => Response::StampedDir {
+                stamps: Stamps::new(&self.stamps).expect("whole stamps"),
+                entries: StampedEntries::new(&self.entries).expect("built valid"),
+            },
             _ => unreachable!("op is below RESPONSE_VARIANTS"),
         }
     }
@@ -555,6 +589,7 @@ fn response_index(response: &Response<'_>) -> usize {
         Response::Outside { .. } => 13,
         Response::Lock { .. } => 14,
         Response::Stamped { .. } => 16,
+        Response::StampedDir { .. } => 17,
     }
 }
 
@@ -892,12 +927,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(5))
     );
     assert_eq!(
-        decode_request(&patched(0, 6)),
-        Err(DecodeError::BadVersion(6))
+        decode_request(&patched(0, 7)),
+        Err(DecodeError::BadVersion(7))
     );
     assert_eq!(
-        decode_request(&patched(0, 8)),
-        Err(DecodeError::BadVersion(8))
+        decode_request(&patched(0, 9)),
+        Err(DecodeError::BadVersion(9))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -911,13 +946,13 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x24, 0x2f, 0x3e, 0x47, 0x4b, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x25, 0x2f, 0x3e, 0x47, 0x4b, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
         );
     }
-    for kind in [0x00, 0x10, 0x7f, 0x91, 0xff] {
+    for kind in [0x00, 0x10, 0x7f, 0x92, 0xff] {
         assert_eq!(
             decode_response(&record(kind, 1, &[])),
             Err(DecodeError::UnknownOpcode(kind))
@@ -1175,6 +1210,30 @@ fn response_value_errors() {
     assert_eq!(stamped(0, 2, 1), Err(DecodeError::Truncated));
     assert_eq!(stamped(2, 1, 1), Err(DecodeError::BadValue));
 
+    // StampedDir: one stamp, then entries; `.` and `..` are not entries, and 1,025 are too
+    // many.
+    let stamped_entry = |name: &[u8]| {
+        payload![
+            (name.len() as u16).to_le_bytes(),
+            name,
+            attr_body(8, 0, 0),
+            [0; 12]
+        ]
+    };
+    let listing = |names: &[&[u8]]| {
+        let entries: Vec<u8> = names.iter().flat_map(|n| stamped_entry(n)).collect();
+        let body = payload![[1], [0; 12], (entries.len() as u32).to_le_bytes(), entries];
+        response(0x91, body)
+    };
+    assert!(listing(&[b"a", b"b"]).is_ok());
+    assert!(listing(&[]).is_ok(), "an empty directory");
+    assert_eq!(listing(&[b"."]), Err(DecodeError::BadValue));
+    assert_eq!(listing(&[b"a", b".."]), Err(DecodeError::BadValue));
+    assert_eq!(listing(&[b"a/b"]), Err(DecodeError::SlashInName));
+    let many: Vec<&[u8]> = vec![b"x"; 1025];
+    assert_eq!(listing(&many), Err(DecodeError::TooLong));
+    assert!(listing(&many[..1024]).is_ok());
+
     let entry =
         |kind: u8, name: &[u8]| payload![[0; 16], [kind], (name.len() as u16).to_le_bytes(), name];
     let listing = |entries: Vec<u8>| {
@@ -1426,7 +1485,7 @@ fn opcodes_are_distinct_and_match_the_table() {
         0x10..=0x22,
         0x30..=0x3d,
         0x48..=0x4a,
-        0x23..=0x23,
+        0x23..=0x24,
     ]
     .into_iter()
     .flatten()

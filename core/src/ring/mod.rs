@@ -32,7 +32,8 @@
 //! response, the open flags `check_read_write` (access mode 3) and `path_only` (`O_PATH`) and
 //! `Prefetched`'s content table slot, version 5 the lock requests (`GetLock`, `SetLock`,
 //! `LockWait`) and the `Lock` response, version 6 the `OpenedDir` response, version 7
-//! `StatStamped` and the `Stamped` response; older versions are no longer spoken.
+//! `StatStamped` and the `Stamped` response, version 8 `StatDir` and the `StampedDir`
+//! response; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -107,6 +108,7 @@
 //! | 0x21   | `ListXattr`   | `target`, `max(XATTR_SIZE_MAX)`                                  |
 //! | 0x22   | `RemoveXattr` | `target`, `xname`                                                |
 //! | 0x23   | `StatStamped` | `target`                                                         |
+//! | 0x24   | `StatDir`     | `target`                                                         |
 //! | 0x30   | `Read`        | `u32` fd, `max(MAX_IO)` len                                      |
 //! | 0x31   | `Pread`       | `u32` fd, `u64` offset, `max(MAX_IO)` len                        |
 //! | 0x32   | `Write`       | `u32` fd, `data`                                                 |
@@ -150,6 +152,7 @@
 //! | 0x8e | `Lock`    | `bool` write, `u64` start, `u64` end, `u32` pid, `bool` description |
 //! | 0x8f | `OpenedDir` | `u32` fd, `attr`, `u32` slot |
 //! | 0x90 | `Stamped` | `bool` ok, then `attr` if ok else `errno`; `stamps` |
+//! | 0x91 | `StampedDir` | `stamps`, `u32` n ≤ `MAX_IO` then n bytes of at most [`MAX_ENTRIES`] entries: `u16` name length and name (as a directory entry's, not `.` or `..`), `attr`, `u32` slot, `u64` version |
 //!
 //! **Walks that leave the tree.** The server walks a request's paths as if the served root
 //! were mounted at a place it does not know (each client sees it at its own prefix):
@@ -180,11 +183,12 @@ use core::fmt;
 use codec::{Codec, Counter, Reader, Sink, Writer};
 pub use request::{OpenOptions, Request, Target, Whence};
 pub use response::{
-    DirentBuilder, DirentIter, DirentList, MAX_STAMPS, Response, Stamp, Stamps, StampsBuilder,
+    DirentBuilder, DirentIter, DirentList, MAX_ENTRIES, MAX_STAMPS, Response, Stamp,
+    StampedEntries, StampedEntry, Stamps, StampsBuilder, push_stamped,
 };
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 7;
+pub const VERSION: u8 = 8;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.

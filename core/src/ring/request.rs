@@ -324,6 +324,14 @@ requests! {
             /// What to inspect: a path (an `Fd` target is answered as `Stat` answers it).
             target: Target<'a> as Target<'a>,
         },
+        /// The stamped answers to `lstat` of every name in a directory, for a client that keeps
+        /// answers: what `StatStamped` of each would say, and of any other name (`ENOENT`).
+        /// Replies `StampedDir`; `Err` when the server will not (the `StatStamped` rules, a
+        /// directory the caller may not list, more than `MAX_ENTRIES` entries).
+        StatDir = 0x24 {
+            /// The directory: a path, a final link followed.
+            target: Target<'a> as Target<'a>,
+        },
         /// `access`, `faccessat`. Replies `Ok`.
         Access = 0x11 {
             /// What to check.

@@ -94,6 +94,15 @@ pub enum Response<'a> {
         /// are told as for `Prefetched`: only about inodes the caller's walk reached.
         stamps: Stamps<'a>,
     },
+    /// Every name of a directory with its attributes and stamp (`StatDir`).
+    StampedDir {
+        /// The slots of the directories the walk looked in and of the directory itself, each
+        /// with the attribute version it showed before anything there was read: while they
+        /// hold, the directory lists exactly `entries`.
+        stamps: Stamps<'a>,
+        /// The names, each with its attributes and its own stamp.
+        entries: StampedEntries<'a>,
+    },
     /// The walk of one of the request's paths left the served tree (an absolute symbolic
     /// link, or `..` above the root): the server did nothing, and the call goes on with
     /// `path` in the client's own namespace, as the client itself. Any request naming a path
@@ -130,6 +139,7 @@ mod kind {
     pub(super) const LOCK: u8 = 0x8e;
     pub(super) const OPENED_DIR: u8 = 0x8f;
     pub(super) const STAMPED: u8 = 0x90;
+    pub(super) const STAMPED_DIR: u8 = 0x91;
 }
 
 impl Response<'_> {
@@ -153,6 +163,7 @@ impl Response<'_> {
             Response::Lock { .. } => kind::LOCK,
             Response::OpenedDir { .. } => kind::OPENED_DIR,
             Response::Stamped { .. } => kind::STAMPED,
+            Response::StampedDir { .. } => kind::STAMPED_DIR,
         }
     }
 }
@@ -227,6 +238,10 @@ pub(super) fn put_response<S: Sink + ?Sized>(
             }
             Stamps::put(stamps, sink)
         }
+        Response::StampedDir { stamps, entries } => {
+            Stamps::put(stamps, sink)?;
+            StampedEntries::put(entries, sink)
+        }
     }
 }
 
@@ -281,6 +296,10 @@ pub(super) fn get_response<'a>(
                 Err(Errno::get(reader)?)
             },
             stamps: Stamps::get(reader)?,
+        },
+        kind::STAMPED_DIR => Response::StampedDir {
+            stamps: Stamps::get(reader)?,
+            entries: StampedEntries::get(reader)?,
         },
         _ => return Err(DecodeError::UnknownOpcode(kind)),
     })
@@ -575,4 +594,114 @@ impl StampsBuilder {
     pub fn stamps(&self) -> Option<Stamps<'_>> {
         Stamps::new(&self.buf[..self.len]).ok()
     }
+}
+
+/// Most entries one [`Response::StampedDir`] carries.
+pub const MAX_ENTRIES: usize = 1024;
+
+/// One name of a [`Response::StampedDir`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StampedEntry<'a> {
+    /// The name: 1 to `NAME_MAX` bytes, no NUL or `/`, not `.` or `..`.
+    pub name: &'a [u8],
+    /// Its attributes.
+    pub attr: Attr,
+    /// Its inode's slot and attribute version, read before the attributes were.
+    pub stamp: Stamp,
+}
+
+/// The entries of a [`Response::StampedDir`], borrowed from a record or a builder.
+///
+/// Invariant: at most [`MAX_ENTRIES`] valid entries in at most `MAX_IO` bytes, so iterating
+/// cannot fail. Each: `name` (`u16` length and bytes), `attr`, `u32` slot, `u64` version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct StampedEntries<'a> {
+    bytes: &'a [u8],
+}
+
+fn check_stamped_name(name: &[u8]) -> Result<(), DecodeError> {
+    check_entry_name(name)?;
+    if name == b"." || name == b".." {
+        return Err(DecodeError::BadValue);
+    }
+    Ok(())
+}
+
+fn put_stamped<S: Sink + ?Sized>(e: &StampedEntry<'_>, sink: &mut S) -> Result<(), DecodeError> {
+    check_stamped_name(e.name)?;
+    Str::<NAME_MAX>::put(&e.name, sink)?;
+    Attr::put(&e.attr, sink)?;
+    u32::put(&e.stamp.slot, sink)?;
+    u64::put(&e.stamp.version, sink)
+}
+
+fn get_stamped<'a>(reader: &mut Reader<'a>) -> Result<StampedEntry<'a>, DecodeError> {
+    let name = Str::<NAME_MAX>::get(reader)?;
+    check_stamped_name(name)?;
+    Ok(StampedEntry {
+        name,
+        attr: Attr::get(reader)?,
+        stamp: Stamp {
+            slot: u32::get(reader)?,
+            version: u64::get(reader)?,
+        },
+    })
+}
+
+impl<'a> StampedEntries<'a> {
+    /// Checks that `bytes` holds at most [`MAX_ENTRIES`] whole, valid entries and at most
+    /// `MAX_IO` bytes.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_IO {
+            return Err(DecodeError::TooLong);
+        }
+        let mut reader = Reader::new(bytes);
+        let mut n = 0;
+        while !reader.is_empty() {
+            get_stamped(&mut reader)?;
+            n += 1;
+            if n > MAX_ENTRIES {
+                return Err(DecodeError::TooLong);
+            }
+        }
+        Ok(StampedEntries { bytes })
+    }
+
+    /// The encoded entries.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The entries, in the order the server wrote them.
+    pub fn iter(&self) -> impl Iterator<Item = StampedEntry<'a>> + 'a {
+        let mut reader = Reader::new(self.bytes);
+        // Validated when made: an error cannot happen, and would end the iteration.
+        core::iter::from_fn(move || get_stamped(&mut reader).ok())
+    }
+}
+
+/// A `u32` byte length, then the entries.
+impl<'a> Codec<'a> for StampedEntries<'a> {
+    type Value = StampedEntries<'a>;
+    fn put<S: Sink + ?Sized>(value: &StampedEntries<'a>, sink: &mut S) -> Result<(), DecodeError> {
+        Data::put(&value.bytes, sink)
+    }
+    fn get(reader: &mut Reader<'a>) -> Result<StampedEntries<'a>, DecodeError> {
+        StampedEntries::new(Data::get(reader)?)
+    }
+}
+
+/// Appends stamped entries to a byte buffer (a server's scratch), for [`StampedEntries::new`].
+pub fn push_stamped(
+    buf: &mut alloc::vec::Vec<u8>,
+    entry: &StampedEntry<'_>,
+) -> Result<(), EncodeError> {
+    let mut counter = super::codec::Counter(0);
+    put_stamped(entry, &mut counter).map_err(EncodeError::Invalid)?;
+    let start = buf.len();
+    buf.resize(start + counter.0, 0);
+    let mut writer = Writer::new(&mut buf[start..]);
+    put_stamped(entry, &mut writer).map_err(EncodeError::Invalid)?;
+    debug_assert!(writer.filled());
+    Ok(())
 }

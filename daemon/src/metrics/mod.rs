@@ -325,6 +325,7 @@ mod tests {
                 "fork",
                 "stat",
                 "statstamped",
+                "statdir",
                 "access",
                 "open",
                 "mkdir",

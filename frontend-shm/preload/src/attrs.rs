@@ -16,6 +16,17 @@
 //!   server checked the walk with those, and a process that changes its ids asks again, as
 //!   the kernel checks again.
 //!
+//! **Directories.** The second question in a while about a name in one directory (one that
+//! had to be asked: nothing kept answered it) asks for the directory's names instead
+//! (`StatDir`): the server lists it with the caller's rights and answers every name with its
+//! attributes and its own stamp, and the walk to the directory with the directory's stamp
+//! ([`keep_listing`]). While those hold, a question about any name in it is answered from
+//! that listing ([`from_listing`]): the name's attributes while its own stamp holds, `ENOENT`
+//! for a name not listed (a link to follow is asked as before). Fetching costs the server a
+//! lookup per name, so after a listing was fetched the next fetch of it waits for one
+//! question per 16 names it listed: a directory that changes as fast as it is fetched costs
+//! at most a sixteenth of a fetch per question.
+//!
 //! The answers of walks from a description are forgotten when this process lets the
 //! description go ([`forget`]): its number names that directory until then, and only then
 //! may the server give the number to another (an answer asked while any description was let
@@ -27,8 +38,8 @@
 
 use std::sync::Mutex;
 
-use btfuse_core::ring::Stamps;
-use btfuse_core::{Attr, Errno};
+use btfuse_core::ring::{StampedEntries, Stamps};
+use btfuse_core::{Attr, Errno, FileType};
 use btfuse_ring_client::Client;
 use hashbrown::HashMap;
 
@@ -36,6 +47,8 @@ use hashbrown::HashMap;
 pub(crate) const MOST_KEPT: usize = 1 << 16;
 /// The most bytes of paths kept (each at most `PATH_MAX`).
 pub(crate) const MOST_BYTES: usize = 8 << 20;
+/// The most directories whose questions are counted (all forgotten when reached).
+const MOST_MISSED: usize = 4096;
 
 /// One kept answer.
 struct Kept {
@@ -48,18 +61,41 @@ struct Kept {
     stamps: Box<[(u32, u64)]>,
 }
 
+/// A directory's names as `StatDir` answered them.
+struct Listing {
+    source: u64,
+    epoch: u64,
+    /// The walk to the directory and the directory itself: while they hold, it lists
+    /// exactly `entries`.
+    stamps: Box<[(u32, u64)]>,
+    /// Each name's attributes and its own `(slot, attribute version)`.
+    entries: HashMap<Box<[u8]>, (Attr, u32, u64)>,
+}
+
+/// Questions about names of a directory that had to be asked since its listing was last
+/// fetched, and how many make it worth fetching again.
+#[derive(Clone, Copy)]
+struct Missed {
+    count: u32,
+    needed: u32,
+}
+
 /// The answers for paths walked from one start.
 #[derive(Default)]
 struct Paths {
     /// By path: `[0]` for `lstat` (a final link not followed), `[1]` for `stat`.
     by_path: [HashMap<Box<[u8]>, Kept>; 2],
-    /// Bytes of the paths kept.
+    /// Listings, by the directory's path.
+    listings: HashMap<Box<[u8]>, Listing>,
+    /// Bytes of the paths and names kept.
     bytes: usize,
+    /// Answers and listed names kept.
+    len: usize,
 }
 
 impl Paths {
     fn len(&self) -> usize {
-        self.by_path[0].len() + self.by_path[1].len()
+        self.len
     }
 }
 
@@ -76,6 +112,9 @@ struct Store {
     /// Descriptions let go so far: an answer about a walk from a description is kept only if
     /// none was let go while it was asked (it might have been this one).
     let_go: u64,
+    /// Questions counted by directory (where the walk starts, the directory's path); only
+    /// counts, so one left behind by a description let go does no harm.
+    missed: HashMap<(Option<u32>, Box<[u8]>), Missed>,
 }
 
 impl Store {
@@ -83,6 +122,7 @@ impl Store {
         if self.len >= MOST_KEPT || self.bytes + path.len() > MOST_BYTES {
             *self = Store {
                 let_go: self.let_go,
+                missed: core::mem::take(&mut self.missed),
                 ..Store::default()
             };
         }
@@ -92,8 +132,46 @@ impl Store {
             .is_none()
         {
             paths.bytes += path.len();
+            paths.len += 1;
             self.bytes += path.len();
             self.len += 1;
+        }
+    }
+
+    /// Keeps `listing` of directory `dir` (walked from `at`), in place of any before.
+    fn insert_listing(&mut self, at: Option<u32>, dir: &[u8], listing: Listing) {
+        let cost = 1 + listing.entries.len();
+        let bytes = dir.len() + listing.entries.keys().map(|k| k.len()).sum::<usize>();
+        self.remove_listing(at, dir);
+        if self.len + cost > MOST_KEPT || self.bytes + bytes > MOST_BYTES {
+            *self = Store {
+                let_go: self.let_go,
+                missed: core::mem::take(&mut self.missed),
+                ..Store::default()
+            };
+        }
+        if cost > MOST_KEPT || bytes > MOST_BYTES {
+            return;
+        }
+        let paths = self.by_start.entry(at).or_default();
+        paths.listings.insert(dir.into(), listing);
+        paths.len += cost;
+        paths.bytes += bytes;
+        self.len += cost;
+        self.bytes += bytes;
+    }
+
+    fn remove_listing(&mut self, at: Option<u32>, dir: &[u8]) {
+        let Some(paths) = self.by_start.get_mut(&at) else {
+            return;
+        };
+        if let Some(old) = paths.listings.remove(dir) {
+            let cost = 1 + old.entries.len();
+            let bytes = dir.len() + old.entries.keys().map(|k| k.len()).sum::<usize>();
+            paths.len -= cost;
+            paths.bytes -= bytes;
+            self.len -= cost;
+            self.bytes -= bytes;
         }
     }
 
@@ -103,6 +181,7 @@ impl Store {
         };
         if paths.by_path[usize::from(follow)].remove(path).is_some() {
             paths.bytes -= path.len();
+            paths.len -= 1;
             self.bytes -= path.len();
             self.len -= 1;
         }
@@ -196,6 +275,106 @@ pub(crate) fn keep(
         if key.0.is_none() || store.let_go == asked.let_go {
             store.insert(key, kept);
         }
+    });
+}
+
+/// `path` as a directory and a name in it: `None` for a path whose last component is not a
+/// name (`.`, `..`, a trailing slash).
+fn split(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => (&path[..1], &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b"."[..], path),
+    };
+    (!name.is_empty() && name != b"." && name != b"..").then_some((dir, name))
+}
+
+/// Whether every stamp still shows its version.
+fn current(client: &Client, stamps: &[(u32, u64)]) -> bool {
+    stamps
+        .iter()
+        .all(|&(slot, version)| client.attributes_are_current(slot, version))
+}
+
+/// The answer to a `stat` of `key` from a kept listing of its directory, if one stands: the
+/// name's entry, or `ENOENT` for a name not listed. `None` also for a link to follow (its
+/// target is another walk). A stale listing is dropped.
+pub(crate) fn from_listing(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>> {
+    let (at, path, follow) = key;
+    let (dir, name) = split(path)?;
+    let source = client.content_source();
+    let epoch = btfuse_ring_client::identity_epoch();
+    with_store(|store| {
+        let listing = store.by_start.get(&at)?.listings.get(dir)?;
+        if listing.source != source || listing.epoch != epoch || !current(client, &listing.stamps) {
+            store.remove_listing(at, dir);
+            return None;
+        }
+        match listing.entries.get(name) {
+            None => Some(Err(Errno::NotFound)),
+            Some((attr, ..)) if follow && attr.kind == FileType::Symlink => None,
+            Some(&(attr, slot, version)) => client
+                .attributes_are_current(slot, version)
+                .then_some(Ok(attr)),
+        }
+    })
+}
+
+/// Counts a question about `key` that had to be asked; returns its directory when enough
+/// were asked since that directory's listing was last fetched that fetching it is worth it:
+/// two at first, then one for every 16 names it listed (so a directory whose listing goes
+/// stale as fast as it is fetched costs at most a sixteenth of a fetch per question).
+pub(crate) fn missed(key: Key<'_>) -> Option<&[u8]> {
+    let (at, path, _) = key;
+    let (dir, _) = split(path)?;
+    with_store(|store| {
+        if store.missed.len() >= MOST_MISSED {
+            store.missed.clear();
+        }
+        let missed = store.missed.entry((at, dir.into())).or_insert(Missed {
+            count: 0,
+            needed: 2,
+        });
+        missed.count += 1;
+        if missed.count < missed.needed {
+            return false;
+        }
+        missed.count = 0;
+        true
+    })
+    .then_some(dir)
+}
+
+/// Keeps the server's `StampedDir` for directory `dir` (walked from `at`), asked at `asked`,
+/// on the terms of [`keep`].
+pub(crate) fn keep_listing(
+    client: &Client,
+    (at, dir): (Option<u32>, &[u8]),
+    asked: Asked,
+    stamps: Stamps<'_>,
+    entries: StampedEntries<'_>,
+) {
+    if btfuse_ring_client::identity_epoch() != asked.epoch {
+        return;
+    }
+    let listing = Listing {
+        source: client.content_source(),
+        epoch: asked.epoch,
+        stamps: stamps.iter().map(|s| (s.slot, s.version)).collect(),
+        entries: entries
+            .iter()
+            .map(|e| (e.name.into(), (e.attr, e.stamp.slot, e.stamp.version)))
+            .collect(),
+    };
+    let listed = listing.entries.len();
+    with_store(|store| {
+        if at.is_some() && store.let_go != asked.let_go {
+            return;
+        }
+        if let Some(missed) = store.missed.get_mut(&(at, dir.into())) {
+            missed.needed = (listed / 16).max(2) as u32;
+        }
+        store.insert_listing(at, dir, listing);
     });
 }
 

@@ -48,6 +48,12 @@ fn take() -> Option<Left> {
     left
 }
 
+/// Drops what this thread recorded: for a request whose failure the caller answers by asking
+/// something else (the walk of that will record again if it leaves).
+pub(crate) fn discard() {
+    drop(take());
+}
+
 /// Runs `serve`, which may be answered `Outside`: its value, and where its walk left if it did
 /// (`serve` then failed, with [`PROTOCOL`](crate::connection::PROTOCOL) as its errno). An
 /// answer no call expected (from a server that broke the protocol) is dropped first.

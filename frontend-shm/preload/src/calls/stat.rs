@@ -86,6 +86,30 @@ fn ring_stat(client: &Client, target: Target<'_>, buf: *mut libc::stat) -> c_int
     result.unwrap_or_else(fail)
 }
 
+/// Asks for directory `dir`'s listing with every name's stamped attributes (walked from
+/// `at`) and keeps it; whether it came. A refusal (a directory the caller may not list, one
+/// too large, a change under way) leaves the question to `StatStamped`.
+fn fetch_listing(client: &Client, at: Option<u32>, dir: &[u8]) -> bool {
+    let target = Target::Path {
+        at,
+        path: dir,
+        follow: true,
+    };
+    let asked = attrs::asking();
+    let fetched = call(client, &Request::StatDir { target }, |r| match r {
+        Response::StampedDir { stamps, entries } => {
+            attrs::keep_listing(client, (at, dir), asked, stamps, entries);
+            Ok(())
+        }
+        _ => Err(PROTOCOL),
+    });
+    if fetched.is_err() {
+        // A walk that left is the question's to find again, with its own walk.
+        crate::left::discard();
+    }
+    fetched.is_ok()
+}
+
 /// The attributes the path `t` names (`flags`: `AT_SYMLINK_NOFOLLOW`), or the errno: from
 /// what this process keeps while that stands, else asked with `StatStamped` and the answer
 /// kept (see [`crate::attrs`]).
@@ -94,6 +118,15 @@ fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
     let target = Target::Path { at, path, follow };
     let key = (at, path, follow);
     if let Some(outcome) = attrs::find(&t.client, key) {
+        return outcome.map_err(|e| e.code());
+    }
+    if let Some(outcome) = attrs::from_listing(&t.client, key) {
+        return outcome.map_err(|e| e.code());
+    }
+    if let Some(dir) = attrs::missed(key)
+        && fetch_listing(&t.client, at, dir)
+        && let Some(outcome) = attrs::from_listing(&t.client, key)
+    {
         return outcome.map_err(|e| e.code());
     }
     let asked = attrs::asking();

@@ -206,6 +206,7 @@ impl<F: Filesystem> Exec<'_, F> {
             Request::Fork => self.fork(),
             Request::Stat { target } => self.target_attr(&target).map(Response::Attr),
             Request::StatStamped { target } => self.stat_stamped(&target, scratch),
+            Request::StatDir { target } => self.stat_dir(&target, scratch),
             // `Credentials` holds one set of ids, real and effective alike: `AT_EACCESS` asks
             // the same question.
             Request::Access {
@@ -628,6 +629,105 @@ impl<F: Filesystem> Exec<'_, F> {
         match ring::Stamps::new(scratch) {
             Ok(stamps) => Ok(Response::Stamped { outcome, stamps }),
             Err(_) => outcome.map(Response::Attr),
+        }
+    }
+
+    /// `StatDir`: every name of a directory with its attributes and stamp, and the stamps of
+    /// the walk to it and of the directory itself (`Response::StampedDir`): while those hold,
+    /// a `StatStamped` of the directory's path with any name after it would answer what the
+    /// entry says, or `ENOENT` for a name not listed. `EOPNOTSUPP` where `StatStamped` would
+    /// not stamp; `EACCES` unless the caller may both list and search the directory; `E2BIG`
+    /// past [`ring::MAX_ENTRIES`] entries; `EAGAIN` for a change under way.
+    ///
+    /// The walk is stamped as `StatStamped`'s. The directory's content version is read before
+    /// it is listed and again after, with its attribute version in between: listing may move
+    /// its access time (an attribute change), but a change to what it lists moves the content
+    /// version, and is refused. Each entry's version is read before its attributes.
+    fn stat_dir<'s>(&self, target: &Target<'_>, scratch: &'s mut Vec<u8>) -> Result<Response<'s>> {
+        let (at, path, table) = match (*target, self.contents) {
+            (Target::Path { at, path, .. }, Some(table)) if self.fs.calls_may_be_skipped() => {
+                (at, path, table)
+            }
+            _ => return Err(Errno::NotSupported),
+        };
+        let start = self.start(at, path)?;
+        let mut stamper = Stamper {
+            table,
+            stamps: StampsBuilder::default(),
+            whole: true,
+        };
+        let found = path::resolve_observed(
+            &**self.fs,
+            self.cred,
+            Mount::Elsewhere,
+            start,
+            path,
+            Follow::Follow,
+            |dir| stamper.stamp(dir),
+        );
+        let dir = match found {
+            Ok(Resolved::Inside(attr)) => attr,
+            Ok(Resolved::Outside(escape)) => return Err(self.leave(escape)),
+            Err(e) => return Err(e),
+        };
+        if dir.kind != FileType::Directory {
+            return Err(Errno::NotADirectory);
+        }
+        let listed_at = table.version(dir.ino);
+        if !is_settled(listed_at) {
+            return Err(Errno::TryAgain);
+        }
+        // Listed with the caller's rights, as its own `opendir` would be.
+        let read = OpenFlags {
+            directory: true,
+            ..OpenFlags::READ
+        };
+        let fh = self.fs.open(self.cred, dir.ino, read)?;
+        let mut names: Vec<(Vec<u8>, Ino)> = Vec::new();
+        let listed = self.fs.readdir(self.cred, fh, 0, &mut |e| {
+            if e.name != b"." && e.name != b".." {
+                names.push((e.name.to_vec(), e.ino));
+            }
+            names.len() <= ring::MAX_ENTRIES
+        });
+        if let Err(e) = self.fs.release(fh) {
+            log::warn!("releasing a listing handle {fh:?}: {e}");
+        }
+        listed?;
+        if names.len() > ring::MAX_ENTRIES {
+            return Err(Errno::ArgumentListTooLong);
+        }
+        // The directory's own stamp, read after listing (which may move its access time).
+        stamper.stamp(dir.ino);
+        if table.version(dir.ino) != listed_at {
+            return Err(Errno::TryAgain);
+        }
+        let Some(stamps) = stamper.stamps.stamps().filter(|_| stamper.whole) else {
+            return Err(Errno::TryAgain);
+        };
+        scratch.clear();
+        scratch.extend_from_slice(stamps.as_bytes());
+        let split = scratch.len();
+        for (name, ino) in &names {
+            let stamp = Stamp {
+                slot: table.slot(*ino),
+                version: table.attributes(*ino),
+            };
+            // Searching is checked here, for each name, as a walk would.
+            let attr = self.fs.find(self.cred, dir.ino, name)?;
+            let entry = ring::StampedEntry { name, attr, stamp };
+            ring::push_stamped(scratch, &entry).map_err(|_| Errno::InvalidArgument)?;
+            if scratch.len() - split > ring::MAX_IO {
+                return Err(Errno::ArgumentListTooLong);
+            }
+        }
+        let (stamps, entries) = scratch.split_at(split);
+        match (
+            ring::Stamps::new(stamps),
+            ring::StampedEntries::new(entries),
+        ) {
+            (Ok(stamps), Ok(entries)) => Ok(Response::StampedDir { stamps, entries }),
+            _ => Err(Errno::InvalidArgument),
         }
     }
 

@@ -1094,6 +1094,98 @@ fn a_stat_is_stamped_only_where_the_server_can_vouch_for_it() {
     );
 }
 
+/// `StatDir` of `path`: the stamps, and each entry as `(name, attr, (slot, version))`, sorted.
+type Listed = (Vec<(u32, u64)>, Vec<(Vec<u8>, Attr, (u32, u64))>);
+
+fn stat_dir(c: &mut Client, target: Target<'_>) -> Result<Listed> {
+    match c.run(Request::StatDir { target }) {
+        Response::StampedDir { stamps, entries } => {
+            let stamps = stamps.iter().map(|s| (s.slot, s.version)).collect();
+            let mut entries: Vec<_> = entries
+                .iter()
+                .map(|e| (e.name.to_vec(), e.attr, (e.stamp.slot, e.stamp.version)))
+                .collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok((stamps, entries))
+        }
+        Response::Err(e) => Err(e),
+        other => panic!("expected StampedDir, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_directory_is_listed_with_every_names_stamped_attributes() {
+    let mut c = Client::root();
+    c.mkdir(b"/d", 0o755).unwrap();
+    c.put(b"/d/a", b"1");
+    c.put(b"/d/b", b"22");
+    c.symlink(b"a", b"/d/l").unwrap();
+    c.mkdir(b"/d/s", 0o700).unwrap();
+    let d = c.stat(at(b"/d")).unwrap().ino;
+    // Listing moves the directory's access time once: list it first, so that the stamps
+    // expected below are read after that.
+    stat_dir(&mut c, at(b"/d")).unwrap();
+    let (stamps, entries) = stat_dir(&mut c, at(b"/d")).unwrap();
+    assert_eq!(stamps, expected_stamps(&c, &[Ino::ROOT, d]));
+    let names: Vec<&[u8]> = entries.iter().map(|e| &e.0[..]).collect();
+    assert_eq!(names, [&b"a"[..], b"b", b"l", b"s"], "no `.` or `..`");
+    for (name, attr, stamp) in &entries {
+        let path = [&b"/d/"[..], name].concat();
+        assert_eq!(Ok(*attr), c.stat(lat(&path)), "{path:?}: as lstat says");
+        assert_eq!(*stamp, expected_stamps(&c, &[attr.ino])[0]);
+    }
+    // From a description, through a link to the directory.
+    c.symlink(b"d", b"/to-d").unwrap();
+    let (_, through_link) = stat_dir(&mut c, at(b"/to-d")).unwrap();
+    assert_eq!(through_link, entries);
+    let fd = c.fd(b"/d", dir());
+    let from_fd = Target::Path {
+        at: Some(fd),
+        path: b".",
+        follow: true,
+    };
+    let (stamps, again) = stat_dir(&mut c, from_fd).unwrap();
+    assert_eq!((stamps, again), (expected_stamps(&c, &[d]), entries));
+    // Refusals.
+    assert_eq!(stat_dir(&mut c, at(b"/d/a")), Err(NotADirectory));
+    assert_eq!(stat_dir(&mut c, at(b"/none")), Err(NotFound));
+    assert_eq!(stat_dir(&mut c, Target::Fd(fd)), Err(NotSupported));
+    c.symlink(b"/elsewhere", b"/out").unwrap();
+    assert!(matches!(
+        c.run(Request::StatDir {
+            target: at(b"/out")
+        }),
+        Response::Outside { .. }
+    ));
+    c.contents.changing(d, btfuse_core::Change::Content);
+    assert_eq!(
+        stat_dir(&mut c, at(b"/d")),
+        Err(TryAgain),
+        "a change under way"
+    );
+    c.contents.changed(d, btfuse_core::Change::Content);
+    let mut other = c.other(1000, 1000);
+    assert_eq!(
+        stat_dir(&mut other, at(b"/d/s")),
+        Err(PermissionDenied),
+        "a directory another may not list"
+    );
+    c.chmod(at(b"/d"), 0o711).unwrap();
+    let mut other = c.other(1000, 1000);
+    assert_eq!(stat_dir(&mut other, at(b"/d")), Err(PermissionDenied));
+    c.chmod(at(b"/d"), 0o744).unwrap();
+    let mut other = c.other(1000, 1000);
+    assert_eq!(
+        stat_dir(&mut other, at(b"/d")),
+        Err(PermissionDenied),
+        "listed but not searched"
+    );
+    // A change to what it lists moves the directory's stamp.
+    let (stamps, _) = stat_dir(&mut c, at(b"/d")).unwrap();
+    c.put(b"/d/new", b"");
+    assert!(!current(&c, &stamps));
+}
+
 /// `Open` with `prefetch`: the answer, and what it leaves behind.
 fn open_prefetching<'c>(c: &'c mut Client, path: &[u8], flags: OpenOptions) -> Response<'c> {
     open_knowing(c, path, flags, (0, 0))
