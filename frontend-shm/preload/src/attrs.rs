@@ -24,8 +24,9 @@
 //! that listing ([`from_listing`]): the name's attributes while its own stamp holds, `ENOENT`
 //! for a name not listed (a link to follow is asked as before). Fetching costs the server a
 //! lookup per name, so after a listing was fetched the next fetch of it waits for one
-//! question per 16 names it listed: a directory that changes as fast as it is fetched costs
-//! at most a sixteenth of a fetch per question.
+//! question per 16 names it listed, and a listing that went stale before it answered as many
+//! questions as its fetch waited for doubles the wait (up to 1,024): a directory that changes
+//! between questions is soon asked about name by name again.
 //!
 //! The answers of walks from a description are forgotten when this process lets the
 //! description go ([`forget`]): its number names that directory until then, and only then
@@ -47,6 +48,8 @@ use hashbrown::HashMap;
 pub(crate) const MOST_KEPT: usize = 1 << 16;
 /// The most bytes of paths kept (each at most `PATH_MAX`).
 pub(crate) const MOST_BYTES: usize = 8 << 20;
+/// The most questions a directory's next fetch waits for.
+const MOST_NEEDED: u32 = 1024;
 /// The most directories whose questions are counted (all forgotten when reached).
 const MOST_MISSED: usize = 4096;
 
@@ -70,6 +73,8 @@ struct Listing {
     stamps: Box<[(u32, u64)]>,
     /// Each name's attributes and its own `(slot, attribute version)`.
     entries: HashMap<Box<[u8]>, (Attr, u32, u64)>,
+    /// Questions it answered.
+    answered: u32,
 }
 
 /// Questions about names of a directory that had to be asked since its listing was last
@@ -184,6 +189,19 @@ impl Store {
             paths.len -= 1;
             self.bytes -= path.len();
             self.len -= 1;
+        }
+    }
+
+    /// A listing of `dir` that answered `answered` questions went stale: the next fetch waits
+    /// for twice as many questions as it did if it answered fewer than that (a directory that
+    /// changes between questions), and for one per 16 names listed (at least two) otherwise.
+    fn went_stale(&mut self, (at, dir): (Option<u32>, &[u8]), answered: u32, listed: usize) {
+        if let Some(missed) = self.missed.get_mut(&(at, dir.into())) {
+            missed.needed = if answered < missed.needed {
+                (missed.needed * 2).min(MOST_NEEDED)
+            } else {
+                (listed / 16).clamp(2, MOST_NEEDED as usize) as u32
+            };
         }
     }
 
@@ -305,25 +323,30 @@ pub(crate) fn from_listing(client: &Client, key: Key<'_>) -> Option<Result<Attr,
     let source = client.content_source();
     let epoch = btfuse_ring_client::identity_epoch();
     with_store(|store| {
-        let listing = store.by_start.get(&at)?.listings.get(dir)?;
+        let listing = store.by_start.get_mut(&at)?.listings.get_mut(dir)?;
         if listing.source != source || listing.epoch != epoch || !current(client, &listing.stamps) {
+            let (answered, listed) = (listing.answered, listing.entries.len());
             store.remove_listing(at, dir);
+            store.went_stale((at, dir), answered, listed);
             return None;
         }
-        match listing.entries.get(name) {
+        let answer = match listing.entries.get(name) {
             None => Some(Err(Errno::NotFound)),
             Some((attr, ..)) if follow && attr.kind == FileType::Symlink => None,
             Some(&(attr, slot, version)) => client
                 .attributes_are_current(slot, version)
                 .then_some(Ok(attr)),
-        }
+        };
+        listing.answered += u32::from(answer.is_some());
+        answer
     })
 }
 
 /// Counts a question about `key` that had to be asked; returns its directory when enough
 /// were asked since that directory's listing was last fetched that fetching it is worth it:
-/// two at first, then one for every 16 names it listed (so a directory whose listing goes
-/// stale as fast as it is fetched costs at most a sixteenth of a fetch per question).
+/// two at first, then at least one for every 16 names it listed, and twice as many as last
+/// time after a listing that went stale before it answered that many (so a directory that
+/// changes between questions is soon asked about name by name again).
 pub(crate) fn missed(key: Key<'_>) -> Option<&[u8]> {
     let (at, path, _) = key;
     let (dir, _) = split(path)?;
@@ -365,6 +388,7 @@ pub(crate) fn keep_listing(
             .iter()
             .map(|e| (e.name.into(), (e.attr, e.stamp.slot, e.stamp.version)))
             .collect(),
+        answered: 0,
     };
     let listed = listing.entries.len();
     with_store(|store| {
@@ -372,7 +396,7 @@ pub(crate) fn keep_listing(
             return;
         }
         if let Some(missed) = store.missed.get_mut(&(at, dir.into())) {
-            missed.needed = (listed / 16).max(2) as u32;
+            missed.needed = missed.needed.max((listed / 16) as u32);
         }
         store.insert_listing(at, dir, listing);
     });
@@ -448,5 +472,35 @@ mod tests {
             (1, long.len()),
             "emptied for the path that did not fit"
         );
+    }
+
+    #[test]
+    fn a_listing_that_goes_stale_unused_is_fetched_less_often() {
+        let mut store = Store::default();
+        let key = (Some(3), &b"d"[..]);
+        store.missed.insert(
+            (key.0, key.1.into()),
+            Missed {
+                count: 0,
+                needed: 2,
+            },
+        );
+        let needed = |store: &Store| store.missed[&(key.0, key.1.into())].needed;
+        // Stale after one answer, twice: the wait doubles, up to its bound.
+        store.went_stale(key, 1, 10);
+        assert_eq!(needed(&store), 4);
+        store.went_stale(key, 1, 10);
+        assert_eq!(needed(&store), 8);
+        for _ in 0..20 {
+            store.went_stale(key, 0, 10);
+        }
+        assert_eq!(needed(&store), MOST_NEEDED);
+        // One that answered as many questions as it waited for: one per 16 names, at least 2.
+        store.went_stale(key, MOST_NEEDED, 10);
+        assert_eq!(needed(&store), 2);
+        store.went_stale(key, 2, 1000);
+        assert_eq!(needed(&store), 62);
+        store.went_stale((None, b"other"), 0, 10);
+        assert_eq!(store.missed.len(), 1, "nothing counted, nothing to change");
     }
 }
