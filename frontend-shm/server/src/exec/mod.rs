@@ -561,6 +561,33 @@ impl<F: Filesystem> Exec<'_, F> {
         }
     }
 
+    /// Walks `path` from `at` (or the root), stamping every directory the walk looks in
+    /// before it reads anything there: the stamps, and where the walk ended.
+    fn stamped_walk<'t>(
+        &self,
+        table: &'t ContentTable,
+        at: Option<u32>,
+        path: &[u8],
+        follow: Follow,
+    ) -> Result<(Stamper<'t>, Result<Resolved<Attr>>)> {
+        let start = self.start(at, path)?;
+        let mut stamper = Stamper {
+            table,
+            stamps: StampsBuilder::default(),
+            whole: true,
+        };
+        let found = path::resolve_observed(
+            &**self.fs,
+            self.cred,
+            Mount::Elsewhere,
+            start,
+            path,
+            follow,
+            |dir| stamper.stamp(dir),
+        );
+        Ok((stamper, found))
+    }
+
     /// `StatStamped`: a path's attributes, or the error its walk met, with the stamps of
     /// everything the answer depends on (`Response::Stamped`); answered as `Stat` when the
     /// server cannot vouch for it: no content table, an engine that must see every call, a
@@ -588,21 +615,7 @@ impl<F: Filesystem> Exec<'_, F> {
         let Some((at, path, follow, table)) = stamping else {
             return self.target_attr(target).map(Response::Attr);
         };
-        let start = self.start(at, path)?;
-        let mut stamper = Stamper {
-            table,
-            stamps: StampsBuilder::default(),
-            whole: true,
-        };
-        let found = path::resolve_observed(
-            &**self.fs,
-            self.cred,
-            Mount::Elsewhere,
-            start,
-            path,
-            follow_if(follow),
-            |dir| stamper.stamp(dir),
-        );
+        let (mut stamper, found) = self.stamped_walk(table, at, path, follow_if(follow))?;
         let outcome = match found {
             Ok(Resolved::Outside(escape)) => return Err(self.leave(escape)),
             Ok(Resolved::Inside(attr)) => {
@@ -650,21 +663,7 @@ impl<F: Filesystem> Exec<'_, F> {
             }
             _ => return Err(Errno::NotSupported),
         };
-        let start = self.start(at, path)?;
-        let mut stamper = Stamper {
-            table,
-            stamps: StampsBuilder::default(),
-            whole: true,
-        };
-        let found = path::resolve_observed(
-            &**self.fs,
-            self.cred,
-            Mount::Elsewhere,
-            start,
-            path,
-            Follow::Follow,
-            |dir| stamper.stamp(dir),
-        );
+        let (mut stamper, found) = self.stamped_walk(table, at, path, Follow::Follow)?;
         let dir = match found {
             Ok(Resolved::Inside(attr)) => attr,
             Ok(Resolved::Outside(escape)) => return Err(self.leave(escape)),
