@@ -22,7 +22,8 @@
 //! attributes and its own stamp, and the walk to the directory with the directory's stamp
 //! ([`keep_listing`]). While those hold, a question about any name in it is answered from
 //! that listing ([`from_listing`]): the name's attributes while its own stamp holds, `ENOENT`
-//! for a name not listed (a link to follow is asked as before). Fetching costs the server a
+//! for a name not listed (a link to follow is asked as before). An `open` without `O_CREAT`
+//! of a name a standing listing does not hold fails with `ENOENT` the same way. Fetching costs the server a
 //! lookup per name, so after a listing was fetched the next fetch of it waits for one
 //! question per 16 names it listed, and a listing that went stale before it answered as many
 //! questions as its fetch waited for doubles the wait (up to 1,024): a directory that changes

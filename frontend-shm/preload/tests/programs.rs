@@ -826,6 +826,8 @@ int main(void) {
     show("again", f);
     show("missing", n);
     show("missing again", n);
+    int o = open(n, O_RDONLY);
+    printf("open missing: %d %s\n", o < 0 ? -1 : 0, o < 0 ? strerror(errno) : "");
     chmod(f, 0600);
     show("chmod", f);
     chown(f, 1, 1);
@@ -888,6 +890,9 @@ int main(void) {
     waitpid(child, NULL, 0);
     show("after the child", f);
     show("made by the child", n);
+    o = open(n, O_RDONLY);
+    printf("open made by the child: %d\n", o < 0 ? -1 : 0);
+    if (o >= 0) close(o);
     /* Relative to the working directory, and to a directory descriptor. */
     chdir(a);
     show("relative", "b/f");
@@ -898,6 +903,8 @@ int main(void) {
     one("from a descriptor", dir, "f", 0);
     unlink(n);
     one("from a descriptor, removed", dir, "new", 0);
+    o = openat(dir, "new", O_RDONLY);
+    printf("openat removed: %d %s\n", o < 0 ? -1 : 0, o < 0 ? strerror(errno) : "");
     close(dir);
     dir = open(a, O_RDONLY | O_DIRECTORY);
     one("from another descriptor", dir, "f", 0);

@@ -6,9 +6,10 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use btfuse_core::ring::{self, Request, Response, Target};
-use btfuse_core::{AccessMask, FileType, RenameMode};
+use btfuse_core::{AccessMask, Errno, FileType, RenameMode};
 use libc::{c_char, c_int, c_uint, mode_t, size_t, ssize_t};
 
+use crate::attrs;
 use crate::connection::{self, PROTOCOL, call};
 use crate::descriptors::{self, Entry};
 use crate::errno::fail;
@@ -54,6 +55,14 @@ pub extern "C" fn umask(mask: mode_t) -> mode_t {
 fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return fail(libc::EOPNOTSUPP);
+    }
+    // A name a kept listing of its directory does not hold is not there (see `attrs`): an
+    // open that would not create it fails as the server's walk would, without asking.
+    if flags & libc::O_CREAT == 0 {
+        let key = (target.at, &target.path[..], flags & libc::O_NOFOLLOW == 0);
+        if attrs::from_listing(&target.client, key) == Some(Err(Errno::NotFound)) {
+            return fail(libc::ENOENT);
+        }
     }
     let options = ring::OpenOptions::from_linux(flags);
     // Only a description that only reads may have its first bytes sent along (see `held`).
