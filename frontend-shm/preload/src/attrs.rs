@@ -78,6 +78,14 @@ struct Listing {
     answered: u32,
 }
 
+impl Listing {
+    /// What keeping it under `dir` counts: itself and its names, and their bytes.
+    fn counted(&self, dir: &[u8]) -> (usize, usize) {
+        let names = self.entries.keys().map(|k| k.len()).sum::<usize>();
+        (1 + self.entries.len(), dir.len() + names)
+    }
+}
+
 /// Questions about names of a directory that had to be asked since its listing was last
 /// fetched, and how many make it worth fetching again.
 #[derive(Clone, Copy)]
@@ -99,12 +107,6 @@ struct Paths {
     len: usize,
 }
 
-impl Paths {
-    fn len(&self) -> usize {
-        self.len
-    }
-}
-
 #[derive(Default)]
 struct Store {
     /// By where the walks start: `None` the served root, `Some(desc)` the directory of the
@@ -124,73 +126,119 @@ struct Store {
 }
 
 impl Store {
-    fn insert(&mut self, (at, path, follow): Key<'_>, kept: Kept) {
-        if self.len >= MOST_KEPT || self.bytes + path.len() > MOST_BYTES {
+    /// Adds `(len, bytes)` kept under start `at` to its totals and the store's, or takes
+    /// them away (`gained` false).
+    fn count(&mut self, at: Option<u32>, (len, bytes): (usize, usize), gained: bool) {
+        let paths = self.by_start.entry(at).or_default();
+        for (total_len, total_bytes) in [
+            (&mut paths.len, &mut paths.bytes),
+            (&mut self.len, &mut self.bytes),
+        ] {
+            if gained {
+                (*total_len, *total_bytes) = (*total_len + len, *total_bytes + bytes);
+            } else {
+                (*total_len, *total_bytes) = (*total_len - len, *total_bytes - bytes);
+            }
+        }
+    }
+
+    /// Makes room for `(len, bytes)` more: a store that would pass a bound is emptied (the
+    /// counts of descriptions let go and of questions stay).
+    fn make_room(&mut self, (len, bytes): (usize, usize)) {
+        if self.len + len > MOST_KEPT || self.bytes + bytes > MOST_BYTES {
             *self = Store {
                 let_go: self.let_go,
                 missed: core::mem::take(&mut self.missed),
                 ..Store::default()
             };
         }
+    }
+
+    fn insert(&mut self, (at, path, follow): Key<'_>, kept: Kept) {
+        self.make_room((1, path.len()));
         let paths = self.by_start.entry(at).or_default();
         if paths.by_path[usize::from(follow)]
             .insert(path.into(), kept)
             .is_none()
         {
-            paths.bytes += path.len();
-            paths.len += 1;
-            self.bytes += path.len();
-            self.len += 1;
+            self.count(at, (1, path.len()), true);
         }
     }
 
     /// Keeps `listing` of directory `dir` (walked from `at`), in place of any before.
     fn insert_listing(&mut self, at: Option<u32>, dir: &[u8], listing: Listing) {
-        let cost = 1 + listing.entries.len();
-        let bytes = dir.len() + listing.entries.keys().map(|k| k.len()).sum::<usize>();
+        let counted = listing.counted(dir);
         self.remove_listing(at, dir);
-        if self.len + cost > MOST_KEPT || self.bytes + bytes > MOST_BYTES {
-            *self = Store {
-                let_go: self.let_go,
-                missed: core::mem::take(&mut self.missed),
-                ..Store::default()
-            };
-        }
-        if cost > MOST_KEPT || bytes > MOST_BYTES {
+        self.make_room(counted);
+        if counted.0 > MOST_KEPT || counted.1 > MOST_BYTES {
             return;
         }
         let paths = self.by_start.entry(at).or_default();
         paths.listings.insert(dir.into(), listing);
-        paths.len += cost;
-        paths.bytes += bytes;
-        self.len += cost;
-        self.bytes += bytes;
+        self.count(at, counted, true);
     }
 
     fn remove_listing(&mut self, at: Option<u32>, dir: &[u8]) {
-        let Some(paths) = self.by_start.get_mut(&at) else {
-            return;
-        };
-        if let Some(old) = paths.listings.remove(dir) {
-            let cost = 1 + old.entries.len();
-            let bytes = dir.len() + old.entries.keys().map(|k| k.len()).sum::<usize>();
-            paths.len -= cost;
-            paths.bytes -= bytes;
-            self.len -= cost;
-            self.bytes -= bytes;
+        let old = self
+            .by_start
+            .get_mut(&at)
+            .and_then(|p| p.listings.remove(dir));
+        if let Some(old) = old {
+            self.count(at, old.counted(dir), false);
         }
     }
 
     fn remove(&mut self, (at, path, follow): Key<'_>) {
-        let Some(paths) = self.by_start.get_mut(&at) else {
-            return;
-        };
-        if paths.by_path[usize::from(follow)].remove(path).is_some() {
-            paths.bytes -= path.len();
-            paths.len -= 1;
-            self.bytes -= path.len();
-            self.len -= 1;
+        let old =
+            (self.by_start.get_mut(&at)).and_then(|p| p.by_path[usize::from(follow)].remove(path));
+        if old.is_some() {
+            self.count(at, (1, path.len()), false);
         }
+    }
+
+    /// The kept answer to a `stat` of `key`, if it still stands (`now`: the content table's
+    /// source and the identity epoch); a stale one is dropped.
+    fn path_answer(
+        &mut self,
+        client: &Client,
+        key: Key<'_>,
+        now: (u64, u64),
+    ) -> Option<Result<Attr, Errno>> {
+        let (at, path, follow) = key;
+        let kept = self.by_start.get(&at)?.by_path[usize::from(follow)].get(path)?;
+        if (kept.source, kept.epoch) == now && current(client, &kept.stamps) {
+            return Some(kept.outcome);
+        }
+        self.remove(key);
+        None
+    }
+
+    /// The answer to a `stat` of `key` from a kept listing of its directory, as
+    /// [`from_listing`] says.
+    fn listing_answer(
+        &mut self,
+        client: &Client,
+        key: Key<'_>,
+        now: (u64, u64),
+    ) -> Option<Result<Attr, Errno>> {
+        let (at, path, follow) = key;
+        let (dir, name) = split(path)?;
+        let listing = self.by_start.get_mut(&at)?.listings.get_mut(dir)?;
+        if (listing.source, listing.epoch) != now || !current(client, &listing.stamps) {
+            let (answered, listed) = (listing.answered, listing.entries.len());
+            self.remove_listing(at, dir);
+            self.went_stale((at, dir), answered, listed);
+            return None;
+        }
+        let answer = match listing.entries.get(name) {
+            None => Some(Err(Errno::NotFound)),
+            Some((attr, ..)) if follow && attr.kind == FileType::Symlink => None,
+            Some(&(attr, slot, version)) => client
+                .attributes_are_current(slot, version)
+                .then_some(Ok(attr)),
+        };
+        listing.answered += u32::from(answer.is_some());
+        answer
     }
 
     /// A listing of `dir` that answered `answered` questions went stale: the next fetch waits
@@ -210,7 +258,7 @@ impl Store {
     fn forget(&mut self, desc: u32) {
         self.let_go += 1;
         if let Some(paths) = self.by_start.remove(&Some(desc)) {
-            self.len -= paths.len();
+            self.len -= paths.len;
             self.bytes -= paths.bytes;
         }
     }
@@ -232,24 +280,24 @@ fn with_store<T>(f: impl FnOnce(&mut Store) -> T) -> T {
     f(store.get_or_insert_with(Store::default))
 }
 
-/// The kept answer to a `stat` of `key`, if it still stands; a stale one is dropped.
-pub(crate) fn find(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>> {
-    let source = client.content_source();
-    let epoch = btfuse_ring_client::identity_epoch();
-    let (at, path, follow) = key;
+/// What a kept answer must have been asked under to stand now: the content table's source
+/// and the identity epoch.
+fn now(client: &Client) -> (u64, u64) {
+    (
+        client.content_source(),
+        btfuse_ring_client::identity_epoch(),
+    )
+}
+
+/// The answer this process keeps for a `stat` of `key`, if one stands: from a listing of its
+/// directory first (a walk over a tree asks mostly about names in listed directories), then
+/// from an answer kept for the path. Stale ones are dropped. One lock for both.
+pub(crate) fn kept(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>> {
+    let now = now(client);
     with_store(|store| {
-        let kept = store.by_start.get(&at)?.by_path[usize::from(follow)].get(path)?;
-        if kept.source == source
-            && kept.epoch == epoch
-            && kept
-                .stamps
-                .iter()
-                .all(|&(slot, version)| client.attributes_are_current(slot, version))
-        {
-            return Some(kept.outcome);
-        }
-        store.remove(key);
-        None
+        store
+            .listing_answer(client, key, now)
+            .or_else(|| store.path_answer(client, key, now))
     })
 }
 
@@ -319,28 +367,8 @@ fn current(client: &Client, stamps: &[(u32, u64)]) -> bool {
 /// name's entry, or `ENOENT` for a name not listed. `None` also for a link to follow (its
 /// target is another walk). A stale listing is dropped.
 pub(crate) fn from_listing(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>> {
-    let (at, path, follow) = key;
-    let (dir, name) = split(path)?;
-    let source = client.content_source();
-    let epoch = btfuse_ring_client::identity_epoch();
-    with_store(|store| {
-        let listing = store.by_start.get_mut(&at)?.listings.get_mut(dir)?;
-        if listing.source != source || listing.epoch != epoch || !current(client, &listing.stamps) {
-            let (answered, listed) = (listing.answered, listing.entries.len());
-            store.remove_listing(at, dir);
-            store.went_stale((at, dir), answered, listed);
-            return None;
-        }
-        let answer = match listing.entries.get(name) {
-            None => Some(Err(Errno::NotFound)),
-            Some((attr, ..)) if follow && attr.kind == FileType::Symlink => None,
-            Some(&(attr, slot, version)) => client
-                .attributes_are_current(slot, version)
-                .then_some(Ok(attr)),
-        };
-        listing.answered += u32::from(answer.is_some());
-        answer
-    })
+    let now = now(client);
+    with_store(|store| store.listing_answer(client, key, now))
 }
 
 /// Counts a question about `key` that had to be asked; returns its directory when enough

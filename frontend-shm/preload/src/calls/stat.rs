@@ -117,12 +117,7 @@ fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
     let (at, path, follow) = (t.at, &t.path[..], flags & libc::AT_SYMLINK_NOFOLLOW == 0);
     let target = Target::Path { at, path, follow };
     let key = (at, path, follow);
-    // A name in a directory listed whole is answered from the listing: the listing first,
-    // since a walk over a tree asks mostly about such names.
-    if let Some(outcome) = attrs::from_listing(&t.client, key) {
-        return outcome.map_err(|e| e.code());
-    }
-    if let Some(outcome) = attrs::find(&t.client, key) {
+    if let Some(outcome) = attrs::kept(&t.client, key) {
         return outcome.map_err(|e| e.code());
     }
     if let Some(dir) = attrs::missed(key)
