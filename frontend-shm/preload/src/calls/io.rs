@@ -178,7 +178,8 @@ interpose! {
     /// or fill); the advice and the range are checked as Linux checks them, and the answer is
     /// the error number itself, as `posix_fadvise` gives it.
     fn posix_fadvise, posix_fadvise64(fd: c_int, offset: off_t, len: off_t, advice: c_int) -> c_int {
-        let (entry, _) = descriptor(fd)?;
+        // No offset is used: one this process keeps stays kept (see `held`).
+        let (entry, _) = held_descriptor(fd)?;
         let known = [
             libc::POSIX_FADV_NORMAL,
             libc::POSIX_FADV_RANDOM,

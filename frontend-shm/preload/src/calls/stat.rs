@@ -15,7 +15,7 @@ use crate::guard::guarded;
 use crate::outside::follow;
 use crate::paths::{PathTarget, at_target, c_bytes};
 use crate::real;
-use crate::serve::{descriptor, path_target};
+use crate::serve::{held_descriptor, path_target};
 
 /// The device number btfuse files report (`st_dev`): "bt" in the minor, major 0x42, far from
 /// the numbers Linux hands out for real filesystems.
@@ -113,7 +113,7 @@ fn fetch_listing(client: &Client, at: Option<u32>, dir: &[u8]) -> bool {
 /// The attributes the path `t` names (`flags`: `AT_SYMLINK_NOFOLLOW`), or the errno: from
 /// what this process keeps while that stands, else asked with `StatStamped` and the answer
 /// kept (see [`crate::attrs`]).
-fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
+pub(super) fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
     let (at, path, follow) = (t.at, &t.path[..], flags & libc::AT_SYMLINK_NOFOLLOW == 0);
     let target = Target::Path { at, path, follow };
     let key = (at, path, follow);
@@ -140,7 +140,9 @@ fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
 interpose! {
     /// Interposed.
     fn fstat, fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
-        let (entry, client) = descriptor(fd)?;
+        // A description's attributes do not depend on its offset: one this process keeps
+        // stays kept (see `held`).
+        let (entry, client) = held_descriptor(fd)?;
         Some(ring_stat(&client, Target::Fd(entry.desc), buf))
     }
 }
@@ -158,7 +160,7 @@ unsafe fn stat_at(
     // SAFETY: the caller's contract.
     let empty = unsafe { c_bytes(path) }.is_some_and(<[u8]>::is_empty);
     if empty && flags & libc::AT_EMPTY_PATH != 0 {
-        let (entry, client) = descriptor(dirfd)?;
+        let (entry, client) = held_descriptor(dirfd)?;
         return Some(ring_stat(&client, Target::Fd(entry.desc), buf));
     }
     // SAFETY: the caller's contract.
@@ -225,7 +227,7 @@ interpose! {
         // SAFETY: libc's contract.
         let empty = unsafe { c_bytes(path) }.is_some_and(<[u8]>::is_empty);
         if empty && flags & libc::AT_EMPTY_PATH != 0 {
-            let (entry, client) = descriptor(dirfd)?;
+            let (entry, client) = held_descriptor(dirfd)?;
             return Some(fill(&client, Target::Fd(entry.desc)));
         }
         // SAFETY: libc's contract.
@@ -347,7 +349,7 @@ unsafe fn fd_statfs<T>(
     buf: *mut T,
     fill: fn(&mut T, &btfuse_core::StatFs),
 ) -> Option<c_int> {
-    let (entry, client) = descriptor(fd)?;
+    let (entry, client) = held_descriptor(fd)?;
     let answer = ring_statfs(&client, Target::Fd(entry.desc));
     // SAFETY: the caller's contract.
     Some(unsafe { answer_statfs(answer, buf, fill) })
