@@ -211,3 +211,111 @@ fn an_unchanged_path_is_stated_again_without_a_round_trip() {
     // question there since the last), which answers f and the new name.
     assert_eq!(asked() - before, 4.0);
 }
+
+/// Opens, reads and closes `/btfuse/d/f` as a preloaded Python does, as an unprivileged user:
+/// ten times, then three or two times after each change another client makes (each after a
+/// line on stdin): new bytes written, another file renamed over it, its mode taken away from
+/// others. Prints what each read got, or the error.
+const OPENS: &str = r#"
+import os, sys
+os.setgroups([])
+os.setgid(4001)
+os.setuid(4001)
+def show():
+    try:
+        fd = os.open("/btfuse/d/f", os.O_RDONLY)
+    except OSError as e:
+        print(e.strerror, flush=True)
+        return
+    data = os.read(fd, 100)
+    os.close(fd)
+    print(data.decode(), flush=True)
+sys.stdin.readline()
+for _ in range(10):
+    show()
+sys.stdin.readline()  # another client writes f
+for _ in range(3):
+    show()
+sys.stdin.readline()  # another client renames g over f
+for _ in range(3):
+    show()
+sys.stdin.readline()  # another client makes f 0600
+for _ in range(2):
+    show()
+"#;
+
+#[test]
+fn an_unchanged_file_is_opened_again_without_a_round_trip() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = ShmDaemon::start("64M");
+    // Reachable by the unprivileged process: whatever it is refused is the server's refusal.
+    for (path, mode) in [
+        (daemon.socket(), 0o666),
+        (daemon.socket().parent().unwrap(), 0o755),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let setup = Client::connect(daemon.socket()).unwrap();
+    setup.create_dir("/d").unwrap();
+    setup.write("/d/f", b"first").unwrap();
+    setup.set_permissions("/d/f", 0o644).unwrap();
+    // The opens the server served, and the questions about paths (one path's attributes, or
+    // a directory's names) it answered.
+    let counts = || {
+        (
+            served(&daemon, "open"),
+            served(&daemon, "statstamped") + served(&daemon, "statdir"),
+        )
+    };
+    let mut python = python(&daemon, OPENS);
+    let mut stdin = python.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(python.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut served_by_phase = Vec::new();
+    let mut phase = |change: &dyn Fn(), shows: usize| {
+        change();
+        // Reads from a later clock tick than the change: one in the same tick as a write
+        // would move the access time again (relatime: not later than the change time).
+        std::thread::sleep(Duration::from_millis(50));
+        let before = counts();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        lines.extend((0..shows).map(|_| next_line(&mut stdout)));
+        // A worker counts a request just after answering it.
+        std::thread::sleep(Duration::from_millis(50));
+        let after = counts();
+        served_by_phase.push((after.0 - before.0, after.1 - before.1));
+    };
+    phase(&|| (), 10);
+    phase(&|| setup.write("/d/f", b"second").unwrap(), 3);
+    phase(
+        &|| {
+            setup.write("/d/g", b"third").unwrap();
+            setup.set_permissions("/d/g", 0o644).unwrap();
+            setup.rename("/d/g", "/d/f").unwrap();
+        },
+        3,
+    );
+    phase(&|| setup.set_permissions("/d/f", 0o600).unwrap(), 2);
+    drop(stdin);
+    let status = python.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut want = vec!["first"; 10];
+    want.extend(["second"; 3]);
+    want.extend(["third"; 3]);
+    want.extend(["Permission denied"; 2]);
+    assert_eq!(lines, want);
+    // Ten opens: the first, then one asked after a question (the path's description was
+    // parked with no answer to vouch for it); the other eight take the parked description.
+    // After new bytes and after a rename over the file: a question and an open whose read
+    // moves the access time (the file changed since it was last read), so another of each;
+    // the third open takes the description parked. After the mode change, both opens are
+    // asked and refused: the second finds an answer again (the directory's names, fetched
+    // for the first), but one kept after the parked description was opened, which vouches
+    // for nothing that open checked.
+    assert_eq!(
+        served_by_phase,
+        [(2.0, 1.0), (2.0, 2.0), (2.0, 2.0), (2.0, 1.0)]
+    );
+}

@@ -39,6 +39,7 @@
 //! reaches either is emptied.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use btfuse_core::ring::{StampedEntries, Stamps};
 use btfuse_core::{Attr, Errno, FileType};
@@ -63,6 +64,8 @@ struct Kept {
     outcome: Result<Attr, Errno>,
     /// `(slot, attribute version)`, each slot once.
     stamps: Box<[(u32, u64)]>,
+    /// When it was kept (see [`moment`]).
+    moment: u64,
 }
 
 /// A directory's names as `StatDir` answered them.
@@ -76,6 +79,8 @@ struct Listing {
     entries: HashMap<Box<[u8]>, (Attr, u32, u64)>,
     /// Questions it answered.
     answered: u32,
+    /// When it was kept (see [`moment`]).
+    moment: u64,
 }
 
 impl Listing {
@@ -203,11 +208,11 @@ impl Store {
         client: &Client,
         key: Key<'_>,
         now: (u64, u64),
-    ) -> Option<Result<Attr, Errno>> {
+    ) -> Option<(Result<Attr, Errno>, u64)> {
         let (at, path, follow) = key;
         let kept = self.by_start.get(&at)?.by_path[usize::from(follow)].get(path)?;
         if (kept.source, kept.epoch) == now && current(client, &kept.stamps) {
-            return Some(kept.outcome);
+            return Some((kept.outcome, kept.moment));
         }
         self.remove(key);
         None
@@ -220,7 +225,7 @@ impl Store {
         client: &Client,
         key: Key<'_>,
         now: (u64, u64),
-    ) -> Option<Result<Attr, Errno>> {
+    ) -> Option<(Result<Attr, Errno>, u64)> {
         let (at, path, follow) = key;
         let (dir, name) = split(path)?;
         let listing = self.by_start.get_mut(&at)?.listings.get_mut(dir)?;
@@ -238,7 +243,7 @@ impl Store {
                 .then_some(Ok(attr)),
         };
         listing.answered += u32::from(answer.is_some());
-        answer
+        answer.map(|a| (a, listing.moment))
     }
 
     /// A listing of `dir` that answered `answered` questions went stale: the next fetch waits
@@ -293,12 +298,32 @@ fn now(client: &Client) -> (u64, u64) {
 /// directory first (a walk over a tree asks mostly about names in listed directories), then
 /// from an answer kept for the path. Stale ones are dropped. One lock for both.
 pub(crate) fn kept(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>> {
+    kept_since(client, key).map(|(outcome, _)| outcome)
+}
+
+/// Like [`kept`], with the [`moment`] the answer was kept: it has stood since before then.
+pub(crate) fn kept_since(client: &Client, key: Key<'_>) -> Option<(Result<Attr, Errno>, u64)> {
     let now = now(client);
     with_store(|store| {
         store
             .listing_answer(client, key, now)
             .or_else(|| store.path_answer(client, key, now))
     })
+}
+
+/// Answers and listings kept so far by this process: each is kept at the moment this reads
+/// after it was kept, so an answer whose moment is at most a value read before a request was
+/// sent stood (its stamps held) before the server served that request.
+static MOMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// The moment now (see [`MOMENTS`]).
+pub(crate) fn moment() -> u64 {
+    MOMENTS.load(Ordering::Acquire)
+}
+
+/// The moment for an answer being kept now.
+fn next_moment() -> u64 {
+    MOMENTS.fetch_add(1, Ordering::AcqRel) + 1
 }
 
 /// What [`keep`] needs to know of the moment a question was asked: read before asking.
@@ -337,10 +362,17 @@ pub(crate) fn keep(
         epoch,
         outcome,
         stamps: stamps.iter().map(|s| (s.slot, s.version)).collect(),
+        moment: 0,
     };
     with_store(|store| {
         if key.0.is_none() || store.let_go == asked.let_go {
-            store.insert(key, kept);
+            store.insert(
+                key,
+                Kept {
+                    moment: next_moment(),
+                    ..kept
+                },
+            );
         }
     });
 }
@@ -368,7 +400,7 @@ fn current(client: &Client, stamps: &[(u32, u64)]) -> bool {
 /// target is another walk). A stale listing is dropped.
 pub(crate) fn from_listing(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>> {
     let now = now(client);
-    with_store(|store| store.listing_answer(client, key, now))
+    with_store(|store| store.listing_answer(client, key, now)).map(|(outcome, _)| outcome)
 }
 
 /// Counts a question about `key` that had to be asked; returns its directory when enough
@@ -418,12 +450,17 @@ pub(crate) fn keep_listing(
             .map(|e| (e.name.into(), (e.attr, e.stamp.slot, e.stamp.version)))
             .collect(),
         answered: 0,
+        moment: 0,
     };
     let listed = listing.entries.len();
     with_store(|store| {
         if at.is_some() && store.let_go != asked.let_go {
             return;
         }
+        let listing = Listing {
+            moment: next_moment(),
+            ..listing
+        };
         if let Some(missed) = store.missed.get_mut(&(at, dir.into())) {
             missed.needed = missed.needed.max((listed / 16) as u32);
         }
@@ -447,6 +484,7 @@ mod tests {
             epoch: 0,
             outcome: Err(Errno::NotFound),
             stamps: Box::new([(0, 0)]),
+            moment: 0,
         }
     }
 

@@ -18,7 +18,8 @@ use crate::outside::follow;
 use crate::paths::{self, PathTarget, at_target};
 use crate::{attrs, held};
 
-/// Gives up this process's reference to description `desc` (and what it remembered of it).
+/// Gives up this process's reference to description `desc` (and what it remembered of it),
+/// or parks it (see `held`).
 pub(crate) fn release(client: &Client, desc: u32) {
     release_then(client, desc, || ());
 }
@@ -27,16 +28,21 @@ pub(crate) fn release(client: &Client, desc: u32) {
 /// another process must find gone once this returns.
 pub(crate) fn release_waited(client: &Client, desc: u32) {
     paths::forget_path(desc);
-    held::forget(desc);
     attrs::forget(desc);
+    if held::forget(client, desc) {
+        return;
+    }
     let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
 }
 
 /// Like [`release`], running `then` while the request travels to the server.
 pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() -> T) -> T {
     paths::forget_path(desc);
-    held::forget(desc);
     attrs::forget(desc);
+    // A description parked for the next open of its path stays open (see `held`).
+    if held::forget(client, desc) {
+        return then();
+    }
     // Not waited for: the program's close needs nothing from the answer (see Client::post).
     let (posted, value) = client.post_then(&Request::Close { fd: desc }, then);
     if let Err(e) = posted {
@@ -47,7 +53,8 @@ pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() ->
 
 /// The btfuse entry behind `fd` and a connection, if `fd` is btfuse's, with the server's
 /// description made the one truth about its offset (see `held`): for every call on a
-/// descriptor but those that read with the offset this process keeps.
+/// descriptor but those that read with the offset this process keeps or do not depend on it
+/// (`fstat`, `fstatfs`).
 pub(crate) fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
     let (entry, client) = held_descriptor(fd)?;
     // A write-back (`Lseek` to a valid offset) fails only when the channel does, and then so
@@ -56,7 +63,8 @@ pub(crate) fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
     Some((entry, client))
 }
 
-/// Like [`descriptor`], leaving an offset this process keeps where it is.
+/// Like [`descriptor`], leaving an offset this process keeps where it is: for calls that read
+/// with it or do not use it.
 pub(crate) fn held_descriptor(fd: c_int) -> Option<(Entry, Client)> {
     let entry = descriptors::lookup(fd)?;
     Some((

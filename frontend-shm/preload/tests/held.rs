@@ -111,6 +111,97 @@ int main(void) {
     r = open(at("f"), O_RDONLY);
     printf("gone         %d\n", r);
 
+    /* Opened again and again: a later open may take the description an earlier one left
+       (see `held`), and must behave as a fresh one in every way. A helper started first
+       changes the file on request (a fork would close what this process left open). */
+    put("h", "hello parked world");
+    int cmd[2], ack[2];
+    pipe(cmd);
+    pipe(ack);
+    pid_t helper = fork();
+    if (helper == 0) {
+        close(cmd[1]);
+        close(ack[0]);
+        char c;
+        while (read(cmd[0], &c, 1) == 1) {
+            if (c == 'w') {
+                int w2 = open(at("h"), O_WRONLY);
+                pwrite(w2, "J", 1, 0);
+                close(w2);
+            } else if (c == 'r') {
+                put("h2", "replaced");
+                char from[8192];
+                snprintf(from, sizeof from, "%s", at("h2"));
+                rename(from, at("h"));
+            } else if (c == 'm') {
+                chmod(at("h"), 0);
+            } else if (c == 'u') {
+                unlink(at("h"));
+            }
+            write(ack[1], &c, 1);
+        }
+        _exit(0);
+    }
+    close(cmd[0]);
+    close(ack[1]);
+    for (int i = 0; i < 4; i++) {
+        r = open(at("h"), i % 2 ? O_RDONLY | O_CLOEXEC : O_RDONLY);
+        printf("again-cloexec %d\n", fcntl(r, F_GETFD) & FD_CLOEXEC);
+        /* Without O_LARGEFILE, which the kernel reports on 64-bit machines and btfuse does not. */
+        printf("again-flags  %o\n", fcntl(r, F_GETFL) & ~0100000);
+        show("again", r, 5);
+        close(r);
+    }
+    r = open(at("h"), O_RDONLY);
+    show("again-dup", r, 6);
+    r2 = dup(r);
+    show("again-dup2", r2, 6);
+    close(r2);
+    close(r);
+    r = open(at("h"), O_RDONLY);
+    struct stat st;
+    fstat(r, &st);
+    printf("again-fstat  %ld\n", (long)st.st_size);
+    show("after-fstat", r, 5);
+    close(r);
+    r = open(at("h"), O_RDONLY);
+    show("again-fork", r, 3);
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        show("again-child", r, 3);
+        r2 = open(at("h"), O_RDONLY);
+        show("child-open", r2, 4);
+        close(r2);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    show("again-parent", r, 3);
+    close(r);
+    for (int i = 0; i < 3; i++) {
+        r = open(at("h"), O_RDONLY);
+        show("after-fork", r, 5);
+        close(r);
+    }
+    const char *asks = "wrmu";
+    const char *labels[] = {"helper-wrote", "renamed-over", "mode-0", "removed"};
+    for (int k = 0; k < 4; k++) {
+        write(cmd[1], &asks[k], 1);
+        char a;
+        read(ack[0], &a, 1);
+        for (int i = 0; i < 3; i++) {
+            r = open(at("h"), O_RDONLY);
+            if (r < 0)
+                printf("%-12s %d\n", labels[k], r);
+            else
+                show(labels[k], r, 8);
+            close(r);
+        }
+    }
+    close(cmd[1]);
+    waitpid(helper, NULL, 0);
+
     /* A file longer than what comes with the open, read in pieces. */
     int big = open(at("big"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     static char data[100000];

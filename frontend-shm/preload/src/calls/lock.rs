@@ -114,6 +114,11 @@ pub(crate) fn fcntl_lock(cmd: c_int, fl: *mut libc::flock, entry: Entry, client:
         LockScope::Posix
     };
     let wait = matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW);
+    if scope == LockScope::Posix && kind != LockType::Unlock {
+        // Closing any descriptor of the file must let these go: no description is parked
+        // from now on (see `held`).
+        crate::held::stop_parking(client);
+    }
     match client.set_lock(entry.desc, scope, kind, range.start(), range.end(), wait) {
         Ok(()) => 0,
         Err(e) => fail(io_errno(&e)),

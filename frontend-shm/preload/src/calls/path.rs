@@ -64,6 +64,12 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             return fail(libc::ENOENT);
         }
     }
+    let parkable = target.at.is_none() && held::parkable(flags);
+    if parkable && let Some(fd) = open_parked(target, flags) {
+        return fd;
+    }
+    // Read before the open is sent: the answers kept by then stood before it was served.
+    let parking = parkable.then(|| (flags, attrs::moment()));
     let options = ring::OpenOptions::from_linux(flags);
     // Only a description that only reads may have its first bytes sent along (see `held`).
     let prefetch = if options.read && !options.write && !options.truncate {
@@ -132,7 +138,7 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
     };
     let (desc, dir) = match opened {
         Ok((desc, _, Some((stamp, data)))) => {
-            held::keep(desc, named, stamp, (data, known), prefetch);
+            held::keep(desc, named, stamp, (data, known), prefetch, parking);
             (desc, false)
         }
         Ok((desc, kind, None)) => (desc, kind == FileType::Directory),
@@ -170,6 +176,57 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
             fail(e)
         }
     }
+}
+
+/// Opens `target` (from the served root, `flags` [`held::parkable`]) with the description
+/// parked for it, if an open now would reach that one again (see `held`): the descriptor, or
+/// `None` for the caller to ask the server. With a description parked but no answer kept to
+/// vouch for it, the path's attributes are asked first, so that the description the caller
+/// opens is parked with one.
+fn open_parked(target: &PathTarget, flags: c_int) -> Option<c_int> {
+    let client = &target.client;
+    let follow = flags & libc::O_NOFOLLOW == 0;
+    let key = (None, &target.path[..], follow);
+    let stands = |ino, opened_after| match attrs::kept_since(client, key) {
+        Some((Ok(attr), kept)) => {
+            attr.ino == ino
+                && attr.kind == FileType::RegularFile
+                && kept <= opened_after
+                && recently_read(attr.atime.secs)
+        }
+        _ => false,
+    };
+    let desc = match held::open_parked(client.content_source(), &target.path, flags, stands) {
+        Ok(desc) => desc,
+        Err(ask) => {
+            if ask {
+                let nofollow = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+                let _ = super::stat::path_attr(target, nofollow);
+            }
+            return None;
+        }
+    };
+    match descriptors::placeholder(flags & libc::O_CLOEXEC != 0) {
+        Ok(fd) => {
+            descriptors::insert(fd, Entry { desc, dir: false });
+            super::streams::sync_std_stream(fd);
+            Some(fd)
+        }
+        Err(e) => {
+            release(client, desc);
+            Some(fail(e))
+        }
+    }
+}
+
+/// Whether an access time of `atime` (seconds) is recent enough that the server's first read
+/// of an open would leave it (relatime moves one a day old), with an hour to spare.
+fn recently_read(atime: i64) -> bool {
+    const SPARED: i64 = 23 * 60 * 60;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    now.saturating_sub(atime) < SPARED
 }
 
 /// Opens a fifo or device node of the btfuse tree: through the mount at the prefix (the
@@ -356,6 +413,8 @@ interpose! {
             if flags & libc::AT_REMOVEDIR != 0 {
                 return ring_rmdir(t);
             }
+            // A removed file's bytes are freed once nothing holds it (see `held`).
+            held::unpark_all(&t.client);
             let request = Request::Unlink {
                 at: t.at,
                 path: &t.path,
@@ -425,6 +484,8 @@ unsafe fn rename_at(
         _ => return Some(fail(libc::EINVAL)),
     };
     let serve = |from: &PathTarget<'_>, to: &PathTarget<'_>| {
+        // A file renamed over is freed once nothing holds it (see `held`).
+        held::unpark_all(&from.client);
         let request = Request::Rename {
             old_at: from.at,
             old_path: &from.path,

@@ -918,6 +918,10 @@ extern "C" fn on_load() {
             return;
         };
         if client.attach(token).is_ok() {
+            // The program before the exec may have taken POSIX record locks, which this
+            // process still holds and which closing any descriptor of their file lets go:
+            // no description is parked (see `held`).
+            crate::held::stop_parking(&client);
             // What the kernel closed at the exec: the table still has their descriptions.
             // Closed and waited for before the program runs, so that no process it talks to
             // finds a lock of theirs still held.
