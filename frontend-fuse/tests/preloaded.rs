@@ -471,11 +471,13 @@ int main(int argc, char **argv) {
     if (!g) { perror("freopen"); return 1; }
     fprintf(g, "written through the reopened stream, %s\n", g == f ? "same FILE" : "other FILE");
     if (fclose(g) != 0) { perror("fclose"); return 1; }
-    /* Read back over the ring, many times: the same contents each time. */
+    /* Read back over the ring, many times: the same contents each time. Opened for reading
+       and writing, so that each open is the server's (an open for reading only of a file
+       read before may be answered in the process). */
     char first[512] = "", line[256];
     for (int i = 0; i < 20; i++) {
         char all[512] = "";
-        FILE *r = fopen(path, "r");
+        FILE *r = fopen(path, "r+");
         while (r && fgets(line, sizeof line, r)) strncat(all, line, sizeof all - strlen(all) - 1);
         if (r) fclose(r);
         if (i == 0) strcpy(first, all);
