@@ -311,11 +311,11 @@ fn an_unchanged_file_is_opened_again_without_a_round_trip() {
     // After new bytes and after a rename over the file: a question and an open whose read
     // moves the access time (the file changed since it was last read), so another of each;
     // the third open takes the description parked. After the mode change, both opens are
-    // asked and refused: the second finds an answer again (the directory's names, fetched
-    // for the first), but one kept after the parked description was opened, which vouches
-    // for nothing that open checked.
+    // asked and refused: the second finds an answer that stands (the first's question), but
+    // one kept after the parked description was opened, which vouches for nothing that open
+    // checked, so it asks again.
     assert_eq!(
         served_by_phase,
-        [(2.0, 1.0), (2.0, 2.0), (2.0, 2.0), (2.0, 1.0)]
+        [(2.0, 1.0), (2.0, 2.0), (2.0, 2.0), (2.0, 2.0)]
     );
 }

@@ -181,8 +181,8 @@ fn ring_open(target: &PathTarget, flags: c_int, mode: mode_t) -> c_int {
 /// Opens `target` (from the served root, `flags` [`held::parkable`]) with the description
 /// parked for it, if an open now would reach that one again (see `held`): the descriptor, or
 /// `None` for the caller to ask the server. With a description parked but no answer kept to
-/// vouch for it, the path's attributes are asked first, so that the description the caller
-/// opens is parked with one.
+/// vouch for it, the path's attributes are asked first (`StatStamped`), so that the
+/// description the caller opens is parked with one.
 fn open_parked(target: &PathTarget, flags: c_int) -> Option<c_int> {
     let client = &target.client;
     let follow = flags & libc::O_NOFOLLOW == 0;
@@ -200,8 +200,9 @@ fn open_parked(target: &PathTarget, flags: c_int) -> Option<c_int> {
         Ok(desc) => desc,
         Err(ask) => {
             if ask {
-                let nofollow = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
-                let _ = super::stat::path_attr(target, nofollow);
+                // The path alone: a question about one file is no reason to fetch its
+                // directory's names.
+                let _ = super::stat::ask_stamped(client, key);
             }
             return None;
         }

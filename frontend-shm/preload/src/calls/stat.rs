@@ -113,9 +113,8 @@ fn fetch_listing(client: &Client, at: Option<u32>, dir: &[u8]) -> bool {
 /// The attributes the path `t` names (`flags`: `AT_SYMLINK_NOFOLLOW`), or the errno: from
 /// what this process keeps while that stands, else asked with `StatStamped` and the answer
 /// kept (see [`crate::attrs`]).
-pub(super) fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
+fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int> {
     let (at, path, follow) = (t.at, &t.path[..], flags & libc::AT_SYMLINK_NOFOLLOW == 0);
-    let target = Target::Path { at, path, follow };
     let key = (at, path, follow);
     if let Some(outcome) = attrs::kept(&t.client, key) {
         return outcome.map_err(|e| e.code());
@@ -126,11 +125,19 @@ pub(super) fn path_attr(t: &PathTarget<'_>, flags: c_int) -> Result<Attr, c_int>
     {
         return outcome.map_err(|e| e.code());
     }
+    ask_stamped(&t.client, key)
+}
+
+/// Asks the server for the attributes of `key` with `StatStamped` and keeps the answer (see
+/// [`crate::attrs`]): the attributes, or the errno.
+pub(super) fn ask_stamped(client: &Client, key: attrs::Key<'_>) -> Result<Attr, c_int> {
+    let (at, path, follow) = key;
+    let target = Target::Path { at, path, follow };
     let asked = attrs::asking();
-    call(&t.client, &Request::StatStamped { target }, |r| match r {
+    call(client, &Request::StatStamped { target }, |r| match r {
         Response::Attr(attr) => Ok(attr),
         Response::Stamped { outcome, stamps } => {
-            attrs::keep(&t.client, key, asked, outcome, stamps);
+            attrs::keep(client, key, asked, outcome, stamps);
             outcome.map_err(|e| e.code())
         }
         _ => Err(PROTOCOL),
