@@ -165,8 +165,15 @@ impl<F: Filesystem + 'static> FuseFs<F> {
             .name("flock-settle".into())
             .spawn(move || {
                 let _settler = settler;
-                if told.recv_timeout(SETTLE).is_err() && fs.locks().is_some_and(|l| l.cancel(id)) {
+                if told.recv_timeout(SETTLE).is_err() {
+                    // Unmarked before the answer goes: the process told `EWOULDBLOCK` may
+                    // close another descriptor of that open file at once, and the mark its
+                    // flush sets must stay. (If the lock was granted meanwhile, its RELEASE
+                    // came, which unmarks it too.)
                     closing.settled(held.holder);
+                    if let Some(locks) = fs.locks() {
+                        locks.cancel(id);
+                    }
                 }
             });
         if waiter.is_err() {
