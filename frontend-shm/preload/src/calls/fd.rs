@@ -13,6 +13,19 @@ use crate::paths;
 use crate::real;
 use crate::serve::{descriptor, expect_ok, release, release_then};
 
+/// `O_LARGEFILE` as the kernel reports it in `F_GETFL`. libc's constant is 0 on 64-bit
+/// targets, where the flag is implied, but the kernel sets its own bit on every open there.
+#[cfg(target_arch = "aarch64")]
+const KERNEL_O_LARGEFILE: c_int = 0o400_000;
+#[cfg(any(target_arch = "x86_64", target_arch = "riscv64"))]
+const KERNEL_O_LARGEFILE: c_int = 0o100_000;
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "x86_64",
+    target_arch = "riscv64"
+)))]
+const KERNEL_O_LARGEFILE: c_int = libc::O_LARGEFILE;
+
 interpose! {
     /// Interposed: closing a btfuse descriptor releases its description's reference.
     fn close(fd: c_int) -> c_int {
@@ -152,7 +165,7 @@ fn fcntl_ring(
                         ..f
                     };
                     // Linux sets O_LARGEFILE on every 64-bit open but an O_PATH one.
-                    let large = if f.path_only { 0 } else { libc::O_LARGEFILE };
+                    let large = if f.path_only { 0 } else { KERNEL_O_LARGEFILE };
                     Ok(flags.to_linux() | large)
                 }
                 _ => Err(PROTOCOL),
