@@ -55,32 +55,53 @@ const MOST_NEEDED: u32 = 1024;
 /// The most directories whose questions are counted (all forgotten when reached).
 const MOST_MISSED: usize = 4096;
 
-/// One kept answer.
-struct Kept {
+/// What a kept answer or listing stands on: while it stands, it is what the server would say.
+struct Vouched {
     /// The content table its stamps are from.
     source: u64,
     /// The identity epoch it was asked under.
     epoch: u64,
-    outcome: Result<Attr, Errno>,
     /// `(slot, attribute version)`, each slot once.
     stamps: Box<[(u32, u64)]>,
-    /// When it was kept (see [`moment`]).
+    /// When it was kept (see [`moment`]; set as it is kept).
     moment: u64,
+}
+
+impl Vouched {
+    /// The server's `stamps` for a question asked under identity epoch `epoch`.
+    fn new(client: &Client, epoch: u64, stamps: Stamps<'_>) -> Vouched {
+        Vouched {
+            source: client.content_source(),
+            epoch,
+            stamps: stamps.iter().map(|s| (s.slot, s.version)).collect(),
+            moment: 0,
+        }
+    }
+
+    /// Whether it stands (`now`: the content table's source and the identity epoch): every
+    /// stamp still shows its version.
+    fn stands(&self, client: &Client, now: (u64, u64)) -> bool {
+        (self.source, self.epoch) == now
+            && (self.stamps.iter())
+                .all(|&(slot, version)| client.attributes_are_current(slot, version))
+    }
+}
+
+/// One kept answer.
+struct Kept {
+    vouched: Vouched,
+    outcome: Result<Attr, Errno>,
 }
 
 /// A directory's names as `StatDir` answered them.
 struct Listing {
-    source: u64,
-    epoch: u64,
-    /// The walk to the directory and the directory itself: while they hold, it lists
+    /// The walk to the directory and the directory itself: while they stand, it lists
     /// exactly `entries`.
-    stamps: Box<[(u32, u64)]>,
+    vouched: Vouched,
     /// Each name's attributes and its own `(slot, attribute version)`.
     entries: HashMap<Box<[u8]>, (Attr, u32, u64)>,
     /// Questions it answered.
     answered: u32,
-    /// When it was kept (see [`moment`]).
-    moment: u64,
 }
 
 impl Listing {
@@ -203,16 +224,11 @@ impl Store {
 
     /// The kept answer to a `stat` of `key`, if it still stands (`now`: the content table's
     /// source and the identity epoch); a stale one is dropped.
-    fn path_answer(
-        &mut self,
-        client: &Client,
-        key: Key<'_>,
-        now: (u64, u64),
-    ) -> Option<(Result<Attr, Errno>, u64)> {
+    fn path_answer(&mut self, client: &Client, key: Key<'_>, now: (u64, u64)) -> Option<Answer> {
         let (at, path, follow) = key;
         let kept = self.by_start.get(&at)?.by_path[usize::from(follow)].get(path)?;
-        if (kept.source, kept.epoch) == now && current(client, &kept.stamps) {
-            return Some((kept.outcome, kept.moment));
+        if kept.vouched.stands(client, now) {
+            return Some((kept.outcome, kept.vouched.moment));
         }
         self.remove(key);
         None
@@ -220,16 +236,11 @@ impl Store {
 
     /// The answer to a `stat` of `key` from a kept listing of its directory, as
     /// [`from_listing`] says.
-    fn listing_answer(
-        &mut self,
-        client: &Client,
-        key: Key<'_>,
-        now: (u64, u64),
-    ) -> Option<(Result<Attr, Errno>, u64)> {
+    fn listing_answer(&mut self, client: &Client, key: Key<'_>, now: (u64, u64)) -> Option<Answer> {
         let (at, path, follow) = key;
         let (dir, name) = split(path)?;
         let listing = self.by_start.get_mut(&at)?.listings.get_mut(dir)?;
-        if (listing.source, listing.epoch) != now || !current(client, &listing.stamps) {
+        if !listing.vouched.stands(client, now) {
             let (answered, listed) = (listing.answered, listing.entries.len());
             self.remove_listing(at, dir);
             self.went_stale((at, dir), answered, listed);
@@ -243,7 +254,7 @@ impl Store {
                 .then_some(Ok(attr)),
         };
         listing.answered += u32::from(answer.is_some());
-        answer.map(|a| (a, listing.moment))
+        answer.map(|a| (a, listing.vouched.moment))
     }
 
     /// A listing of `dir` that answered `answered` questions went stale: the next fetch waits
@@ -268,6 +279,9 @@ impl Store {
         }
     }
 }
+
+/// A kept answer and the [`moment`] it was kept.
+type Answer = (Result<Attr, Errno>, u64);
 
 /// What an answer is kept under: where the walk starts (`None`: the served root, `Some`: a
 /// server description), the path, and whether a final link is followed.
@@ -302,7 +316,7 @@ pub(crate) fn kept(client: &Client, key: Key<'_>) -> Option<Result<Attr, Errno>>
 }
 
 /// Like [`kept`], with the [`moment`] the answer was kept: it has stood since before then.
-pub(crate) fn kept_since(client: &Client, key: Key<'_>) -> Option<(Result<Attr, Errno>, u64)> {
+pub(crate) fn kept_since(client: &Client, key: Key<'_>) -> Option<Answer> {
     let now = now(client);
     with_store(|store| {
         store
@@ -353,26 +367,17 @@ pub(crate) fn keep(
     outcome: Result<Attr, Errno>,
     stamps: Stamps<'_>,
 ) {
-    let epoch = asked.epoch;
-    if btfuse_ring_client::identity_epoch() != epoch {
+    if btfuse_ring_client::identity_epoch() != asked.epoch {
         return;
     }
-    let kept = Kept {
-        source: client.content_source(),
-        epoch,
+    let mut kept = Kept {
+        vouched: Vouched::new(client, asked.epoch, stamps),
         outcome,
-        stamps: stamps.iter().map(|s| (s.slot, s.version)).collect(),
-        moment: 0,
     };
     with_store(|store| {
         if key.0.is_none() || store.let_go == asked.let_go {
-            store.insert(
-                key,
-                Kept {
-                    moment: next_moment(),
-                    ..kept
-                },
-            );
+            kept.vouched.moment = next_moment();
+            store.insert(key, kept);
         }
     });
 }
@@ -386,13 +391,6 @@ fn split(path: &[u8]) -> Option<(&[u8], &[u8])> {
         None => (&b"."[..], path),
     };
     (!name.is_empty() && name != b"." && name != b"..").then_some((dir, name))
-}
-
-/// Whether every stamp still shows its version.
-fn current(client: &Client, stamps: &[(u32, u64)]) -> bool {
-    stamps
-        .iter()
-        .all(|&(slot, version)| client.attributes_are_current(slot, version))
 }
 
 /// The answer to a `stat` of `key` from a kept listing of its directory, if one stands: the
@@ -441,26 +439,20 @@ pub(crate) fn keep_listing(
     if btfuse_ring_client::identity_epoch() != asked.epoch {
         return;
     }
-    let listing = Listing {
-        source: client.content_source(),
-        epoch: asked.epoch,
-        stamps: stamps.iter().map(|s| (s.slot, s.version)).collect(),
+    let mut listing = Listing {
+        vouched: Vouched::new(client, asked.epoch, stamps),
         entries: entries
             .iter()
             .map(|e| (e.name.into(), (e.attr, e.stamp.slot, e.stamp.version)))
             .collect(),
         answered: 0,
-        moment: 0,
     };
     let listed = listing.entries.len();
     with_store(|store| {
         if at.is_some() && store.let_go != asked.let_go {
             return;
         }
-        let listing = Listing {
-            moment: next_moment(),
-            ..listing
-        };
+        listing.vouched.moment = next_moment();
         if let Some(missed) = store.missed.get_mut(&(at, dir.into())) {
             missed.needed = missed.needed.max((listed / 16) as u32);
         }
@@ -480,11 +472,13 @@ mod tests {
 
     fn kept() -> Kept {
         Kept {
-            source: 1,
-            epoch: 0,
+            vouched: Vouched {
+                source: 1,
+                epoch: 0,
+                stamps: Box::new([(0, 0)]),
+                moment: 0,
+            },
             outcome: Err(Errno::NotFound),
-            stamps: Box::new([(0, 0)]),
-            moment: 0,
         }
     }
 

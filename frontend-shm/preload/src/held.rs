@@ -97,8 +97,7 @@ pub(crate) struct Held {
 }
 
 /// What parking a description needs to know of its open.
-#[derive(Clone)]
-pub(crate) struct Park {
+struct Park {
     /// The server's content table.
     source: u64,
     /// The path opened, from the served root.

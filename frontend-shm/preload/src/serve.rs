@@ -27,20 +27,14 @@ pub(crate) fn release(client: &Client, desc: u32) {
 /// Like [`release`], but waits for the server's answer: for a description whose locks
 /// another process must find gone once this returns.
 pub(crate) fn release_waited(client: &Client, desc: u32) {
-    paths::forget_path(desc);
-    attrs::forget(desc);
-    if held::forget(client, desc) {
-        return;
+    if !let_go(client, desc) {
+        let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
     }
-    let _ = call(client, &Request::Close { fd: desc }, |_| Ok(()));
 }
 
 /// Like [`release`], running `then` while the request travels to the server.
 pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() -> T) -> T {
-    paths::forget_path(desc);
-    attrs::forget(desc);
-    // A description parked for the next open of its path stays open (see `held`).
-    if held::forget(client, desc) {
+    if let_go(client, desc) {
         return then();
     }
     // Not waited for: the program's close needs nothing from the answer (see Client::post).
@@ -49,6 +43,16 @@ pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() ->
         connection::transport_failed(&e);
     }
     value
+}
+
+/// Forgets what this process remembered of description `desc`, which the program let go;
+/// whether it was parked for the next open of its path instead (see `held`), in which case
+/// it stays open and no close is sent. Walks from it are forgotten either way: none is kept
+/// while it is parked, and once closed its number may name another description.
+fn let_go(client: &Client, desc: u32) -> bool {
+    paths::forget_path(desc);
+    attrs::forget(desc);
+    held::forget(client, desc)
 }
 
 /// The btfuse entry behind `fd` and a connection, if `fd` is btfuse's, with the server's
