@@ -21,6 +21,10 @@ fn main() {
         "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
         script.display()
     );
+    // The library's calls to functions it defines itself (`read`, `open`, `stat` and the
+    // other interposed names, which the C library and std call too) bound when it is linked,
+    // not looked up by the dynamic loader in every process that preloads it.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
     // The unwinder linked in rather than libgcc_s.so.1 loaded beside the library: every
     // preloaded program would otherwise open and map one more object and run its constructor,
     // whose CPUID probes cost about 150 µs per process on a virtual machine (measured with

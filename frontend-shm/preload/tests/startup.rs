@@ -36,3 +36,51 @@ fn the_library_loads_no_other_object() {
     expected.insert("libbtfuse_preload.so".to_owned());
     assert_eq!(objects(true), expected, "without the preload: {plain:?}");
 }
+
+/// What `readelf` prints for the library with `flags`, line by line.
+fn readelf(flags: &str) -> Vec<String> {
+    let out = Command::new("readelf")
+        .args([flags, "-W"])
+        .arg(artifact("libbtfuse_preload.so"))
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf {flags} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every preloading process has the dynamic loader resolve each symbol relocation of the
+/// library, a search through every object loaded before it; a call of the library to a
+/// function it defines itself (`write`, `read`, `open`, which std and the library call too)
+/// is bound when the library is linked instead (`-Bsymbolic-functions`), so no relocation
+/// names one of its own functions.
+#[test]
+fn the_library_binds_its_own_functions_when_linked() {
+    let defined: BTreeSet<String> = readelf("--dyn-syms")
+        .iter()
+        .filter_map(|line| {
+            // Num: Value Size Type Bind Vis Ndx Name
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 8 && fields[3] == "FUNC" && fields[6] != "UND")
+                .then(|| fields[7].split('@').next().unwrap().to_owned())
+        })
+        .collect();
+    assert!(
+        defined.contains("open") && defined.contains("write"),
+        "the interposed functions are exported: {defined:?}"
+    );
+    let relocated: BTreeSet<String> = readelf("--relocs")
+        .iter()
+        .filter(|line| line.contains("R_X86_64_"))
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(|name| name.split('@').next().unwrap().to_owned())
+        .collect();
+    let own: Vec<&String> = relocated.intersection(&defined).collect();
+    assert!(
+        own.is_empty(),
+        "relocations against the library's own functions: {own:?}"
+    );
+}
