@@ -38,9 +38,11 @@ use std::cell::UnsafeCell;
 use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use btfuse_ring_client::discovery::{self, Writer};
+
+use crate::hot::HOT;
 
 /// Environment variable naming the server's socket.
 pub const SOCKET_VAR: &str = "BTFUSE_SOCKET";
@@ -136,11 +138,8 @@ impl<T> Published<T> {
     }
 }
 
-/// Set by [`load`] once the variables are read.
-static READY: AtomicBool = AtomicBool::new(false);
-/// Whether the variables named a configuration ([`EXPLICIT`] holds it); written before
-/// [`READY`].
-static HAS_EXPLICIT: AtomicBool = AtomicBool::new(false);
+// Set by `load` once the variables are read: `HOT.ready`. Whether the variables named a
+// configuration (`EXPLICIT` holds it), written before it: `HOT.has_explicit`.
 static EXPLICIT: Published<Config> = Published(UnsafeCell::new(Config::EMPTY));
 
 /// What [`load`] copied from the environment besides the explicit configuration.
@@ -162,7 +161,7 @@ static ENVIRONMENT: Published<Environment> = Published(UnsafeCell::new(Environme
 
 /// Whether the library has read its configuration: until then every call passes through.
 pub(crate) fn ready() -> bool {
-    READY.load(Ordering::Acquire)
+    HOT.ready.load(Ordering::Acquire)
 }
 
 /// `name`'s value, as the environment holds it now.
@@ -183,14 +182,14 @@ fn copy_into(buf: &mut [u8], value: &[u8]) -> Option<usize> {
 /// Reads the variables, then marks the library ready. The library's first constructor (a
 /// `.init_array` entry of high priority, so it runs before the others of this library).
 extern "C" fn load() {
-    // SAFETY: this runs once, in the constructor, before `READY` publishes anything.
+    // SAFETY: this runs once, in the constructor, before `HOT.ready` publishes anything.
     let explicit = unsafe { EXPLICIT.write() };
     if let (Some(socket), Some(prefix)) = (getenv(c"BTFUSE_SOCKET"), getenv(c"BTFUSE_PREFIX"))
         && explicit.set_prefix(prefix).is_some()
         && let Some(len) = copy_into(&mut explicit.socket, socket)
     {
         explicit.socket_len = len;
-        HAS_EXPLICIT.store(true, Ordering::Relaxed);
+        HOT.has_explicit.store(true, Ordering::Relaxed);
     }
     // SAFETY: as above.
     let environment = unsafe { ENVIRONMENT.write() };
@@ -199,7 +198,7 @@ extern "C" fn load() {
     environment.mounts_len =
         getenv(c"BTFUSE_MOUNTS").and_then(|m| copy_into(&mut environment.mounts, m));
     // Pairs with the Acquire load of `ready`.
-    READY.store(true, Ordering::Release);
+    HOT.ready.store(true, Ordering::Release);
 }
 
 #[used]
@@ -208,10 +207,10 @@ static LOAD: extern "C" fn() = load;
 
 /// The configuration the environment gives (`BTFUSE_SOCKET` and `BTFUSE_PREFIX`).
 fn explicit() -> Option<&'static Config> {
-    if !ready() || !HAS_EXPLICIT.load(Ordering::Relaxed) {
+    if !ready() || !HOT.has_explicit.load(Ordering::Relaxed) {
         return None;
     }
-    // SAFETY: published by `load` before `READY`, which was just loaded with Acquire.
+    // SAFETY: published by `load` before `HOT.ready`, which was just loaded with Acquire.
     Some(unsafe { EXPLICIT.read() })
 }
 
@@ -220,18 +219,17 @@ fn environment() -> Option<&'static Environment> {
     ready().then(|| unsafe { ENVIRONMENT.read() })
 }
 
-/// The btfuse mounts found, once [`DISCOVERY`] is [`FOUND`].
+/// The btfuse mounts found, once `HOT.discovery` is [`FOUND`] (their count:
+/// `HOT.mount_count`).
 static MOUNTS: Published<[Config; MAX_MOUNTS]> =
     Published(UnsafeCell::new([const { Config::EMPTY }; MAX_MOUNTS]));
-static MOUNT_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// `BTFUSE_MOUNTS=...` for the programs this process executes, NUL-terminated; empty if the
-/// list does not fit.
+/// list does not fit (its length: `HOT.mounts_entry_len`).
 static MOUNTS_ENTRY: Published<[u8; MOUNTS_VALUE_CAP + 16]> =
     Published(UnsafeCell::new([0; MOUNTS_VALUE_CAP + 16]));
-static MOUNTS_ENTRY_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Where finding the mounts stands: [`UNREAD`], [`READING`] (one thread is at it) or [`FOUND`].
-static DISCOVERY: AtomicU8 = AtomicU8::new(UNREAD);
+/// Where finding the mounts stands (`HOT.discovery`) and listing the candidates
+/// (`HOT.listing`): [`UNREAD`], [`READING`] (one thread is at it) or [`FOUND`].
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
 const FOUND: u8 = 2;
@@ -241,15 +239,15 @@ const FOUND: u8 = 2;
 /// library's; the reader cannot be interrupted into this function on its own thread, since
 /// it runs as the interceptor and calls made then pass through).
 fn mounts() -> &'static [Config] {
-    let found = once(&DISCOVERY, &MOUNTS, |found| {
+    let found = once(&HOT.discovery, &MOUNTS, |found| {
         let count = discover(found);
         // SAFETY: written by the thread that fills `MOUNTS`, before both are published.
         let entry = unsafe { MOUNTS_ENTRY.write() };
         let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
-        MOUNT_COUNT.store(count, Ordering::Relaxed);
-        MOUNTS_ENTRY_LEN.store(entry_len, Ordering::Relaxed);
+        HOT.mount_count.store(count, Ordering::Relaxed);
+        HOT.mounts_entry_len.store(entry_len, Ordering::Relaxed);
     });
-    &found[..MOUNT_COUNT.load(Ordering::Relaxed)]
+    &found[..HOT.mount_count.load(Ordering::Relaxed)]
 }
 
 /// The mount points the socket directories name (see the module doc): a path under none of
@@ -271,8 +269,6 @@ static CANDIDATES: Published<Candidates> = Published(UnsafeCell::new(Candidates 
     count: 0,
     overflow: false,
 }));
-/// Where listing the candidates stands, as [`DISCOVERY`] for the mounts.
-static LISTING: AtomicU8 = AtomicU8::new(UNREAD);
 
 /// Runs `fill` once, by the first thread to get here, on `value`, published by `state`; a
 /// thread that finds another one at it waits (see [`mounts`] for why that cannot deadlock).
@@ -304,12 +300,12 @@ fn once<T>(
 /// Whether `path` (absolute) may be under a btfuse mount this process can serve, found
 /// without checking any mount point when no list was handed down.
 fn may_be_served(path: &[u8]) -> bool {
-    if DISCOVERY.load(Ordering::Acquire) == FOUND
+    if HOT.discovery.load(Ordering::Acquire) == FOUND
         || environment().is_some_and(|e| e.mounts_len.is_some())
     {
         return true;
     }
-    let candidates = once(&LISTING, &CANDIDATES, list_candidates);
+    let candidates = once(&HOT.listing, &CANDIDATES, list_candidates);
     candidates.overflow
         || (0..candidates.count).any(|i| {
             let point = &candidates.points[i][..candidates.lens[i]];
@@ -429,7 +425,7 @@ fn discover(found: &mut [Config; MAX_MOUNTS]) -> usize {
             }
         }
         None => {
-            let candidates = once(&LISTING, &CANDIDATES, list_candidates);
+            let candidates = once(&HOT.listing, &CANDIDATES, list_candidates);
             for i in 0..candidates.count {
                 let point = &candidates.points[i][..candidates.lens[i]];
                 if let Some(slot) = found.get_mut(count)
@@ -572,13 +568,12 @@ fn mounts_entry(mounts: &[Config], entry: &mut [u8]) -> Option<usize> {
 }
 
 /// The mount this process serves over the ring once it has touched one (an index into the
-/// mounts, or [`NONE`]): a process binds to one btfuse mount; paths under any other still
-/// reach theirs, through the kernel.
-static CHOSEN: AtomicUsize = AtomicUsize::new(NONE);
+/// mounts, or [`NONE`]; `HOT.chosen`): a process binds to one btfuse mount; paths under any
+/// other still reach theirs, through the kernel.
 const NONE: usize = usize::MAX;
 
 fn chosen() -> Option<&'static Config> {
-    match CHOSEN.load(Ordering::Acquire) {
+    match HOT.chosen.load(Ordering::Acquire) {
         NONE => None,
         index => mounts().get(index),
     }
@@ -613,7 +608,9 @@ pub(crate) fn config_for(path: &[u8]) -> Option<&'static Config> {
         .enumerate()
         .filter(|(_, c)| under(path, c.prefix()))
         .max_by_key(|(_, c)| c.prefix_len)?;
-    let _ = CHOSEN.compare_exchange(NONE, best, Ordering::AcqRel, Ordering::Acquire);
+    let _ = HOT
+        .chosen
+        .compare_exchange(NONE, best, Ordering::AcqRel, Ordering::Acquire);
     chosen()
 }
 
@@ -651,10 +648,10 @@ pub(crate) fn mounts_variable() -> Option<&'static CStr> {
 /// [`mounts_variable`] if the mounts are found already; `None` otherwise. It reads the mount
 /// table never, allocates nothing and writes nothing, so a `vfork` child may call it.
 pub(crate) fn found_mounts_variable() -> Option<&'static CStr> {
-    if DISCOVERY.load(Ordering::Acquire) != FOUND {
+    if HOT.discovery.load(Ordering::Acquire) != FOUND {
         return None;
     }
-    let len = MOUNTS_ENTRY_LEN.load(Ordering::Relaxed);
+    let len = HOT.mounts_entry_len.load(Ordering::Relaxed);
     // SAFETY: published: `mounts` returns once FOUND was loaded with Acquire.
     let entry = unsafe { MOUNTS_ENTRY.read() };
     (len > 0)

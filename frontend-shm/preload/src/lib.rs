@@ -91,6 +91,7 @@ mod descriptors;
 mod errno;
 mod guard;
 mod held;
+mod hot;
 mod left;
 mod listings;
 mod outside;

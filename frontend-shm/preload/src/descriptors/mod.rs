@@ -9,6 +9,8 @@ use std::sync::{Mutex, RwLock};
 
 use libc::c_int;
 
+use crate::hot::HOT;
+
 mod placeholder;
 mod private;
 
@@ -40,7 +42,7 @@ static HIGH: RwLock<Option<HashMap<c_int, Entry>>> = RwLock::new(None);
 
 /// Serialises changes to the table (and is held across `fork`), so that a child never
 /// inherits it half-changed. Lookups do not take it.
-pub(crate) static TABLE_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static TABLE_LOCK: &Mutex<()> = &HOT.table_lock;
 
 fn encode(entry: Entry) -> u64 {
     1 | (u64::from(entry.dir) << 1) | (u64::from(entry.desc) << 32)
@@ -53,7 +55,14 @@ fn decode(word: u64) -> Option<Entry> {
     })
 }
 
+/// The entry of `fd`, if it is btfuse's. In a process that never numbered one, one load of a
+/// flag that shares its page with the library's other flags: the table's pages stay
+/// untouched (each costs a page fault).
 pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
+    // Acquire: pairs with the Release store in `insert`, made before the entry's.
+    if !HOT.descriptors_used.load(Ordering::Acquire) {
+        return None;
+    }
     let index = usize::try_from(fd).ok()?;
     if let Some(slot) = SLOTS.get(index) {
         return decode(slot.load(Ordering::Acquire));
@@ -65,17 +74,18 @@ pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
         .copied()
 }
 
-/// Counts the table's changes: a value read twice tells whether it changed in between.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+// Counts the table's changes, `HOT.generation`: a value read twice tells whether it changed
+// in between.
 
-/// The table's generation (see [`GENERATION`]).
+/// The table's generation (`HOT.generation`).
 pub(crate) fn generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
+    HOT.generation.load(Ordering::Acquire)
 }
 
 pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
     let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+    HOT.generation.fetch_add(1, Ordering::AcqRel);
+    HOT.descriptors_used.store(true, Ordering::Release);
     let index = usize::try_from(fd).ok()?;
     if let Some(slot) = SLOTS.get(index) {
         return decode(slot.swap(encode(entry), Ordering::AcqRel));
@@ -87,8 +97,11 @@ pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
 }
 
 pub(crate) fn remove(fd: c_int) -> Option<Entry> {
+    if !HOT.descriptors_used.load(Ordering::Acquire) {
+        return None;
+    }
     let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+    HOT.generation.fetch_add(1, Ordering::AcqRel);
     let index = usize::try_from(fd).ok()?;
     if let Some(slot) = SLOTS.get(index) {
         return decode(slot.swap(0, Ordering::AcqRel));
@@ -103,7 +116,7 @@ pub(crate) fn remove(fd: c_int) -> Option<Entry> {
 /// are written: this runs in every fork child, whose copy of a page is made when it is first
 /// written, and a table written whole would cost each child all its pages.
 pub(crate) fn clear() {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+    HOT.generation.fetch_add(1, Ordering::AcqRel);
     for slot in &SLOTS {
         if slot.load(Ordering::Relaxed) != 0 {
             slot.store(0, Ordering::Release);

@@ -1,0 +1,64 @@
+//! The small flags nearly every preloaded process reads or writes, kept in one static so that
+//! they share one page.
+//!
+//! A preloaded process pays for each page of this library it touches: a page fault, 3–7 µs on
+//! a virtual machine. The linker places statics as it pleases, so flags that are each one
+//! atomic landed among the large buffers, each on a page of its own, and a flag read before
+//! any write cost two faults (the shared zero page, then a private copy). Fields of one static
+//! stay together, on one cache line here. Its initial value is not all zeros (no mount chosen
+//! is `usize::MAX`), so it lies in `.data`, whose few pages the dynamic loader writes anyway
+//! when it relocates the library and clears the start of `.bss`: in practice reading and
+//! writing it costs no fault of its own.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
+
+/// See the module doc; each field's own doc is where it is used.
+#[repr(C, align(64))]
+pub(crate) struct Hot {
+    /// `config`: set once the variables are read.
+    pub(crate) ready: AtomicBool,
+    /// `config`: whether the variables named a configuration; written before `ready`.
+    pub(crate) has_explicit: AtomicBool,
+    /// `config`: where finding the mounts stands.
+    pub(crate) discovery: AtomicU8,
+    /// `config`: where listing the candidate mount points stands.
+    pub(crate) listing: AtomicU8,
+    /// `descriptors`: whether any btfuse descriptor was ever numbered in this process.
+    pub(crate) descriptors_used: AtomicBool,
+    /// `config`: the mounts found.
+    pub(crate) mount_count: AtomicUsize,
+    /// `config`: the length of `BTFUSE_MOUNTS=...` for the programs this process executes.
+    pub(crate) mounts_entry_len: AtomicUsize,
+    /// `config`: the mount this process serves over the ring.
+    pub(crate) chosen: AtomicUsize,
+    /// `descriptors`: the table's generation.
+    pub(crate) generation: AtomicU64,
+    /// `descriptors`: serialises changes to the table.
+    pub(crate) table_lock: Mutex<()>,
+}
+
+/// The flags (see the module doc).
+pub(crate) static HOT: Hot = Hot {
+    ready: AtomicBool::new(false),
+    has_explicit: AtomicBool::new(false),
+    discovery: AtomicU8::new(0),
+    listing: AtomicU8::new(0),
+    descriptors_used: AtomicBool::new(false),
+    mount_count: AtomicUsize::new(0),
+    mounts_entry_len: AtomicUsize::new(0),
+    chosen: AtomicUsize::new(usize::MAX),
+    generation: AtomicU64::new(0),
+    table_lock: Mutex::new(()),
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_fit_one_cache_line() {
+        assert_eq!(size_of::<Hot>(), 64);
+        assert_eq!(std::ptr::from_ref(&HOT).addr() % 64, 0);
+    }
+}
