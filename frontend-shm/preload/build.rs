@@ -25,6 +25,11 @@ fn main() {
     // other interposed names, which the C library and std call too) bound when it is linked,
     // not looked up by the dynamic loader in every process that preloads it.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
+    // Code every preloaded process runs (the constructors, the common interposed calls and
+    // what they ask on a path or descriptor that is not btfuse's) is marked
+    // `#[link_section = ".text.hot.btfuse"]`; kept apart as `.text.hot`, it takes a few
+    // neighbouring pages instead of one page in each part of `.text` (see `src/hot.rs`).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,keep-text-section-prefix");
     // The unwinder linked in rather than libgcc_s.so.1 loaded beside the library: every
     // preloaded program would otherwise open and map one more object and run its constructor,
     // whose CPUID probes cost about 150 µs per process on a virtual machine (measured with

@@ -26,6 +26,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Appends `bytes`; `None` if they do not fit.
+    #[inline]
     pub fn push(&mut self, bytes: &[u8]) -> Option<()> {
         let end = self.len.checked_add(bytes.len())?;
         self.buf.get_mut(self.len..end)?.copy_from_slice(bytes);

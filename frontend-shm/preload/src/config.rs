@@ -181,6 +181,7 @@ fn copy_into(buf: &mut [u8], value: &[u8]) -> Option<usize> {
 
 /// Reads the variables, then marks the library ready. The library's first constructor (a
 /// `.init_array` entry of high priority, so it runs before the others of this library).
+#[unsafe(link_section = ".text.hot.btfuse")]
 extern "C" fn load() {
     // SAFETY: this runs once, in the constructor, before `HOT.ready` publishes anything.
     let explicit = unsafe { EXPLICIT.write() };
@@ -238,6 +239,7 @@ const FOUND: u8 = 2;
 /// reading them waits for it (a few system calls that never block on anything of this
 /// library's; the reader cannot be interrupted into this function on its own thread, since
 /// it runs as the interceptor and calls made then pass through).
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn mounts() -> &'static [Config] {
     let found = once(&HOT.discovery, &MOUNTS, |found| {
         let count = discover(found);
@@ -396,6 +398,7 @@ fn add_candidate(stem: &[u8], uid: u32, found: &mut Candidates) {
 
 /// The btfuse mounts that may hold `path`: none, without reading the mount table, when no
 /// socket names a mount point above it (see [`may_be_served`]).
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn mounts_for(path: &[u8]) -> &'static [Config] {
     if may_be_served(path) { mounts() } else { &[] }
 }
@@ -599,6 +602,7 @@ pub(crate) fn spelled_under_prefix(path: &[u8]) -> bool {
 
 /// The configuration for a path about to be used: the one in force, or the discovered mount
 /// holding it (the deepest), which the process then binds to.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn config_for(path: &[u8]) -> Option<&'static Config> {
     if let Some(config) = config() {
         return Some(config);
@@ -661,6 +665,7 @@ pub(crate) fn found_mounts_variable() -> Option<&'static CStr> {
 
 /// Whether absolute `path` is under the prefix of a btfuse mount this process may serve
 /// (named by the environment or discovered), whether or not it is bound to it yet.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn under_a_prefix(path: &[u8]) -> bool {
     mounts_for(path)
         .iter()

@@ -9,6 +9,14 @@
 //! is `usize::MAX`), so it lies in `.data`, whose few pages the dynamic loader writes anyway
 //! when it relocates the library and clears the start of `.bss`: in practice reading and
 //! writing it costs no fault of its own.
+//!
+//! Code is kept together the same way: the constructors, the interposed calls every program
+//! makes (`open`, `read`, `write`, `close`, `fstat`, `stat`, `fcntl`, directory streams...)
+//! and what they ask of a path or descriptor that is not btfuse's are marked
+//! `#[unsafe(link_section = ".text.hot.btfuse")]`, and the library is linked with
+//! `-z keep-text-section-prefix`, so they make one `.text.hot` of a few pages instead of being
+//! spread over the library's 700 KB of code, where the kernel maps 64 KiB around each page a
+//! process touches first. What only a btfuse call runs stays in `.text`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};

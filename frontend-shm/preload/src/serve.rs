@@ -59,6 +59,7 @@ fn let_go(client: &Client, desc: u32) -> bool {
 /// description made the one truth about its offset (see `held`): for every call on a
 /// descriptor but those that read with the offset this process keeps or do not depend on it
 /// (`fstat`, `fstatfs`).
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn descriptor(fd: c_int) -> Option<(Entry, Client)> {
     let (entry, client) = held_descriptor(fd)?;
     // A write-back (`Lseek` to a valid offset) fails only when the channel does, and then so

@@ -164,7 +164,7 @@ static syscall_fn next_syscall;
 
 /* Found when the library loads, so that no later call (the channel's own futex waits
  * among them) asks the dynamic loader. */
-__attribute__((constructor)) static void find_next_syscall(void) {
+__attribute__((constructor, section(".text.hot.btfuse"))) static void find_next_syscall(void) {
     next_syscall = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
 }
 

@@ -84,3 +84,50 @@ fn the_library_binds_its_own_functions_when_linked() {
         "relocations against the library's own functions: {own:?}"
     );
 }
+
+/// The code every preloaded process runs sits together in `.text.hot` (see the library's
+/// `hot` module): the interposed calls programs make at start and the constructors, so that a
+/// process that never touches btfuse touches a few neighbouring pages of code, not one in each
+/// part of the library.
+#[test]
+fn the_common_calls_sit_together() {
+    let hot = readelf("--section-headers")
+        .iter()
+        .find_map(|line| {
+            // [Nr] Name Type Address Off Size ...
+            let fields: Vec<&str> = line
+                .trim_start_matches(|c: char| c == '[' || c.is_ascii_digit() || c == ' ')
+                .trim_start_matches(']')
+                .split_whitespace()
+                .collect();
+            (fields.first() == Some(&".text.hot")).then(|| {
+                let start = u64::from_str_radix(fields[2], 16).unwrap();
+                let size = u64::from_str_radix(fields[4], 16).unwrap();
+                start..start + size
+            })
+        })
+        .expect("the library has a .text.hot section");
+    let functions: Vec<(String, u64)> = readelf("--dyn-syms")
+        .iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 8 && fields[3] == "FUNC" && fields[6] != "UND").then(|| {
+                let name = fields[7].split('@').next().unwrap().to_owned();
+                (name, u64::from_str_radix(fields[1], 16).unwrap())
+            })
+        })
+        .collect();
+    for name in [
+        "open", "openat", "read", "write", "close", "fstat", "stat", "statx", "lseek", "fcntl",
+        "access", "opendir", "readdir", "closedir", "mmap", "_exit",
+    ] {
+        let (_, address) = functions
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} is exported"));
+        assert!(
+            hot.contains(address),
+            "{name} at {address:#x}, outside .text.hot {hot:x?}"
+        );
+    }
+}

@@ -66,6 +66,7 @@ enum Chdir {
 /// kernel's stays where it was, and is used again once a kernel directory is chosen). A
 /// path whose walk leaves the tree (`cd ..` from the root) goes on in the kernel.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
     let served = guarded(|| {
         // SAFETY: libc's contract.
@@ -220,6 +221,7 @@ pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
 
 interpose! {
     /// Interposed: a btfuse working directory is the prefix joined with its path.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char {
         let (_, path) = paths::CWD
             .lock()

@@ -77,6 +77,7 @@ static STREAMS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 /// is freed, so an address that libc reuses for a stream of its own is never taken for it.
 static LAST_FOUND: AtomicUsize = AtomicUsize::new(0);
 
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn is_ours(dir: *mut libc::DIR) -> bool {
     let address = dir as usize;
     if address != 0 && LAST_FOUND.load(Ordering::Acquire) == address {
@@ -127,6 +128,7 @@ fn new_stream(fd: c_int, stamp: Option<Stamp>) -> *mut libc::DIR {
 
 /// Interposed.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     let ours = guarded(|| {
         // SAFETY: libc's contract.
@@ -302,6 +304,7 @@ interpose! {
     }
 
     /// Interposed: on 64-bit Linux `struct dirent` and `struct dirent64` are the same.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn readdir(dir: *mut libc::DIR) -> *mut libc::dirent {
         if !is_ours(dir) {
             return None;
@@ -313,6 +316,7 @@ interpose! {
 
 /// Interposed.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn closedir(dir: *mut libc::DIR) -> c_int {
     let ours = guarded(|| {
         let mut streams = STREAMS.lock().unwrap_or_else(|p| p.into_inner());

@@ -28,6 +28,7 @@ const KERNEL_O_LARGEFILE: c_int = libc::O_LARGEFILE;
 
 interpose! {
     /// Interposed: closing a btfuse descriptor releases its description's reference.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn close(fd: c_int) -> c_int {
         // The library's own descriptors are not the program's to close: for the program that
         // number is not open (a loop closing every number must not cut the library off).
@@ -80,6 +81,7 @@ fn adopt_copy(old: Entry, newfd: c_int, client: &Client) -> c_int {
 
 /// A descriptor number the kernel just reused for something that is not btfuse's: forget
 /// the btfuse description that had it.
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn forget_number(fd: c_int) {
     if let Some(old) = descriptors::remove(fd)
         && let Some(client) = connection::current_client()
@@ -124,6 +126,7 @@ fn after_dup_to(oldfd: c_int, newfd: c_int) -> c_int {
 
 /// Interposed.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
     // SAFETY: libc's contract, passed on.
     let rc = unsafe { real::dup2()(oldfd, newfd) };
@@ -199,6 +202,7 @@ fn fcntl_ring(
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn fcntl, fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
         let (entry, client) = descriptor(fd)?;
         fcntl_ring(fd, cmd, arg, entry, &client)

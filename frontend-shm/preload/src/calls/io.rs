@@ -17,6 +17,7 @@ use crate::serve::{descriptor, expect_ok, held_descriptor, input, ring_read, rin
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
         let (entry, client) = held_descriptor(fd)?;
         if entry.dir {
@@ -38,6 +39,7 @@ interpose! {
     }
 
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
         let (entry, client) = descriptor(fd)?;
         // SAFETY: the caller's buffer holds `count` bytes.
@@ -87,6 +89,7 @@ interpose! {
     }
 
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn lseek, lseek64(fd: c_int, offset: off_t, whence: c_int) -> off_t {
         let (entry, client) = held_descriptor(fd)?;
         if let Some(at) = held::with(entry.desc, |h| h.seek(offset, whence)) {
@@ -177,6 +180,7 @@ interpose! {
     /// Interposed: advice is accepted and changes nothing (the engine has no cache to drop
     /// or fill); the advice and the range are checked as Linux checks them, and the answer is
     /// the error number itself, as `posix_fadvise` gives it.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn posix_fadvise, posix_fadvise64(fd: c_int, offset: off_t, len: off_t, advice: c_int) -> c_int {
         // No offset is used: one this process keeps stays kept (see `held`).
         let (entry, _) = held_descriptor(fd)?;
@@ -309,6 +313,7 @@ unsafe fn transfer(
 }
 
 /// Whether `fd` is btfuse's (asked as this library, outside any call it serves).
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn is_ours(fd: c_int) -> bool {
     guarded(|| descriptors::lookup(fd).is_some()).unwrap_or(false)
 }

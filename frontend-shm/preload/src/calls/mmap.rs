@@ -59,6 +59,7 @@ fn fill(client: &Client, desc: u32, at: *mut u8, len: usize, offset: u64) -> Res
 
 interpose! {
     /// Interposed: maps a btfuse file (see the module documentation).
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn mmap, mmap64(
         addr: *mut c_void,
         len: size_t,

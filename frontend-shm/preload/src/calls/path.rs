@@ -263,12 +263,14 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t)
 
 interpose! {
     /// Interposed: btfuse paths open over the ring.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn open, open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
         // SAFETY: libc's contract.
         unsafe { open_at(libc::AT_FDCWD, path, flags, mode) }
     }
 
     /// Interposed: btfuse paths open over the ring.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn openat, openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
         // SAFETY: libc's contract.
         unsafe { open_at(dirfd, path, flags, mode) }
@@ -328,6 +330,7 @@ unsafe fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn access(path: *const c_char, mode: c_int) -> c_int {
         // SAFETY: libc's contract.
         unsafe { access_at(libc::AT_FDCWD, path, mode, 0) }
@@ -570,6 +573,7 @@ unsafe fn readlink_at(
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t {
         // SAFETY: libc's contract.
         unsafe { readlink_at(libc::AT_FDCWD, path, buf, size) }

@@ -234,6 +234,7 @@ pub unsafe extern "C" fn setns(fd: c_int, nstype: c_int) -> c_int {
 /// it goes, as the kernel closes a process's descriptors, instead of keeping it until the
 /// token expires (see `fork_for_vfork`).
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     if connection::pending().is_some() {
         let _ = guarded(connection::client);
@@ -247,6 +248,7 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
 /// a `vfork` child, where the dynamic loader may not be asked for it, and asking it for
 /// `_exit` when the library loaded cost every process about 20 µs (`posix_spawn` of `true`,
 /// 2,000 per build, both orders of the builds).
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn exit_group(status: c_int) -> ! {
     loop {
         // SAFETY: exit_group takes one integer and does not return.
@@ -892,6 +894,7 @@ fn parse_inherit(value: &str) -> Option<Inherited> {
 
 /// Runs when the library loads: a program started by `exec` from a btfuse program takes over
 /// the descriptions its predecessor left it.
+#[unsafe(link_section = ".text.hot.btfuse")]
 extern "C" fn on_load() {
     let _ = guarded(|| {
         // libc's getenv, not std's: most processes have no such variable, and this way they

@@ -146,6 +146,7 @@ pub(super) fn ask_stamped(client: &Client, key: attrs::Key<'_>) -> Result<Attr, 
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn fstat, fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
         // A description's attributes do not depend on its offset: one this process keeps
         // stays kept (see `held`).
@@ -190,6 +191,7 @@ unsafe fn stat_at(
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn stat, stat64(path: *const c_char, buf: *mut libc::stat) -> c_int {
         // SAFETY: libc's contract.
         unsafe { stat_at(libc::AT_FDCWD, path, buf, 0) }
@@ -202,6 +204,7 @@ interpose! {
     }
 
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn fstatat, fstatat64(
         dirfd: c_int,
         path: *const c_char,
@@ -213,6 +216,7 @@ interpose! {
     }
 
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn statx(
         dirfd: c_int,
         path: *const c_char,
@@ -259,6 +263,7 @@ interpose! {
 /// Interposed: `newfstatat` is glibc's name for `fstatat` in some builds (passed to libc's
 /// `fstatat`, hence not in `interpose!`).
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn newfstatat(
     dirfd: c_int,
     path: *const c_char,
@@ -364,6 +369,7 @@ unsafe fn fd_statfs<T>(
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn statfs, statfs64(path: *const c_char, buf: *mut libc::statfs) -> c_int; real = libc_fn {
         // SAFETY: libc's call with an absolute path and the caller's buffer.
         let kernel = |host: &CStr| unsafe { libc_fn()(host.as_ptr(), buf) };

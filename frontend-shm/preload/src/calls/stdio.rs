@@ -56,6 +56,7 @@ fn mode_flags(mode: &[u8]) -> Option<c_int> {
 ///
 /// # Safety
 /// As for `fopen`.
+#[unsafe(link_section = ".text.hot.btfuse")]
 unsafe fn open_stream(path: *const c_char, mode: *const c_char) -> Option<*mut FILE> {
     // SAFETY: libc's contract.
     let ours = guarded(|| unsafe { paths::at_target(libc::AT_FDCWD, path) }.is_some());
@@ -93,6 +94,7 @@ unsafe fn open_stream(path: *const c_char, mode: *const c_char) -> Option<*mut F
 
 /// Interposed: btfuse files open as cookie streams.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE {
     // SAFETY: libc's contract, passed on.
     unsafe { open_stream(path, mode).unwrap_or_else(|| real::fopen()(path, mode)) }
@@ -100,6 +102,7 @@ pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut
 
 /// Interposed: btfuse files open as cookie streams.
 #[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE {
     // SAFETY: libc's contract, passed on.
     unsafe { open_stream(path, mode).unwrap_or_else(|| real::fopen64()(path, mode)) }
@@ -118,6 +121,7 @@ pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut FILE {
 
 interpose! {
     /// Interposed: a cookie stream's descriptor is the btfuse descriptor under it.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn fileno, fileno_unlocked(fp: *mut FILE) -> c_int {
         // SAFETY: a registered cookie lives until its stream is closed.
         cookie_of(fp).map(|c| unsafe { (*c).fd })

@@ -104,6 +104,7 @@ unsafe extern "C" fn close_stand_in(cookie: *mut c_void) -> c_int {
 static FILES: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
 
 /// The cookie of a stream this library made.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(super) fn cookie_of(fp: *mut FILE) -> Option<*mut Cookie> {
     FILES
         .lock()
@@ -155,6 +156,7 @@ static ORIGINAL: [AtomicPtr<FILE>; 3] = [const { AtomicPtr::new(std::ptr::null_m
 static SWAPPED: [AtomicPtr<FILE>; 3] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 3];
 
 /// Makes the standard stream of `fd` (0, 1 or 2) match what `fd` now is.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(super) fn sync_std_stream(fd: c_int) {
     let Ok(index) = usize::try_from(fd) else {
         return;

@@ -78,6 +78,7 @@ fn xattr_mode(flags: c_int) -> Option<btfuse_core::XattrMode> {
 ///
 /// # Safety
 /// `path` and `name` are null or valid C strings; `buf` holds `size` bytes.
+#[unsafe(link_section = ".text.hot.btfuse")]
 unsafe fn path_get(
     path: *const c_char,
     name: *const c_char,
@@ -171,6 +172,7 @@ unsafe fn path_remove(
 
 interpose! {
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn getxattr(
         path: *const c_char,
         name: *const c_char,
@@ -184,6 +186,7 @@ interpose! {
     }
 
     /// Interposed.
+    #[unsafe(link_section = ".text.hot.btfuse")]
     fn lgetxattr(
         path: *const c_char,
         name: *const c_char,

@@ -58,6 +58,7 @@ fn decode(word: u64) -> Option<Entry> {
 /// The entry of `fd`, if it is btfuse's. In a process that never numbered one, one load of a
 /// flag that shares its page with the library's other flags: the table's pages stay
 /// untouched (each costs a page fault).
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
     // Acquire: pairs with the Release store in `insert`, made before the entry's.
     if !HOT.descriptors_used.load(Ordering::Acquire) {
@@ -96,6 +97,7 @@ pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
         .insert(fd, entry)
 }
 
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn remove(fd: c_int) -> Option<Entry> {
     if !HOT.descriptors_used.load(Ordering::Acquire) {
         return None;

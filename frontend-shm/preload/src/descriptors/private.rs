@@ -7,6 +7,7 @@ use libc::c_int;
 use crate::connection::{current_client, lowest_private_fd};
 
 /// Whether `fd` is one of this library's own descriptors (see [`private_fds`]).
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn is_private(fd: c_int) -> bool {
     fd >= lowest_private_fd() && private_fds(current_client().as_ref()).contains(&fd)
 }

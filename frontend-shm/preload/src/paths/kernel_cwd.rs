@@ -27,6 +27,7 @@ const STATE_BITS: u32 = 3;
 ///
 /// The common answer is found without a lock or an allocation: this runs for relative names
 /// of calls made while an allocator initialises itself or in a signal handler.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn from_kernel_cwd(rel: &[u8]) -> Option<Vec<u8>> {
     let known = KERNEL_CWD_STATE.load(Ordering::Acquire);
     match known & STATE_BITS {

@@ -38,6 +38,7 @@ pub(crate) fn join_lexically(base: &[u8], rel: &[u8]) -> Option<Vec<u8>> {
 /// The server's path for `path` if it is spelled from the prefix (absolute). A `..` that
 /// climbs out of the tree is the server's to walk as well: it answers where the walk goes on
 /// (see [`crate::outside`]), after the links it met on the way.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn ring_path(path: &[u8]) -> Option<Vec<u8>> {
     ring_path_in(path).map(Cow::into_owned)
 }

@@ -72,6 +72,7 @@ pub(crate) fn mounts_below_prefix() -> bool {
 /// (`bt/x` from the prefix's parent, as `rsync` names files from a descriptor of `/`): the
 /// kernel has nothing there. Only names with a component spelled as the prefix's last one
 /// can, so others cost one scan. With a mount the kernel walks into it itself.
+#[unsafe(link_section = ".text.hot.btfuse")]
 fn through_kernel_directory<'a>(dirfd: c_int, rel: &[u8]) -> Option<PathTarget<'a>> {
     let config = crate::config::config()?;
     let last = config.prefix().rsplit(|&b| b == b'/').next()?;
@@ -117,6 +118,7 @@ fn kernel_directory(dirfd: c_int) -> Option<Vec<u8>> {
 ///
 /// # Safety
 /// `path` is null or a valid C string.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) unsafe fn at_target<'a>(dirfd: c_int, path: *const c_char) -> Option<PathTarget<'a>> {
     // SAFETY: the caller's contract.
     let bytes: &'a [u8] = unsafe { c_bytes(path) }?;
