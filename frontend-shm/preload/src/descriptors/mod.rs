@@ -75,10 +75,8 @@ pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
         .copied()
 }
 
-// Counts the table's changes, `HOT.generation`: a value read twice tells whether it changed
-// in between.
-
-/// The table's generation (`HOT.generation`).
+/// The table's generation (`HOT.generation`), which counts its changes: a value read twice
+/// tells whether it changed in between.
 pub(crate) fn generation() -> u64 {
     HOT.generation.load(Ordering::Acquire)
 }
@@ -119,6 +117,11 @@ pub(crate) fn remove(fd: c_int) -> Option<Entry> {
 /// written, and a table written whole would cost each child all its pages.
 pub(crate) fn clear() {
     HOT.generation.fetch_add(1, Ordering::AcqRel);
+    // Nothing was ever numbered: the table's pages were never touched, and reading them here
+    // would map each one.
+    if !HOT.descriptors_used.load(Ordering::Acquire) {
+        return;
+    }
     for slot in &SLOTS {
         if slot.load(Ordering::Relaxed) != 0 {
             slot.store(0, Ordering::Release);
@@ -131,6 +134,9 @@ pub(crate) fn clear() {
 }
 
 pub(crate) fn entries() -> Vec<(c_int, Entry)> {
+    if !HOT.descriptors_used.load(Ordering::Acquire) {
+        return Vec::new();
+    }
     let mut out: Vec<(c_int, Entry)> = SLOTS
         .iter()
         .enumerate()
