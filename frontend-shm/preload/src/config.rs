@@ -231,7 +231,7 @@ static MOUNTS_ENTRY: Published<[u8; MOUNTS_VALUE_CAP + 16]> =
 
 /// Where finding the mounts stands (`HOT.discovery`) and listing the candidates
 /// (`HOT.listing`): [`UNREAD`], [`READING`] (one thread is at it) or [`FOUND`].
-const UNREAD: u8 = 0;
+pub(crate) const UNREAD: u8 = 0;
 const READING: u8 = 1;
 const FOUND: u8 = 2;
 
@@ -573,7 +573,7 @@ fn mounts_entry(mounts: &[Config], entry: &mut [u8]) -> Option<usize> {
 /// The mount this process serves over the ring once it has touched one (an index into the
 /// mounts, or [`NONE`]; `HOT.chosen`): a process binds to one btfuse mount; paths under any
 /// other still reach theirs, through the kernel.
-const NONE: usize = usize::MAX;
+pub(crate) const NONE: usize = usize::MAX;
 
 fn chosen() -> Option<&'static Config> {
     match HOT.chosen.load(Ordering::Acquire) {

@@ -6,9 +6,9 @@
 //! atomic landed among the large buffers, each on a page of its own, and a flag read before
 //! any write cost two faults (the shared zero page, then a private copy). Fields of one static
 //! stay together, on one cache line here. Its initial value is not all zeros (no mount chosen
-//! is `usize::MAX`), so it lies in `.data`, whose few pages the dynamic loader writes anyway
-//! when it relocates the library and clears the start of `.bss`: in practice reading and
-//! writing it costs no fault of its own.
+//! is `config::NONE`, `usize::MAX`), so it lies in `.data`, whose few pages the dynamic
+//! loader writes anyway when it relocates the library and clears the start of `.bss`: in
+//! practice reading and writing it costs no fault of its own.
 //!
 //! Code is kept together the same way: the constructors, the interposed calls every program
 //! makes (`open`, `read`, `write`, `close`, `fstat`, `stat`, `fcntl`, directory streams...)
@@ -20,6 +20,8 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
+
+use crate::config;
 
 /// See the module doc; each field's own doc is where it is used.
 #[repr(C, align(64))]
@@ -50,12 +52,12 @@ pub(crate) struct Hot {
 pub(crate) static HOT: Hot = Hot {
     ready: AtomicBool::new(false),
     has_explicit: AtomicBool::new(false),
-    discovery: AtomicU8::new(0),
-    listing: AtomicU8::new(0),
+    discovery: AtomicU8::new(config::UNREAD),
+    listing: AtomicU8::new(config::UNREAD),
     descriptors_used: AtomicBool::new(false),
     mount_count: AtomicUsize::new(0),
     mounts_entry_len: AtomicUsize::new(0),
-    chosen: AtomicUsize::new(usize::MAX),
+    chosen: AtomicUsize::new(config::NONE),
     generation: AtomicU64::new(0),
     table_lock: Mutex::new(()),
 };

@@ -55,13 +55,19 @@ fn decode(word: u64) -> Option<Entry> {
     })
 }
 
-/// The entry of `fd`, if it is btfuse's. In a process that never numbered one, one load of a
-/// flag that shares its page with the library's other flags: the table's pages stay
-/// untouched (each costs a page fault).
+/// Whether this process never numbered a btfuse descriptor: one load of a flag that shares its
+/// page with the library's other flags, so that until then the table's pages stay untouched
+/// (each costs a page fault).
+#[inline]
+fn never_used() -> bool {
+    // Acquire: pairs with the Release store in `insert`, made before the entry's.
+    !HOT.descriptors_used.load(Ordering::Acquire)
+}
+
+/// The entry of `fd`, if it is btfuse's.
 #[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn lookup(fd: c_int) -> Option<Entry> {
-    // Acquire: pairs with the Release store in `insert`, made before the entry's.
-    if !HOT.descriptors_used.load(Ordering::Acquire) {
+    if never_used() {
         return None;
     }
     let index = usize::try_from(fd).ok()?;
@@ -97,7 +103,7 @@ pub(crate) fn insert(fd: c_int, entry: Entry) -> Option<Entry> {
 
 #[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn remove(fd: c_int) -> Option<Entry> {
-    if !HOT.descriptors_used.load(Ordering::Acquire) {
+    if never_used() {
         return None;
     }
     let _changing = TABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,9 +123,7 @@ pub(crate) fn remove(fd: c_int) -> Option<Entry> {
 /// written, and a table written whole would cost each child all its pages.
 pub(crate) fn clear() {
     HOT.generation.fetch_add(1, Ordering::AcqRel);
-    // Nothing was ever numbered: the table's pages were never touched, and reading them here
-    // would map each one.
-    if !HOT.descriptors_used.load(Ordering::Acquire) {
+    if never_used() {
         return;
     }
     for slot in &SLOTS {
@@ -134,7 +138,7 @@ pub(crate) fn clear() {
 }
 
 pub(crate) fn entries() -> Vec<(c_int, Entry)> {
-    if !HOT.descriptors_used.load(Ordering::Acquire) {
+    if never_used() {
         return Vec::new();
     }
     let mut out: Vec<(c_int, Entry)> = SLOTS
