@@ -143,20 +143,37 @@ impl<T> Published<T> {
 static EXPLICIT: Published<Config> = Published(UnsafeCell::new(Config::EMPTY));
 
 /// What [`load`] copied from the environment besides the explicit configuration.
+///
+/// The lengths come first and the values follow one another, so that short ones (the usual
+/// case) share one page of `.bss` with the lengths: each page of it a process writes is a
+/// page fault.
+#[repr(C)]
 struct Environment {
-    /// `XDG_RUNTIME_DIR`, where this user's sockets are.
-    runtime: [u8; PREFIX_CAP],
+    /// The length of `XDG_RUNTIME_DIR` (where this user's sockets are), at the start of
+    /// `values`.
     runtime_len: Option<usize>,
-    /// `BTFUSE_MOUNTS`'s value.
-    mounts: [u8; MOUNTS_VALUE_CAP],
+    /// The length of `BTFUSE_MOUNTS`'s value, right after the runtime directory in `values`.
     mounts_len: Option<usize>,
+    values: [u8; PREFIX_CAP + MOUNTS_VALUE_CAP],
+}
+
+impl Environment {
+    /// `XDG_RUNTIME_DIR`, if it was set (and fit).
+    fn runtime(&self) -> Option<&[u8]> {
+        self.runtime_len.map(|len| &self.values[..len])
+    }
+
+    /// `BTFUSE_MOUNTS`'s value, if it was set (and fit).
+    fn mounts(&self) -> Option<&[u8]> {
+        let start = self.runtime_len.unwrap_or(0);
+        self.mounts_len.map(|len| &self.values[start..start + len])
+    }
 }
 
 static ENVIRONMENT: Published<Environment> = Published(UnsafeCell::new(Environment {
-    runtime: [0; PREFIX_CAP],
     runtime_len: None,
-    mounts: [0; MOUNTS_VALUE_CAP],
     mounts_len: None,
+    values: [0; PREFIX_CAP + MOUNTS_VALUE_CAP],
 }));
 
 /// Whether the library has read its configuration: until then every call passes through.
@@ -194,10 +211,18 @@ extern "C" fn load() {
     }
     // SAFETY: as above.
     let environment = unsafe { ENVIRONMENT.write() };
-    environment.runtime_len =
-        getenv(c"XDG_RUNTIME_DIR").and_then(|d| copy_into(&mut environment.runtime, d));
-    environment.mounts_len =
-        getenv(c"BTFUSE_MOUNTS").and_then(|m| copy_into(&mut environment.mounts, m));
+    // Written only when set: a process without the variables never touches the buffer.
+    let runtime = &mut environment.values[..PREFIX_CAP];
+    let runtime_len = getenv(c"XDG_RUNTIME_DIR").and_then(|d| copy_into(runtime, d));
+    if runtime_len.is_some() {
+        environment.runtime_len = runtime_len;
+    }
+    // The list goes right after the runtime directory (see `Environment`), within its cap.
+    let start = runtime_len.unwrap_or(0);
+    let mounts = &mut environment.values[start..start + MOUNTS_VALUE_CAP];
+    if let Some(len) = getenv(c"BTFUSE_MOUNTS").and_then(|m| copy_into(mounts, m)) {
+        environment.mounts_len = Some(len);
+    }
     // Pairs with the Acquire load of `ready`.
     HOT.ready.store(true, Ordering::Release);
 }
@@ -225,7 +250,9 @@ fn environment() -> Option<&'static Environment> {
 static MOUNTS: Published<[Config; MAX_MOUNTS]> =
     Published(UnsafeCell::new([const { Config::EMPTY }; MAX_MOUNTS]));
 /// `BTFUSE_MOUNTS=...` for the programs this process executes, NUL-terminated; empty if the
-/// list does not fit (its length: `HOT.mounts_entry_len`).
+/// list does not fit (its length: `HOT.mounts_entry_len`). Written when a program is first
+/// started (`HOT.entry`), not when the mounts are found: most processes never start one, and
+/// then never touch this buffer's page.
 static MOUNTS_ENTRY: Published<[u8; MOUNTS_VALUE_CAP + 16]> =
     Published(UnsafeCell::new([0; MOUNTS_VALUE_CAP + 16]));
 
@@ -243,11 +270,7 @@ const FOUND: u8 = 2;
 fn mounts() -> &'static [Config] {
     let found = once(&HOT.discovery, &MOUNTS, |found| {
         let count = discover(found);
-        // SAFETY: written by the thread that fills `MOUNTS`, before both are published.
-        let entry = unsafe { MOUNTS_ENTRY.write() };
-        let entry_len = mounts_entry(&found[..count], entry).unwrap_or(0);
         HOT.mount_count.store(count, Ordering::Relaxed);
-        HOT.mounts_entry_len.store(entry_len, Ordering::Relaxed);
     });
     &found[..HOT.mount_count.load(Ordering::Relaxed)]
 }
@@ -264,6 +287,8 @@ struct Candidates {
     overflow: bool,
 }
 
+// In `.data` (see `crate::hot`): every process that makes a path call fills it.
+#[unsafe(link_section = ".data.btfuse.candidates")]
 static CANDIDATES: Published<Candidates> = Published(UnsafeCell::new(Candidates {
     points: [[0; SOCKET_CAP]; MAX_MOUNTS],
     lens: [0; MAX_MOUNTS],
@@ -303,7 +328,7 @@ fn once<T>(
 /// without checking any mount point when no list was handed down.
 fn may_be_served(path: &[u8]) -> bool {
     if HOT.discovery.load(Ordering::Acquire) == FOUND
-        || environment().is_some_and(|e| e.mounts_len.is_some())
+        || environment().is_some_and(|e| e.mounts().is_some())
     {
         return true;
     }
@@ -322,7 +347,7 @@ fn list_candidates(found: &mut Candidates) {
     let euid = unsafe { libc::geteuid() };
     let mut own = [0u8; PREFIX_CAP + 16];
     let mut dir = Writer::new(&mut own);
-    let runtime = environment().and_then(|e| e.runtime_len.map(|len| &e.runtime[..len]));
+    let runtime = environment().and_then(Environment::runtime);
     let own_len = (euid != 0)
         .then(|| discovery::write_socket_dir(euid, runtime, &mut dir).map(|()| dir.len()))
         .flatten();
@@ -410,12 +435,8 @@ fn discover(found: &mut [Config; MAX_MOUNTS]) -> usize {
     let Some(environment) = environment() else {
         return 0;
     };
-    let runtime = environment
-        .runtime_len
-        .map(|len| &environment.runtime[..len]);
-    let inherited = environment
-        .mounts_len
-        .and_then(|len| read_inherited(&environment.mounts[..len]));
+    let runtime = environment.runtime();
+    let inherited = environment.mounts().and_then(read_inherited);
     let mut count = 0;
     match inherited {
         Some(list) => {
@@ -645,14 +666,19 @@ pub(crate) fn exec_environment() -> Option<(Vec<u8>, Vec<u8>)> {
 /// `BTFUSE_MOUNTS=...`, NUL-terminated, for the programs this process executes (the mounts
 /// are found first if they were not yet); `None` when the list is too long to pass on.
 pub(crate) fn mounts_variable() -> Option<&'static CStr> {
-    mounts();
+    let found = mounts();
+    once(&HOT.entry, &MOUNTS_ENTRY, |entry| {
+        let len = mounts_entry(found, entry).unwrap_or(0);
+        HOT.mounts_entry_len.store(len, Ordering::Relaxed);
+    });
     found_mounts_variable()
 }
 
-/// [`mounts_variable`] if the mounts are found already; `None` otherwise. It reads the mount
-/// table never, allocates nothing and writes nothing, so a `vfork` child may call it.
+/// [`mounts_variable`] if it was made already; `None` otherwise. It reads the mount table
+/// never, allocates nothing and writes nothing, so a `vfork` child may call it (its parent
+/// made it before the `vfork`).
 pub(crate) fn found_mounts_variable() -> Option<&'static CStr> {
-    if HOT.discovery.load(Ordering::Acquire) != FOUND {
+    if HOT.entry.load(Ordering::Acquire) != FOUND {
         return None;
     }
     let len = HOT.mounts_entry_len.load(Ordering::Relaxed);

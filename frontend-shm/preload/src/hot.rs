@@ -8,7 +8,12 @@
 //! stay together, on one cache line here. Its initial value is not all zeros (no mount chosen
 //! is `config::NONE`, `usize::MAX`), so it lies in `.data`, whose few pages the dynamic
 //! loader writes anyway when it relocates the library and clears the start of `.bss`: in
-//! practice reading and writing it costs no fault of its own.
+//! practice reading and writing it costs no fault of its own. The other small statics the
+//! first calls of every process write (the cache of libc's functions in `real`, the listed
+//! candidate mount points in `config`, the C half's `next_syscall`) are put in `.data` by
+//! name (`.data.btfuse.*`) for the same reason; of the large buffers, only what a process
+//! uses is written (`config::ENVIRONMENT` keeps its lengths and short values on one page,
+//! and the `BTFUSE_MOUNTS=` entry is made only when a program is started).
 //!
 //! Code is kept together the same way: the constructors, the interposed calls every program
 //! makes (`open`, `read`, `write`, `close`, `fstat`, `stat`, `fcntl`, directory streams...)
@@ -36,6 +41,8 @@ pub(crate) struct Hot {
     pub(crate) listing: AtomicU8,
     /// `descriptors`: whether any btfuse descriptor was ever numbered in this process.
     pub(crate) descriptors_used: AtomicBool,
+    /// `config`: where making `BTFUSE_MOUNTS=...` for started programs stands.
+    pub(crate) entry: AtomicU8,
     /// `config`: the mounts found.
     pub(crate) mount_count: AtomicUsize,
     /// `config`: the length of `BTFUSE_MOUNTS=...` for the programs this process executes.
@@ -55,6 +62,7 @@ pub(crate) static HOT: Hot = Hot {
     discovery: AtomicU8::new(config::UNREAD),
     listing: AtomicU8::new(config::UNREAD),
     descriptors_used: AtomicBool::new(false),
+    entry: AtomicU8::new(config::UNREAD),
     mount_count: AtomicUsize::new(0),
     mounts_entry_len: AtomicUsize::new(0),
     chosen: AtomicUsize::new(config::NONE),

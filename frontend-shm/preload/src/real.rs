@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Resolves `name` (NUL-terminated) to the next definition after this library; aborts with a
 /// message if there is none, since a program whose libc lacks a function it calls cannot go on.
+#[unsafe(link_section = ".text.hot.btfuse")]
 pub(crate) fn resolve(slot: &AtomicUsize, name: &'static [u8]) -> usize {
     let cached = slot.load(Ordering::Relaxed);
     if cached != 0 {
@@ -29,7 +30,12 @@ macro_rules! real_fns {
     ($($name:ident : fn($($arg:ty),*) -> $ret:ty;)*) => {
         $(
             #[allow(dead_code)]
+            #[unsafe(link_section = ".text.hot.btfuse")]
             pub(crate) fn $name() -> unsafe extern "C" fn($($arg),*) -> $ret {
+                // In `.data`, beside the flags every process touches (see `crate::hot`): as
+                // zero-initialised statics the slots made a page of `.bss` of their own, which
+                // the first call through any of them faulted in twice (read, then written).
+                #[unsafe(link_section = ".data.btfuse.real")]
                 static SLOT: AtomicUsize = AtomicUsize::new(0);
                 let p = resolve(&SLOT, concat!(stringify!($name), "\0").as_bytes());
                 // SAFETY: the symbol is libc's function of this name, whose C signature is the

@@ -85,13 +85,9 @@ fn the_library_binds_its_own_functions_when_linked() {
     );
 }
 
-/// The code every preloaded process runs sits together in `.text.hot` (see the library's
-/// `hot` module): the interposed calls programs make at start and the constructors, so that a
-/// process that never touches btfuse touches a few neighbouring pages of code, not one in each
-/// part of the library.
-#[test]
-fn the_common_calls_sit_together() {
-    let hot = readelf("--section-headers")
+/// The addresses of the library's section `name`.
+fn section(name: &str) -> std::ops::Range<u64> {
+    readelf("--section-headers")
         .iter()
         .find_map(|line| {
             // [Nr] Name Type Address Off Size ...
@@ -100,13 +96,22 @@ fn the_common_calls_sit_together() {
                 .trim_start_matches(']')
                 .split_whitespace()
                 .collect();
-            (fields.first() == Some(&".text.hot")).then(|| {
+            (fields.first() == Some(&name)).then(|| {
                 let start = u64::from_str_radix(fields[2], 16).unwrap();
                 let size = u64::from_str_radix(fields[4], 16).unwrap();
                 start..start + size
             })
         })
-        .expect("the library has a .text.hot section");
+        .unwrap_or_else(|| panic!("the library has a {name} section"))
+}
+
+/// The code every preloaded process runs sits together in `.text.hot` (see the library's
+/// `hot` module): the interposed calls programs make at start and the constructors, so that a
+/// process that never touches btfuse touches a few neighbouring pages of code, not one in each
+/// part of the library.
+#[test]
+fn the_common_calls_sit_together() {
+    let hot = section(".text.hot");
     let functions: Vec<(String, u64)> = readelf("--dyn-syms")
         .iter()
         .filter_map(|line| {
@@ -119,7 +124,7 @@ fn the_common_calls_sit_together() {
         .collect();
     for name in [
         "open", "openat", "read", "write", "close", "fstat", "stat", "statx", "lseek", "fcntl",
-        "access", "opendir", "readdir", "closedir", "mmap", "_exit",
+        "access", "opendir", "readdir", "closedir", "mmap", "_exit", "syscall",
     ] {
         let (_, address) = functions
             .iter()
@@ -128,6 +133,44 @@ fn the_common_calls_sit_together() {
         assert!(
             hot.contains(address),
             "{name} at {address:#x}, outside .text.hot {hot:x?}"
+        );
+    }
+}
+
+/// The small statics the first calls of every process write lie in `.data` (see the library's
+/// `hot` module), whose pages the dynamic loader has written already, not each on a page of
+/// `.bss` of its own.
+#[test]
+fn the_first_writes_land_on_written_pages() {
+    let data = section(".data");
+    // Local symbols too: the library keeps its symbol table. Statics only.
+    let statics: Vec<(String, u64)> = readelf("--syms")
+        .iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 8 && fields[3] == "OBJECT" && fields[6] != "UND")
+                .then(|| u64::from_str_radix(fields[1], 16).ok())
+                .flatten()
+                .map(|address| (fields[7].to_owned(), address))
+        })
+        .collect();
+    let find = |part: &str| {
+        statics
+            .iter()
+            .find(|(name, _)| name.contains(part))
+            .map(|&(_, address)| address)
+            .unwrap_or_else(|| panic!("a symbol named like {part}"))
+    };
+    for part in [
+        "4real5fstat4SLOT",
+        "6config10CANDIDATES",
+        "next_syscall",
+        "3hot3HOT",
+    ] {
+        let address = find(part);
+        assert!(
+            data.contains(&address),
+            "{part} at {address:#x}, outside .data {data:x?}"
         );
     }
 }
