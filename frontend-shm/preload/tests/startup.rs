@@ -105,6 +105,21 @@ fn section(name: &str) -> std::ops::Range<u64> {
         .unwrap_or_else(|| panic!("the library has a {name} section"))
 }
 
+/// The defined symbols of `kind` (`FUNC`, `OBJECT`) that `readelf flags` lists, with their
+/// addresses; a name loses its `@version`.
+fn symbols(flags: &str, kind: &str) -> Vec<(String, u64)> {
+    readelf(flags)
+        .iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 8 && fields[3] == kind && fields[6] != "UND").then(|| {
+                let name = fields[7].split('@').next().unwrap().to_owned();
+                (name, u64::from_str_radix(fields[1], 16).unwrap())
+            })
+        })
+        .collect()
+}
+
 /// The code every preloaded process runs sits together in `.text.hot` (see the library's
 /// `hot` module): the interposed calls programs make at start and the constructors, so that a
 /// process that never touches btfuse touches a few neighbouring pages of code, not one in each
@@ -112,16 +127,7 @@ fn section(name: &str) -> std::ops::Range<u64> {
 #[test]
 fn the_common_calls_sit_together() {
     let hot = section(".text.hot");
-    let functions: Vec<(String, u64)> = readelf("--dyn-syms")
-        .iter()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.len() >= 8 && fields[3] == "FUNC" && fields[6] != "UND").then(|| {
-                let name = fields[7].split('@').next().unwrap().to_owned();
-                (name, u64::from_str_radix(fields[1], 16).unwrap())
-            })
-        })
-        .collect();
+    let functions = symbols("--dyn-syms", "FUNC");
     for name in [
         "open", "openat", "read", "write", "close", "fstat", "stat", "statx", "lseek", "fcntl",
         "access", "opendir", "readdir", "closedir", "mmap", "_exit", "syscall",
@@ -143,17 +149,8 @@ fn the_common_calls_sit_together() {
 #[test]
 fn the_first_writes_land_on_written_pages() {
     let data = section(".data");
-    // Local symbols too: the library keeps its symbol table. Statics only.
-    let statics: Vec<(String, u64)> = readelf("--syms")
-        .iter()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.len() >= 8 && fields[3] == "OBJECT" && fields[6] != "UND")
-                .then(|| u64::from_str_radix(fields[1], 16).ok())
-                .flatten()
-                .map(|address| (fields[7].to_owned(), address))
-        })
-        .collect();
+    // Local symbols too: the library keeps its symbol table.
+    let statics = symbols("--syms", "OBJECT");
     let find = |part: &str| {
         statics
             .iter()
