@@ -682,7 +682,8 @@ pub(crate) fn found_mounts_variable() -> Option<&'static CStr> {
         return None;
     }
     let len = HOT.mounts_entry_len.load(Ordering::Relaxed);
-    // SAFETY: published: `mounts` returns once FOUND was loaded with Acquire.
+    // SAFETY: published: FOUND was just loaded from `HOT.entry` with Acquire, and the entry
+    // is written only before that (see `mounts_variable`).
     let entry = unsafe { MOUNTS_ENTRY.read() };
     (len > 0)
         .then(|| CStr::from_bytes_with_nul(&entry[..=len]).ok())
