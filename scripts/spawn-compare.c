@@ -35,22 +35,27 @@ int main(int argc, char **argv) {
     }
     char **envs[MAX_VARIANTS];
     char *programs[MAX_VARIANTS];
+    char *arguments[MAX_VARIANTS];
     double *times[MAX_VARIANTS];
     for (int v = 0; v < k; v++) {
         char *list = strdup(argv[3 + 2 * v]);
         envs[v] = calloc(MAX_VARS + 1, sizeof(char *));
         int c = 0;
-        for (char *s = strtok(list, ";"); s && c < MAX_VARS; s = strtok(NULL, ";"))
-            envs[v][c++] = s;
+        arguments[v] = argv[3 + 2 * k];
+        for (char *s = strtok(list, ";"); s && c < MAX_VARS; s = strtok(NULL, ";")) {
+            if (strncmp(s, "ARGUMENT=", 9) == 0)
+                arguments[v] = s + 9; /* this variant's own argument, not a variable */
+            else
+                envs[v][c++] = s;
+        }
         programs[v] = argv[4 + 2 * v];
         times[v] = malloc(n * sizeof(double));
     }
-    char *argument = argv[3 + 2 * k];
     int failed = 0;
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < k; j++) {
             int v = (i + j) % k; /* each variant in every position in turn */
-            char *args[] = {programs[v], argument, NULL};
+            char *args[] = {programs[v], arguments[v], NULL};
             posix_spawn_file_actions_t actions;
             posix_spawn_file_actions_init(&actions);
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", 1, 0);
