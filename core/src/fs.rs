@@ -252,6 +252,28 @@ pub trait Filesystem: Send + Sync {
         false
     }
 
+    /// Asks the store to place regular file `ino`'s blocks where
+    /// [`BlockStore::allocate_for`](crate::block::BlockStore::allocate_for) puts them, now and
+    /// from now on, and to be told of every change to the file
+    /// ([`BlockStore::file_changed`](crate::block::BlockStore::file_changed)): what lets a
+    /// store show a file's data outside the engine. Reads of data shown that way skip the
+    /// filesystem, so the default, `EOPNOTSUPP`, is right for any filesystem or wrapper that
+    /// must see every read; wrappers that need not pass the call on.
+    fn place_file(&self, ino: Ino) -> Result<()> {
+        let _ = ino;
+        Err(crate::Errno::NotSupported)
+    }
+
+    /// Undoes [`place_file`](Filesystem::place_file) for a file nothing has open: its blocks
+    /// go back where [`BlockStore::allocate`](crate::block::BlockStore::allocate) puts them
+    /// and the store is told ([`BlockStore::file_gone`](crate::block::BlockStore::file_gone)).
+    /// `EBUSY` while a handle is open, `ENOENT` for an inode that is gone. The default:
+    /// `EOPNOTSUPP`; wrappers pass the call on.
+    fn unplace_file(&self, ino: Ino) -> Result<()> {
+        let _ = ino;
+        Err(crate::Errno::NotSupported)
+    }
+
     /// Whether a frontend may answer a call again from what an earlier answer showed, without
     /// asking the filesystem, while its [`ContentWatch`] reports no change (a client that
     /// keeps the attributes a path walk found). `false` for a filesystem or wrapper that must

@@ -350,6 +350,14 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
         self.inner.watch_content(watch)
     }
 
+    fn place_file(&self, ino: Ino) -> Result<()> {
+        self.inner.place_file(ino)
+    }
+
+    fn unplace_file(&self, ino: Ino) -> Result<()> {
+        self.inner.unplace_file(ino)
+    }
+
     fn calls_may_be_skipped(&self) -> bool {
         self.inner.calls_may_be_skipped()
     }

@@ -145,4 +145,23 @@ impl<B: BlockStore> BlockStore for FaultInjector<B> {
         }
         self.inner.zero(block, offset, len)
     }
+
+    fn allocate_for(&self, owner: u64, index: u64) -> Result<BlockNo, StoreError> {
+        if self.inject(&self.allocations_left) {
+            return Err(StoreError::Full);
+        }
+        self.inner.allocate_for(owner, index)
+    }
+
+    fn placed_at(&self, block: BlockNo, owner: u64, index: u64) -> bool {
+        self.inner.placed_at(block, owner, index)
+    }
+
+    fn file_changed(&self, owner: u64, size: u64) {
+        self.inner.file_changed(owner, size);
+    }
+
+    fn file_gone(&self, owner: u64) {
+        self.inner.file_gone(owner);
+    }
 }

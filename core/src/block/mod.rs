@@ -237,6 +237,37 @@ pub trait BlockStore: Send + Sync {
     ///
     /// As [`write`](BlockStore::write).
     fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError>;
+
+    /// Allocates a block for bytes `index * block_size..` of file `owner` (an inode number),
+    /// as [`allocate`](BlockStore::allocate) does and with its contract. The filesystem calls
+    /// it, instead of `allocate`, for a file it has [placed](crate::MemFs::place_file): a
+    /// store that shows some files' data outside the engine (a mapping per file, say) puts
+    /// such a block where that file's `index` is; the default puts it anywhere.
+    fn allocate_for(&self, owner: u64, index: u64) -> Result<BlockNo, StoreError> {
+        let _ = (owner, index);
+        self.allocate()
+    }
+
+    /// Whether `block` is already where [`allocate_for`](BlockStore::allocate_for)`(owner,
+    /// index)` would put it, so that placing a file leaves it. The default: never.
+    fn placed_at(&self, block: BlockNo, owner: u64, index: u64) -> bool {
+        let _ = (block, owner, index);
+        false
+    }
+
+    /// Told, for a placed file, its size after every change to its content or size, once the
+    /// change is stored. The default does nothing.
+    fn file_changed(&self, owner: u64, size: u64) {
+        let _ = (owner, size);
+    }
+
+    /// Told that file `owner` is placed no more: it is gone (every block it had is freed, and
+    /// the number names no file of this filesystem again) or its blocks were moved back to
+    /// [`allocate`](BlockStore::allocate)'s ([`Filesystem::unplace_file`](crate::Filesystem::unplace_file)).
+    /// The default does nothing.
+    fn file_gone(&self, owner: u64) {
+        let _ = owner;
+    }
 }
 
 /// Forwards every method to the store behind a reference or smart pointer.
@@ -274,6 +305,18 @@ macro_rules! forward_block_store {
             }
             fn zero(&self, block: BlockNo, offset: usize, len: usize) -> Result<(), StoreError> {
                 (**self).zero(block, offset, len)
+            }
+            fn allocate_for(&self, owner: u64, index: u64) -> Result<BlockNo, StoreError> {
+                (**self).allocate_for(owner, index)
+            }
+            fn placed_at(&self, block: BlockNo, owner: u64, index: u64) -> bool {
+                (**self).placed_at(block, owner, index)
+            }
+            fn file_changed(&self, owner: u64, size: u64) {
+                (**self).file_changed(owner, size)
+            }
+            fn file_gone(&self, owner: u64) {
+                (**self).file_gone(owner)
             }
         }
     )+};

@@ -165,4 +165,22 @@ impl<B: BlockStore, F: Fn(TraceEvent) + Send + Sync> BlockStore for Tracer<B, F>
         let result = self.inner.zero(block, offset, len);
         self.report(TraceOp::Zero, Some(block), offset, len, result)
     }
+
+    fn allocate_for(&self, owner: u64, index: u64) -> Result<BlockNo, StoreError> {
+        let result = self.inner.allocate_for(owner, index);
+        self.report(TraceOp::Allocate, result.ok(), 0, 0, result.map(drop))?;
+        result
+    }
+
+    fn placed_at(&self, block: BlockNo, owner: u64, index: u64) -> bool {
+        self.inner.placed_at(block, owner, index)
+    }
+
+    fn file_changed(&self, owner: u64, size: u64) {
+        self.inner.file_changed(owner, size);
+    }
+
+    fn file_gone(&self, owner: u64) {
+        self.inner.file_gone(owner);
+    }
 }

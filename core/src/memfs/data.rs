@@ -9,6 +9,10 @@ use crate::block::{BlockNo, BlockStore, StoreError};
 use crate::error::{Errno, Result};
 
 /// A regular file's data: holes are absent from `blocks`.
+///
+/// The calls that allocate blocks or change the data take `owner`: the inode number the store
+/// knows the file by while it is placed ([`State::placed_as`]), whose blocks then come from
+/// [`BlockStore::allocate_for`] and whose every change the store is told of.
 #[derive(Default)]
 pub(super) struct FileData {
     pub(super) size: u64,
@@ -23,6 +27,74 @@ pub(super) fn store_err(e: StoreError) -> Errno {
 }
 
 impl<B: BlockStore> MemFs<B> {
+    /// A new block for `index` of a file: where the store places it if the file is placed.
+    fn allocate_block(
+        &self,
+        owner: Option<u64>,
+        index: u64,
+    ) -> core::result::Result<BlockNo, StoreError> {
+        match owner {
+            Some(owner) => self.store.allocate_for(owner, index),
+            None => self.store.allocate(),
+        }
+    }
+
+    /// Tells the store of a placed file that its content or size changed.
+    pub(super) fn data_changed(&self, owner: Option<u64>, file: &FileData) {
+        if let Some(owner) = owner {
+            self.store.file_changed(owner, file.size);
+        }
+    }
+
+    /// Copies `block` into the fresh block `new` (through `buf`, a block long) and frees it in
+    /// its place; on failure frees `new` instead and leaves `block` as it was.
+    fn move_block(&self, block: &mut BlockNo, new: BlockNo, buf: &mut [u8]) -> Result<()> {
+        let copied = self
+            .store
+            .read(*block, 0, buf)
+            .and_then(|()| self.store.write(new, 0, buf));
+        if let Err(e) = copied {
+            let _ = self.store.free(new);
+            return Err(store_err(e));
+        }
+        let freed = self.store.free(core::mem::replace(block, new));
+        debug_assert!(freed.is_ok());
+        Ok(())
+    }
+
+    /// Moves every block of `file` (inode `owner`, placed from now on) that is not yet where
+    /// the store places it there, and tells the store its size. A failure leaves the blocks
+    /// moved so far where they are, harmless: the file is still read and written through the
+    /// store, wherever each block is.
+    pub(super) fn place_locked(&self, file: &mut FileData, owner: u64) -> Result<()> {
+        let mut buf = alloc::vec![0u8; self.block_size() as usize];
+        for (&index, block) in file.blocks.iter_mut() {
+            if self.store.placed_at(*block, owner, index) {
+                continue;
+            }
+            let new = self.store.allocate_for(owner, index).map_err(store_err)?;
+            self.move_block(block, new, &mut buf)?;
+        }
+        self.data_changed(Some(owner), file);
+        Ok(())
+    }
+
+    /// Moves every placed block of `file` (inode `owner`) back to where
+    /// [`BlockStore::allocate`] puts them, then tells the store the file is placed no more;
+    /// a failure leaves it placed (partly).
+    pub(super) fn unplace_locked(&self, file: &mut FileData, owner: u64) -> Result<()> {
+        let mut buf = alloc::vec![0u8; self.block_size() as usize];
+        for (&index, block) in file.blocks.iter_mut() {
+            if !self.store.placed_at(*block, owner, index) {
+                continue;
+            }
+            let new = self.store.allocate().map_err(store_err)?;
+            self.move_block(block, new, &mut buf)?;
+        }
+        self.store.file_gone(owner);
+        Ok(())
+    }
+
     pub(super) fn read_locked(&self, st: &State, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let file = match &st.body {
             Body::File(f) => f,
@@ -60,7 +132,12 @@ impl<B: BlockStore> MemFs<B> {
     }
 
     /// Sets a file's size, freeing blocks past the end and zeroing the tail of the last one.
-    pub(super) fn set_size(&self, file: &mut FileData, size: u64) -> Result<()> {
+    pub(super) fn set_size(
+        &self,
+        owner: Option<u64>,
+        file: &mut FileData,
+        size: u64,
+    ) -> Result<()> {
         let bs = self.block_size();
         if size < file.size {
             self.free_blocks_from(file, size.div_ceil(bs));
@@ -74,11 +151,13 @@ impl<B: BlockStore> MemFs<B> {
             }
         }
         file.size = size;
+        self.data_changed(owner, file);
         Ok(())
     }
 
     pub(super) fn write_locked(
         &self,
+        owner: Option<u64>,
         file: &mut FileData,
         offset: u64,
         data: &[u8],
@@ -92,7 +171,7 @@ impl<B: BlockStore> MemFs<B> {
             let n = (bs as usize - within).min(data.len() - done);
             let block = match file.blocks.get(&index) {
                 Some(&block) => block,
-                None => match self.store.allocate() {
+                None => match self.allocate_block(owner, index) {
                     Ok(block) => {
                         file.blocks.insert(index, block);
                         block
@@ -113,11 +192,20 @@ impl<B: BlockStore> MemFs<B> {
         if end > file.size {
             file.size = end;
         }
+        if done > 0 {
+            self.data_changed(owner, file);
+        }
         Ok(done)
     }
 
     /// Allocates every missing block of `[offset, end)`, all or nothing.
-    pub(super) fn allocate_range(&self, file: &mut FileData, offset: u64, end: u64) -> Result<()> {
+    pub(super) fn allocate_range(
+        &self,
+        owner: Option<u64>,
+        file: &mut FileData,
+        offset: u64,
+        end: u64,
+    ) -> Result<()> {
         let bs = self.block_size();
         let (first, last) = (offset / bs, end.div_ceil(bs));
         let present = file.blocks.range(first..last).count() as u64;
@@ -129,7 +217,7 @@ impl<B: BlockStore> MemFs<B> {
             if file.blocks.contains_key(&index) {
                 continue;
             }
-            match self.store.allocate() {
+            match self.allocate_block(owner, index) {
                 Ok(block) => {
                     file.blocks.insert(index, block);
                     added.push(index);
@@ -148,7 +236,13 @@ impl<B: BlockStore> MemFs<B> {
     }
 
     /// Frees whole blocks inside `[offset, end)` and zeroes the partial ones at its edges.
-    pub(super) fn punch_range(&self, file: &mut FileData, offset: u64, end: u64) -> Result<()> {
+    pub(super) fn punch_range(
+        &self,
+        owner: Option<u64>,
+        file: &mut FileData,
+        offset: u64,
+        end: u64,
+    ) -> Result<()> {
         let bs = self.block_size();
         let (first_whole, last_whole) = (offset.div_ceil(bs), end / bs);
         if first_whole < last_whole {
@@ -172,7 +266,9 @@ impl<B: BlockStore> MemFs<B> {
         };
         if first_whole > last_whole {
             // The range lies inside one block.
-            return zero_part(offset / bs, offset, end);
+            zero_part(offset / bs, offset, end)?;
+            self.data_changed(owner, file);
+            return Ok(());
         }
         if !offset.is_multiple_of(bs) {
             zero_part(offset / bs, offset, first_whole * bs)?;
@@ -180,6 +276,7 @@ impl<B: BlockStore> MemFs<B> {
         if !end.is_multiple_of(bs) {
             zero_part(end / bs, last_whole * bs, end)?;
         }
+        self.data_changed(owner, file);
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 
 use super::data::FileData;
 use super::dir::Dir;
-use super::inode::{Body, NewInode};
+use super::inode::{Body, NewInode, Placement};
 use super::names::{check_name, check_not_removed, is_dot_or_dotdot};
 use super::perm::{check, check_sticky, permitted};
 use super::xattr::{XattrNamespace, copy_out, xattr_namespace};
@@ -136,8 +136,9 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         };
         let mut changed = false;
         if let Some(size) = set.size {
+            let owner = st.placed_as(inode.ino);
             let file = st.file_mut().ok_or(Errno::InvalidArgument)?;
-            self.set_size(file, size)?;
+            self.set_size(owner, file, size)?;
             st.drop_privileges_on_write(cred);
             st.touch_modified(now);
             changed = true;
@@ -736,6 +737,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             return Err(Errno::BadHandle);
         }
         let mut st = h.inode.state.write();
+        let owner = st.placed_as(h.inode.ino);
         let file = match &mut st.body {
             Body::File(f) => f,
             Body::Dir(_) => return Err(Errno::IsADirectory),
@@ -752,7 +754,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
             return Ok((0, offset));
         }
         let _change = self.content_change(h.inode.ino);
-        let n = self.write_locked(file, offset, &data[..len])?;
+        let n = self.write_locked(owner, file, offset, &data[..len])?;
         st.drop_privileges_on_write(cred);
         st.touch_modified(self.now());
         Ok((n, offset + n as u64))
@@ -776,6 +778,7 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_SIZE);
         let end = end.ok_or(Errno::FileTooLarge)?;
         let mut st = h.inode.state.write();
+        let owner = st.placed_as(h.inode.ino);
         let file = match &mut st.body {
             Body::File(f) => f,
             Body::Dir(_) => return Err(Errno::IsADirectory),
@@ -784,12 +787,13 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         let _change = self.content_change(h.inode.ino);
         match mode {
             FallocateMode::Allocate | FallocateMode::KeepSize => {
-                self.allocate_range(file, offset, end)?;
+                self.allocate_range(owner, file, offset, end)?;
                 if mode == FallocateMode::Allocate && end > file.size {
                     file.size = end;
+                    self.data_changed(owner, file);
                 }
             }
-            FallocateMode::PunchHole => self.punch_range(file, offset, end)?,
+            FallocateMode::PunchHole => self.punch_range(owner, file, offset, end)?,
         }
         st.drop_privileges_on_write(cred);
         st.touch_modified(self.now());
@@ -1041,6 +1045,53 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
 
     fn calls_may_be_skipped(&self) -> bool {
         true
+    }
+
+    fn place_file(&self, ino: Ino) -> Result<()> {
+        let inode = self.inode(ino)?;
+        let mut st = inode.state.write();
+        if st.freed {
+            return Err(Errno::NotFound);
+        }
+        let whole = st.placement == Placement::Whole;
+        let Body::File(file) = &mut st.body else {
+            return Err(match inode.kind {
+                FileType::Directory => Errno::IsADirectory,
+                _ => Errno::InvalidArgument,
+            });
+        };
+        if whole {
+            // Every block is placed already; the store learns the size again all the same.
+            self.data_changed(Some(ino.0), file);
+            return Ok(());
+        }
+        // Placed from now on, before any block moves: what is allocated meanwhile is placed,
+        // and the store hears of the file's end whatever happens.
+        let placing = self.place_locked(file, ino.0);
+        st.placement = if placing.is_ok() {
+            Placement::Whole
+        } else {
+            Placement::Partly
+        };
+        placing
+    }
+
+    fn unplace_file(&self, ino: Ino) -> Result<()> {
+        let inode = self.inode(ino)?;
+        let mut st = inode.state.write();
+        // Opens are counted under this lock: none can begin while the blocks move.
+        if inode.opens.load(Ordering::Acquire) > 0 {
+            return Err(Errno::Busy);
+        }
+        if st.placement == Placement::Not {
+            return Ok(());
+        }
+        let Body::File(file) = &mut st.body else {
+            return Err(Errno::InvalidArgument);
+        };
+        self.unplace_locked(file, ino.0)?;
+        st.placement = Placement::Not;
+        Ok(())
     }
 
     fn watch_content(&self, watch: Arc<dyn ContentWatch>) -> bool {

@@ -99,12 +99,13 @@ impl<B: BlockStore> MemFs<B> {
             }
             _ => {}
         }
+        let owner = st.placed_as(inode.ino);
         if flags.truncate
             && let Some(file) = st.file_mut()
         {
             {
                 let _change = self.content_change(inode.ino);
-                self.set_size(file, 0)?;
+                self.set_size(owner, file, 0)?;
                 st.drop_privileges_on_write(cred);
                 st.touch_modified(self.now());
             }

@@ -68,6 +68,9 @@ pub(super) struct State {
     /// beside `freed` where four would grow every inode by eight): with more runs of one file
     /// at once than that, it is writable again while the runs beyond that many still go.
     pub(super) executing: u16,
+    /// Whether the store places the file's blocks (`Filesystem::place_file`); one byte,
+    /// beside `freed`, where it costs an inode nothing.
+    pub(super) placement: Placement,
     pub(super) atime: Time,
     pub(super) mtime: Time,
     pub(super) ctime: Time,
@@ -75,7 +78,24 @@ pub(super) struct State {
     pub(super) xattrs: Option<Box<Xattrs>>,
 }
 
+/// How far a regular file is placed by its store ([`crate::Filesystem::place_file`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Placement {
+    /// Its blocks are wherever `BlockStore::allocate` put them.
+    Not,
+    /// Its new blocks come from `BlockStore::allocate_for` and the store is told of every
+    /// change, but a placing that failed left some old blocks where they were.
+    Partly,
+    /// Every block is placed.
+    Whole,
+}
+
 impl State {
+    /// The number the store knows the file by, while it is placed at all.
+    pub(super) fn placed_as(&self, ino: Ino) -> Option<u64> {
+        (self.placement != Placement::Not).then_some(ino.0)
+    }
+
     pub(super) fn dir(&self) -> Result<&Dir> {
         match &self.body {
             Body::Dir(d) => Ok(d),
@@ -210,6 +230,7 @@ impl<B: BlockStore> MemFs<B> {
 
     /// Frees `inode` if nothing refers to it any more: no link, no lookup, no handle.
     pub(super) fn release_if_unused(&self, inode: &Inode) {
+        let placed;
         let body = {
             let mut st = inode.state.write();
             if st.freed || st.nlink > 0 || inode.opens.load(Ordering::Acquire) > 0 {
@@ -219,6 +240,7 @@ impl<B: BlockStore> MemFs<B> {
                 // No name and no handle: nothing can open the inode again, only the kernel's
                 // lookup references remain, and they may be forgotten long after the unlink.
                 // The data goes now, as tmpfs frees it at unlink; the record stays.
+                let placed = core::mem::replace(&mut st.placement, Placement::Not);
                 let Body::File(f) = &mut st.body else {
                     return;
                 };
@@ -228,9 +250,13 @@ impl<B: BlockStore> MemFs<B> {
                     let freed = self.store.free(*block);
                     debug_assert!(freed.is_ok(), "block {block:?} of a file was not allocated");
                 }
+                if placed != Placement::Not {
+                    self.store.file_gone(inode.ino.0);
+                }
                 return;
             }
             st.freed = true;
+            placed = core::mem::replace(&mut st.placement, Placement::Not);
             if let Some(mut x) = st.xattrs.take() {
                 self.shrink_charge(&mut x.charge, 0);
             }
@@ -250,6 +276,9 @@ impl<B: BlockStore> MemFs<B> {
             for block in f.blocks.values() {
                 let freed = self.store.free(*block);
                 debug_assert!(freed.is_ok(), "block {block:?} of a file was not allocated");
+            }
+            if placed != Placement::Not {
+                self.store.file_gone(inode.ino.0);
             }
         }
     }

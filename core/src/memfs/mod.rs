@@ -103,7 +103,7 @@ use crate::types::*;
 
 use dir::Dir;
 use handle::{Handle, Sharded};
-use inode::{Body, Inode, State};
+use inode::{Body, Inode, Placement, State};
 
 /// Number of shards of the inode and handle tables.
 pub const SHARDS: usize = 64;
@@ -236,6 +236,7 @@ impl<B: BlockStore> MemFs<B> {
                 nlink: 2,
                 freed: false,
                 executing: 0,
+                placement: Placement::Not,
                 atime: now.into(),
                 mtime: now.into(),
                 ctime: now.into(),

@@ -1,7 +1,7 @@
 //! Permissions: the mode-bit check (Linux `generic_permission`), the sticky-directory rule, and
 //! the set-ID rules: which bits a write or a `chown` clears, and what a new inode inherits.
 
-use super::{Body, MemFs, State};
+use super::{Body, MemFs, Placement, State};
 use crate::block::BlockStore;
 use crate::error::{Errno, Result};
 use crate::types::*;
@@ -108,6 +108,7 @@ impl<B: BlockStore> MemFs<B> {
             nlink: if kind == FileType::Directory { 2 } else { 1 },
             freed: false,
             executing: 0,
+            placement: Placement::Not,
             atime: now.into(),
             mtime: now.into(),
             ctime: now.into(),

@@ -517,6 +517,18 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
         self.hooks.is_none() && self.inner.calls_may_be_skipped()
     }
 
+    /// Not when programs may be loaded: each must be asked about every read.
+    fn place_file(&self, ino: Ino) -> Result<()> {
+        if self.hooks.is_some() {
+            return Err(btfuse_core::Errno::NotSupported);
+        }
+        self.inner.place_file(ino)
+    }
+
+    fn unplace_file(&self, ino: Ino) -> Result<()> {
+        self.inner.unplace_file(ino)
+    }
+
     // Lock calls are not engine operations a program is asked about: the table is passed on
     // so that both frontends keep sharing it behind the programs.
     fn locks(&self) -> Option<&btfuse_core::locks::LockTable> {

@@ -283,6 +283,14 @@ impl<F: Filesystem> Filesystem for Metered<F> {
         self.inner.watch_content(watch)
     }
 
+    fn place_file(&self, ino: Ino) -> Result<()> {
+        self.inner.place_file(ino)
+    }
+
+    fn unplace_file(&self, ino: Ino) -> Result<()> {
+        self.inner.unplace_file(ino)
+    }
+
     // A call a client answers alone is not counted, as the kernel's cached answers are not.
     fn calls_may_be_skipped(&self) -> bool {
         self.inner.calls_may_be_skipped()
