@@ -258,6 +258,7 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
             },
         ),
         ("handoff", Request::Handoff { fd: 1 }),
+        ("map_file", Request::MapFile { fd: 1 }),
         (
             "copy_range",
             Request::CopyRange {

@@ -99,7 +99,7 @@ fn open_options() -> impl Strategy<Value = OpenOptions> {
 
 /// The number of request variants; `RequestParts::request` builds variant `op` for each
 /// `op` below it.
-const REQUEST_VARIANTS: usize = 41;
+const REQUEST_VARIANTS: usize = 42;
 
 #[derive(Clone, Debug)]
 struct RequestParts {
@@ -340,6 +340,7 @@ impl RequestParts {
             },
             39 => Request::StatStamped { target },
             40 => Request::StatDir { target },
+            41 => Request::MapFile { fd },
             _ => unreachable!("op is below REQUEST_VARIANTS"),
         }
     }
@@ -390,6 +391,7 @@ fn request_index(request: &Request<'_>) -> usize {
         Request::LockWait { .. } => 38,
         Request::StatStamped { .. } => 39,
         Request::StatDir { .. } => 40,
+        Request::MapFile { .. } => 41,
     }
 }
 
@@ -931,8 +933,12 @@ fn header_errors() {
         Err(DecodeError::BadVersion(7))
     );
     assert_eq!(
-        decode_request(&patched(0, 9)),
-        Err(DecodeError::BadVersion(9))
+        decode_request(&patched(0, 8)),
+        Err(DecodeError::BadVersion(8))
+    );
+    assert_eq!(
+        decode_request(&patched(0, 10)),
+        Err(DecodeError::BadVersion(10))
     );
     assert_eq!(
         decode_request(&patched(0, 0)),
@@ -946,7 +952,7 @@ fn header_errors() {
         decode_request(&patched(3, 0x80)),
         Err(DecodeError::ReservedFlags(0x8000))
     );
-    for opcode in [0x00, 0x04, 0x0f, 0x25, 0x2f, 0x3e, 0x47, 0x4b, 0x80, 0xff] {
+    for opcode in [0x00, 0x04, 0x0f, 0x25, 0x2f, 0x3f, 0x47, 0x4b, 0x80, 0xff] {
         assert_eq!(
             decode_request(&patched(1, opcode)),
             Err(DecodeError::UnknownOpcode(opcode)),
@@ -1486,6 +1492,7 @@ fn opcodes_are_distinct_and_match_the_table() {
         0x30..=0x3d,
         0x48..=0x4a,
         0x23..=0x24,
+        0x3e..=0x3e,
     ]
     .into_iter()
     .flatten()

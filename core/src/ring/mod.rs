@@ -33,7 +33,7 @@
 //! `Prefetched`'s content table slot, version 5 the lock requests (`GetLock`, `SetLock`,
 //! `LockWait`) and the `Lock` response, version 6 the `OpenedDir` response, version 7
 //! `StatStamped` and the `Stamped` response, version 8 `StatDir` and the `StampedDir`
-//! response; older versions are no longer spoken.
+//! response, version 9 `MapFile`; older versions are no longer spoken.
 //!
 //! # Field types
 //!
@@ -123,6 +123,7 @@
 //! | 0x3b   | `SetFlags`    | `u32` fd, `bool` append, `bool` nonblock                         |
 //! | 0x3c   | `Handoff`     | `u32` fd                                                         |
 //! | 0x3d   | `CopyRange`   | `u32` fd in, `opt64` offset in, `u32` fd out, `opt64` offset out, `u64` len |
+//! | 0x3e   | `MapFile`     | `u32` fd                                                         |
 //! | 0x48   | `GetLock`     | `u32` fd, `bool` ofd, `bool` write, `u64` start, `u64` end        |
 //! | 0x49   | `SetLock`     | `u32` fd, `u8` scope, `u8` kind, `u64` start, `u64` end, `bool` wait |
 //! | 0x4a   | `LockWait`    | `u64` token, `bool` cancel                                       |
@@ -188,9 +189,21 @@ pub use response::{
 };
 
 /// The wire version this module speaks.
-pub const VERSION: u8 = 8;
+pub const VERSION: u8 = 9;
 /// Length of the record header.
 pub const HEADER_LEN: usize = 16;
+
+/// Bytes before a mapped file's data in the memory file `MapFile` sends: one page.
+pub const MAPPED_HEADER: usize = 4096;
+/// Where in that first page the file's size is: a `u64` in the host's byte order, changed
+/// only after the bytes it covers are in place and the memory file is at least that long.
+pub const MAPPED_SIZE_AT: usize = 0;
+/// Where in that first page the count of the file's changes is: a `u64` in the host's byte
+/// order, moved after each change to its content or size.
+pub const MAPPED_CHANGES_AT: usize = 8;
+/// Most bytes of a file a `MapFile` mapping shows, from its start: 8 GiB. Bytes past that are
+/// read through the server.
+pub const MAPPED_SPAN: u64 = 1 << 33;
 /// Most bytes one `Read`, `Write`, `Getdents` or `Data` carries: 1 MiB.
 pub const MAX_IO: usize = 1 << 20;
 /// Longest record: the header and a `Pwrite` of `MAX_IO` bytes (fd, offset, length, data).

@@ -607,6 +607,19 @@ requests! {
             /// The description.
             fd: u32 as u32,
         },
+        /// Shows the regular file a description opened for reading in a mapping of the
+        /// client's own: the server places the file's data in a memory file of its own and
+        /// sends a read-only descriptor of it over the channel's socket, as for `Handoff`.
+        /// Its first page holds the file's size ([`MAPPED_SIZE_AT`](super::MAPPED_SIZE_AT))
+        /// and a count of its changes ([`MAPPED_CHANGES_AT`](super::MAPPED_CHANGES_AT)); the
+        /// file's byte `n` is the memory file's byte `MAPPED_HEADER + n`, for `n` below
+        /// [`MAPPED_SPAN`](super::MAPPED_SPAN). Replies `Ok` once the descriptor is on its
+        /// way; `EBADF` for a description not open for reading; `EOPNOTSUPP` from a server
+        /// that shows no file this way; `ENOSPC` when it shows as many as it may.
+        MapFile = 0x3e {
+            /// The description.
+            fd: u32 as u32,
+        },
         /// `copy_file_range` between two regular files open in this session, copied by the
         /// server (the bytes never cross the channel). Replies `Size`: the bytes copied, 0 at
         /// the input's end.

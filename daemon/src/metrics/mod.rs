@@ -357,6 +357,7 @@ mod tests {
                 "getflags",
                 "setflags",
                 "handoff",
+                "mapfile",
                 "copyrange",
                 "getlock",
                 "setlock",
