@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use btfuse_core::{Config, MemFs, MemPool};
+use btfuse_core::{Config, MemFs};
 use clap::Parser;
 
 use crate::adapter::{CachePolicy, FuseFs};
@@ -39,6 +39,7 @@ use btfuse_daemon::{
     Signal, Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit,
     wait_for_signal,
 };
+use btfuse_ring_server::mapped::{DEFAULT_SHOWN_FILES, FileShower, MappedStore};
 use btfuse_ring_server::{Server, ServerConfig};
 
 use crate::options::{Settings, parse_mode};
@@ -231,7 +232,9 @@ fn serve(
         root_gid: s.gid,
         ..Config::default()
     };
-    let fs = Arc::new(MemFs::new(MemPool::new(s.size), fs_config, SystemClock));
+    // A pool that can also show files in clients' own mappings (`MapFile`).
+    let store = Arc::new(MappedStore::new(s.size, DEFAULT_SHOWN_FILES));
+    let fs = Arc::new(MemFs::new(Arc::clone(&store), fs_config, SystemClock));
     // Resolved before mounting: afterwards the walk would wait on this daemon's own answers.
     let canonical = std::fs::canonicalize(&mountpoint)
         .map_err(|e| format!("cannot resolve {}: {e}", mountpoint.display()))?;
@@ -302,7 +305,8 @@ fn serve(
             let engine = Arc::new(Coherent::new(Arc::new(programmed), session.notifier()));
             let opener = Arc::new(handoff::MountOpener::new(&canonical));
             let limits = (s.threads, extras.max_connections_per_user);
-            match start_ring(engine, socket, limits, s.allow_other, opener) {
+            let shower = store as Arc<dyn FileShower>;
+            match start_ring(engine, socket, limits, s.allow_other, opener, shower) {
                 Ok(server) => {
                     let _ = ring_counters.set(server.counters());
                     fast_path_hint(socket, &mountpoint);
@@ -450,6 +454,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
     (threads, max_connections_per_user): (usize, usize),
     allow_other: bool,
     opener: Arc<handoff::MountOpener>,
+    shower: Arc<dyn FileShower>,
 ) -> Result<Server<F>, String> {
     if let Some(dir) = socket.parent()
         && !dir.exists()
@@ -469,7 +474,7 @@ fn start_ring<F: btfuse_core::Filesystem + 'static>(
         socket_mode: if allow_other { 0o666 } else { 0o600 },
         max_connections_per_user,
     };
-    let server = Server::start_with_kernel(engine, &config, opener)
+    let server = Server::start_with(engine, &config, Some(opener), Some(shower))
         .map_err(|e| format!("--shm-socket {}: {e}", socket.display()))?;
     log::info!(
         "fast path: ring socket {} (btfuse_ring_client::Client::connect; --no-shm turns it off)",

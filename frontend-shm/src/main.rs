@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use btfuse_core::{Config, MemFs, MemPool};
+use btfuse_core::{Config, MemFs};
 use btfuse_daemon::bpf::{Hooks, Programmed};
 use btfuse_daemon::metrics::{self, Frontend};
 use btfuse_daemon::{
     Signal, Sizing, SystemClock, block_stop_signals, parse_size, raise_descriptor_limit,
     wait_for_signal,
 };
+use btfuse_ring_server::mapped::{DEFAULT_SHOWN_FILES, FileShower, MappedStore};
 use btfuse_ring_server::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
 
@@ -90,7 +91,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_inodes: inodes,
         ..Config::default()
     };
-    let fs = Arc::new(MemFs::new(MemPool::new(size), config, SystemClock));
+    // A pool that can also show files in clients' own mappings (`MapFile`).
+    let store = Arc::new(MappedStore::new(size, DEFAULT_SHOWN_FILES));
+    let fs = Arc::new(MemFs::new(Arc::clone(&store), config, SystemClock));
     let hooks = Hooks::for_command_line(args.bpf).map_err(|e| e.to_string())?;
     block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
     raise_descriptor_limit();
@@ -104,7 +107,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .transpose()
         .map_err(|e| format!("--metrics: {e}"))?;
     let engine = Arc::new(Programmed::new(fs, hooks.clone(), Frontend::Shm));
-    let server = Server::start(
+    let server = Server::start_with(
         engine,
         &ServerConfig {
             socket: args.socket.clone(),
@@ -112,6 +115,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             socket_mode: 0o600,
             max_connections_per_user: args.max_connections_per_user as usize,
         },
+        None,
+        Some(store as Arc<dyn FileShower>),
     )
     .map_err(|e| format!("cannot listen on {}: {e}", args.socket.display()))?;
     let _ = ring_counters.set(server.counters());

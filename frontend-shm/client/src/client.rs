@@ -304,12 +304,12 @@ impl Channel {
         }
     }
 
-    /// Takes the kernel descriptor the server sent for `Handoff` request `tag` of description
-    /// `fd`, which the server queued on the socket before it answered.
+    /// Takes the descriptor the server sent for `Handoff` or `MapFile` request `tag` of
+    /// description `fd`, which the server queued on the socket before it answered.
     pub(crate) fn receive_kernel_file(&self, tag: u64, fd: u32) -> io::Result<OwnedFd> {
         let mut buf = [0u8; KERNEL_FILE_LEN];
         let received = sys::recv_waiting_with_fd(&self.stream, &mut buf)
-            .map_err(|e| protocol_error(format!("no kernel file after Handoff: {e}")))?;
+            .map_err(|e| protocol_error(format!("no descriptor after Handoff or MapFile: {e}")))?;
         let message = KernelFile::decode(&buf).map_err(protocol_error)?;
         if message != (KernelFile { tag, fd }) {
             return Err(protocol_error("a kernel file for another request"));
@@ -712,6 +712,19 @@ impl Client {
             channel.call(tag, &Request::Handoff { fd }, expect_ok)?;
             channel.receive_kernel_file(tag, fd)
         })
+    }
+
+    /// Shows the regular file description `fd` reads in a mapping of this process's own
+    /// (`MapFile`): reads of it need no round trip. `EBADF` for a description not open for
+    /// reading, `EOPNOTSUPP` from a server that shows no file, `ENOSPC` when it shows as many
+    /// as it may, `EBUSY` while a descriptor sent earlier on the channel waits unread.
+    pub fn map_file(&self, fd: u32) -> io::Result<crate::mapped::MappedFile> {
+        let file = self.with_channel(|channel| {
+            let tag = u64::from(channel.seq.wrapping_add(1));
+            channel.call(tag, &Request::MapFile { fd }, expect_ok)?;
+            channel.receive_kernel_file(tag, fd)
+        })?;
+        crate::mapped::MappedFile::new(&std::fs::File::from(file))
     }
 
     /// Whether content the server sent with `version` and content table slot `slot`

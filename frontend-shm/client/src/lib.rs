@@ -35,6 +35,7 @@ pub mod discovery;
 pub mod handshake;
 pub mod kernel_file;
 mod locks;
+pub mod mapped;
 #[cfg(feature = "raw")]
 pub mod raw;
 mod sys;

@@ -115,6 +115,7 @@ impl<F: Filesystem> Executor<F> {
             Extras {
                 courier: None,
                 contents: self.contents.as_deref(),
+                shower: None,
             },
         )
     }

@@ -74,10 +74,11 @@ impl KernelAccess {
     }
 }
 
-/// What a `Handoff` on one channel needs besides the session: the opener and where the
-/// descriptor goes.
+/// What a `Handoff` or `MapFile` on one channel needs besides the session: the opener and
+/// where the descriptor goes.
 pub(crate) struct Courier<'a> {
-    pub(crate) opener: &'a dyn KernelOpener,
+    /// `None` for a server with no mount: `Handoff` is then `EOPNOTSUPP`.
+    pub(crate) opener: Option<&'a dyn KernelOpener>,
     pub(crate) stream: &'a UnixStream,
     pub(crate) tag: u64,
 }

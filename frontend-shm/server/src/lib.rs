@@ -39,6 +39,7 @@ pub(crate) mod exec;
 pub mod fuzzing;
 pub mod handoff;
 mod locks;
+pub mod mapped;
 pub(crate) mod session;
 mod sys;
 mod worker;
@@ -63,6 +64,7 @@ use btfuse_ring_client::socket::send_with_fds;
 
 use crate::contents::ContentTable;
 use handoff::KernelOpener;
+use mapped::FileShower;
 use session::{ForkTable, Session};
 
 /// How long a connecting client has to send its hello.
@@ -154,6 +156,8 @@ struct Shared<F: Filesystem> {
     fs: Arc<F>,
     /// Opens inodes through a kernel mount, for `Handoff`; `None` without a mount.
     opener: Option<Arc<dyn KernelOpener>>,
+    /// Shows files in clients' mappings, for `MapFile`; `None`: it is `EOPNOTSUPP`.
+    shower: Option<Arc<dyn FileShower>>,
     /// The content table every client maps.
     contents: Arc<ContentTable>,
     /// Whether `fs` reports its content changes to `contents`: only then are opens answered
@@ -290,7 +294,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
     /// The socket is created private to its owner (mode 0600). A socket file left by a server
     /// that is gone is replaced; one that a live server answers on is `AddrInUse`.
     pub fn start(fs: Arc<F>, config: &ServerConfig) -> io::Result<Server<F>> {
-        Self::start_inner(fs, config, None)
+        Self::start_with(fs, config, None, None)
     }
 
     /// Like [`Server::start`], for a filesystem the kernel also mounts: `opener` opens its
@@ -300,13 +304,17 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
         config: &ServerConfig,
         opener: Arc<dyn KernelOpener>,
     ) -> io::Result<Server<F>> {
-        Self::start_inner(fs, config, Some(opener))
+        Self::start_with(fs, config, Some(opener), None)
     }
 
-    fn start_inner(
+    /// Like [`Server::start`], with what serves `Handoff` (`opener`, as for
+    /// [`Server::start_with_kernel`]) and `MapFile` (`shower`: the store behind `fs`, which
+    /// shows the files it places; see [`mapped`]), each optional.
+    pub fn start_with(
         fs: Arc<F>,
         config: &ServerConfig,
         opener: Option<Arc<dyn KernelOpener>>,
+        shower: Option<Arc<dyn FileShower>>,
     ) -> io::Result<Server<F>> {
         let listener = bind_private(&config.socket)?;
         if config.socket_mode & 0o777 != 0o600 {
@@ -326,6 +334,7 @@ impl<F: Filesystem + Send + Sync + 'static> Server<F> {
         let shared = Arc::new(Shared {
             fs,
             opener,
+            shower,
             contents,
             prefetch,
             forks: ForkTable::default(),

@@ -570,15 +570,15 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
         } else {
             let shared = self.shared;
             let (session, cred) = (&mut channel.session, &channel.cred);
-            let courier = shared.opener.as_deref().map(|opener| Courier {
-                opener,
+            let courier = Courier {
+                opener: shared.opener.as_deref(),
                 stream: &channel.stream,
                 tag,
-            });
+            };
             let outcome = catch_unwind(AssertUnwindSafe(move || {
                 // Moved out, so the closure is FnOnce and the response may borrow `scratch`.
                 let (session, scratch) = (session, scratch);
-                let courier = courier.as_ref();
+                let courier = Some(&courier);
                 exec::execute(
                     &shared.fs,
                     &shared.forks,
@@ -589,6 +589,7 @@ impl<F: Filesystem + Send + Sync + 'static> Worker<'_, F> {
                     exec::Extras {
                         courier,
                         contents: shared.prefetch.then_some(&*shared.contents),
+                        shower: shared.shower.as_deref(),
                     },
                 )
             }));

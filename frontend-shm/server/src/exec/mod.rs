@@ -68,6 +68,17 @@ use btfuse_ring_client::contents::is_settled;
 use super::handoff::{Courier, KernelAccess, kernel_errno};
 use super::session::{Cursor, Description, ForkTable, Grant, MAX_OPEN, Route, Session};
 use crate::contents::ContentTable;
+use crate::mapped::FileShower;
+
+/// `Ok` for a regular file; `EISDIR` for a directory, `EINVAL` for anything else: what
+/// `Handoff` and `MapFile` answer for a description that is not of one.
+fn regular_file(kind: FileType) -> Result<()> {
+    match kind {
+        FileType::RegularFile => Ok(()),
+        FileType::Directory => Err(Errno::IsADirectory),
+        _ => Err(Errno::InvalidArgument),
+    }
+}
 
 /// Largest file offset or size a request may name: `i64::MAX`, as Linux's `loff_t` allows.
 const MAX_OFFSET: u64 = i64::MAX as u64;
@@ -75,11 +86,13 @@ const MAX_OFFSET: u64 = i64::MAX as u64;
 /// What serving a request may use beyond the engine and the session.
 #[derive(Clone, Copy)]
 pub(crate) struct Extras<'a> {
-    /// Serves `Handoff` (`None`: `EOPNOTSUPP`).
+    /// Sends descriptors for `Handoff` and `MapFile` (`None`: both are `EOPNOTSUPP`).
     pub(crate) courier: Option<&'a Courier<'a>>,
     /// The content table, when the engine reports its changes to it: opens may then send
     /// content (`None`: they never do).
     pub(crate) contents: Option<&'a ContentTable>,
+    /// Shows files for `MapFile` (`None`: `EOPNOTSUPP`).
+    pub(crate) shower: Option<&'a dyn FileShower>,
 }
 
 /// Private buffers a response may borrow: they are grown as needed, and what they held before
@@ -111,6 +124,7 @@ pub(crate) fn execute<'s, F: Filesystem>(
         cred,
         courier: extras.courier,
         contents: extras.contents,
+        shower: extras.shower,
         left: Cell::new(None),
     };
     match exec.serve(request, data) {
@@ -144,6 +158,7 @@ struct Exec<'a, F: Filesystem> {
     courier: Option<&'a Courier<'a>>,
     /// The content table when the engine reports its changes: opens may send content.
     contents: Option<&'a ContentTable>,
+    shower: Option<&'a dyn FileShower>,
     /// Set when a walk left the tree: the request then fails, and is answered `Outside`.
     left: Cell<Option<Left>>,
 }
@@ -353,6 +368,7 @@ impl<F: Filesystem> Exec<'_, F> {
                 nonblock,
             } => self.set_flags(fd, append, nonblock),
             Request::Handoff { fd } => self.handoff(fd),
+            Request::MapFile { fd } => self.map_file(fd),
             Request::CopyRange {
                 fd_in,
                 off_in,
@@ -379,16 +395,40 @@ impl<F: Filesystem> Exec<'_, F> {
         }
     }
 
+    /// `MapFile`: the file a description reads, shown in a memory file whose read-only
+    /// descriptor goes over the channel's socket (see [`crate::mapped`]).
+    fn map_file(&self, fd: u32) -> Result<Response<'static>> {
+        let (Some(courier), Some(shower)) = (self.courier, self.shower) else {
+            return Err(Errno::NotSupported);
+        };
+        let description = self.session.get(fd)?;
+        regular_file(description.kind)?;
+        // A mapping reads the file: only what the open granted.
+        if !description.grant.read {
+            return Err(Errno::BadHandle);
+        }
+        let ino = description.ino;
+        let engine = |ino, place| {
+            if place {
+                self.fs.place_file(ino)
+            } else {
+                self.fs.unplace_file(ino)
+            }
+        };
+        let file = shower.show(ino, &engine)?;
+        courier.deliver(fd, &file)?;
+        Ok(Response::Ok)
+    }
+
     /// `Handoff`: the description's kernel file (opened now if it has none) goes to the
     /// client, and the description becomes its proxy.
     fn handoff(&self, fd: u32) -> Result<Response<'static>> {
-        let courier = self.courier.ok_or(Errno::NotSupported)?;
+        let opener = self.courier.and_then(|c| c.opener);
+        let (Some(courier), Some(opener)) = (self.courier, opener) else {
+            return Err(Errno::NotSupported);
+        };
         let description = self.session.get(fd)?;
-        match description.kind {
-            FileType::RegularFile => {}
-            FileType::Directory => return Err(Errno::IsADirectory),
-            _ => return Err(Errno::InvalidArgument),
-        }
+        regular_file(description.kind)?;
         let file = description.kernel_file(|cursor| {
             // Never more than the description was granted: one that grants neither reading
             // nor writing (`O_PATH`, access mode 3) becomes an `O_PATH` kernel file.
@@ -398,7 +438,7 @@ impl<F: Filesystem> Exec<'_, F> {
                 append: cursor.append,
                 nonblock: cursor.nonblock,
             };
-            let opened = courier.opener.open(description.ino, access);
+            let opened = opener.open(description.ino, access);
             let file = std::fs::File::from(opened.map_err(|e| {
                 log::debug!("handing off inode {:?}: {e}", description.ino);
                 kernel_errno(&e)

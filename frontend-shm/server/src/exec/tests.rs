@@ -85,6 +85,7 @@ impl Client {
             Extras {
                 courier: None,
                 contents: Some(&self.contents),
+                shower: None,
             },
         )
     }
