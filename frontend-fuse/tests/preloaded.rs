@@ -388,6 +388,50 @@ print(sorted(os.listdir(f"{d}/t")))
     );
 }
 
+/// A file read with `pread` often enough is shown in the reader's own mapping (`MapFile`):
+/// what it reads must stay the file's through writes by the same and other descriptors,
+/// holes, truncation and regrowth, and reads must move the access time as on tmpfs.
+#[test]
+fn preads_of_a_mapped_file_follow_every_change() {
+    same_as_tmpfs(
+        PYTHON,
+        "mapped",
+        Route::RingOnly,
+        r#"
+import os
+d = os.environ["D"]
+f = f"{d}/big"
+with open(f, "wb") as w:
+    w.write(bytes(range(256)) * 64)
+fd = os.open(f, os.O_RDWR)
+other = os.open(f, os.O_WRONLY)
+def show(tag):
+    st = os.fstat(fd)
+    print(tag, st.st_size, [os.pread(fd, 4096, o)[:8].hex() for o in (0, 4095, 8192, 16380, 40000)],
+          os.pread(fd, 100, st.st_size - 50).hex(), st.st_atime_ns >= st.st_mtime_ns)
+for i in range(12):
+    show(i)
+os.pwrite(fd, b"mine", 4094)
+show("own write")
+os.pwrite(other, b"theirs" * 1000, 30000)
+show("other write")
+st = os.stat(f)
+print("stat after read", st.st_atime_ns >= st.st_mtime_ns)
+os.truncate(f, 5000)
+show("shrunk")
+os.ftruncate(other, 20000)
+show("grown")
+with open(f, "ab") as a:
+    a.write(b"appended")
+show("appended")
+st = os.stat(f)
+print("stat after read", st.st_atime_ns >= st.st_mtime_ns)
+os.close(other)
+os.close(fd)
+"#,
+    );
+}
+
 /// A static program (no loader, so no preload) that prints its arguments, one per line, or
 /// without arguments copies its standard input to its standard output; built with `cc`.
 fn static_program(dir: &Path) -> std::path::PathBuf {

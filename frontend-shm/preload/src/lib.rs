@@ -99,5 +99,6 @@ mod paths;
 mod program;
 mod real;
 mod serve;
+mod shown;
 
 pub use config::{INHERIT_VAR, MOUNTS_VAR, PREFIX_VAR, SOCKET_VAR};

@@ -52,6 +52,7 @@ pub(crate) fn release_then<T>(client: &Client, desc: u32, then: impl FnOnce() ->
 fn let_go(client: &Client, desc: u32) -> bool {
     paths::forget_path(desc);
     attrs::forget(desc);
+    crate::shown::forget(desc);
     held::forget(client, desc)
 }
 

@@ -63,6 +63,9 @@ interpose! {
         if let Some(n) = held::with(entry.desc, |h| h.pread(&client, buf, count, at)) {
             return Some(n);
         }
+        if let Some(n) = crate::shown::pread(&client, entry.desc, buf, count.min(MAX_IO), at) {
+            return Some(n);
+        }
         let len = count.min(MAX_IO) as u32;
         let request = Request::Pread {
             fd: entry.desc,

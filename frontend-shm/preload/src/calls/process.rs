@@ -93,8 +93,10 @@ fn fork_inner(for_vfork: bool) -> pid_t {
         .unwrap_or_else(|p| p.into_inner());
     let listings = crate::listings::hold();
     let attrs = crate::attrs::hold();
+    let shown = crate::shown::hold();
     // SAFETY: fork has no preconditions; the locks held make the child's copies consistent.
     let pid = unsafe { real::fork()() };
+    drop(shown);
     drop(attrs);
     drop(listings);
     drop(table);
