@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 const SMALL: usize = 4096;
 /// Bytes moved by one sequential read or write.
 const CHUNK: usize = 1 << 20;
-/// Seed of the random offsets of `randio`.
+/// Seed of the random offsets of `randio` and `randread`.
 pub(crate) const SEED: u64 = 0x6274_6675_7365;
 
 /// One benchmark workload.
@@ -38,6 +38,9 @@ pub(crate) enum Workload {
     Churn,
     /// 4 KiB preads and pwrites at random aligned offsets of a large file.
     Randio,
+    /// 4 KiB preads at random aligned offsets of a large file, nothing written: a database
+    /// or an index read at random.
+    Randread,
     /// Write a large file 1 MiB at a time, then read it back 1 MiB at a time.
     Seq,
     /// Read all entries of one directory of many files.
@@ -102,13 +105,14 @@ const MAX_THREADS: u64 = 8;
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 21] = [
+    pub(crate) const ALL: [Workload; 22] = [
         Workload::Cat,
         Workload::Find,
         Workload::Create,
         Workload::Stat,
         Workload::Churn,
         Workload::Randio,
+        Workload::Randread,
         Workload::Seq,
         Workload::Readdir,
         Workload::Create2t,
@@ -135,6 +139,7 @@ impl Workload {
             Workload::Stat => "stat",
             Workload::Churn => "churn",
             Workload::Randio => "randio",
+            Workload::Randread => "randread",
             Workload::Seq => "seq",
             Workload::Readdir => "readdir",
             Workload::Create2t => "create-2t",
@@ -175,7 +180,7 @@ impl Workload {
             Workload::Find | Workload::Stat => (10_000, 500),
             Workload::Create => (10_000, 500),
             Workload::Churn => (5_000, 200),
-            Workload::Randio => (50_000, 2_000),
+            Workload::Randio | Workload::Randread => (50_000, 2_000),
             // MiB written, then read.
             Workload::Seq => (1024, 16),
             Workload::Readdir => (100_000, 2_000),
@@ -213,6 +218,10 @@ impl Workload {
             Workload::Randio => format!(
                 "{size} 4 KiB preads and pwrites (alternating) at random offsets of a \
                  {} MiB file",
+                randio_file_mib(size)
+            ),
+            Workload::Randread => format!(
+                "{size} 4 KiB preads at random offsets of a {} MiB file",
                 randio_file_mib(size)
             ),
             Workload::Seq => {
@@ -280,7 +289,8 @@ const THREAD_STAT_PASSES: u64 = 2;
 /// Passes of the `stat` workload over its tree.
 const STAT_PASSES: u64 = 5;
 
-/// The size of `randio`'s file: 256 MiB for the full run, 16 MiB for the quick one.
+/// The size of `randio`'s and `randread`'s file: 256 MiB for the full run, 16 MiB for the
+/// quick one.
 fn randio_file_mib(ops: u64) -> u64 {
     if ops >= 10_000 { 256 } else { 16 }
 }
@@ -469,7 +479,7 @@ fn prepare<F: Fs>(fs: &F, workload: Workload, size: u64, fixture: &Path) -> io::
                 }
             }
         }
-        Workload::Randio => {
+        Workload::Randio | Workload::Randread => {
             write_file(fs, &fixture.join("big"), randio_file_mib(size) << 20, 1)?;
         }
         Workload::Readdir => {
@@ -613,6 +623,19 @@ fn timed<F: Fs>(
                     fs.pwrite(&mut file, &buf, offset)?
                 };
                 exactly("random 4 KiB I/O", n, SMALL)?;
+            }
+            fs.close(file)?;
+            size
+        }
+        Workload::Randread => {
+            let blocks = randio_file_mib(fixture_size) << 20 >> 12;
+            let mut rng = fastrand::Rng::with_seed(SEED);
+            let mut file = fs.open_read(&fixture.join("big"))?;
+            let mut buf = [0u8; SMALL];
+            for _ in 0..size {
+                let offset = rng.u64(0..blocks) << 12;
+                let n = fs.pread(&mut file, &mut buf, offset)?;
+                exactly("random 4 KiB read", n, SMALL)?;
             }
             fs.close(file)?;
             size
@@ -791,7 +814,7 @@ mod tests {
     }
 
     /// Small sizes, and the operation count each must report.
-    const CASES: [(Workload, u64, u64); 17] = [
+    const CASES: [(Workload, u64, u64); 18] = [
         (Workload::Cat, 50, 50),
         // 3 directories of 100 files, the directories and READY.
         (Workload::Find, 250, 3 + 300 + 1),
@@ -799,6 +822,7 @@ mod tests {
         (Workload::Create, 30, 30),
         (Workload::Churn, 20, 120),
         (Workload::Randio, 100, 100),
+        (Workload::Randread, 100, 100),
         (Workload::Seq, 4, 8),
         (Workload::Readdir, 300, 300),
         (Workload::Create2t, 20, 40),

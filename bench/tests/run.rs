@@ -7,13 +7,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_btfuse-bench");
-const WORKLOADS: [&str; 21] = [
+const WORKLOADS: [&str; 22] = [
     "cat",
     "find",
     "create",
     "stat",
     "churn",
     "randio",
+    "randread",
     "seq",
     "readdir",
     "create-2t",
