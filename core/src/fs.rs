@@ -252,15 +252,18 @@ pub trait Filesystem: Send + Sync {
         false
     }
 
-    /// Asks the store to place regular file `ino`'s blocks where
-    /// [`BlockStore::allocate_for`](crate::block::BlockStore::allocate_for) puts them, now and
-    /// from now on, and to be told of every change to the file
+    /// Has the store place regular file `ino`'s blocks where
+    /// [`BlockStore::allocate_for`](crate::block::BlockStore::allocate_for) puts them, and be
+    /// told of every change to the file
     /// ([`BlockStore::file_changed`](crate::block::BlockStore::file_changed)): what lets a
-    /// store show a file's data outside the engine. Reads of data shown that way skip the
-    /// filesystem, so the default, `EOPNOTSUPP`, is right for any filesystem or wrapper that
-    /// must see every read; wrappers that need not pass the call on.
-    fn place_file(&self, ino: Ino) -> Result<()> {
-        let _ = ino;
+    /// store show a file's data outside the engine. Every block allocated from now on is
+    /// placed; of the blocks the file has, at most `most` at index `from` and above are moved
+    /// by this call (each is a copy), and it answers `Some(index)` to call again with while
+    /// some may be left, `None` once every block from `from` on is placed. Reads of data
+    /// shown that way skip the filesystem, so the default, `EOPNOTSUPP`, is right for any
+    /// filesystem or wrapper that must see every read; wrappers that need not pass it on.
+    fn place_file(&self, ino: Ino, from: u64, most: u64) -> Result<Option<u64>> {
+        let _ = (ino, from, most);
         Err(crate::Errno::NotSupported)
     }
 

@@ -350,8 +350,8 @@ impl<F: Filesystem> Filesystem for Coherent<F> {
         self.inner.watch_content(watch)
     }
 
-    fn place_file(&self, ino: Ino) -> Result<()> {
-        self.inner.place_file(ino)
+    fn place_file(&self, ino: Ino, from: u64, most: u64) -> Result<Option<u64>> {
+        self.inner.place_file(ino, from, most)
     }
 
     fn unplace_file(&self, ino: Ino) -> Result<()> {

@@ -62,21 +62,35 @@ impl<B: BlockStore> MemFs<B> {
         Ok(())
     }
 
-    /// Moves every block of `file` (inode `owner`, placed from now on) that is not yet where
-    /// the store places it there, and tells the store its size. A failure leaves the blocks
-    /// moved so far where they are, harmless: the file is still read and written through the
-    /// store, wherever each block is.
-    pub(super) fn place_locked(&self, file: &mut FileData, owner: u64) -> Result<()> {
+    /// Moves at most `most` blocks of `file` (inode `owner`, placed from now on) at index
+    /// `from` and above that are not yet where the store places them there, and tells the
+    /// store its size; `Some(index)` to go on from when some may be left. A failure leaves
+    /// the blocks moved so far where they are, harmless: the file is still read and written
+    /// through the store, wherever each block is.
+    pub(super) fn place_locked(
+        &self,
+        file: &mut FileData,
+        owner: u64,
+        from: u64,
+        most: u64,
+    ) -> Result<Option<u64>> {
         let mut buf = alloc::vec![0u8; self.block_size() as usize];
-        for (&index, block) in file.blocks.iter_mut() {
+        let mut moved = 0;
+        let mut rest = None;
+        for (&index, block) in file.blocks.range_mut(from..) {
             if self.store.placed_at(*block, owner, index) {
                 continue;
             }
+            if moved == most {
+                rest = Some(index);
+                break;
+            }
             let new = self.store.allocate_for(owner, index).map_err(store_err)?;
             self.move_block(block, new, &mut buf)?;
+            moved += 1;
         }
         self.data_changed(Some(owner), file);
-        Ok(())
+        Ok(rest)
     }
 
     /// Moves every placed block of `file` (inode `owner`) back to where

@@ -1047,32 +1047,22 @@ impl<B: BlockStore> Filesystem for MemFs<B> {
         true
     }
 
-    fn place_file(&self, ino: Ino) -> Result<()> {
+    fn place_file(&self, ino: Ino, from: u64, most: u64) -> Result<Option<u64>> {
         let inode = self.inode(ino)?;
         let mut st = inode.state.write();
         if st.freed {
             return Err(Errno::NotFound);
         }
-        let whole = st.placement == Placement::Whole;
         let Body::File(file) = &mut st.body else {
             return Err(match inode.kind {
                 FileType::Directory => Errno::IsADirectory,
                 _ => Errno::InvalidArgument,
             });
         };
-        if whole {
-            // Every block is placed already; the store learns the size again all the same.
-            self.data_changed(Some(ino.0), file);
-            return Ok(());
-        }
         // Placed from now on, before any block moves: what is allocated meanwhile is placed,
-        // and the store hears of the file's end whatever happens.
-        let placing = self.place_locked(file, ino.0);
-        st.placement = if placing.is_ok() {
-            Placement::Whole
-        } else {
-            Placement::Partly
-        };
+        // and the store hears of every change whatever happens.
+        let placing = self.place_locked(file, ino.0, from, most);
+        st.placement = Placement::Placed;
         placing
     }
 

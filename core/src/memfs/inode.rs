@@ -78,16 +78,15 @@ pub(super) struct State {
     pub(super) xattrs: Option<Box<Xattrs>>,
 }
 
-/// How far a regular file is placed by its store ([`crate::Filesystem::place_file`]).
+/// Whether a regular file is placed by its store ([`crate::Filesystem::place_file`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Placement {
     /// Its blocks are wherever `BlockStore::allocate` put them.
     Not,
     /// Its new blocks come from `BlockStore::allocate_for` and the store is told of every
-    /// change, but a placing that failed left some old blocks where they were.
-    Partly,
-    /// Every block is placed.
-    Whole,
+    /// change; older blocks are moved where the store places them a run at a time (which of
+    /// them are is the store's to tell: `BlockStore::placed_at`).
+    Placed,
 }
 
 impl State {

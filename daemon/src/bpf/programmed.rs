@@ -518,11 +518,11 @@ impl<F: Filesystem> Filesystem for Programmed<F> {
     }
 
     /// Not when programs may be loaded: each must be asked about every read.
-    fn place_file(&self, ino: Ino) -> Result<()> {
+    fn place_file(&self, ino: Ino, from: u64, most: u64) -> Result<Option<u64>> {
         if self.hooks.is_some() {
             return Err(btfuse_core::Errno::NotSupported);
         }
-        self.inner.place_file(ino)
+        self.inner.place_file(ino, from, most)
     }
 
     fn unplace_file(&self, ino: Ino) -> Result<()> {

@@ -14,7 +14,8 @@
 //!
 //! A mapping is forgotten when its description is let go, before the number can name
 //! another description. A server that cannot show the file (no room, a hooked engine) is
-//! asked once per description.
+//! asked once per description; one still moving a large file into place (`EAGAIN`, a step
+//! of 16 MiB per ask) is asked again after as many reads.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -99,8 +100,17 @@ pub(crate) fn pread(
                 let ticket = TICKETS.fetch_add(1, Ordering::Relaxed);
                 (e.asked, e.ticket) = (true, ticket);
                 drop(guard);
-                let map = Arc::new(client.map_file(desc).ok()?);
+                let asked = client.map_file(desc);
                 let mut guard = table();
+                if let Err(e) = &asked
+                    && e.raw_os_error() == Some(libc::EAGAIN)
+                    && let Some(e) = guard.as_mut()?.get_mut(&desc)
+                    && e.ticket == ticket
+                {
+                    // The server moves a large file a step at a time: ask again later.
+                    (e.asked, e.preads) = (false, 0);
+                }
+                let map = Arc::new(asked.ok()?);
                 // Let go meanwhile (and perhaps the number reused): not this one's any more.
                 let e = guard
                     .as_mut()?

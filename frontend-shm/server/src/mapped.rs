@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use btfuse_core::block::{BlockNo, BlockStore, MemPool, StoreError, block_byte_range};
 use btfuse_core::ring::{MAPPED_CHANGES_AT, MAPPED_HEADER, MAPPED_SIZE_AT, MAPPED_SPAN};
-use btfuse_core::{Errno, Ino};
+use btfuse_core::{Errno, Filesystem, Ino};
 use memmap2::{MmapOptions, MmapRaw};
 
 /// Block size of a store that shows files: one page, so that block `i` is a page.
@@ -51,6 +51,8 @@ const SLOT_BITS: u32 = 10;
 const SHOWN: u32 = 1 << 31;
 /// Most files one store shows at once, whatever it is asked for.
 pub const MAX_SHOWN_FILES: usize = 1 << SLOT_BITS;
+/// How much a memory file grows at a time.
+const GROW_STEP: u64 = 64 << 20;
 /// The default of [`MappedStore::new`]'s `max_files`.
 pub const DEFAULT_SHOWN_FILES: usize = 256;
 
@@ -60,26 +62,48 @@ const _: () = assert!(MAPPED_HEADER == PAGE);
 
 /// Shows files to clients: what `MapFile` asks of the server.
 pub trait FileShower: Send + Sync {
-    /// Shows inode `ino` in a memory file and returns a read-only descriptor of it. `engine`
-    /// places a file's blocks in this store (`true`, once the store is ready to take them:
-    /// nothing is shown if it fails) or moves them back out of it (`false`: for a file
-    /// nothing has open, to make room; it fails while one is open).
-    fn show(
-        &self,
-        ino: Ino,
-        engine: &dyn Fn(Ino, bool) -> Result<(), Errno>,
-    ) -> Result<File, Errno>;
+    /// Shows inode `ino` in a memory file and returns a read-only descriptor of it, once the
+    /// engine has placed every block of the file in this store: each call moves at most
+    /// [`PLACE_STEP`] of them and answers `EAGAIN` while some are left, so that no call holds
+    /// the file, or the thread serving it, for longer than that many copies. `ENOSPC` when
+    /// as many files are shown as may be and the engine could move none of them back out.
+    fn show(&self, ino: Ino, engine: &dyn Placer) -> Result<File, Errno>;
 }
+
+/// What showing a file asks of the engine behind the store: every [`Filesystem`] does it.
+pub trait Placer {
+    /// [`Filesystem::place_file`].
+    fn place(&self, ino: Ino, from: u64, most: u64) -> Result<Option<u64>, Errno>;
+    /// [`Filesystem::unplace_file`].
+    fn unplace(&self, ino: Ino) -> Result<(), Errno>;
+}
+
+impl<F: Filesystem> Placer for F {
+    fn place(&self, ino: Ino, from: u64, most: u64) -> Result<Option<u64>, Errno> {
+        self.place_file(ino, from, most)
+    }
+    fn unplace(&self, ino: Ino) -> Result<(), Errno> {
+        self.unplace_file(ino)
+    }
+}
+
+/// Most blocks one `MapFile` has the engine move into a memory file (16 MiB): a larger file
+/// takes several, each answered `EAGAIN` until the last.
+pub const PLACE_STEP: u64 = 4096;
 
 /// One shown file: its memory file and the server's mapping of it.
 struct Shown {
     owner: u64,
     memfd: File,
     map: MmapRaw,
-    /// The memory file's length: it only grows.
-    length: Mutex<u64>,
+    /// The memory file's length: it only grows, in steps of [`GROW_STEP`], under `growing`.
+    length: AtomicU64,
+    growing: Mutex<()>,
     /// Which pages hold a block, one bit each.
     live: Box<[AtomicU64]>,
+    /// Where the engine goes on placing the file's blocks from; `None` once every block is
+    /// placed (from then on every block the file gets is placed as it is allocated).
+    placing: Mutex<Option<u64>>,
 }
 
 impl Shown {
@@ -98,22 +122,32 @@ impl Shown {
             owner,
             memfd,
             map,
-            length: Mutex::new(MAPPED_HEADER as u64),
+            length: AtomicU64::new(MAPPED_HEADER as u64),
+            growing: Mutex::new(()),
             live: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            placing: Mutex::new(Some(0)),
         })
     }
 
     /// Grows the memory file to hold `bytes` past its header.
     fn grow_to(&self, bytes: u64) -> Result<(), StoreError> {
-        let want = MAPPED_HEADER as u64 + bytes.min(MAPPED_SPAN).next_multiple_of(PAGE as u64);
-        let mut length = self.length.lock().unwrap_or_else(|p| p.into_inner());
-        if *length < want {
-            self.memfd.set_len(want).map_err(|e| {
-                log::warn!("growing a shown file's memory file: {e}");
-                StoreError::Io
-            })?;
-            *length = want;
+        let want = MAPPED_HEADER as u64 + bytes.min(MAPPED_SPAN);
+        if self.length.load(Ordering::Acquire) >= want {
+            return Ok(());
         }
+        let _growing = self.growing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.length.load(Ordering::Acquire) >= want {
+            return Ok(());
+        }
+        // Length past the data costs nothing (no page is there): grown a step at a time, a
+        // file written from start to end costs one system call per step, not per block.
+        let to = (MAPPED_HEADER as u64 + bytes.next_multiple_of(GROW_STEP))
+            .min(MAPPED_HEADER as u64 + MAPPED_SPAN);
+        self.memfd.set_len(to).map_err(|e| {
+            log::warn!("growing a shown file's memory file: {e}");
+            StoreError::Io
+        })?;
+        self.length.store(to, Ordering::Release);
         Ok(())
     }
 
@@ -155,6 +189,8 @@ pub struct MappedStore {
     /// Shown files by inode number: their slot.
     owners: Mutex<HashMap<u64, usize>>,
     slots: Box<[RwLock<Option<Arc<Shown>>>]>,
+    /// Blocks one `show` has the engine place: [`PLACE_STEP`].
+    place_step: u64,
 }
 
 impl MappedStore {
@@ -170,6 +206,7 @@ impl MappedStore {
             slots: (0..max_files.min(MAX_SHOWN_FILES))
                 .map(|_| RwLock::new(None))
                 .collect(),
+            place_step: PLACE_STEP,
         }
     }
 
@@ -280,10 +317,12 @@ impl BlockStore for MappedStore {
     }
 
     fn placed_at(&self, block: BlockNo, owner: u64, index: u64) -> bool {
-        block.0 & SHOWN != 0
-            && self
-                .decode(block)
-                .is_ok_and(|(shown, i)| shown.owner == owner && i == index)
+        if block.0 & SHOWN == 0 {
+            // Past the span a shown file's blocks stay in the pool, where they are.
+            return index >= MAPPED_SPAN / PAGE as u64;
+        }
+        self.decode(block)
+            .is_ok_and(|(shown, i)| shown.owner == owner && i == index)
     }
 
     fn free(&self, block: BlockNo) -> Result<(), StoreError> {
@@ -385,11 +424,7 @@ impl BlockStore for MappedStore {
 }
 
 impl FileShower for MappedStore {
-    fn show(
-        &self,
-        ino: Ino,
-        engine: &dyn Fn(Ino, bool) -> Result<(), Errno>,
-    ) -> Result<File, Errno> {
+    fn show(&self, ino: Ino, engine: &dyn Placer) -> Result<File, Errno> {
         if self.block_size() != PAGE {
             return Err(Errno::NotSupported);
         }
@@ -400,7 +435,7 @@ impl FileShower for MappedStore {
                 owners.keys().copied().collect()
             };
             for owner in shown {
-                match engine(Ino(owner), false) {
+                match engine.unplace(Ino(owner)) {
                     Ok(()) => break,
                     // Gone meanwhile: its slot is free already.
                     Err(Errno::NotFound) => break,
@@ -409,8 +444,17 @@ impl FileShower for MappedStore {
             }
             self.register(ino.0)?;
         }
-        engine(ino, true)?;
         let (_, shown) = self.shown_of(ino.0).ok_or(Errno::NotFound)?;
+        {
+            let mut placing = shown.placing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(from) = *placing {
+                // Every block below `from` is placed, and stays so while the file is shown.
+                *placing = engine.place(ino, from, self.place_step)?;
+                if placing.is_some() {
+                    return Err(Errno::TryAgain);
+                }
+            }
+        }
         reopen_read_only(&shown.memfd).map_err(|e| {
             log::warn!("cannot reopen a shown file read-only: {e}");
             Errno::Io
@@ -469,6 +513,28 @@ mod tests {
         let shower = store as Arc<dyn FileShower>;
         let server = Server::start_with(fs, &config, None, Some(shower)).unwrap();
         (server, socket)
+    }
+
+    /// An engine with nothing to place, that moves back what it is asked to.
+    struct Empty(Result<(), Errno>);
+
+    impl Placer for Empty {
+        fn place(&self, _: Ino, _: u64, _: u64) -> Result<Option<u64>, Errno> {
+            Ok(None)
+        }
+        fn unplace(&self, _: Ino) -> Result<(), Errno> {
+            self.0
+        }
+    }
+
+    /// Shows `ino`, asking again while the engine places it a step at a time.
+    fn show_all(store: &MappedStore, ino: Ino, engine: &dyn Placer) -> File {
+        loop {
+            match store.show(ino, engine) {
+                Err(Errno::TryAgain) => {}
+                shown => return shown.unwrap(),
+            }
+        }
     }
 
     fn read_all(map: &btfuse_ring_client::mapped::MappedFile, offset: u64, len: usize) -> Vec<u8> {
@@ -612,17 +678,17 @@ mod tests {
             use std::os::unix::fs::FileExt;
             use proptest::{prop_assert, prop_assert_eq};
 
-            let store = Arc::new(MappedStore::new(4 << 20, 2));
+            let mut store = MappedStore::new(4 << 20, 2);
+            // A few blocks a step, so that files are placed over several calls.
+            store.place_step = 3;
+            let store = Arc::new(store);
             let fs = MemFs::new(Arc::clone(&store), Config::default(), ZeroClock);
             let root = Credentials::root();
             let (attr, mut fh) = fs
                 .create(&root, Ino::ROOT, b"f", 0o644, OpenFlags::READ_WRITE)
                 .unwrap();
             let ino = attr.ino;
-            let engine = |ino, place| {
-                if place { fs.place_file(ino) } else { fs.unplace_file(ino) }
-            };
-            let mut shown = Some(store.show(ino, &engine).unwrap());
+            let mut shown = Some(show_all(&store, ino, &fs));
             let mut model: Vec<u8> = Vec::new();
             for step in steps {
                 match step {
@@ -654,7 +720,7 @@ mod tests {
                             model.resize((offset + len) as usize, 0);
                         }
                     }
-                    Step::Show => shown = Some(store.show(ino, &engine).unwrap()),
+                    Step::Show => shown = Some(show_all(&store, ino, &fs)),
                     Step::Unshow => {
                         fs.release(fh).unwrap();
                         fs.unplace_file(ino).unwrap();
@@ -702,7 +768,7 @@ mod tests {
     #[test]
     fn what_a_client_gets_cannot_change_the_file() {
         let store = MappedStore::new(1 << 20, 4);
-        let file = store.show(Ino(7), &|_, _| Ok(())).unwrap();
+        let file = store.show(Ino(7), &Empty(Ok(()))).unwrap();
         let fd = file.as_raw_fd();
         // SAFETY: fcntl and fstat on an open descriptor.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -737,7 +803,7 @@ mod tests {
     #[test]
     fn shown_blocks_share_the_capacity_and_come_back_as_zeros() {
         let store = MappedStore::new(8 * PAGE as u64, 2);
-        store.show(Ino(7), &|_, _| Ok(())).unwrap();
+        store.show(Ino(7), &Empty(Ok(()))).unwrap();
         let shown: Vec<_> = (0..4).map(|i| store.allocate_for(7, i).unwrap()).collect();
         // An owner that is not shown gets pool blocks.
         let pooled: Vec<_> = (0..4).map(|i| store.allocate_for(8, i).unwrap()).collect();
@@ -783,22 +849,31 @@ mod tests {
     #[test]
     fn at_most_max_files_are_shown_and_a_gone_file_makes_room() {
         let store = MappedStore::new(1 << 20, 2);
-        store.show(Ino(1), &|_, _| Ok(())).unwrap();
-        store.show(Ino(2), &|_, _| Ok(())).unwrap();
+        store.show(Ino(1), &Empty(Ok(()))).unwrap();
+        store.show(Ino(2), &Empty(Ok(()))).unwrap();
         // Full, and both still open: nothing is shown.
-        let busy = |_: Ino, place: bool| if place { Ok(()) } else { Err(Errno::Busy) };
+        let busy = Empty(Err(Errno::Busy));
         assert_eq!(store.show(Ino(3), &busy).unwrap_err(), Errno::NoSpace);
         // Showing one again takes no room.
-        store.show(Ino(2), &|_, _| Ok(())).unwrap();
+        store.show(Ino(2), &Empty(Ok(()))).unwrap();
         assert_eq!(store.shown_files(), 2);
         store.file_gone(1);
-        store.show(Ino(3), &|_, _| Ok(())).unwrap();
+        store.show(Ino(3), &Empty(Ok(()))).unwrap();
         assert_eq!(store.shown_files(), 2);
         // Nothing is shown when the engine cannot place the file.
         store.file_gone(3);
-        let e = store
-            .show(Ino(4), &|_, _| Err(Errno::NotSupported))
-            .unwrap_err();
-        assert_eq!(e, Errno::NotSupported);
+        struct Refuses;
+        impl Placer for Refuses {
+            fn place(&self, _: Ino, _: u64, _: u64) -> Result<Option<u64>, Errno> {
+                Err(Errno::NotSupported)
+            }
+            fn unplace(&self, _: Ino) -> Result<(), Errno> {
+                Ok(())
+            }
+        }
+        assert_eq!(
+            store.show(Ino(4), &Refuses).unwrap_err(),
+            Errno::NotSupported
+        );
     }
 }
