@@ -614,8 +614,10 @@ requests! {
         /// and a count of its changes ([`MAPPED_CHANGES_AT`](super::MAPPED_CHANGES_AT)); the
         /// file's byte `n` is the memory file's byte `MAPPED_HEADER + n`, for `n` below
         /// [`MAPPED_SPAN`](super::MAPPED_SPAN). Replies `Ok` once the descriptor is on its
-        /// way; `EBADF` for a description not open for reading; `EOPNOTSUPP` from a server
-        /// that shows no file this way; `ENOSPC` when it shows as many as it may.
+        /// way; `EAGAIN` while the server is still moving a large file's data in (a step per
+        /// ask: ask again later); `EBADF` for a description not open for reading;
+        /// `EOPNOTSUPP` from a server that shows no file this way; `ENOSPC` when it shows as
+        /// many as it may.
         MapFile = 0x3e {
             /// The description.
             fd: u32 as u32,

@@ -717,7 +717,8 @@ impl Client {
     /// Shows the regular file description `fd` reads in a mapping of this process's own
     /// (`MapFile`): reads of it need no round trip. `EBADF` for a description not open for
     /// reading, `EOPNOTSUPP` from a server that shows no file, `ENOSPC` when it shows as many
-    /// as it may, `EBUSY` while a descriptor sent earlier on the channel waits unread.
+    /// as it may, `EAGAIN` while it is still moving a large file in (ask again later),
+    /// `EBUSY` while a descriptor sent earlier on the channel waits unread.
     pub fn map_file(&self, fd: u32) -> io::Result<crate::mapped::MappedFile> {
         let file = self.with_channel(|channel| {
             let tag = u64::from(channel.seq.wrapping_add(1));
