@@ -196,8 +196,12 @@ pub const HEADER_LEN: usize = 16;
 /// Bytes before a mapped file's data in the memory file `MapFile` sends: one page.
 pub const MAPPED_HEADER: usize = 4096;
 /// Where in that first page the file's size is: a `u64` in the host's byte order, changed
-/// only after the bytes it covers are in place and the memory file is at least that long.
+/// only after the bytes it covers are in place and the memory file is at least that long;
+/// [`MAPPED_GONE`] once the mapping shows the file no more.
 pub const MAPPED_SIZE_AT: usize = 0;
+/// The size a mapping shows once it no longer shows the file (the server could not keep the
+/// memory file long enough): read through the server.
+pub const MAPPED_GONE: u64 = u64::MAX;
 /// Where in that first page the count of the file's changes is: a `u64` in the host's byte
 /// order, moved after each change to its content or size.
 pub const MAPPED_CHANGES_AT: usize = 8;

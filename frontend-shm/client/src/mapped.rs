@@ -12,7 +12,9 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use btfuse_core::ring::{MAPPED_CHANGES_AT, MAPPED_HEADER, MAPPED_SIZE_AT, MAPPED_SPAN};
+use btfuse_core::ring::{
+    MAPPED_CHANGES_AT, MAPPED_GONE, MAPPED_HEADER, MAPPED_SIZE_AT, MAPPED_SPAN,
+};
 use memmap2::{Mmap, MmapOptions};
 
 /// A read-only mapping of a file the server shows.
@@ -60,13 +62,16 @@ impl MappedFile {
 
     /// Copies up to `len` bytes at `offset` into `buf` (which holds `len` bytes), as `pread`
     /// would: fewer at the end of the file, none past it. `None` when the bytes lie past
-    /// [`MAPPED_SPAN`]: read those through the server.
+    /// [`MAPPED_SPAN`], or the mapping shows the file no more: read through the server.
     ///
     /// # Safety
     ///
     /// `buf` is valid for writing `len` bytes.
     pub unsafe fn read_at(&self, buf: *mut u8, len: usize, offset: u64) -> Option<usize> {
         let size = self.size();
+        if size == MAPPED_GONE {
+            return None;
+        }
         if offset >= size {
             return Some(0);
         }

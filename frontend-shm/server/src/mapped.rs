@@ -37,7 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use btfuse_core::block::{BlockNo, BlockStore, MemPool, StoreError, block_byte_range};
-use btfuse_core::ring::{MAPPED_CHANGES_AT, MAPPED_HEADER, MAPPED_SIZE_AT, MAPPED_SPAN};
+use btfuse_core::ring::{
+    MAPPED_CHANGES_AT, MAPPED_GONE, MAPPED_HEADER, MAPPED_SIZE_AT, MAPPED_SPAN,
+};
 use btfuse_core::{Errno, Filesystem, Ino};
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -401,10 +403,12 @@ impl BlockStore for MappedStore {
         let Some((_, shown)) = self.shown_of(owner) else {
             return;
         };
-        // A reader never reads past the memory file's end: it is grown first.
-        if shown.grow_to(size).is_err() {
-            return;
-        }
+        // A reader never reads past the memory file's end: it is grown first. If it cannot
+        // be, readers are told to read through the server, for good.
+        let size = match shown.grow_to(size) {
+            Ok(()) if shown.header(MAPPED_SIZE_AT).load(Ordering::Acquire) != MAPPED_GONE => size,
+            _ => MAPPED_GONE,
+        };
         shown.header(MAPPED_SIZE_AT).store(size, Ordering::Release);
         shown
             .header(MAPPED_CHANGES_AT)
