@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -253,11 +253,11 @@ impl MappedStore {
         Ok((shown, index))
     }
 
-    /// The slot of `owner`, registering it in a free one if it has none.
-    fn register(&self, owner: u64) -> Result<(), Errno> {
+    /// The shown file of `owner`, registering it in a free slot if it has none.
+    fn register(&self, owner: u64) -> Result<Arc<Shown>, Errno> {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        if owners.contains_key(&owner) {
-            return Ok(());
+        if let Some(shown) = owners.get(&owner).and_then(|&slot| self.shown(slot)) {
+            return Ok(shown);
         }
         let free = self
             .slots
@@ -270,9 +270,10 @@ impl MappedStore {
             log::warn!("cannot make a memory file to show inode {owner}: {e}");
             Errno::Io
         })?;
-        *self.slots[slot].write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(shown));
+        let shown = Arc::new(shown);
+        *self.slots[slot].write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&shown));
         owners.insert(owner, slot);
-        Ok(())
+        Ok(shown)
     }
 }
 
@@ -432,23 +433,25 @@ impl FileShower for MappedStore {
         if self.block_size() != PAGE {
             return Err(Errno::NotSupported);
         }
-        if self.register(ino.0) == Err(Errno::NoSpace) {
-            // Room is made by files nothing has open: their blocks go back to the pool.
-            let shown: Vec<u64> = {
-                let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-                owners.keys().copied().collect()
-            };
-            for owner in shown {
-                match engine.unplace(Ino(owner)) {
-                    Ok(()) => break,
-                    // Gone meanwhile: its slot is free already.
-                    Err(Errno::NotFound) => break,
-                    Err(_) => {}
+        let shown = match self.register(ino.0) {
+            Err(Errno::NoSpace) => {
+                // Room is made by files nothing has open: their blocks go back to the pool.
+                let shown: Vec<u64> = {
+                    let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+                    owners.keys().copied().collect()
+                };
+                for owner in shown {
+                    match engine.unplace(Ino(owner)) {
+                        Ok(()) => break,
+                        // Gone meanwhile: its slot is free already.
+                        Err(Errno::NotFound) => break,
+                        Err(_) => {}
+                    }
                 }
+                self.register(ino.0)?
             }
-            self.register(ino.0)?;
-        }
-        let (_, shown) = self.shown_of(ino.0).ok_or(Errno::NotFound)?;
+            registered => registered?,
+        };
         {
             let mut placing = shown.placing.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(from) = *placing {
@@ -466,21 +469,16 @@ impl FileShower for MappedStore {
     }
 }
 
-/// A memory file, closed on exec, sealable, and not executable where the kernel can say so.
+/// A memory file, closed on exec, and not executable where the kernel can say so.
 fn memfd(name: &std::ffi::CStr) -> io::Result<File> {
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: a NUL-terminated name and flags; the result is checked.
-    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | libc::MFD_NOEXEC_SEAL) };
-    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-        // Kernels before 6.3 know no MFD_NOEXEC_SEAL.
-        // SAFETY: as above.
-        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    }
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor this function owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    let fd = crate::sys::new_memfd(name, libc::MFD_CLOEXEC | libc::MFD_NOEXEC_SEAL).or_else(
+        |e| match e.raw_os_error() {
+            // Kernels before 6.3 know no MFD_NOEXEC_SEAL.
+            Some(libc::EINVAL) => crate::sys::new_memfd(name, libc::MFD_CLOEXEC),
+            _ => Err(e),
+        },
+    )?;
+    Ok(File::from(fd))
 }
 
 /// A new read-only open file description of `file`.

@@ -26,14 +26,17 @@ pub(crate) fn sealed_memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedF
     Ok(fd)
 }
 
+/// A new, empty memfd made with `flags` (`MFD_*`).
+pub(crate) fn new_memfd(name: &std::ffi::CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid C string; `flags` are plain bits the kernel checks.
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A new memfd of `len` bytes that can no longer shrink or grow, open to more seals.
 pub(crate) fn memfd(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is a valid C string; the flags are constants.
-    let fd = check(unsafe {
-        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-    })?;
-    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = new_memfd(name, libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)?;
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
     // SAFETY: a plain call on a descriptor this function owns.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
