@@ -2,6 +2,13 @@
 //! threads of this process at normal priority, keep the cores busy. The harness starts them
 //! right before a loaded measurement and stops them right after it, so idle and loaded figures
 //! come from the same minutes of the same run.
+//!
+//! Hog `i` is bound to the `i`-th CPU this process may use (round robin when there are more
+//! hogs than CPUs), so that with as many hogs as CPUs every CPU has one. Left to the
+//! scheduler, two hogs on two CPUs sometimes shared one CPU for a whole measurement (three
+//! runnable threads on two CPUs look balanced either way), and the measured thread then had
+//! the other CPU to itself: the FUSE mount's loaded `randread` read either its idle time or
+//! twice it, round by round, depending on where the set-up had left the hogs.
 
 use std::io;
 use std::sync::Arc;
@@ -33,11 +40,15 @@ impl Hogs {
             started: Instant::now(),
             settled_cpu: Duration::ZERO,
         };
+        let cpus = allowed_cpus();
         for i in 0..n {
             let stop = Arc::clone(&stop);
             let thread = std::thread::Builder::new()
                 .name(format!("cpu-hog-{i}"))
                 .spawn(move || burn(&stop))?;
+            if !cpus.is_empty() {
+                bind(&thread, cpus[i % cpus.len()]);
+            }
             hogs.threads.push(thread);
         }
         if n > 0 {
@@ -90,6 +101,32 @@ impl Drop for Hogs {
     }
 }
 
+/// The CPUs this process may run on, in order (empty if they cannot be read).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most the size given into the set.
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the set's size in bits.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Binds `thread` to `cpu`. A hog that cannot be bound runs where the scheduler puts it.
+fn bind(thread: &JoinHandle<()>, cpu: usize) {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: as in `allowed_cpus`; `cpu` came from this process's own affinity mask, so it
+    // is below CPU_SETSIZE; the thread is alive (joined only in `halt`).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::pthread_setaffinity_np(thread.as_pthread_t(), size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Computes until told to stop.
 fn burn(stop: &AtomicBool) {
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
@@ -130,5 +167,37 @@ mod tests {
         // the machine is shared (the test's only claim is that it ran, and stopped).
         assert!(share > 0.05 && share <= 1.0, "{share}");
         assert_eq!(Hogs::start(0).unwrap().stop(), None);
+    }
+
+    #[test]
+    fn each_hog_is_bound_to_its_own_cpu() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty());
+        let hogs = Hogs::start(cpus.len()).unwrap();
+        use std::os::unix::thread::JoinHandleExt;
+        let bound: Vec<Vec<usize>> = hogs
+            .threads
+            .iter()
+            .map(|t| {
+                // SAFETY: an all-zero cpu_set_t is a valid empty set.
+                let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+                // SAFETY: the thread is alive until `stop`; the call writes the one set given.
+                let rc = unsafe {
+                    libc::pthread_getaffinity_np(
+                        t.as_pthread_t(),
+                        size_of::<libc::cpu_set_t>(),
+                        &mut set,
+                    )
+                };
+                assert_eq!(rc, 0);
+                (0..libc::CPU_SETSIZE as usize)
+                    // SAFETY: below CPU_SETSIZE.
+                    .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+                    .collect()
+            })
+            .collect();
+        hogs.stop();
+        let expected: Vec<Vec<usize>> = cpus.iter().map(|&cpu| vec![cpu]).collect();
+        assert_eq!(bound, expected);
     }
 }

@@ -80,8 +80,9 @@ struct RunArgs {
     /// repeatable. Measures what programs cost the fuse, fast and client targets.
     #[arg(long = "bpf", value_name = "PROGRAM.o")]
     bpf: Vec<PathBuf>,
-    /// Also run every measurement with N CPU hogs (threads at normal priority) keeping the
-    /// cores busy; idle and loaded figures are reported side by side.
+    /// Also run every measurement with N CPU hogs (threads at normal priority, hog i bound to
+    /// the i-th CPU, round robin) keeping the cores busy; idle and loaded figures are reported
+    /// side by side.
     #[arg(long, default_value_t = 0, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=1024))]
     load: u32,

@@ -441,7 +441,8 @@ impl Results {
             out,
             "\n## Idle and with {} CPU hogs, side by side\n\nTime per operation, median over \
              the rounds; in each round the loaded measurement follows the idle one, with {} \
-             threads at normal priority computing without pause. The last column is the share \
+             threads at normal priority computing without pause, each bound to a CPU of its own \
+             (round robin over the CPUs). The last column is the share \
              of the time the hogs were on a CPU (median over rounds).\n",
             m.load, m.load
         );
