@@ -109,9 +109,14 @@ fn allowed_cpus() -> Vec<usize> {
     if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
         return Vec::new();
     }
+    members(&set)
+}
+
+/// The CPUs in `set`, in order.
+fn members(set: &libc::cpu_set_t) -> Vec<usize> {
     (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `cpu` is below CPU_SETSIZE, the set's size in bits.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) })
         .collect()
 }
 
@@ -190,10 +195,7 @@ mod tests {
                     )
                 };
                 assert_eq!(rc, 0);
-                (0..libc::CPU_SETSIZE as usize)
-                    // SAFETY: below CPU_SETSIZE.
-                    .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-                    .collect()
+                members(&set)
             })
             .collect();
         hogs.stop();
