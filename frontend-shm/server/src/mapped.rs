@@ -517,15 +517,24 @@ mod tests {
         (server, socket)
     }
 
-    /// An engine with nothing to place, that moves back what it is asked to.
-    struct Empty(Result<(), Errno>);
+    /// An engine with nothing to place, whose placing and moving back answer as told.
+    struct Fake {
+        place: Result<(), Errno>,
+        unplace: Result<(), Errno>,
+    }
 
-    impl Placer for Empty {
+    /// Places and moves back whatever it is asked to.
+    const EMPTY: Fake = Fake {
+        place: Ok(()),
+        unplace: Ok(()),
+    };
+
+    impl Placer for Fake {
         fn place(&self, _: Ino, _: u64, _: u64) -> Result<Option<u64>, Errno> {
-            Ok(None)
+            self.place.map(|()| None)
         }
         fn unplace(&self, _: Ino) -> Result<(), Errno> {
-            self.0
+            self.unplace
         }
     }
 
@@ -770,7 +779,7 @@ mod tests {
     #[test]
     fn what_a_client_gets_cannot_change_the_file() {
         let store = MappedStore::new(1 << 20, 4);
-        let file = store.show(Ino(7), &Empty(Ok(()))).unwrap();
+        let file = store.show(Ino(7), &EMPTY).unwrap();
         let fd = file.as_raw_fd();
         // SAFETY: fcntl and fstat on an open descriptor.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -805,7 +814,7 @@ mod tests {
     #[test]
     fn shown_blocks_share_the_capacity_and_come_back_as_zeros() {
         let store = MappedStore::new(8 * PAGE as u64, 2);
-        store.show(Ino(7), &Empty(Ok(()))).unwrap();
+        store.show(Ino(7), &EMPTY).unwrap();
         let shown: Vec<_> = (0..4).map(|i| store.allocate_for(7, i).unwrap()).collect();
         // An owner that is not shown gets pool blocks.
         let pooled: Vec<_> = (0..4).map(|i| store.allocate_for(8, i).unwrap()).collect();
@@ -851,30 +860,28 @@ mod tests {
     #[test]
     fn at_most_max_files_are_shown_and_a_gone_file_makes_room() {
         let store = MappedStore::new(1 << 20, 2);
-        store.show(Ino(1), &Empty(Ok(()))).unwrap();
-        store.show(Ino(2), &Empty(Ok(()))).unwrap();
+        store.show(Ino(1), &EMPTY).unwrap();
+        store.show(Ino(2), &EMPTY).unwrap();
         // Full, and both still open: nothing is shown.
-        let busy = Empty(Err(Errno::Busy));
+        let busy = Fake {
+            unplace: Err(Errno::Busy),
+            ..EMPTY
+        };
         assert_eq!(store.show(Ino(3), &busy).unwrap_err(), Errno::NoSpace);
         // Showing one again takes no room.
-        store.show(Ino(2), &Empty(Ok(()))).unwrap();
+        store.show(Ino(2), &EMPTY).unwrap();
         assert_eq!(store.shown_files(), 2);
         store.file_gone(1);
-        store.show(Ino(3), &Empty(Ok(()))).unwrap();
+        store.show(Ino(3), &EMPTY).unwrap();
         assert_eq!(store.shown_files(), 2);
         // Nothing is shown when the engine cannot place the file.
         store.file_gone(3);
-        struct Refuses;
-        impl Placer for Refuses {
-            fn place(&self, _: Ino, _: u64, _: u64) -> Result<Option<u64>, Errno> {
-                Err(Errno::NotSupported)
-            }
-            fn unplace(&self, _: Ino) -> Result<(), Errno> {
-                Ok(())
-            }
-        }
+        let refuses = Fake {
+            place: Err(Errno::NotSupported),
+            ..EMPTY
+        };
         assert_eq!(
-            store.show(Ino(4), &Refuses).unwrap_err(),
+            store.show(Ino(4), &refuses).unwrap_err(),
             Errno::NotSupported
         );
     }
